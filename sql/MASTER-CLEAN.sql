@@ -1,0 +1,29 @@
+-- mailsync — MASTER-CLEAN.sql
+--
+-- Drops exactly what MASTER-DATABASE.sql creates, and nothing else: the
+-- views, the tables (with their triggers, policies, indexes and publication
+-- membership), then the functions. Safe on an empty database. It never
+-- touches `auth`, `storage`, `realtime` or any other schema, and uses no
+-- `cascade`: if something of yours depends on these objects, it stops with
+-- Postgres naming it rather than dropping your object too.
+--
+-- DESTRUCTIVE: every campaign, contact and email recorded here is deleted.
+-- Run MASTER-DATABASE.sql afterwards (`mailsync db reset` runs both in one
+-- transaction).
+
+drop view if exists public.dashboard_analytics;
+drop view if exists public.contact_analytics;
+drop view if exists public.campaign_analytics;
+
+drop table if exists public.emails_sent;
+drop table if exists public.email_templates;
+drop table if exists public.email_campaigns;
+drop table if exists public.contacts;
+drop table if exists public.organizations;
+
+drop function if exists public.update_updated_at_column();
+drop function if exists public.normalize_contact();
+drop function if exists public.normalize_organization();
+drop function if exists public.create_missing_organizations();
+drop function if exists public.update_recipient_organization();
+drop function if exists public.set_email_status_timestamps();

@@ -1,0 +1,414 @@
+-- mailsync — MASTER-DATABASE.sql
+--
+-- The email-campaign schema of the "Guide de Synchronisation en Temps Réel":
+-- five tables, three analytic views, triggers, Row Level Security, grants and
+-- indexes. Run it on a Supabase project (SQL editor, psql, or
+-- `mailsync db apply`). It is idempotent: applying it again keeps every row.
+--
+-- Where the guide is naive, this file does better, and says so where it does:
+--   * views are `security_invoker`: a plain view runs as its owner, who
+--     bypasses RLS, and would show every user's rows;
+--   * organisations are unique per user (case-insensitive), not globally:
+--     a global unique name would leak other users' data and block them;
+--   * contacts are unique per user on the lower-cased email;
+--   * policies call `(select auth.uid())`, evaluated once per statement
+--     rather than once per row;
+--   * functions pin `search_path`;
+--   * privileges are granted explicitly (Supabase stopped auto-granting new
+--     `public` tables to the API roles in 2026; older projects still grant
+--     everything): `authenticated` gets what it needs, `anon` nothing;
+--   * every row points only at rows of its own user (composite foreign keys);
+--   * no materialised views: they cannot carry RLS and go stale.
+--
+-- It needs no superuser: on a hosted project it runs as `postgres`.
+
+-- ---------------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------------
+
+create table if not exists public.organizations (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  name text not null,
+  -- Uniqueness is per user and case-insensitive; a stored key column (rather
+  -- than an expression index) lets PostgREST's `on_conflict` name it.
+  name_key text generated always as (lower(name)) stored,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint organizations_name_not_blank check (btrim(name) <> ''),
+  constraint organizations_user_name_key unique (user_id, name_key)
+);
+
+create table if not exists public.contacts (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  email text not null,
+  organization_name text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  -- The normalising trigger below trims and lower-cases; this is the guard.
+  constraint contacts_email_normalized check (email = lower(btrim(email)) and email like '_%@_%'),
+  constraint contacts_user_email_key unique (user_id, email),
+  -- Target of the same-user foreign key from emails_sent.
+  constraint contacts_user_id_id_key unique (user_id, id)
+);
+
+create table if not exists public.email_campaigns (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  name text not null,
+  subject text not null default '',
+  content text not null default '',
+  status text not null default 'draft',
+  started_at timestamptz,
+  completed_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint email_campaigns_status_check
+    check (status in ('draft', 'scheduled', 'sending', 'sent', 'failed')),
+  constraint email_campaigns_user_id_id_key unique (user_id, id)
+);
+
+create table if not exists public.emails_sent (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  campaign_id uuid not null,
+  contact_id uuid,
+  recipient_email text not null,
+  recipient_organization text,
+  status text not null default 'pending',
+  sent_at timestamptz,
+  delivered_at timestamptz,
+  error_message text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint emails_sent_status_check
+    check (status in ('pending', 'sending', 'sent', 'delivered', 'failed', 'bounced')),
+  -- Composite keys: an email of user B can never reference user A's
+  -- campaign or contact, whatever the caller sends.
+  constraint emails_sent_campaign_fkey foreign key (user_id, campaign_id)
+    references public.email_campaigns (user_id, id) on delete cascade,
+  -- Deleting a contact keeps the history of what was sent to it.
+  constraint emails_sent_contact_fkey foreign key (user_id, contact_id)
+    references public.contacts (user_id, id) on delete set null (contact_id)
+);
+
+create table if not exists public.email_templates (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  name text not null,
+  subject text not null default '',
+  content text not null default '',
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint email_templates_user_name_key unique (user_id, name)
+);
+
+-- ---------------------------------------------------------------------------
+-- Indexes: every foreign key and every filter the views and commands use.
+-- (The unique constraints above already index (user_id, ...) lookups.)
+-- ---------------------------------------------------------------------------
+
+create index if not exists contacts_user_organization_idx
+  on public.contacts (user_id, organization_name, email);
+create index if not exists email_campaigns_user_status_idx on public.email_campaigns (user_id, status);
+create index if not exists emails_sent_user_campaign_idx on public.emails_sent (user_id, campaign_id);
+create index if not exists emails_sent_user_contact_idx on public.emails_sent (user_id, contact_id);
+create index if not exists emails_sent_campaign_status_idx on public.emails_sent (campaign_id, status);
+create index if not exists emails_sent_user_sent_at_idx on public.emails_sent (user_id, sent_at);
+
+-- ---------------------------------------------------------------------------
+-- Trigger functions (search_path pinned; everything schema-qualified)
+-- ---------------------------------------------------------------------------
+
+create or replace function public.update_updated_at_column()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+
+-- Contacts are stored trimmed and lower-cased; an organisation name is
+-- trimmed with inner runs of white space collapsed, and empty means none.
+create or replace function public.normalize_contact()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.email := lower(btrim(new.email));
+  new.organization_name := nullif(regexp_replace(btrim(new.organization_name), '\s+', ' ', 'g'), '');
+  return new;
+end;
+$$;
+
+create or replace function public.normalize_organization()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.name := regexp_replace(btrim(new.name), '\s+', ' ', 'g');
+  return new;
+end;
+$$;
+
+-- The guide's import step 3, for every writer (the importer, plain SQL, the
+-- dashboard): a contact naming an organisation its user does not have yet
+-- creates it. Statement-level, so a bulk insert costs one set-wise insert.
+-- It runs as the caller: RLS applies to the organisations it creates.
+create or replace function public.create_missing_organizations()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  insert into public.organizations (user_id, name)
+  select distinct on (c.user_id, lower(c.organization_name)) c.user_id, c.organization_name
+  from new_contacts c
+  where c.organization_name is not null
+  order by c.user_id, lower(c.organization_name)
+  on conflict (user_id, name_key) do nothing;
+  return null;
+end;
+$$;
+
+-- Fills emails_sent.recipient_organization (and a missing recipient_email)
+-- from the contact, when the writer did not.
+create or replace function public.update_recipient_organization()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.contact_id is not null
+     and (new.recipient_organization is null or new.recipient_email is null
+          or (tg_op = 'UPDATE' and new.contact_id is distinct from old.contact_id)) then
+    select coalesce(new.recipient_organization, c.organization_name),
+           coalesce(new.recipient_email, c.email)
+      into new.recipient_organization, new.recipient_email
+      from public.contacts c
+     where c.id = new.contact_id and c.user_id = new.user_id;
+  end if;
+  return new;
+end;
+$$;
+
+-- `sent_at` is set as an email leaves the sender (sent, delivered, bounced)
+-- and `delivered_at` as it is delivered, unless the writer set them.
+create or replace function public.set_email_status_timestamps()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.status in ('sent', 'delivered', 'bounced') and new.sent_at is null then
+    new.sent_at := now();
+  end if;
+  if new.status = 'delivered' and new.delivered_at is null then
+    new.delivered_at := now();
+  end if;
+  return new;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Triggers (dropped and created again, so a re-run picks up changes)
+-- ---------------------------------------------------------------------------
+
+drop trigger if exists update_organizations_updated_at on public.organizations;
+create trigger update_organizations_updated_at before update on public.organizations
+  for each row execute function public.update_updated_at_column();
+drop trigger if exists update_contacts_updated_at on public.contacts;
+create trigger update_contacts_updated_at before update on public.contacts
+  for each row execute function public.update_updated_at_column();
+drop trigger if exists update_email_campaigns_updated_at on public.email_campaigns;
+create trigger update_email_campaigns_updated_at before update on public.email_campaigns
+  for each row execute function public.update_updated_at_column();
+drop trigger if exists update_emails_sent_updated_at on public.emails_sent;
+create trigger update_emails_sent_updated_at before update on public.emails_sent
+  for each row execute function public.update_updated_at_column();
+drop trigger if exists update_email_templates_updated_at on public.email_templates;
+create trigger update_email_templates_updated_at before update on public.email_templates
+  for each row execute function public.update_updated_at_column();
+
+drop trigger if exists normalize_organization on public.organizations;
+create trigger normalize_organization before insert or update of name on public.organizations
+  for each row execute function public.normalize_organization();
+
+drop trigger if exists normalize_contact on public.contacts;
+create trigger normalize_contact before insert or update of email, organization_name on public.contacts
+  for each row execute function public.normalize_contact();
+
+drop trigger if exists create_missing_organizations_on_insert on public.contacts;
+create trigger create_missing_organizations_on_insert after insert on public.contacts
+  referencing new table as new_contacts
+  for each statement execute function public.create_missing_organizations();
+drop trigger if exists create_missing_organizations_on_update on public.contacts;
+create trigger create_missing_organizations_on_update after update on public.contacts
+  referencing new table as new_contacts
+  for each statement execute function public.create_missing_organizations();
+
+drop trigger if exists update_recipient_organization on public.emails_sent;
+create trigger update_recipient_organization before insert or update of contact_id on public.emails_sent
+  for each row execute function public.update_recipient_organization();
+
+drop trigger if exists set_email_status_timestamps on public.emails_sent;
+create trigger set_email_status_timestamps before insert or update of status on public.emails_sent
+  for each row execute function public.set_email_status_timestamps();
+
+-- ---------------------------------------------------------------------------
+-- Row Level Security: every table, every verb, only the caller's own rows.
+-- ---------------------------------------------------------------------------
+
+do $$
+declare
+  t text;
+begin
+  foreach t in array array['organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'] loop
+    execute format('alter table public.%I enable row level security', t);
+    execute format('drop policy if exists %I on public.%I', t || '_select_own', t);
+    execute format('create policy %I on public.%I for select to authenticated using (user_id = (select auth.uid()))',
+                   t || '_select_own', t);
+    execute format('drop policy if exists %I on public.%I', t || '_insert_own', t);
+    execute format('create policy %I on public.%I for insert to authenticated with check (user_id = (select auth.uid()))',
+                   t || '_insert_own', t);
+    execute format('drop policy if exists %I on public.%I', t || '_update_own', t);
+    execute format('create policy %I on public.%I for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()))',
+                   t || '_update_own', t);
+    execute format('drop policy if exists %I on public.%I', t || '_delete_own', t);
+    execute format('create policy %I on public.%I for delete to authenticated using (user_id = (select auth.uid()))',
+                   t || '_delete_own', t);
+  end loop;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Analytic views: plain views, `security_invoker`, so the caller's RLS
+-- applies to every row they read.
+-- ---------------------------------------------------------------------------
+
+drop view if exists public.campaign_analytics;
+drop view if exists public.contact_analytics;
+drop view if exists public.dashboard_analytics;
+
+create view public.campaign_analytics with (security_invoker = true) as
+select
+  c.id as campaign_id,
+  c.name as campaign_name,
+  c.subject,
+  c.status as campaign_status,
+  c.user_id,
+  c.created_at,
+  c.started_at,
+  c.completed_at,
+  coalesce(s.total, 0)::bigint as total_emails,
+  coalesce(s.pending, 0)::bigint as pending_count,
+  coalesce(s.sending, 0)::bigint as sending_count,
+  coalesce(s.sent, 0)::bigint as sent_count,
+  coalesce(s.delivered, 0)::bigint as delivered_count,
+  coalesce(s.failed, 0)::bigint as failed_count,
+  coalesce(s.bounced, 0)::bigint as bounced_count,
+  case when coalesce(s.total, 0) = 0 then 0::numeric
+       else round(100.0 * (s.sent + s.delivered) / s.total, 2) end as success_rate,
+  case when coalesce(s.total, 0) = 0 then 0::numeric
+       else round(100.0 * (s.total - s.pending - s.sending) / s.total, 2) end as progress
+from public.email_campaigns c
+left join lateral (
+  select
+    count(*) as total,
+    count(*) filter (where e.status = 'pending') as pending,
+    count(*) filter (where e.status = 'sending') as sending,
+    count(*) filter (where e.status = 'sent') as sent,
+    count(*) filter (where e.status = 'delivered') as delivered,
+    count(*) filter (where e.status = 'failed') as failed,
+    count(*) filter (where e.status = 'bounced') as bounced
+  from public.emails_sent e
+  where e.campaign_id = c.id and e.user_id = c.user_id
+) s on true;
+
+create view public.contact_analytics with (security_invoker = true) as
+select
+  ct.id as contact_id,
+  ct.email,
+  ct.organization_name,
+  ct.user_id,
+  coalesce(s.received, 0)::bigint as emails_received,
+  coalesce(s.delivered, 0)::bigint as emails_delivered,
+  case when coalesce(s.received, 0) = 0 then 0::numeric
+       else round(100.0 * s.delivered / s.received, 2) end as delivery_rate,
+  s.last_sent_at
+from public.contacts ct
+left join lateral (
+  select
+    count(*) as received,
+    count(*) filter (where e.status = 'delivered') as delivered,
+    max(e.sent_at) as last_sent_at
+  from public.emails_sent e
+  where e.user_id = ct.user_id and e.contact_id = ct.id
+) s on true;
+
+-- One row for the calling user, zeros when they have no data yet.
+create view public.dashboard_analytics with (security_invoker = true) as
+select
+  me.user_id,
+  (select count(*) from public.contacts c where c.user_id = me.user_id)::bigint as total_contacts,
+  (select count(*) from public.organizations o where o.user_id = me.user_id)::bigint as total_organizations,
+  (select count(*) from public.email_campaigns c
+    where c.user_id = me.user_id and c.status in ('scheduled', 'sending'))::bigint as active_campaigns,
+  (select count(*) from public.emails_sent e
+    where e.user_id = me.user_id
+      and e.sent_at >= (now() at time zone 'utc')::date::timestamp at time zone 'utc'
+      and e.sent_at < ((now() at time zone 'utc')::date + 1)::timestamp at time zone 'utc')::bigint
+    as emails_sent_today
+from (select auth.uid() as user_id) me
+where me.user_id is not null;
+
+-- ---------------------------------------------------------------------------
+-- Privileges: explicit, whatever the project's default privileges are.
+-- ---------------------------------------------------------------------------
+
+revoke all on table public.organizations, public.contacts, public.email_campaigns,
+  public.emails_sent, public.email_templates from anon, public;
+grant select, insert, update, delete on table public.organizations, public.contacts,
+  public.email_campaigns, public.emails_sent, public.email_templates to authenticated, service_role;
+
+revoke all on table public.campaign_analytics, public.contact_analytics,
+  public.dashboard_analytics from anon, public;
+grant select on table public.campaign_analytics, public.contact_analytics,
+  public.dashboard_analytics to authenticated, service_role;
+
+revoke all on function public.update_updated_at_column(), public.normalize_contact(),
+  public.normalize_organization(), public.create_missing_organizations(),
+  public.update_recipient_organization(), public.set_email_status_timestamps()
+  from anon, public;
+
+-- ---------------------------------------------------------------------------
+-- Realtime: stream the tables (Realtime never streams views) when the
+-- project has the `supabase_realtime` publication.
+-- ---------------------------------------------------------------------------
+
+do $$
+declare
+  t text;
+begin
+  if exists (select 1 from pg_catalog.pg_publication where pubname = 'supabase_realtime') then
+    foreach t in array array['organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'] loop
+      if not exists (
+        select 1 from pg_catalog.pg_publication_tables
+        where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = t
+      ) then
+        execute format('alter publication supabase_realtime add table public.%I', t);
+      end if;
+    end loop;
+  end if;
+end;
+$$;
+
+-- Ask the REST server to reload its schema cache (Supabase's PostgREST
+-- listens on this channel).
+notify pgrst, 'reload schema';

@@ -1,0 +1,198 @@
+-- `mailsync db verify`: the live database against the schema contract.
+-- One row per check: (name, ok, detail). Read-only.
+with
+contract_tables(table_name, columns) as (
+  values
+    ('organizations',   array['id', 'user_id', 'created_at', 'updated_at', 'name']),
+    ('contacts',        array['id', 'user_id', 'created_at', 'updated_at', 'email', 'organization_name']),
+    ('email_campaigns', array['id', 'user_id', 'created_at', 'updated_at', 'name', 'subject', 'content',
+                              'status', 'started_at', 'completed_at']),
+    ('emails_sent',     array['id', 'user_id', 'created_at', 'updated_at', 'campaign_id', 'contact_id',
+                              'recipient_email', 'recipient_organization', 'status', 'sent_at',
+                              'delivered_at', 'error_message']),
+    ('email_templates', array['id', 'user_id', 'created_at', 'updated_at', 'name', 'subject', 'content'])
+),
+contract_views(view_name, columns) as (
+  values
+    ('campaign_analytics',  array['campaign_id', 'campaign_name', 'subject', 'campaign_status', 'user_id',
+                                  'created_at', 'started_at', 'completed_at', 'total_emails', 'pending_count',
+                                  'sending_count', 'sent_count', 'delivered_count', 'failed_count',
+                                  'bounced_count', 'success_rate', 'progress']),
+    ('contact_analytics',   array['contact_id', 'email', 'organization_name', 'user_id', 'emails_received',
+                                  'emails_delivered', 'delivery_rate', 'last_sent_at']),
+    ('dashboard_analytics', array['user_id', 'total_contacts', 'total_organizations', 'active_campaigns',
+                                  'emails_sent_today'])
+),
+contract_triggers(table_name, trigger_name) as (
+  values
+    ('organizations', 'update_organizations_updated_at'),
+    ('contacts', 'update_contacts_updated_at'),
+    ('email_campaigns', 'update_email_campaigns_updated_at'),
+    ('emails_sent', 'update_emails_sent_updated_at'),
+    ('email_templates', 'update_email_templates_updated_at'),
+    ('emails_sent', 'update_recipient_organization'),
+    ('emails_sent', 'set_email_status_timestamps'),
+    ('contacts', 'create_missing_organizations_on_insert'),
+    ('contacts', 'normalize_contact')
+),
+verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
+-- Every table and view in `public` that no extension owns.
+public_relations as (
+  select c.oid, c.relname, c.relkind, c.relrowsecurity, c.reloptions
+  from pg_catalog.pg_class c
+  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+  where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm')
+    and not exists (select 1 from pg_catalog.pg_depend d
+                    where d.objid = c.oid and d.deptype = 'e')
+),
+public_functions as (
+  select p.oid, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) as args, p.proconfig
+  from pg_catalog.pg_proc p
+  join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  where n.nspname = 'public'
+    and not exists (select 1 from pg_catalog.pg_depend d
+                    where d.objid = p.oid and d.deptype = 'e')
+),
+checks(ord, name, ok, detail) as (
+  -- Tables and their contract columns.
+  select 10, format('table %s exists', t.table_name),
+         to_regclass('public.' || t.table_name) is not null,
+         case when to_regclass('public.' || t.table_name) is null then 'missing' else 'present' end
+  from contract_tables t
+  union all
+  select 11, format('table %s has its columns', t.table_name),
+         missing.cols is null,
+         coalesce('missing: ' || missing.cols, format('%s contract columns present', cardinality(t.columns)))
+  from contract_tables t
+  cross join lateral (
+    select string_agg(col, ', ') as cols
+    from unnest(t.columns) col
+    where not exists (select 1 from information_schema.columns ic
+                      where ic.table_schema = 'public' and ic.table_name = t.table_name
+                        and ic.column_name = col)
+  ) missing
+  union all
+  select 12, format('table %s: user_id defaults to auth.uid() and references auth.users', t.table_name),
+         coalesce(d.ok, false),
+         case when coalesce(d.ok, false) then 'ok' else 'user_id default or foreign key to auth.users is missing' end
+  from contract_tables t
+  left join lateral (
+    select bool_and(
+             pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) like '%auth.uid()%'
+             and exists (select 1 from pg_catalog.pg_constraint fk
+                         where fk.conrelid = a.attrelid and fk.contype = 'f'
+                           and fk.confrelid = 'auth.users'::regclass
+                           and fk.conkey = array[a.attnum]::int2[])) as ok
+    from pg_catalog.pg_attribute a
+    join pg_catalog.pg_attrdef ad on ad.adrelid = a.attrelid and ad.adnum = a.attnum
+    where a.attrelid = to_regclass('public.' || t.table_name) and a.attname = 'user_id'
+  ) d on true
+  union all
+  -- Views, their columns, and security_invoker.
+  select 20, format('view %s exists', v.view_name),
+         to_regclass('public.' || v.view_name) is not null,
+         case when to_regclass('public.' || v.view_name) is null then 'missing' else 'present' end
+  from contract_views v
+  union all
+  select 21, format('view %s has its columns', v.view_name),
+         missing.cols is null,
+         coalesce('missing: ' || missing.cols, format('%s contract columns present', cardinality(v.columns)))
+  from contract_views v
+  cross join lateral (
+    select string_agg(col, ', ') as cols
+    from unnest(v.columns) col
+    where not exists (select 1 from information_schema.columns ic
+                      where ic.table_schema = 'public' and ic.table_name = v.view_name
+                        and ic.column_name = col)
+  ) missing
+  union all
+  select 22, format('view %s is security_invoker', r.relname),
+         coalesce(r.reloptions && array['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false),
+         case when coalesce(r.reloptions && array['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false)
+              then 'runs with the caller''s privileges and RLS'
+              else 'runs as its owner and bypasses RLS: recreate it WITH (security_invoker = true)' end
+  from public_relations r
+  where r.relkind = 'v'
+  union all
+  -- Row Level Security on every table, and a policy for every verb.
+  select 30, format('RLS enabled on %s', r.relname), r.relrowsecurity,
+         case when r.relrowsecurity then 'enabled' else 'disabled: every row is visible to whoever has a grant' end
+  from public_relations r
+  where r.relkind in ('r', 'p')
+  union all
+  select 31, format('policy for %s on %s', lower(v.cmd), t.table_name),
+         p.policyname is not null,
+         coalesce(format('%s (to authenticated, own rows)', p.policyname),
+                  format('no %s policy to authenticated restricting rows to auth.uid()', v.cmd))
+  from contract_tables t
+  cross join verbs v
+  left join lateral (
+    select pp.policyname
+    from pg_catalog.pg_policies pp
+    where pp.schemaname = 'public' and pp.tablename = t.table_name
+      and pp.cmd in (v.cmd, 'ALL')
+      and pp.roles = array['authenticated']::name[]
+      and coalesce(pp.qual, pp.with_check) like '%auth.uid()%'
+    limit 1
+  ) p on true
+  union all
+  -- Triggers.
+  select 40, format('trigger %s on %s', ct.trigger_name, ct.table_name),
+         exists (select 1 from pg_catalog.pg_trigger tg
+                 where tg.tgrelid = to_regclass('public.' || ct.table_name)
+                   and tg.tgname = ct.trigger_name and tg.tgenabled <> 'D'),
+         case when exists (select 1 from pg_catalog.pg_trigger tg
+                           where tg.tgrelid = to_regclass('public.' || ct.table_name)
+                             and tg.tgname = ct.trigger_name and tg.tgenabled <> 'D')
+              then 'enabled' else 'missing or disabled' end
+  from contract_triggers ct
+  union all
+  -- Grants: anon nothing, authenticated what it needs.
+  select 50, format('anon has no privileges on %s', r.relname),
+         not pg_catalog.has_table_privilege('anon', r.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
+         case when pg_catalog.has_table_privilege('anon', r.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+              then 'anon holds a privilege: revoke all on public.' || quote_ident(r.relname) || ' from anon'
+              else 'none' end
+  from public_relations r
+  union all
+  select 51, format('anon cannot execute %s(%s)', f.proname, f.args),
+         not pg_catalog.has_function_privilege('anon', f.oid, 'EXECUTE'),
+         case when pg_catalog.has_function_privilege('anon', f.oid, 'EXECUTE')
+              then 'revoke execute from anon and public' else 'none' end
+  from public_functions f
+  union all
+  select 52, format('authenticated can use %s', t.table_name),
+         to_regclass('public.' || t.table_name) is not null
+           and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'SELECT, INSERT, UPDATE, DELETE')
+           and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'SELECT')
+           and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'INSERT')
+           and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'UPDATE')
+           and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'DELETE'),
+         'select, insert, update, delete'
+  from contract_tables t
+  union all
+  select 53, format('authenticated can read %s', v.view_name),
+         to_regclass('public.' || v.view_name) is not null
+           and pg_catalog.has_table_privilege('authenticated', 'public.' || v.view_name, 'SELECT'),
+         'select'
+  from contract_views v
+  union all
+  -- Functions pin search_path.
+  select 60, format('function %s(%s) pins search_path', f.proname, f.args),
+         coalesce(exists (select 1 from unnest(f.proconfig) c where c like 'search_path=%'), false),
+         coalesce((select c from unnest(f.proconfig) c where c like 'search_path=%' limit 1),
+                  'no search_path: add SET search_path = ''''')
+  from public_functions f
+  union all
+  -- Every foreign key is covered by an index that starts with its columns.
+  select 70, format('foreign key %s is indexed', fk.conname),
+         exists (select 1 from pg_catalog.pg_index i
+                 where i.indrelid = fk.conrelid
+                   and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] @> fk.conkey
+                   and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] <@ fk.conkey),
+         'leading columns of an index'
+  from pg_catalog.pg_constraint fk
+  join public_relations r on r.oid = fk.conrelid
+  where fk.contype = 'f'
+)
+select name, ok, detail from checks order by ord, name

@@ -1,0 +1,383 @@
+//! Configuration: flags > environment > `.env` file > defaults, resolved once
+//! into a [`Config`] that remembers where each value came from (for
+//! `mailsync config`). Secrets are held in [`Secret`], whose `Debug` and
+//! `Display` never show the value. This module reads settings; it does not
+//! talk to any server.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// The local stack's URL, the default when nothing is configured.
+pub const LOCAL_SUPABASE_URL: &str = "http://127.0.0.1:54321";
+/// The local stack's database (Supabase's local-development convention).
+pub const LOCAL_DB_URL: &str = "postgresql://postgres:postgres@127.0.0.1:54322/postgres";
+/// The local stack's anon key: Supabase's documented local-development anon
+/// JWT, signed with the documented local secret. Not a secret.
+pub const LOCAL_ANON_KEY: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0";
+
+pub const ENV_URL: &str = "SUPABASE_URL";
+pub const ENV_ANON_KEY: &str = "SUPABASE_ANON_KEY";
+pub const ENV_DB_URL: &str = "SUPABASE_DB_URL";
+pub const ENV_ACCESS_TOKEN: &str = "MAILSYNC_ACCESS_TOKEN";
+
+/// A value that must never reach a log, an error message or `--json` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that sends it (a header, a connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A masked form that shows only the length class, for `mailsync config`.
+    pub fn masked(&self) -> String {
+        if self.0.is_empty() {
+            "(empty)".to_string()
+        } else {
+            format!("****** ({} chars)", self.0.chars().count())
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(******)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("******")
+    }
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Environment,
+    EnvFile(PathBuf),
+    SavedSession(PathBuf),
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Flag => f.write_str("flag"),
+            Source::Environment => f.write_str("environment"),
+            Source::EnvFile(p) => write!(f, "env file {}", p.display()),
+            Source::SavedSession(p) => write!(f, "saved session {}", p.display()),
+            Source::Default => f.write_str("default (local stack)"),
+        }
+    }
+}
+
+/// A resolved value and its origin.
+#[derive(Debug, Clone)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub supabase_url: Option<String>,
+    pub anon_key: Option<String>,
+    pub db_url: Option<String>,
+    pub env_file: Option<PathBuf>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub supabase_url: Setting<Url>,
+    pub anon_key: Option<Setting<Secret>>,
+    pub db_url: Setting<Secret>,
+    pub access_token: Option<Setting<Secret>>,
+}
+
+impl Config {
+    /// Resolves the configuration from flags, the process environment, the
+    /// env file (`--env-file`, else `./.env` when present) and defaults.
+    pub fn load(overrides: &Overrides) -> Result<Self> {
+        Self::load_with(overrides, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with the environment given as a function, for tests.
+    pub fn load_with(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let file = EnvFile::read(overrides.env_file.as_deref())?;
+        let lookup = |flag: &Option<String>, name: &str| -> Option<(String, Source)> {
+            if let Some(v) = flag {
+                return Some((v.clone(), Source::Flag));
+            }
+            if let Some(v) = env(name).filter(|v| !v.is_empty()) {
+                return Some((v, Source::Environment));
+            }
+            file.get(name)
+                .map(|v| (v, Source::EnvFile(file.path.clone())))
+        };
+
+        let (url_text, url_source) = lookup(&overrides.supabase_url, ENV_URL)
+            .unwrap_or_else(|| (LOCAL_SUPABASE_URL.to_string(), Source::Default));
+        let supabase_url = parse_project_url(&url_text, &url_source)?;
+        let local = is_local_url(&supabase_url);
+
+        let anon_key = match lookup(&overrides.anon_key, ENV_ANON_KEY) {
+            Some((v, source)) => Some(Setting {
+                value: Secret::new(v),
+                source,
+            }),
+            None if local => Some(Setting {
+                value: Secret::new(LOCAL_ANON_KEY),
+                source: Source::Default,
+            }),
+            None => None,
+        };
+
+        let (db_url, db_source) = lookup(&overrides.db_url, ENV_DB_URL)
+            .unwrap_or_else(|| (LOCAL_DB_URL.to_string(), Source::Default));
+
+        let access_token = lookup(&None, ENV_ACCESS_TOKEN).map(|(v, source)| Setting {
+            value: Secret::new(v.trim()),
+            source,
+        });
+
+        Ok(Config {
+            supabase_url: Setting {
+                value: supabase_url,
+                source: url_source,
+            },
+            anon_key,
+            db_url: Setting {
+                value: Secret::new(db_url),
+                source: db_source,
+            },
+            access_token,
+        })
+    }
+
+    /// `{SUPABASE_URL}/rest/v1`, PostgREST's root.
+    pub fn rest_url(&self) -> String {
+        self.service_url("rest/v1")
+    }
+
+    /// `{SUPABASE_URL}/auth/v1`, Supabase Auth's root.
+    pub fn auth_url(&self) -> String {
+        self.service_url("auth/v1")
+    }
+
+    /// `{SUPABASE_URL}/realtime/v1`, Supabase Realtime's root.
+    pub fn realtime_url(&self) -> String {
+        self.service_url("realtime/v1")
+    }
+
+    fn service_url(&self, path: &str) -> String {
+        format!(
+            "{}/{path}",
+            self.supabase_url.value.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The project URL as people write it, for messages.
+    pub fn project_display(&self) -> String {
+        self.supabase_url
+            .value
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Whether the project is on this machine (the local stack or `supabase start`).
+    pub fn is_local(&self) -> bool {
+        is_local_url(&self.supabase_url.value)
+    }
+
+    /// The anon (publishable) key, or a configuration error naming the variable.
+    pub fn anon_key(&self) -> Result<&Secret> {
+        self.anon_key.as_ref().map(|s| &s.value).ok_or_else(|| {
+            Error::config(format!(
+                "{ENV_ANON_KEY} is not set; it is required for {} (find it in the project's API settings)",
+                self.project_display()
+            ))
+        })
+    }
+}
+
+fn parse_project_url(text: &str, source: &Source) -> Result<Url> {
+    let url = Url::parse(text.trim())
+        .map_err(|e| Error::config(format!("{ENV_URL} ({source}) is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::config(format!(
+            "{ENV_URL} ({source}) must start with http:// or https://"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(format!(
+            "{ENV_URL} ({source}) must not contain credentials"
+        )));
+    }
+    Ok(url)
+}
+
+fn is_local_url(url: &Url) -> bool {
+    matches!(
+        url.host_str(),
+        Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1")
+    )
+}
+
+/// The variables of a `.env` file, read without touching the process
+/// environment (so the environment keeps precedence).
+struct EnvFile {
+    path: PathBuf,
+    vars: HashMap<String, String>,
+}
+
+impl EnvFile {
+    fn read(explicit: Option<&Path>) -> Result<Self> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(".env"), false),
+        };
+        let mut vars = HashMap::new();
+        match dotenvy::from_path_iter(&path) {
+            Ok(iter) => {
+                for item in iter {
+                    let (k, v) = item.map_err(|e| {
+                        Error::config(format!(
+                            "reading {}: {}",
+                            path.display(),
+                            describe_dotenv(&e)
+                        ))
+                    })?;
+                    vars.insert(k, v);
+                }
+            }
+            Err(dotenvy::Error::Io(e)) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            }
+            Err(e) => {
+                return Err(Error::config(format!(
+                    "reading {}: {}",
+                    path.display(),
+                    describe_dotenv(&e)
+                )))
+            }
+        }
+        Ok(Self { path, vars })
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.vars.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+/// A dotenv error without the offending line's text (it may hold a secret).
+fn describe_dotenv(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, index) => format!("cannot parse the line at byte {index}"),
+        dotenvy::Error::Io(io) => io.to_string(),
+        _ => "cannot read it".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_target_the_local_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.env");
+        std::fs::write(&empty, "").unwrap();
+        let overrides = Overrides {
+            env_file: Some(empty),
+            ..Default::default()
+        };
+        let config = Config::load_with(&overrides, env_of(&[])).unwrap();
+        assert_eq!(config.rest_url(), "http://127.0.0.1:54321/rest/v1");
+        assert_eq!(config.anon_key().unwrap().expose(), LOCAL_ANON_KEY);
+        assert_eq!(config.db_url.value.expose(), LOCAL_DB_URL);
+        assert!(config.access_token.is_none());
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("custom.env");
+        std::fs::write(
+            &file,
+            "SUPABASE_URL=https://file.supabase.co\nSUPABASE_ANON_KEY=from-file\nSUPABASE_DB_URL=postgres://file\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            supabase_url: Some("https://flag.supabase.co".into()),
+            env_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let config =
+            Config::load_with(&overrides, env_of(&[("SUPABASE_ANON_KEY", "from-env")])).unwrap();
+        assert_eq!(config.project_display(), "https://flag.supabase.co");
+        assert_eq!(config.supabase_url.source, Source::Flag);
+        assert_eq!(config.anon_key().unwrap().expose(), "from-env");
+        assert_eq!(config.db_url.value.expose(), "postgres://file");
+        assert_eq!(config.db_url.source, Source::EnvFile(file));
+    }
+
+    #[test]
+    fn remote_url_without_anon_key_is_a_config_error_naming_the_variable() {
+        let overrides = Overrides {
+            supabase_url: Some("https://abc.supabase.co".into()),
+            env_file: Some(PathBuf::from("/nonexistent/definitely/missing.env")),
+            ..Default::default()
+        };
+        let err = Config::load_with(&overrides, env_of(&[])).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Config);
+        assert!(err.message().contains("missing.env"), "{err}");
+
+        let overrides = Overrides {
+            supabase_url: Some("https://abc.supabase.co".into()),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.env");
+        std::fs::write(&empty, "").unwrap();
+        let config = Config::load_with(
+            &Overrides {
+                env_file: Some(empty),
+                ..overrides
+            },
+            env_of(&[]),
+        )
+        .unwrap();
+        let err = config.anon_key().unwrap_err();
+        assert!(err.message().contains("SUPABASE_ANON_KEY"));
+        assert_eq!(err.kind().exit_code(), 3);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("eyJsecret");
+        assert!(!format!("{s:?} {s}").contains("eyJ"));
+        assert!(!s.masked().contains("eyJ"));
+    }
+}

@@ -1,0 +1,23 @@
+//! mailsync: a Supabase-native command-line tool and SQL schema toolkit for
+//! email-campaign data. The binary parses arguments and calls [`run`]; every
+//! command lives in its own module and can be called from tests directly.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod output;
+pub mod rest;
+
+use cli::{Cli, Command};
+use config::Config;
+use error::Result;
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let out = cli.global.output();
+    let config = Config::load(&cli.global.overrides())?;
+    match &cli.command {
+        Command::Db(cmd) => db::run(cmd, &config, &out).await,
+    }
+}
