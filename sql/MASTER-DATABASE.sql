@@ -184,15 +184,23 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  contact_org text;
+  contact_email text;
 begin
   if new.contact_id is not null
      and (new.recipient_organization is null or new.recipient_email is null
           or (tg_op = 'UPDATE' and new.contact_id is distinct from old.contact_id)) then
-    select coalesce(new.recipient_organization, c.organization_name),
-           coalesce(new.recipient_email, c.email)
-      into new.recipient_organization, new.recipient_email
+    -- Runs as the writer: a contact the writer cannot see is not found, and
+    -- the composite foreign key then refuses the row.
+    select c.organization_name, c.email
+      into contact_org, contact_email
       from public.contacts c
      where c.id = new.contact_id and c.user_id = new.user_id;
+    if found then
+      new.recipient_organization := coalesce(new.recipient_organization, contact_org);
+      new.recipient_email := coalesce(new.recipient_email, contact_email);
+    end if;
   end if;
   return new;
 end;
@@ -313,9 +321,9 @@ select
   coalesce(s.delivered, 0)::bigint as delivered_count,
   coalesce(s.failed, 0)::bigint as failed_count,
   coalesce(s.bounced, 0)::bigint as bounced_count,
-  case when coalesce(s.total, 0) = 0 then 0::numeric
+  case when coalesce(s.total, 0) = 0 then 0.00::numeric
        else round(100.0 * (s.sent + s.delivered) / s.total, 2) end as success_rate,
-  case when coalesce(s.total, 0) = 0 then 0::numeric
+  case when coalesce(s.total, 0) = 0 then 0.00::numeric
        else round(100.0 * (s.total - s.pending - s.sending) / s.total, 2) end as progress
 from public.email_campaigns c
 left join lateral (
@@ -339,7 +347,7 @@ select
   ct.user_id,
   coalesce(s.received, 0)::bigint as emails_received,
   coalesce(s.delivered, 0)::bigint as emails_delivered,
-  case when coalesce(s.received, 0) = 0 then 0::numeric
+  case when coalesce(s.received, 0) = 0 then 0.00::numeric
        else round(100.0 * s.delivered / s.received, 2) end as delivery_rate,
   s.last_sent_at
 from public.contacts ct

@@ -2,6 +2,7 @@
 //! email-campaign data. The binary parses arguments and calls [`run`]; every
 //! command lives in its own module and can be called from tests directly.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -47,9 +47,7 @@ pub async fn run(cmd: &DbCommand, config: &Config, out: &Output) -> Result<()> {
             } else {
                 for check in &report.checks {
                     let mark = if check.ok { "ok  " } else { "FAIL" };
-                    if !check.ok || out.verbose > 0 {
-                        out.print(format!("{mark} {} — {}", check.name, check.detail));
-                    }
+                    out.print(format!("{mark} {} — {}", check.name, check.detail));
                 }
                 let failed = report.failures().count();
                 out.print(format!(

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs and the machine lacks; safe to re-run.
+#   - PostgreSQL server binaries (Debian's postgresql package)
+#   - nginx (Debian's nginx-light), the reverse proxy giving the Supabase URL layout
+#   - openssl, curl (signing local tokens, health checks)
+#   - postrust-server 3.1.0, the PostgREST-compatible REST server, built once
+#     per machine into a versioned cache directory and reused afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+POSTRUST_VERSION=3.1.0
+CACHE_DIR="${MAILSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mailsync}"
+POSTRUST_ROOT="$CACHE_DIR/postrust-$POSTRUST_VERSION"
+POSTRUST_BIN="$POSTRUST_ROOT/bin/postrust"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; return 1
+  fi
+}
+
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+missing=()
+pg_bindir >/dev/null || missing+=(postgresql)
+command -v psql >/dev/null || missing+=(postgresql-client)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+  # The Debian package starts nginx's default site on port 80; the stack
+  # runs its own nginx with its own configuration, so the service is stopped.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+    as_root sh -c 'command -v service >/dev/null && service nginx stop >/dev/null 2>&1 || true'
+  fi
+fi
+
+if [ -x "$POSTRUST_BIN" ]; then
+  log "postrust $POSTRUST_VERSION: cached at $POSTRUST_BIN"
+else
+  log "building postrust-server $POSTRUST_VERSION once for this machine (about 3 minutes on 2 cores)"
+  mkdir -p "$CACHE_DIR"
+  if ! cargo install --quiet --locked --version "$POSTRUST_VERSION" --root "$POSTRUST_ROOT" postrust-server; then
+    # The crate's lock file pins webpki-roots 1.0.11, which some registry
+    # mirrors do not carry. Rebuild from the published source with that one
+    # package moved to the previous patch release, everything else locked.
+    log "locked install failed; retrying with webpki-roots pinned to 1.0.10"
+    src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/postrust-server-"$POSTRUST_VERSION" 2>/dev/null | head -n1)"
+    if [ -z "$src" ]; then
+      cargo fetch --quiet --manifest-path /dev/null 2>/dev/null || true
+      log "postrust source not found in the cargo registry cache"; exit 1
+    fi
+    work="$(mktemp -d)"
+    cp -r "$src" "$work/postrust-server"
+    (cd "$work/postrust-server" && cargo update --quiet -p webpki-roots --precise 1.0.10)
+    cargo install --quiet --locked --path "$work/postrust-server" --root "$POSTRUST_ROOT"
+    rm -rf "$work"
+  fi
+  log "postrust installed at $POSTRUST_BIN"
+fi

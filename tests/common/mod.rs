@@ -1,0 +1,356 @@
+//! The test harness: the real local stack (PostgreSQL, the REST server behind
+//! the Supabase URL layout), real users in `auth.users` and real HS256 JWTs
+//! signed with the stack's secret. A test that needs the stack and cannot
+//! reach it fails with a message saying how to start it; it never skips.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+pub const DEFAULT_URL: &str = "http://127.0.0.1:54321";
+pub const DEFAULT_DB_URL: &str = "postgresql://postgres:postgres@127.0.0.1:54322/postgres";
+pub const DEFAULT_ANON_KEY: &str = mailsync::config::LOCAL_ANON_KEY;
+/// Supabase's documented local-development JWT secret.
+pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+
+const SCHEMA: &str = include_str!("../../sql/MASTER-DATABASE.sql");
+
+/// Where the local stack is: the defaults of the contract, or what
+/// `scripts/local-stack.sh env` exported.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub url: String,
+    pub db_url: String,
+    pub anon_key: String,
+    pub jwt_secret: String,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+pub fn stack() -> Stack {
+    Stack {
+        url: env_or("SUPABASE_URL", DEFAULT_URL),
+        db_url: env_or("SUPABASE_DB_URL", DEFAULT_DB_URL),
+        anon_key: env_or("SUPABASE_ANON_KEY", DEFAULT_ANON_KEY),
+        jwt_secret: env_or("MAILSYNC_LOCAL_JWT_SECRET", DEFAULT_JWT_SECRET),
+    }
+}
+
+fn stack_down(what: &str, e: impl std::fmt::Display) -> ! {
+    panic!(
+        "the local stack is not reachable ({what}: {e}).\n\
+         Start it with `scripts/local-stack.sh up` (or run the whole suite with `scripts/test.sh`).\n\
+         Tests that need the stack fail rather than skip."
+    )
+}
+
+/// A superuser connection to the stack's database.
+pub async fn admin() -> Client {
+    admin_to(&stack().db_url).await
+}
+
+pub async fn admin_to(db_url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(db_url, NoTls)
+        .await
+        .unwrap_or_else(|e| stack_down("PostgreSQL", e));
+    tokio::spawn(connection);
+    client
+}
+
+/// Makes sure the stack answers and the schema in `sql/` is the one applied
+/// (applying it, which keeps data, when the file changed). Runs once per test
+/// process, serialised across processes by an advisory lock.
+pub async fn ready() -> Stack {
+    static DONE: OnceLock<()> = OnceLock::new();
+    let stack = stack();
+    if DONE.get().is_some() {
+        return stack;
+    }
+    let client = admin().await;
+    let hash = format!("{:x}", fnv1a(SCHEMA.as_bytes()));
+    client
+        .batch_execute("select pg_advisory_lock(727274)")
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "create schema if not exists mailsync_test;
+             create table if not exists mailsync_test.applied (hash text not null);",
+        )
+        .await
+        .unwrap();
+    let current: Option<String> = client
+        .query_opt("select hash from mailsync_test.applied limit 1", &[])
+        .await
+        .unwrap()
+        .map(|r| r.get(0));
+    let present = client
+        .query_one("select to_regclass('public.contacts') is not null", &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0);
+    if current.as_deref() != Some(hash.as_str()) || !present {
+        client
+            .batch_execute(&format!("begin; {SCHEMA}; commit;"))
+            .await
+            .unwrap_or_else(|e| panic!("applying sql/MASTER-DATABASE.sql: {e:?}"));
+        client
+            .execute("delete from mailsync_test.applied", &[])
+            .await
+            .unwrap();
+        client
+            .execute("insert into mailsync_test.applied values ($1)", &[&hash])
+            .await
+            .unwrap();
+        // Let the REST server reload its schema cache.
+        wait_for_rest(&stack, "contacts").await;
+    }
+    client
+        .batch_execute("select pg_advisory_unlock(727274)")
+        .await
+        .unwrap();
+    let _ = DONE.set(());
+    wait_for_rest(&stack, "contacts").await;
+    stack
+}
+
+async fn wait_for_rest(stack: &Stack, table: &str) {
+    let http = reqwest::Client::new();
+    let mut last = String::new();
+    for _ in 0..100 {
+        match http
+            .get(format!("{}/rest/v1/{table}?limit=0", stack.url))
+            .header("apikey", &stack.anon_key)
+            .send()
+            .await
+        {
+            // anon has no grant: 401/403 with 42501 means the table is known.
+            Ok(r) if r.status().as_u16() != 404 && r.status().as_u16() < 500 => return,
+            Ok(r) => last = format!("HTTP {}", r.status()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stack_down("REST API", last)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// A user of the project: a row in `auth.users` and a signed access token.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+/// Creates a new user (as signing up would) and signs a one-hour token.
+pub async fn new_user(stack: &Stack) -> User {
+    let id = Uuid::new_v4();
+    let email = format!("{}@example.test", id.simple());
+    admin_to(&stack.db_url)
+        .await
+        .execute(
+            "insert into auth.users (id, email) values ($1, $2)",
+            &[&id, &email],
+        )
+        .await
+        .expect("creating a user in auth.users");
+    let token = sign(stack, &id, &email, 3600);
+    User { id, email, token }
+}
+
+/// An HS256 access token as Supabase Auth issues them.
+pub fn sign(stack: &Stack, id: &Uuid, email: &str, lifetime_secs: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({
+        "sub": id.to_string(),
+        "role": "authenticated",
+        "aud": "authenticated",
+        "email": email,
+        "iat": now,
+        "exp": now + lifetime_secs,
+        "iss": format!("{}/auth/v1", stack.url),
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(stack.jwt_secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A raw REST call: `GET/POST/PATCH/DELETE {url}/rest/v1/{path}` as `token`
+/// (or as anon with `None`). Returns the status and the JSON body.
+pub async fn rest(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    prefer: Option<&str>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}/rest/v1/{path}", stack.url))
+        .header("apikey", &stack.anon_key);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(prefer) = prefer {
+        req = req.header("Prefer", prefer);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| stack_down("REST API", e));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Runs the mailsync binary against the stack, from an empty directory (no
+/// stray .env), with only the given extra environment.
+pub fn mailsync(stack: &Stack, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env_remove("MAILSYNC_ACCESS_TOKEN")
+        .env("SUPABASE_URL", &stack.url)
+        .env("SUPABASE_ANON_KEY", &stack.anon_key)
+        .env("SUPABASE_DB_URL", &stack.db_url)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running the mailsync binary")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A throwaway database on the stack's cluster with the Supabase shim loaded,
+/// for tests that drop and recreate the schema without disturbing others.
+pub struct ScratchDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl ScratchDb {
+    pub async fn create(stack: &Stack) -> Self {
+        let name = format!("mailsync_scratch_{}", Uuid::new_v4().simple());
+        admin_to(&stack.db_url)
+            .await
+            .batch_execute(&format!("create database {name}"))
+            .await
+            .expect("creating a scratch database");
+        let url = replace_db_name(&stack.db_url, &name);
+        let compat = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/sql/local/supabase-compat.sql"
+        ))
+        .expect("reading sql/local/supabase-compat.sql");
+        admin_to(&url)
+            .await
+            .batch_execute(&compat)
+            .await
+            .unwrap_or_else(|e| panic!("loading sql/local/supabase-compat.sql: {e:?}"));
+        Self { name, url }
+    }
+
+    pub async fn client(&self) -> Client {
+        admin_to(&self.url).await
+    }
+
+    pub async fn drop(self, stack: &Stack) {
+        let _ = admin_to(&stack.db_url)
+            .await
+            .batch_execute(&format!(
+                "drop database if exists {} with (force)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+/// Runs `f` inside a transaction as `user` the way PostgREST does: the role
+/// switched to `authenticated` and `request.jwt.claims` set.
+pub async fn as_user_sql(
+    client: &mut Client,
+    user: &User,
+    sql: &str,
+) -> Vec<tokio_postgres::SimpleQueryMessage> {
+    let claims = json!({"sub": user.id.to_string(), "role": "authenticated", "email": user.email});
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "select set_config('request.jwt.claims', $1, true)",
+        &[&claims.to_string()],
+    )
+    .await
+    .unwrap();
+    tx.batch_execute("set local role authenticated")
+        .await
+        .unwrap();
+    let rows = tx
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("running as {}:\n{sql}\n{e:?}", user.id));
+    tx.commit().await.unwrap();
+    rows
+}
+
+/// The rows of the last statement of `sql` run as `user`, as text maps.
+pub async fn rows_as(
+    client: &mut Client,
+    user: &User,
+    sql: &str,
+) -> Vec<std::collections::HashMap<String, Option<String>>> {
+    let mut rows = Vec::new();
+    for message in as_user_sql(client, user, sql).await {
+        match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => rows.push(
+                row.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_string(), row.get(i).map(str::to_string)))
+                    .collect(),
+            ),
+            tokio_postgres::SimpleQueryMessage::CommandComplete(_) => {}
+            _ => {}
+        }
+    }
+    rows
+}

@@ -1,0 +1,262 @@
+//! `mailsync db reset | apply | verify` against scratch databases on the
+//! local stack's real PostgreSQL, through the real binary.
+
+mod common;
+
+use common::{mailsync, stderr, stdout, ScratchDb, Stack};
+use serde_json::Value;
+use uuid::Uuid;
+
+fn run(stack: &Stack, db: &ScratchDb, args: &[&str]) -> std::process::Output {
+    mailsync(stack, args, &[("SUPABASE_DB_URL", &db.url)])
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
+
+async fn seed_one_of_each(db: &ScratchDb) -> Uuid {
+    let client = db.client().await;
+    let user = Uuid::new_v4();
+    client
+        .execute(
+            "insert into auth.users (id, email) values ($1, 'seed@example.test')",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "insert into public.contacts (user_id, email, organization_name) values ($1, 'a@b.test', 'Org')",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "insert into public.email_campaigns (user_id, name, subject) values ($1, 'C', 'S')",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    user
+}
+
+async fn count(db: &ScratchDb, table: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(&format!("select count(*) from public.{table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn reset_twice_succeeds_and_leaves_zero_rows() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+
+    let first = run(&stack, &db, &["db", "reset", "--yes", "--json"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    seed_one_of_each(&db).await;
+    assert_eq!(
+        count(&db, "organizations").await,
+        1,
+        "the trigger created the organisation"
+    );
+
+    let second = run(&stack, &db, &["db", "reset", "--yes", "--json"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let report = json_of(&second);
+    assert_eq!(report["tables"], 5, "{report}");
+    assert_eq!(report["views"], 3, "{report}");
+    assert_eq!(report["policies"], 20, "{report}");
+    assert!(report["triggers"].as_i64().unwrap() >= 9, "{report}");
+    assert!(report["elapsed_ms"].is_u64());
+    let target = report["target"].as_str().unwrap();
+    assert!(
+        target.contains(&db.name) && !target.contains("postgres:postgres"),
+        "{target}"
+    );
+    for table in [
+        "organizations",
+        "contacts",
+        "email_campaigns",
+        "emails_sent",
+        "email_templates",
+    ] {
+        assert_eq!(count(&db, table).await, 0, "{table} after reset");
+    }
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn apply_twice_keeps_rows() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+    let again = run(&stack, &db, &["db", "apply", "--json"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let third = run(&stack, &db, &["db", "apply", "--yes"]);
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(stdout(&third).contains("5 tables"), "{}", stdout(&third));
+    assert_eq!(count(&db, "contacts").await, 1);
+    assert_eq!(count(&db, "email_campaigns").await, 1);
+    assert_eq!(count(&db, "organizations").await, 1);
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn verify_passes_after_reset_and_catches_a_dropped_policy() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+
+    let ok = run(&stack, &db, &["db", "verify", "--json"]);
+    let report = json_of(&ok);
+    let failures: Vec<&Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] != true)
+        .collect();
+    assert!(
+        ok.status.success() && report["ok"] == true,
+        "failing checks: {failures:#?}"
+    );
+    assert!(report["checks"].as_array().unwrap().len() > 60);
+
+    db.client()
+        .await
+        .batch_execute("drop policy contacts_delete_own on public.contacts")
+        .await
+        .unwrap();
+    let drift = run(&stack, &db, &["db", "verify", "--json"]);
+    assert_eq!(drift.status.code(), Some(4), "{}", stderr(&drift));
+    let report = json_of(&drift);
+    assert_eq!(report["ok"], false);
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec!["policy for delete on contacts"]);
+
+    // A plain view (not security_invoker) and an anon grant are caught too.
+    db.client()
+        .await
+        .batch_execute(
+            "alter view public.contact_analytics reset (security_invoker);
+             grant select on public.email_templates to anon;",
+        )
+        .await
+        .unwrap();
+    let drift = run(&stack, &db, &["db", "verify"]);
+    assert_eq!(drift.status.code(), Some(4));
+    let text = stdout(&drift);
+    assert!(
+        text.contains("FAIL view contact_analytics is security_invoker"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL anon has no privileges on email_templates"),
+        "{text}"
+    );
+
+    // `apply` repairs all of it.
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    assert!(run(&stack, &db, &["db", "verify"]).status.success());
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn reset_without_yes_and_without_a_terminal_refuses_and_changes_nothing() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+
+    let refused = run(&stack, &db, &["db", "reset"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = stderr(&refused);
+    assert!(
+        err.contains("--yes") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(count(&db, "contacts").await, 1);
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn wrong_db_url_exits_3_naming_host_and_port_but_not_the_password() {
+    let stack = common::ready().await;
+    let out = mailsync(
+        &stack,
+        &["db", "apply"],
+        &[(
+            "SUPABASE_DB_URL",
+            "postgresql://postgres:Sup3rS3cretPw@127.0.0.1:1/postgres",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(
+        !err.contains("Sup3rS3cretPw") && !stdout(&out).contains("Sup3rS3cretPw"),
+        "{err}"
+    );
+
+    // A wrong password: the server refuses, still no password in the message.
+    let url = stack
+        .db_url
+        .replace("postgres:postgres@", "postgres:WrongPw9@");
+    let out = mailsync(&stack, &["db", "verify"], &[("SUPABASE_DB_URL", &url)]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("WrongPw9"));
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_sql_without_connecting() {
+    let stack = common::ready().await;
+    let out = mailsync(
+        &stack,
+        &["db", "reset", "--dry-run"],
+        &[(
+            "SUPABASE_DB_URL",
+            "postgresql://postgres:x@127.0.0.1:1/postgres",
+        )],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = stdout(&out);
+    assert!(sql.contains("drop table if exists public.emails_sent"));
+    assert!(sql.contains("create table if not exists public.emails_sent"));
+}
+
+#[tokio::test]
+async fn reset_is_all_or_nothing() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+    // Something of the user's depends on a mailsync table: MASTER-CLEAN does
+    // not cascade, so the reset fails part-way and must roll back entirely.
+    db.client()
+        .await
+        .batch_execute("create view public.my_report as select email from public.contacts")
+        .await
+        .unwrap();
+    let out = run(&stack, &db, &["db", "reset", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    assert_eq!(count(&db, "contacts").await, 1);
+    db.drop(&stack).await;
+}
