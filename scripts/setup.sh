@@ -57,13 +57,17 @@ else
     # mirrors do not carry. Rebuild from the published source with that one
     # package moved to the previous patch release, everything else locked.
     log "locked install failed; retrying with webpki-roots pinned to 1.0.10"
-    src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/postrust-server-"$POSTRUST_VERSION" 2>/dev/null | head -n1)"
-    if [ -z "$src" ]; then
-      cargo fetch --quiet --manifest-path /dev/null 2>/dev/null || true
-      log "postrust source not found in the cargo registry cache"; exit 1
-    fi
     work="$(mktemp -d)"
-    cp -r "$src" "$work/postrust-server"
+    registry="${CARGO_HOME:-$HOME/.cargo}/registry"
+    src="$(ls -d "$registry"/src/*/postrust-server-"$POSTRUST_VERSION" 2>/dev/null | head -n1 || true)"
+    crate="$(ls "$registry"/cache/*/postrust-server-"$POSTRUST_VERSION".crate 2>/dev/null | head -n1 || true)"
+    if [ -n "$src" ]; then
+      cp -r "$src" "$work/postrust-server"
+    elif [ -n "$crate" ]; then
+      tar -xzf "$crate" -C "$work" && mv "$work/postrust-server-$POSTRUST_VERSION" "$work/postrust-server"
+    else
+      log "the postrust-server $POSTRUST_VERSION source is not in the cargo registry cache"; exit 1
+    fi
     (cd "$work/postrust-server" && cargo update --quiet -p webpki-roots --precise 1.0.10)
     cargo install --quiet --locked --path "$work/postrust-server" --root "$POSTRUST_ROOT"
     rm -rf "$work"
