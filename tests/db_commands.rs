@@ -260,3 +260,60 @@ async fn reset_is_all_or_nothing() {
     assert_eq!(count(&db, "contacts").await, 1);
     db.drop(&stack).await;
 }
+
+/// Runs `mailsync db reset` on a pseudo-terminal (util-linux `script`),
+/// typing `answer` at the prompt.
+fn reset_on_a_terminal(stack: &Stack, db: &ScratchDb, answer: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} db reset", env!("CARGO_BIN_EXE_mailsync")),
+            "/dev/null",
+        ])
+        .env_remove("MAILSYNC_ACCESS_TOKEN")
+        .env("SUPABASE_URL", &stack.url)
+        .env("SUPABASE_ANON_KEY", &stack.anon_key)
+        .env("SUPABASE_DB_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .current_dir(tempfile::tempdir().unwrap().path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running `script` (util-linux) to get a terminal");
+    // Give the prompt time to appear before answering, as a person would.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn reset_on_a_terminal_asks_and_defaults_to_no() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+
+    let declined = reset_on_a_terminal(&stack, &db, "\n");
+    let screen = stdout(&declined);
+    assert_eq!(declined.status.code(), Some(1), "{screen}");
+    assert!(screen.contains("Continue? [y/N]"), "{screen}");
+    assert!(
+        screen.contains("127.0.0.1"),
+        "the prompt names the target: {screen}"
+    );
+    assert!(
+        !screen.contains(":postgres@"),
+        "no password on screen: {screen}"
+    );
+    assert!(screen.contains("nothing was changed"), "{screen}");
+    assert_eq!(count(&db, "contacts").await, 1);
+
+    let accepted = reset_on_a_terminal(&stack, &db, "y\n");
+    assert!(accepted.status.success(), "{}", stdout(&accepted));
+    assert_eq!(count(&db, "contacts").await, 0);
+    db.drop(&stack).await;
+}
