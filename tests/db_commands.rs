@@ -317,3 +317,59 @@ async fn reset_on_a_terminal_asks_and_defaults_to_no() {
     assert_eq!(count(&db, "contacts").await, 0);
     db.drop(&stack).await;
 }
+
+/// On a hosted project `postgres` is not a superuser: it owns `public`, has
+/// `BYPASSRLS`, and may reference `auth.users`. `db reset` and `db verify`
+/// must work with exactly that.
+#[tokio::test]
+async fn reset_and_verify_work_without_superuser_as_on_a_hosted_project() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    let owner = format!("hosted_owner_{}", Uuid::new_v4().simple());
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "create role {owner} login password 'owner-pw' nosuperuser bypassrls;
+             alter schema public owner to {owner};
+             grant usage on schema auth to {owner};
+             grant select, references on auth.users to {owner};
+             alter publication supabase_realtime owner to {owner};"
+        ))
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&owner).unwrap();
+    url.set_password(Some("owner-pw")).unwrap();
+    let url = url.to_string();
+
+    let reset = mailsync(
+        &stack,
+        &["--json", "db", "reset", "--yes"],
+        &[("SUPABASE_DB_URL", &url)],
+    );
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let verify = mailsync(&stack, &["db", "verify"], &[("SUPABASE_DB_URL", &url)]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+    let superuser: bool = admin
+        .query_one(
+            "select rolsuper from pg_roles where rolname = $1",
+            &[&owner],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!superuser);
+
+    drop(admin);
+    db.drop(&stack).await;
+    common::admin()
+        .await
+        .batch_execute(&format!("drop role if exists {owner}"))
+        .await
+        .unwrap();
+}
