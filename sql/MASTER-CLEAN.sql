@@ -11,6 +11,9 @@
 -- Run MASTER-DATABASE.sql afterwards (`mailsync db reset` runs both in one
 -- transaction).
 
+drop function if exists public.import_contacts(jsonb);
+drop function if exists public.import_rows(jsonb);
+
 drop view if exists public.dashboard_analytics;
 drop view if exists public.contact_analytics;
 drop view if exists public.campaign_analytics;

@@ -83,6 +83,68 @@ pub enum Command {
     /// Provision and check the schema over a direct Postgres connection
     #[command(subcommand)]
     Db(DbCommand),
+    /// Import contacts from a spreadsheet (.xlsx .xlsm .xlsb .xls .ods .csv) as the signed-in user
+    #[command(
+        after_help = "Column A is the organisation and column B the email unless told otherwise; a
+first row whose email cell is not an email is a header. Rows go through the REST
+API with your access token, so Row Level Security applies. Re-importing the same
+file changes nothing.
+
+Examples:
+  mailsync import contacts.xlsx
+  mailsync import export.csv --email-column Courriel --org-column Entreprise
+  mailsync import contacts.xlsx --sheet Clients --dry-run
+  mailsync import contacts.xlsx --strict --rejects rejects.csv   # exit 4 and write nothing if a row is bad
+  mailsync --json import contacts.xlsx | jq .contacts_created"
+    )]
+    Import(ImportArgs),
+    /// The signed-in user's contacts
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The spreadsheet to read
+    pub file: PathBuf,
+    /// Sheet to read (default: the first)
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// Organisation column: a letter or a header name
+    #[arg(long, value_name = "COL", default_value = "A")]
+    pub org_column: String,
+    /// Email column: a letter or a header name
+    #[arg(long, value_name = "COL", default_value = "B")]
+    pub email_column: String,
+    /// Read and validate, report, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Exit 4 and write nothing when any row is rejected
+    #[arg(long)]
+    pub strict: bool,
+    /// Write the rejected rows to this CSV file
+    #[arg(long, value_name = "PATH")]
+    pub rejects: Option<PathBuf>,
+    /// Contacts per request
+    #[arg(long, value_name = "N", default_value_t = crate::import::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// List contacts, ordered by email
+    #[command(after_help = "Examples:
+  mailsync contacts list --limit 20
+  mailsync contacts list --organization \"Acme Inc\"
+  mailsync --json contacts list --limit 0 > contacts.json   # every contact")]
+    List {
+        /// Only the contacts of this organisation (case-insensitive)
+        #[arg(long, value_name = "NAME")]
+        organization: Option<String>,
+        /// At most this many (0: all)
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

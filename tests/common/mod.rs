@@ -112,8 +112,12 @@ pub async fn ready() -> Stack {
             .execute("insert into mailsync_test.applied values ($1)", &[&hash])
             .await
             .unwrap();
-        // Let the REST server reload its schema cache.
+        // Let the REST server reload its schema cache: wait until it knows
+        // the newest objects (anon is refused them, but they are found).
         wait_for_rest(&stack, "contacts").await;
+        for (function, args) in RPC_PROBES {
+            wait_for_rpc(&stack, function, args).await;
+        }
     }
     client
         .batch_execute("select pg_advisory_unlock(727274)")
@@ -137,6 +141,32 @@ async fn wait_for_rest(stack: &Stack, table: &str) {
             // anon has no grant: 401/403 with 42501 means the table is known.
             Ok(r) if r.status().as_u16() != 404 && r.status().as_u16() < 500 => return,
             Ok(r) => last = format!("HTTP {}", r.status()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stack_down("REST API", last)
+}
+
+/// SQL functions the commands call, with arguments that match their
+/// signature: after the schema changes, the tests wait until the REST server
+/// has loaded each of them.
+const RPC_PROBES: &[(&str, &str)] = &[("import_contacts", r#"{"rows": []}"#)];
+
+async fn wait_for_rpc(stack: &Stack, function: &str, args: &str) {
+    let http = reqwest::Client::new();
+    let mut last = String::new();
+    for _ in 0..100 {
+        match http
+            .post(format!("{}/rest/v1/rpc/{function}", stack.url))
+            .header("apikey", &stack.anon_key)
+            .header("Content-Type", "application/json")
+            .body(args.to_string())
+            .send()
+            .await
+        {
+            Ok(r) if r.status().as_u16() != 404 && r.status().as_u16() < 500 => return,
+            Ok(r) => last = format!("rpc/{function}: HTTP {}", r.status()),
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

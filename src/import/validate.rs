@@ -1,0 +1,256 @@
+//! The import rules of the contract, row by row: which columns, which row is
+//! a header, what a valid email is, how cells are normalised, and why a row
+//! is rejected.
+
+use email_address::{EmailAddress, Options};
+use serde::Serialize;
+
+use super::reader::SheetRow;
+use crate::error::{Error, Result};
+
+/// A column given as a letter (`B`) or a header name (`Courriel`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnSpec {
+    Index(usize),
+    Header(String),
+}
+
+impl ColumnSpec {
+    /// `A`..`ZZZ` is a column letter; anything else is a header name.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::usage(
+                "a column is a letter (B) or a header name (Email)",
+            ));
+        }
+        if text.len() <= 3 && text.chars().all(|c| c.is_ascii_alphabetic()) {
+            let index = text
+                .to_ascii_uppercase()
+                .bytes()
+                .fold(0usize, |acc, b| acc * 26 + usize::from(b - b'A' + 1))
+                - 1;
+            return Ok(ColumnSpec::Index(index));
+        }
+        Ok(ColumnSpec::Header(text.to_string()))
+    }
+}
+
+/// `0` → `A`, `27` → `AB`.
+pub fn column_letter(mut index: usize) -> String {
+    let mut letters = Vec::new();
+    loop {
+        letters.push(b'A' + (index % 26) as u8);
+        if index < 26 {
+            break;
+        }
+        index = index / 26 - 1;
+    }
+    letters.reverse();
+    String::from_utf8(letters).unwrap_or_default()
+}
+
+/// The two columns an import reads, resolved against the sheet's first row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub organization: usize,
+    pub email: usize,
+}
+
+/// Resolves the column specs; header names are looked up (case-insensitive,
+/// trimmed) in `first` — the sheet's first non-blank row.
+pub fn resolve_columns(
+    org: &ColumnSpec,
+    email: &ColumnSpec,
+    first: Option<&SheetRow>,
+    file: &str,
+) -> Result<Columns> {
+    let find = |spec: &ColumnSpec, what: &str| -> Result<usize> {
+        match spec {
+            ColumnSpec::Index(i) => Ok(*i),
+            ColumnSpec::Header(name) => {
+                let headers = first.map(|r| r.cells.as_slice()).unwrap_or(&[]);
+                headers
+                    .iter()
+                    .position(|h| h.trim().eq_ignore_ascii_case(name.trim()))
+                    .ok_or_else(|| {
+                        let listed = headers
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, h)| !h.trim().is_empty())
+                            .map(|(i, h)| format!("{} {:?}", column_letter(i), h.trim()))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        Error::usage(format!(
+                            "{file}: no {what} column headed {name:?} in the first row{}",
+                            if listed.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (its headers: {listed})")
+                            }
+                        ))
+                    })
+            }
+        }
+    };
+    Ok(Columns {
+        organization: find(org, "organisation")?,
+        email: find(email, "email")?,
+    })
+}
+
+/// Why a row was not imported.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reject {
+    pub row: u32,
+    pub organization: String,
+    pub email: String,
+    pub reason: String,
+}
+
+/// What one data row is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    Blank,
+    Rejected(Reject),
+    Contact {
+        email: String,
+        organization: Option<String>,
+    },
+}
+
+/// Trims, and collapses inner runs of white space to one space.
+pub fn normalize_organization(text: &str) -> Option<String> {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!collapsed.is_empty()).then_some(collapsed)
+}
+
+/// The email as stored (trimmed, lower-cased), or why it is not one.
+pub fn normalize_email(text: &str) -> std::result::Result<String, String> {
+    let email = text.trim().to_lowercase();
+    if email.is_empty() {
+        return Err("missing email".into());
+    }
+    // Plain addresses only: a domain with at least one dot, no `[1.2.3.4]`
+    // literal, no `Name <a@b>` display text.
+    let options = Options::default()
+        .with_required_tld()
+        .without_domain_literal()
+        .without_display_text();
+    match EmailAddress::parse_with_options(&email, options) {
+        Ok(_) if email.contains(char::is_whitespace) => {
+            Err("invalid email: contains white space".into())
+        }
+        Ok(_) if email.starts_with('"') => Err("invalid email: quoted local part".into()),
+        Ok(_) => Ok(email),
+        Err(e) => Err(format!("invalid email: {e}")),
+    }
+}
+
+pub fn is_email(text: &str) -> bool {
+    normalize_email(text).is_ok()
+}
+
+/// Classifies one data row under the contract's rules.
+pub fn classify(row: &SheetRow, columns: Columns) -> Classified {
+    let org_cell = row.cell(columns.organization).trim();
+    let email_cell = row.cell(columns.email).trim();
+    if org_cell.is_empty() && email_cell.is_empty() {
+        return Classified::Blank;
+    }
+    match normalize_email(email_cell) {
+        Ok(email) => Classified::Contact {
+            email,
+            organization: normalize_organization(org_cell),
+        },
+        Err(reason) => Classified::Rejected(Reject {
+            row: row.row,
+            organization: org_cell.to_string(),
+            email: email_cell.to_string(),
+            reason,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cells: &[&str]) -> SheetRow {
+        SheetRow {
+            row: 7,
+            cells: cells.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    const AB: Columns = Columns {
+        organization: 0,
+        email: 1,
+    };
+
+    #[test]
+    fn column_letters_and_names() {
+        assert_eq!(ColumnSpec::parse("b").unwrap(), ColumnSpec::Index(1));
+        assert_eq!(ColumnSpec::parse("AA").unwrap(), ColumnSpec::Index(26));
+        assert_eq!(
+            ColumnSpec::parse("Courriel").unwrap(),
+            ColumnSpec::Header("Courriel".into())
+        );
+        assert_eq!(column_letter(0), "A");
+        assert_eq!(column_letter(27), "AB");
+        assert_eq!(column_letter(701), "ZZ");
+        for i in [0, 25, 26, 51, 701, 702, 1000] {
+            assert_eq!(
+                ColumnSpec::parse(&column_letter(i)).unwrap(),
+                ColumnSpec::Index(i)
+            );
+        }
+    }
+
+    #[test]
+    fn emails_are_trimmed_lower_cased_and_checked() {
+        assert_eq!(
+            normalize_email("  Jean.Dupont@Example.FR "),
+            Ok("jean.dupont@example.fr".into())
+        );
+        for bad in [
+            "",
+            "jean",
+            "jean@",
+            "@x.fr",
+            "jean@localhost",
+            "a b@x.fr",
+            "jean@[1.2.3.4]",
+            "Jean <j@x.fr>",
+            "j@@x.fr",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn rows_are_blank_rejected_or_contacts() {
+        assert_eq!(classify(&row(&["", "  "]), AB), Classified::Blank);
+        assert_eq!(classify(&row(&[]), AB), Classified::Blank);
+        assert_eq!(
+            classify(&row(&["  Acme   Inc ", "A@X.FR"]), AB),
+            Classified::Contact {
+                email: "a@x.fr".into(),
+                organization: Some("Acme Inc".into())
+            }
+        );
+        assert_eq!(
+            classify(&row(&["", "a@x.fr"]), AB),
+            Classified::Contact {
+                email: "a@x.fr".into(),
+                organization: None
+            }
+        );
+        match classify(&row(&["Acme", ""]), AB) {
+            Classified::Rejected(r) => {
+                assert_eq!((r.row, r.reason.as_str()), (7, "missing email"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
