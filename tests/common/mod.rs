@@ -307,11 +307,21 @@ impl ScratchDb {
             "/sql/local/supabase-compat.sql"
         ))
         .expect("reading sql/local/supabase-compat.sql");
+        // The roles it alters are shared by the whole cluster: two loads at
+        // once would collide ("tuple concurrently updated"), so they take
+        // turns under a lock held in the stack's main database.
+        let main = admin_to(&stack.db_url).await;
+        main.batch_execute("select pg_advisory_lock(727275)")
+            .await
+            .unwrap();
         admin_to(&url)
             .await
             .batch_execute(&compat)
             .await
             .unwrap_or_else(|e| panic!("loading sql/local/supabase-compat.sql: {e:?}"));
+        main.batch_execute("select pg_advisory_unlock(727275)")
+            .await
+            .unwrap();
         Self { name, url }
     }
 
