@@ -1,0 +1,612 @@
+//! `mailsync import` and `mailsync contacts list` against the local stack:
+//! workbooks generated here, the real binary, the real REST server under
+//! each user's JWT, and the database checked directly afterwards.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{mailsync, new_user, stderr, stdout, Stack, User};
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+use serde_json::Value;
+
+/// A cell of a generated sheet.
+enum Cell<'a> {
+    Text(&'a str),
+    Number(f64),
+    Bool(bool),
+    Date(u16, u8, u8),
+    Empty,
+}
+use Cell::{Empty, Number, Text};
+
+fn write_xlsx(path: &Path, sheets: &[(&str, Vec<Vec<Cell>>)]) {
+    let mut book = Workbook::new();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    for (name, rows) in sheets {
+        let sheet = book.add_worksheet().set_name(*name).unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                let (r, c) = (r as u32, c as u16);
+                match cell {
+                    Text(t) => {
+                        sheet.write_string(r, c, *t).unwrap();
+                    }
+                    Number(n) => {
+                        sheet.write_number(r, c, *n).unwrap();
+                    }
+                    Cell::Bool(b) => {
+                        sheet.write_boolean(r, c, *b).unwrap();
+                    }
+                    Cell::Date(y, m, d) => {
+                        let dt = ExcelDateTime::from_ymd(*y, *m, *d).unwrap();
+                        sheet.write_datetime_with_format(r, c, &dt, &date).unwrap();
+                    }
+                    Empty => {}
+                }
+            }
+        }
+    }
+    book.save(path).unwrap();
+}
+
+fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
+    mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The user's contacts as (email, organisation), read directly.
+async fn contacts_of(user: &User) -> Vec<(String, Option<String>)> {
+    common::admin()
+        .await
+        .query(
+            "select email, organization_name from public.contacts where user_id = $1 order by email",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn organizations_of(user: &User) -> Vec<String> {
+    common::admin()
+        .await
+        .query(
+            "select name from public.organizations where user_id = $1 order by name_key",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn counts(report: &Value) -> [u64; 8] {
+    [
+        "rows",
+        "blank",
+        "invalid",
+        "duplicates",
+        "contacts_created",
+        "contacts_updated",
+        "contacts_unchanged",
+        "organizations_created",
+    ]
+    .map(|k| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} missing in {report}"))
+    })
+}
+
+/// A sheet exercising every rule of the import contract.
+fn messy_sheet() -> Vec<Vec<Cell<'static>>> {
+    vec![
+        vec![Text("Organisation"), Text("Courriel")],
+        vec![Text("  Acme   Inc "), Text("  Jean.Dupont@Example.FR ")], // 2: trimmed, collapsed, lower-cased
+        vec![Text("ACME inc"), Text("marie@example.fr")], // 3: same organisation, other case
+        vec![Empty, Empty],                               // 4: blank
+        vec![Number(1234.0), Text("num@example.fr")],     // 5: a number as a person sees it
+        vec![Text("Beta"), Text("not-an-email")],         // 6: rejected
+        vec![Text("Beta"), Empty],                        // 7: rejected, missing email
+        vec![Empty, Text("solo@example.fr")],             // 8: no organisation
+        vec![Text("Gamma"), Text("JEAN.DUPONT@example.fr")], // 9: duplicate of 2, wins
+        vec![Cell::Date(2024, 3, 31), Text("date@example.fr")], // 10: a date as a person sees it
+        vec![Cell::Bool(true), Text("bool@example.fr")],  // 11
+        vec![Text("=1+1"), Text("@evil.example")],        // 12: rejected, formula-looking
+    ]
+}
+
+#[tokio::test]
+async fn every_rule_of_the_contract_and_a_second_import_is_a_no_op() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("contacts.xlsx");
+    write_xlsx(&file, &[("Feuille1", messy_sheet())]);
+    let rejects = dir.path().join("rejects.csv");
+
+    let first = run_as(
+        &stack,
+        &user,
+        &[
+            "--json",
+            "import",
+            path_str(&file),
+            "--rejects",
+            path_str(&rejects),
+        ],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let report = json_of(&first);
+    assert_eq!(report["sheet"], "Feuille1");
+    assert!(report["file"].as_str().unwrap().ends_with("contacts.xlsx"));
+    // rows, blank, invalid, duplicates, created, updated, unchanged, orgs
+    assert_eq!(counts(&report), [11, 1, 3, 1, 6, 0, 0, 5]);
+    let rows: Vec<u64> = report["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, [6, 7, 12]);
+    assert_eq!(report["rejects"][1]["reason"], "missing email");
+    assert_eq!(report["rejects"][0]["email"], "not-an-email");
+
+    let expected: Vec<(String, Option<String>)> = [
+        ("bool@example.fr", Some("TRUE")),
+        ("date@example.fr", Some("2024-03-31")),
+        ("jean.dupont@example.fr", Some("Gamma")),
+        ("marie@example.fr", Some("ACME inc")),
+        ("num@example.fr", Some("1234")),
+        ("solo@example.fr", None),
+    ]
+    .iter()
+    .map(|(e, o)| (e.to_string(), o.map(str::to_string)))
+    .collect();
+    assert_eq!(contacts_of(&user).await, expected);
+    // Row 2 lost to row 9, so "ACME inc" (row 3) is the spelling created.
+    assert_eq!(
+        organizations_of(&user).await,
+        ["1234", "2024-03-31", "ACME inc", "Gamma", "TRUE"]
+    );
+
+    // The rejects file: neutralised so it cannot run formulas.
+    let csv = std::fs::read_to_string(&rejects).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "row,organization,email,reason");
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[3].starts_with("12,'=1+1,'@evil.example,"), "{csv}");
+
+    let second = run_as(&stack, &user, &["--json", "import", path_str(&file)]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(counts(&json_of(&second)), [11, 1, 3, 1, 0, 0, 6, 0]);
+    assert_eq!(contacts_of(&user).await.len(), 6);
+}
+
+#[tokio::test]
+async fn header_names_pick_the_columns_and_a_changed_organisation_is_an_update() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.csv");
+    std::fs::write(
+        &file,
+        "\u{feff}Nom;Courriel;Entreprise\nA;a@example.fr;Acme\nB;b@example.fr;\n",
+    )
+    .unwrap();
+    let args = [
+        "--json",
+        "import",
+        path_str(&file),
+        "--email-column",
+        "courriel",
+        "--org-column",
+        "Entreprise",
+    ];
+    let first = run_as(&stack, &user, &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(counts(&json_of(&first)), [2, 0, 0, 0, 2, 0, 0, 1]);
+
+    std::fs::write(
+        &file,
+        "Nom;Courriel;Entreprise\nA;a@example.fr;Beta\nB;b@example.fr;\n",
+    )
+    .unwrap();
+    let second = run_as(&stack, &user, &args);
+    assert_eq!(counts(&json_of(&second)), [2, 0, 0, 0, 0, 1, 1, 1]);
+    assert_eq!(
+        contacts_of(&user).await,
+        vec![
+            ("a@example.fr".to_string(), Some("Beta".to_string())),
+            ("b@example.fr".to_string(), None)
+        ]
+    );
+
+    let missing = run_as(
+        &stack,
+        &user,
+        &["import", path_str(&file), "--email-column", "E-mail"],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    let err = stderr(&missing);
+    assert!(
+        err.contains("E-mail") && err.contains("B \"Courriel\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn two_users_importing_the_same_file_get_separate_contacts() {
+    let stack = common::ready().await;
+    let (a, b) = (new_user(&stack).await, new_user(&stack).await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.xlsx");
+    write_xlsx(&file, &[("S", messy_sheet())]);
+    for user in [&a, &b] {
+        let o = run_as(&stack, user, &["--json", "import", path_str(&file)]);
+        assert_eq!(counts(&json_of(&o))[4..], [6, 0, 0, 5]);
+    }
+    assert_eq!(contacts_of(&a).await, contacts_of(&b).await);
+    assert_eq!(organizations_of(&a).await.len(), 5);
+    assert_eq!(organizations_of(&b).await.len(), 5);
+    // B lists only B's contacts.
+    let listed = run_as(&stack, &b, &["--json", "contacts", "list", "--limit", "0"]);
+    assert_eq!(json_of(&listed).as_array().unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn dry_run_and_strict_write_nothing() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.xlsx");
+    write_xlsx(&file, &[("S", messy_sheet())]);
+
+    let dry = run_as(
+        &stack,
+        &user,
+        &["--json", "import", path_str(&file), "--dry-run"],
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(counts(&json_of(&dry))[..4], [11, 1, 3, 1]);
+    let strict = run_as(&stack, &user, &["import", path_str(&file), "--strict"]);
+    assert_eq!(strict.status.code(), Some(4), "{}", stderr(&strict));
+    assert!(
+        stderr(&strict).contains("3 row(s) rejected"),
+        "{}",
+        stderr(&strict)
+    );
+    assert!(contacts_of(&user).await.is_empty());
+    assert!(organizations_of(&user).await.is_empty());
+
+    // A clean file passes --strict.
+    let clean = dir.path().join("clean.csv");
+    std::fs::write(&clean, "Org,Email\nAcme,a@example.fr\n").unwrap();
+    let ok = run_as(&stack, &user, &["import", path_str(&clean), "--strict"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(contacts_of(&user).await.len(), 1);
+}
+
+/// Each bad input: a message naming the file, a non-zero exit, nothing written.
+#[tokio::test]
+async fn bad_files_are_refused_with_a_clear_message_and_nothing_written() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+
+    std::fs::write(p("text.xlsx"), "Organisation,Email\nAcme,a@example.fr\n").unwrap();
+    std::fs::write(p("empty.xlsx"), "").unwrap();
+    let mut good = Vec::new();
+    write_xlsx(
+        &p("good.xlsx"),
+        &[("Contacts", messy_sheet()), ("Autre", vec![])],
+    );
+    std::fs::File::open(p("good.xlsx"))
+        .unwrap()
+        .read_to_end(&mut good)
+        .unwrap();
+    std::fs::write(p("truncated.xlsx"), &good[..good.len() / 2]).unwrap();
+    write_xlsx(
+        &p("header-only.xlsx"),
+        &[("S", vec![vec![Text("Organisation"), Text("Email")]])],
+    );
+    write_xlsx(
+        &p("no-column-b.xlsx"),
+        &[("S", vec![vec![Text("Acme")], vec![Text("Beta")]])],
+    );
+    write_encrypted(&p("protected.xlsx"));
+    std::fs::write(p("contacts.pdf"), "%PDF-1.4").unwrap();
+
+    let cases: [(&str, &[&str], i32, &str); 9] = [
+        ("missing.xlsx", &[], 1, "no such file"),
+        ("text.xlsx", &[], 1, "not a readable workbook"),
+        ("empty.xlsx", &[], 1, "empty"),
+        ("truncated.xlsx", &[], 1, "not a readable workbook"),
+        (
+            "good.xlsx",
+            &["--sheet", "Nope"],
+            2,
+            "\"Contacts\", \"Autre\"",
+        ),
+        ("header-only.xlsx", &[], 1, "no data rows"),
+        ("no-column-b.xlsx", &[], 1, "no column B"),
+        ("protected.xlsx", &[], 1, "password-protected"),
+        ("contacts.pdf", &[], 2, "unsupported file type"),
+    ];
+    for (name, extra, code, message) in cases {
+        let path = p(name);
+        let mut args = vec!["import", path_str(&path)];
+        args.extend_from_slice(extra);
+        let o = run_as(&stack, &user, &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{name}: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: the message names the file: {err}"
+        );
+        assert!(err.contains(message), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    assert!(contacts_of(&user).await.is_empty());
+}
+
+/// What Excel writes for a workbook with a password: an OLE compound file
+/// holding `EncryptionInfo` and `EncryptedPackage` instead of a zip.
+fn write_encrypted(path: &Path) {
+    let mut file = cfb::create(path).unwrap();
+    file.create_stream("/EncryptionInfo")
+        .unwrap()
+        .write_all(&[4, 0, 4, 0, 0x40, 0, 0, 0])
+        .unwrap();
+    file.create_stream("/EncryptedPackage")
+        .unwrap()
+        .write_all(&[0u8; 4096])
+        .unwrap();
+    file.flush().unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_token_exits_3_and_says_to_log_in() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let expired = common::sign(&stack, &user.id, &user.email, -60);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    std::fs::write(&file, "Acme,a@example.fr\n").unwrap();
+    let o = mailsync(
+        &stack,
+        &["import", path_str(&file)],
+        &[("MAILSYNC_ACCESS_TOKEN", &expired)],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("mailsync login"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(&expired));
+    let none = mailsync(&stack, &["import", path_str(&file)], &[]);
+    assert_eq!(none.status.code(), Some(3));
+    assert!(contacts_of(&user).await.is_empty());
+}
+
+/// A TCP proxy in front of the stack's API that breaks connections: once
+/// `budget` bytes from the client have gone through, it cuts every
+/// connection; with `recover`, later connections work again, without it
+/// they are refused for good (the server is gone).
+struct FaultyProxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl FaultyProxy {
+    fn start(upstream: u16, budget: usize, recover: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let cut = Arc::new(AtomicBool::new(false));
+        let cut_flag = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut_flag.load(Ordering::SeqCst) && !recover {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (sent, cut) = (sent.clone(), cut_flag.clone());
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    loop {
+                        let n = match c_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let before = sent.fetch_add(n, Ordering::SeqCst);
+                        if before < budget
+                            && before + n >= budget
+                            && !cut.swap(true, Ordering::SeqCst)
+                            || (cut.load(Ordering::SeqCst) && !recover)
+                        {
+                            let _ = c_read.shutdown(std::net::Shutdown::Both);
+                            let _ = s_write.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        if s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn api_port(stack: &Stack) -> u16 {
+    url::Url::parse(&stack.url).unwrap().port().unwrap()
+}
+
+fn big_csv(dir: &Path, rows: usize) -> PathBuf {
+    let path = dir.join("big.csv");
+    let mut text = String::from("Organisation,Email\n");
+    for i in 0..rows {
+        text.push_str(&format!("Org {},person{i:05}@example.fr\n", i % 37));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_and_the_import_completes() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_csv(dir.path(), 1000);
+    let proxy = FaultyProxy::start(api_port(&stack), 20_000, true);
+    let o = mailsync(
+        &stack,
+        &["--json", "import", path_str(&file), "--batch-size", "100"],
+        &[
+            ("MAILSYNC_ACCESS_TOKEN", &user.token),
+            ("SUPABASE_URL", &proxy.url()),
+        ],
+    );
+    assert!(
+        proxy.cut.load(Ordering::SeqCst),
+        "the proxy cut a connection"
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json_of(&o);
+    let c = counts(&report);
+    // A batch whose answer was lost may have been committed before the
+    // retry: it then counts as unchanged. Every contact is there once.
+    assert_eq!(c[4] + c[6], 1000, "{report}");
+    assert_eq!(contacts_of(&user).await.len(), 1000);
+}
+
+#[tokio::test]
+async fn an_import_cut_off_midway_completes_when_run_again() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_csv(dir.path(), 1000);
+    let proxy = FaultyProxy::start(api_port(&stack), 30_000, false);
+    let cut = mailsync(
+        &stack,
+        &["import", path_str(&file), "--batch-size", "100"],
+        &[
+            ("MAILSYNC_ACCESS_TOKEN", &user.token),
+            ("SUPABASE_URL", &proxy.url()),
+        ],
+    );
+    assert!(!cut.status.success());
+    let err = stderr(&cut);
+    assert!(err.contains("importing rows"), "{err}");
+    assert!(err.contains("run the same command again"), "{err}");
+    let partial = contacts_of(&user).await.len();
+    assert!(
+        partial > 0 && partial < 1000,
+        "{partial} imported before the cut"
+    );
+    assert_eq!(partial % 100, 0, "a batch is all or nothing");
+
+    let again = run_as(
+        &stack,
+        &user,
+        &["--json", "import", path_str(&file), "--batch-size", "100"],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    let c = counts(&json_of(&again));
+    assert_eq!(
+        (c[4], c[5], c[6]),
+        (1000 - partial as u64, 0, partial as u64)
+    );
+    let rows = contacts_of(&user).await;
+    assert_eq!(rows.len(), 1000);
+    assert_eq!(rows[0].0, "person00000@example.fr");
+    assert_eq!(organizations_of(&user).await.len(), 37);
+}
+
+#[tokio::test]
+async fn contacts_list_pages_past_the_servers_row_cap_and_filters_by_organisation() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_csv(dir.path(), 2500);
+    assert!(run_as(&stack, &user, &["import", path_str(&file)])
+        .status
+        .success());
+    let all = run_as(
+        &stack,
+        &user,
+        &["--json", "contacts", "list", "--limit", "0"],
+    );
+    let all = json_of(&all);
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 2500);
+    assert!(all
+        .windows(2)
+        .all(|w| w[0]["email"].as_str() < w[1]["email"].as_str()));
+    let some = json_of(&run_as(
+        &stack,
+        &user,
+        &["--json", "contacts", "list", "--limit", "1200"],
+    ));
+    assert_eq!(some.as_array().unwrap().len(), 1200);
+    let org = json_of(&run_as(
+        &stack,
+        &user,
+        &[
+            "--json",
+            "contacts",
+            "list",
+            "--organization",
+            "org  3",
+            "--limit",
+            "0",
+        ],
+    ));
+    let org = org.as_array().unwrap();
+    // 2500 rows over 37 organisations: Org 3 has rows 3, 40, 77, ...
+    assert_eq!(org.len(), (0..2500).filter(|i| i % 37 == 3).count());
+    assert!(org.iter().all(|c| c["organization_name"] == "Org 3"));
+    let table = run_as(&stack, &user, &["contacts", "list", "--limit", "3"]);
+    assert!(
+        stdout(&table).contains("person00000@example.fr"),
+        "{}",
+        stdout(&table)
+    );
+    assert!(stdout(&table).contains("3 contact(s)"));
+}
