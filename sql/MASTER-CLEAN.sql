@@ -11,6 +11,7 @@
 -- Run MASTER-DATABASE.sql afterwards (`mailsync db reset` runs both in one
 -- transaction).
 
+drop function if exists public.send_campaign(uuid, text);
 drop function if exists public.import_contacts(jsonb);
 drop function if exists public.import_rows(jsonb);
 
@@ -30,3 +31,4 @@ drop function if exists public.normalize_organization();
 drop function if exists public.create_missing_organizations();
 drop function if exists public.update_recipient_organization();
 drop function if exists public.set_email_status_timestamps();
+drop function if exists public.complete_settled_campaign();

@@ -483,6 +483,143 @@ revoke all on function public.import_rows(jsonb), public.import_contacts(jsonb) 
 grant execute on function public.import_rows(jsonb), public.import_contacts(jsonb) to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
+-- Campaigns (`mailsync campaigns send`, "Campagne terminée")
+-- ---------------------------------------------------------------------------
+
+-- Queues a campaign in one call, as the caller (security invoker: RLS
+-- applies): one `pending` email per contact of the caller, or of one of
+-- their organisations, and the campaign moves to `sending`. All or nothing.
+-- The campaign row is locked first, so two sends of one campaign cannot both
+-- queue it; a campaign that is not `draft` or `scheduled` is refused and
+-- nothing is created.
+create or replace function public.send_campaign(campaign uuid, organization text default null)
+returns jsonb
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  me uuid := auth.uid();
+  target public.email_campaigns%rowtype;
+  org text;
+  queued bigint;
+begin
+  if me is null then
+    raise exception 'send_campaign needs a signed-in user' using errcode = '42501';
+  end if;
+  select * into target from public.email_campaigns c where c.id = campaign for update;
+  if not found then
+    raise exception 'no campaign with id %', campaign
+      using errcode = 'P0001', hint = 'mailsync campaigns list shows your campaigns';
+  end if;
+  if target.status not in ('draft', 'scheduled') then
+    raise exception 'campaign "%" is already %: nothing was queued', target.name, target.status
+      using errcode = 'P0001', hint = 'create a new campaign to send again';
+  end if;
+  if organization is not null then
+    select o.name into org
+    from public.organizations o
+    where o.user_id = me
+      and o.name_key = lower(btrim(regexp_replace(organization, '\s+', ' ', 'g')));
+    if not found then
+      raise exception 'no organisation named "%"', organization using errcode = 'P0001';
+    end if;
+  end if;
+
+  -- recipient_email and recipient_organization are filled here, set-wise,
+  -- so the per-row lookup trigger has nothing to do.
+  insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
+  select me, target.id, c.id, c.email, c.organization_name
+  from public.contacts c
+  where c.user_id = me
+    and (org is null or c.organization_name = org);
+  get diagnostics queued = row_count;
+  if queued = 0 then
+    raise exception 'campaign "%" has no recipients%: nothing was queued', target.name,
+      case when org is null then '' else format(' in organisation "%s"', org) end
+      using errcode = 'P0001', hint = 'import contacts first: mailsync import FILE';
+  end if;
+
+  update public.email_campaigns c
+     set status = 'sending', started_at = now(), completed_at = null
+   where c.id = target.id;
+
+  return jsonb_build_object(
+    'campaign_id', target.id,
+    'name', target.name,
+    'status', 'sending',
+    'queued', queued,
+    'organization', org
+  );
+end;
+$$;
+
+-- "Campagne terminée": a `sending` campaign whose emails are all settled
+-- (none `pending` or `sending`) becomes `sent`, with `completed_at`.
+--
+-- It runs when the writer's transaction commits (a deferred constraint
+-- trigger), once per campaign per transaction, under the campaign's row
+-- lock. The lock is what makes it right under concurrency: two transactions
+-- settling the last emails of one campaign at the same time would each still
+-- see the other's rows as pending and neither would finish the campaign; with
+-- the lock, the second one waits until the first has committed, then looks
+-- again with a fresh snapshot and sees everything. The lock is held only from
+-- the check to the commit, so writers of a big campaign do not queue behind
+-- each other while they work.
+create or replace function public.complete_settled_campaign()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  campaign uuid := case when tg_op = 'DELETE' then old.campaign_id else new.campaign_id end;
+  done_key text := 'mailsync.checked_' || replace(campaign::text, '-', '');
+begin
+  if current_setting(done_key, true) = 'yes' then
+    return null;
+  end if;
+  perform set_config(done_key, 'yes', true);
+  perform 1 from public.email_campaigns c
+   where c.id = campaign and c.status = 'sending'
+     for update;
+  if not found then
+    return null;
+  end if;
+  if exists (
+    select 1 from public.emails_sent e
+    where e.campaign_id = campaign and e.status in ('pending', 'sending')
+  ) then
+    return null;
+  end if;
+  update public.email_campaigns c
+     set status = 'sent', completed_at = now()
+   where c.id = campaign;
+  return null;
+end;
+$$;
+
+drop trigger if exists complete_settled_campaign_on_update on public.emails_sent;
+create constraint trigger complete_settled_campaign_on_update
+  after update of status on public.emails_sent
+  deferrable initially deferred
+  for each row
+  when (old.status in ('pending', 'sending') and new.status not in ('pending', 'sending'))
+  execute function public.complete_settled_campaign();
+drop trigger if exists complete_settled_campaign_on_delete on public.emails_sent;
+create constraint trigger complete_settled_campaign_on_delete
+  after delete on public.emails_sent
+  deferrable initially deferred
+  for each row
+  when (old.status in ('pending', 'sending'))
+  execute function public.complete_settled_campaign();
+
+create index if not exists emails_sent_unsettled_idx
+  on public.emails_sent (campaign_id) where status in ('pending', 'sending');
+
+revoke all on function public.send_campaign(uuid, text), public.complete_settled_campaign() from public, anon;
+grant execute on function public.send_campaign(uuid, text) to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------
 -- Privileges: explicit, whatever the project's default privileges are.
 -- ---------------------------------------------------------------------------
 

@@ -33,7 +33,15 @@ contract_triggers(table_name, trigger_name) as (
     ('emails_sent', 'update_recipient_organization'),
     ('emails_sent', 'set_email_status_timestamps'),
     ('contacts', 'create_missing_organizations_on_insert'),
-    ('contacts', 'normalize_contact')
+    ('contacts', 'normalize_contact'),
+    ('emails_sent', 'complete_settled_campaign_on_update'),
+    ('emails_sent', 'complete_settled_campaign_on_delete')
+),
+-- The functions the commands call through the REST API.
+contract_functions(function_name, args) as (
+  values
+    ('import_contacts', 'rows jsonb'),
+    ('send_campaign', 'campaign uuid, organization text')
 ),
 verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
 -- Every table and view in `public` that no extension owns.
@@ -176,6 +184,14 @@ checks(ord, name, ok, detail) as (
            and pg_catalog.has_table_privilege('authenticated', 'public.' || v.view_name, 'SELECT'),
          'select'
   from contract_views v
+  union all
+  select 54, format('authenticated can call %s(%s)', cf.function_name, cf.args),
+         exists (select 1 from public_functions f
+                 where f.proname = cf.function_name
+                   and pg_catalog.has_function_privilege('authenticated', f.oid, 'EXECUTE')),
+         case when exists (select 1 from public_functions f where f.proname = cf.function_name)
+              then 'execute' else 'missing: run mailsync db apply' end
+  from contract_functions cf
   union all
   -- Functions pin search_path.
   select 60, format('function %s(%s) pins search_path', f.proname, f.args),
