@@ -516,6 +516,7 @@ begin
     raise exception 'campaign "%" is already %: nothing was queued', target.name, target.status
       using errcode = 'P0001', hint = 'create a new campaign to send again';
   end if;
+  organization := nullif(btrim(organization), '');
   if organization is not null then
     select o.name into org
     from public.organizations o

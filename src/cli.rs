@@ -101,6 +101,151 @@ Examples:
     /// The signed-in user's contacts
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// Create, send, list and watch campaigns
+    #[command(subcommand)]
+    Campaigns(CampaignsCommand),
+    /// Reusable subjects and contents for campaigns
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+    /// Your dashboard_analytics row: contacts, organisations, active campaigns, emails sent today
+    #[command(after_help = "Examples:
+  mailsync dashboard
+  mailsync --json dashboard | jq .emails_sent_today")]
+    Dashboard,
+}
+
+/// The content of a campaign or template: inline, from a file, or (for a
+/// campaign) from a template.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct ContentArgs {
+    /// The content, inline
+    #[arg(long, value_name = "TEXT")]
+    pub content: Option<String>,
+    /// Read the content from this file
+    #[arg(long, value_name = "PATH")]
+    pub content_file: Option<PathBuf>,
+    /// Take the content (and the subject, unless given) from this template
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+}
+
+impl ContentArgs {
+    pub fn content(&self) -> crate::campaigns::Content {
+        use crate::campaigns::Content;
+        match (&self.content, &self.content_file, &self.template) {
+            (Some(text), _, _) => Content::Text(text.clone()),
+            (_, Some(path), _) => Content::File(path.clone()),
+            (_, _, Some(name)) => Content::Template(name.clone()),
+            _ => Content::Text(String::new()),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignsCommand {
+    /// Create a campaign (status draft)
+    #[command(after_help = "Examples:
+  mailsync campaigns create --name \"Rentrée 2026\" --subject \"Nouveautés\" --content-file mail.html
+  mailsync campaigns create --name Relance --template relance
+  mailsync --json campaigns create --name Test --subject Hi --content Hello | jq -r .id")]
+    Create {
+        /// The campaign's name
+        #[arg(long)]
+        name: String,
+        /// The subject line (required unless the template has one)
+        #[arg(long, value_name = "TEXT")]
+        subject: Option<String>,
+        #[command(flatten)]
+        content: ContentArgs,
+    },
+    /// Campaigns with their totals (from campaign_analytics)
+    #[command(after_help = "Examples:
+  mailsync campaigns list
+  mailsync campaigns list --status sending
+  mailsync --json campaigns list | jq '.[] | {campaign_name, progress}'")]
+    List {
+        /// Only campaigns with this status
+        #[arg(long, value_parser = ["draft", "scheduled", "sending", "sent", "failed"])]
+        status: Option<String>,
+    },
+    /// Queue a campaign: one pending email per contact, in one server-side call
+    #[command(
+        after_help = "Asks for confirmation on a terminal, showing how many recipients; --yes in scripts.
+A campaign that is already sending or sent is refused and nothing is created.
+mailsync records and tracks campaigns; your sending service delivers them and
+updates each email's status.
+
+Examples:
+  mailsync campaigns send \"Rentrée 2026\"
+  mailsync campaigns send 3f2a…-uuid --organization \"Acme SARL\" --yes"
+    )]
+    Send {
+        /// The campaign: its id, or its name when unique
+        campaign: String,
+        /// Only the contacts of this organisation
+        #[arg(long, value_name = "NAME")]
+        organization: Option<String>,
+        /// Do not ask for confirmation (required without a terminal)
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Live progress: "Envoi en progression" and "Campagne terminée"
+    #[command(
+        after_help = "Redrawn in place on a terminal; a plain snapshot per refresh when piped; one
+JSON object per refresh and line with --json.
+
+Examples:
+  mailsync campaigns watch                       # Realtime if the project has it, else polling
+  mailsync campaigns watch --mode poll --interval 5
+  mailsync campaigns watch --until-done          # CI: exit 0 once nothing is sending
+  mailsync --json campaigns watch --once         # {\"dashboard\": …, \"sending\": […], \"sent\": […]}"
+    )]
+    Watch {
+        /// auto: Realtime when available, else polling
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: crate::watch::Mode,
+        /// Seconds between reads when polling (at least 0.5)
+        #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+        interval: f64,
+        /// Print one snapshot and exit
+        #[arg(long)]
+        once: bool,
+        /// Exit 0 once no campaign is sending
+        #[arg(long)]
+        until_done: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Create a template
+    #[command(after_help = "Examples:
+  mailsync templates create --name relance --subject \"Petit rappel\" --content-file relance.html")]
+    Create {
+        /// The template's name (unique)
+        #[arg(long)]
+        name: String,
+        /// The subject line
+        #[arg(long, value_name = "TEXT")]
+        subject: String,
+        /// The content, inline
+        #[arg(
+            long,
+            value_name = "TEXT",
+            required_unless_present = "content_file",
+            conflicts_with = "content_file"
+        )]
+        content: Option<String>,
+        /// Read the content from this file
+        #[arg(long, value_name = "PATH")]
+        content_file: Option<PathBuf>,
+    },
+    /// List templates
+    #[command(after_help = "Examples:
+  mailsync templates list
+  mailsync --json templates list")]
+    List,
 }
 
 #[derive(Debug, Clone, Args)]

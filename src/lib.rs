@@ -3,6 +3,7 @@
 //! command lives in its own module and can be called from tests directly.
 
 pub mod auth;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod contacts;
@@ -11,6 +12,8 @@ pub mod error;
 pub mod import;
 pub mod output;
 pub mod rest;
+pub mod templates;
+pub mod watch;
 
 use cli::{Cli, Command};
 use config::Config;
@@ -39,5 +42,61 @@ pub async fn run(cli: Cli) -> Result<()> {
             organization,
             limit,
         }) => contacts::list(organization.as_deref(), *limit, &config, &out).await,
+        Command::Campaigns(cmd) => campaigns_command(cmd, &config, &out).await,
+        Command::Templates(cli::TemplatesCommand::Create {
+            name,
+            subject,
+            content,
+            content_file,
+        }) => {
+            let content = match (content, content_file) {
+                (Some(text), _) => campaigns::Content::Text(text.clone()),
+                (_, Some(path)) => campaigns::Content::File(path.clone()),
+                _ => campaigns::Content::Text(String::new()),
+            };
+            templates::create(name, subject, &content, &config, &out).await
+        }
+        Command::Templates(cli::TemplatesCommand::List) => templates::list(&config, &out).await,
+        Command::Dashboard => campaigns::dashboard(&config, &out).await,
+    }
+}
+
+async fn campaigns_command(
+    cmd: &cli::CampaignsCommand,
+    config: &Config,
+    out: &output::Output,
+) -> Result<()> {
+    use cli::CampaignsCommand as C;
+    match cmd {
+        C::Create {
+            name,
+            subject,
+            content,
+        } => campaigns::create(name, subject.as_deref(), &content.content(), config, out).await,
+        C::List { status } => campaigns::list(status.as_deref(), config, out).await,
+        C::Send {
+            campaign,
+            organization,
+            yes,
+        } => campaigns::send(campaign, organization.as_deref(), *yes, config, out).await,
+        C::Watch {
+            mode,
+            interval,
+            once,
+            until_done,
+        } => {
+            if !interval.is_finite() || *interval < 0.5 {
+                return Err(error::Error::usage(
+                    "--interval must be at least 0.5 seconds",
+                ));
+            }
+            let options = watch::WatchOptions {
+                mode: *mode,
+                interval: std::time::Duration::from_secs_f64(*interval),
+                once: *once,
+                until_done: *until_done,
+            };
+            watch::run(&options, config, out).await
+        }
     }
 }

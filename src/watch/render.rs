@@ -1,0 +1,206 @@
+//! The watch screen as text: a pure function of the rows, the measured
+//! rates, the width and a status line, so that it can be snapshot-tested.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use super::data::{CampaignRow, Snapshot};
+
+/// How many finished campaigns the screen shows.
+pub const SHOWN_FINISHED: usize = 8;
+
+/// Emails settled per second for one campaign, measured between refreshes.
+pub type Rates = HashMap<String, f64>;
+
+/// Renders one refresh for a terminal `width` columns wide.
+pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) -> String {
+    let width = width.max(20);
+    let mut out = String::new();
+    let d = snapshot.dashboard_row();
+    line(
+        &mut out,
+        width,
+        &format!(
+            "{} contacts · {} organisations · {} active campaign{} · {} emails sent today",
+            count(d.total_contacts),
+            count(d.total_organizations),
+            count(d.active_campaigns),
+            plural(d.active_campaigns),
+            count(d.emails_sent_today),
+        ),
+    );
+    if !status.is_empty() {
+        line(&mut out, width, status);
+    }
+    out.push('\n');
+
+    let sending = snapshot.sending_rows();
+    line(
+        &mut out,
+        width,
+        &format!("Envoi en progression ({})", sending.len()),
+    );
+    if sending.is_empty() {
+        line(&mut out, width, "  No campaign is sending.");
+    }
+    for c in &sending {
+        sending_block(&mut out, width, c, rates.get(&c.campaign_id).copied());
+    }
+    out.push('\n');
+
+    let sent = snapshot.sent_rows();
+    line(
+        &mut out,
+        width,
+        &format!("Campagne terminée ({})", sent.len()),
+    );
+    if sent.is_empty() {
+        line(&mut out, width, "  No finished campaign yet.");
+    }
+    for c in sent.iter().take(SHOWN_FINISHED) {
+        line(&mut out, width, &format!("  {}", c.campaign_name));
+        line(
+            &mut out,
+            width,
+            &format!(
+                "    {} sent of {} · {} delivered · {} failed · {} bounced · success {:.2}%{}",
+                count(c.sent_count + c.delivered_count),
+                count(c.total_emails),
+                count(c.delivered_count),
+                count(c.failed_count),
+                count(c.bounced_count),
+                c.success_rate,
+                c.completed_at
+                    .as_deref()
+                    .map(|t| format!(" · completed {}", short_time(t)))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    if sent.len() > SHOWN_FINISHED {
+        line(
+            &mut out,
+            width,
+            &format!("  … and {} more", sent.len() - SHOWN_FINISHED),
+        );
+    }
+    out
+}
+
+fn sending_block(out: &mut String, width: usize, c: &CampaignRow, rate: Option<f64>) {
+    line(out, width, &format!("  {}", c.campaign_name));
+    let percent = c.progress.clamp(0.0, 100.0);
+    let label = format!(" {percent:5.1}%");
+    let bar_width = width.saturating_sub(6 + label.len()).clamp(5, 50);
+    let filled = ((percent / 100.0) * bar_width as f64).round() as usize;
+    line(
+        out,
+        width,
+        &format!(
+            "    [{}{}]{label}",
+            "█".repeat(filled.min(bar_width)),
+            "░".repeat(bar_width - filled.min(bar_width))
+        ),
+    );
+    let remaining = c.pending_count + c.sending_count;
+    let pace = match rate {
+        Some(r) if r > 0.0 => format!(" · {} · ETA {}", per_second(r), eta(remaining / r)),
+        Some(_) => " · 0/s · ETA —".to_string(),
+        None => String::new(),
+    };
+    line(
+        out,
+        width,
+        &format!(
+            "    {} sent of {} · {} delivered · {} failed · {} bounced · success {:.2}%{pace}",
+            count(c.sent_count + c.delivered_count),
+            count(c.total_emails),
+            count(c.delivered_count),
+            count(c.failed_count),
+            count(c.bounced_count),
+            c.success_rate,
+        ),
+    );
+}
+
+/// Appends `text` cut to `width` characters, and a newline.
+fn line(out: &mut String, width: usize, text: &str) {
+    let count = text.chars().count();
+    if count <= width {
+        out.push_str(text);
+    } else {
+        out.extend(text.chars().take(width.saturating_sub(1)));
+        out.push('…');
+    }
+    out.push('\n');
+}
+
+fn count(n: f64) -> String {
+    let n = n.max(0.0).round() as u64;
+    let digits = n.to_string();
+    let mut grouped = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(' ');
+        }
+        grouped.push(ch);
+    }
+    grouped
+}
+
+fn plural(n: f64) -> &'static str {
+    if (n - 1.0).abs() < f64::EPSILON {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn per_second(rate: f64) -> String {
+    if rate >= 10.0 {
+        format!("{}/s", count(rate))
+    } else {
+        format!("{rate:.1}/s")
+    }
+}
+
+fn eta(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    let mut text = String::new();
+    if s >= 3600 {
+        let _ = write!(text, "{}h{:02}m", s / 3600, (s % 3600) / 60);
+    } else if s >= 60 {
+        let _ = write!(text, "{}m{:02}s", s / 60, s % 60);
+    } else {
+        let _ = write!(text, "{s}s");
+    }
+    text
+}
+
+/// `2026-11-25T05:49:12.123+00:00` → `2026-11-25 05:49`.
+fn short_time(t: &str) -> String {
+    t.chars().take(16).collect::<String>().replace('T', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_durations_read_well() {
+        assert_eq!(count(1234567.0), "1 234 567");
+        assert_eq!(count(12.0), "12");
+        assert_eq!(eta(59.4), "59s");
+        assert_eq!(eta(61.0), "1m01s");
+        assert_eq!(eta(3725.0), "1h02m");
+        assert_eq!(per_second(3.25), "3.2/s");
+        assert_eq!(per_second(1500.0), "1 500/s");
+    }
+
+    #[test]
+    fn long_lines_are_cut_to_the_width() {
+        let mut out = String::new();
+        line(&mut out, 5, "abcdefgh");
+        assert_eq!(out, "abcd…\n");
+    }
+}
