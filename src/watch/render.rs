@@ -59,23 +59,11 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
     }
     for c in sent.iter().take(SHOWN_FINISHED) {
         line(&mut out, width, &format!("  {}", c.campaign_name));
-        line(
-            &mut out,
-            width,
-            &format!(
-                "    {} sent of {} · {} delivered · {} failed · {} bounced · success {:.2}%{}",
-                count(c.sent_count + c.delivered_count),
-                count(c.total_emails),
-                count(c.delivered_count),
-                count(c.failed_count),
-                count(c.bounced_count),
-                c.success_rate,
-                c.completed_at
-                    .as_deref()
-                    .map(|t| format!(" · completed {}", short_time(t)))
-                    .unwrap_or_default()
-            ),
-        );
+        let mut items = figures(c);
+        if let Some(t) = c.completed_at.as_deref() {
+            items.push(format!("completed {}", short_time(t)));
+        }
+        flow(&mut out, width, &items);
     }
     if sent.len() > SHOWN_FINISHED {
         line(
@@ -90,37 +78,80 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
 fn sending_block(out: &mut String, width: usize, c: &CampaignRow, rate: Option<f64>) {
     line(out, width, &format!("  {}", c.campaign_name));
     let percent = c.progress.clamp(0.0, 100.0);
-    let label = format!(" {percent:5.1}%");
-    let bar_width = width.saturating_sub(6 + label.len()).clamp(5, 50);
-    let filled = ((percent / 100.0) * bar_width as f64).round() as usize;
-    line(
-        out,
-        width,
-        &format!(
-            "    [{}{}]{label}",
-            "█".repeat(filled.min(bar_width)),
-            "░".repeat(bar_width - filled.min(bar_width))
-        ),
-    );
     let remaining = c.pending_count + c.sending_count;
     let pace = match rate {
         Some(r) if r > 0.0 => format!(" · {} · ETA {}", per_second(r), eta(remaining / r)),
-        Some(_) => " · 0/s · ETA —".to_string(),
+        Some(_) => " · 0/s".to_string(),
         None => String::new(),
     };
-    line(
-        out,
-        width,
-        &format!(
-            "    {} sent of {} · {} delivered · {} failed · {} bounced · success {:.2}%{pace}",
-            count(c.sent_count + c.delivered_count),
-            count(c.total_emails),
-            count(c.delivered_count),
-            count(c.failed_count),
-            count(c.bounced_count),
-            c.success_rate,
-        ),
+    let label = format!(" {percent:5.1}%");
+    // The bar, its percentage and the pace on one line when they fit; the
+    // bar shrinks first, then the pace moves to the next line.
+    let fixed = 6 + label.chars().count();
+    let (bar_width, pace_here) = if width >= fixed + pace.chars().count() + 10 {
+        ((width - fixed - pace.chars().count()).min(50), true)
+    } else {
+        (width.saturating_sub(fixed).clamp(5, 50), false)
+    };
+    let filled = ((percent / 100.0) * bar_width as f64).round() as usize;
+    let filled = filled.min(bar_width);
+    let bar = format!(
+        "    [{}{}]{label}",
+        "█".repeat(filled),
+        "░".repeat(bar_width - filled)
     );
+    if pace_here {
+        line(out, width, &format!("{bar}{pace}"));
+    } else {
+        line(out, width, &bar);
+        if let Some(pace) = pace.strip_prefix(" · ") {
+            flow(
+                out,
+                width,
+                &pace.split(" · ").map(str::to_string).collect::<Vec<_>>(),
+            );
+        }
+    }
+    flow(out, width, &figures(c));
+}
+
+/// The figures of a campaign, as short items.
+fn figures(c: &CampaignRow) -> Vec<String> {
+    vec![
+        format!(
+            "{} sent of {}",
+            count(c.sent_count + c.delivered_count),
+            count(c.total_emails)
+        ),
+        format!("{} delivered", count(c.delivered_count)),
+        format!("{} failed", count(c.failed_count)),
+        format!("{} bounced", count(c.bounced_count)),
+        format!("success {:.2}%", c.success_rate),
+    ]
+}
+
+/// Items joined by ` · `, wrapped at `width` with a four-space indent.
+fn flow(out: &mut String, width: usize, items: &[String]) {
+    let mut current = String::from("   ");
+    for item in items {
+        let separator = if current.trim().is_empty() {
+            " "
+        } else {
+            " · "
+        };
+        if current.trim().is_empty()
+            || current.chars().count() + separator.chars().count() + item.chars().count() <= width
+        {
+            current.push_str(separator);
+            current.push_str(item);
+        } else {
+            line(out, width, &current);
+            current = format!("    {item}");
+        }
+    }
+    if !current.trim().is_empty() {
+        line(out, width, &current);
+    }
 }
 
 /// Appends `text` cut to `width` characters, and a newline.

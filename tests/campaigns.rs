@@ -1,0 +1,524 @@
+//! The campaign workflow and `campaigns watch` (polling) against the local
+//! stack, through the real binary and the REST API with real JWTs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{mailsync, new_user, rest, stderr, stdout, Stack, User};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
+    mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_str(stdout(o).trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", stdout(o), stderr(o)))
+}
+
+/// Contacts for `user`: `n` in Acme SARL, `m` in Beta.
+async fn contacts(stack: &Stack, user: &User, n: usize, m: usize) {
+    let rows: Vec<Value> = (0..n + m)
+        .map(|i| {
+            json!({"email": format!("p{i}@example.fr"),
+                   "organization_name": if i < n { "Acme SARL" } else { "Beta" }})
+        })
+        .collect();
+    let (status, body) = rest(
+        stack,
+        Method::POST,
+        "contacts",
+        Some(&user.token),
+        Some(json!(rows)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn create(stack: &Stack, user: &User, name: &str) -> String {
+    let o = run_as(
+        stack,
+        user,
+        &[
+            "--json",
+            "campaigns",
+            "create",
+            "--name",
+            name,
+            "--subject",
+            "S",
+            "--content",
+            "C",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row = json_of(&o);
+    assert_eq!(row["status"], "draft");
+    row["id"].as_str().unwrap().to_string()
+}
+
+async fn campaign_row(id: &str) -> (String, bool, bool) {
+    let row = common::admin()
+        .await
+        .query_one(
+            "select status, started_at is not null, completed_at is not null from public.email_campaigns where id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+async fn email_statuses(id: &str) -> Vec<(String, String, Option<String>)> {
+    common::admin()
+        .await
+        .query(
+            "select status, recipient_email, recipient_organization from public.emails_sent
+             where campaign_id = $1::text::uuid order by recipient_email",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Moves the emails of a campaign to `status`, as the user through REST.
+async fn settle(stack: &Stack, user: &User, campaign: &str, filter: &str, status: &str) {
+    let path = format!("emails_sent?campaign_id=eq.{campaign}{filter}");
+    let (code, body) = rest(
+        stack,
+        Method::PATCH,
+        &path,
+        Some(&user.token),
+        Some(json!({"status": status})),
+        None,
+    )
+    .await;
+    assert!(code == 204 || code == 200, "{code} {body}");
+}
+
+#[tokio::test]
+async fn create_send_refuse_a_second_send_and_finish_by_itself() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 3, 2).await;
+    let id = create(&stack, &user, "Novembre");
+
+    let sent = run_as(
+        &stack,
+        &user,
+        &["--json", "campaigns", "send", "Novembre", "--yes"],
+    );
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert_eq!(json_of(&sent)["queued"], 5);
+    let emails = email_statuses(&id).await;
+    assert_eq!(emails.len(), 5);
+    assert!(emails.iter().all(|(s, _, _)| s == "pending"));
+    assert_eq!(emails[0].1, "p0@example.fr");
+    assert_eq!(emails[0].2.as_deref(), Some("Acme SARL"));
+    assert_eq!(campaign_row(&id).await, ("sending".into(), true, false));
+
+    let again = run_as(&stack, &user, &["campaigns", "send", &id, "--yes"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already sending"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        email_statuses(&id).await.len(),
+        5,
+        "a refused send creates nothing"
+    );
+
+    settle(
+        &stack,
+        &user,
+        &id,
+        "&recipient_email=in.(p0@example.fr,p1@example.fr)",
+        "delivered",
+    )
+    .await;
+    assert_eq!(campaign_row(&id).await.0, "sending");
+    settle(&stack, &user, &id, "&status=eq.pending", "bounced").await;
+    assert_eq!(
+        campaign_row(&id).await,
+        ("sent".into(), true, true),
+        "Campagne terminée"
+    );
+
+    let listed = json_of(&run_as(&stack, &user, &["--json", "campaigns", "list"]));
+    assert_eq!(listed[0]["campaign_status"], "sent");
+    assert_eq!(listed[0]["total_emails"], 5);
+}
+
+#[tokio::test]
+async fn send_can_target_one_organisation_and_refuses_unknown_ones() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 3, 2).await;
+    let id = create(&stack, &user, "Beta only");
+    let unknown = run_as(
+        &stack,
+        &user,
+        &["campaigns", "send", &id, "--organization", "Gamma", "--yes"],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("no organisation named"),
+        "{}",
+        stderr(&unknown)
+    );
+    assert_eq!(campaign_row(&id).await.0, "draft");
+
+    let o = run_as(
+        &stack,
+        &user,
+        &[
+            "--json",
+            "campaigns",
+            "send",
+            &id,
+            "--organization",
+            "  beta ",
+            "--yes",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_of(&o)["queued"], 2);
+    assert!(email_statuses(&id)
+        .await
+        .iter()
+        .all(|(_, _, org)| org.as_deref() == Some("Beta")));
+}
+
+#[tokio::test]
+async fn send_asks_first_and_names_must_be_unambiguous() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 1, 0).await;
+    let id = create(&stack, &user, "Twice");
+    let refused = run_as(&stack, &user, &["campaigns", "send", &id]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    assert_eq!(campaign_row(&id).await.0, "draft");
+
+    let other = create(&stack, &user, "Twice");
+    let ambiguous = run_as(&stack, &user, &["campaigns", "send", "Twice", "--yes"]);
+    assert_eq!(ambiguous.status.code(), Some(2));
+    let err = stderr(&ambiguous);
+    assert!(err.contains(&id) && err.contains(&other), "{err}");
+
+    let empty_user = new_user(&stack).await;
+    let lonely = create(&stack, &empty_user, "Nobody");
+    let none = run_as(
+        &stack,
+        &empty_user,
+        &["campaigns", "send", &lonely, "--yes"],
+    );
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("no recipients"), "{}", stderr(&none));
+    assert_eq!(campaign_row(&lonely).await.0, "draft");
+}
+
+#[tokio::test]
+async fn templates_feed_campaigns() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let t = run_as(
+        &stack,
+        &user,
+        &[
+            "templates",
+            "create",
+            "--name",
+            "relance",
+            "--subject",
+            "Rappel",
+            "--content",
+            "Bonjour",
+        ],
+    );
+    assert!(t.status.success(), "{}", stderr(&t));
+    let listed = json_of(&run_as(&stack, &user, &["--json", "templates", "list"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let o = run_as(
+        &stack,
+        &user,
+        &[
+            "--json",
+            "campaigns",
+            "create",
+            "--name",
+            "R",
+            "--template",
+            "relance",
+        ],
+    );
+    let row = json_of(&o);
+    assert_eq!(
+        (row["subject"].as_str(), row["content"].as_str()),
+        (Some("Rappel"), Some("Bonjour"))
+    );
+    let missing = run_as(
+        &stack,
+        &user,
+        &["campaigns", "create", "--name", "R", "--template", "nope"],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn watch_once_json_shows_exactly_the_users_campaigns_with_their_counts() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 10, 0).await;
+    let live = create(&stack, &user, "Live");
+    let done = create(&stack, &user, "Done");
+    let _draft = create(&stack, &user, "Draft");
+    for id in [&live, &done] {
+        assert!(run_as(&stack, &user, &["campaigns", "send", id, "--yes"])
+            .status
+            .success());
+    }
+    // Live: 2 pending, 1 sending, 3 sent, 2 delivered, 1 failed, 1 bounced.
+    for (emails, status) in [
+        ("p2,p3,p4", "sending"),
+        ("p3,p4,p5", "sent"),
+        ("p6,p7", "delivered"),
+        ("p8", "failed"),
+        ("p9", "bounced"),
+    ] {
+        let list = emails
+            .split(',')
+            .map(|e| format!("{e}@example.fr"))
+            .collect::<Vec<_>>()
+            .join(",");
+        settle(
+            &stack,
+            &user,
+            &live,
+            &format!("&recipient_email=in.({list})"),
+            status,
+        )
+        .await;
+    }
+    settle(&stack, &user, &done, "", "delivered").await;
+
+    let o = run_as(
+        &stack,
+        &user,
+        &["--json", "campaigns", "watch", "--once", "--mode", "poll"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let snap = json_of(&o);
+    let sending = snap["sending"].as_array().unwrap();
+    let sent = snap["sent"].as_array().unwrap();
+    assert_eq!(sending.len(), 1);
+    assert_eq!(sent.len(), 1);
+    let c = &sending[0];
+    assert_eq!(c["campaign_id"], live.as_str());
+    let counts: Vec<i64> = [
+        "total_emails",
+        "pending_count",
+        "sending_count",
+        "sent_count",
+        "delivered_count",
+        "failed_count",
+        "bounced_count",
+    ]
+    .iter()
+    .map(|k| c[*k].as_i64().unwrap())
+    .collect();
+    assert_eq!(counts, [10, 2, 1, 3, 2, 1, 1]);
+    assert_eq!(c["success_rate"].as_f64(), Some(50.0));
+    assert_eq!(c["progress"].as_f64(), Some(70.0));
+    assert_eq!(sent[0]["campaign_id"], done.as_str());
+    assert_eq!(sent[0]["success_rate"].as_f64(), Some(100.0));
+    assert_eq!(snap["dashboard"]["active_campaigns"], 1);
+    assert_eq!(snap["dashboard"]["total_contacts"], 10);
+
+    let stranger = new_user(&stack).await;
+    let theirs = json_of(&run_as(
+        &stack,
+        &stranger,
+        &["--json", "campaigns", "watch", "--once", "--mode", "poll"],
+    ));
+    assert_eq!(theirs["sending"], json!([]));
+    assert_eq!(theirs["sent"], json!([]));
+    assert_eq!(theirs["dashboard"]["total_contacts"], 0);
+
+    let text = run_as(
+        &stack,
+        &user,
+        &["campaigns", "watch", "--once", "--mode", "poll"],
+    );
+    let screen = stdout(&text);
+    assert!(
+        screen.contains("Envoi en progression (1)") && screen.contains("Campagne terminée (1)"),
+        "{screen}"
+    );
+    assert!(screen.contains("5 sent of 10"), "{screen}");
+}
+
+#[tokio::test]
+async fn watch_until_done_returns_once_the_last_email_settles() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 4, 0).await;
+    let id = create(&stack, &user, "Until done");
+    assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
+        .status
+        .success());
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+        .args([
+            "--json",
+            "campaigns",
+            "watch",
+            "--until-done",
+            "--mode",
+            "auto",
+            "--interval",
+            "0.5",
+            "-v",
+        ])
+        .env("SUPABASE_URL", &stack.url)
+        .env("SUPABASE_ANON_KEY", &stack.anon_key)
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still watching while emails are pending"
+    );
+    settle(&stack, &user, &id, "", "delivered").await;
+    let started = Instant::now();
+    let output = loop {
+        if child.try_wait().unwrap().is_some() {
+            break child.wait_with_output().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "watch --until-done did not return"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("Realtime is not available"),
+        "auto falls back to polling and says so: {err}"
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "one JSON object per refresh");
+    assert_eq!(lines.last().unwrap()["sending"], json!([]));
+    assert_eq!(lines.last().unwrap()["sent"][0]["campaign_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn realtime_mode_fails_clearly_where_there_is_no_realtime() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let o = run_as(
+        &stack,
+        &user,
+        &["campaigns", "watch", "--mode", "realtime", "--until-done"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("Realtime at") && err.contains("404"), "{err}");
+    assert!(
+        !err.contains(&stack.anon_key),
+        "the key stays out of messages"
+    );
+    let bad = run_as(&stack, &user, &["campaigns", "watch", "--interval", "0.1"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Many transactions settling the last emails of one campaign at the same
+/// moment: the campaign must end `sent` every time.
+#[tokio::test]
+async fn concurrent_writers_settling_the_last_emails_always_finish_the_campaign() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 160, 0).await;
+    for round in 0..5 {
+        let id = create(&stack, &user, &format!("Race {round}"));
+        assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
+            .status
+            .success());
+        let ids: Vec<Uuid> = common::admin()
+            .await
+            .query(
+                "select id from public.emails_sent where campaign_id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let chunks: Vec<Vec<Uuid>> = ids.chunks(20).map(|c| c.to_vec()).collect();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(chunks.len()));
+        let mut tasks = Vec::new();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let (user, barrier) = (user.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut db = common::admin().await;
+                let tx = db.transaction().await.unwrap();
+                let claims =
+                    json!({"sub": user.id.to_string(), "role": "authenticated"}).to_string();
+                tx.execute(
+                    "select set_config('request.jwt.claims', $1, true)",
+                    &[&claims],
+                )
+                .await
+                .unwrap();
+                tx.batch_execute("set local role authenticated")
+                    .await
+                    .unwrap();
+                let status = if i % 3 == 0 { "failed" } else { "delivered" };
+                // Half the writers settle in two statements.
+                let (first, rest) = chunk.split_at(if i % 2 == 0 {
+                    chunk.len()
+                } else {
+                    chunk.len() / 2
+                });
+                barrier.wait().await;
+                for part in [first, rest] {
+                    if !part.is_empty() {
+                        tx.execute(
+                            "update public.emails_sent set status = $1 where id = any($2)",
+                            &[&status, &part.to_vec()],
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+                tx.commit().await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (status, _, completed) = campaign_row(&id).await;
+        assert_eq!(
+            (status.as_str(), completed),
+            ("sent", true),
+            "round {round}"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The watch screen for a fixed set of rows, compared with the files in
+//! `tests/snapshots/` (run with `UPDATE_SNAPSHOTS=1` to rewrite them after an
+//! intended change, then review the diff).
+
+use mailsync::watch::data::Snapshot;
+use mailsync::watch::render::{screen, Rates};
+use serde_json::json;
+
+fn campaign(
+    name: &str,
+    status: &str,
+    counts: [u64; 6],
+    completed: Option<&str>,
+) -> serde_json::Value {
+    let [pending, sending, sent, delivered, failed, bounced] = counts;
+    let total = counts.iter().sum::<u64>();
+    let rate = |n: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            (n as f64 * 10000.0 / total as f64).round() / 100.0
+        }
+    };
+    json!({
+        "campaign_id": format!("id-{name}"),
+        "campaign_name": name,
+        "subject": "Sujet",
+        "campaign_status": status,
+        "user_id": "u",
+        "created_at": "2026-11-20T09:00:00+00:00",
+        "started_at": "2026-11-25T08:00:00+00:00",
+        "completed_at": completed,
+        "total_emails": total,
+        "pending_count": pending,
+        "sending_count": sending,
+        "sent_count": sent,
+        "delivered_count": delivered,
+        "failed_count": failed,
+        "bounced_count": bounced,
+        "success_rate": rate(sent + delivered),
+        "progress": rate(total - pending - sending),
+    })
+}
+
+fn dashboard() -> serde_json::Value {
+    json!({"user_id": "u", "total_contacts": 12480, "total_organizations": 312,
+           "active_campaigns": 2, "emails_sent_today": 5321})
+}
+
+fn busy() -> (Snapshot, Rates) {
+    let snapshot = Snapshot {
+        dashboard: dashboard(),
+        sending: vec![
+            campaign(
+                "Newsletter novembre",
+                "sending",
+                [4000, 120, 2100, 5980, 70, 30],
+                None,
+            ),
+            campaign(
+                "Relance clients inactifs avec un nom très long pour voir",
+                "sending",
+                [10, 0, 0, 0, 0, 0],
+                None,
+            ),
+        ],
+        sent: vec![campaign(
+            "Rentrée 2026",
+            "sent",
+            [0, 0, 40, 1150, 8, 2],
+            Some("2026-11-24T17:42:10.5+00:00"),
+        )],
+    };
+    let mut rates = Rates::new();
+    rates.insert("id-Newsletter novembre".into(), 42.5);
+    rates.insert(
+        "id-Relance clients inactifs avec un nom très long pour voir".into(),
+        0.0,
+    );
+    (snapshot, rates)
+}
+
+fn check(name: &str, actual: &str) {
+    let path = format!("{}/tests/snapshots/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (UPDATE_SNAPSHOTS=1 writes it)"));
+    assert_eq!(actual, expected, "the screen differs from {path}");
+}
+
+#[test]
+fn a_busy_screen_at_100_columns() {
+    let (snapshot, rates) = busy();
+    check(
+        "watch_busy_100",
+        &screen(&snapshot, &rates, 100, "polling every 2.0 s"),
+    );
+}
+
+#[test]
+fn a_busy_screen_on_a_narrow_terminal() {
+    let (snapshot, rates) = busy();
+    let text = screen(&snapshot, &rates, 40, "polling every 2.0 s");
+    assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
+    check("watch_busy_40", &text);
+}
+
+#[test]
+fn no_campaigns_at_all() {
+    let snapshot = Snapshot {
+        dashboard: json!({"user_id": "u", "total_contacts": 0, "total_organizations": 0,
+                          "active_campaigns": 0, "emails_sent_today": 0}),
+        sending: vec![],
+        sent: vec![],
+    };
+    check("watch_empty", &screen(&snapshot, &Rates::new(), 80, ""));
+}
