@@ -39,6 +39,8 @@ pub struct WatchOptions {
 
 /// Re-reads at most this often when changes arrive in bursts.
 const COALESCE: Duration = Duration::from_millis(250);
+/// How long a change waits for the rest of its burst.
+const DEBOUNCE: Duration = Duration::from_millis(50);
 /// With Realtime, the views are still re-read this often, in case an event
 /// was missed while reconnecting.
 const SAFETY_POLL: Duration = Duration::from_secs(30);
@@ -103,8 +105,10 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
                 match event {
                     Some(realtime::Event::Changed) | Some(realtime::Event::Connected) => {
                         status = mode_line.clone();
-                        // Coalesce a burst into one re-read.
-                        next_fetch = next_fetch.min((last_fetch + COALESCE).max(Instant::now()));
+                        // Coalesce a burst into one re-read: wait a moment for
+                        // the rest of it, and never re-read twice in 250 ms.
+                        let soonest = (last_fetch + COALESCE).max(Instant::now() + DEBOUNCE);
+                        next_fetch = next_fetch.min(soonest);
                     }
                     Some(realtime::Event::Disconnected(reason)) => {
                         status = format!("reconnecting to Realtime… ({reason})");
