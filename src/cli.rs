@@ -112,6 +112,52 @@ Examples:
   mailsync dashboard
   mailsync --json dashboard | jq .emails_sent_today")]
     Dashboard,
+    /// Sign in to the project with email and password (Supabase Auth); saves the session
+    #[command(
+        after_help = "The session is saved in your config directory (one file per project URL, mode
+0600) and refreshed automatically. MAILSYNC_ACCESS_TOKEN, when set, wins over it.
+On the local stack (no Auth server) use: export MAILSYNC_ACCESS_TOKEN=$(scripts/local-stack.sh token UUID)
+
+Examples:
+  mailsync login                                  # asks for email and password
+  mailsync login --email me@example.com           # asks for the password only
+  printf '%s\\n' \"$PASSWORD\" | mailsync login --email ci@example.com --password-stdin"
+    )]
+    Login {
+        /// The account's email
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Sign out: revoke the session on the server when reachable and delete it here
+    #[command(after_help = "Examples:
+  mailsync logout")]
+    Logout,
+    /// Who mailsync acts as: user, email, project, token expiry and where the token came from
+    #[command(after_help = "Examples:
+  mailsync whoami
+  mailsync --json whoami | jq -r .user_id")]
+    Whoami,
+    /// The settings in effect, secrets masked, and where each came from
+    #[command(
+        after_help = "Precedence: flags > environment > --env-file/.env > defaults (the local stack).
+
+Examples:
+  mailsync config
+  mailsync --env-file staging.env config --json"
+    )]
+    Config,
+    /// Shell completions
+    #[command(after_help = "Examples:
+  mailsync completions bash > ~/.local/share/bash-completion/completions/mailsync
+  mailsync completions zsh > \"${fpath[1]}/_mailsync\"
+  mailsync completions fish > ~/.config/fish/completions/mailsync.fish")]
+    Completions {
+        /// bash, zsh, fish, powershell or elvish
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The content of a campaign or template: inline, from a file, or (for a

@@ -2,6 +2,7 @@
 //! email-campaign data. The binary parses arguments and calls [`run`]; every
 //! command lives in its own module and can be called from tests directly.
 
+pub mod account;
 pub mod auth;
 pub mod campaigns;
 pub mod cli;
@@ -9,9 +10,12 @@ pub mod config;
 pub mod contacts;
 pub mod db;
 pub mod error;
+pub mod gotrue;
 pub mod import;
 pub mod output;
 pub mod rest;
+pub mod session;
+pub mod show_config;
 pub mod templates;
 pub mod watch;
 
@@ -22,6 +26,12 @@ use error::Result;
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     let out = cli.global.output();
+    // Completions need no configuration (which may not even parse yet).
+    if let Command::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "mailsync", &mut std::io::stdout());
+        return Ok(());
+    }
     let config = Config::load(&cli.global.overrides())?;
     match &cli.command {
         Command::Db(cmd) => db::run(cmd, &config, &out).await,
@@ -58,6 +68,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Templates(cli::TemplatesCommand::List) => templates::list(&config, &out).await,
         Command::Dashboard => campaigns::dashboard(&config, &out).await,
+        Command::Login {
+            email,
+            password_stdin,
+        } => account::login(email.as_deref(), *password_stdin, &config, &out).await,
+        Command::Logout => account::logout(&config, &out).await,
+        Command::Whoami => account::whoami(&config, &out).await,
+        Command::Config => show_config::show(&config, &out).await,
+        Command::Completions { .. } => Ok(()),
     }
 }
 

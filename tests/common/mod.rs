@@ -267,6 +267,8 @@ pub fn mailsync(stack: &Stack, args: &[&str], extra_env: &[(&str, &str)]) -> Out
     cmd.args(args)
         .current_dir(dir.path())
         .env_remove("MAILSYNC_ACCESS_TOKEN")
+        // No saved session of the machine's user leaks into a test.
+        .env("MAILSYNC_CONFIG_DIR", dir.path().join("config"))
         .env("SUPABASE_URL", &stack.url)
         .env("SUPABASE_ANON_KEY", &stack.anon_key)
         .env("SUPABASE_DB_URL", &stack.db_url)

@@ -1,0 +1,147 @@
+//! The session `mailsync login` saves: one file per project URL in the
+//! user's config directory (`$MAILSYNC_CONFIG_DIR`, else
+//! `$XDG_CONFIG_HOME/mailsync`, else `~/.config/mailsync`), mode 0600,
+//! written to a temporary file and renamed so it is never half-written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+use crate::error::{Error, Result};
+
+pub const ENV_CONFIG_DIR: &str = "MAILSYNC_CONFIG_DIR";
+
+/// A signed-in user's tokens for one project.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub project_url: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub user_id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("project_url", &self.project_url)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub fn access(&self) -> Secret {
+        Secret::new(self.access_token.clone())
+    }
+
+    /// Whether the access token expires within `margin` seconds.
+    pub fn expires_within(&self, margin: i64) -> bool {
+        self.expires_at - now() <= margin
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The directory sessions live in.
+pub fn config_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(ENV_CONFIG_DIR).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    dirs::config_dir()
+        .map(|d| d.join("mailsync"))
+        .ok_or_else(|| Error::config(format!("no config directory: set HOME or {ENV_CONFIG_DIR}")))
+}
+
+/// The session file of a project: `sessions/<host>-<port>-<hash>.json`.
+pub fn path_for(project_url: &str) -> Result<PathBuf> {
+    let key = project_url.trim_end_matches('/');
+    let readable: String = key
+        .split("://")
+        .last()
+        .unwrap_or(key)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    let hash = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    Ok(config_dir()?
+        .join("sessions")
+        .join(format!("{readable}-{:08x}.json", hash as u32)))
+}
+
+/// The saved session for a project, if there is one.
+pub fn load(project_url: &str) -> Result<Option<(Session, PathBuf)>> {
+    let path = path_for(project_url)?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::config(format!(
+                "{}: cannot read the saved session: {e}",
+                path.display()
+            )))
+        }
+    };
+    let session: Session = serde_json::from_str(&text).map_err(|_| {
+        Error::config(format!(
+            "{}: the saved session is damaged; run `mailsync login` again",
+            path.display()
+        ))
+    })?;
+    Ok(Some((session, path)))
+}
+
+/// Saves atomically, readable by the user only.
+pub fn save(session: &Session) -> Result<PathBuf> {
+    let path = path_for(&session.project_url)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::config(format!("{}: cannot save the session: {e}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    // tempfile creates the file with mode 0600 on Unix.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+    let text = serde_json::to_string_pretty(session).map_err(|e| fail(&e))?;
+    tmp.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
+    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+    tmp.persist(&path).map_err(|e| fail(&e.error))?;
+    Ok(path)
+}
+
+/// Deletes the saved session; whether there was one.
+pub fn delete(project_url: &str) -> Result<Option<PathBuf>> {
+    let path = path_for(project_url)?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(Some(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::config(format!(
+            "{}: cannot delete the session: {e}",
+            path.display()
+        ))),
+    }
+}
