@@ -19,6 +19,8 @@ drop view if exists public.dashboard_analytics;
 drop view if exists public.contact_analytics;
 drop view if exists public.campaign_analytics;
 
+drop table if exists public.user_daily_sent_counts;
+drop table if exists public.campaign_email_counts;
 drop table if exists public.emails_sent;
 drop table if exists public.email_templates;
 drop table if exists public.email_campaigns;
@@ -32,3 +34,8 @@ drop function if exists public.create_missing_organizations();
 drop function if exists public.update_recipient_organization();
 drop function if exists public.set_email_status_timestamps();
 drop function if exists public.complete_settled_campaign();
+drop function if exists public.count_inserted_emails();
+drop function if exists public.count_updated_emails();
+drop function if exists public.count_deleted_emails();
+drop function if exists public.clear_email_counts();
+drop function if exists public.counter_shard();

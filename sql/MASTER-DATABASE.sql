@@ -113,9 +113,14 @@ create index if not exists contacts_user_organization_idx
   on public.contacts (user_id, organization_name, email);
 create index if not exists email_campaigns_user_status_idx on public.email_campaigns (user_id, status);
 create index if not exists emails_sent_user_campaign_idx on public.emails_sent (user_id, campaign_id);
-create index if not exists emails_sent_user_contact_idx on public.emails_sent (user_id, contact_id);
-create index if not exists emails_sent_campaign_status_idx on public.emails_sent (campaign_id, status);
-create index if not exists emails_sent_user_sent_at_idx on public.emails_sent (user_id, sent_at);
+-- Covers contact_analytics: a contact's counts come from the index alone.
+drop index if exists public.emails_sent_user_contact_idx;
+create index if not exists emails_sent_user_contact_cover_idx
+  on public.emails_sent (user_id, contact_id) include (status, sent_at);
+-- campaign_analytics reads counters, not emails: no (campaign_id, status) index.
+drop index if exists public.emails_sent_campaign_status_idx;
+-- emails_sent_today reads day buckets now (see the counters below).
+drop index if exists public.emails_sent_user_sent_at_idx;
 
 -- ---------------------------------------------------------------------------
 -- Trigger functions (search_path pinned; everything schema-qualified)
@@ -296,6 +301,297 @@ end;
 $$;
 
 -- ---------------------------------------------------------------------------
+-- Live counters behind the analytic views, so that reading them costs the
+-- same at 10 million emails as at 20 thousand. (The guide's "vues
+-- matérialisées" cannot carry RLS and are stale between refreshes.)
+--
+-- Statement-level triggers with transition tables keep, in the same
+-- transaction as the write, per-campaign counts by status and per-user
+-- counts of emails sent per UTC day: one upsert per (campaign, shard) per
+-- statement, not one per row. A rolled-back write rolls its counts back.
+--
+-- Counters are sharded: a transaction adds to one of 16 rows per campaign
+-- (chosen by its transaction id), and the views sum the shards. Writers
+-- updating one big campaign from several connections then rarely touch the
+-- same row, instead of queueing on a single hot one.
+--
+-- The tables carry RLS like every other table; `authenticated` may only read
+-- its own rows. The trigger functions that write them are `security definer`
+-- (owned by the schema's owner, `search_path` pinned) so that users cannot
+-- write counts themselves and so cannot make them lie.
+-- ---------------------------------------------------------------------------
+
+create table if not exists public.campaign_email_counts (
+  campaign_id uuid not null,
+  shard smallint not null,
+  user_id uuid not null,
+  total bigint not null default 0,
+  pending bigint not null default 0,
+  sending bigint not null default 0,
+  sent bigint not null default 0,
+  delivered bigint not null default 0,
+  failed bigint not null default 0,
+  bounced bigint not null default 0,
+  primary key (campaign_id, shard),
+  constraint campaign_email_counts_campaign_fkey foreign key (user_id, campaign_id)
+    references public.email_campaigns (user_id, id) on delete cascade
+);
+create index if not exists campaign_email_counts_user_campaign_idx
+  on public.campaign_email_counts (user_id, campaign_id);
+
+create table if not exists public.user_daily_sent_counts (
+  user_id uuid not null references auth.users (id) on delete cascade,
+  day date not null,
+  shard smallint not null,
+  emails bigint not null default 0,
+  primary key (user_id, day, shard)
+);
+
+alter table public.campaign_email_counts enable row level security;
+alter table public.user_daily_sent_counts enable row level security;
+drop policy if exists campaign_email_counts_select_own on public.campaign_email_counts;
+create policy campaign_email_counts_select_own on public.campaign_email_counts
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists user_daily_sent_counts_select_own on public.user_daily_sent_counts;
+create policy user_daily_sent_counts_select_own on public.user_daily_sent_counts
+  for select to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.campaign_email_counts, public.user_daily_sent_counts
+  from anon, authenticated, public;
+grant select on table public.campaign_email_counts, public.user_daily_sent_counts
+  to authenticated;
+grant select, insert, update, delete on table public.campaign_email_counts,
+  public.user_daily_sent_counts to service_role;
+
+-- The shard a transaction writes to.
+create or replace function public.counter_shard()
+returns smallint
+language sql
+volatile
+set search_path = ''
+as $$
+  select (pg_catalog.txid_current() % 16)::smallint
+$$;
+
+-- Counts the emails a statement inserted.
+create or replace function public.count_inserted_emails()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  s smallint := public.counter_shard();
+begin
+  with changes as (
+    select n.user_id, n.campaign_id, n.status, n.sent_at, 1 as sign from new_rows n
+  ), campaigns as (
+    insert into public.campaign_email_counts as c
+      (campaign_id, shard, user_id, total, pending, sending, sent, delivered, failed, bounced)
+    select d.campaign_id, s, d.user_id,
+           sum(d.sign),
+           coalesce(sum(d.sign) filter (where d.status = 'pending'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'sending'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'sent'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'delivered'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'failed'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'bounced'), 0)
+    from changes d
+    -- A campaign deleted by this statement takes its counters with it.
+    where exists (select 1 from public.email_campaigns ec where ec.id = d.campaign_id)
+    group by d.campaign_id, d.user_id
+    order by d.campaign_id
+    on conflict (campaign_id, shard) do update set
+      total = c.total + excluded.total,
+      pending = c.pending + excluded.pending,
+      sending = c.sending + excluded.sending,
+      sent = c.sent + excluded.sent,
+      delivered = c.delivered + excluded.delivered,
+      failed = c.failed + excluded.failed,
+      bounced = c.bounced + excluded.bounced
+  )
+  insert into public.user_daily_sent_counts as u (user_id, day, shard, emails)
+  select d.user_id, (d.sent_at at time zone 'utc')::date, s, sum(d.sign)
+  from changes d
+  where d.sent_at is not null
+    and exists (select 1 from auth.users au where au.id = d.user_id)
+  group by d.user_id, (d.sent_at at time zone 'utc')::date
+  having sum(d.sign) <> 0
+  order by 1, 2
+  on conflict (user_id, day, shard) do update set emails = u.emails + excluded.emails;
+  return null;
+end;
+$$;
+
+-- Moves the counts of the emails a statement updated: -1 for each row as
+-- it was, +1 as it is, for the rows whose counted fields changed.
+create or replace function public.count_updated_emails()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  s smallint := public.counter_shard();
+begin
+  with changes as (
+    select x.user_id, x.campaign_id, x.status, x.sent_at, x.sign
+    from old_rows o
+    join new_rows n on n.id = o.id
+    cross join lateral (values
+      (o.user_id, o.campaign_id, o.status, o.sent_at, -1),
+      (n.user_id, n.campaign_id, n.status, n.sent_at, 1)) as x(user_id, campaign_id, status, sent_at, sign)
+    where (o.campaign_id, o.status, o.sent_at, o.user_id)
+          is distinct from (n.campaign_id, n.status, n.sent_at, n.user_id)
+  ), campaigns as (
+    insert into public.campaign_email_counts as c
+      (campaign_id, shard, user_id, total, pending, sending, sent, delivered, failed, bounced)
+    select d.campaign_id, s, d.user_id,
+           sum(d.sign),
+           coalesce(sum(d.sign) filter (where d.status = 'pending'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'sending'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'sent'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'delivered'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'failed'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'bounced'), 0)
+    from changes d
+    -- A campaign deleted by this statement takes its counters with it.
+    where exists (select 1 from public.email_campaigns ec where ec.id = d.campaign_id)
+    group by d.campaign_id, d.user_id
+    order by d.campaign_id
+    on conflict (campaign_id, shard) do update set
+      total = c.total + excluded.total,
+      pending = c.pending + excluded.pending,
+      sending = c.sending + excluded.sending,
+      sent = c.sent + excluded.sent,
+      delivered = c.delivered + excluded.delivered,
+      failed = c.failed + excluded.failed,
+      bounced = c.bounced + excluded.bounced
+  )
+  insert into public.user_daily_sent_counts as u (user_id, day, shard, emails)
+  select d.user_id, (d.sent_at at time zone 'utc')::date, s, sum(d.sign)
+  from changes d
+  where d.sent_at is not null
+    and exists (select 1 from auth.users au where au.id = d.user_id)
+  group by d.user_id, (d.sent_at at time zone 'utc')::date
+  having sum(d.sign) <> 0
+  order by 1, 2
+  on conflict (user_id, day, shard) do update set emails = u.emails + excluded.emails;
+  return null;
+end;
+$$;
+
+-- Takes back the counts of the emails a statement deleted.
+create or replace function public.count_deleted_emails()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  s smallint := public.counter_shard();
+begin
+  with changes as (
+    select o.user_id, o.campaign_id, o.status, o.sent_at, -1 as sign from old_rows o
+  ), campaigns as (
+    insert into public.campaign_email_counts as c
+      (campaign_id, shard, user_id, total, pending, sending, sent, delivered, failed, bounced)
+    select d.campaign_id, s, d.user_id,
+           sum(d.sign),
+           coalesce(sum(d.sign) filter (where d.status = 'pending'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'sending'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'sent'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'delivered'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'failed'), 0),
+           coalesce(sum(d.sign) filter (where d.status = 'bounced'), 0)
+    from changes d
+    -- A campaign deleted by this statement takes its counters with it.
+    where exists (select 1 from public.email_campaigns ec where ec.id = d.campaign_id)
+    group by d.campaign_id, d.user_id
+    order by d.campaign_id
+    on conflict (campaign_id, shard) do update set
+      total = c.total + excluded.total,
+      pending = c.pending + excluded.pending,
+      sending = c.sending + excluded.sending,
+      sent = c.sent + excluded.sent,
+      delivered = c.delivered + excluded.delivered,
+      failed = c.failed + excluded.failed,
+      bounced = c.bounced + excluded.bounced
+  )
+  insert into public.user_daily_sent_counts as u (user_id, day, shard, emails)
+  select d.user_id, (d.sent_at at time zone 'utc')::date, s, sum(d.sign)
+  from changes d
+  where d.sent_at is not null
+    and exists (select 1 from auth.users au where au.id = d.user_id)
+  group by d.user_id, (d.sent_at at time zone 'utc')::date
+  having sum(d.sign) <> 0
+  order by 1, 2
+  on conflict (user_id, day, shard) do update set emails = u.emails + excluded.emails;
+  return null;
+end;
+$$;
+
+create or replace function public.clear_email_counts()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from public.campaign_email_counts;
+  delete from public.user_daily_sent_counts;
+  return null;
+end;
+$$;
+
+drop trigger if exists count_emails_on_insert on public.emails_sent;
+create trigger count_emails_on_insert after insert on public.emails_sent
+  referencing new table as new_rows
+  for each statement execute function public.count_inserted_emails();
+drop trigger if exists count_emails_on_update on public.emails_sent;
+create trigger count_emails_on_update after update on public.emails_sent
+  referencing old table as old_rows new table as new_rows
+  for each statement execute function public.count_updated_emails();
+drop trigger if exists count_emails_on_delete on public.emails_sent;
+create trigger count_emails_on_delete after delete on public.emails_sent
+  referencing old table as old_rows
+  for each statement execute function public.count_deleted_emails();
+drop trigger if exists count_emails_on_truncate on public.emails_sent;
+create trigger count_emails_on_truncate after truncate on public.emails_sent
+  for each statement execute function public.clear_email_counts();
+
+revoke all on function public.counter_shard(), public.count_inserted_emails(),
+  public.count_updated_emails(), public.count_deleted_emails(), public.clear_email_counts()
+  from public, anon, authenticated;
+
+-- Counters start from what is there when they are first created (upgrading
+-- a database that already has emails); from then on the triggers keep them.
+do $$
+begin
+  if not exists (select 1 from public.campaign_email_counts)
+     and exists (select 1 from public.emails_sent) then
+    lock table public.emails_sent in share mode;
+    insert into public.campaign_email_counts
+      (campaign_id, shard, user_id, total, pending, sending, sent, delivered, failed, bounced)
+    select e.campaign_id, 0, e.user_id, count(*),
+           count(*) filter (where e.status = 'pending'),
+           count(*) filter (where e.status = 'sending'),
+           count(*) filter (where e.status = 'sent'),
+           count(*) filter (where e.status = 'delivered'),
+           count(*) filter (where e.status = 'failed'),
+           count(*) filter (where e.status = 'bounced')
+    from public.emails_sent e
+    group by e.campaign_id, e.user_id;
+    insert into public.user_daily_sent_counts (user_id, day, shard, emails)
+    select e.user_id, (e.sent_at at time zone 'utc')::date, 0, count(*)
+    from public.emails_sent e
+    where e.sent_at is not null
+    group by 1, 2;
+  end if;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------
 -- Analytic views: plain views, `security_invoker`, so the caller's RLS
 -- applies to every row they read.
 -- ---------------------------------------------------------------------------
@@ -327,16 +623,17 @@ select
        else round(100.0 * (s.total - s.pending - s.sending) / s.total, 2) end as progress
 from public.email_campaigns c
 left join lateral (
+  -- The counters' shards, not the emails: a handful of rows per campaign.
   select
-    count(*) as total,
-    count(*) filter (where e.status = 'pending') as pending,
-    count(*) filter (where e.status = 'sending') as sending,
-    count(*) filter (where e.status = 'sent') as sent,
-    count(*) filter (where e.status = 'delivered') as delivered,
-    count(*) filter (where e.status = 'failed') as failed,
-    count(*) filter (where e.status = 'bounced') as bounced
-  from public.emails_sent e
-  where e.campaign_id = c.id and e.user_id = c.user_id
+    sum(k.total) as total,
+    sum(k.pending) as pending,
+    sum(k.sending) as sending,
+    sum(k.sent) as sent,
+    sum(k.delivered) as delivered,
+    sum(k.failed) as failed,
+    sum(k.bounced) as bounced
+  from public.campaign_email_counts k
+  where k.campaign_id = c.id and k.user_id = c.user_id
 ) s on true;
 
 create view public.contact_analytics with (security_invoker = true) as
@@ -368,10 +665,9 @@ select
   (select count(*) from public.organizations o where o.user_id = me.user_id)::bigint as total_organizations,
   (select count(*) from public.email_campaigns c
     where c.user_id = me.user_id and c.status in ('scheduled', 'sending'))::bigint as active_campaigns,
-  (select count(*) from public.emails_sent e
-    where e.user_id = me.user_id
-      and e.sent_at >= (now() at time zone 'utc')::date::timestamp at time zone 'utc'
-      and e.sent_at < ((now() at time zone 'utc')::date + 1)::timestamp at time zone 'utc')::bigint
+  -- Emails whose sent_at falls on today's UTC date, from the day buckets.
+  (select coalesce(sum(d.emails), 0) from public.user_daily_sent_counts d
+    where d.user_id = me.user_id and d.day = (now() at time zone 'utc')::date)::bigint
     as emails_sent_today
 from (select auth.uid() as user_id) me
 where me.user_id is not null;
@@ -580,9 +876,12 @@ begin
     return null;
   end if;
   perform set_config(done_key, 'yes', true);
+  -- `no key update`: it serialises the checks of one campaign, and does not
+  -- conflict with the key-share locks that foreign-key checks (the counter
+  -- rows, new emails) take on the campaign.
   perform 1 from public.email_campaigns c
    where c.id = campaign and c.status = 'sending'
-     for update;
+     for no key update;
   if not found then
     return null;
   end if;

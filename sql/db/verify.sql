@@ -35,7 +35,11 @@ contract_triggers(table_name, trigger_name) as (
     ('contacts', 'create_missing_organizations_on_insert'),
     ('contacts', 'normalize_contact'),
     ('emails_sent', 'complete_settled_campaign_on_update'),
-    ('emails_sent', 'complete_settled_campaign_on_delete')
+    ('emails_sent', 'complete_settled_campaign_on_delete'),
+    ('emails_sent', 'count_emails_on_insert'),
+    ('emails_sent', 'count_emails_on_update'),
+    ('emails_sent', 'count_emails_on_delete'),
+    ('emails_sent', 'count_emails_on_truncate')
 ),
 -- The functions the commands call through the REST API.
 contract_functions(function_name, args) as (
