@@ -522,3 +522,51 @@ async fn concurrent_writers_settling_the_last_emails_always_finish_the_campaign(
         );
     }
 }
+
+#[tokio::test]
+async fn send_on_a_terminal_shows_the_recipients_and_defaults_to_no() {
+    use std::io::Write;
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 3, 4).await;
+    let id = create(&stack, &user, "Asked");
+    let on_terminal = |answer: &str, extra: &str| {
+        let mut child = std::process::Command::new("script")
+            .args([
+                "-qec",
+                &format!(
+                    "{} campaigns send {id} {extra}",
+                    env!("CARGO_BIN_EXE_mailsync")
+                ),
+                "/dev/null",
+            ])
+            .env("SUPABASE_URL", &stack.url)
+            .env("SUPABASE_ANON_KEY", &stack.anon_key)
+            .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(answer.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let declined = on_terminal("\n", "--organization beta");
+    let screen = String::from_utf8_lossy(&declined.stdout).to_string();
+    assert!(
+        screen.contains("to 4 recipient(s)") && screen.contains("[y/N]"),
+        "{screen}"
+    );
+    assert!(screen.contains("nothing was queued"), "{screen}");
+    assert_eq!(campaign_row(&id).await.0, "draft");
+    let accepted = on_terminal("y\n", "");
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stdout)
+    );
+    assert_eq!(email_statuses(&id).await.len(), 7);
+}

@@ -610,3 +610,50 @@ async fn contacts_list_pages_past_the_servers_row_cap_and_filters_by_organisatio
     );
     assert!(stdout(&table).contains("3 contact(s)"));
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_after_the_batch_in_flight_and_a_re_run_finishes() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_csv(dir.path(), 30_000);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+        .args(["import", path_str(&file), "--batch-size", "50"])
+        .env("SUPABASE_URL", &stack.url)
+        .env("SUPABASE_ANON_KEY", &stack.anon_key)
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first batches are in.
+    let started = std::time::Instant::now();
+    while contacts_of(&user).await.is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the import never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("run the same command again"),
+        "{err}"
+    );
+    let partial = contacts_of(&user).await.len();
+    assert!(partial < 30_000, "stopped before the end ({partial})");
+    assert_eq!(partial % 50, 0, "only whole batches are written");
+
+    let again = run_as(&stack, &user, &["--json", "import", path_str(&file)]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let c = counts(&json_of(&again));
+    assert_eq!((c[4], c[6]), (30_000 - partial as u64, partial as u64));
+    assert_eq!(contacts_of(&user).await.len(), 30_000);
+}
