@@ -50,7 +50,8 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
     if options.interval < Duration::from_millis(500) {
         return Err(Error::usage("--interval must be at least 0.5 seconds"));
     }
-    let client = crate::auth::user_client(config, out).await?;
+    let mut token = crate::auth::access_token(config, out).await?;
+    let mut client = crate::rest::RestClient::new(config, &token)?;
     let mut screen = Screen::new(out);
 
     if options.once {
@@ -62,12 +63,14 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
     // Where refresh requests come from: a timer, and Realtime when used.
     let (changes_tx, mut changes) = mpsc::channel::<realtime::Event>(64);
     let mut live = false;
+    // The token Realtime uses, replaced when the session refreshes.
+    let mut realtime_token = None;
     if options.mode != Mode::Poll {
-        let token = crate::auth::access_token(config, out).await?;
         let settings = realtime::Settings::for_project(config, &token)?;
         match realtime::connect(&settings).await {
             Ok(connection) => {
                 out.debug("watch: listening to Supabase Realtime");
+                realtime_token = Some(settings.token.clone());
                 tokio::spawn(realtime::listen(settings, connection, changes_tx));
                 live = true;
             }
@@ -132,6 +135,25 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
             continue;
         }
         last_fetch = Instant::now();
+        // A saved session is refreshed as it nears expiry: read with the
+        // new token, and hand it to the Realtime channel.
+        match crate::auth::access_token(config, out).await {
+            Ok(fresh) if fresh != token => {
+                out.debug("watch: the session was refreshed");
+                client = crate::rest::RestClient::new(config, &fresh)?;
+                if let Some(shared) = &realtime_token {
+                    if let Ok(mut current) = shared.lock() {
+                        *current = fresh.clone();
+                    }
+                }
+                token = fresh;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                screen.finish()?;
+                return Err(e);
+            }
+        }
         match data::fetch(&client).await {
             Ok(snapshot) => {
                 backoff = if live { SAFETY_POLL } else { options.interval };
