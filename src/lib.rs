@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod output;
 pub mod postgres;
+pub mod spreadsheet;
 pub mod supabase;
 
 use cli::{CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand};
@@ -29,9 +30,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Db(DbCommand::Reset(a)) => db::reset::run(&a.into(), &config()?, &out).await,
         Command::Db(DbCommand::Apply(a)) => db::apply::run(&a.into(), &config()?, &out).await,
         Command::Db(DbCommand::Verify) => db::verify::run(&config()?, &out).await,
+        Command::Db(DbCommand::Migration(a)) => db::migration::run(&a.into(), &out).await,
         Command::Import(a) => import::run(&a.into(), &config()?, &out).await,
         Command::Contacts(ContactsCommand::List(a)) => {
             contacts::list::run(&a.into(), &config()?, &out).await
+        }
+        Command::Contacts(ContactsCommand::Export(a)) => {
+            contacts::export::run(&a.into(), &config()?, &out).await
         }
         Command::Campaigns(CampaignsCommand::Create(a)) => {
             campaigns::create::run(&a.into(), &config()?, &out).await
@@ -45,6 +50,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Campaigns(CampaignsCommand::Watch(a)) => {
             campaigns::watch::run(&a.into(), &config()?, &out).await
         }
+        Command::Campaigns(CampaignsCommand::Report(a)) => {
+            campaigns::report::run(&a.into(), &config()?, &out).await
+        }
         Command::Templates(TemplatesCommand::Create(a)) => {
             templates::create::run(&a.into(), &config()?, &out).await
         }
@@ -55,5 +63,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Whoami => account::whoami::run(&config()?, &out).await,
         Command::Config => commands::config::run(&config()?, &out).await,
         Command::Completions(a) => completions::run(&a.into(), &out),
+        Command::Man(a) => commands::man::run(&a.into(), &out),
     }
 }

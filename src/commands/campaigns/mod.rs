@@ -1,7 +1,8 @@
-//! `mailsync campaigns create | list | send | watch`: the campaign workflow,
+//! `mailsync campaigns create | list | send | watch | report`: the campaign workflow,
 //! through the REST API as the signed-in user.
 
 pub mod create;
 pub mod list;
+pub mod report;
 pub mod send;
 pub mod watch;

@@ -1,3 +1,4 @@
-//! `mailsync contacts ...`.
+//! `mailsync contacts list | export`.
 
+pub mod export;
 pub mod list;

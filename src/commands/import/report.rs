@@ -13,6 +13,7 @@ use super::validate::Reject;
 use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::spreadsheet::neutralize;
 
 /// How many rejects the summary shows on screen.
 const SHOWN_REJECTS: usize = 10;
@@ -155,15 +156,6 @@ impl Report {
     }
 }
 
-/// A cell that a spreadsheet would run as a formula is written as text.
-pub fn neutralize(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
-}
-
 /// The rejected rows as CSV (row, organization, email, reason), written to
 /// a temporary file and renamed, so a crash never leaves half a file.
 pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
@@ -198,18 +190,4 @@ pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
     tmp.as_file_mut().flush().map_err(|e| fail(&e))?;
     tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::neutralize;
-
-    #[test]
-    fn formulas_are_neutralised() {
-        assert_eq!(neutralize("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(neutralize("+33 1"), "'+33 1");
-        assert_eq!(neutralize("-1"), "'-1");
-        assert_eq!(neutralize("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(neutralize("Acme"), "Acme");
-    }
 }
