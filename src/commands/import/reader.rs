@@ -78,14 +78,14 @@ impl Workbook {
         let format = Format::of(path)?;
         let meta = std::fs::metadata(path).map_err(|e| file_error(path, &e))?;
         if meta.is_dir() {
-            return Err(Error::failure(format!(
+            return Err(Error::data(format!(
                 "{}: is a directory, not a spreadsheet",
                 path.display()
             )));
         }
         File::open(path).map_err(|e| file_error(path, &e))?;
         if meta.len() == 0 {
-            return Err(Error::failure(format!(
+            return Err(Error::data(format!(
                 "{}: the file is empty",
                 path.display()
             )));
@@ -95,7 +95,7 @@ impl Workbook {
             _ => open_sheets(path)?.sheet_names(),
         };
         if sheets.is_empty() {
-            return Err(Error::failure(format!(
+            return Err(Error::data(format!(
                 "{}: the workbook has no sheet",
                 path.display()
             )));
@@ -188,7 +188,7 @@ fn file_error(path: &Path, e: &std::io::Error) -> Error {
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
         _ => e.to_string(),
     };
-    Error::failure(format!(
+    Error::data(format!(
         "{}: cannot read the file: {reason}",
         path.display()
     ))
@@ -222,7 +222,7 @@ fn workbook_error(path: &Path, detail: &str) -> Error {
     } else {
         format!("not a readable workbook: {detail}")
     };
-    Error::failure(format!("{}: {what}", path.display()))
+    Error::data(format!("{}: {what}", path.display()))
 }
 
 fn stream_xlsx(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
@@ -330,7 +330,7 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                return Err(Error::failure(format!(
+                return Err(Error::data(format!(
                     "{}: not a readable CSV file near line {}: {e}",
                     book.path.display(),
                     number + 1

@@ -1,6 +1,6 @@
 //! `mailsync config`: each setting, masked where secret, and where it came
 //! from (flag > environment > env file > default; the token may come from a
-//! saved session).
+//! saved session). Server side: none. Tests: `tests/config.rs`.
 
 use serde::Serialize;
 
@@ -28,7 +28,7 @@ fn masked_db_url(url: &str) -> String {
     }
 }
 
-pub async fn show(config: &Config, out: &Output) -> Result<()> {
+pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let mut entries = vec![
         Entry {
             name: "SUPABASE_URL",
@@ -56,7 +56,7 @@ pub async fn show(config: &Config, out: &Output) -> Result<()> {
             value: Some(t.value.masked()),
             source: t.source.to_string(),
         },
-        None => match crate::session::load(&config.project_display()) {
+        None => match crate::supabase::session::load(&config.project_display()) {
             Ok(Some((session, path))) => Entry {
                 name: "MAILSYNC_ACCESS_TOKEN",
                 value: Some(session.access().masked()),

@@ -7,7 +7,7 @@
 use crate::config::{Config, Secret, Source};
 use crate::error::{Error, Result};
 use crate::output::Output;
-use crate::rest::RestClient;
+use crate::supabase::rest::RestClient;
 
 /// A saved session is refreshed when it has less than this left (seconds).
 pub const REFRESH_MARGIN: i64 = 60;
@@ -32,16 +32,16 @@ pub async fn token(config: &Config, out: &Output) -> Result<Token> {
         });
     }
     let project = config.project_display();
-    let Some((mut session, path)) = crate::session::load(&project)? else {
+    let Some((mut session, path)) = crate::supabase::session::load(&project)? else {
         return Err(Error::config(format!(
             "not signed in to {project}: run `mailsync login`, or set MAILSYNC_ACCESS_TOKEN (on the local stack: `scripts/local-stack.sh token <uuid>`)"
         )));
     };
     if session.expires_within(REFRESH_MARGIN) {
         out.debug("auth: the access token expires within a minute; refreshing the session");
-        session = crate::gotrue::refresh(config, &session).await?;
+        session = crate::supabase::auth::refresh(config, &session).await?;
         // The old refresh token is spent: save the new one at once.
-        crate::session::save(&session)?;
+        crate::supabase::session::save(&session)?;
     }
     Ok(Token {
         value: session.access(),

@@ -7,31 +7,35 @@
 //! `rpc/import_contacts`, which upserts them set-wise and returns exact
 //! counts. A batch is one transaction and the upsert is idempotent, so a
 //! re-run after any failure finishes the job without duplicates.
+//!
+//! Here: the command and the first pass; `reader` (the sheet), `validate`
+//! (columns, emails, rejects), `load` (the second pass, batches to the
+//! server), `report` (what is printed, `--rejects`).
+//! Server side: `import_contacts(rows)` and `import_rows(rows)` in
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`, `tests/import_fuzz.rs`.
 
+pub mod load;
 pub mod reader;
 pub mod report;
 pub mod validate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
-use crate::rest::RestClient;
+use load::Sent;
 use reader::{SheetRow, Workbook};
 use report::Report;
 use validate::{classify, is_email, resolve_columns, Classified, ColumnSpec, Columns};
 
 /// What `mailsync import` was asked to do.
 #[derive(Debug, Clone)]
-pub struct ImportOptions {
+pub struct Options {
     pub file: PathBuf,
     pub sheet: Option<String>,
     pub org_column: String,
@@ -44,7 +48,7 @@ pub struct ImportOptions {
 
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
 
-pub async fn run(options: &ImportOptions, config: &Config, out: &Output) -> Result<()> {
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     if options.batch_size == 0 || options.batch_size > 50_000 {
         return Err(Error::usage("--batch-size must be between 1 and 50000"));
     }
@@ -55,7 +59,7 @@ pub async fn run(options: &ImportOptions, config: &Config, out: &Output) -> Resu
     let client = if options.dry_run {
         None
     } else {
-        Some(crate::auth::user_client(config, out).await?)
+        Some(crate::supabase::user::user_client(config, out).await?)
     };
 
     let path = options.file.clone();
@@ -87,7 +91,7 @@ pub async fn run(options: &ImportOptions, config: &Config, out: &Output) -> Resu
         return Ok(());
     };
 
-    let outcome = send(&client, &book, scan, options.batch_size, out, &mut report).await;
+    let outcome = load::send(&client, &book, scan, options.batch_size, out, &mut report).await;
     match outcome {
         Ok(Sent::All) => report.print(out, report::Outcome::Done),
         Ok(Sent::Interrupted { next_row }) => {
@@ -149,7 +153,7 @@ pub fn scan(
         }
     }
     let Some(first) = first else {
-        return Err(Error::failure(format!(
+        return Err(Error::data(format!(
             "{file}: sheet {:?} has no rows",
             book.sheet
         )));
@@ -186,167 +190,20 @@ pub fn scan(
         }
     }
     if scan.rows == scan.blank {
-        return Err(Error::failure(format!(
+        return Err(Error::data(format!(
             "{file}: sheet {:?} has no data rows{}",
             book.sheet,
             if is_header { " below its header" } else { "" }
         )));
     }
     if widest <= columns.email && scan.winners.is_empty() {
-        return Err(Error::failure(format!(
+        return Err(Error::data(format!(
             "{file}: sheet {:?} has no column {} (the email column); pass --email-column",
             book.sheet,
             validate::column_letter(columns.email)
         )));
     }
     Ok(scan)
-}
-
-enum Sent {
-    All,
-    Interrupted { next_row: u32 },
-}
-
-#[derive(Debug, Serialize)]
-struct BatchRow {
-    email: String,
-    organization: Option<String>,
-}
-
-/// What `rpc/import_contacts` answers for one batch.
-#[derive(Debug, Default, Deserialize)]
-pub struct BatchCounts {
-    pub contacts_created: u64,
-    pub contacts_updated: u64,
-    pub contacts_unchanged: u64,
-    pub organizations_created: u64,
-}
-
-struct Batch {
-    rows: Vec<BatchRow>,
-    first_row: u32,
-    last_row: u32,
-}
-
-/// The second pass: the winning rows, in batches, to the REST API.
-async fn send(
-    client: &RestClient,
-    book: &Workbook,
-    scan: Scan,
-    batch_size: usize,
-    out: &Output,
-    report: &mut Report,
-) -> Result<Sent> {
-    let unique = scan.unique();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
-    {
-        let book = book.clone();
-        let columns = scan.columns;
-        let header = scan.header_row;
-        // Moved, not copied: at a million rows this map is the import's
-        // largest allocation.
-        let winners: HashMap<String, u32> = scan.winners;
-        tokio::task::spawn_blocking(move || {
-            let mut batch = Batch {
-                rows: Vec::with_capacity(batch_size),
-                first_row: 0,
-                last_row: 0,
-            };
-            for row in book.rows() {
-                let row = match row {
-                    Ok(row) => row,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                };
-                if header.is_some_and(|h| row.row <= h) {
-                    continue;
-                }
-                if let Classified::Contact {
-                    email,
-                    organization,
-                } = classify(&row, columns)
-                {
-                    if winners.get(&email) != Some(&row.row) {
-                        continue;
-                    }
-                    if batch.rows.is_empty() {
-                        batch.first_row = row.row;
-                    }
-                    batch.last_row = row.row;
-                    batch.rows.push(BatchRow {
-                        email,
-                        organization,
-                    });
-                    if batch.rows.len() >= batch_size {
-                        let full = std::mem::replace(
-                            &mut batch,
-                            Batch {
-                                rows: Vec::with_capacity(batch_size),
-                                first_row: 0,
-                                last_row: 0,
-                            },
-                        );
-                        if tx.blocking_send(Ok(full)).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            if !batch.rows.is_empty() {
-                let _ = tx.blocking_send(Ok(batch));
-            }
-        });
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-            }
-        });
-    }
-    let progress = bar(out, unique);
-    let started = Instant::now();
-    while let Some(batch) = rx.recv().await {
-        let batch = batch?;
-        if stop.load(Ordering::SeqCst) {
-            progress.finish_and_clear();
-            return Ok(Sent::Interrupted {
-                next_row: batch.first_row,
-            });
-        }
-        let n = batch.rows.len() as u64;
-        let args = serde_json::json!({ "rows": batch.rows });
-        let what = format!(
-            "importing rows {}–{} of {}",
-            batch.first_row,
-            batch.last_row,
-            book.path.display()
-        );
-        let counts: BatchCounts = match client
-            .execute(client.rpc("import_contacts", &args), None, &what)
-            .await
-        {
-            Ok(response) => response.json(&what)?,
-            Err(e) => {
-                progress.finish_and_clear();
-                let e = e.context(format!(
-                    "rows before {} are imported; run the same command again to finish (nothing is duplicated)",
-                    batch.first_row
-                ));
-                return Err(e);
-            }
-        };
-        report.add(&counts);
-        progress.inc(n);
-    }
-    progress.finish_and_clear();
-    report.elapsed = started.elapsed();
-    Ok(Sent::All)
 }
 
 fn spinner(out: &Output, message: &str) -> ProgressBar {
@@ -360,21 +217,5 @@ fn spinner(out: &Output, message: &str) -> ProgressBar {
     );
     bar.set_message(message.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-fn bar(out: &Output, total: u64) -> ProgressBar {
-    if !out.interactive() || out.json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "Importing [{bar:30}] {human_pos}/{human_len} contacts · {per_sec} · ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }

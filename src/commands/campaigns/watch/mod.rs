@@ -2,9 +2,15 @@
 //! terminée" live in the terminal. Polls the views through the REST API, or
 //! listens to Supabase Realtime on the tables and re-reads the views when
 //! they change (Realtime never streams views).
+//!
+//! Here: the loop and the screen; `data` (what a refresh reads), `render`
+//! (the text), the Realtime client is `crate::supabase::realtime`.
+//! Server side: views `campaign_analytics` and `dashboard_analytics`, and the
+//! `supabase_realtime` publication of `emails_sent` and `email_campaigns`, in
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns.rs` (watch against the
+//! stack), `tests/watch_render.rs` (the screen), `tests/realtime.rs`.
 
 pub mod data;
-pub mod realtime;
 pub mod render;
 
 use std::collections::HashMap;
@@ -16,24 +22,29 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
+use crate::supabase::realtime;
 use data::Snapshot;
 use render::Rates;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Where refreshes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Realtime when the project offers it, otherwise polling
+    /// Realtime when the project offers it, otherwise polling.
     Auto,
-    /// Read the views every --interval seconds
+    /// Read the views every `interval`.
     Poll,
-    /// Listen to Supabase Realtime and re-read on each change
+    /// Listen to Supabase Realtime and re-read on each change.
     Realtime,
 }
 
 #[derive(Debug, Clone)]
-pub struct WatchOptions {
+pub struct Options {
     pub mode: Mode,
-    pub interval: Duration,
+    /// Seconds between reads when polling (at least 0.5).
+    pub interval_secs: f64,
+    /// Print one snapshot and exit.
     pub once: bool,
+    /// Exit 0 once no campaign is sending.
     pub until_done: bool,
 }
 
@@ -46,12 +57,13 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 const SAFETY_POLL: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Result<()> {
-    if options.interval < Duration::from_millis(500) {
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    if !options.interval_secs.is_finite() || options.interval_secs < 0.5 {
         return Err(Error::usage("--interval must be at least 0.5 seconds"));
     }
-    let mut token = crate::auth::access_token(config, out).await?;
-    let mut client = crate::rest::RestClient::new(config, &token)?;
+    let interval = Duration::from_secs_f64(options.interval_secs);
+    let mut token = crate::supabase::user::access_token(config, out).await?;
+    let mut client = crate::supabase::rest::RestClient::new(config, &token)?;
     let mut screen = Screen::new(out);
 
     if options.once {
@@ -77,17 +89,17 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
             Err(e) if options.mode == Mode::Auto => {
                 out.debug(format!(
                     "watch: Realtime is not available ({e}); polling every {:.1} s",
-                    options.interval.as_secs_f64()
+                    interval.as_secs_f64()
                 ));
             }
             Err(e) => return Err(e),
         }
     }
-    let every = if live { SAFETY_POLL } else { options.interval };
+    let every = if live { SAFETY_POLL } else { interval };
     let mode_line = if live {
         "live (Supabase Realtime)".to_string()
     } else {
-        format!("polling every {:.1} s", options.interval.as_secs_f64())
+        format!("polling every {:.1} s", interval.as_secs_f64())
     };
 
     let mut rates = RateMeter::default();
@@ -119,7 +131,7 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
                     }
                     None => {
                         live = false;
-                        status = format!("polling every {:.1} s (Realtime closed)", options.interval.as_secs_f64());
+                        status = format!("polling every {:.1} s (Realtime closed)", interval.as_secs_f64());
                     }
                 }
                 continue;
@@ -137,10 +149,10 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
         last_fetch = Instant::now();
         // A saved session is refreshed as it nears expiry: read with the
         // new token, and hand it to the Realtime channel.
-        match crate::auth::access_token(config, out).await {
+        match crate::supabase::user::access_token(config, out).await {
             Ok(fresh) if fresh != token => {
                 out.debug("watch: the session was refreshed");
-                client = crate::rest::RestClient::new(config, &fresh)?;
+                client = crate::supabase::rest::RestClient::new(config, &fresh)?;
                 if let Some(shared) = &realtime_token {
                     if let Ok(mut current) = shared.lock() {
                         *current = fresh.clone();
@@ -156,7 +168,7 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
         }
         match data::fetch(&client).await {
             Ok(snapshot) => {
-                backoff = if live { SAFETY_POLL } else { options.interval };
+                backoff = if live { SAFETY_POLL } else { interval };
                 next_fetch = Instant::now() + backoff;
                 if status.starts_with("reconnecting") && !live {
                     status = mode_line.clone();
@@ -169,9 +181,9 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
                     break;
                 }
             }
-            // An expired session or a missing schema will not get better by
-            // waiting: stop and say so.
-            Err(e) if e.kind() == ErrorKind::Config && !is_unreachable(&e) => {
+            // An expired session or a refused token will not get better by
+            // waiting: stop and say so. Anything else may pass: retry.
+            Err(e) if e.kind() == ErrorKind::Config => {
                 screen.finish()?;
                 return Err(e);
             }
@@ -193,14 +205,10 @@ pub async fn run(options: &WatchOptions, config: &Config, out: &Output) -> Resul
     screen.finish()
 }
 
-fn is_unreachable(e: &Error) -> bool {
-    e.message().contains("cannot connect") || e.message().contains("timed out")
-}
-
 /// Emails settled per second per campaign, smoothed over refreshes.
 #[derive(Default)]
 struct RateMeter {
-    previous: HashMap<String, (Instant, f64)>,
+    previous: HashMap<String, (Instant, i64)>,
     rates: Rates,
 }
 
@@ -208,12 +216,12 @@ impl RateMeter {
     fn update(&mut self, snapshot: &Snapshot) {
         let now = Instant::now();
         let mut seen = HashMap::new();
-        for c in snapshot.sending_rows() {
+        for c in &snapshot.sending {
             let settled = c.settled();
             if let Some((then, before)) = self.previous.get(&c.campaign_id) {
                 let dt = now.duration_since(*then).as_secs_f64();
                 if dt > 0.05 {
-                    let rate = ((settled - before) / dt).max(0.0);
+                    let rate = ((settled - before) as f64 / dt).max(0.0);
                     let smoothed = match self.rates.get(&c.campaign_id) {
                         Some(old) => 0.5 * old + 0.5 * rate,
                         None => rate,
@@ -285,8 +293,7 @@ impl Screen {
         let mut stdout = std::io::stdout().lock();
         match self.kind {
             Kind::Json => {
-                let line = serde_json::to_string(snapshot)
-                    .map_err(|e| Error::failure(format!("encoding JSON output: {e}")))?;
+                let line = crate::output::json_line(snapshot)?;
                 writeln!(stdout, "{line}")?;
             }
             Kind::Quiet => {}

@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::session::{now, Session};
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
-use crate::session::{now, Session};
 
 /// What `/token` answers on success.
 #[derive(Deserialize)]
@@ -77,7 +77,7 @@ fn unreachable(config: &Config, e: &reqwest::Error) -> Error {
     } else {
         "cannot connect"
     };
-    Error::config(format!(
+    Error::unreachable(format!(
         "Supabase Auth at {}: {why}; check SUPABASE_URL",
         config.auth_url()
     ))

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::load::BatchCounts;
 use super::reader::Workbook;
 use super::validate::Reject;
-use super::{BatchCounts, Scan};
+use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
 

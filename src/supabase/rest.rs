@@ -65,7 +65,7 @@ pub struct RestResponse {
 impl RestResponse {
     pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            Error::failure(format!(
+            Error::data(format!(
                 "{what}: the server's answer is not what mailsync expects: {e}"
             ))
         })
@@ -214,7 +214,7 @@ impl RestClient {
     }
 
     fn transport_error(&self, e: reqwest::Error, what: &str) -> Error {
-        let is_connect = e.is_connect();
+        let is_unreachable = e.is_connect() || e.is_timeout();
         let cause = if e.is_timeout() {
             "the request timed out".to_string()
         } else if e.is_connect() {
@@ -223,8 +223,8 @@ impl RestClient {
             e.without_url().to_string()
         };
         let message = format!("{what}: {cause} (REST API at {}/rest/v1)", self.project);
-        if is_connect {
-            Error::config(message)
+        if is_unreachable {
+            Error::unreachable(message)
         } else {
             Error::failure(message)
         }
@@ -239,7 +239,7 @@ impl RestClient {
         // user, some compatible servers 401; the SQLSTATE tells them apart
         // from a refused token.
         if code == "42501" {
-            return Error::failure(format!("{what}: permission denied: {}", error.describe()));
+            return Error::refused(format!("{what}: permission denied: {}", error.describe()));
         }
         if status == StatusCode::UNAUTHORIZED || code.starts_with("PGRST30") {
             return Error::config(format!(
@@ -251,15 +251,15 @@ impl RestClient {
         if status == StatusCode::NOT_FOUND
             && (code == "PGRST205" || code == "42P01" || code == "PGRST202")
         {
-            return Error::failure(format!(
+            return Error::refused(format!(
                 "{what}: {} (is the mailsync schema applied? run `mailsync db apply`)",
                 error.describe()
             ));
         }
         if error.message.is_none() {
-            return Error::failure(format!("{what}: the REST API answered {status}"));
+            return Error::refused(format!("{what}: the REST API answered {status}"));
         }
-        Error::failure(format!("{what}: {}", error.describe()))
+        Error::refused(format!("{what}: {}", error.describe()))
     }
 }
 

@@ -1,61 +1,41 @@
 //! `mailsync contacts list`: the user's contacts through PostgREST, paged by
 //! email (keyset paging, so the millionth contact costs what the first does,
 //! and the server's row cap never truncates the answer).
-
-use serde::{Deserialize, Serialize};
+//! Server side: tables `contacts` and `organizations` in
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/contacts.rs`.
 
 use crate::config::Config;
+use crate::domain::Contact;
 use crate::error::Result;
-use crate::output::Output;
+use crate::output::{timestamp_cell, Output};
 
 /// Rows per request; Supabase caps a response at 1000 by default.
 const PAGE: u64 = 1000;
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Contact {
-    pub id: String,
-    pub email: String,
-    pub organization_name: Option<String>,
-    pub created_at: String,
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Only the contacts of this organisation (case-insensitive).
+    pub organization: Option<String>,
+    /// At most this many (0: all).
+    pub limit: u64,
 }
 
-pub async fn list(
-    organization: Option<&str>,
-    limit: u64,
-    config: &Config,
-    out: &Output,
-) -> Result<()> {
-    let client = crate::auth::user_client(config, out).await?;
-    // Organisations match case-insensitively: find the user's spelling.
-    let organization = match organization {
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    let limit = options.limit;
+    let client = crate::supabase::user::user_client(config, out).await?;
+    // Organisations match by the one rule: find the user's spelling.
+    let organization = match &options.organization {
         None => None,
-        Some(name) => {
-            let key = name
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_lowercase();
-            let found: Vec<serde_json::Value> = client
-                .fetch(
-                    client
-                        .from("organizations")
-                        .select("name")
-                        .eq("name_key", key)
-                        .limit(1),
-                    "looking up the organisation",
-                )
-                .await?;
-            match found.first().and_then(|o| o["name"].as_str()) {
-                Some(name) => Some(name.to_string()),
-                None => {
-                    out.note(format!("no organisation named {name:?}"));
-                    if out.json {
-                        out.json(&Vec::<Contact>::new())?;
-                    }
-                    return Ok(());
+        Some(name) => match crate::supabase::lookup::organization(&client, name).await? {
+            Some(stored) => Some(stored),
+            None => {
+                out.note(format!("no organisation named {name:?}"));
+                if out.json {
+                    out.json(&Vec::<Contact>::new())?;
                 }
+                return Ok(());
             }
-        }
+        },
     };
     let mut contacts: Vec<Contact> = Vec::new();
     let mut after: Option<String> = None;
@@ -95,11 +75,7 @@ pub async fn list(
         table.add_row(vec![
             c.email.clone(),
             c.organization_name.clone().unwrap_or_default(),
-            c.created_at
-                .chars()
-                .take(16)
-                .collect::<String>()
-                .replace('T', " "),
+            timestamp_cell(&c.created_at),
         ]);
     }
     out.print(table.to_string());

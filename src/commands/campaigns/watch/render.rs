@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::data::{CampaignRow, Snapshot};
+use super::data::Snapshot;
+use crate::domain::CampaignAnalytics;
+use crate::output::timestamp_cell;
 
 /// How many finished campaigns the screen shows.
 pub const SHOWN_FINISHED: usize = 8;
@@ -16,7 +18,7 @@ pub type Rates = HashMap<String, f64>;
 pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) -> String {
     let width = width.max(20);
     let mut out = String::new();
-    let d = snapshot.dashboard_row();
+    let d = snapshot.dashboard.clone().unwrap_or_default();
     line(
         &mut out,
         width,
@@ -34,7 +36,7 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
     }
     out.push('\n');
 
-    let sending = snapshot.sending_rows();
+    let sending = &snapshot.sending;
     line(
         &mut out,
         width,
@@ -43,12 +45,12 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
     if sending.is_empty() {
         line(&mut out, width, "  No campaign is sending.");
     }
-    for c in &sending {
+    for c in sending {
         sending_block(&mut out, width, c, rates.get(&c.campaign_id).copied());
     }
     out.push('\n');
 
-    let sent = snapshot.sent_rows();
+    let sent = &snapshot.sent;
     line(
         &mut out,
         width,
@@ -61,7 +63,7 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
         line(&mut out, width, &format!("  {}", c.campaign_name));
         let mut items = figures(c);
         if let Some(t) = c.completed_at.as_deref() {
-            items.push(format!("completed {}", short_time(t)));
+            items.push(format!("completed {}", timestamp_cell(t)));
         }
         flow(&mut out, width, &items);
     }
@@ -75,12 +77,12 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
     out
 }
 
-fn sending_block(out: &mut String, width: usize, c: &CampaignRow, rate: Option<f64>) {
+fn sending_block(out: &mut String, width: usize, c: &CampaignAnalytics, rate: Option<f64>) {
     line(out, width, &format!("  {}", c.campaign_name));
     let percent = c.progress.clamp(0.0, 100.0);
     let remaining = c.pending_count + c.sending_count;
     let pace = match rate {
-        Some(r) if r > 0.0 => format!(" · {} · ETA {}", per_second(r), eta(remaining / r)),
+        Some(r) if r > 0.0 => format!(" · {} · ETA {}", per_second(r), eta(remaining as f64 / r)),
         Some(_) => " · 0/s".to_string(),
         None => String::new(),
     };
@@ -116,7 +118,7 @@ fn sending_block(out: &mut String, width: usize, c: &CampaignRow, rate: Option<f
 }
 
 /// The figures of a campaign, as short items.
-fn figures(c: &CampaignRow) -> Vec<String> {
+fn figures(c: &CampaignAnalytics) -> Vec<String> {
     vec![
         format!(
             "{} sent of {}",
@@ -166,9 +168,8 @@ fn line(out: &mut String, width: usize, text: &str) {
     out.push('\n');
 }
 
-fn count(n: f64) -> String {
-    let n = n.max(0.0).round() as u64;
-    let digits = n.to_string();
+fn count(n: i64) -> String {
+    let digits = n.max(0).to_string();
     let mut grouped = String::new();
     for (i, ch) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
@@ -179,8 +180,8 @@ fn count(n: f64) -> String {
     grouped
 }
 
-fn plural(n: f64) -> &'static str {
-    if (n - 1.0).abs() < f64::EPSILON {
+fn plural(n: i64) -> &'static str {
+    if n == 1 {
         ""
     } else {
         "s"
@@ -189,7 +190,7 @@ fn plural(n: f64) -> &'static str {
 
 fn per_second(rate: f64) -> String {
     if rate >= 10.0 {
-        format!("{}/s", count(rate))
+        format!("{}/s", count(rate.round() as i64))
     } else {
         format!("{rate:.1}/s")
     }
@@ -208,19 +209,14 @@ fn eta(seconds: f64) -> String {
     text
 }
 
-/// `2026-11-25T05:49:12.123+00:00` → `2026-11-25 05:49`.
-fn short_time(t: &str) -> String {
-    t.chars().take(16).collect::<String>().replace('T', " ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn counts_and_durations_read_well() {
-        assert_eq!(count(1234567.0), "1 234 567");
-        assert_eq!(count(12.0), "12");
+        assert_eq!(count(1234567), "1 234 567");
+        assert_eq!(count(12), "12");
         assert_eq!(eta(59.4), "59s");
         assert_eq!(eta(61.0), "1m01s");
         assert_eq!(eta(3725.0), "1h02m");

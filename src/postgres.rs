@@ -1,4 +1,5 @@
-//! Connecting to Postgres from `SUPABASE_DB_URL`, with TLS as libpq does it:
+//! The direct Postgres connection, for the `db` commands only. Connecting
+//! from `SUPABASE_DB_URL`, with TLS as libpq does it:
 //! `sslmode=disable` is plain, `prefer` (the default) tries TLS and falls back,
 //! `require` encrypts without checking the certificate (Supabase's database
 //! certificates are signed by Supabase's own CA, not a public one), and
@@ -131,10 +132,14 @@ pub async fn connect(url: &Secret) -> Result<(Client, Target)> {
     }
     config.application_name("mailsync");
     let failed = |e: tokio_postgres::Error| {
-        Error::config(format!(
-            "cannot connect to {target}: {}",
-            describe_connect_error(&e)
-        ))
+        let message = format!("cannot connect to {target}: {}", describe_connect_error(&e));
+        // The server answered (a refused password, an unknown database):
+        // configuration; no answer at all: unreachable.
+        if e.as_db_error().is_some() {
+            Error::config(message)
+        } else {
+            Error::unreachable(message)
+        }
     };
     let client = if config.get_ssl_mode() == SslMode::Disable {
         let (client, connection) = config
