@@ -226,6 +226,8 @@ cmd_up() {
   start_postrust
   start_nginx
   wait_rest
+  # What mailsync reads when no URL is configured (src/local_stack.rs).
+  cmd_env > "$STACK_DIR/stack.env"
   log "ready: API $API_URL, database 127.0.0.1:$DB_PORT"
 }
 
@@ -242,6 +244,7 @@ stop_pidfile() {
 
 cmd_down() {
   [ -d "$STACK_DIR" ] || { log "not running"; return 0; }
+  rm -f "$STACK_DIR/stack.env"
   stop_pidfile "$STACK_DIR/nginx/nginx.pid" nginx
   stop_pidfile "$STACK_DIR/postrust.pid" postrust
   if pg_bindir >/dev/null && pg_running; then
