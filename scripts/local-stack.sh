@@ -35,6 +35,15 @@ CACHE_DIR="${MAILSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mailsync}"
 POSTRUST_BIN="$CACHE_DIR/postrust-$POSTRUST_VERSION/bin/postrust"
 
 STACK_DIR="${MAILSYNC_STACK_DIR:-$ROOT/.local-stack}"
+# Ports not given: those of the stack as it runs (recorded by `up` in
+# stack.env), so a shell without the overrides reaches this stack and no
+# other; mailsync follows the same rule (src/local_stack.rs).
+state_port() {
+  [ -f "$STACK_DIR/stack.env" ] || return 0
+  grep "^export $1=" "$STACK_DIR/stack.env" | grep -o '127\.0\.0\.1:[0-9]*' | head -1 | cut -d: -f2
+}
+MAILSYNC_API_PORT="${MAILSYNC_API_PORT:-$(state_port SUPABASE_URL)}"
+MAILSYNC_DB_PORT="${MAILSYNC_DB_PORT:-$(state_port SUPABASE_DB_URL)}"
 API_PORT="${MAILSYNC_API_PORT:-54321}"
 DB_PORT="${MAILSYNC_DB_PORT:-54322}"
 REST_PORT="${MAILSYNC_REST_PORT:-$((API_PORT + 10))}"
