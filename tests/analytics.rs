@@ -346,13 +346,7 @@ async fn verify_catches_drift_and_apply_rebuilds_counters_a_database_lacks() {
     assert!(mailsync(&stack, &["db", "apply"], &env).status.success());
     let client = db.client().await;
     let user = Uuid::new_v4();
-    client
-        .execute(
-            "insert into auth.users (id, email) values ($1, 'v@example.fr')",
-            &[&user],
-        )
-        .await
-        .unwrap();
+    common::insert_user(&client, user, "v@example.fr").await;
     let campaign: Uuid = client
         .query_one(
             "insert into public.email_campaigns (user_id, name) values ($1, 'V') returning id",

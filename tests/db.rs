@@ -14,13 +14,7 @@ fn run(stack: &Stack, db: &ScratchDb, args: &[&str]) -> std::process::Output {
 async fn seed_one_of_each(db: &ScratchDb) -> Uuid {
     let client = db.client().await;
     let user = Uuid::new_v4();
-    client
-        .execute(
-            "insert into auth.users (id, email) values ($1, 'seed@example.test')",
-            &[&user],
-        )
-        .await
-        .unwrap();
+    common::insert_user(&client, user, "seed@example.test").await;
     client
         .execute(
             "insert into public.contacts (user_id, email, organization_name) values ($1, 'a@b.test', 'Org')",

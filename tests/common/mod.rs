@@ -130,23 +130,13 @@ pub async fn ready() -> Stack {
 }
 
 async fn wait_for_rest(stack: &Stack, table: &str) {
-    let http = reqwest::Client::new();
-    let mut last = String::new();
-    for _ in 0..100 {
-        match http
+    // anon has no grant: 401/403 with 42501 means the table is known.
+    wait_until_known(table, || {
+        reqwest::Client::new()
             .get(format!("{}/rest/v1/{table}?limit=0", stack.url))
             .header("apikey", &stack.anon_key)
-            .send()
-            .await
-        {
-            // anon has no grant: 401/403 with 42501 means the table is known.
-            Ok(r) if r.status().as_u16() != 404 && r.status().as_u16() < 500 => return,
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    stack_down("REST API", last)
+    })
+    .await
 }
 
 /// SQL functions the commands call, with arguments that match their
@@ -155,19 +145,24 @@ async fn wait_for_rest(stack: &Stack, table: &str) {
 const RPC_PROBES: &[(&str, &str)] = &[("import_contacts", r#"{"rows": []}"#)];
 
 async fn wait_for_rpc(stack: &Stack, function: &str, args: &str) {
-    let http = reqwest::Client::new();
-    let mut last = String::new();
-    for _ in 0..100 {
-        match http
+    wait_until_known(&format!("rpc/{function}"), || {
+        reqwest::Client::new()
             .post(format!("{}/rest/v1/rpc/{function}", stack.url))
             .header("apikey", &stack.anon_key)
             .header("Content-Type", "application/json")
             .body(args.to_string())
-            .send()
-            .await
-        {
+    })
+    .await
+}
+
+/// Sends `request` until the REST server answers neither 404 nor 5xx (it
+/// knows the object), for up to 10 s; then the stack is down.
+async fn wait_until_known(what: &str, request: impl Fn() -> reqwest::RequestBuilder) {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match request().send().await {
             Ok(r) if r.status().as_u16() != 404 && r.status().as_u16() < 500 => return,
-            Ok(r) => last = format!("rpc/{function}: HTTP {}", r.status()),
+            Ok(r) => last = format!("{what}: HTTP {}", r.status()),
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -193,16 +188,20 @@ pub struct User {
 pub async fn new_user(stack: &Stack) -> User {
     let id = Uuid::new_v4();
     let email = format!("{}@example.test", id.simple());
-    admin_to(&stack.db_url)
-        .await
+    insert_user(&admin_to(&stack.db_url).await, id, &email).await;
+    let token = sign(stack, &id, &email, 3600);
+    User { id, email, token }
+}
+
+/// A row in `auth.users` of the database `client` is connected to.
+pub async fn insert_user(client: &Client, id: Uuid, email: &str) {
+    client
         .execute(
             "insert into auth.users (id, email) values ($1, $2)",
             &[&id, &email],
         )
         .await
         .expect("creating a user in auth.users");
-    let token = sign(stack, &id, &email, 3600);
-    User { id, email, token }
 }
 
 /// An HS256 access token as Supabase Auth issues them.
