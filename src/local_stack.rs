@@ -6,7 +6,8 @@
 //! ports are `MAILSYNC_API_PORT` (54321) and `MAILSYNC_DB_PORT` (54322). When
 //! the stack has been started, `up` leaves its `env` lines in
 //! `<stack dir>/stack.env` (the anon key and the database password it really
-//! uses); they are read from there, never assumed.
+//! uses); they are read from there, never assumed. Without that file, the
+//! password is the stack's `db-password` file when there is one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub const ENV_API_PORT: &str = "MAILSYNC_API_PORT";
 pub const ENV_DB_PORT: &str = "MAILSYNC_DB_PORT";
 /// The file `scripts/local-stack.sh up` writes in the stack directory.
 pub const STATE_FILE: &str = "stack.env";
+/// The database password the script generates for the stack.
+pub const PASSWORD_FILE: &str = "db-password";
 
 /// Where the local stack is, and what told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +52,20 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> LocalStack {
         .as_ref()
         .and_then(|(_, v)| v.get("SUPABASE_ANON_KEY").cloned())
         .unwrap_or_else(|| LOCAL_ANON_KEY.to_string());
+    // Without the state of `up`: the stack's own password file, if any.
+    let password = dir
+        .as_deref()
+        .and_then(|d| std::fs::read_to_string(d.join(PASSWORD_FILE)).ok())
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty());
     let mut db_url = state
         .as_ref()
         .and_then(|(_, v)| v.get("SUPABASE_DB_URL").cloned())
+        .or_else(|| {
+            let mut url = url::Url::parse(LOCAL_DB_URL).ok()?;
+            url.set_password(Some(password.as_deref()?)).ok()?;
+            Some(url.to_string())
+        })
         .unwrap_or_else(|| LOCAL_DB_URL.to_string());
 
     let mut origin = Vec::new();

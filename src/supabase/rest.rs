@@ -252,6 +252,24 @@ impl RestClient {
         }
     }
 
+    /// Inserts one row into `table` and returns it as stored (its `columns`).
+    pub async fn insert_one<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        columns: &str,
+        row: &serde_json::Value,
+        what: &str,
+    ) -> Result<T> {
+        let query = self.from(table).select(columns).insert(row.to_string());
+        let rows: Vec<T> = self
+            .execute(query, Some("return=representation"), what)
+            .await?
+            .json(what)?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| Error::data(format!("{what}: the server returned no row")))
+    }
+
     /// [`RestClient::execute`] and decode the JSON body.
     pub async fn fetch<T: DeserializeOwned>(&self, query: Builder, what: &str) -> Result<T> {
         self.execute(query, None, what).await?.json(what)
