@@ -469,7 +469,10 @@ cmd_up() {
   wait_rest "$API_URL" postrust
   wait_rest "$CAPPED_API_URL" postrust-capped
   # What mailsync reads when no URL is configured (src/local_stack.rs).
-  cmd_env > "$STACK_DIR/stack.env"
+  # It holds the database password: mode 600, replaced atomically.
+  cmd_env > "$STACK_DIR/stack.env.tmp"
+  chmod 600 "$STACK_DIR/stack.env.tmp"
+  mv -f "$STACK_DIR/stack.env.tmp" "$STACK_DIR/stack.env"
   log "ready: API $API_URL (row cap $MAX_ROWS; $CAPPED_API_URL caps at $CAPPED_MAX_ROWS), database 127.0.0.1:$DB_PORT, pooler 127.0.0.1:$POOLER_PORT"
 }
 
