@@ -4,6 +4,7 @@
 //! themselves are SQL in `sql/db/verify.sql`.
 
 use serde::Serialize;
+use tokio_postgres::SimpleQueryMessage;
 
 use super::connect::{connect, describe_db_error};
 use crate::config::Config;
@@ -33,38 +34,36 @@ impl VerifyReport {
 }
 
 pub async fn verify(config: &Config) -> Result<VerifyReport> {
-    let (client, target) = connect(&config.db_url.value).await?;
-    let rows = client
-        .query(VERIFY, &[])
-        .await
-        .map_err(|e| Error::failure(format!("verifying {target}: {}", describe_db_error(&e))))?;
-    let mut checks: Vec<Check> = rows
-        .iter()
-        .map(|row| Check {
-            name: row.get("name"),
-            ok: row.get("ok"),
-            detail: row.get("detail"),
-        })
-        .collect();
+    let (mut client, target) = connect(&config.db_url.value).await?;
+    let failed = |e: tokio_postgres::Error| {
+        Error::failure(format!("verifying {target}: {}", describe_db_error(&e)))
+    };
+    // One read-only transaction with its own statement timeout (the recount
+    // may outlast hosted Supabase's 2-minute limit), through the simple query
+    // protocol only: no named prepared statement, so a transaction-mode
+    // pooler works as well as a direct connection.
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.batch_execute(&format!(
+        "set transaction read only; {}",
+        super::schema::STATEMENT_TIMEOUT
+    ))
+    .await
+    .map_err(failed)?;
+    let mut checks = checks_of(&tx.simple_query(VERIFY).await.map_err(failed)?);
     // The counters behind the views: recounted, when they exist at all.
-    let present: bool = client
-        .query_one(
+    let present = tx
+        .simple_query(
             "select to_regclass('public.campaign_email_counts') is not null
-                and to_regclass('public.user_daily_sent_counts') is not null",
-            &[],
+                and to_regclass('public.user_daily_sent_counts') is not null as present",
         )
         .await
-        .map_err(|e| Error::failure(format!("verifying {target}: {}", describe_db_error(&e))))?
-        .get(0);
+        .map_err(failed)?
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get("present") == Some("t")));
     if present {
-        let rows = client.query(VERIFY_COUNTERS, &[]).await.map_err(|e| {
-            Error::failure(format!("verifying {target}: {}", describe_db_error(&e)))
-        })?;
-        checks.extend(rows.iter().map(|row| Check {
-            name: row.get("name"),
-            ok: row.get("ok"),
-            detail: row.get("detail"),
-        }));
+        checks.extend(checks_of(
+            &tx.simple_query(VERIFY_COUNTERS).await.map_err(failed)?,
+        ));
     } else {
         checks.push(Check {
             name: "counter tables exist".into(),
@@ -74,8 +73,24 @@ pub async fn verify(config: &Config) -> Result<VerifyReport> {
                     .into(),
         });
     }
+    tx.commit().await.map_err(failed)?;
     Ok(VerifyReport {
         ok: checks.iter().all(|c| c.ok),
         checks,
     })
+}
+
+/// The (name, ok, detail) rows of a check query, in text form.
+fn checks_of(messages: &[SimpleQueryMessage]) -> Vec<Check> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(Check {
+                name: row.get("name").unwrap_or_default().to_string(),
+                ok: row.get("ok") == Some("t"),
+                detail: row.get("detail").unwrap_or_default().to_string(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
