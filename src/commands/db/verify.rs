@@ -1,0 +1,128 @@
+//! `mailsync db verify`: the live database against the schema contract
+//! (tables, columns, views, `security_invoker`, RLS, policies, triggers,
+//! grants, pinned `search_path`, indexed foreign keys, the counters behind
+//! the views). Read-only; exit 4 on drift.
+//! Server side: the checks are SQL in `sql/db/verify.sql` and
+//! `sql/db/verify-counters.sql`. Tests: `tests/db_commands.rs`.
+
+use serde::Serialize;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::postgres::{connect, describe_db_error};
+
+const VERIFY: &str = include_str!("../../../sql/db/verify.sql");
+const VERIFY_COUNTERS: &str = include_str!("../../../sql/db/verify-counters.sql");
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Check {
+    /// The (name, ok, detail) rows of a check query, read as text.
+    fn all_of(messages: &[SimpleQueryMessage]) -> Vec<Self> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(Check {
+                    name: row.get("name").unwrap_or_default().to_string(),
+                    ok: row.get("ok") == Some("t"),
+                    detail: row.get("detail").unwrap_or_default().to_string(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// `{"ok": bool, "checks": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl VerifyReport {
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+}
+
+pub async fn run(config: &Config, out: &Output) -> Result<()> {
+    let report = verify(config).await?;
+    if out.json {
+        out.json(&report)?;
+    } else {
+        for check in &report.checks {
+            let mark = if check.ok { "ok  " } else { "FAIL" };
+            out.print(format!("{mark} {} — {}", check.name, check.detail));
+        }
+        let failed = report.failures().count();
+        out.print(format!(
+            "{} checks, {} passed, {} failed",
+            report.checks.len(),
+            report.checks.len() - failed,
+            failed
+        ));
+    }
+    if !report.ok {
+        return Err(Error::check_failed(format!(
+            "the database does not match the schema: {} check(s) failed",
+            report.failures().count()
+        ))
+        .with_hint("run `mailsync db apply` to repair"));
+    }
+    Ok(())
+}
+
+pub async fn verify(config: &Config) -> Result<VerifyReport> {
+    let (mut client, target) = connect(&config.db_url.value).await?;
+    let failed = |e: tokio_postgres::Error| {
+        Error::refused(format!("verifying {target}: {}", describe_db_error(&e)))
+    };
+    // One read-only transaction with its own statement timeout (the recount
+    // may outlast hosted Supabase's 2-minute limit), through the simple query
+    // protocol only: no named prepared statement, so a transaction-mode
+    // pooler works as well as a direct connection.
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.batch_execute(&format!(
+        "set transaction read only; {}",
+        super::STATEMENT_TIMEOUT
+    ))
+    .await
+    .map_err(failed)?;
+    let mut checks = Check::all_of(&tx.simple_query(VERIFY).await.map_err(failed)?);
+    // The counters behind the views: recounted, when they exist at all.
+    let present = tx
+        .simple_query(
+            "select to_regclass('public.campaign_email_counts') is not null
+                and to_regclass('public.user_daily_sent_counts') is not null as present",
+        )
+        .await
+        .map_err(failed)?
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get("present") == Some("t")));
+    if present {
+        checks.extend(Check::all_of(
+            &tx.simple_query(VERIFY_COUNTERS).await.map_err(failed)?,
+        ));
+    } else {
+        checks.push(Check {
+            name: "counter tables exist".into(),
+            ok: false,
+            detail:
+                "campaign_email_counts or user_daily_sent_counts is missing: run mailsync db apply"
+                    .into(),
+        });
+    }
+    tx.commit().await.map_err(failed)?;
+    Ok(VerifyReport {
+        ok: checks.iter().all(|c| c.ok),
+        checks,
+    })
+}
