@@ -300,7 +300,7 @@ pub enum StatusArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct CampaignSendArgs {
-    /// The campaign: its id, or its name when unique
+    /// The campaign: its id, a unique id prefix (as `campaigns list` shows), or its unique name
     pub campaign: String,
     /// Only the contacts of this organisation
     #[arg(long, value_name = "NAME")]

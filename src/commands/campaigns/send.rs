@@ -16,7 +16,7 @@ use crate::supabase::rest::RestClient;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The campaign: its id, or its name when unique.
+    /// The campaign: its id, a unique id prefix, or its unique name.
     pub campaign: String,
     /// Only the contacts of this organisation.
     pub organization: Option<String>,
@@ -61,7 +61,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 .unwrap_or_default()
         );
         if !out.confirm(&question, &no_terminal)? {
-            return Err(Error::failure("not sent; nothing was queued"));
+            out.note("Not sent: nothing changed.");
+            return Ok(());
         }
     }
     let mut args = json!({ "campaign": target.id });
