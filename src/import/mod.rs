@@ -8,6 +8,7 @@
 //! counts. A batch is one transaction and the upsert is idempotent, so a
 //! re-run after any failure finishes the job without duplicates.
 
+pub mod limits;
 pub mod reader;
 pub mod report;
 pub mod validate;
@@ -47,6 +48,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 5000;
 pub async fn run(options: &ImportOptions, config: &Config, out: &Output) -> Result<()> {
     if options.batch_size == 0 || options.batch_size > 50_000 {
         return Err(Error::usage("--batch-size must be between 1 and 50000"));
+    }
+    if let Some(rejects) = &options.rejects {
+        report::check_rejects_path(&options.file, rejects)?;
     }
     let org_spec = ColumnSpec::parse(&options.org_column)?;
     let email_spec = ColumnSpec::parse(&options.email_column)?;
