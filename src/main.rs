@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     match runtime.block_on(mailsync::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", mailsync::output::terminal_safe(&e.to_string()));
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {}", mailsync::output::terminal_safe(hint));
+            }
             ExitCode::from(e.kind().exit_code())
         }
     }

@@ -544,11 +544,16 @@ async fn cells_and_cell_length_are_bounded_and_the_limits_can_be_raised() {
         &[("MAILSYNC_IMPORT_MAX_CELLS", "lots")],
     );
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("MAILSYNC_IMPORT_MAX_CELLS"),
-        "{}",
-        r.stderr
+    assert!(r.stderr.contains("--max-cells"), "{}", r.stderr);
+
+    // The flag does what the variable does.
+    let r = run(
+        &stack,
+        None,
+        &["import", "--dry-run", path_str(&csv), "--max-cells", "150"],
+        &[],
     );
+    r.assert_refused("cells (flag)", &csv, &["more than 150 cells"]);
 }
 
 #[tokio::test]
@@ -605,4 +610,77 @@ async fn rejects_that_resolve_to_the_input_file_are_refused() {
     let written = std::fs::read_to_string(&elsewhere).unwrap();
     assert!(written.contains("not-an-email"), "{written}");
     assert_eq!(std::fs::read_to_string(&input).unwrap(), content);
+}
+
+const CLIPBOARD: &str = "\u{1b}]52;c;SGVsbG8=\u{7}";
+const CLEAR: &str = "\u{1b}[2J";
+
+fn assert_no_control(what: &str, text: &str) {
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
+        "{what}: printed a control character raw: {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn terminal_control_sequences_in_cells_are_printed_escaped_and_stored_as_they_are() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(dir.path(), "escapes.xlsx");
+    {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet
+            .write_string(0, 0, format!("Acme{CLIPBOARD}"))
+            .unwrap();
+        sheet.write_string(0, 1, "a@acme.fr").unwrap();
+        sheet.write_string(1, 0, format!("Clear{CLEAR}")).unwrap();
+        sheet
+            .write_string(1, 1, format!("not-an-email{CLEAR}"))
+            .unwrap();
+        book.save(&path).unwrap();
+    }
+
+    let r = run(&stack, Some(&user), &["import", path_str(&path)], &[]);
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    assert_no_control("import table", &r.stdout);
+    assert_no_control("import notes", &r.stderr);
+    assert!(r.stdout.contains(r"\u{1b}[2J"), "{}", r.stdout);
+
+    // The data is kept exactly; --json stays valid JSON and carries it.
+    let r = run(
+        &stack,
+        Some(&user),
+        &["--json", "import", "--dry-run", path_str(&path)],
+        &[],
+    );
+    assert_no_control("import --json", &r.stdout);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        report["rejects"][0]["email"],
+        format!("not-an-email{CLEAR}")
+    );
+
+    let r = run(&stack, Some(&user), &["contacts", "list"], &[]);
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    assert_no_control("contacts list", &r.stdout);
+    assert!(
+        r.stdout.contains(r"Acme\u{1b}]52;c;SGVsbG8=\u{7}"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&stack, Some(&user), &["--json", "contacts", "list"], &[]);
+    assert_no_control("contacts list --json", &r.stdout);
+    let listed: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(listed[0]["organization_name"], format!("Acme{CLIPBOARD}"));
+
+    // A file name is data too: errors print it escaped.
+    let evil = dir.path().join(format!("evil{CLEAR}.csv"));
+    let r = run(&stack, None, &["import", "--dry-run", path_str(&evil)], &[]);
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    assert_no_control("error", &r.stderr);
+    assert!(r.stderr.contains(r"evil\u{1b}[2J.csv"), "{}", r.stderr);
 }

@@ -1,0 +1,7 @@
+//! `mailsync campaigns create | list | send | watch`: the campaign workflow,
+//! through the REST API as the signed-in user.
+
+pub mod create;
+pub mod list;
+pub mod send;
+pub mod watch;

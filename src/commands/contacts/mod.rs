@@ -1,0 +1,3 @@
+//! `mailsync contacts ...`.
+
+pub mod list;
