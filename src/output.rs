@@ -113,6 +113,22 @@ impl Output {
     }
 }
 
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns on [`trace`] for this run (`-v`); set once, by `run`.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// With `-v`, one line on stderr about what is being done (a request and its
+/// timing, a batch size), for the layers that have no [`Output`]. Callers
+/// pass methods, paths, counts and timings: never a header, token or key.
+pub fn trace(text: impl AsRef<str>) {
+    if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("· {}", text.as_ref());
+    }
+}
+
 /// Whether a question can be asked: stdin and stderr are a terminal.
 pub fn can_ask() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()

@@ -208,7 +208,7 @@ async fn send_asks_first_and_names_must_be_unambiguous() {
     let ambiguous = run_as(&stack, &user, &["campaigns", "send", "Twice", "--yes"]);
     assert_eq!(ambiguous.status.code(), Some(2));
     let err = stderr(&ambiguous);
-    assert!(err.contains(&id) && err.contains(&other), "{err}");
+    assert!(err.contains(&id[..8]) && err.contains(&other[..8]), "{err}");
 
     let empty_user = new_user(&stack).await;
     let lonely = create(&stack, &empty_user, "Nobody");
@@ -532,7 +532,11 @@ async fn send_on_a_terminal_shows_the_recipients_and_defaults_to_no() {
         screen.contains("to 4 recipient(s)") && screen.contains("[y/N]"),
         "{screen}"
     );
-    assert!(screen.contains("nothing was queued"), "{screen}");
+    assert!(screen.contains("nothing changed"), "{screen}");
+    assert!(
+        declined.status.success(),
+        "declining is not an error: {screen}"
+    );
     assert_eq!(campaign_row(&id).await.0, "draft");
     let accepted = on_terminal("y\n", &[]);
     assert!(
@@ -541,4 +545,38 @@ async fn send_on_a_terminal_shows_the_recipients_and_defaults_to_no() {
         String::from_utf8_lossy(&accepted.stdout)
     );
     assert_eq!(email_statuses(&id).await.len(), 7);
+}
+
+#[tokio::test]
+async fn campaigns_are_named_by_short_id_prefix_or_unique_name() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 1, 1).await;
+    let first = create(&stack, &user, "Twin");
+    let second = create(&stack, &user, "Twin");
+    let list = run_as(&stack, &user, &["campaigns", "list"]);
+    let table = stdout(&list);
+    assert!(
+        table.contains(&first[..8]) && table.contains(&second[..8]),
+        "{table}"
+    );
+
+    let ambiguous = run_as(&stack, &user, &["campaigns", "send", "Twin", "--yes"]);
+    let err = stderr(&ambiguous);
+    assert_eq!(ambiguous.status.code(), Some(2), "{err}");
+    assert!(err.contains("2 campaigns match \"Twin\""), "{err}");
+    assert!(
+        err.contains(&first[..8]) && err.contains(&second[..8]),
+        "{err}"
+    );
+    assert_eq!(email_statuses(&first).await.len(), 0);
+
+    let by_prefix = run_as(&stack, &user, &["campaigns", "send", &second[..8], "--yes"]);
+    assert!(by_prefix.status.success(), "{}", stderr(&by_prefix));
+    assert_eq!(email_statuses(&second).await.len(), 2);
+    assert_eq!(email_statuses(&first).await.len(), 0);
+
+    let missing = run_as(&stack, &user, &["campaigns", "send", "Nope", "--yes"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("campaigns list"));
 }

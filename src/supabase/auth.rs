@@ -89,6 +89,7 @@ async fn token_request(
     body: serde_json::Value,
 ) -> Result<std::result::Result<TokenResponse, (u16, AuthError)>> {
     let key = config.anon_key()?;
+    let started = std::time::Instant::now();
     let response = http()?
         .post(format!("{}/token?grant_type={grant}", config.auth_url()))
         .header("apikey", key.expose())
@@ -97,6 +98,10 @@ async fn token_request(
         .await
         .map_err(|e| unreachable(config, &e))?;
     let status = response.status().as_u16();
+    crate::output::trace(format!(
+        "POST /auth/v1/token?grant_type={grant} → {status} in {} ms",
+        started.elapsed().as_millis()
+    ));
     let bytes = response
         .bytes()
         .await
@@ -147,6 +152,13 @@ pub async fn sign_in(config: &Config, email: &str, password: &Secret) -> Result<
         {
             Err(Error::config("email or password is wrong"))
         }
+        Err((404, _)) => Err(Error::config(format!(
+            "{} has no Auth server (the local stack has none): `mailsync login` cannot sign in there",
+            config.project_display()
+        ))
+        .with_hint(
+            "act as a user with a token: export MAILSYNC_ACCESS_TOKEN=\"$(scripts/local-stack.sh token <uuid>)\"",
+        )),
         Err((status, e)) => Err(Error::config(format!(
             "Supabase Auth at {} refused the sign-in (HTTP {status}, {}): {}",
             config.auth_url(),
