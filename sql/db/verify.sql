@@ -143,8 +143,10 @@ checks(ord, name, ok, detail) as (
   union all
   select 31, format('policy for %s on %s', lower(v.cmd), t.table_name),
          p.policyname is not null,
-         coalesce(format('%s (to authenticated, own rows)', p.policyname),
-                  format('no %s policy to authenticated restricting rows to auth.uid()', v.cmd))
+         case when p.policyname is not null
+              then format('%s (to authenticated, own rows)', p.policyname)
+              else format('missing: %s_%s_own (no %s policy to authenticated restricting rows to auth.uid())',
+                          t.table_name, lower(v.cmd), v.cmd) end
   from contract_tables t
   cross join verbs v
   left join lateral (
