@@ -217,9 +217,9 @@ async fn wrong_db_url_exits_3_naming_host_and_port_but_not_the_password() {
     );
 
     // A wrong password: the server refuses, still no password in the message.
-    let url = stack
-        .db_url
-        .replace("postgres:postgres@", "postgres:WrongPw9@");
+    let mut url = url::Url::parse(&stack.db_url).unwrap();
+    url.set_password(Some("WrongPw9")).unwrap();
+    let url = url.to_string();
     let out = mailsync(&stack, &["db", "verify"], &[("SUPABASE_DB_URL", &url)]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(!stderr(&out).contains("WrongPw9"));
@@ -238,7 +238,9 @@ async fn dry_run_prints_the_sql_without_connecting() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let sql = stdout(&out);
-    assert!(sql.contains("drop table if exists public.emails_sent"));
+    // MASTER-CLEAN drops the tables (the listed ones that are mailsync's).
+    assert!(sql.contains("-- ===== sql/MASTER-CLEAN.sql") && sql.contains("drop table"));
+    assert!(sql.contains("public.emails_sent") || sql.contains("'emails_sent'"));
     assert!(sql.contains("create table if not exists public.emails_sent"));
 }
 
