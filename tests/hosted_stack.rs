@@ -66,6 +66,18 @@ fn with_user(url: &str, user: &str, password: &str) -> String {
     u.to_string()
 }
 
+/// The same URL logged in as another of the stack's login roles
+/// (`authenticator`, `supabase_auth_admin`), which share the stack's
+/// database password.
+fn as_role(url: &str, role: &str) -> String {
+    let password = url::Url::parse(url)
+        .unwrap()
+        .password()
+        .unwrap_or_default()
+        .to_string();
+    with_user(url, role, &password)
+}
+
 /// Runs `scripts/local-stack.sh ARGS` for this stack's ports.
 fn local_stack(stack: &Stack, args: &[&str]) -> std::process::Output {
     Command::new(Path::new(ROOT).join("scripts/local-stack.sh"))
@@ -193,7 +205,7 @@ async fn the_pooler_runs_in_transaction_mode_and_knows_every_login_role() {
         "{err:?}"
     );
     for role in ["authenticator", "supabase_auth_admin"] {
-        let url = with_user(&pooler, role, "postgres");
+        let url = as_role(&pooler, role);
         let client = common::admin_to(&url).await;
         assert_eq!(simple_value(&client, "select current_user").await, role);
     }
@@ -212,13 +224,13 @@ async fn login_roles_get_the_hosted_statement_timeouts_directly_and_through_the_
         // the global 2-minute limit applies.
         assert_eq!(show_timeout(&base).await, "2min", "{how}: postgres");
         assert_eq!(
-            show_timeout(&with_user(&base, "supabase_auth_admin", "postgres")).await,
+            show_timeout(&as_role(&base, "supabase_auth_admin")).await,
             "2min",
             "{how}: supabase_auth_admin"
         );
         // The REST server's login role: 8 s for every API request.
         assert_eq!(
-            show_timeout(&with_user(&base, "authenticator", "postgres")).await,
+            show_timeout(&as_role(&base, "authenticator")).await,
             "8s",
             "{how}: authenticator"
         );
@@ -407,7 +419,7 @@ async fn supabase_auth_admin_owns_auth_and_holds_nothing_in_public() {
     assert!(tables >= 5, "the schema is applied ({tables} tables)");
 
     // Connected as Auth: reads auth.users, is refused public tables.
-    let auth = common::admin_to(&with_user(&stack.db_url, "supabase_auth_admin", "postgres")).await;
+    let auth = common::admin_to(&as_role(&stack.db_url, "supabase_auth_admin")).await;
     auth.query_one("select count(*) from auth.users", &[])
         .await
         .expect("supabase_auth_admin reads auth.users");
