@@ -105,6 +105,8 @@ pub struct Change {
     pub commit_timestamp: String,
     /// When the server read it, since it started.
     pub read_at: Duration,
+    /// Where its transaction committed in the write-ahead log.
+    pub commit_lsn: u64,
 }
 
 #[derive(Default)]
@@ -131,7 +133,15 @@ struct Channel {
     bindings: Vec<Binding>,
     claims: Value,
     subscribed: bool,
+    /// Changes committed before the subscription are not sent.
+    since_lsn: u64,
     out: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// `16/B374D848` as a number.
+fn parse_lsn(text: &str) -> u64 {
+    let (hi, lo) = text.split_once('/').unwrap_or(("0", "0"));
+    (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
 }
 
 enum Outgoing {
@@ -476,6 +486,7 @@ async fn join(
         bindings,
         claims,
         subscribed: false,
+        since_lsn: u64::MAX,
         out: out.clone(),
     });
     shared.stats.lock().unwrap().joins += 1;
@@ -492,6 +503,12 @@ async fn join(
     let topic = topic.to_string();
     tokio::spawn(async move {
         tokio::time::sleep(shared.config.subscribe_delay).await;
+        let since = super::admin_to(&shared.config.db_url)
+            .await
+            .query_one("select pg_current_wal_lsn()::text", &[])
+            .await
+            .map(|r| parse_lsn(r.get(0)))
+            .unwrap_or(0);
         let error = match &shared.config.subscription_error {
             Some(e) => Some(e.clone()),
             None => unpublished(&shared.config.db_url, &tables).await.map(|t| {
@@ -508,6 +525,7 @@ async fn join(
         {
             let status = if error.is_some() { "error" } else { "ok" };
             c.subscribed = error.is_none();
+            c.since_lsn = since;
             let message = error.unwrap_or_else(|| "Subscribed to PostgreSQL".to_string());
             let payload = system_payload("postgres_changes", status, &message, &c.topic);
             push(&shared, c, "system", payload);
@@ -560,7 +578,7 @@ async fn start_wal_reader(shared: Arc<Shared>) {
             tokio::time::sleep(shared.config.poll_interval).await;
             let Ok(rows) = client
                 .query(
-                    "select data from pg_logical_slot_get_changes($1, null, null, 'include-xids', '0', 'include-timestamp', '1')",
+                    "select lsn::text, data from pg_logical_slot_get_changes($1, null, null, 'include-xids', '0', 'include-timestamp', '1')",
                     &[&slot],
                 )
                 .await
@@ -576,7 +594,8 @@ async fn start_wal_reader(shared: Arc<Shared>) {
             }
             let mut pending: Vec<Change> = Vec::new();
             for row in rows {
-                let line: String = row.get(0);
+                let lsn = parse_lsn(row.get(0));
+                let line: String = row.get(1);
                 if let Some(at) = line.strip_prefix("COMMIT") {
                     let ts = at
                         .trim()
@@ -585,6 +604,7 @@ async fn start_wal_reader(shared: Arc<Shared>) {
                         .to_string();
                     for mut change in std::mem::take(&mut pending) {
                         change.commit_timestamp = ts.clone();
+                        change.commit_lsn = lsn;
                         dispatch(&shared, &checker, &published, change).await;
                     }
                 } else if let Some(mut change) = parse_change(&line) {
@@ -635,7 +655,7 @@ async fn dispatch(
         let channels = shared.channels.lock().unwrap();
         channels
             .iter()
-            .filter(|c| c.subscribed)
+            .filter(|c| c.subscribed && change.commit_lsn >= c.since_lsn)
             .filter_map(|c| {
                 let ids: Vec<u64> = c
                     .bindings
@@ -823,6 +843,7 @@ fn parse_change(line: &str) -> Option<Change> {
         old_record,
         commit_timestamp: String::new(),
         read_at: Duration::ZERO,
+        commit_lsn: 0,
     })
 }
 
