@@ -38,6 +38,15 @@ CACHE_DIR="${MAILSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mailsync}"
 POSTRUST_BIN="$CACHE_DIR/postrust-$POSTRUST_VERSION/bin/postrust"
 
 STACK_DIR="${MAILSYNC_STACK_DIR:-$ROOT/.local-stack}"
+# Ports not given: those of the stack as it runs (recorded by `up` in
+# stack.env), so a shell without the overrides reaches this stack and no
+# other; mailsync follows the same rule (src/local_stack.rs).
+state_port() {
+  [ -f "$STACK_DIR/stack.env" ] || return 0
+  grep "^export $1=" "$STACK_DIR/stack.env" | grep -o '127\.0\.0\.1:[0-9]*' | head -1 | cut -d: -f2
+}
+MAILSYNC_API_PORT="${MAILSYNC_API_PORT:-$(state_port SUPABASE_URL)}"
+MAILSYNC_DB_PORT="${MAILSYNC_DB_PORT:-$(state_port SUPABASE_DB_URL)}"
 API_PORT="${MAILSYNC_API_PORT:-54321}"
 DB_PORT="${MAILSYNC_DB_PORT:-54322}"
 REST_PORT="${MAILSYNC_REST_PORT:-$((API_PORT + 10))}"
@@ -459,6 +468,11 @@ cmd_up() {
   start_nginx
   wait_rest "$API_URL" postrust
   wait_rest "$CAPPED_API_URL" postrust-capped
+  # What mailsync reads when no URL is configured (src/local_stack.rs).
+  # It holds the database password: mode 600, replaced atomically.
+  cmd_env > "$STACK_DIR/stack.env.tmp"
+  chmod 600 "$STACK_DIR/stack.env.tmp"
+  mv -f "$STACK_DIR/stack.env.tmp" "$STACK_DIR/stack.env"
   log "ready: API $API_URL (row cap $MAX_ROWS; $CAPPED_API_URL caps at $CAPPED_MAX_ROWS), database 127.0.0.1:$DB_PORT, pooler 127.0.0.1:$POOLER_PORT"
 }
 
@@ -475,6 +489,7 @@ stop_pidfile() {
 
 cmd_down() {
   [ -d "$STACK_DIR" ] || { log "not running"; return 0; }
+  rm -f "$STACK_DIR/stack.env"
   stop_pidfile "$STACK_DIR/nginx/nginx.pid" nginx
   stop_pidfile "$STACK_DIR/postrust.pid" postrust
   stop_pidfile "$STACK_DIR/postrust-capped.pid" postrust-capped

@@ -267,7 +267,7 @@ pub enum StatusArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct CampaignSendArgs {
-    /// The campaign: its id, or its name when unique
+    /// The campaign: its id, a unique id prefix (as `campaigns list` shows), or its unique name
     pub campaign: String,
     /// Only the contacts of this organisation
     #[arg(long, value_name = "NAME")]
@@ -344,6 +344,9 @@ pub struct ImportArgs {
     /// Sheet to read (default: the first)
     #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
+    /// CSV text encoding: utf-8, utf-16le, utf-16be, windows-1252 (latin-1). Default: detected
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
     /// Organisation column: a letter or a header name
     #[arg(long, value_name = "COL", default_value = "A")]
     pub org_column: String,
@@ -457,6 +460,7 @@ impl From<ImportArgs> for commands::import::Options {
         Self {
             file: a.file,
             sheet: a.sheet,
+            encoding: a.encoding,
             org_column: a.org_column,
             email_column: a.email_column,
             dry_run: a.dry_run,

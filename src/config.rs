@@ -162,6 +162,8 @@ pub enum Source {
     Environment,
     EnvFile(PathBuf),
     SavedSession(PathBuf),
+    /// The running local stack (its state file and port variables).
+    LocalStack(String),
     Default,
 }
 
@@ -172,6 +174,7 @@ impl fmt::Display for Source {
             Source::Environment => f.write_str("environment"),
             Source::EnvFile(p) => write!(f, "env file {}", p.display()),
             Source::SavedSession(p) => write!(f, "saved session {}", p.display()),
+            Source::LocalStack(origin) => f.write_str(origin),
             Source::Default => f.write_str("default (local stack)"),
         }
     }
@@ -225,8 +228,15 @@ impl Config {
                 .map(|v| (v, Source::EnvFile(file.path.clone())))
         };
 
+        // With no URL configured: the local stack as it is running.
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let stack = crate::local_stack::resolve(&env, &cwd);
+        let stack_source = || match stack.origin.as_str() {
+            "default (local stack)" => Source::Default,
+            origin => Source::LocalStack(origin.to_string()),
+        };
         let (url_text, url_source) = lookup(&overrides.supabase_url, ENV_URL)
-            .unwrap_or_else(|| (LOCAL_SUPABASE_URL.to_string(), Source::Default));
+            .unwrap_or_else(|| (stack.url.clone(), stack_source()));
         let allow_http = overrides.allow_insecure_http
             || lookup(&None, ENV_ALLOW_HTTP)
                 .is_some_and(|(v, _)| matches!(v.trim(), "1" | "true" | "yes"));
@@ -239,14 +249,14 @@ impl Config {
                 source,
             }),
             None if local => Some(Setting {
-                value: Secret::new(LOCAL_ANON_KEY),
-                source: Source::Default,
+                value: Secret::new(stack.anon_key.clone()),
+                source: stack_source(),
             }),
             None => None,
         };
 
         let (db_url, db_source) = lookup(&overrides.db_url, ENV_DB_URL)
-            .unwrap_or_else(|| (LOCAL_DB_URL.to_string(), Source::Default));
+            .unwrap_or_else(|| (stack.db_url.clone(), stack_source()));
 
         let access_token = lookup(&None, ENV_ACCESS_TOKEN).map(|(v, source)| Setting {
             value: Secret::new(v.trim()),
@@ -419,7 +429,9 @@ mod tests {
             env_file: Some(empty),
             ..Default::default()
         };
-        let config = Config::load_with(&overrides, env_of(&[])).unwrap();
+        let nowhere = dir.path().join("no-stack").display().to_string();
+        let config =
+            Config::load_with(&overrides, env_of(&[("MAILSYNC_STACK_DIR", &nowhere)])).unwrap();
         assert_eq!(config.rest_url(), "http://127.0.0.1:54321/rest/v1");
         assert_eq!(config.anon_key().unwrap().expose(), LOCAL_ANON_KEY);
         assert_eq!(config.db_url.value.expose(), LOCAL_DB_URL);
