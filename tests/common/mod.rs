@@ -144,7 +144,13 @@ async fn wait_for_rest(stack: &Stack, table: &str) {
 /// SQL functions the commands call, with arguments that match their
 /// signature: after the schema changes, the tests wait until the REST server
 /// has loaded each of them.
-const RPC_PROBES: &[(&str, &str)] = &[("import_contacts", r#"{"rows": []}"#)];
+const RPC_PROBES: &[(&str, &str)] = &[
+    ("import_contacts", r#"{"rows": []}"#),
+    (
+        "queue_campaign_page",
+        r#"{"campaign": "00000000-0000-0000-0000-000000000000", "organization": null, "page_size": 1}"#,
+    ),
+];
 
 async fn wait_for_rpc(stack: &Stack, function: &str, args: &str) {
     wait_until_known(&format!("rpc/{function}"), || {
