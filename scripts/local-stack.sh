@@ -7,6 +7,7 @@
 #   scripts/local-stack.sh down      stop it (the cluster's files are kept)
 #   scripts/local-stack.sh status    what is running
 #   scripts/local-stack.sh env       export lines for SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_DB_URL
+#                                    (and MAILSYNC_SMTP_URL, MAILSYNC_INBOX_URL: scripts/mail-catcher.sh)
 #   scripts/local-stack.sh token UUID [EMAIL]
 #                                    a one-hour JWT for that user (creates the user if missing)
 #   scripts/local-stack.sh destroy   stop it and delete the cluster
@@ -226,6 +227,7 @@ cmd_up() {
   start_postrust
   start_nginx
   wait_rest
+  "$ROOT/scripts/mail-catcher.sh" up
   log "ready: API $API_URL, database 127.0.0.1:$DB_PORT"
 }
 
@@ -242,6 +244,7 @@ stop_pidfile() {
 
 cmd_down() {
   [ -d "$STACK_DIR" ] || { log "not running"; return 0; }
+  "$ROOT/scripts/mail-catcher.sh" down
   stop_pidfile "$STACK_DIR/nginx/nginx.pid" nginx
   stop_pidfile "$STACK_DIR/postrust.pid" postrust
   if pg_bindir >/dev/null && pg_running; then
@@ -265,6 +268,7 @@ cmd_status() {
   if pg_bindir >/dev/null && pg_running; then echo "postgres  running  127.0.0.1:$DB_PORT"; else echo "postgres  stopped"; ok=1; fi
   if pid_alive "$STACK_DIR/postrust.pid"; then echo "postrust  running  127.0.0.1:$REST_PORT"; else echo "postrust  stopped"; ok=1; fi
   if pid_alive "$STACK_DIR/nginx/nginx.pid"; then echo "api       running  $API_URL"; else echo "api       stopped"; ok=1; fi
+  "$ROOT/scripts/mail-catcher.sh" status || ok=1
   return $ok
 }
 
@@ -275,6 +279,7 @@ export SUPABASE_ANON_KEY='$ANON_KEY'
 export SUPABASE_DB_URL='$DB_URL'
 export MAILSYNC_LOCAL_JWT_SECRET='$JWT_SECRET'
 ENV
+  "$ROOT/scripts/mail-catcher.sh" env
 }
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }

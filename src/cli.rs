@@ -236,6 +236,8 @@ Examples:
         #[arg(short, long)]
         yes: bool,
     },
+    /// Send the queued emails through SMTP, each at most once, recording every outcome
+    Deliver(crate::deliver::DeliverArgs),
     /// Live progress: "Envoi en progression" and "Campagne terminée"
     #[command(
         after_help = "Redrawn in place on a terminal; a plain snapshot per refresh when piped; one
@@ -335,6 +337,18 @@ pub enum ContactsCommand {
         /// At most this many (0: all)
         #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u64,
+    },
+    /// Stop sending to these addresses: later sends leave them out, deliver skips them
+    #[command(
+        after_help = "Examples:\n  mailsync contacts unsubscribe jane@acme.example bob@beta.example\n  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list"
+    )]
+    Unsubscribe {
+        /// The addresses
+        #[arg(required = true, value_name = "EMAIL")]
+        emails: Vec<String>,
+        /// Take the addresses off the suppression list instead
+        #[arg(long)]
+        undo: bool,
     },
 }
 

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Config,
     /// A check ran and failed: `db verify` drift, `import --strict` rejects (exit 4).
     CheckFailed,
+    /// Ctrl-C: the work in flight was finished and recorded (exit 130).
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -26,6 +28,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::Config => 3,
             ErrorKind::CheckFailed => 4,
+            ErrorKind::Interrupted => 130,
         }
     }
 }

@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod contacts;
 pub mod db;
+#[path = "commands/campaigns/deliver.rs"]
+pub mod deliver;
 pub mod error;
 pub mod gotrue;
 pub mod import;
@@ -16,7 +18,10 @@ pub mod output;
 pub mod rest;
 pub mod session;
 pub mod show_config;
+pub mod smtp;
 pub mod templates;
+#[path = "commands/contacts/unsubscribe.rs"]
+pub mod unsubscribe;
 pub mod watch;
 
 use cli::{Cli, Command};
@@ -52,6 +57,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             organization,
             limit,
         }) => contacts::list(organization.as_deref(), *limit, &config, &out).await,
+        Command::Contacts(cli::ContactsCommand::Unsubscribe { emails, undo }) => {
+            unsubscribe::run(emails, *undo, &config, &out).await
+        }
         Command::Campaigns(cmd) => campaigns_command(cmd, &config, &out).await,
         Command::Templates(cli::TemplatesCommand::Create {
             name,
@@ -97,6 +105,7 @@ async fn campaigns_command(
             organization,
             yes,
         } => campaigns::send(campaign, organization.as_deref(), *yes, config, out).await,
+        C::Deliver(args) => deliver::run(&args.options()?, config, out).await,
         C::Watch {
             mode,
             interval,
