@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
 use crate::rest::RestClient;
-use crate::smtp::{Attempt, Mailer, Recipient, SmtpSettings, Template};
+use crate::smtp::{Attempt, Mailer, Recipient, SmtpSession, SmtpSettings, Template};
 
 /// Emails per second unless `--rate` says otherwise: under the sending
 /// limits of common providers (Amazon SES starts production accounts at 14/s).
@@ -202,7 +202,40 @@ struct Tally {
     released: AtomicU64,
     not_recorded: AtomicU64,
     temporary_streak: AtomicU64,
-    db_nanos: AtomicU64,
+    db: Mutex<DbClock>,
+}
+
+/// Wall-clock time during which at least one database call was in flight
+/// (calls overlap: claims, outcomes and leases run side by side).
+#[derive(Default)]
+struct DbClock {
+    in_flight: u32,
+    since: Option<Instant>,
+    busy: Duration,
+}
+
+impl Tally {
+    fn db_enter(&self) {
+        let mut c = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if c.in_flight == 0 {
+            c.since = Some(Instant::now());
+        }
+        c.in_flight += 1;
+    }
+
+    fn db_leave(&self) {
+        let mut c = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        c.in_flight = c.in_flight.saturating_sub(1);
+        if c.in_flight == 0 {
+            if let Some(since) = c.since.take() {
+                c.busy += since.elapsed();
+            }
+        }
+    }
+
+    fn db_busy(&self) -> Duration {
+        self.db.lock().unwrap_or_else(|p| p.into_inner()).busy
+    }
 }
 
 /// Asking the run to stop: Ctrl-C, a database error, or the SMTP server gone.
@@ -254,14 +287,12 @@ impl Db {
         args: &Value,
         what: &str,
     ) -> Result<T> {
-        let started = Instant::now();
+        self.tally.db_enter();
         let result = self
             .client
             .fetch(self.client.rpc(function, args), what)
             .await;
-        self.tally
-            .db_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.tally.db_leave();
         result
     }
 }
@@ -303,11 +334,7 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
     }
     let pending = pending_count(&client, campaign_id).await?;
 
-    let mailer = Mailer::new(
-        &settings.server,
-        options.concurrency as u32,
-        Duration::from_secs(30),
-    )?;
+    let mailer = Mailer::new(&settings.server, Duration::from_secs(30))?;
     out.debug(format!(
         "deliver: SMTP {} ({}), from {} ({}), worker {worker}",
         settings.server.masked(),
@@ -366,7 +393,10 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
     // The senders.
     let settings = Arc::new(settings);
     let pace = Arc::new(Pace::new(options.rate));
-    let (job_tx, job_rx) = async_channel(options.concurrency * 2);
+    // One claim ahead: the senders never wait for the next claim, and a
+    // worker killed at any instant holds at most two claims' worth.
+    let batch = batch_size(options);
+    let (job_tx, job_rx) = async_channel(batch);
     let mut senders = Vec::new();
     for _ in 0..options.concurrency {
         senders.push(tokio::spawn(send_emails(Sender {
@@ -386,7 +416,6 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
     drop(record_tx);
 
     // Claim, hand out, claim again.
-    let batch = batch_size(options);
     let mut templates: HashMap<Uuid, Arc<Template>> = HashMap::new();
     while !stop.is_set() {
         let claim: Result<Vec<Claimed>> = db
@@ -483,7 +512,7 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
     } else {
         0.0
     };
-    summary.db_secs = round3(tally.db_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+    summary.db_secs = round3(tally.db_busy().as_secs_f64());
     summary.pending = None;
 
     let error = stop.error.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -757,6 +786,7 @@ struct Sender {
 /// temporary failures with backoff), hand its outcome to the recorder.
 /// Once a stop is asked, emails not yet tried are released untouched.
 async fn send_emails(s: Sender) {
+    let mut session = s.mailer.session();
     while let Some(job) = s.jobs.recv().await {
         let (email, template) = match job {
             Job::Send(email, template) => (email, template),
@@ -769,7 +799,7 @@ async fn send_emails(s: Sender) {
             release(&s, email.id);
             continue;
         }
-        let record = deliver_one(&s, &email, &template).await;
+        let record = deliver_one(&s, &mut session, &email, &template).await;
         match record.status {
             "sent" => &s.tally.sent,
             "bounced" => &s.tally.bounced,
@@ -788,6 +818,7 @@ async fn send_emails(s: Sender) {
         }
         let _ = s.records.send(record);
     }
+    session.close().await;
 }
 
 fn release(s: &Sender, id: Uuid) {
@@ -799,7 +830,12 @@ fn release(s: &Sender, id: Uuid) {
     });
 }
 
-async fn deliver_one(s: &Sender, email: &Claimed, template: &Template) -> Record {
+async fn deliver_one(
+    s: &Sender,
+    session: &mut SmtpSession,
+    email: &Claimed,
+    template: &Template,
+) -> Record {
     let to = Recipient {
         email: &email.recipient_email,
         organization: email.recipient_organization.as_deref(),
@@ -819,7 +855,7 @@ async fn deliver_one(s: &Sender, email: &Claimed, template: &Template) -> Record
     loop {
         s.pace.wait().await;
         tried += 1;
-        let attempt = s.mailer.send(&message).await;
+        let attempt = session.send(&message).await;
         if !matches!(attempt, Attempt::Temporary(_)) {
             s.tally.temporary_streak.store(0, Ordering::Relaxed);
         }
