@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
 # The local stack: a stand-in for `supabase start`, built from real parts.
 #   PostgreSQL (Debian's binaries, a throwaway cluster) on 127.0.0.1:54322
+#   PgBouncer in transaction mode (Supavisor's 6543 on hosted) on 127.0.0.1:54329
 #   postrust 3.1.0 (PostgREST-compatible) behind nginx at http://127.0.0.1:54321/rest/v1
+#   the same REST API with a row cap of 100 at http://127.0.0.1:54328/rest/v1
+#
+# It models hosted Supabase's limits: statement timeouts (anon 3 s,
+# authenticated and authenticator 8 s, 2 minutes for every other role), the
+# supabase_auth_admin role Auth deletes users as, a transaction-mode pooler,
+# a REST row cap of 1000, and query strings read as PostgREST reads them.
 #
 #   scripts/local-stack.sh up        start it (idempotent; installs what is missing)
 #   scripts/local-stack.sh down      stop it (the cluster's files are kept)
 #   scripts/local-stack.sh status    what is running
-#   scripts/local-stack.sh env       export lines for SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_DB_URL
-#                                    (and MAILSYNC_SMTP_URL, MAILSYNC_INBOX_URL: scripts/mail-catcher.sh)
+#   scripts/local-stack.sh env       export lines for SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_DB_URL,
+#                                    SUPABASE_POOLER_URL, MAILSYNC_CAPPED_URL
+#                                    MAILSYNC_SMTP_URL, MAILSYNC_INBOX_URL (scripts/mail-catcher.sh)
 #   scripts/local-stack.sh token UUID [EMAIL]
 #                                    a one-hour JWT for that user (creates the user if missing)
+#   scripts/local-stack.sh delete-user UUID [DATABASE]
+#                                    delete a user as Supabase Auth does (as supabase_auth_admin)
 #   scripts/local-stack.sh destroy   stop it and delete the cluster
 #
 # Overrides (to run several stacks side by side): MAILSYNC_STACK_DIR,
-# MAILSYNC_API_PORT (54321), MAILSYNC_DB_PORT (54322), MAILSYNC_REST_PORT (API+10).
+# MAILSYNC_API_PORT (54321), MAILSYNC_DB_PORT (54322), MAILSYNC_REST_PORT (API+10),
+# MAILSYNC_POOLER_PORT (API+8), MAILSYNC_CAPPED_API_PORT (API+7),
+# MAILSYNC_CAPPED_REST_PORT (API+11). Row caps: MAILSYNC_MAX_ROWS (1000, as
+# hosted), MAILSYNC_CAPPED_MAX_ROWS (100); `up` restarts the REST servers
+# when a cap changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -25,13 +39,23 @@ STACK_DIR="${MAILSYNC_STACK_DIR:-$ROOT/.local-stack}"
 API_PORT="${MAILSYNC_API_PORT:-54321}"
 DB_PORT="${MAILSYNC_DB_PORT:-54322}"
 REST_PORT="${MAILSYNC_REST_PORT:-$((API_PORT + 10))}"
+POOLER_PORT="${MAILSYNC_POOLER_PORT:-$((API_PORT + 8))}"
+CAPPED_API_PORT="${MAILSYNC_CAPPED_API_PORT:-$((API_PORT + 7))}"
+CAPPED_REST_PORT="${MAILSYNC_CAPPED_REST_PORT:-$((API_PORT + 11))}"
+MAX_ROWS="${MAILSYNC_MAX_ROWS:-1000}"
+CAPPED_MAX_ROWS="${MAILSYNC_CAPPED_MAX_ROWS:-100}"
+# Hosted Supabase's global limit for roles without a timeout of their own.
+GLOBAL_STATEMENT_TIMEOUT=2min
 
 # Supabase's local-development conventions (documented, not secret).
 JWT_SECRET="super-secret-jwt-token-with-at-least-32-characters-long"
 ANON_KEY="eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0"
 DB_PASSWORD=postgres
 DB_URL="postgresql://postgres:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"
+POOLER_URL="postgresql://postgres:$DB_PASSWORD@127.0.0.1:$POOLER_PORT/postgres"
 API_URL="http://127.0.0.1:$API_PORT"
+CAPPED_API_URL="http://127.0.0.1:$CAPPED_API_PORT"
+NGINX_PERL_MODULE=/usr/lib/nginx/modules/ngx_http_perl_module.so
 
 log() { printf 'local-stack: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -104,6 +128,7 @@ shared_buffers = 256MB
 work_mem = 16MB
 maintenance_work_mem = 256MB
 max_wal_size = 4GB
+statement_timeout = '$GLOBAL_STATEMENT_TIMEOUT'
 CONF
   fi
   if pg_running; then
@@ -113,72 +138,149 @@ CONF
     as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
       -o "-p $DB_PORT" start >/dev/null || { tail -n 20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
   fi
-  if [ "$(psql_admin -tAc "select to_regnamespace('auth') is not null and exists (select 1 from pg_roles where rolname = 'authenticator')")" != t ]; then
+  # Clusters made before the hosted limits get the global timeout too.
+  if [ "$(psql_admin -tAc "select setting from pg_settings where name = 'statement_timeout'")" != 120000 ]; then
+    log "statement_timeout = $GLOBAL_STATEMENT_TIMEOUT for every role without its own (hosted's global limit)"
+    psql_admin -c "alter system set statement_timeout = '$GLOBAL_STATEMENT_TIMEOUT'" -c "select pg_reload_conf()" >/dev/null
+  fi
+  # Loaded where Supabase's objects are missing (a new cluster, or one made
+  # before supabase_auth_admin and the authenticator's timeout existed).
+  if [ "$(psql_admin -tAc "select to_regnamespace('auth') is not null
+        and exists (select 1 from pg_roles where rolname = 'authenticator')
+        and exists (select 1 from pg_roles where rolname = 'supabase_auth_admin')
+        and exists (select 1 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+                    where r.rolname = 'authenticator' and s.setconfig::text like '%statement_timeout%')")" != t ]; then
     log "loading sql/local/supabase-compat.sql"
     psql_admin -f "$ROOT/sql/local/supabase-compat.sql" >/dev/null
   fi
 }
 
+# The per-role settings PostgREST applies to the role it switches to (read
+# from pg_db_role_setting, as PostgREST does), in postrust's
+# PGRST_ROLE_SETTINGS form: {"anon":{"statement_timeout":3000},...}.
+role_settings_json() {
+  psql_admin -tA <<'SQL'
+select coalesce(json_object_agg(rolname, json_build_object('statement_timeout', ms)), '{}')
+from (
+  select r.rolname,
+         (m[1])::bigint * case coalesce(nullif(m[2], ''), 'ms')
+           when 'ms' then 1 when 's' then 1000 when 'min' then 60000
+           when 'h' then 3600000 when 'd' then 86400000 end as ms
+  from pg_roles r
+  join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
+  cross join lateral unnest(s.setconfig) c
+  cross join lateral regexp_match(c, '^statement_timeout=(\d+)\s*([a-z]*)$') m
+  where r.rolname <> 'authenticator' and pg_has_role('authenticator', r.oid, 'member')
+) t
+SQL
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# start_postrust NAME PORT MAX_ROWS POOL: one REST server; restarted when
+# its row cap or role settings changed since it started.
 start_postrust() {
+  local name="$1" port="$2" max_rows="$3" pool="$4" settings want
   [ -x "$POSTRUST_BIN" ] || die "postrust $POSTRUST_VERSION is not installed; run scripts/setup.sh"
-  if pid_alive "$STACK_DIR/postrust.pid"; then
-    log "postrust already running on 127.0.0.1:$REST_PORT"
-    return
+  [[ "$max_rows" =~ ^[0-9]+$ ]] || die "the row cap must be a whole number (got '$max_rows')"
+  settings="$(role_settings_json)"
+  want="max_rows=$max_rows role_settings=$settings"
+  if pid_alive "$STACK_DIR/$name.pid"; then
+    if [ "$(cat "$STACK_DIR/$name.conf" 2>/dev/null)" = "$want" ]; then
+      log "$name already running on 127.0.0.1:$port (row cap $max_rows)"
+      return
+    fi
+    stop_pidfile "$STACK_DIR/$name.pid" "$name (its settings changed)"
   fi
-  log "starting postrust $POSTRUST_VERSION on 127.0.0.1:$REST_PORT"
+  log "starting $name ($POSTRUST_VERSION) on 127.0.0.1:$port, row cap $max_rows"
   DATABASE_URL="postgresql://authenticator:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres" \
   PGRST_DB_ANON_ROLE=anon \
   PGRST_DB_SCHEMAS=public \
   PGRST_JWT_SECRET="$JWT_SECRET" \
   PGRST_SERVER_HOST=127.0.0.1 \
-  PGRST_SERVER_PORT="$REST_PORT" \
+  PGRST_SERVER_PORT="$port" \
   PGRST_COMPAT_MODE=true \
   PGRST_DB_CHANNEL_ENABLED=true \
-  PGRST_DB_MAX_ROWS=1000 \
-  PGRST_DB_POOL=20 \
+  PGRST_DB_MAX_ROWS="$max_rows" \
+  PGRST_ROLE_SETTINGS="$settings" \
+  PGRST_DB_POOL="$pool" \
   PGRST_MAX_BODY_SIZE=$((64 * 1024 * 1024)) \
   PGRST_LOG_LEVEL=warn \
-    nohup "$POSTRUST_BIN" > "$STACK_DIR/postrust.log" 2>&1 < /dev/null &
-  echo $! > "$STACK_DIR/postrust.pid"
+    nohup "$POSTRUST_BIN" > "$STACK_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! > "$STACK_DIR/$name.pid"
+  printf '%s\n' "$want" > "$STACK_DIR/$name.conf"
+}
+
+pgbouncer_bin() { command -v pgbouncer 2>/dev/null || echo /usr/sbin/pgbouncer; }
+
+# PgBouncer in transaction mode, as Supavisor's port 6543 on hosted projects
+# (and the Supabase CLI's local pooler on 54329). It runs as the cluster's OS
+# user (never root), reaches PostgreSQL over the cluster's Unix socket, and
+# checks each client's password against the cluster's own SCRAM secrets
+# (auth_file for postgres, auth_query for every other role), so every login
+# role works through it as it does directly.
+start_pgbouncer() {
+  local dir b
+  dir="$(pg_dir)"; b="$dir/pgbouncer"
+  [ -x "$(pgbouncer_bin)" ] || die "pgbouncer is not installed; run scripts/setup.sh"
+  if pid_alive "$b/pgbouncer.pid"; then
+    log "pgbouncer already running on 127.0.0.1:$POOLER_PORT"
+    return
+  fi
+  mkdir -p "$b"
+  # The auth_user itself is checked against auth_file, not auth_query: it
+  # gets its SCRAM secret from the cluster; every other role is looked up.
+  psql_admin -tA -c "select format('\"%s\" \"%s\"', rolname, rolpassword) from pg_authid where rolname = 'postgres'" > "$b/userlist.txt"
+  chmod 600 "$b/userlist.txt"
+  cat > "$b/pgbouncer.ini" <<CONF
+; Generated by scripts/local-stack.sh: a transaction-mode pooler.
+[databases]
+* = host=$dir port=$DB_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $POOLER_PORT
+unix_socket_dir =
+pool_mode = transaction
+auth_type = scram-sha-256
+auth_file = $b/userlist.txt
+auth_user = postgres
+auth_query = SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = \$1
+max_client_conn = 400
+default_pool_size = 20
+max_db_connections = 80
+ignore_startup_parameters = extra_float_digits
+admin_users = postgres
+logfile = $b/pgbouncer.log
+pidfile = $b/pgbouncer.pid
+CONF
+  [ "$(id -u)" = 0 ] && chown -R postgres: "$b"
+  log "starting pgbouncer (transaction mode) on 127.0.0.1:$POOLER_PORT"
+  as_pg "$(pgbouncer_bin)" -d -q "$b/pgbouncer.ini" 2>/dev/null || { tail -n 20 "$b/pgbouncer.log" >&2 || true; die "pgbouncer did not start"; }
+  local i
+  for i in $(seq 1 50); do
+    PGPASSWORD="$DB_PASSWORD" psql -X -q -h 127.0.0.1 -p "$POOLER_PORT" -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  tail -n 20 "$b/pgbouncer.log" >&2 || true
+  die "pgbouncer does not answer on 127.0.0.1:$POOLER_PORT"
 }
 
 nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
 
-start_nginx() {
-  if pid_alive "$STACK_DIR/nginx/nginx.pid"; then
-    log "nginx already running on 127.0.0.1:$API_PORT"
-    return
-  fi
-  [ -x "$(nginx_bin)" ] || die "nginx is not installed; run scripts/setup.sh"
-  local n="$STACK_DIR/nginx"
-  mkdir -p "$n/tmp"
-  chmod 1777 "$n/tmp"
-  local user_line=""
-  [ "$(id -u)" = 0 ] && user_line="user nobody nogroup;"
-  cat > "$n/nginx.conf" <<CONF
-# Generated by scripts/local-stack.sh: the Supabase URL layout.
-$user_line
-worker_processes 1;
-pid $n/nginx.pid;
-error_log $n/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_max_body_size 0;
-  client_body_buffer_size 4m;
-  client_body_temp_path $n/tmp/body;
-  proxy_temp_path $n/tmp/proxy;
-  fastcgi_temp_path $n/tmp/fastcgi;
-  uwsgi_temp_path $n/tmp/uwsgi;
-  scgi_temp_path $n/tmp/scgi;
-  upstream rest { server 127.0.0.1:$REST_PORT; keepalive 32; }
+# The Supabase URL layout for one REST server: nginx_server LISTEN_PORT UPSTREAM.
+nginx_server() {
+  cat <<CONF
   server {
-    listen 127.0.0.1:$API_PORT;
+    listen 127.0.0.1:$1;
     default_type application/json;
     location /rest/v1/ {
-      proxy_pass http://rest/;
+      # PostgREST reads a query string as a form does: '+' is a space
+      # (supabase-js and browsers encode spaces so). postrust decodes only
+      # percent escapes, so the proxy turns each '+' into %20 first; a
+      # literal plus arrives as %2B and is left alone.
+      set \$args \$pgrst_args;
+      proxy_pass http://$2/;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
@@ -197,38 +299,93 @@ http {
       return 404 '{"message":"not found"}';
     }
   }
+CONF
+}
+
+start_nginx() {
+  local n="$STACK_DIR/nginx"
+  if pid_alive "$n/nginx.pid"; then
+    if grep -q 'columns=' "$n/nginx.conf" 2>/dev/null && grep -q "listen 127.0.0.1:$CAPPED_API_PORT;" "$n/nginx.conf"; then
+      log "nginx already running on 127.0.0.1:$API_PORT"
+      return
+    fi
+    stop_pidfile "$n/nginx.pid" "nginx (an older configuration)"
+  fi
+  [ -x "$(nginx_bin)" ] || die "nginx is not installed; run scripts/setup.sh"
+  [ -f "$NGINX_PERL_MODULE" ] || die "nginx's perl module is not installed; run scripts/setup.sh"
+  mkdir -p "$n/tmp"
+  chmod 1777 "$n/tmp"
+  local user_line=""
+  [ "$(id -u)" = 0 ] && user_line="user nobody nogroup;"
+  cat > "$n/nginx.conf" <<CONF
+# Generated by scripts/local-stack.sh: the Supabase URL layout.
+load_module $NGINX_PERL_MODULE;
+$user_line
+worker_processes 1;
+pid $n/nginx.pid;
+error_log $n/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_max_body_size 0;
+  client_body_buffer_size 4m;
+  client_body_temp_path $n/tmp/body;
+  proxy_temp_path $n/tmp/proxy;
+  fastcgi_temp_path $n/tmp/fastcgi;
+  uwsgi_temp_path $n/tmp/uwsgi;
+  scgi_temp_path $n/tmp/scgi;
+  # The query string as PostgREST reads it (see nginx_server): '+' is a
+  # space, and the column names of ?columns= may be double-quoted, as
+  # supabase-js sends them for a bulk insert (columns="a","b").
+  perl_set \$pgrst_args 'sub {
+    my \$q = shift->args;
+    return "" unless defined \$q;
+    \$q =~ s/[+]/%20/g;
+    my @params = split /&/, \$q, -1;
+    for (@params) { s/%22|"//gi if /^columns=/; }
+    return join "&", @params;
+  }';
+  upstream rest { server 127.0.0.1:$REST_PORT; keepalive 32; }
+  upstream rest_capped { server 127.0.0.1:$CAPPED_REST_PORT; keepalive 8; }
+$(nginx_server "$API_PORT" rest)
+$(nginx_server "$CAPPED_API_PORT" rest_capped)
 }
 CONF
   log "starting nginx on 127.0.0.1:$API_PORT"
   "$(nginx_bin)" -e "$n/error.log" -p "$n" -c "$n/nginx.conf" || die "nginx did not start (see $n/error.log)"
 }
 
+# wait_rest URL NAME
 wait_rest() {
-  local i code
+  local url="$1" name="$2" i code
   for i in $(seq 1 150); do
-    code="$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $ANON_KEY" "$API_URL/rest/v1/" || true)"
+    code="$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $ANON_KEY" "$url/rest/v1/" || true)"
     case "$code" in 2*|3*|4*) return 0 ;; esac
-    if ! pid_alive "$STACK_DIR/postrust.pid"; then
-      tail -n 20 "$STACK_DIR/postrust.log" >&2 || true
-      die "postrust exited"
+    if ! pid_alive "$STACK_DIR/$name.pid"; then
+      tail -n 20 "$STACK_DIR/$name.log" >&2 || true
+      die "$name exited"
     fi
     sleep 0.2
   done
-  tail -n 20 "$STACK_DIR/postrust.log" >&2 || true
-  die "the REST API did not answer at $API_URL/rest/v1/"
+  tail -n 20 "$STACK_DIR/$name.log" >&2 || true
+  die "the REST API did not answer at $url/rest/v1/"
 }
 
 cmd_up() {
-  if ! pg_bindir >/dev/null || [ ! -x "$POSTRUST_BIN" ] || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then
+  if ! pg_bindir >/dev/null || [ ! -x "$POSTRUST_BIN" ] || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } \
+     || [ ! -f "$NGINX_PERL_MODULE" ] || [ ! -x "$(pgbouncer_bin)" ]; then
     "$ROOT/scripts/setup.sh"
   fi
   mkdir -p "$STACK_DIR"
   start_postgres
-  start_postrust
+  start_pgbouncer
+  start_postrust postrust "$REST_PORT" "$MAX_ROWS" 20
+  start_postrust postrust-capped "$CAPPED_REST_PORT" "$CAPPED_MAX_ROWS" 4
   start_nginx
-  wait_rest
+  wait_rest "$API_URL" postrust
+  wait_rest "$CAPPED_API_URL" postrust-capped
   "$ROOT/scripts/mail-catcher.sh" up
-  log "ready: API $API_URL, database 127.0.0.1:$DB_PORT"
+  log "ready: API $API_URL (row cap $MAX_ROWS; $CAPPED_API_URL caps at $CAPPED_MAX_ROWS), database 127.0.0.1:$DB_PORT, pooler 127.0.0.1:$POOLER_PORT"
 }
 
 stop_pidfile() {
@@ -247,6 +404,8 @@ cmd_down() {
   "$ROOT/scripts/mail-catcher.sh" down
   stop_pidfile "$STACK_DIR/nginx/nginx.pid" nginx
   stop_pidfile "$STACK_DIR/postrust.pid" postrust
+  stop_pidfile "$STACK_DIR/postrust-capped.pid" postrust-capped
+  [ -f "$STACK_DIR/pgdir" ] && stop_pidfile "$(pg_dir)/pgbouncer/pgbouncer.pid" pgbouncer
   if pg_bindir >/dev/null && pg_running; then
     as_pg "$(pg_bindir)/pg_ctl" -D "$(pg_dir)/data" -m fast -w stop >/dev/null
     log "stopped PostgreSQL"
@@ -266,8 +425,10 @@ cmd_status() {
   local ok=0
   mkdir -p "$STACK_DIR"
   if pg_bindir >/dev/null && pg_running; then echo "postgres  running  127.0.0.1:$DB_PORT"; else echo "postgres  stopped"; ok=1; fi
-  if pid_alive "$STACK_DIR/postrust.pid"; then echo "postrust  running  127.0.0.1:$REST_PORT"; else echo "postrust  stopped"; ok=1; fi
-  if pid_alive "$STACK_DIR/nginx/nginx.pid"; then echo "api       running  $API_URL"; else echo "api       stopped"; ok=1; fi
+  if pid_alive "$(pg_dir)/pgbouncer/pgbouncer.pid"; then echo "pooler    running  127.0.0.1:$POOLER_PORT (transaction mode)"; else echo "pooler    stopped"; ok=1; fi
+  if pid_alive "$STACK_DIR/postrust.pid"; then echo "postrust  running  127.0.0.1:$REST_PORT (row cap $(sed -n 's/^max_rows=\([0-9]*\).*/\1/p' "$STACK_DIR/postrust.conf" 2>/dev/null))"; else echo "postrust  stopped"; ok=1; fi
+  if pid_alive "$STACK_DIR/postrust-capped.pid"; then echo "postrust  running  127.0.0.1:$CAPPED_REST_PORT (row cap $(sed -n 's/^max_rows=\([0-9]*\).*/\1/p' "$STACK_DIR/postrust-capped.conf" 2>/dev/null))"; else echo "postrust  stopped (capped)"; ok=1; fi
+  if pid_alive "$STACK_DIR/nginx/nginx.pid"; then echo "api       running  $API_URL, capped $CAPPED_API_URL"; else echo "api       stopped"; ok=1; fi
   "$ROOT/scripts/mail-catcher.sh" status || ok=1
   return $ok
 }
@@ -277,9 +438,27 @@ cmd_env() {
 export SUPABASE_URL='$API_URL'
 export SUPABASE_ANON_KEY='$ANON_KEY'
 export SUPABASE_DB_URL='$DB_URL'
+export SUPABASE_POOLER_URL='$POOLER_URL'
+export MAILSYNC_CAPPED_URL='$CAPPED_API_URL'
 export MAILSYNC_LOCAL_JWT_SECRET='$JWT_SECRET'
 ENV
   "$ROOT/scripts/mail-catcher.sh" env
+}
+
+# Deletes a user the way Supabase Auth does (Dashboard, auth.admin.deleteUser):
+# one transaction, connected as supabase_auth_admin, which holds no privilege
+# in public; foreign-key cascades and the triggers they fire run from there.
+cmd_delete_user() {
+  local id="${1:-}" db="${2:-postgres}" out
+  [[ "$id" =~ ^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$ ]] \
+    || die "usage: scripts/local-stack.sh delete-user UUID [DATABASE]"
+  out="$(PGPASSWORD="$DB_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -v id="$id" -1 -tA \
+    -h 127.0.0.1 -p "$DB_PORT" -U supabase_auth_admin -d "$db" 2>&1 <<'SQL'
+delete from auth.users where id = :'id' returning id;
+SQL
+)" || die "Database error deleting user $id: $out"
+  [ -n "$out" ] || die "user $id not found"
+  log "deleted user $id (as supabase_auth_admin)"
 }
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
@@ -311,5 +490,6 @@ case "${1:-}" in
   status) cmd_status ;;
   env) cmd_env ;;
   token) shift; cmd_token "$@" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  delete-user) shift; cmd_delete_user "$@" ;;
+  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs and the machine lacks; safe to re-run.
 #   - PostgreSQL server binaries (Debian's postgresql package)
-#   - nginx (Debian's nginx-light), the reverse proxy giving the Supabase URL layout
+#   - nginx (Debian's nginx-light), the reverse proxy giving the Supabase URL layout,
+#     with its perl module (libnginx-mod-http-perl) to read '+' in query strings
+#     as a space, as PostgREST does
+#   - pgbouncer (Debian's), the transaction-mode pooler (Supavisor's port 6543 on hosted)
+#   - Node.js and npm (Debian's, when the machine has none) for the supabase-js tests
 #   - openssl, curl (signing local tokens, health checks)
 #   - postrust-server 3.1.0, the PostgREST-compatible REST server, built once
 #     per machine into a versioned cache directory and reused afterwards.
@@ -33,6 +37,10 @@ missing=()
 pg_bindir >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -f /usr/lib/nginx/modules/ngx_http_perl_module.so ] || missing+=(libnginx-mod-http-perl)
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -44,6 +52,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # runs its own nginx with its own configuration, so the service is stopped.
   if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
     as_root sh -c 'command -v service >/dev/null && service nginx stop >/dev/null 2>&1 || true'
+  fi
+  # Likewise the package's own pgbouncer service (port 6432): the stack runs
+  # its own, on its own port.
+  if [[ " ${missing[*]} " == *" pgbouncer "* ]]; then
+    as_root sh -c 'command -v service >/dev/null && service pgbouncer stop >/dev/null 2>&1 || true'
   fi
 fi
 

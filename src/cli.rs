@@ -1,10 +1,15 @@
-//! The command line: clap definitions and their help text, nothing else.
+//! The command line: clap definitions, their help text, and the mapping of
+//! each command's arguments to the plain `Options` of its module in
+//! `commands/` (the `From` impls at the end). The only module that knows
+//! clap; `lib.rs` dispatches the parsed [`Command`] in one `match`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::commands;
 use crate::config::Overrides;
+use crate::domain::{CampaignStatus, Content};
 use crate::output::Output;
 
 #[derive(Debug, Parser)]
@@ -123,14 +128,7 @@ Examples:
   mailsync login --email me@example.com           # asks for the password only
   printf '%s\\n' \"$PASSWORD\" | mailsync login --email ci@example.com --password-stdin"
     )]
-    Login {
-        /// The account's email
-        #[arg(long)]
-        email: Option<String>,
-        /// Read the password from the first line of stdin
-        #[arg(long)]
-        password_stdin: bool,
-    },
+    Login(LoginArgs),
     /// Sign out: revoke the session on the server when reachable and delete it here
     #[command(after_help = "Examples:
   mailsync logout")]
@@ -154,10 +152,23 @@ Examples:
   mailsync completions bash > ~/.local/share/bash-completion/completions/mailsync
   mailsync completions zsh > \"${fpath[1]}/_mailsync\"
   mailsync completions fish > ~/.config/fish/completions/mailsync.fish")]
-    Completions {
-        /// bash, zsh, fish, powershell or elvish
-        shell: clap_complete::Shell,
-    },
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// The account's email
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the password from the first line of stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, powershell or elvish
+    pub shell: clap_complete::Shell,
 }
 
 /// The content of a campaign or template: inline, from a file, or (for a
@@ -176,18 +187,6 @@ pub struct ContentArgs {
     pub template: Option<String>,
 }
 
-impl ContentArgs {
-    pub fn content(&self) -> crate::campaigns::Content {
-        use crate::campaigns::Content;
-        match (&self.content, &self.content_file, &self.template) {
-            (Some(text), _, _) => Content::Text(text.clone()),
-            (_, Some(path), _) => Content::File(path.clone()),
-            (_, _, Some(name)) => Content::Template(name.clone()),
-            _ => Content::Text(String::new()),
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum CampaignsCommand {
     /// Create a campaign (status draft)
@@ -195,26 +194,13 @@ pub enum CampaignsCommand {
   mailsync campaigns create --name \"Rentrée 2026\" --subject \"Nouveautés\" --content-file mail.html
   mailsync campaigns create --name Relance --template relance
   mailsync --json campaigns create --name Test --subject Hi --content Hello | jq -r .id")]
-    Create {
-        /// The campaign's name
-        #[arg(long)]
-        name: String,
-        /// The subject line (required unless the template has one)
-        #[arg(long, value_name = "TEXT")]
-        subject: Option<String>,
-        #[command(flatten)]
-        content: ContentArgs,
-    },
+    Create(CampaignCreateArgs),
     /// Campaigns with their totals (from campaign_analytics)
     #[command(after_help = "Examples:
   mailsync campaigns list
   mailsync campaigns list --status sending
   mailsync --json campaigns list | jq '.[] | {campaign_name, progress}'")]
-    List {
-        /// Only campaigns with this status
-        #[arg(long, value_parser = ["draft", "scheduled", "sending", "sent", "failed"])]
-        status: Option<String>,
-    },
+    List(CampaignListArgs),
     /// Queue a campaign: one pending email per contact, in one server-side call
     #[command(
         after_help = "Asks for confirmation on a terminal, showing how many recipients; --yes in scripts.
@@ -226,18 +212,7 @@ Examples:
   mailsync campaigns send \"Rentrée 2026\"
   mailsync campaigns send 3f2a…-uuid --organization \"Acme SARL\" --yes"
     )]
-    Send {
-        /// The campaign: its id, or its name when unique
-        campaign: String,
-        /// Only the contacts of this organisation
-        #[arg(long, value_name = "NAME")]
-        organization: Option<String>,
-        /// Do not ask for confirmation (required without a terminal)
-        #[arg(short, long)]
-        yes: bool,
-    },
-    /// Send the queued emails through SMTP, each at most once, recording every outcome
-    Deliver(crate::deliver::DeliverArgs),
+    Send(CampaignSendArgs),
     /// Live progress: "Envoi en progression" and "Campagne terminée"
     #[command(
         after_help = "Redrawn in place on a terminal; a plain snapshot per refresh when piped; one
@@ -249,20 +224,136 @@ Examples:
   mailsync campaigns watch --until-done          # CI: exit 0 once nothing is sending
   mailsync --json campaigns watch --once         # {\"dashboard\": …, \"sending\": […], \"sent\": […]}"
     )]
-    Watch {
-        /// auto: Realtime when available, else polling
-        #[arg(long, value_enum, default_value = "auto")]
-        mode: crate::watch::Mode,
-        /// Seconds between reads when polling (at least 0.5)
-        #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-        interval: f64,
-        /// Print one snapshot and exit
-        #[arg(long)]
-        once: bool,
-        /// Exit 0 once no campaign is sending
-        #[arg(long)]
-        until_done: bool,
-    },
+    Watch(CampaignWatchArgs),
+    /// Send the queued emails through SMTP, each at most once, recording every outcome
+    #[command(
+        after_help = "Sends the pending emails through MAILSYNC_SMTP_URL as MAILSYNC_FROM; with no
+configuration, to the local stack's SMTP server (read them in its web inbox:
+scripts/mail-catcher.sh env prints its address). Each email is claimed in the
+database before it is sent and its outcome recorded right after, so several
+workers can share a campaign and none sends an email twice. An email whose outcome
+is unknown (its worker was killed between the two) is reported, and sent again only
+with --resend-unknown.
+
+Exit codes: 0 done, 1 failure, 2 usage, 3 SMTP server or configuration problem
+(nothing claimed), 130 interrupted (the emails in flight were finished and recorded).
+
+Examples:
+  mailsync campaigns deliver \"Rentrée 2026\"
+  mailsync campaigns deliver --rate 50 --concurrency 8     # every sending campaign
+  mailsync campaigns deliver --follow                       # keep going, pick up new sends
+  mailsync --json campaigns deliver 3f2a…-uuid | jq .sent
+  MAILSYNC_SMTP_URL=smtps://apikey:$KEY@smtp.example.com MAILSYNC_FROM='Acme <news@acme.example>' \\
+    mailsync campaigns deliver --dry-run"
+    )]
+    Deliver(CampaignDeliverArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignCreateArgs {
+    /// The campaign's name
+    #[arg(long)]
+    pub name: String,
+    /// The subject line (required unless the template has one)
+    #[arg(long, value_name = "TEXT")]
+    pub subject: Option<String>,
+    #[command(flatten)]
+    pub content: ContentArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignListArgs {
+    /// Only campaigns with this status
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+}
+
+/// `email_campaigns.status`, as the command line spells it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Draft,
+    Scheduled,
+    Sending,
+    Sent,
+    Failed,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignSendArgs {
+    /// The campaign: its id, or its name when unique
+    pub campaign: String,
+    /// Only the contacts of this organisation
+    #[arg(long, value_name = "NAME")]
+    pub organization: Option<String>,
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignDeliverArgs {
+    /// The campaign (id, or name when unique); default: all your sending campaigns
+    pub campaign: Option<String>,
+    /// Emails per second across all connections (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = commands::campaigns::deliver::DEFAULT_RATE)]
+    pub rate: f64,
+    /// SMTP connections used at once
+    #[arg(long, value_name = "N", default_value_t = commands::campaigns::deliver::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Keep running and deliver campaigns queued later (Ctrl-C to stop)
+    #[arg(long)]
+    pub follow: bool,
+    /// Check the settings and the SMTP server, count what is queued; claim and send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also send the emails whose outcome is unknown (they may have gone out already)
+    #[arg(long)]
+    pub resend_unknown: bool,
+    /// Tries per email for temporary failures (4xx, lost connection)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub attempts: u32,
+    /// Seconds before the first retry (doubles each time)
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub retry_delay: f64,
+    /// Seconds a claim is held before it counts as abandoned (renewed while working)
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub lease: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ContactsUnsubscribeArgs {
+    /// The addresses
+    #[arg(required = true, value_name = "EMAIL")]
+    pub emails: Vec<String>,
+    /// Take the addresses off the suppression list instead
+    #[arg(long)]
+    pub undo: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignWatchArgs {
+    /// auto: Realtime when available, else polling
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: WatchMode,
+    /// Seconds between reads when polling (at least 0.5)
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub interval: f64,
+    /// Print one snapshot and exit
+    #[arg(long)]
+    pub once: bool,
+    /// Exit 0 once no campaign is sending
+    #[arg(long)]
+    pub until_done: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WatchMode {
+    /// Realtime when the project offers it, otherwise polling
+    Auto,
+    /// Read the views every --interval seconds
+    Poll,
+    /// Listen to Supabase Realtime and re-read on each change
+    Realtime,
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,30 +361,33 @@ pub enum TemplatesCommand {
     /// Create a template
     #[command(after_help = "Examples:
   mailsync templates create --name relance --subject \"Petit rappel\" --content-file relance.html")]
-    Create {
-        /// The template's name (unique)
-        #[arg(long)]
-        name: String,
-        /// The subject line
-        #[arg(long, value_name = "TEXT")]
-        subject: String,
-        /// The content, inline
-        #[arg(
-            long,
-            value_name = "TEXT",
-            required_unless_present = "content_file",
-            conflicts_with = "content_file"
-        )]
-        content: Option<String>,
-        /// Read the content from this file
-        #[arg(long, value_name = "PATH")]
-        content_file: Option<PathBuf>,
-    },
+    Create(TemplateCreateArgs),
     /// List templates
     #[command(after_help = "Examples:
   mailsync templates list
   mailsync --json templates list")]
     List,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TemplateCreateArgs {
+    /// The template's name (unique)
+    #[arg(long)]
+    pub name: String,
+    /// The subject line
+    #[arg(long, value_name = "TEXT")]
+    pub subject: String,
+    /// The content, inline
+    #[arg(
+        long,
+        value_name = "TEXT",
+        required_unless_present = "content_file",
+        conflicts_with = "content_file"
+    )]
+    pub content: Option<String>,
+    /// Read the content from this file
+    #[arg(long, value_name = "PATH")]
+    pub content_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -319,7 +413,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "PATH")]
     pub rejects: Option<PathBuf>,
     /// Contacts per request
-    #[arg(long, value_name = "N", default_value_t = crate::import::DEFAULT_BATCH_SIZE)]
+    #[arg(long, value_name = "N", default_value_t = commands::import::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
 }
 
@@ -330,26 +424,22 @@ pub enum ContactsCommand {
   mailsync contacts list --limit 20
   mailsync contacts list --organization \"Acme Inc\"
   mailsync --json contacts list --limit 0 > contacts.json   # every contact")]
-    List {
-        /// Only the contacts of this organisation (case-insensitive)
-        #[arg(long, value_name = "NAME")]
-        organization: Option<String>,
-        /// At most this many (0: all)
-        #[arg(long, value_name = "N", default_value_t = 50)]
-        limit: u64,
-    },
+    List(ContactsListArgs),
     /// Stop sending to these addresses: later sends leave them out, deliver skips them
-    #[command(
-        after_help = "Examples:\n  mailsync contacts unsubscribe jane@acme.example bob@beta.example\n  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list"
-    )]
-    Unsubscribe {
-        /// The addresses
-        #[arg(required = true, value_name = "EMAIL")]
-        emails: Vec<String>,
-        /// Take the addresses off the suppression list instead
-        #[arg(long)]
-        undo: bool,
-    },
+    #[command(after_help = "Examples:
+  mailsync contacts unsubscribe jane@acme.example bob@beta.example
+  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list")]
+    Unsubscribe(ContactsUnsubscribeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ContactsListArgs {
+    /// Only the contacts of this organisation (case-insensitive)
+    #[arg(long, value_name = "NAME")]
+    pub organization: Option<String>,
+    /// At most this many (0: all)
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,26 +453,12 @@ Examples:
   mailsync db reset --yes --json   # CI: no prompt, JSON report
   mailsync db reset --dry-run      # print the SQL it would run"
     )]
-    Reset {
-        /// Do not ask for confirmation (required without a terminal)
-        #[arg(short, long)]
-        yes: bool,
-        /// Print the SQL instead of running it
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Reset(DbResetArgs),
     /// Apply the schema without dropping anything (idempotent, keeps data)
     #[command(after_help = "Examples:
   mailsync db apply          # create what is missing, update functions, views, policies
   mailsync db apply --json   # CI provisioning")]
-    Apply {
-        /// Accepted for symmetry with `reset`; apply never asks
-        #[arg(short, long)]
-        yes: bool,
-        /// Print the SQL instead of running it
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Apply(DbApplyArgs),
     /// Check the live database against the schema; exit 4 on drift
     #[command(
         after_help = "Checks tables, columns, views (security_invoker), RLS, one policy per verb,
@@ -393,4 +469,193 @@ Examples:
   mailsync db verify --json | jq '.checks[] | select(.ok | not)'"
     )]
     Verify,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbResetArgs {
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print the SQL instead of running it
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbApplyArgs {
+    /// Accepted for symmetry with `reset`; apply never asks
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print the SQL instead of running it
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+// ---------------------------------------------------------------------------
+// From the command line to each command's plain options.
+// ---------------------------------------------------------------------------
+
+impl From<DbResetArgs> for commands::db::reset::Options {
+    fn from(a: DbResetArgs) -> Self {
+        Self {
+            yes: a.yes,
+            dry_run: a.dry_run,
+        }
+    }
+}
+
+impl From<DbApplyArgs> for commands::db::apply::Options {
+    fn from(a: DbApplyArgs) -> Self {
+        Self { dry_run: a.dry_run }
+    }
+}
+
+impl From<ImportArgs> for commands::import::Options {
+    fn from(a: ImportArgs) -> Self {
+        Self {
+            file: a.file,
+            sheet: a.sheet,
+            org_column: a.org_column,
+            email_column: a.email_column,
+            dry_run: a.dry_run,
+            strict: a.strict,
+            rejects: a.rejects,
+            batch_size: a.batch_size,
+        }
+    }
+}
+
+impl From<ContactsListArgs> for commands::contacts::list::Options {
+    fn from(a: ContactsListArgs) -> Self {
+        Self {
+            organization: a.organization,
+            limit: a.limit,
+        }
+    }
+}
+
+impl From<CampaignCreateArgs> for commands::campaigns::create::Options {
+    fn from(a: CampaignCreateArgs) -> Self {
+        use commands::campaigns::create::Source;
+        let c = a.content;
+        let source = match (c.content, c.content_file, c.template) {
+            (Some(text), _, _) => Source::Given(Content::Text(text)),
+            (_, Some(path), _) => Source::Given(Content::File(path)),
+            (_, _, Some(name)) => Source::Template(name),
+            // clap requires exactly one of the three.
+            _ => Source::Given(Content::Text(String::new())),
+        };
+        Self {
+            name: a.name,
+            subject: a.subject,
+            source,
+        }
+    }
+}
+
+impl From<StatusArg> for CampaignStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Draft => CampaignStatus::Draft,
+            StatusArg::Scheduled => CampaignStatus::Scheduled,
+            StatusArg::Sending => CampaignStatus::Sending,
+            StatusArg::Sent => CampaignStatus::Sent,
+            StatusArg::Failed => CampaignStatus::Failed,
+        }
+    }
+}
+
+impl From<CampaignListArgs> for commands::campaigns::list::Options {
+    fn from(a: CampaignListArgs) -> Self {
+        Self {
+            status: a.status.map(Into::into),
+        }
+    }
+}
+
+impl From<CampaignSendArgs> for commands::campaigns::send::Options {
+    fn from(a: CampaignSendArgs) -> Self {
+        Self {
+            campaign: a.campaign,
+            organization: a.organization,
+            yes: a.yes,
+        }
+    }
+}
+
+impl From<CampaignWatchArgs> for commands::campaigns::watch::Options {
+    fn from(a: CampaignWatchArgs) -> Self {
+        use commands::campaigns::watch::Mode;
+        Self {
+            mode: match a.mode {
+                WatchMode::Auto => Mode::Auto,
+                WatchMode::Poll => Mode::Poll,
+                WatchMode::Realtime => Mode::Realtime,
+            },
+            interval_secs: a.interval,
+            once: a.once,
+            until_done: a.until_done,
+        }
+    }
+}
+
+impl From<CampaignDeliverArgs> for commands::campaigns::deliver::Options {
+    fn from(a: CampaignDeliverArgs) -> Self {
+        Self {
+            campaign: a.campaign,
+            rate: a.rate,
+            concurrency: a.concurrency,
+            follow: a.follow,
+            dry_run: a.dry_run,
+            resend_unknown: a.resend_unknown,
+            attempts: a.attempts,
+            retry_delay_secs: a.retry_delay,
+            lease_secs: a.lease,
+            poll_secs: 2.0,
+        }
+    }
+}
+
+impl From<ContactsUnsubscribeArgs> for commands::contacts::unsubscribe::Options {
+    fn from(a: ContactsUnsubscribeArgs) -> Self {
+        Self {
+            emails: a.emails,
+            undo: a.undo,
+        }
+    }
+}
+
+impl From<TemplateCreateArgs> for commands::templates::create::Options {
+    fn from(a: TemplateCreateArgs) -> Self {
+        let content = match (a.content, a.content_file) {
+            (Some(text), _) => Content::Text(text),
+            (_, Some(path)) => Content::File(path),
+            // clap requires one of the two.
+            _ => Content::Text(String::new()),
+        };
+        Self {
+            name: a.name,
+            subject: a.subject,
+            content,
+        }
+    }
+}
+
+impl From<LoginArgs> for commands::account::login::Options {
+    fn from(a: LoginArgs) -> Self {
+        Self {
+            email: a.email,
+            password_stdin: a.password_stdin,
+        }
+    }
+}
+
+impl From<CompletionsArgs> for commands::completions::Options {
+    fn from(a: CompletionsArgs) -> Self {
+        let mut script = Vec::new();
+        clap_complete::generate(a.shell, &mut Cli::command(), "mailsync", &mut script);
+        Self {
+            script: String::from_utf8_lossy(&script).into_owned(),
+        }
+    }
 }

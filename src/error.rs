@@ -1,22 +1,34 @@
-//! The error type every command returns, and the exit codes of the contract
-//! (DESIGN.md): 1 failure, 2 usage, 3 configuration or authentication,
-//! 4 a check failed. Messages are written for a person and never carry a
-//! secret: callers build them from hosts, files and rows, not from URLs or
-//! tokens.
+//! The error type every command returns: a kind, the cause, and (apart from
+//! it) a hint saying what to do. Code decides what to retry or how to report
+//! by [`ErrorKind`], never by reading the message. The kinds map to the exit
+//! codes of the contract (DESIGN.md): 1 failure, 2 usage, 3 configuration or
+//! authentication, 4 a check failed. Messages are written for a person and
+//! never carry a secret: callers build them from hosts, files and rows, not
+//! from URLs or tokens.
 
 use std::fmt;
 
-/// What kind of failure ended a command; decides the exit code.
+/// What kind of failure ended a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Something went wrong while doing the work (exit 1).
-    Failure,
+    /// A server could not be reached: connection refused, no answer in
+    /// time (exit 3: check the URL). Worth retrying.
+    Unreachable,
+    /// A server answered and refused: a permission, a constraint, an
+    /// exception raised by a SQL function, a missing schema (exit 1).
+    Refused,
+    /// Missing or wrong configuration, or the credentials were refused: no
+    /// token, expired session, 401 (exit 3).
+    Config,
+    /// Input that cannot be used: an unreadable file or sheet, an answer
+    /// mailsync does not understand (exit 1).
+    Data,
     /// The command line asked for something that cannot be done (exit 2).
     Usage,
-    /// Missing or wrong configuration, or the server refused the credentials (exit 3).
-    Config,
     /// A check ran and failed: `db verify` drift, `import --strict` rejects (exit 4).
     CheckFailed,
+    /// Anything else that stopped the work: I/O, a cancelled prompt (exit 1).
+    Failure,
     /// Ctrl-C: the work in flight was finished and recorded (exit 130).
     Interrupted,
 }
@@ -24,20 +36,27 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn exit_code(self) -> u8 {
         match self {
-            ErrorKind::Failure => 1,
+            ErrorKind::Failure | ErrorKind::Refused | ErrorKind::Data => 1,
             ErrorKind::Usage => 2,
-            ErrorKind::Config => 3,
+            ErrorKind::Config | ErrorKind::Unreachable => 3,
             ErrorKind::CheckFailed => 4,
             ErrorKind::Interrupted => 130,
         }
     }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Unreachable)
+    }
 }
 
-/// A command's failure: its kind and a message a user can act on.
-#[derive(Debug)]
+/// A command's failure: its kind, the cause, and an optional hint.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    hint: Option<String>,
 }
 
 impl Error {
@@ -45,6 +64,7 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            hint: None,
         }
     }
 
@@ -60,32 +80,47 @@ impl Error {
         Self::new(ErrorKind::Config, message)
     }
 
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unreachable, message)
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Refused, message)
+    }
+
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Data, message)
+    }
+
     pub fn check_failed(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::CheckFailed, message)
+    }
+
+    /// What to do about it, printed apart from the cause.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
+    /// The cause, without the hint.
     pub fn message(&self) -> &str {
         &self.message
     }
 
-    /// Prefixes the message with where it happened ("reading contacts.xlsx: ...").
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// Prefixes the cause with where it happened ("reading contacts.xlsx: ...").
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
         self
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {

@@ -1,13 +1,16 @@
 //! How a command speaks: results on stdout (one JSON document with `--json`),
-//! notes and progress on stderr, nothing but errors with `-q`. Commands take
-//! an [`Output`] rather than printing directly, so `--json`, `-q`, `-v` and
-//! colour are decided in one place.
+//! notes and progress on stderr, nothing but errors with `-q`, questions on
+//! the terminal. Commands take an [`Output`] rather than printing or reading
+//! directly, so `--json`, `-q`, `-v`, colour and prompts are decided in one
+//! place, with the cells every table shares ([`timestamp_cell`]).
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
+
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Output {
@@ -41,13 +44,50 @@ impl Output {
     }
 
     /// The one JSON document of `--json` (stdout).
-    pub fn json<T: Serialize>(&self, value: &T) -> crate::error::Result<()> {
-        let text = serde_json::to_string(value)
-            .map_err(|e| crate::error::Error::failure(format!("encoding JSON output: {e}")))?;
+    pub fn json<T: Serialize>(&self, value: &T) -> Result<()> {
+        let text = json_line(value)?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{text}")?;
         out.flush()?;
         Ok(())
+    }
+
+    /// Text written to stdout as it is, whatever the flags (a completion
+    /// script, a file's content).
+    pub fn raw(&self, text: &str) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Asks a yes/no question on the terminal; the answer defaults to no.
+    /// Without a terminal to ask on (stdin or stderr redirected) it does not
+    /// guess: it fails with a usage error saying `no_terminal`.
+    pub fn confirm(&self, question: &str, no_terminal: &str) -> Result<bool> {
+        if !can_ask() {
+            return Err(Error::usage(no_terminal.to_string()));
+        }
+        let answer = self.ask(&format!("{question} [y/N] "))?;
+        Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    }
+
+    /// Asks for one line on the terminal (the caller checked there is one).
+    pub fn ask(&self, prompt: &str) -> Result<String> {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim().to_string())
+    }
+
+    /// Asks for a secret on the terminal, without echo.
+    pub fn ask_secret(&self, prompt: &str) -> Result<String> {
+        rpassword::prompt_password(prompt)
+            .map_err(|e| Error::failure(format!("reading the password: {e}")))
     }
 
     /// Whether progress bars and prompts make sense (stderr is a terminal).
@@ -70,5 +110,33 @@ impl Output {
             table.force_no_tty();
         }
         table
+    }
+}
+
+/// Whether a question can be asked: stdin and stderr are a terminal.
+pub fn can_ask() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// One JSON document on one line.
+pub fn json_line<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::failure(format!("encoding JSON output: {e}")))
+}
+
+/// A timestamp as tables show it: `2026-11-25T05:49:12.123+00:00` →
+/// `2026-11-25 05:49`.
+pub fn timestamp_cell(t: &str) -> String {
+    t.chars().take(16).collect::<String>().replace('T', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_show_date_and_minute() {
+        assert_eq!(
+            super::timestamp_cell("2026-11-25T05:49:12.123+00:00"),
+            "2026-11-25 05:49"
+        );
+        assert_eq!(super::timestamp_cell(""), "");
     }
 }

@@ -292,10 +292,7 @@ impl Mailer {
     async fn connect(&self) -> std::result::Result<AsyncSmtpConnection, String> {
         match tokio::time::timeout(self.timeout, self.open()).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "no answer within {} s",
-                self.timeout.as_secs()
-            )),
+            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
         }
     }
 
@@ -346,7 +343,12 @@ impl Mailer {
             );
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
-                .map_err(|e| format!("the server refused the login of {user}: {}", describe_error(&e)))?;
+                .map_err(|e| {
+                    format!(
+                        "the server refused the login of {user}: {}",
+                        describe_error(&e)
+                    )
+                })?;
         }
         Ok(conn)
     }

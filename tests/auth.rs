@@ -460,18 +460,18 @@ async fn a_saved_session_is_used_for_an_import_on_the_local_stack() {
     let user = common::new_user(&stack).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    let session = mailsync::session::Session {
+    let session = mailsync::supabase::session::Session {
         project_url: stack.url.trim_end_matches('/').to_string(),
         access_token: user.token.clone(),
         refresh_token: "unused-refresh-token".into(),
-        expires_at: mailsync::session::now() + 3600,
+        expires_at: mailsync::supabase::session::now() + 3600,
         user_id: user.id.to_string(),
         email: Some(user.email.clone()),
     };
     // Where mailsync will look, computed by mailsync itself.
     let path = {
-        std::env::set_var(mailsync::session::ENV_CONFIG_DIR, &config);
-        mailsync::session::save(&session).unwrap()
+        std::env::set_var(mailsync::supabase::session::ENV_CONFIG_DIR, &config);
+        mailsync::supabase::session::save(&session).unwrap()
     };
     assert!(path.starts_with(&config));
     let file = dir.path().join("c.csv");

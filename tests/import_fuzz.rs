@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use indicatif::ProgressBar;
-use mailsync::import::reader::Workbook;
-use mailsync::import::scan;
-use mailsync::import::validate::ColumnSpec;
+use mailsync::commands::import::reader::Workbook;
+use mailsync::commands::import::scan;
+use mailsync::commands::import::validate::ColumnSpec;
 use proptest::prelude::*;
 
 const EXTENSIONS: [&str; 6] = ["xlsx", "xlsm", "xlsb", "xls", "ods", "csv"];

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mailsync::config::Secret;
-use mailsync::watch::realtime::{self, Event, Settings};
+use mailsync::supabase::realtime::{self, Event, Settings};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -2,8 +2,8 @@
 //! `tests/snapshots/` (run with `UPDATE_SNAPSHOTS=1` to rewrite them after an
 //! intended change, then review the diff).
 
-use mailsync::watch::data::Snapshot;
-use mailsync::watch::render::{screen, Rates};
+use mailsync::commands::campaigns::watch::data::Snapshot;
+use mailsync::commands::campaigns::watch::render::{screen, Rates};
 use serde_json::json;
 
 fn campaign(
@@ -42,15 +42,20 @@ fn campaign(
     })
 }
 
+/// A snapshot as the `--json` of `campaigns watch` prints it.
+fn snapshot(value: serde_json::Value) -> Snapshot {
+    serde_json::from_value(value).expect("a snapshot in the watch --json shape")
+}
+
 fn dashboard() -> serde_json::Value {
     json!({"user_id": "u", "total_contacts": 12480, "total_organizations": 312,
            "active_campaigns": 2, "emails_sent_today": 5321})
 }
 
 fn busy() -> (Snapshot, Rates) {
-    let snapshot = Snapshot {
-        dashboard: dashboard(),
-        sending: vec![
+    let snapshot = snapshot(json!({
+        "dashboard": dashboard(),
+        "sending": [
             campaign(
                 "Newsletter novembre",
                 "sending",
@@ -64,13 +69,13 @@ fn busy() -> (Snapshot, Rates) {
                 None,
             ),
         ],
-        sent: vec![campaign(
+        "sent": [campaign(
             "Rentrée 2026",
             "sent",
             [0, 0, 40, 1150, 8, 2],
             Some("2026-11-24T17:42:10.5+00:00"),
         )],
-    };
+    }));
     let mut rates = Rates::new();
     rates.insert("id-Newsletter novembre".into(), 42.5);
     rates.insert(
@@ -110,11 +115,11 @@ fn a_busy_screen_on_a_narrow_terminal() {
 
 #[test]
 fn no_campaigns_at_all() {
-    let snapshot = Snapshot {
-        dashboard: json!({"user_id": "u", "total_contacts": 0, "total_organizations": 0,
-                          "active_campaigns": 0, "emails_sent_today": 0}),
-        sending: vec![],
-        sent: vec![],
-    };
+    let snapshot = snapshot(json!({
+        "dashboard": {"user_id": "u", "total_contacts": 0, "total_organizations": 0,
+                      "active_campaigns": 0, "emails_sent_today": 0},
+        "sending": [],
+        "sent": [],
+    }));
     check("watch_empty", &screen(&snapshot, &Rates::new(), 80, ""));
 }

@@ -14,6 +14,12 @@
 -- `public` granted to the API roles), the stricter of the two situations for
 -- MASTER-DATABASE.sql, which must revoke what it does not want granted.
 --
+-- Hosted limits it models (SUPABASE.md §6): the API roles' statement
+-- timeouts (`anon` 3 s, `authenticated` and `authenticator` 8 s; the global
+-- 2-minute limit for every other role is the cluster's `statement_timeout`,
+-- set by scripts/local-stack.sh), and `supabase_auth_admin`, the role Supabase
+-- Auth connects as: it owns the `auth` objects and holds nothing in `public`.
+--
 -- Idempotent: safe to run again on a database that already has it.
 
 do $$
@@ -31,13 +37,21 @@ begin
     -- The local stack's documented development password.
     create role authenticator login noinherit password 'postgres';
   end if;
+  if not exists (select 1 from pg_roles where rolname = 'supabase_auth_admin') then
+    -- As supabase/postgres creates it; the local stack's development password.
+    create role supabase_auth_admin login noinherit createrole noreplication password 'postgres';
+  end if;
 end
 $$;
 
 grant anon, authenticated, service_role to authenticator;
 
+-- Hosted statement timeouts: PostgREST logs in as `authenticator` (8 s for
+-- every API request) and applies the impersonated role's own setting.
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
+alter role authenticator set statement_timeout = '8s';
+alter role supabase_auth_admin set search_path = auth;
 
 create schema if not exists auth;
 create schema if not exists extensions;
@@ -103,6 +117,19 @@ $$;
 
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt()
   to anon, authenticated, service_role;
+
+-- Supabase Auth's role owns what is in `auth` and nothing in `public`
+-- (supabase/postgres: "update auth schema permissions"). It keeps the
+-- default `usage` on schema public every role has, and no table privilege
+-- there: a trigger that a user deletion fires runs with only these rights.
+grant all privileges on schema auth to supabase_auth_admin;
+grant all privileges on all tables in schema auth to supabase_auth_admin;
+grant all privileges on all sequences in schema auth to supabase_auth_admin;
+alter table auth.users owner to supabase_auth_admin;
+alter function auth.uid() owner to supabase_auth_admin;
+alter function auth.role() owner to supabase_auth_admin;
+alter function auth.email() owner to supabase_auth_admin;
+alter function auth.jwt() owner to supabase_auth_admin;
 
 -- Older projects' defaults: what the postgres role creates in public is
 -- granted to the API roles.

@@ -4,6 +4,8 @@
 //! reach it fails with a message saying how to start it; it never skips.
 #![allow(dead_code)]
 
+pub mod smtp_server;
+
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -151,7 +153,10 @@ async fn wait_for_rest(stack: &Stack, table: &str) {
 /// SQL functions the commands call, with arguments that match their
 /// signature: after the schema changes, the tests wait until the REST server
 /// has loaded each of them.
-const RPC_PROBES: &[(&str, &str)] = &[("import_contacts", r#"{"rows": []}"#)];
+const RPC_PROBES: &[(&str, &str)] = &[
+    ("import_contacts", r#"{"rows": []}"#),
+    ("claim_emails", r#"{"max_emails": 1}"#),
+];
 
 async fn wait_for_rpc(stack: &Stack, function: &str, args: &str) {
     let http = reqwest::Client::new();

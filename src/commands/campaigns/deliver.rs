@@ -29,8 +29,8 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
-use crate::rest::RestClient;
 use crate::smtp::{Attempt, Mailer, Recipient, SmtpSession, SmtpSettings, Template};
+use crate::supabase::rest::RestClient;
 
 /// Emails per second unless `--rate` says otherwise: under the sending
 /// limits of common providers (Amazon SES starts production accounts at 14/s).
@@ -43,93 +43,29 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// the server is gone, and trying on would only burn the emails' retries.
 const GIVE_UP_AFTER: u64 = 25;
 
-/// The command line of `campaigns deliver`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(
-    after_help = "Sends the queued (pending) emails through MAILSYNC_SMTP_URL as MAILSYNC_FROM; with no
-configuration, to the local stack's SMTP server (web inbox: scripts/mail-catcher.sh env).
-Each email is claimed in the database before it is sent and its outcome recorded after,
-so several workers share a campaign and none sends an email twice. An email whose
-outcome is unknown (a worker was killed between the two) is reported, and sent again
-only with --resend-unknown.
-
-Exit codes: 0 done, 1 failure, 2 usage, 3 SMTP server or configuration problem (nothing
-claimed), 130 interrupted (the emails in flight were finished and recorded).
-
-Examples:
-  mailsync campaigns deliver \"Rentrée 2026\"
-  mailsync campaigns deliver --rate 50 --concurrency 8     # every sending campaign
-  mailsync campaigns deliver --follow                       # keep going, pick up new sends
-  mailsync --json campaigns deliver 3f2a…-uuid | jq .sent
-  MAILSYNC_SMTP_URL=smtps://apikey:$KEY@smtp.example.com MAILSYNC_FROM='Acme <news@acme.example>' \\
-    mailsync campaigns deliver --dry-run"
-)]
-pub struct DeliverArgs {
-    /// The campaign (id, or name when unique); default: all your sending campaigns
-    pub campaign: Option<String>,
-    /// Emails per second across all connections (0: no limit)
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE)]
-    pub rate: f64,
-    /// SMTP connections used at once
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY)]
-    pub concurrency: usize,
-    /// Keep running and deliver campaigns queued later (Ctrl-C to stop)
-    #[arg(long)]
-    pub follow: bool,
-    /// Check the settings and the SMTP server, count what is queued; claim and send nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Also send the emails whose outcome is unknown (they may have gone out already)
-    #[arg(long)]
-    pub resend_unknown: bool,
-    /// Tries per email for temporary failures (4xx, lost connection)
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub attempts: u32,
-    /// Seconds before the first retry (doubles each time)
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    pub retry_delay: f64,
-    /// Seconds a claim is held before it counts as abandoned (renewed while working)
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
-    pub lease: u64,
-}
-
-impl DeliverArgs {
-    pub fn options(&self) -> Result<DeliverOptions> {
-        if !self.retry_delay.is_finite() || self.retry_delay < 0.0 {
-            return Err(Error::usage("--retry-delay must be a number of seconds"));
-        }
-        Ok(DeliverOptions {
-            campaign: self.campaign.clone(),
-            rate: self.rate,
-            concurrency: self.concurrency,
-            follow: self.follow,
-            dry_run: self.dry_run,
-            resend_unknown: self.resend_unknown,
-            attempts: self.attempts,
-            retry_delay: Duration::from_secs_f64(self.retry_delay),
-            lease: Duration::from_secs(self.lease),
-            poll: Duration::from_secs(2),
-        })
-    }
-}
-
 /// What the user asked for.
 #[derive(Debug, Clone)]
-pub struct DeliverOptions {
+pub struct Options {
+    /// The campaign (id, or name when unique); `None`: all sending campaigns.
     pub campaign: Option<String>,
-    /// Emails per second; 0 means no limit.
+    /// Emails per second across all connections; 0 means no limit.
     pub rate: f64,
+    /// SMTP connections used at once.
     pub concurrency: usize,
+    /// Keep running and pick up campaigns queued later.
     pub follow: bool,
+    /// Check and count; claim and send nothing.
     pub dry_run: bool,
+    /// Also claim the emails whose outcome is unknown.
     pub resend_unknown: bool,
     /// Tries per email for temporary failures (4xx, dropped connection).
     pub attempts: u32,
-    /// The first wait between tries; it doubles each time.
-    pub retry_delay: Duration,
-    pub lease: Duration,
+    /// Seconds before the first retry; the wait doubles each time.
+    pub retry_delay_secs: f64,
+    /// Seconds a claim is held before it counts as abandoned.
+    pub lease_secs: u64,
     /// Seconds between looks for new work with `--follow`.
-    pub poll: Duration,
+    pub poll_secs: f64,
 }
 
 /// An email the database handed to this worker.
@@ -297,10 +233,11 @@ impl Db {
     }
 }
 
-pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Result<()> {
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     validate(options)?;
+    let lease = Duration::from_secs(options.lease_secs);
     let settings = smtp_settings(config)?;
-    let client = crate::auth::user_client(config, out).await?;
+    let client = crate::supabase::user::user_client(config, out).await?;
     let worker = worker_id();
     let tally = Arc::new(Tally::default());
     let db = Db {
@@ -325,7 +262,7 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
     let unknown: UnknownReport = db
         .call(
             "unknown_emails",
-            &json!({"campaign": campaign_id, "max_rows": 20}),
+            &with_campaign(json!({"max_rows": 20}), campaign_id),
             "looking for emails with an unknown outcome",
         )
         .await?;
@@ -383,12 +320,7 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
         held.clone(),
         stop.clone(),
     ));
-    let heartbeat = tokio::spawn(keep_leases(
-        db.clone(),
-        held.clone(),
-        options.lease,
-        stop.clone(),
-    ));
+    let heartbeat = tokio::spawn(keep_leases(db.clone(), held.clone(), lease, stop.clone()));
 
     // The senders.
     let settings = Arc::new(settings);
@@ -409,7 +341,7 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
             stop: stop.clone(),
             progress: progress.clone(),
             attempts: options.attempts.max(1),
-            retry_delay: options.retry_delay,
+            retry_delay: Duration::from_secs_f64(options.retry_delay_secs),
         })));
     }
     drop(job_rx);
@@ -421,14 +353,16 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
         let claim: Result<Vec<Claimed>> = db
             .call(
                 "claim_emails",
-                &json!({
-                    "campaign": campaign_id,
-                    "max_emails": batch,
-                    "lease_seconds": options.lease.as_secs().max(10),
-                    "worker": worker,
-                    "message_id_domain": settings.message_id_domain(),
-                    "resend_unknown": options.resend_unknown,
-                }),
+                &with_campaign(
+                    json!({
+                        "max_emails": batch,
+                        "lease_seconds": options.lease_secs,
+                        "worker": worker,
+                        "message_id_domain": settings.message_id_domain(),
+                        "resend_unknown": options.resend_unknown,
+                    }),
+                    campaign_id,
+                ),
                 "claiming emails to deliver",
             )
             .await;
@@ -444,7 +378,7 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
                 break;
             }
             tokio::select! {
-                _ = tokio::time::sleep(options.poll) => {}
+                _ = tokio::time::sleep(Duration::from_secs_f64(options.poll_secs.max(0.1))) => {}
                 _ = stop.notify.notified() => {}
             }
             continue;
@@ -536,7 +470,7 @@ pub async fn run(options: &DeliverOptions, config: &Config, out: &Output) -> Res
     Ok(())
 }
 
-fn validate(options: &DeliverOptions) -> Result<()> {
+fn validate(options: &Options) -> Result<()> {
     if !options.rate.is_finite() || options.rate < 0.0 {
         return Err(Error::usage(
             "--rate must be a number of emails per second, 0 for no limit",
@@ -548,8 +482,11 @@ fn validate(options: &DeliverOptions) -> Result<()> {
     if options.attempts == 0 || options.attempts > 10 {
         return Err(Error::usage("--attempts must be between 1 and 10"));
     }
-    if options.lease < Duration::from_secs(10) {
+    if options.lease_secs < 10 {
         return Err(Error::usage("--lease must be at least 10 seconds"));
+    }
+    if !options.retry_delay_secs.is_finite() || options.retry_delay_secs < 0.0 {
+        return Err(Error::usage("--retry-delay must be a number of seconds"));
     }
     Ok(())
 }
@@ -567,7 +504,7 @@ pub fn smtp_settings(config: &Config) -> Result<SmtpSettings> {
 /// Claims are sized to about two seconds of sending at the requested rate,
 /// so a worker killed at any instant leaves few emails with an unknown
 /// outcome, and to at least one email per connection.
-fn batch_size(options: &DeliverOptions) -> usize {
+fn batch_size(options: &Options) -> usize {
     if options.rate == 0.0 {
         return MAX_BATCH;
     }
@@ -1054,6 +991,16 @@ fn finish(summary: DeliverySummary, out: &Output) -> Result<()> {
         out.print("Nothing to deliver: no queued emails in your sending campaigns.");
     }
     Ok(())
+}
+
+/// The arguments with `campaign` when one is named; without it the SQL
+/// default (every sending campaign) applies. (A JSON null is not sent: some
+/// PostgREST-compatible servers pass it on as an empty string.)
+fn with_campaign(mut args: Value, campaign: Option<Uuid>) -> Value {
+    if let Some(id) = campaign {
+        args["campaign"] = json!(id);
+    }
+    args
 }
 
 fn round3(x: f64) -> f64 {

@@ -1,8 +1,9 @@
 //! `mailsync contacts unsubscribe EMAIL…`: adds addresses to the user's
-//! suppression list (table `suppressions`), through the REST API as the
-//! signed-in user. A suppressed address is left out by later
-//! `campaigns send` and skipped by `campaigns deliver`. `--undo` takes
-//! addresses off the list again.
+//! suppression list, through the REST API as the signed-in user. A
+//! suppressed address is left out by later `campaigns send` and skipped by
+//! `campaigns deliver`. `--undo` takes addresses off the list again.
+//! Server side: table `suppressions` in `sql/MASTER-DATABASE.sql`.
+//! Tests: `tests/campaigns_deliver.rs`.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -11,15 +12,25 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
 
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The addresses, as typed.
+    pub emails: Vec<String>,
+    /// Take them off the list instead.
+    pub undo: bool,
+}
+
+/// What `--json` prints.
 #[derive(Debug, Serialize)]
 pub struct UnsubscribeReport {
     pub suppressed: Vec<String>,
     pub removed: Vec<String>,
 }
 
-pub async fn run(emails: &[String], undo: bool, config: &Config, out: &Output) -> Result<()> {
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    let undo = options.undo;
     let mut addresses: Vec<String> = Vec::new();
-    for raw in emails {
+    for raw in &options.emails {
         let email = raw.trim().to_lowercase();
         if !email_address::EmailAddress::is_valid(&email) {
             return Err(Error::usage(format!(
@@ -33,7 +44,7 @@ pub async fn run(emails: &[String], undo: bool, config: &Config, out: &Output) -
     if addresses.is_empty() {
         return Err(Error::usage("name at least one email address"));
     }
-    let client = crate::auth::user_client(config, out).await?;
+    let client = crate::supabase::user::user_client(config, out).await?;
     let report = if undo {
         let removed: Vec<Value> = client
             .execute(

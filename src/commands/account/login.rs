@@ -1,0 +1,78 @@
+//! `mailsync login`: sign in with email and password (Supabase Auth) and
+//! save the session. Server side: Supabase Auth `/auth/v1/token` (an
+//! in-test server in the tests, following SUPABASE.md); client in
+//! `src/supabase/auth.rs`. Tests: `tests/auth.rs`.
+
+use std::io::{BufRead, IsTerminal};
+
+use serde::Serialize;
+
+use crate::config::{Config, Secret};
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::supabase::session;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The account's email (asked on a terminal when missing).
+    pub email: Option<String>,
+    /// Read the password from the first line of stdin.
+    pub password_stdin: bool,
+}
+
+/// `--json`: who is signed in, and where the session is saved.
+#[derive(Serialize)]
+struct SignedIn<'a> {
+    user_id: &'a str,
+    email: Option<&'a str>,
+    project: &'a str,
+    expires_at: i64,
+    session_file: &'a std::path::Path,
+}
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    // A missing key is known before asking anything.
+    config.anon_key()?;
+    let interactive = std::io::stdin().is_terminal();
+    let email = match &options.email {
+        Some(e) => e.trim().to_string(),
+        None if interactive && !options.password_stdin => out.ask("Email: ")?,
+        None => return Err(Error::usage("--email is required without a terminal")),
+    };
+    if email.is_empty() {
+        return Err(Error::usage("an email is required"));
+    }
+    let password = if options.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Secret::new(line.trim_end_matches(['\n', '\r']))
+    } else if interactive {
+        Secret::new(out.ask_secret("Password: ")?)
+    } else {
+        return Err(Error::usage(
+            "no terminal to ask for the password on: pass --password-stdin and pipe it",
+        ));
+    };
+    if password.expose().is_empty() {
+        return Err(Error::usage("an empty password"));
+    }
+    let session = crate::supabase::auth::sign_in(config, &email, &password).await?;
+    let path = session::save(&session)?;
+    if out.json {
+        return out.json(&SignedIn {
+            user_id: &session.user_id,
+            email: session.email.as_deref(),
+            project: &session.project_url,
+            expires_at: session.expires_at,
+            session_file: &path,
+        });
+    }
+    out.print(format!(
+        "Signed in to {} as {} ({})",
+        session.project_url,
+        session.email.as_deref().unwrap_or(&email),
+        session.user_id
+    ));
+    out.note(format!("Session saved in {}", path.display()));
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `mailsync logout`: revoke the session on the server when reachable and
+//! delete it here. Server side: Supabase Auth `/auth/v1/logout`; client in
+//! `src/supabase/auth.rs`. Tests: `tests/auth.rs`.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::output::Output;
+use crate::supabase::session;
+
+/// `--json`: what was done.
+#[derive(Serialize)]
+struct SignedOut {
+    project: String,
+    /// Whether there was a session here to sign out of.
+    signed_in: bool,
+    /// Whether the server revoked it.
+    revoked: bool,
+    /// The session file deleted, if any.
+    session_file: Option<PathBuf>,
+}
+
+pub async fn run(config: &Config, out: &Output) -> Result<()> {
+    let project = config.project_display();
+    let Some((session, _)) = session::load(&project)? else {
+        if out.json {
+            return out.json(&SignedOut {
+                project,
+                signed_in: false,
+                revoked: false,
+                session_file: None,
+            });
+        }
+        out.print(format!("Not signed in to {project}; nothing to do"));
+        return Ok(());
+    };
+    let revoked = crate::supabase::auth::sign_out(config, &session)
+        .await
+        .unwrap_or(false);
+    let path = session::delete(&project)?;
+    if !revoked {
+        out.note(format!(
+            "could not revoke the session at {} (unreachable or already expired); the local session is deleted all the same",
+            config.auth_url()
+        ));
+    }
+    if out.json {
+        return out.json(&SignedOut {
+            project,
+            signed_in: true,
+            revoked,
+            session_file: path,
+        });
+    }
+    if let Some(path) = path {
+        out.print(format!(
+            "Signed out of {project}; deleted {}",
+            path.display()
+        ));
+    }
+    Ok(())
+}

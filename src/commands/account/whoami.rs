@@ -1,0 +1,71 @@
+//! `mailsync whoami`: who mailsync acts as (the token's claims), the
+//! project, the token's expiry and where the token came from. Server side:
+//! none (the claims are read locally; the server checks the signature on
+//! every request). Tests: `tests/auth.rs`.
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::output::Output;
+use crate::supabase::session;
+
+#[derive(Serialize)]
+struct WhoAmI {
+    user_id: Option<String>,
+    email: Option<String>,
+    role: Option<String>,
+    project: String,
+    expires_at: Option<i64>,
+    expires_in_seconds: Option<i64>,
+    token_source: String,
+}
+
+/// The claims of a JWT, read without checking the signature: the server
+/// checks it on every request; this only shows who the token says it is.
+fn claims(token: &str) -> Option<Value> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub async fn run(config: &Config, out: &Output) -> Result<()> {
+    let token = crate::supabase::user::token(config, out).await?;
+    let claims = claims(token.value.expose()).unwrap_or(Value::Null);
+    let text = |k: &str| claims[k].as_str().map(str::to_string);
+    let expires_at = claims["exp"].as_i64();
+    let me = WhoAmI {
+        user_id: text("sub"),
+        email: text("email"),
+        role: text("role"),
+        project: config.project_display(),
+        expires_at,
+        expires_in_seconds: expires_at.map(|e| e - session::now()),
+        token_source: token.source.to_string(),
+    };
+    if out.json {
+        return out.json(&me);
+    }
+    let mut table = out.table(["", ""]);
+    let expiry = match (me.expires_at, me.expires_in_seconds) {
+        (Some(_), Some(left)) if left <= 0 => "expired".to_string(),
+        (Some(at), Some(left)) => format!("in {} min (unix {at})", left / 60),
+        _ => "unknown".to_string(),
+    };
+    for (k, v) in [
+        ("user", me.user_id.clone().unwrap_or_else(|| "?".into())),
+        ("email", me.email.clone().unwrap_or_default()),
+        ("role", me.role.clone().unwrap_or_default()),
+        ("project", me.project.clone()),
+        ("token expires", expiry),
+        ("token from", me.token_source.clone()),
+    ] {
+        table.add_row(vec![k.to_string(), v]);
+    }
+    out.print(table.to_string());
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `mailsync campaigns create`: a campaign in status `draft`, its content
+//! inline, from a file or from a template.
+//! Server side: table `email_campaigns` (and `email_templates` for
+//! `--template`) in `sql/MASTER-DATABASE.sql`, through the REST API under RLS.
+//! Tests: `tests/campaigns.rs`.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::domain::{Campaign, Content, Template, CAMPAIGN_COLUMNS};
+use crate::error::{Error, Result};
+use crate::output::Output;
+
+/// Where a campaign's content comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Given(Content),
+    /// The content (and the subject, unless given) of this template.
+    Template(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub name: String,
+    pub subject: Option<String>,
+    pub source: Source,
+}
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    let client = crate::supabase::user::user_client(config, out).await?;
+    let (subject, content) = match &options.source {
+        Source::Given(content) => (options.subject.clone(), content.read()?),
+        Source::Template(template) => {
+            let found: Vec<Template> = client
+                .fetch(
+                    client
+                        .from("email_templates")
+                        .select("id,name,subject,content,created_at")
+                        .eq("name", template),
+                    "reading the template",
+                )
+                .await?;
+            let t = found.into_iter().next().ok_or_else(|| {
+                Error::failure(format!("no template named {template:?}"))
+                    .with_hint("mailsync templates list shows yours")
+            })?;
+            (
+                options.subject.clone().or(Some(t.subject)),
+                t.content.unwrap_or_default(),
+            )
+        }
+    };
+    let subject = subject.ok_or_else(|| Error::usage("--subject is required"))?;
+    let created: Vec<Campaign> = client
+        .execute(
+            client
+                .from("email_campaigns")
+                .select(CAMPAIGN_COLUMNS)
+                .insert(
+                    json!({"name": options.name, "subject": subject, "content": content})
+                        .to_string(),
+                ),
+            Some("return=representation"),
+            "creating the campaign",
+        )
+        .await?
+        .json("creating the campaign")?;
+    let campaign = created
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::data("creating the campaign: the server returned no row"))?;
+    if out.json {
+        return out.json(&campaign);
+    }
+    out.print(format!(
+        "Created campaign {:?} ({}), status {}",
+        campaign.name, campaign.id, campaign.status
+    ));
+    out.print(format!(
+        "Send it with: mailsync campaigns send {}",
+        campaign.id
+    ));
+    Ok(())
+}

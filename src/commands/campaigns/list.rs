@@ -1,0 +1,56 @@
+//! `mailsync campaigns list`: campaigns with their totals, newest first.
+//! Server side: view `campaign_analytics` in `sql/MASTER-DATABASE.sql`.
+//! Tests: `tests/campaigns.rs`.
+
+use crate::config::Config;
+use crate::domain::{CampaignAnalytics, CampaignStatus};
+use crate::error::Result;
+use crate::output::{timestamp_cell, Output};
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only campaigns with this status.
+    pub status: Option<CampaignStatus>,
+}
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    let client = crate::supabase::user::user_client(config, out).await?;
+    let mut query = client
+        .from("campaign_analytics")
+        .select("*")
+        .order("created_at.desc");
+    if let Some(status) = options.status {
+        query = query.eq("campaign_status", status.as_str());
+    }
+    let rows: Vec<CampaignAnalytics> = client.fetch(query, "listing campaigns").await?;
+    if out.json {
+        return out.json(&rows);
+    }
+    let mut table = out.table([
+        "name",
+        "status",
+        "created",
+        "emails",
+        "sent",
+        "delivered",
+        "failed",
+        "bounced",
+        "success",
+    ]);
+    for c in &rows {
+        table.add_row(vec![
+            c.campaign_name.clone(),
+            c.campaign_status.to_string(),
+            timestamp_cell(&c.created_at),
+            c.total_emails.to_string(),
+            (c.sent_count + c.delivered_count).to_string(),
+            c.delivered_count.to_string(),
+            c.failed_count.to_string(),
+            c.bounced_count.to_string(),
+            format!("{:.2}%", c.success_rate),
+        ]);
+    }
+    out.print(table.to_string());
+    out.print(format!("{} campaign(s)", rows.len()));
+    Ok(())
+}

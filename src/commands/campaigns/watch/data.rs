@@ -1,0 +1,43 @@
+//! What a watch refresh reads: the user's sending and sent campaigns from
+//! `campaign_analytics` and their `dashboard_analytics` row, through the REST
+//! API as the user, as domain types (which `--json` prints with the views'
+//! column names).
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CampaignAnalytics, CampaignStatus, DashboardAnalytics};
+use crate::error::Result;
+use crate::supabase::rest::RestClient;
+
+/// One refresh: `{"dashboard": {...}, "sending": [...], "sent": [...]}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub dashboard: Option<DashboardAnalytics>,
+    pub sending: Vec<CampaignAnalytics>,
+    pub sent: Vec<CampaignAnalytics>,
+}
+
+/// Reads the two views as the user.
+pub async fn fetch(client: &RestClient) -> Result<Snapshot> {
+    let sending = client
+        .from("campaign_analytics")
+        .select("*")
+        .eq("campaign_status", CampaignStatus::Sending.as_str())
+        .order("started_at.asc.nullslast,campaign_name.asc");
+    let sent = client
+        .from("campaign_analytics")
+        .select("*")
+        .eq("campaign_status", CampaignStatus::Sent.as_str())
+        .order("completed_at.desc.nullslast,campaign_name.asc");
+    let dashboard = client.from("dashboard_analytics").select("*");
+    let (sending, sent, dashboard) = tokio::try_join!(
+        client.fetch::<Vec<CampaignAnalytics>>(sending, "reading campaign_analytics"),
+        client.fetch::<Vec<CampaignAnalytics>>(sent, "reading campaign_analytics"),
+        client.fetch::<Vec<DashboardAnalytics>>(dashboard, "reading dashboard_analytics"),
+    )?;
+    Ok(Snapshot {
+        dashboard: dashboard.into_iter().next(),
+        sending,
+        sent,
+    })
+}

@@ -1,0 +1,378 @@
+//! `mailsync campaigns watch`: "Envoi en progression" and "Campagne
+//! terminée" live in the terminal. Polls the views through the REST API, or
+//! listens to Supabase Realtime on the tables and re-reads the views when
+//! they change (Realtime never streams views).
+//!
+//! Here: the loop and the screen; `data` (what a refresh reads), `render`
+//! (the text), the Realtime client is `crate::supabase::realtime`.
+//! Server side: views `campaign_analytics` and `dashboard_analytics`, and the
+//! `supabase_realtime` publication of `emails_sent` and `email_campaigns`, in
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns.rs` (watch against the
+//! stack), `tests/watch_render.rs` (the screen), `tests/realtime.rs`.
+
+pub mod data;
+pub mod render;
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::output::Output;
+use crate::supabase::realtime;
+use data::Snapshot;
+use render::Rates;
+
+/// Where refreshes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Realtime when the project offers it, otherwise polling.
+    Auto,
+    /// Read the views every `interval`.
+    Poll,
+    /// Listen to Supabase Realtime and re-read on each change.
+    Realtime,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// Seconds between reads when polling (at least 0.5).
+    pub interval_secs: f64,
+    /// Print one snapshot and exit.
+    pub once: bool,
+    /// Exit 0 once no campaign is sending.
+    pub until_done: bool,
+}
+
+/// Re-reads at most this often when changes arrive in bursts.
+const COALESCE: Duration = Duration::from_millis(250);
+/// How long a change waits for the rest of its burst.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// With Realtime, the views are still re-read this often, in case an event
+/// was missed while reconnecting.
+const SAFETY_POLL: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    if !options.interval_secs.is_finite() || options.interval_secs < 0.5 {
+        return Err(Error::usage("--interval must be at least 0.5 seconds"));
+    }
+    let interval = Duration::from_secs_f64(options.interval_secs);
+    let mut token = crate::supabase::user::access_token(config, out).await?;
+    let mut client = crate::supabase::rest::RestClient::new(config, &token)?;
+    let mut screen = Screen::new(out);
+
+    if options.once {
+        let snapshot = data::fetch(&client).await?;
+        screen.show(&snapshot, &Rates::new(), "")?;
+        return screen.finish();
+    }
+
+    // Where refresh requests come from: a timer, and Realtime when used.
+    let (changes_tx, mut changes) = mpsc::channel::<realtime::Event>(64);
+    let mut live = false;
+    // The token Realtime uses, replaced when the session refreshes.
+    let mut realtime_token = None;
+    if options.mode != Mode::Poll {
+        let settings = realtime::Settings::for_project(config, &token)?;
+        match realtime::connect(&settings).await {
+            Ok(connection) => {
+                out.debug("watch: listening to Supabase Realtime");
+                realtime_token = Some(settings.token.clone());
+                tokio::spawn(realtime::listen(settings, connection, changes_tx));
+                live = true;
+            }
+            Err(e) if options.mode == Mode::Auto => {
+                out.debug(format!(
+                    "watch: Realtime is not available ({e}); polling every {:.1} s",
+                    interval.as_secs_f64()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let every = if live { SAFETY_POLL } else { interval };
+    let mode_line = if live {
+        "live (Supabase Realtime)".to_string()
+    } else {
+        format!("polling every {:.1} s", interval.as_secs_f64())
+    };
+
+    let mut rates = RateMeter::default();
+    let mut backoff = every;
+    let mut next_fetch = Instant::now();
+    let mut last_fetch = Instant::now() - COALESCE;
+    let mut last: Option<Snapshot> = None;
+    let mut status = mode_line.clone();
+    let mut resize = tokio::time::interval(Duration::from_millis(250));
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let wait = next_fetch.saturating_duration_since(Instant::now());
+        tokio::select! {
+            _ = &mut interrupted => break,
+            _ = tokio::time::sleep(wait) => {}
+            event = changes.recv(), if live => {
+                match event {
+                    Some(realtime::Event::Changed) | Some(realtime::Event::Connected) => {
+                        status = mode_line.clone();
+                        // Coalesce a burst into one re-read: wait a moment for
+                        // the rest of it, and never re-read twice in 250 ms.
+                        let soonest = (last_fetch + COALESCE).max(Instant::now() + DEBOUNCE);
+                        next_fetch = next_fetch.min(soonest);
+                    }
+                    Some(realtime::Event::Disconnected(reason)) => {
+                        status = format!("reconnecting to Realtime… ({reason})");
+                        if let Some(s) = &last { screen.show(s, &rates.rates, &status)?; }
+                    }
+                    None => {
+                        live = false;
+                        status = format!("polling every {:.1} s (Realtime closed)", interval.as_secs_f64());
+                    }
+                }
+                continue;
+            }
+            _ = resize.tick() => {
+                if screen.resized() {
+                    if let Some(s) = &last { screen.show(s, &rates.rates, &status)?; }
+                }
+                continue;
+            }
+        }
+        if Instant::now() < next_fetch {
+            continue;
+        }
+        last_fetch = Instant::now();
+        // A saved session is refreshed as it nears expiry: read with the
+        // new token, and hand it to the Realtime channel.
+        match crate::supabase::user::access_token(config, out).await {
+            Ok(fresh) if fresh != token => {
+                out.debug("watch: the session was refreshed");
+                client = crate::supabase::rest::RestClient::new(config, &fresh)?;
+                if let Some(shared) = &realtime_token {
+                    if let Ok(mut current) = shared.lock() {
+                        *current = fresh.clone();
+                    }
+                }
+                token = fresh;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                screen.finish()?;
+                return Err(e);
+            }
+        }
+        match data::fetch(&client).await {
+            Ok(snapshot) => {
+                backoff = if live { SAFETY_POLL } else { interval };
+                next_fetch = Instant::now() + backoff;
+                if status.starts_with("reconnecting") && !live {
+                    status = mode_line.clone();
+                }
+                rates.update(&snapshot);
+                screen.show(&snapshot, &rates.rates, &status)?;
+                let done = snapshot.sending.is_empty();
+                last = Some(snapshot);
+                if options.until_done && done {
+                    break;
+                }
+            }
+            // An expired session or a refused token will not get better by
+            // waiting: stop and say so. Anything else may pass: retry.
+            Err(e) if e.kind() == ErrorKind::Config => {
+                screen.finish()?;
+                return Err(e);
+            }
+            Err(e) => {
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                next_fetch = Instant::now() + backoff;
+                status = format!(
+                    "reconnecting… retrying in {:.0} s ({})",
+                    backoff.as_secs_f64(),
+                    e.message()
+                );
+                match &last {
+                    Some(s) => screen.show(s, &rates.rates, &status)?,
+                    None => out.note(&status),
+                }
+            }
+        }
+    }
+    screen.finish()
+}
+
+/// Emails settled per second per campaign, smoothed over refreshes.
+#[derive(Default)]
+struct RateMeter {
+    previous: HashMap<String, (Instant, i64)>,
+    rates: Rates,
+}
+
+impl RateMeter {
+    fn update(&mut self, snapshot: &Snapshot) {
+        let now = Instant::now();
+        let mut seen = HashMap::new();
+        for c in &snapshot.sending {
+            let settled = c.settled();
+            if let Some((then, before)) = self.previous.get(&c.campaign_id) {
+                let dt = now.duration_since(*then).as_secs_f64();
+                if dt > 0.05 {
+                    let rate = ((settled - before) as f64 / dt).max(0.0);
+                    let smoothed = match self.rates.get(&c.campaign_id) {
+                        Some(old) => 0.5 * old + 0.5 * rate,
+                        None => rate,
+                    };
+                    self.rates.insert(c.campaign_id.clone(), smoothed);
+                }
+            }
+            seen.insert(c.campaign_id.clone(), (now, settled));
+        }
+        self.rates.retain(|id, _| seen.contains_key(id));
+        self.previous = seen;
+    }
+}
+
+/// Where refreshes go: redrawn in place on a terminal, a plain snapshot per
+/// refresh otherwise, one JSON object per line with `--json`.
+struct Screen {
+    kind: Kind,
+    width: usize,
+    last_text: Option<String>,
+}
+
+#[derive(PartialEq)]
+enum Kind {
+    Terminal,
+    Plain,
+    Json,
+    Quiet,
+}
+
+impl Screen {
+    fn new(out: &Output) -> Self {
+        let kind = if out.json {
+            Kind::Json
+        } else if out.quiet {
+            Kind::Quiet
+        } else if std::io::stdout().is_terminal() {
+            Kind::Terminal
+        } else {
+            Kind::Plain
+        };
+        if kind == Kind::Terminal {
+            terminal::enter();
+        }
+        // Piped output is read in logs and files: no cutting there.
+        let width = if kind == Kind::Terminal {
+            terminal::width()
+        } else {
+            200
+        };
+        Self {
+            kind,
+            width,
+            last_text: None,
+        }
+    }
+
+    fn resized(&mut self) -> bool {
+        if self.kind != Kind::Terminal {
+            return false;
+        }
+        let width = terminal::width();
+        let changed = width != self.width;
+        self.width = width;
+        changed && self.kind == Kind::Terminal
+    }
+
+    fn show(&mut self, snapshot: &Snapshot, rates: &Rates, status: &str) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        match self.kind {
+            Kind::Json => {
+                let line = crate::output::json_line(snapshot)?;
+                writeln!(stdout, "{line}")?;
+            }
+            Kind::Quiet => {}
+            Kind::Plain => {
+                let text = render::screen(snapshot, rates, self.width, "");
+                writeln!(stdout, "{text}")?;
+            }
+            Kind::Terminal => {
+                let text = render::screen(snapshot, rates, self.width, status);
+                terminal::redraw(&mut stdout, &text)?;
+                self.last_text = Some(text);
+            }
+        }
+        stdout.flush()?;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.kind == Kind::Terminal {
+            terminal::leave();
+            // Keep the last screen in the scrollback once the watch ends.
+            if let Some(text) = self.last_text.take() {
+                print!("{text}");
+            }
+            self.kind = Kind::Plain;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        if self.kind == Kind::Terminal {
+            terminal::leave();
+        }
+    }
+}
+
+/// The terminal: alternate screen, hidden cursor, restored on every way out
+/// (normal end, error, Ctrl-C, panic).
+mod terminal {
+    use std::io::Write;
+
+    use crossterm::{cursor, execute, terminal};
+
+    pub fn width() -> usize {
+        terminal::size().map(|(w, _)| w as usize).unwrap_or(100)
+    }
+
+    pub fn enter() {
+        let _ = execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        );
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            leave();
+            default(info);
+        }));
+    }
+
+    pub fn leave() {
+        let _ = execute!(
+            std::io::stdout(),
+            cursor::Show,
+            terminal::LeaveAlternateScreen
+        );
+    }
+
+    pub fn redraw(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+        execute!(
+            out,
+            cursor::MoveTo(0, 0),
+            terminal::Clear(terminal::ClearType::All)
+        )?;
+        for line in text.lines() {
+            write!(out, "{line}\r\n")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! `mailsync contacts list`: the user's contacts through PostgREST, paged by
+//! email (keyset paging, so the millionth contact costs what the first does,
+//! and the server's row cap never truncates the answer).
+//! Server side: tables `contacts` and `organizations` in
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/contacts.rs`.
+
+use crate::config::Config;
+use crate::domain::Contact;
+use crate::error::Result;
+use crate::output::{timestamp_cell, Output};
+
+/// Rows per request; Supabase caps a response at 1000 by default.
+const PAGE: u64 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Only the contacts of this organisation (case-insensitive).
+    pub organization: Option<String>,
+    /// At most this many (0: all).
+    pub limit: u64,
+}
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    let limit = options.limit;
+    let client = crate::supabase::user::user_client(config, out).await?;
+    // Organisations match by the one rule: find the user's spelling.
+    let organization = match &options.organization {
+        None => None,
+        Some(name) => match crate::supabase::lookup::organization(&client, name).await? {
+            Some(stored) => Some(stored),
+            None => {
+                out.note(format!("no organisation named {name:?}"));
+                if out.json {
+                    out.json(&Vec::<Contact>::new())?;
+                }
+                return Ok(());
+            }
+        },
+    };
+    let mut contacts: Vec<Contact> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let want = if limit == 0 {
+            PAGE
+        } else {
+            PAGE.min(limit - contacts.len() as u64)
+        };
+        if want == 0 {
+            break;
+        }
+        let mut query = client
+            .from("contacts")
+            .select("id,email,organization_name,created_at")
+            .order("email.asc")
+            .limit(want as usize);
+        if let Some(org) = &organization {
+            query = query.eq("organization_name", org);
+        }
+        if let Some(last) = &after {
+            query = query.gt("email", last);
+        }
+        let page: Vec<Contact> = client.fetch(query, "listing contacts").await?;
+        let got = page.len() as u64;
+        after = page.last().map(|c| c.email.clone());
+        contacts.extend(page);
+        if got < want {
+            break;
+        }
+    }
+    if out.json {
+        return out.json(&contacts);
+    }
+    let mut table = out.table(["email", "organisation", "created"]);
+    for c in &contacts {
+        table.add_row(vec![
+            c.email.clone(),
+            c.organization_name.clone().unwrap_or_default(),
+            timestamp_cell(&c.created_at),
+        ]);
+    }
+    out.print(table.to_string());
+    out.print(format!("{} contact(s)", contacts.len()));
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! `mailsync contacts ...`.
+
+pub mod list;
+pub mod unsubscribe;

@@ -1,0 +1,33 @@
+//! `mailsync dashboard`: the user's `dashboard_analytics` row.
+//! Server side: view `dashboard_analytics` (fed by `user_daily_sent_counts`)
+//! in `sql/MASTER-DATABASE.sql`. Tests: `tests/dashboard.rs`.
+
+use crate::config::Config;
+use crate::domain::DashboardAnalytics;
+use crate::error::Result;
+use crate::output::Output;
+
+pub async fn run(config: &Config, out: &Output) -> Result<()> {
+    let client = crate::supabase::user::user_client(config, out).await?;
+    let rows: Vec<DashboardAnalytics> = client
+        .fetch(
+            client.from("dashboard_analytics").select("*"),
+            "reading dashboard_analytics",
+        )
+        .await?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    if out.json {
+        return out.json(&row);
+    }
+    let mut table = out.table(["", ""]);
+    for (label, value) in [
+        ("contacts", row.total_contacts),
+        ("organisations", row.total_organizations),
+        ("active campaigns", row.active_campaigns),
+        ("emails sent today", row.emails_sent_today),
+    ] {
+        table.add_row(vec![label.to_string(), value.to_string()]);
+    }
+    out.print(table.to_string());
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! `mailsync db apply`: apply the schema without dropping anything
+//! (idempotent, keeps every row), in one transaction.
+//! Server side: `sql/MASTER-DATABASE.sql`, counted by `sql/db/inventory.sql`.
+//! Tests: `tests/db_commands.rs`.
+
+use super::{print_dry_run, print_report, run_in_transaction, SCHEMA};
+use crate::config::Config;
+use crate::error::Result;
+use crate::output::Output;
+use crate::postgres::Target;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Print the SQL instead of running it.
+    pub dry_run: bool,
+}
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    let target = Target::of(&config.db_url.value)?;
+    if options.dry_run {
+        return print_dry_run(out, &target, &[SCHEMA]);
+    }
+    out.note(format!("Target: {target}"));
+    let report = run_in_transaction(config, out, &[SCHEMA], "apply").await?;
+    print_report(out, "Applied", &report)
+}

@@ -1,0 +1,221 @@
+//! `mailsync import FILE`: contacts from a spreadsheet, through PostgREST
+//! under the user's own JWT, so Row Level Security applies to every row.
+//!
+//! Two passes over the sheet, never holding its rows in memory: the first
+//! validates every row and finds, for each email, the row that wins (the
+//! last); the second sends the winning rows in batches to
+//! `rpc/import_contacts`, which upserts them set-wise and returns exact
+//! counts. A batch is one transaction and the upsert is idempotent, so a
+//! re-run after any failure finishes the job without duplicates.
+//!
+//! Here: the command and the first pass; `reader` (the sheet), `validate`
+//! (columns, emails, rejects), `load` (the second pass, batches to the
+//! server), `report` (what is printed, `--rejects`).
+//! Server side: `import_contacts(rows)` and `import_rows(rows)` in
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`, `tests/import_fuzz.rs`.
+
+pub mod load;
+pub mod reader;
+pub mod report;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::output::Output;
+use load::Sent;
+use reader::{SheetRow, Workbook};
+use report::Report;
+use validate::{classify, is_email, resolve_columns, Classified, ColumnSpec, Columns};
+
+/// What `mailsync import` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub file: PathBuf,
+    pub sheet: Option<String>,
+    pub org_column: String,
+    pub email_column: String,
+    pub dry_run: bool,
+    pub strict: bool,
+    pub rejects: Option<PathBuf>,
+    pub batch_size: usize,
+}
+
+pub const DEFAULT_BATCH_SIZE: usize = 5000;
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    if options.batch_size == 0 || options.batch_size > 50_000 {
+        return Err(Error::usage("--batch-size must be between 1 and 50000"));
+    }
+    let org_spec = ColumnSpec::parse(&options.org_column)?;
+    let email_spec = ColumnSpec::parse(&options.email_column)?;
+    // Resolve who the user is before reading a large file, so a missing or
+    // expired session fails at once.
+    let client = if options.dry_run {
+        None
+    } else {
+        Some(crate::supabase::user::user_client(config, out).await?)
+    };
+
+    let path = options.file.clone();
+    let sheet = options.sheet.clone();
+    let book = blocking(move || Workbook::open(&path, sheet.as_deref())).await?;
+    let scan = {
+        let book = book.clone();
+        let progress = spinner(out, &format!("Reading {}", book.sheet));
+        let bar = progress.clone();
+        let scan = blocking(move || scan(&book, &org_spec, &email_spec, &bar)).await;
+        progress.finish_and_clear();
+        scan?
+    };
+    let mut report = Report::new(&book, &scan);
+    if let Some(path) = &options.rejects {
+        report::write_rejects(path, &report.rejects)?;
+    }
+
+    if options.strict && !report.rejects.is_empty() {
+        report.print(out, report::Outcome::StrictRefused)?;
+        return Err(Error::check_failed(format!(
+            "{}: {} row(s) rejected; --strict wrote nothing",
+            book.path.display(),
+            report.rejects.len()
+        )));
+    }
+    let Some(client) = client else {
+        report.print(out, report::Outcome::DryRun)?;
+        return Ok(());
+    };
+
+    let outcome = load::send(&client, &book, scan, options.batch_size, out, &mut report).await;
+    match outcome {
+        Ok(Sent::All) => report.print(out, report::Outcome::Done),
+        Ok(Sent::Interrupted { next_row }) => {
+            report.print(out, report::Outcome::Interrupted)?;
+            Err(Error::failure(format!(
+                "interrupted: rows before {next_row} are imported; run the same command again to finish (nothing is duplicated)"
+            )))
+        }
+        Err(e) => {
+            if report.written() > 0 {
+                out.note(report.partial_note());
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::failure(format!("reading the file: {e}")))?
+}
+
+/// What the first pass learned.
+#[derive(Debug)]
+pub struct Scan {
+    pub header_row: Option<u32>,
+    pub columns: Columns,
+    pub rows: u64,
+    pub blank: u64,
+    pub duplicates: u64,
+    pub rejects: Vec<validate::Reject>,
+    /// For each email, the sheet row that wins (the last one).
+    pub winners: HashMap<String, u32>,
+}
+
+impl Scan {
+    pub fn unique(&self) -> u64 {
+        self.winners.len() as u64
+    }
+}
+
+/// The first pass: header, columns, every row classified, winners found.
+pub fn scan(
+    book: &Workbook,
+    org: &ColumnSpec,
+    email: &ColumnSpec,
+    progress: &ProgressBar,
+) -> Result<Scan> {
+    let file = book.path.display().to_string();
+    let mut rows = book.rows();
+    // The first row with anything in it decides the columns and the header.
+    let mut first: Option<SheetRow> = None;
+    for row in rows.by_ref() {
+        let row = row?;
+        if row.cells.iter().any(|c| !c.trim().is_empty()) {
+            first = Some(row);
+            break;
+        }
+    }
+    let Some(first) = first else {
+        return Err(Error::data(format!(
+            "{file}: sheet {:?} has no rows",
+            book.sheet
+        )));
+    };
+    let columns = resolve_columns(org, email, Some(&first), &file)?;
+    let by_name = matches!(org, ColumnSpec::Header(_)) || matches!(email, ColumnSpec::Header(_));
+    let is_header = by_name || !is_email(first.cell(columns.email));
+    let mut scan = Scan {
+        header_row: is_header.then_some(first.row),
+        columns,
+        rows: 0,
+        blank: 0,
+        duplicates: 0,
+        rejects: Vec::new(),
+        winners: HashMap::new(),
+    };
+    let mut widest = first.cells.len();
+    let first_data = if is_header { None } else { Some(Ok(first)) };
+    for row in first_data.into_iter().chain(rows) {
+        let row = row?;
+        widest = widest.max(row.cells.len());
+        scan.rows += 1;
+        if scan.rows % 4096 == 0 {
+            progress.set_position(scan.rows);
+        }
+        match classify(&row, columns) {
+            Classified::Blank => scan.blank += 1,
+            Classified::Rejected(reject) => scan.rejects.push(reject),
+            Classified::Contact { email, .. } => {
+                if scan.winners.insert(email, row.row).is_some() {
+                    scan.duplicates += 1;
+                }
+            }
+        }
+    }
+    if scan.rows == scan.blank {
+        return Err(Error::data(format!(
+            "{file}: sheet {:?} has no data rows{}",
+            book.sheet,
+            if is_header { " below its header" } else { "" }
+        )));
+    }
+    if widest <= columns.email && scan.winners.is_empty() {
+        return Err(Error::data(format!(
+            "{file}: sheet {:?} has no column {} (the email column); pass --email-column",
+            book.sheet,
+            validate::column_letter(columns.email)
+        )));
+    }
+    Ok(scan)
+}
+
+fn spinner(out: &Output, message: &str) -> ProgressBar {
+    if !out.interactive() || out.json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

@@ -1,0 +1,433 @@
+//! Reading a sheet as a stream of rows: `.xlsx`/`.xlsm` cell by cell
+//! (calamine's streaming cell reader, so memory does not grow with the
+//! sheet), `.xlsb`/`.xls`/`.ods` through calamine's ranges, `.csv` with the
+//! `csv` crate. Every cell arrives as the text a person sees in the sheet.
+//!
+//! A pass over the rows runs on its own thread and hands rows over a bounded
+//! channel; [`Workbook::rows`] starts a fresh pass each time it is called.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use calamine::{open_workbook, Data, DataRef, Reader, Sheets, Xlsx};
+
+use crate::error::{Error, Result};
+
+/// Only the first columns are kept: column letters go up to `ZZZ` in a
+/// sheet, but a contact list that needs more than this is not one.
+pub const MAX_COLUMNS: usize = 256;
+
+/// One sheet row: its number as Excel shows it (1-based) and its cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SheetRow {
+    pub row: u32,
+    pub cells: Vec<String>,
+}
+
+impl SheetRow {
+    pub fn cell(&self, column: usize) -> &str {
+        self.cells.get(column).map(String::as_str).unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Xlsx,
+    Xlsb,
+    Xls,
+    Ods,
+    Csv,
+}
+
+impl Format {
+    fn of(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        match ext.as_str() {
+            "xlsx" | "xlsm" | "xlam" => Ok(Format::Xlsx),
+            "xlsb" => Ok(Format::Xlsb),
+            "xls" | "xla" => Ok(Format::Xls),
+            "ods" => Ok(Format::Ods),
+            "csv" | "txt" => Ok(Format::Csv),
+            _ => Err(Error::usage(format!(
+                "{}: unsupported file type; mailsync reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// An opened file and the sheet to read.
+#[derive(Debug, Clone)]
+pub struct Workbook {
+    pub path: PathBuf,
+    pub format: Format,
+    pub sheet: String,
+    pub sheets: Vec<String>,
+}
+
+impl Workbook {
+    /// Opens `path`, checks that it is the workbook its name says and picks
+    /// the sheet (`sheet`, or the first one).
+    pub fn open(path: &Path, sheet: Option<&str>) -> Result<Self> {
+        let format = Format::of(path)?;
+        let meta = std::fs::metadata(path).map_err(|e| file_error(path, &e))?;
+        if meta.is_dir() {
+            return Err(Error::data(format!(
+                "{}: is a directory, not a spreadsheet",
+                path.display()
+            )));
+        }
+        File::open(path).map_err(|e| file_error(path, &e))?;
+        if meta.len() == 0 {
+            return Err(Error::data(format!(
+                "{}: the file is empty",
+                path.display()
+            )));
+        }
+        let sheets = match format {
+            Format::Csv => vec![csv_sheet_name(path)],
+            _ => open_sheets(path)?.sheet_names(),
+        };
+        if sheets.is_empty() {
+            return Err(Error::data(format!(
+                "{}: the workbook has no sheet",
+                path.display()
+            )));
+        }
+        let sheet = match sheet {
+            None => sheets[0].clone(),
+            Some(name) => sheets
+                .iter()
+                .find(|s| s.as_str() == name)
+                .or_else(|| sheets.iter().find(|s| s.eq_ignore_ascii_case(name)))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "{}: no sheet named {name:?}; the sheets are: {}",
+                        path.display(),
+                        sheets
+                            .iter()
+                            .map(|s| format!("{s:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?,
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            format,
+            sheet,
+            sheets,
+        })
+    }
+
+    /// A fresh pass over the sheet's rows, in order. Empty rows inside the
+    /// sheet arrive with no cells, so that they can be counted as blank.
+    pub fn rows(&self) -> RowStream {
+        let (tx, rx) = sync_channel::<Result<SheetRow>>(4096);
+        let book = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("sheet-reader".into())
+            .spawn(move || {
+                let mut next_row = 1u32;
+                let mut emit = |row: SheetRow| -> bool {
+                    // Rows the file leaves out are empty rows.
+                    while next_row < row.row {
+                        let gap = SheetRow {
+                            row: next_row,
+                            cells: Vec::new(),
+                        };
+                        if tx.send(Ok(gap)).is_err() {
+                            return false;
+                        }
+                        next_row += 1;
+                    }
+                    next_row = row.row + 1;
+                    tx.send(Ok(row)).is_ok()
+                };
+                let outcome = match book.format {
+                    Format::Xlsx => stream_xlsx(&book, &mut emit),
+                    Format::Csv => stream_csv(&book, &mut emit),
+                    _ => stream_range(&book, &mut emit),
+                };
+                if let Err(e) = outcome {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .ok();
+        RowStream {
+            rx,
+            _thread: thread,
+        }
+    }
+}
+
+/// The rows of one pass; see [`Workbook::rows`].
+pub struct RowStream {
+    rx: Receiver<Result<SheetRow>>,
+    _thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Iterator for RowStream {
+    type Item = Result<SheetRow>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+fn file_error(path: &Path, e: &std::io::Error) -> Error {
+    let reason = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    Error::data(format!(
+        "{}: cannot read the file: {reason}",
+        path.display()
+    ))
+}
+
+fn csv_sheet_name(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("csv")
+        .to_string()
+}
+
+fn open_sheets(path: &Path) -> Result<Sheets<BufReader<File>>> {
+    // calamine can panic on some malformed files; a bad file must be an
+    // error that names it, never a crash.
+    let opened = std::panic::catch_unwind(|| calamine::open_workbook_auto(path));
+    match opened {
+        Ok(Ok(sheets)) => Ok(sheets),
+        Ok(Err(e)) => Err(workbook_error(path, &e.to_string())),
+        Err(_) => Err(workbook_error(path, "malformed workbook")),
+    }
+}
+
+/// A message for a workbook calamine refused, saying what it most likely is.
+fn workbook_error(path: &Path, detail: &str) -> Error {
+    let lower = detail.to_ascii_lowercase();
+    let what = if lower.contains("password") || lower.contains("encrypt") {
+        "the workbook is password-protected; save an unprotected copy and import that".to_string()
+    } else if lower.contains("zip") || lower.contains("invalid") && lower.contains("archive") {
+        format!("not a readable workbook (corrupt, truncated, or not the format its name says): {detail}")
+    } else {
+        format!("not a readable workbook: {detail}")
+    };
+    Error::data(format!("{}: {what}", path.display()))
+}
+
+fn stream_xlsx(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
+    let run = || -> Result<()> {
+        let mut workbook: Xlsx<BufReader<File>> = open_workbook(&book.path)
+            .map_err(|e: calamine::XlsxError| workbook_error(&book.path, &e.to_string()))?;
+        let mut cells = workbook
+            .worksheet_cells_reader(&book.sheet)
+            .map_err(|e| workbook_error(&book.path, &e.to_string()))?;
+        let mut current: Option<SheetRow> = None;
+        loop {
+            let cell = match cells.next_cell() {
+                Ok(Some(cell)) => cell,
+                Ok(None) => break,
+                Err(e) => return Err(workbook_error(&book.path, &e.to_string())),
+            };
+            let (row, column) = cell.get_position();
+            let column = column as usize;
+            let row = row.saturating_add(1);
+            if current.as_ref().is_some_and(|c| c.row != row) {
+                if let Some(done) = current.take() {
+                    if !emit(done) {
+                        return Ok(());
+                    }
+                }
+            }
+            if column >= MAX_COLUMNS {
+                continue;
+            }
+            let text = display_ref(cell.get_value());
+            let entry = current.get_or_insert_with(|| SheetRow {
+                row,
+                cells: Vec::new(),
+            });
+            if entry.cells.len() <= column {
+                entry.cells.resize(column + 1, String::new());
+            }
+            entry.cells[column] = text;
+        }
+        if let Some(done) = current {
+            emit(done);
+        }
+        Ok(())
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(outcome) => outcome,
+        Err(_) => Err(workbook_error(&book.path, "malformed workbook")),
+    }
+}
+
+fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
+    let run = || -> Result<()> {
+        let mut sheets = open_sheets(&book.path)?;
+        let range = sheets
+            .worksheet_range(&book.sheet)
+            .map_err(|e| workbook_error(&book.path, &e.to_string()))?;
+        let Some((first_row, first_col)) = range.start() else {
+            return Ok(());
+        };
+        for (i, row) in range.rows().enumerate() {
+            let mut cells = vec![String::new(); first_col as usize];
+            cells.extend(row.iter().map(display_data));
+            cells.truncate(MAX_COLUMNS);
+            while cells.last().is_some_and(String::is_empty) {
+                cells.pop();
+            }
+            let number = first_row + i as u32 + 1;
+            if !emit(SheetRow { row: number, cells }) {
+                break;
+            }
+        }
+        Ok(())
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(outcome) => outcome,
+        Err(_) => Err(workbook_error(&book.path, "malformed workbook")),
+    }
+}
+
+fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
+    let mut file = File::open(&book.path).map_err(|e| file_error(&book.path, &e))?;
+    // Spreadsheets saved as CSV in much of Europe separate with `;`.
+    let mut head = vec![0u8; 8192];
+    let n = file
+        .read(&mut head)
+        .map_err(|e| file_error(&book.path, &e))?;
+    head.truncate(n);
+    let first_line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let count = |c: u8| first_line.iter().filter(|b| **b == c).count();
+    let delimiter = [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|c| count(*c))
+        .filter(|c| count(*c) > 0)
+        .unwrap_or(b',');
+    let file = File::open(&book.path).map_err(|e| file_error(&book.path, &e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(BufReader::new(file));
+    let mut record = csv::ByteRecord::new();
+    let mut number = 0u32;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                return Err(Error::data(format!(
+                    "{}: not a readable CSV file near line {}: {e}",
+                    book.path.display(),
+                    number + 1
+                )))
+            }
+        }
+        number += 1;
+        let mut cells: Vec<String> = record
+            .iter()
+            .take(MAX_COLUMNS)
+            .map(|field| String::from_utf8_lossy(field).into_owned())
+            .collect();
+        if number == 1 {
+            if let Some(first) = cells.first_mut() {
+                if let Some(stripped) = first.strip_prefix('\u{feff}') {
+                    *first = stripped.to_string();
+                }
+            }
+        }
+        while cells.last().is_some_and(|c| c.trim().is_empty()) {
+            cells.pop();
+        }
+        if !emit(SheetRow { row: number, cells }) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A cell as a person sees it: `1234`, not `1234.0`; dates as `2024-03-31`.
+fn display_ref(value: &DataRef<'_>) -> String {
+    match value {
+        DataRef::Empty => String::new(),
+        DataRef::String(s) => s.clone(),
+        DataRef::SharedString(s) => (*s).to_string(),
+        DataRef::Int(i) => i.to_string(),
+        DataRef::Float(f) => display_float(*f),
+        DataRef::Bool(b) => display_bool(*b),
+        DataRef::DateTime(d) => display_datetime(d),
+        DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
+        DataRef::Error(e) => e.to_string(),
+    }
+}
+
+fn display_data(value: &Data) -> String {
+    match value {
+        Data::Empty => String::new(),
+        Data::String(s) => s.clone(),
+        Data::Int(i) => i.to_string(),
+        Data::Float(f) => display_float(*f),
+        Data::Bool(b) => display_bool(*b),
+        Data::DateTime(d) => display_datetime(d),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Error(e) => e.to_string(),
+    }
+}
+
+fn display_bool(b: bool) -> String {
+    if b { "TRUE" } else { "FALSE" }.to_string()
+}
+
+pub(crate) fn display_float(f: f64) -> String {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        // Shortest representation that reads back the same, as a sheet shows it.
+        let text = format!("{f}");
+        text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+    }
+}
+
+fn display_datetime(d: &calamine::ExcelDateTime) -> String {
+    if d.is_duration() {
+        return display_float(d.as_f64());
+    }
+    match d.as_datetime() {
+        // `2024-03-31 00:00:00` is a date: show it as one.
+        Some(dt) => {
+            let text = dt.to_string();
+            match text.strip_suffix(" 00:00:00") {
+                Some(date) => date.to_string(),
+                None => text,
+            }
+        }
+        None => display_float(d.as_f64()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_a_person_sees_them() {
+        assert_eq!(display_float(1234.0), "1234");
+        assert_eq!(display_float(12.5), "12.5");
+        assert_eq!(display_float(-3.0), "-3");
+        assert_eq!(display_float(0.1 + 0.2), "0.30000000000000004");
+    }
+}

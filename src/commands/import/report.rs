@@ -1,0 +1,215 @@
+//! The import report: the contract's JSON object, the summary table, the
+//! first rejects, and the rejects CSV.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::load::BatchCounts;
+use super::reader::Workbook;
+use super::validate::Reject;
+use super::Scan;
+use crate::error::{Error, Result};
+use crate::output::Output;
+
+/// How many rejects the summary shows on screen.
+const SHOWN_REJECTS: usize = 10;
+
+/// `import --json`: exactly the fields of DESIGN.md.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub file: String,
+    pub sheet: String,
+    pub rows: u64,
+    pub blank: u64,
+    pub invalid: u64,
+    pub duplicates: u64,
+    pub contacts_created: u64,
+    pub contacts_updated: u64,
+    pub contacts_unchanged: u64,
+    pub organizations_created: u64,
+    pub rejects: Vec<Reject>,
+    #[serde(skip)]
+    pub unique: u64,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+pub enum Outcome {
+    Done,
+    DryRun,
+    StrictRefused,
+    Interrupted,
+}
+
+impl Report {
+    pub fn new(book: &Workbook, scan: &Scan) -> Self {
+        Self {
+            file: book.path.display().to_string(),
+            sheet: book.sheet.clone(),
+            rows: scan.rows,
+            blank: scan.blank,
+            invalid: scan.rejects.len() as u64,
+            duplicates: scan.duplicates,
+            contacts_created: 0,
+            contacts_updated: 0,
+            contacts_unchanged: 0,
+            organizations_created: 0,
+            rejects: scan.rejects.clone(),
+            unique: scan.unique(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub fn add(&mut self, batch: &BatchCounts) {
+        self.contacts_created += batch.contacts_created;
+        self.contacts_updated += batch.contacts_updated;
+        self.contacts_unchanged += batch.contacts_unchanged;
+        self.organizations_created += batch.organizations_created;
+    }
+
+    /// Contacts the server has confirmed so far.
+    pub fn written(&self) -> u64 {
+        self.contacts_created + self.contacts_updated + self.contacts_unchanged
+    }
+
+    pub fn partial_note(&self) -> String {
+        format!(
+            "{} of {} contacts were imported before the failure ({} created, {} updated, {} unchanged)",
+            self.written(),
+            self.unique,
+            self.contacts_created,
+            self.contacts_updated,
+            self.contacts_unchanged
+        )
+    }
+
+    pub fn print(&self, out: &Output, outcome: Outcome) -> Result<()> {
+        if out.json {
+            return out.json(self);
+        }
+        let headline = match outcome {
+            Outcome::Done => format!(
+                "Imported {} ({}): {} contacts in {:.1} s",
+                self.file,
+                self.sheet,
+                self.written(),
+                self.elapsed.as_secs_f64()
+            ),
+            Outcome::DryRun => format!(
+                "Dry run of {} ({}): {} contacts would be imported; nothing was written",
+                self.file, self.sheet, self.unique
+            ),
+            Outcome::StrictRefused => format!(
+                "{} ({}): {} row(s) rejected; --strict: nothing was written",
+                self.file,
+                self.sheet,
+                self.rejects.len()
+            ),
+            Outcome::Interrupted => format!(
+                "Interrupted: {} of {} contacts of {} were imported",
+                self.written(),
+                self.unique,
+                self.file
+            ),
+        };
+        out.print(headline);
+        let mut table = out.table(["", "rows"]);
+        let mut line = |label: &str, n: u64| {
+            table.add_row(vec![label.to_string(), n.to_string()]);
+        };
+        line("data rows read", self.rows);
+        line("blank (skipped)", self.blank);
+        line("rejected", self.invalid);
+        line("duplicate emails (last row kept)", self.duplicates);
+        if matches!(outcome, Outcome::Done | Outcome::Interrupted) {
+            line("contacts created", self.contacts_created);
+            line("contacts updated", self.contacts_updated);
+            line("contacts unchanged", self.contacts_unchanged);
+            line("organisations created", self.organizations_created);
+        } else {
+            line("contacts to import", self.unique);
+        }
+        out.print(table.to_string());
+        if !self.rejects.is_empty() {
+            let mut rejects = out.table(["row", "organisation", "email", "reason"]);
+            for r in self.rejects.iter().take(SHOWN_REJECTS) {
+                rejects.add_row(vec![
+                    r.row.to_string(),
+                    r.organization.clone(),
+                    r.email.clone(),
+                    r.reason.clone(),
+                ]);
+            }
+            out.print(format!("Rejected rows:\n{rejects}"));
+            if self.rejects.len() > SHOWN_REJECTS {
+                out.print(format!(
+                    "… and {} more (--rejects PATH writes them all to a CSV file)",
+                    self.rejects.len() - SHOWN_REJECTS
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cell that a spreadsheet would run as a formula is written as text.
+pub fn neutralize(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+/// The rejected rows as CSV (row, organization, email, reason), written to
+/// a temporary file and renamed, so a crash never leaves half a file.
+pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::failure(format!(
+            "{}: cannot write the rejects file: {e}",
+            path.display()
+        ))
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+    {
+        let mut writer = csv::Writer::from_writer(tmp.as_file_mut());
+        writer
+            .write_record(["row", "organization", "email", "reason"])
+            .map_err(|e| fail(&e))?;
+        for r in rejects {
+            writer
+                .write_record([
+                    r.row.to_string(),
+                    neutralize(&r.organization),
+                    neutralize(&r.email),
+                    neutralize(&r.reason),
+                ])
+                .map_err(|e| fail(&e))?;
+        }
+        writer.flush().map_err(|e| fail(&e))?;
+    }
+    tmp.as_file_mut().flush().map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralize;
+
+    #[test]
+    fn formulas_are_neutralised() {
+        assert_eq!(neutralize("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(neutralize("+33 1"), "'+33 1");
+        assert_eq!(neutralize("-1"), "'-1");
+        assert_eq!(neutralize("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(neutralize("Acme"), "Acme");
+    }
+}

@@ -1,0 +1,35 @@
+//! `mailsync templates list`: the user's templates by name.
+//! Server side: table `email_templates` in `sql/MASTER-DATABASE.sql`.
+//! Tests: `tests/templates.rs`.
+
+use crate::config::Config;
+use crate::domain::Template;
+use crate::error::Result;
+use crate::output::{timestamp_cell, Output};
+
+pub async fn run(config: &Config, out: &Output) -> Result<()> {
+    let client = crate::supabase::user::user_client(config, out).await?;
+    let rows: Vec<Template> = client
+        .fetch(
+            client
+                .from("email_templates")
+                .select("id,name,subject,created_at")
+                .order("name.asc"),
+            "listing templates",
+        )
+        .await?;
+    if out.json {
+        return out.json(&rows);
+    }
+    let mut table = out.table(["name", "subject", "created"]);
+    for t in &rows {
+        table.add_row(vec![
+            t.name.clone(),
+            t.subject.clone(),
+            timestamp_cell(&t.created_at),
+        ]);
+    }
+    out.print(table.to_string());
+    out.print(format!("{} template(s)", rows.len()));
+    Ok(())
+}

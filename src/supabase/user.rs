@@ -1,0 +1,56 @@
+//! Who the user is: the access token every user-facing command acts with.
+//! `MAILSYNC_ACCESS_TOKEN` when set; otherwise the session saved by
+//! `mailsync login` for the current project, refreshed when it expires
+//! within a minute. Never the service role: RLS must apply to everything a
+//! user-facing command reads or writes.
+
+use crate::config::{Config, Secret, Source};
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::supabase::rest::RestClient;
+
+/// A saved session is refreshed when it has less than this left (seconds).
+pub const REFRESH_MARGIN: i64 = 60;
+
+/// The token and where it came from.
+pub struct Token {
+    pub value: Secret,
+    pub source: Source,
+}
+
+/// The user's access token, or a configuration error (exit 3) saying how to get one.
+pub async fn access_token(config: &Config, out: &Output) -> Result<Secret> {
+    Ok(token(config, out).await?.value)
+}
+
+/// Like [`access_token`], saying where the token came from.
+pub async fn token(config: &Config, out: &Output) -> Result<Token> {
+    if let Some(token) = &config.access_token {
+        return Ok(Token {
+            value: token.value.clone(),
+            source: token.source.clone(),
+        });
+    }
+    let project = config.project_display();
+    let Some((mut session, path)) = crate::supabase::session::load(&project)? else {
+        return Err(Error::config(format!(
+            "not signed in to {project}: run `mailsync login`, or set MAILSYNC_ACCESS_TOKEN (on the local stack: `scripts/local-stack.sh token <uuid>`)"
+        )));
+    };
+    if session.expires_within(REFRESH_MARGIN) {
+        out.debug("auth: the access token expires within a minute; refreshing the session");
+        session = crate::supabase::auth::refresh(config, &session).await?;
+        // The old refresh token is spent: save the new one at once.
+        crate::supabase::session::save(&session)?;
+    }
+    Ok(Token {
+        value: session.access(),
+        source: Source::SavedSession(path),
+    })
+}
+
+/// A REST client acting as the signed-in user.
+pub async fn user_client(config: &Config, out: &Output) -> Result<RestClient> {
+    let token = access_token(config, out).await?;
+    RestClient::new(config, &token)
+}
