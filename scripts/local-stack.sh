@@ -29,6 +29,9 @@
 # hosted), MAILSYNC_CAPPED_MAX_ROWS (100); `up` restarts the REST servers
 # when a cap changed.
 set -euo pipefail
+# Everything the stack writes is its user's alone (the password file, logs,
+# configuration); directories other users must cross are opened explicitly.
+umask 077
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 POSTRUST_VERSION=3.1.0
@@ -36,6 +39,15 @@ CACHE_DIR="${MAILSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mailsync}"
 POSTRUST_BIN="$CACHE_DIR/postrust-$POSTRUST_VERSION/bin/postrust"
 
 STACK_DIR="${MAILSYNC_STACK_DIR:-$ROOT/.local-stack}"
+# Ports not given: those of the stack as it runs (recorded by `up` in
+# stack.env), so a shell without the overrides reaches this stack and no
+# other; mailsync follows the same rule (src/local_stack.rs).
+state_port() {
+  [ -f "$STACK_DIR/stack.env" ] || return 0
+  grep "^export $1=" "$STACK_DIR/stack.env" | grep -o '127\.0\.0\.1:[0-9]*' | head -1 | cut -d: -f2
+}
+MAILSYNC_API_PORT="${MAILSYNC_API_PORT:-$(state_port SUPABASE_URL)}"
+MAILSYNC_DB_PORT="${MAILSYNC_DB_PORT:-$(state_port SUPABASE_DB_URL)}"
 API_PORT="${MAILSYNC_API_PORT:-54321}"
 DB_PORT="${MAILSYNC_DB_PORT:-54322}"
 REST_PORT="${MAILSYNC_REST_PORT:-$((API_PORT + 10))}"
@@ -50,15 +62,32 @@ GLOBAL_STATEMENT_TIMEOUT=2min
 # Supabase's local-development conventions (documented, not secret).
 JWT_SECRET="super-secret-jwt-token-with-at-least-32-characters-long"
 ANON_KEY="eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0"
-DB_PASSWORD=postgres
-DB_URL="postgresql://postgres:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"
-POOLER_URL="postgresql://postgres:$DB_PASSWORD@127.0.0.1:$POOLER_PORT/postgres"
+# The database password is the stack's own: generated when the cluster is
+# made (never a well-known word), kept in the stack directory, mode 600, and
+# printed by `env`. A cluster made before it existed still has the old
+# 'postgres' until `up` replaces it.
+PASSWORD_FILE="$STACK_DIR/db-password"
+DB_PASSWORD="$(cat "$PASSWORD_FILE" 2>/dev/null || echo postgres)"
+set_urls() {
+  DB_URL="postgresql://postgres:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"
+  POOLER_URL="postgresql://postgres:$DB_PASSWORD@127.0.0.1:$POOLER_PORT/postgres"
+}
+set_urls
 API_URL="http://127.0.0.1:$API_PORT"
 CAPPED_API_URL="http://127.0.0.1:$CAPPED_API_PORT"
 NGINX_PERL_MODULE=/usr/lib/nginx/modules/ngx_http_perl_module.so
 
 log() { printf 'local-stack: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+
+new_password() { head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
+
+# write_password PASSWORD: the file, replaced atomically, mode 600.
+write_password() {
+  printf '%s\n' "$1" > "$PASSWORD_FILE.tmp"
+  chmod 600 "$PASSWORD_FILE.tmp"
+  mv -f "$PASSWORD_FILE.tmp" "$PASSWORD_FILE"
+}
 
 pg_bindir() {
   local d
@@ -78,17 +107,35 @@ as_pg() {
 }
 
 # Where the cluster lives: inside the stack directory when its OS user can
-# reach it, otherwise in a directory of its own under /var/tmp.
+# reach it, otherwise in a directory of its own under /var/tmp. Either way a
+# directory only the cluster's OS user can enter (mode 700): its Unix socket
+# and files are out of other local users' reach. In /var/tmp (world-writable)
+# the directory is made by mktemp, under a name nobody can guess or plant a
+# link at, and a recorded one is used again only if it is still a real
+# directory owned by the cluster's user.
 pg_dir() {
-  if [ -f "$STACK_DIR/pgdir" ]; then cat "$STACK_DIR/pgdir"; return; fi
-  local dir="$STACK_DIR/pg"
+  local dir
+  if [ -f "$STACK_DIR/pgdir" ]; then
+    dir="$(cat "$STACK_DIR/pgdir")"
+    if [ "$(id -u)" = 0 ] && [ -e "$dir" ] \
+       && { [ -L "$dir" ] || [ ! -d "$dir" ] || [ "$(stat -c %U "$dir")" != postgres ]; }; then
+      die "$dir (recorded in $STACK_DIR/pgdir) is not a directory of the postgres user; refusing to use it"
+    fi
+    # Clusters made before this was private become so.
+    if [ -d "$dir" ] && [ ! -L "$dir" ]; then chmod 700 "$dir" 2>/dev/null || true; fi
+    echo "$dir"
+    return
+  fi
+  dir="$STACK_DIR/pg"
   if [ "$(id -u)" = 0 ]; then
-    mkdir -p "$dir" && chown postgres: "$dir"
+    mkdir -p "$dir" && chown postgres: "$dir" && chmod 700 "$dir"
     if ! runuser -u postgres -- test -w "$dir" 2>/dev/null; then
       rmdir "$dir" 2>/dev/null || true
-      dir="/var/tmp/mailsync-stack-$(printf '%s' "$STACK_DIR" | md5sum | cut -c1-12)"
-      mkdir -p "$dir" && chown postgres: "$dir" && chmod 700 "$dir"
+      dir="$(mktemp -d /var/tmp/mailsync-stack-XXXXXXXXXXXX)"
+      chown postgres: "$dir" && chmod 700 "$dir"
     fi
+  else
+    mkdir -p "$dir" && chmod 700 "$dir"
   fi
   echo "$dir" > "$STACK_DIR/pgdir"
   echo "$dir"
@@ -109,16 +156,22 @@ start_postgres() {
   dir="$(pg_dir)"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     log "creating the cluster in $dir/data"
+    if [ ! -s "$PASSWORD_FILE" ]; then
+      DB_PASSWORD="$(new_password)"
+      write_password "$DB_PASSWORD"
+      set_urls
+    fi
+    # Written by the cluster's own user (root writes nothing in its directory).
     local pwfile="$dir/pwfile"
-    printf '%s\n' "$DB_PASSWORD" > "$pwfile"
-    [ "$(id -u)" = 0 ] && chown postgres: "$pwfile"
+    printf '%s\n' "$DB_PASSWORD" | as_pg sh -c 'umask 077; cat > "$1"' sh "$pwfile"
     as_pg "$bindir/initdb" -D "$dir/data" -U postgres --pwfile="$pwfile" \
       --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
-    rm -f "$pwfile"
+    as_pg rm -f "$pwfile"
     cat >> "$dir/data/postgresql.conf" <<CONF
 # mailsync local stack: throwaway data, speed over durability
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
+unix_socket_permissions = 0700
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -153,6 +206,30 @@ CONF
     log "loading sql/local/supabase-compat.sql"
     psql_admin -f "$ROOT/sql/local/supabase-compat.sql" >/dev/null
   fi
+  secure_roles
+}
+
+# The login roles (postgres, authenticator, supabase_auth_admin) take the
+# stack's own password, once: a new cluster's roles made with the old
+# development word, or a cluster made before the password file, which then
+# gets a new password; servers logged in with the old one are restarted.
+secure_roles() {
+  [ -s "$PASSWORD_FILE" ] && [ -f "$PASSWORD_FILE.applied" ] && return 0
+  local new="$DB_PASSWORD"
+  [ -s "$PASSWORD_FILE" ] || new="$(new_password)"
+  log "setting the stack's own database password (in $PASSWORD_FILE, mode 600; \`$0 env\` prints it)"
+  psql_admin -v pw="$new" >/dev/null <<'SQL'
+select format('alter role %I password %L', rolname, :'pw') from pg_roles
+where rolname in ('postgres', 'authenticator', 'supabase_auth_admin') \gexec
+alter system set unix_socket_permissions = '0700';
+SQL
+  write_password "$new"
+  : > "$PASSWORD_FILE.applied"
+  DB_PASSWORD="$new"
+  set_urls
+  stop_pidfile "$(pg_dir)/pgbouncer/pgbouncer.pid" "pgbouncer (new password)"
+  stop_pidfile "$STACK_DIR/postrust.pid" "postrust (new password)"
+  stop_pidfile "$STACK_DIR/postrust-capped.pid" "postrust-capped (new password)"
 }
 
 # The per-role settings PostgREST applies to the role it switches to (read
@@ -314,9 +391,14 @@ start_nginx() {
   [ -x "$(nginx_bin)" ] || die "nginx is not installed; run scripts/setup.sh"
   [ -f "$NGINX_PERL_MODULE" ] || die "nginx's perl module is not installed; run scripts/setup.sh"
   mkdir -p "$n/tmp"
-  chmod 1777 "$n/tmp"
+  chmod 711 "$n"
   local user_line=""
-  [ "$(id -u)" = 0 ] && user_line="user nobody nogroup;"
+  # The workers' scratch space is theirs alone.
+  if [ "$(id -u)" = 0 ]; then
+    user_line="user nobody nogroup;"
+    chown nobody:nogroup "$n/tmp"
+  fi
+  chmod 700 "$n/tmp"
   cat > "$n/nginx.conf" <<CONF
 # Generated by scripts/local-stack.sh: the Supabase URL layout.
 load_module $NGINX_PERL_MODULE;
@@ -377,6 +459,9 @@ cmd_up() {
     "$ROOT/scripts/setup.sh"
   fi
   mkdir -p "$STACK_DIR"
+  # Others may cross it (the cluster's and nginx's users) but not list it;
+  # what is inside is its owner's (umask 077).
+  chmod 711 "$STACK_DIR"
   start_postgres
   start_pgbouncer
   start_postrust postrust "$REST_PORT" "$MAX_ROWS" 20
@@ -385,6 +470,11 @@ cmd_up() {
   wait_rest "$API_URL" postrust
   wait_rest "$CAPPED_API_URL" postrust-capped
   "$ROOT/scripts/mail-catcher.sh" up
+  # What mailsync reads when no URL is configured (src/local_stack.rs).
+  # It holds the database password: mode 600, replaced atomically.
+  cmd_env > "$STACK_DIR/stack.env.tmp"
+  chmod 600 "$STACK_DIR/stack.env.tmp"
+  mv -f "$STACK_DIR/stack.env.tmp" "$STACK_DIR/stack.env"
   log "ready: API $API_URL (row cap $MAX_ROWS; $CAPPED_API_URL caps at $CAPPED_MAX_ROWS), database 127.0.0.1:$DB_PORT, pooler 127.0.0.1:$POOLER_PORT"
 }
 
@@ -402,6 +492,7 @@ stop_pidfile() {
 cmd_down() {
   [ -d "$STACK_DIR" ] || { log "not running"; return 0; }
   "$ROOT/scripts/mail-catcher.sh" down
+  rm -f "$STACK_DIR/stack.env"
   stop_pidfile "$STACK_DIR/nginx/nginx.pid" nginx
   stop_pidfile "$STACK_DIR/postrust.pid" postrust
   stop_pidfile "$STACK_DIR/postrust-capped.pid" postrust-capped

@@ -25,6 +25,8 @@ use crate::output::Output;
   mailsync campaigns watch --until-done   # live progress
 
 With no configuration, mailsync targets the local stack (scripts/local-stack.sh up).
+Secrets (SUPABASE_DB_URL with its password, keys, tokens): put them in the environment or in
+a file given with --env-file rather than in flags, which the process list shows.
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration/authentication, 4 check failed."
 )]
 pub struct Cli {
@@ -48,18 +50,24 @@ pub struct GlobalArgs {
     /// No colours (also when NO_COLOR is set)
     #[arg(long, global = true)]
     pub no_color: bool,
-    /// Read settings from this file instead of ./.env
+    /// Read settings from this file instead of ./.env (the place for secrets)
     #[arg(long, global = true, value_name = "PATH")]
     pub env_file: Option<PathBuf>,
     /// Project URL [env: SUPABASE_URL] (default: the local stack)
     #[arg(long, global = true, value_name = "URL")]
     pub supabase_url: Option<String>,
-    /// Anon (publishable) key [env: SUPABASE_ANON_KEY]
+    /// Anon (publishable) key [env: SUPABASE_ANON_KEY]; prefer the environment or --env-file
     #[arg(long, global = true, value_name = "KEY", hide_env_values = true)]
     pub anon_key: Option<String>,
-    /// Direct Postgres URL, for `db` commands only [env: SUPABASE_DB_URL]
+    /// Direct Postgres URL, for `db` commands only [env: SUPABASE_DB_URL]. It holds the
+    /// database password: prefer the environment or --env-file, since other users of the
+    /// machine can read a flag in the process list
     #[arg(long, global = true, value_name = "URL")]
     pub db_url: Option<String>,
+    /// Allow a non-local SUPABASE_URL over plain http:// (trusted networks only)
+    /// [env: MAILSYNC_ALLOW_INSECURE_HTTP=1]
+    #[arg(long, global = true)]
+    pub allow_insecure_http: bool,
 }
 
 impl GlobalArgs {
@@ -69,6 +77,7 @@ impl GlobalArgs {
             anon_key: self.anon_key.clone(),
             db_url: self.db_url.clone(),
             env_file: self.env_file.clone(),
+            allow_insecure_http: self.allow_insecure_http,
         }
     }
 
@@ -280,7 +289,7 @@ pub enum StatusArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct CampaignSendArgs {
-    /// The campaign: its id, or its name when unique
+    /// The campaign: its id, a unique id prefix (as `campaigns list` shows), or its unique name
     pub campaign: String,
     /// Only the contacts of this organisation
     #[arg(long, value_name = "NAME")]
@@ -397,6 +406,9 @@ pub struct ImportArgs {
     /// Sheet to read (default: the first)
     #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
+    /// CSV text encoding: utf-8, utf-16le, utf-16be, windows-1252 (latin-1). Default: detected
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
     /// Organisation column: a letter or a header name
     #[arg(long, value_name = "COL", default_value = "A")]
     pub org_column: String,
@@ -515,6 +527,7 @@ impl From<ImportArgs> for commands::import::Options {
         Self {
             file: a.file,
             sheet: a.sheet,
+            encoding: a.encoding,
             org_column: a.org_column,
             email_column: a.email_column,
             dry_run: a.dry_run,

@@ -24,6 +24,100 @@ pub const ENV_URL: &str = "SUPABASE_URL";
 pub const ENV_ANON_KEY: &str = "SUPABASE_ANON_KEY";
 pub const ENV_DB_URL: &str = "SUPABASE_DB_URL";
 pub const ENV_ACCESS_TOKEN: &str = "MAILSYNC_ACCESS_TOKEN";
+/// Set to 1 to allow a non-local `SUPABASE_URL` over plain `http://`.
+pub const ENV_ALLOW_HTTP: &str = "MAILSYNC_ALLOW_INSECURE_HTTP";
+
+/// URL query parameters and key=value settings whose values are secret.
+const SECRET_PARAMS: &[&str] = &["password", "sslpassword", "sslkey"];
+
+/// A connection URL (or libpq key=value string) as it may be shown: the
+/// password of the user part and the values of `password`, `sslpassword`
+/// and `sslkey` replaced by `******`. Works on text that does not parse.
+pub fn mask_url(text: &str) -> String {
+    const MASK: &str = "******";
+    let is_secret = |key: &str| {
+        let key = url::form_urlencoded::parse(format!("{key}=").as_bytes())
+            .next()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .unwrap_or_default();
+        SECRET_PARAMS.contains(&key.trim())
+    };
+    let Some(scheme_end) = text.find("://") else {
+        // key=value form: `password=x` (or `password = 'x y'`).
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(eq) = rest.find('=') {
+            let key = rest[..eq]
+                .trim_end()
+                .rsplit(char::is_whitespace)
+                .next()
+                .unwrap_or("");
+            let (head, tail) = rest.split_at(eq + 1);
+            out.push_str(head);
+            let tail_trimmed = tail.trim_start();
+            out.push_str(&tail[..tail.len() - tail_trimmed.len()]);
+            let value_len = if let Some(stripped) = tail_trimmed.strip_prefix('\'') {
+                stripped
+                    .find('\'')
+                    .map(|i| i + 2)
+                    .unwrap_or(tail_trimmed.len())
+            } else {
+                tail_trimmed
+                    .find(char::is_whitespace)
+                    .unwrap_or(tail_trimmed.len())
+            };
+            if is_secret(key) {
+                out.push_str(MASK);
+            } else {
+                out.push_str(&tail_trimmed[..value_len]);
+            }
+            rest = &tail_trimmed[value_len..];
+        }
+        out.push_str(rest);
+        return out;
+    };
+    let (scheme, after) = text.split_at(scheme_end + 3);
+    // The user part ends at the last '@' before the query (or anywhere, for
+    // a password with an unencoded '?').
+    let query_at = after.find('?').unwrap_or(after.len());
+    let at = after[..query_at].rfind('@').or_else(|| after.rfind('@'));
+    let mut out = String::from(scheme);
+    let rest = match at {
+        Some(at) => {
+            let user_part = &after[..at];
+            match user_part.find(':') {
+                Some(colon) => {
+                    out.push_str(&user_part[..colon + 1]);
+                    out.push_str(MASK);
+                }
+                None => out.push_str(user_part),
+            }
+            out.push('@');
+            &after[at + 1..]
+        }
+        None => after,
+    };
+    match rest.find('?') {
+        Some(q) => {
+            out.push_str(&rest[..q + 1]);
+            let (query, fragment) = match rest[q + 1..].find('#') {
+                Some(h) => (&rest[q + 1..q + 1 + h], &rest[q + 1 + h..]),
+                None => (&rest[q + 1..], ""),
+            };
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_secret(k) => format!("{k}={MASK}"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
+            out.push_str(fragment);
+        }
+        None => out.push_str(rest),
+    }
+    out
+}
 
 /// A value that must never reach a log, an error message or `--json` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,6 +162,8 @@ pub enum Source {
     Environment,
     EnvFile(PathBuf),
     SavedSession(PathBuf),
+    /// The running local stack (its state file and port variables).
+    LocalStack(String),
     Default,
 }
 
@@ -78,6 +174,7 @@ impl fmt::Display for Source {
             Source::Environment => f.write_str("environment"),
             Source::EnvFile(p) => write!(f, "env file {}", p.display()),
             Source::SavedSession(p) => write!(f, "saved session {}", p.display()),
+            Source::LocalStack(origin) => f.write_str(origin),
             Source::Default => f.write_str("default (local stack)"),
         }
     }
@@ -97,6 +194,8 @@ pub struct Overrides {
     pub anon_key: Option<String>,
     pub db_url: Option<String>,
     pub env_file: Option<PathBuf>,
+    /// `--allow-insecure-http`: a non-local project over plain http.
+    pub allow_insecure_http: bool,
 }
 
 /// The resolved configuration.
@@ -131,9 +230,19 @@ impl Config {
                 .map(|v| (v, Source::EnvFile(file.path.clone())))
         };
 
+        // With no URL configured: the local stack as it is running.
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let stack = crate::local_stack::resolve(&env, &cwd);
+        let stack_source = || match stack.origin.as_str() {
+            "default (local stack)" => Source::Default,
+            origin => Source::LocalStack(origin.to_string()),
+        };
         let (url_text, url_source) = lookup(&overrides.supabase_url, ENV_URL)
-            .unwrap_or_else(|| (LOCAL_SUPABASE_URL.to_string(), Source::Default));
-        let supabase_url = parse_project_url(&url_text, &url_source)?;
+            .unwrap_or_else(|| (stack.url.clone(), stack_source()));
+        let allow_http = overrides.allow_insecure_http
+            || lookup(&None, ENV_ALLOW_HTTP)
+                .is_some_and(|(v, _)| matches!(v.trim(), "1" | "true" | "yes"));
+        let supabase_url = parse_project_url(&url_text, &url_source, allow_http)?;
         let local = is_local_url(&supabase_url);
 
         let anon_key = match lookup(&overrides.anon_key, ENV_ANON_KEY) {
@@ -142,14 +251,14 @@ impl Config {
                 source,
             }),
             None if local => Some(Setting {
-                value: Secret::new(LOCAL_ANON_KEY),
-                source: Source::Default,
+                value: Secret::new(stack.anon_key.clone()),
+                source: stack_source(),
             }),
             None => None,
         };
 
         let (db_url, db_source) = lookup(&overrides.db_url, ENV_DB_URL)
-            .unwrap_or_else(|| (LOCAL_DB_URL.to_string(), Source::Default));
+            .unwrap_or_else(|| (stack.db_url.clone(), stack_source()));
 
         let access_token = lookup(&None, ENV_ACCESS_TOKEN).map(|(v, source)| Setting {
             value: Secret::new(v.trim()),
@@ -233,7 +342,7 @@ impl Config {
     }
 }
 
-fn parse_project_url(text: &str, source: &Source) -> Result<Url> {
+fn parse_project_url(text: &str, source: &Source, allow_http: bool) -> Result<Url> {
     let url = Url::parse(text.trim())
         .map_err(|e| Error::config(format!("{ENV_URL} ({source}) is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -246,14 +355,21 @@ fn parse_project_url(text: &str, source: &Source) -> Result<Url> {
             "{ENV_URL} ({source}) must not contain credentials"
         )));
     }
+    if url.scheme() == "http" && !is_local_url(&url) && !allow_http {
+        return Err(Error::config(format!(
+            "{ENV_URL} ({source}) is {} over plain http://: keys, passwords and tokens would cross the network unencrypted",
+            url.host_str().unwrap_or("?")
+        ))
+        .with_hint(format!(
+            "use https://; for a trusted network only, pass --allow-insecure-http or set {ENV_ALLOW_HTTP}=1"
+        )));
+    }
     Ok(url)
 }
 
 fn is_local_url(url: &Url) -> bool {
-    matches!(
-        url.host_str(),
-        Some("127.0.0.1") | Some("localhost") | Some("[::1]") | Some("::1")
-    )
+    url.host_str()
+        .is_some_and(crate::postgres::is_loopback_host)
 }
 
 /// The variables of a `.env` file, read without touching the process
@@ -331,7 +447,9 @@ mod tests {
             env_file: Some(empty),
             ..Default::default()
         };
-        let config = Config::load_with(&overrides, env_of(&[])).unwrap();
+        let nowhere = dir.path().join("no-stack").display().to_string();
+        let config =
+            Config::load_with(&overrides, env_of(&[("MAILSYNC_STACK_DIR", &nowhere)])).unwrap();
         assert_eq!(config.rest_url(), "http://127.0.0.1:54321/rest/v1");
         assert_eq!(config.anon_key().unwrap().expose(), LOCAL_ANON_KEY);
         assert_eq!(config.db_url.value.expose(), LOCAL_DB_URL);
@@ -390,6 +508,61 @@ mod tests {
         let err = config.anon_key().unwrap_err();
         assert!(err.message().contains("SUPABASE_ANON_KEY"));
         assert_eq!(err.kind().exit_code(), 3);
+    }
+
+    #[test]
+    fn passwords_are_masked_in_every_url_position() {
+        for url in [
+            "postgresql://postgres:hunter2@db.x.supabase.co:5432/postgres",
+            "postgresql://postgres:hun%40ter2@db.x.supabase.co/postgres?sslmode=require",
+            "postgresql://postgres@db.x.supabase.co/postgres?password=hunter2",
+            "postgresql://db.x.supabase.co/postgres?sslmode=verify-full&sslpassword=hunter2&sslkey=/k/hunter2.key",
+            "postgresql://u:hunter2@h1:5432,h2:5433/db?PassWord=hunter2",
+            "postgresql://u:hun?ter2@host/db",
+            "host=db.x.supabase.co user=postgres password=hunter2 sslpassword='hunter2 x' sslkey=/hunter2",
+            "host=h password = hunter2 dbname=postgres",
+        ] {
+            let shown = mask_url(url);
+            assert!(!shown.contains("hunter2"), "{url} -> {shown}");
+            assert!(shown.contains("******"), "{url} -> {shown}");
+        }
+        assert_eq!(
+            mask_url("postgresql://postgres:pw@127.0.0.1:54322/postgres?sslmode=disable"),
+            "postgresql://postgres:******@127.0.0.1:54322/postgres?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn a_remote_project_over_plain_http_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.env");
+        std::fs::write(&empty, "").unwrap();
+        let overrides = Overrides {
+            supabase_url: Some("http://abc.supabase.co".into()),
+            env_file: Some(empty.clone()),
+            ..Default::default()
+        };
+        let err = Config::load_with(&overrides, env_of(&[])).unwrap_err();
+        assert_eq!(err.kind().exit_code(), 3);
+        assert!(err.message().contains("http://"), "{err}");
+        assert!(Config::load_with(&overrides, env_of(&[(ENV_ALLOW_HTTP, "1")])).is_ok());
+        let allowed = Overrides {
+            allow_insecure_http: true,
+            ..overrides.clone()
+        };
+        assert!(Config::load_with(&allowed, env_of(&[])).is_ok());
+        for local in [
+            "http://127.0.0.1:54321",
+            "http://localhost:8000",
+            "http://[::1]:1",
+        ] {
+            let o = Overrides {
+                supabase_url: Some(local.into()),
+                env_file: Some(empty.clone()),
+                ..Default::default()
+            };
+            assert!(Config::load_with(&o, env_of(&[])).is_ok(), "{local}");
+        }
     }
 
     #[test]

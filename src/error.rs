@@ -57,6 +57,8 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     hint: Option<String>,
+    /// Technical detail (a SQLSTATE, the server's own words), shown with `-v`.
+    detail: Option<String>,
 }
 
 impl Error {
@@ -65,6 +67,7 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            detail: None,
         }
     }
 
@@ -100,6 +103,16 @@ impl Error {
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Technical detail for `-v` (codes, the server's wording); never a secret.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     pub fn kind(&self) -> ErrorKind {

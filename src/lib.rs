@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod local_stack;
 pub mod output;
 pub mod postgres;
 pub mod smtp;

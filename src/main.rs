@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = mailsync::cli::Cli::parse();
+    let verbose = cli.global.verbose > 0;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,6 +21,9 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             if let Some(hint) = e.hint() {
                 eprintln!("hint: {hint}");
+            }
+            if let Some(detail) = e.detail().filter(|_| verbose) {
+                eprintln!("detail: {detail}");
             }
             ExitCode::from(e.kind().exit_code())
         }

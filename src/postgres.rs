@@ -1,17 +1,29 @@
-//! The direct Postgres connection, for the `db` commands only. Connecting
-//! from `SUPABASE_DB_URL`, with TLS as libpq does it:
-//! `sslmode=disable` is plain, `prefer` (the default) tries TLS and falls back,
-//! `require` encrypts without checking the certificate (Supabase's database
-//! certificates are signed by Supabase's own CA, not a public one), and
-//! `verify-ca` / `verify-full` check it against the public roots or the
-//! `sslrootcert` file. Error messages name host, port, database and user,
-//! never the password.
+//! The direct Postgres connection, for the `db` commands only, from
+//! `SUPABASE_DB_URL`. It cannot be intercepted by default:
+//!
+//! * a database on this machine (a loopback address, `localhost`, a Unix
+//!   socket) keeps libpq's `prefer`: TLS when offered, plain otherwise;
+//! * any other host gets a verified TLS connection (`verify-full`) unless the
+//!   URL says otherwise: the certificate must chain to Supabase's root CA
+//!   (shipped in `certs/supabase-root-2021-ca.pem`) or a public root, or to
+//!   the `sslrootcert` file when one is given, and name the host. `require`
+//!   is verified too. Channel binding is used whenever the server offers
+//!   SCRAM-SHA-256-PLUS over TLS (`channel_binding=require` insists on it);
+//! * `sslmode=disable`, `allow` or `prefer` for such a host is honoured only
+//!   because the user wrote it, and a warning says what it exposes.
+//!
+//! Where the server is *reached* (`hostaddr`) does not make a host local: the
+//! name is what the certificate is checked against, and both must be local
+//! for plain text to be the default.
+//! Error messages name host, port, database and user, never the password.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::{Host, SslMode};
@@ -19,6 +31,11 @@ use tokio_postgres::Client;
 
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::output::Output;
+
+/// Supabase's database root certificate ("Supabase Root 2021 CA", valid to
+/// 2031-04-26), the file the dashboard offers as `prod-ca-2021.crt`.
+pub const SUPABASE_ROOT_CA: &str = include_str!("../certs/supabase-root-2021-ca.pem");
 
 /// Where a `db` command connects, for messages: never the password.
 #[derive(Debug, Clone)]
@@ -39,40 +56,78 @@ impl fmt::Display for Target {
     }
 }
 
-/// How to check the server's certificate.
+/// The `sslmode` the user wrote, libpq's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verification {
+enum Requested {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl Requested {
+    fn of(value: &str) -> Result<Self> {
+        Ok(match value {
+            "disable" => Self::Disable,
+            "allow" => Self::Allow,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => {
+                return Err(Error::config(format!(
+                    "SUPABASE_DB_URL: unknown sslmode \"{other}\" (use verify-full, verify-ca, require, prefer or disable)"
+                )))
+            }
+        })
+    }
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// Encrypt when possible, check nothing (loopback, or asked for).
     None,
+    /// The chain, not the name (`verify-ca`).
+    Chain,
+    /// The chain and the host name (`verify-full`, the default off this machine).
     Full,
+}
+
+/// What a connection will do, decided before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub ssl_mode: SslMode,
+    pub verification: Verification,
+    pub local: bool,
+    /// Set when the user chose a mode that a network attacker can defeat.
+    pub warning: Option<String>,
 }
 
 struct ParsedUrl {
     config: tokio_postgres::Config,
-    verification: Verification,
+    requested: Option<Requested>,
     root_cert: Option<String>,
 }
 
-/// Parses the URL (`postgres://` or key=value form) without ever echoing it.
-fn parse(url: &Secret) -> Result<ParsedUrl> {
-    // tokio-postgres knows disable/prefer/require; libpq's verify modes and
-    // `sslrootcert` are taken out here and handled by the TLS setup.
-    let mut verification = Verification::None;
-    let mut root_cert = None;
-    let text = url.expose().trim();
-    let cleaned = match url::Url::parse(text) {
-        Ok(mut parsed) if matches!(parsed.scheme(), "postgres" | "postgresql") => {
+/// Takes `sslmode` and `sslrootcert` out of a URL or key=value string: the
+/// TLS setup here handles them (tokio-postgres knows only three modes).
+fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
+    let mut mode = None;
+    let mut root = None;
+    if let Ok(mut parsed) = url::Url::parse(text) {
+        if matches!(parsed.scheme(), "postgres" | "postgresql") {
             let pairs: Vec<(String, String)> = parsed
                 .query_pairs()
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
             let mut kept = Vec::new();
             for (k, v) in pairs {
-                match (k.as_str(), v.as_str()) {
-                    ("sslmode", "verify-ca" | "verify-full") => {
-                        verification = Verification::Full;
-                        kept.push((k, "require".to_string()));
-                    }
-                    ("sslrootcert", _) => root_cert = Some(v),
+                match k.as_str() {
+                    "sslmode" => mode = Some(v),
+                    "sslrootcert" => root = Some(v),
                     _ => kept.push((k, v)),
                 }
             }
@@ -81,10 +136,28 @@ fn parse(url: &Secret) -> Result<ParsedUrl> {
             } else {
                 parsed.query_pairs_mut().clear().extend_pairs(kept);
             }
-            parsed.to_string()
+            return (parsed.to_string(), mode, root);
         }
-        _ => text.to_string(),
-    };
+    }
+    if text.contains("://") {
+        return (text.to_string(), None, None);
+    }
+    // key=value form (values without spaces).
+    let mut kept = Vec::new();
+    for token in text.split_whitespace() {
+        match token.split_once('=') {
+            Some(("sslmode", v)) => mode = Some(v.to_string()),
+            Some(("sslrootcert", v)) => root = Some(v.to_string()),
+            _ => kept.push(token),
+        }
+    }
+    (kept.join(" "), mode, root)
+}
+
+/// Parses the URL (`postgres://` or key=value form) without ever echoing it.
+fn parse(url: &Secret) -> Result<ParsedUrl> {
+    let (cleaned, mode, root_cert) = take_tls_params(url.expose().trim());
+    let requested = mode.as_deref().map(Requested::of).transpose()?;
     let config = tokio_postgres::Config::from_str(&cleaned).map_err(|_| {
         Error::config(
             "SUPABASE_DB_URL is not a valid Postgres connection URL (expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE)",
@@ -92,9 +165,82 @@ fn parse(url: &Secret) -> Result<ParsedUrl> {
     })?;
     Ok(ParsedUrl {
         config,
-        verification,
+        requested,
         root_cert,
     })
+}
+
+/// Whether a host name or address is this machine: `localhost` or a
+/// loopback address. Nothing is resolved: a name is judged as written.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    bare.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+fn is_local(config: &tokio_postgres::Config) -> bool {
+    let hosts_local = config.get_hosts().iter().all(|h| match h {
+        Host::Tcp(name) => is_loopback_host(name),
+        #[cfg(unix)]
+        Host::Unix(_) => true,
+    });
+    let addrs_local = config.get_hostaddrs().iter().all(|a| a.is_loopback());
+    // No host at all means libpq's default: the local socket.
+    hosts_local && addrs_local
+}
+
+fn policy_of(parsed: &ParsedUrl, target: &Target) -> Policy {
+    let local = is_local(&parsed.config);
+    let exposed = |what: &str| {
+        Some(format!(
+            "warning: {what} to {target}: anyone on the network path can read the traffic, including the password. \
+             Remove sslmode from SUPABASE_DB_URL for a verified TLS connection."
+        ))
+    };
+    let (ssl_mode, verification, warning) = match (parsed.requested, local) {
+        (None, true) => (SslMode::Prefer, Verification::None, None),
+        (None, false) => (SslMode::Require, Verification::Full, None),
+        (Some(Requested::Disable), true) => (SslMode::Disable, Verification::None, None),
+        (Some(Requested::Disable), false) => (
+            SslMode::Disable,
+            Verification::None,
+            exposed("sslmode=disable: connecting without TLS"),
+        ),
+        (Some(Requested::Allow | Requested::Prefer), true) => {
+            (SslMode::Prefer, Verification::None, None)
+        }
+        (Some(weak @ (Requested::Allow | Requested::Prefer)), false) => (
+            SslMode::Prefer,
+            Verification::None,
+            exposed(&format!(
+                "sslmode={}: connecting with an unverified certificate, or without TLS if the server offers none,",
+                if weak == Requested::Allow { "allow" } else { "prefer" }
+            )),
+        ),
+        // Stricter than libpq off this machine: `require` checks the
+        // certificate, as libpq does when a root certificate file exists.
+        (Some(Requested::Require), true) => (SslMode::Require, Verification::None, None),
+        (Some(Requested::Require), false) => (SslMode::Require, Verification::Full, None),
+        (Some(Requested::VerifyCa), _) => (SslMode::Require, Verification::Chain, None),
+        (Some(Requested::VerifyFull), _) => (SslMode::Require, Verification::Full, None),
+    };
+    Policy {
+        ssl_mode,
+        verification,
+        local,
+        warning,
+    }
+}
+
+/// What a connection to `url` will do, without connecting.
+pub fn policy(url: &Secret) -> Result<Policy> {
+    let parsed = parse(url)?;
+    let target = Target::from_config(&parsed.config);
+    Ok(policy_of(&parsed, &target))
 }
 
 impl Target {
@@ -122,26 +268,43 @@ impl Target {
     }
 }
 
-/// Connects, drives the connection in the background, and returns the client.
-pub async fn connect(url: &Secret) -> Result<(Client, Target)> {
+/// Connects, drives the connection in the background, and returns the
+/// client. The TLS policy ([`policy`]) is decided first; a warning about an
+/// explicitly weakened mode goes to stderr through `out`.
+pub async fn connect(url: &Secret, out: &Output) -> Result<(Client, Target)> {
     let parsed = parse(url)?;
     let target = Target::from_config(&parsed.config);
-    let mut config = parsed.config;
+    let policy = policy_of(&parsed, &target);
+    if let Some(warning) = &policy.warning {
+        out.note(warning);
+    }
+    let mut config = parsed.config.clone();
+    config.ssl_mode(policy.ssl_mode);
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(15));
     }
     config.application_name("mailsync");
+    let verified = policy.verification != Verification::None;
     let failed = |e: tokio_postgres::Error| {
-        let message = format!("cannot connect to {target}: {}", describe_connect_error(&e));
+        let reason = describe_connect_error(&e);
+        let message = format!("cannot connect to {target}: {reason}");
         // The server answered (a refused password, an unknown database):
         // configuration; no answer at all: unreachable.
         if e.as_db_error().is_some() {
             Error::config(message)
+        } else if verified && is_tls_refusal(&reason) {
+            Error::config(format!(
+                "refusing to connect to {target} without a verified TLS connection (nothing was sent, not even the password): {reason}"
+            ))
+            .with_hint(
+                "a Supabase database chains to Supabase's root CA, shipped with mailsync; for another server give its CA with \
+                 ?sslrootcert=/path/ca.pem, or accept an unverified connection explicitly with ?sslmode=prefer",
+            )
         } else {
             Error::unreachable(message)
         }
     };
-    let client = if config.get_ssl_mode() == SslMode::Disable {
+    let client = if policy.ssl_mode == SslMode::Disable {
         let (client, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
@@ -149,13 +312,22 @@ pub async fn connect(url: &Secret) -> Result<(Client, Target)> {
         tokio::spawn(connection);
         client
     } else {
-        let tls = tls_config(parsed.verification, parsed.root_cert.as_deref())?;
+        let tls = tls_config(policy.verification, parsed.root_cert.as_deref())?;
         let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
         let (client, connection) = config.connect(connector).await.map_err(failed)?;
         tokio::spawn(connection);
         client
     };
     Ok((client, target))
+}
+
+/// A connection that failed in the TLS step (no TLS offered, a certificate
+/// that does not verify), as opposed to a host that does not answer.
+fn is_tls_refusal(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    ["tls", "certificate", "ssl", "handshake"]
+        .iter()
+        .any(|w| reason.contains(w))
 }
 
 /// A Postgres error as a person reads it: message, detail and hint, with the
@@ -193,27 +365,60 @@ fn describe_connect_error(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// The roots a verified connection trusts: the `sslrootcert` file alone
+/// when given (`system`: the public roots), else Supabase's root CA and the
+/// public roots.
+fn root_store(root_cert: Option<&str>) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    match root_cert {
+        Some("system") => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::config(format!("reading sslrootcert {path}: {e}")))?;
+            let certs = rustls_pemfile_certs(&pem);
+            if certs.is_empty() {
+                return Err(Error::config(format!(
+                    "sslrootcert {path} holds no PEM certificate"
+                )));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::config(format!("sslrootcert {path}: {e}")))?;
+            }
+        }
+        None => {
+            for cert in rustls_pemfile_certs(SUPABASE_ROOT_CA.as_bytes()) {
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::failure(format!("the bundled Supabase root CA: {e}")))?;
+            }
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+    }
+    Ok(roots)
+}
+
 fn tls_config(verification: Verification, root_cert: Option<&str>) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::failure(format!("setting up TLS: {e}")))?;
     let config = match verification {
-        Verification::Full => {
-            let mut roots = RootCertStore::empty();
-            match root_cert {
-                Some(path) => {
-                    let pem = std::fs::read(path)
-                        .map_err(|e| Error::config(format!("reading sslrootcert {path}: {e}")))?;
-                    for cert in rustls_pemfile_certs(&pem) {
-                        roots
-                            .add(cert)
-                            .map_err(|e| Error::config(format!("sslrootcert {path}: {e}")))?;
-                    }
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+        Verification::Full => builder
+            .with_root_certificates(root_store(root_cert)?)
+            .with_no_client_auth(),
+        Verification::Chain => {
+            let inner = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(root_store(root_cert)?),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| Error::failure(format!("setting up TLS: {e}")))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
+                .with_no_client_auth()
         }
         Verification::None => builder
             .dangerous()
@@ -231,7 +436,57 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
         .collect()
 }
 
-/// libpq's `sslmode=require`: encrypt, but do not check who signed the
+/// libpq's `verify-ca`: the chain must lead to a trusted root; the name in
+/// the certificate is not compared with the host.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// An unverified TLS session: `prefer`/`allow` asked for explicitly, or a
+/// loopback host. Encrypts, but does not check who signed the
 /// certificate. Signatures are still checked, so the session is encrypted
 /// with the key the certificate names.
 #[derive(Debug)]
@@ -296,6 +551,52 @@ mod tests {
         assert_eq!(target.host, "db.example.co");
         assert_eq!(target.port, 6543);
         assert!(!text.contains("hunter2secret"), "{text}");
+    }
+
+    #[test]
+    fn remote_hosts_default_to_verified_tls_and_loopback_to_prefer() {
+        let p = |url: &str| policy(&Secret::new(url)).unwrap();
+        let remote = p("postgresql://postgres:pw@db.abc.supabase.co:5432/postgres");
+        assert_eq!(remote.verification, Verification::Full);
+        assert_eq!(remote.ssl_mode, SslMode::Require);
+        assert!(remote.warning.is_none());
+        let required = p("postgresql://postgres:pw@db.abc.supabase.co/postgres?sslmode=require");
+        assert_eq!(required.verification, Verification::Full);
+        let ca = p("postgresql://postgres:pw@db.abc.supabase.co/postgres?sslmode=verify-ca");
+        assert_eq!(ca.verification, Verification::Chain);
+        for weak in ["disable", "prefer", "allow"] {
+            let w = p(&format!(
+                "postgresql://postgres:pw@db.abc.supabase.co/postgres?sslmode={weak}"
+            ));
+            assert_eq!(w.verification, Verification::None);
+            assert!(w.warning.as_deref().unwrap().contains(weak), "{weak}");
+            assert!(!w.warning.unwrap().contains("pw@"));
+        }
+        for local in [
+            "postgresql://postgres:pw@127.0.0.1:54322/postgres",
+            "postgresql://postgres:pw@localhost/postgres",
+            "postgresql://postgres:pw@[::1]:5432/postgres",
+            "host=/var/run/postgresql user=postgres",
+        ] {
+            let l = p(local);
+            assert!(l.local, "{local}");
+            assert_eq!(l.ssl_mode, SslMode::Prefer, "{local}");
+            assert!(l.warning.is_none());
+        }
+        // Reached on loopback, but named as a remote host: not local.
+        let tunnel =
+            p("postgresql://postgres:pw@db.abc.supabase.co:5432/postgres?hostaddr=127.0.0.1");
+        assert!(!tunnel.local);
+        // Named local, reached elsewhere: not local either.
+        let elsewhere = p("postgresql://postgres:pw@localhost:5432/postgres?hostaddr=10.1.2.3");
+        assert!(!elsewhere.local);
+        assert!(policy(&Secret::new("postgresql://u:pw@h/db?sslmode=bogus")).is_err());
+    }
+
+    #[test]
+    fn the_bundled_supabase_root_is_a_certificate() {
+        assert_eq!(rustls_pemfile_certs(SUPABASE_ROOT_CA.as_bytes()).len(), 1);
+        assert!(root_store(None).unwrap().len() > 100);
     }
 
     #[test]

@@ -88,17 +88,7 @@ async fn assert_exact(user: &User) {
         let user = user.clone();
         async move {
             let mut db = admin().await;
-            let claims = json!({"sub": user.id.to_string(), "role": "authenticated"}).to_string();
-            let tx = db.transaction().await.unwrap();
-            tx.execute(
-                "select set_config('request.jwt.claims', $1, true)",
-                &[&claims],
-            )
-            .await
-            .unwrap();
-            tx.batch_execute("set local role authenticated")
-                .await
-                .unwrap();
+            let tx = common::begin_as(&mut db, &user).await;
             let rows = tx.simple_query(&sql).await.unwrap();
             tx.commit().await.unwrap();
             rows.into_iter()
@@ -174,10 +164,7 @@ async fn counters_stay_exact_under_concurrent_writers_and_rollbacks() {
             let mut db = admin().await;
             for round in 0..15u32 {
                 let (user, campaign) = if w % 4 == 3 { (&b, campaigns[2]) } else { (&a, campaigns[(w % 2) as usize]) };
-                let claims = json!({"sub": user.id.to_string(), "role": "authenticated"}).to_string();
-                let tx = db.transaction().await.unwrap();
-                tx.execute("select set_config('request.jwt.claims', $1, true)", &[&claims]).await.unwrap();
-                tx.batch_execute("set local role authenticated").await.unwrap();
+                let tx = common::begin_as(&mut db, user).await;
                 let n = 5 + (w + round) % 7;
                 let tag = format!("w{w}-%");
                 let next = STATUSES[((w + round) % 6) as usize];
@@ -359,13 +346,7 @@ async fn verify_catches_drift_and_apply_rebuilds_counters_a_database_lacks() {
     assert!(mailsync(&stack, &["db", "apply"], &env).status.success());
     let client = db.client().await;
     let user = Uuid::new_v4();
-    client
-        .execute(
-            "insert into auth.users (id, email) values ($1, 'v@example.fr')",
-            &[&user],
-        )
-        .await
-        .unwrap();
+    common::insert_user(&client, user, "v@example.fr").await;
     let campaign: Uuid = client
         .query_one(
             "insert into public.email_campaigns (user_id, name) values ($1, 'V') returning id",

@@ -5,18 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{mailsync, new_user, rest, stderr, stdout, Stack, User};
+use common::{json_of, mailsync, new_user, rest, stderr, stdout, Stack, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
     mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
-}
-
-fn json_of(o: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(o).trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", stdout(o), stderr(o)))
 }
 
 /// Contacts for `user`: `n` in Acme SARL, `m` in Beta.
@@ -213,7 +208,7 @@ async fn send_asks_first_and_names_must_be_unambiguous() {
     let ambiguous = run_as(&stack, &user, &["campaigns", "send", "Twice", "--yes"]);
     assert_eq!(ambiguous.status.code(), Some(2));
     let err = stderr(&ambiguous);
-    assert!(err.contains(&id) && err.contains(&other), "{err}");
+    assert!(err.contains(&id[..8]) && err.contains(&other[..8]), "{err}");
 
     let empty_user = new_user(&stack).await;
     let lonely = create(&stack, &empty_user, "Nobody");
@@ -343,6 +338,9 @@ async fn watch_once_json_shows_exactly_the_users_campaigns_with_their_counts() {
     assert_eq!(sent[0]["success_rate"].as_f64(), Some(100.0));
     assert_eq!(snap["dashboard"]["active_campaigns"], 1);
     assert_eq!(snap["dashboard"]["total_contacts"], 10);
+    // `mailsync dashboard` prints the same row.
+    let dashboard = json_of(&run_as(&stack, &user, &["--json", "dashboard"]));
+    assert_eq!(dashboard, snap["dashboard"]);
 
     let stranger = new_user(&stack).await;
     let theirs = json_of(&run_as(
@@ -377,7 +375,8 @@ async fn watch_until_done_returns_once_the_last_email_settles() {
         .status
         .success());
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::command(&stack, dir.path())
         .args([
             "--json",
             "campaigns",
@@ -389,8 +388,6 @@ async fn watch_until_done_returns_once_the_last_email_settles() {
             "0.5",
             "-v",
         ])
-        .env("SUPABASE_URL", &stack.url)
-        .env("SUPABASE_ANON_KEY", &stack.anon_key)
         .env("MAILSYNC_ACCESS_TOKEN", &user.token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -478,18 +475,7 @@ async fn concurrent_writers_settling_the_last_emails_always_finish_the_campaign(
             let (user, barrier) = (user.clone(), barrier.clone());
             tasks.push(tokio::spawn(async move {
                 let mut db = common::admin().await;
-                let tx = db.transaction().await.unwrap();
-                let claims =
-                    json!({"sub": user.id.to_string(), "role": "authenticated"}).to_string();
-                tx.execute(
-                    "select set_config('request.jwt.claims', $1, true)",
-                    &[&claims],
-                )
-                .await
-                .unwrap();
-                tx.batch_execute("set local role authenticated")
-                    .await
-                    .unwrap();
+                let tx = common::begin_as(&mut db, &user).await;
                 let status = if i % 3 == 0 { "failed" } else { "delivered" };
                 // Half the writers settle in two statements.
                 let (first, rest) = chunk.split_at(if i % 2 == 0 {
@@ -525,48 +511,72 @@ async fn concurrent_writers_settling_the_last_emails_always_finish_the_campaign(
 
 #[tokio::test]
 async fn send_on_a_terminal_shows_the_recipients_and_defaults_to_no() {
-    use std::io::Write;
     let stack = common::ready().await;
     let user = new_user(&stack).await;
     contacts(&stack, &user, 3, 4).await;
     let id = create(&stack, &user, "Asked");
-    let on_terminal = |answer: &str, extra: &str| {
-        let mut child = std::process::Command::new("script")
-            .args([
-                "-qec",
-                &format!(
-                    "{} campaigns send {id} {extra}",
-                    env!("CARGO_BIN_EXE_mailsync")
-                ),
-                "/dev/null",
-            ])
-            .env("SUPABASE_URL", &stack.url)
-            .env("SUPABASE_ANON_KEY", &stack.anon_key)
-            .env("MAILSYNC_ACCESS_TOKEN", &user.token)
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(800));
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(answer.as_bytes()).unwrap();
-        drop(stdin);
-        child.wait_with_output().unwrap()
+    let on_terminal = |answer: &str, extra: &[&str]| {
+        let mut args = vec!["campaigns", "send", id.as_str()];
+        args.extend_from_slice(extra);
+        common::on_terminal(
+            &stack,
+            &args,
+            &[("MAILSYNC_ACCESS_TOKEN", &user.token)],
+            answer,
+            Duration::from_millis(800),
+        )
     };
-    let declined = on_terminal("\n", "--organization beta");
+    let declined = on_terminal("\n", &["--organization", "beta"]);
     let screen = String::from_utf8_lossy(&declined.stdout).to_string();
     assert!(
         screen.contains("to 4 recipient(s)") && screen.contains("[y/N]"),
         "{screen}"
     );
-    assert!(screen.contains("nothing was queued"), "{screen}");
+    assert!(screen.contains("nothing changed"), "{screen}");
+    assert!(
+        declined.status.success(),
+        "declining is not an error: {screen}"
+    );
     assert_eq!(campaign_row(&id).await.0, "draft");
-    let accepted = on_terminal("y\n", "");
+    let accepted = on_terminal("y\n", &[]);
     assert!(
         accepted.status.success(),
         "{}",
         String::from_utf8_lossy(&accepted.stdout)
     );
     assert_eq!(email_statuses(&id).await.len(), 7);
+}
+
+#[tokio::test]
+async fn campaigns_are_named_by_short_id_prefix_or_unique_name() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 1, 1).await;
+    let first = create(&stack, &user, "Twin");
+    let second = create(&stack, &user, "Twin");
+    let list = run_as(&stack, &user, &["campaigns", "list"]);
+    let table = stdout(&list);
+    assert!(
+        table.contains(&first[..8]) && table.contains(&second[..8]),
+        "{table}"
+    );
+
+    let ambiguous = run_as(&stack, &user, &["campaigns", "send", "Twin", "--yes"]);
+    let err = stderr(&ambiguous);
+    assert_eq!(ambiguous.status.code(), Some(2), "{err}");
+    assert!(err.contains("2 campaigns match \"Twin\""), "{err}");
+    assert!(
+        err.contains(&first[..8]) && err.contains(&second[..8]),
+        "{err}"
+    );
+    assert_eq!(email_statuses(&first).await.len(), 0);
+
+    let by_prefix = run_as(&stack, &user, &["campaigns", "send", &second[..8], "--yes"]);
+    assert!(by_prefix.status.success(), "{}", stderr(&by_prefix));
+    assert_eq!(email_statuses(&second).await.len(), 2);
+    assert_eq!(email_statuses(&first).await.len(), 0);
+
+    let missing = run_as(&stack, &user, &["campaigns", "send", "Nope", "--yes"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("campaigns list"));
 }

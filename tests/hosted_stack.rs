@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{mailsync, stderr, stdout, ScratchDb, Stack};
+use common::{json_of, mailsync, stderr, stdout, ScratchDb, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -74,16 +74,6 @@ fn local_stack(stack: &Stack, args: &[&str]) -> std::process::Output {
         .env("MAILSYNC_DB_PORT", port_of(&stack.db_url).to_string())
         .output()
         .expect("running scripts/local-stack.sh")
-}
-
-fn json_of(o: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-            stdout(o),
-            stderr(o)
-        )
-    })
 }
 
 /// The first column of the first row of `sql`, sent with the simple query

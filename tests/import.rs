@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{mailsync, new_user, stderr, stdout, Stack, User};
+use common::{json_of, mailsync, new_user, stderr, stdout, Stack, User};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 use serde_json::Value;
 
@@ -56,16 +56,6 @@ fn write_xlsx(path: &Path, sheets: &[(&str, Vec<Vec<Cell>>)]) {
 
 fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
     mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
-}
-
-fn json_of(o: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-            stdout(o),
-            stderr(o)
-        )
-    })
 }
 
 fn path_str(p: &Path) -> &str {
@@ -401,7 +391,13 @@ async fn a_refused_token_exits_3_and_says_to_log_in() {
         &[("MAILSYNC_ACCESS_TOKEN", &expired)],
     );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("mailsync login"), "{}", stderr(&o));
+    // The local stack has no Auth server: the advice is a new token.
+    assert!(
+        stderr(&o).contains("scripts/local-stack.sh token"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("run the same command again"));
     assert!(!stderr(&o).contains(&expired));
     let none = mailsync(&stack, &["import", path_str(&file)], &[]);
     assert_eq!(none.status.code(), Some(3));
@@ -617,10 +613,8 @@ async fn ctrl_c_stops_after_the_batch_in_flight_and_a_re_run_finishes() {
     let user = new_user(&stack).await;
     let dir = tempfile::tempdir().unwrap();
     let file = big_csv(dir.path(), 30_000);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+    let child = common::command(&stack, dir.path())
         .args(["import", path_str(&file), "--batch-size", "50"])
-        .env("SUPABASE_URL", &stack.url)
-        .env("SUPABASE_ANON_KEY", &stack.anon_key)
         .env("MAILSYNC_ACCESS_TOKEN", &user.token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -173,16 +173,7 @@ async fn a_contact_naming_a_missing_organisation_creates_it_for_its_user_only() 
         "insert into contacts (email) values ('ann@acme.test')",
     )
     .await;
-    let tx = db.transaction().await.unwrap();
-    tx.execute(
-        "select set_config('request.jwt.claims', $1, true)",
-        &[&serde_json::json!({"sub": a.id.to_string(), "role": "authenticated"}).to_string()],
-    )
-    .await
-    .unwrap();
-    tx.batch_execute("set local role authenticated")
-        .await
-        .unwrap();
+    let tx = common::begin_as(&mut db, &a).await;
     let dup = tx
         .batch_execute("insert into contacts (email) values ('ANN@acme.test')")
         .await;

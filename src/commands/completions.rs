@@ -1,6 +1,7 @@
 //! `mailsync completions SHELL`: the shell completion script. `cli.rs`
 //! generates it (only it knows the command line); this prints it.
-//! Server side: none. Tests: `tests/completions.rs`.
+//! Server side: none. Tests: `tests/account.rs`
+//! (`completions_and_every_help_have_what_they_promise`).
 
 use crate::error::Result;
 use crate::output::Output;

@@ -1,6 +1,7 @@
 //! `mailsync config`: each setting, masked where secret, and where it came
 //! from (flag > environment > env file > default; the token may come from a
-//! saved session). Server side: none. Tests: `tests/config.rs`.
+//! saved session). Server side: none. Tests: `tests/config.rs`,
+//! `tests/account.rs`, and the unit test below.
 
 use serde::Serialize;
 
@@ -13,19 +14,6 @@ struct Entry {
     name: &'static str,
     value: Option<String>,
     source: String,
-}
-
-/// A Postgres URL with its password hidden.
-fn masked_db_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("******"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "****** (not a URL)".to_string(),
-    }
 }
 
 /// `campaigns deliver`'s settings: the SMTP URL with its password masked.
@@ -105,7 +93,7 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         },
         Entry {
             name: "SUPABASE_DB_URL",
-            value: Some(masked_db_url(config.db_url.value.expose())),
+            value: Some(crate::config::mask_url(config.db_url.value.expose())),
             source: config.db_url.source.to_string(),
         },
     ];
@@ -150,7 +138,7 @@ mod tests {
     #[test]
     fn db_url_passwords_are_hidden() {
         let shown =
-            super::masked_db_url("postgresql://postgres:hunter2@db.x.supabase.co:5432/postgres");
+            crate::config::mask_url("postgresql://postgres:hunter2@db.x.supabase.co:5432/postgres");
         assert!(!shown.contains("hunter2"));
         assert!(shown.contains("db.x.supabase.co:5432"));
     }

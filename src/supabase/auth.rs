@@ -147,6 +147,13 @@ pub async fn sign_in(config: &Config, email: &str, password: &Secret) -> Result<
         {
             Err(Error::config("email or password is wrong"))
         }
+        Err((404, _)) => Err(Error::config(format!(
+            "{} has no Auth server (the local stack has none): `mailsync login` cannot sign in there",
+            config.project_display()
+        ))
+        .with_hint(
+            "act as a user with a token: export MAILSYNC_ACCESS_TOKEN=\"$(scripts/local-stack.sh token <uuid>)\"",
+        )),
         Err((status, e)) => Err(Error::config(format!(
             "Supabase Auth at {} refused the sign-in (HTTP {status}, {}): {}",
             config.auth_url(),

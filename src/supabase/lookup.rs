@@ -32,3 +32,117 @@ pub async fn organization(client: &RestClient, name: &str) -> Result<Option<Stri
         .await?;
     Ok(found.into_iter().next().map(|o| o.name))
 }
+
+/// How many characters of a campaign's id `campaigns list` shows.
+pub const SHORT_ID: usize = 8;
+
+/// A campaign's id as `campaigns list` shows it: its first characters,
+/// enough to name it (any unique prefix does).
+pub fn short_id(id: &str) -> &str {
+    id.get(..SHORT_ID).unwrap_or(id)
+}
+
+/// The user's campaign named by `text`: its full id, a unique prefix of its
+/// id (as git abbreviates commits; at least 4 characters), or its unique
+/// name. When several match, the error lists them with their short ids.
+pub async fn campaign(client: &RestClient, text: &str) -> Result<crate::domain::Campaign> {
+    use crate::domain::Campaign;
+    use crate::error::Error;
+    let text = text.trim();
+    let columns = "id,name,subject,status,created_at,started_at,completed_at";
+    if uuid::Uuid::parse_str(text).is_ok() {
+        let query = client
+            .from("email_campaigns")
+            .select(columns)
+            .eq("id", text);
+        let mut found: Vec<Campaign> = client.fetch(query, "finding the campaign").await?;
+        return match found.pop() {
+            Some(c) => Ok(c),
+            None => Err(Error::refused(format!("no campaign with id {text}"))
+                .with_hint("`mailsync campaigns list` shows yours")),
+        };
+    }
+    let query = client
+        .from("email_campaigns")
+        .select(columns)
+        .order("created_at.desc");
+    let all: Vec<Campaign> = client.fetch(query, "finding the campaign").await?;
+    let mut found = matching(&all, text);
+    match found.len() {
+        0 => Err(Error::refused(format!(
+            "no campaign named {text:?} or with an id starting {text:?}"
+        ))
+        .with_hint("`mailsync campaigns list` shows yours, with their ids")),
+        1 => Ok(found.remove(0).clone()),
+        n => Err(Error::usage(format!(
+            "{n} campaigns match {text:?}: {}",
+            found
+                .iter()
+                .map(|c| format!(
+                    "{} {:?} ({}, {})",
+                    short_id(&c.id),
+                    c.name,
+                    c.status,
+                    crate::output::timestamp_cell(&c.created_at)
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+        .with_hint("name one by a longer id prefix (see `mailsync campaigns list`)")),
+    }
+}
+
+/// The campaigns `text` names: by exact name, else by name ignoring case,
+/// plus those whose id starts with it.
+fn matching<'a>(
+    all: &'a [crate::domain::Campaign],
+    text: &str,
+) -> Vec<&'a crate::domain::Campaign> {
+    let lower = text.to_ascii_lowercase();
+    let is_prefix = lower.len() >= 4 && lower.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    let by_id = |c: &&crate::domain::Campaign| is_prefix && c.id.starts_with(&lower);
+    let mut found: Vec<_> = all.iter().filter(|c| c.name == text || by_id(c)).collect();
+    if found.is_empty() {
+        found = all
+            .iter()
+            .filter(|c| c.name.to_lowercase() == text.to_lowercase())
+            .collect();
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Campaign, CampaignStatus};
+
+    fn campaign(id: &str, name: &str) -> Campaign {
+        Campaign {
+            id: id.into(),
+            name: name.into(),
+            subject: String::new(),
+            content: None,
+            status: CampaignStatus::Draft,
+            created_at: String::new(),
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn prefixes_and_names() {
+        let all = [
+            campaign("3f2a1111-0000-0000-0000-000000000000", "Rentrée"),
+            campaign("3f2b2222-0000-0000-0000-000000000000", "Relance"),
+            campaign("aaaa3333-0000-0000-0000-000000000000", "Relance"),
+        ];
+        assert_eq!(matching(&all, "3f2a").len(), 1);
+        assert_eq!(matching(&all, "3F2").len(), 0, "too short for a prefix");
+        assert_eq!(matching(&all, "3f2").len(), 0);
+        assert_eq!(matching(&all, "3f2a1").len(), 1);
+        assert_eq!(matching(&all, "3f2a1").len(), 1);
+        assert_eq!(matching(&all, "Relance").len(), 2);
+        assert_eq!(matching(&all, "rentrée").len(), 1);
+        assert_eq!(short_id(&all[0].id), "3f2a1111");
+    }
+}

@@ -36,21 +36,54 @@ pub struct PostgrestError {
 }
 
 impl PostgrestError {
-    fn describe(&self) -> String {
-        let mut text = self
-            .message
-            .clone()
-            .unwrap_or_else(|| "request failed".into());
-        if let Some(code) = &self.code {
-            text = format!("{text} (code {code})");
+    /// Code, details and hint as the server gave them, for `-v`.
+    fn technical(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(code) = self.code.as_deref().filter(|c| !c.is_empty()) {
+            parts.push(format!("code {code}"));
+        }
+        if let Some(message) = self.message.as_deref().filter(|m| !m.is_empty()) {
+            parts.push(format!("message: {message}"));
         }
         if let Some(details) = self.details.as_deref().filter(|d| !d.is_empty()) {
-            text.push_str(&format!("; detail: {details}"));
+            parts.push(format!("details: {details}"));
         }
         if let Some(hint) = self.hint.as_deref().filter(|h| !h.is_empty()) {
-            text.push_str(&format!("; hint: {hint}"));
+            parts.push(format!("hint: {hint}"));
         }
-        text
+        parts.join("; ")
+    }
+
+    /// The user's object a constraint is about, from its name
+    /// (`email_templates_user_name_key` → "template").
+    fn object(&self) -> &'static str {
+        let text = format!(
+            "{} {}",
+            self.message.as_deref().unwrap_or(""),
+            self.details.as_deref().unwrap_or("")
+        );
+        let name = constraint_name(&text).unwrap_or_default();
+        [
+            ("email_templates", "template"),
+            ("campaign_emails", "campaign email"),
+            ("campaigns", "campaign"),
+            ("organizations", "organisation"),
+            ("organization", "organisation"),
+            ("contacts", "contact"),
+            ("template", "template"),
+        ]
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix) || name.contains(prefix))
+        .map(|(_, object)| *object)
+        .unwrap_or("record")
+    }
+
+    /// The value a unique violation is about: `Key (user_id, name)=(…, Welcome)` → `Welcome`.
+    fn duplicate_value(&self) -> Option<String> {
+        let details = self.details.as_deref()?;
+        let values = details.split(")=(").nth(1)?;
+        let values = values.split(") already exists").next()?;
+        values.rsplit(", ").next().map(str::to_string)
     }
 }
 
@@ -87,6 +120,15 @@ pub struct RestClient {
     http: reqwest::Client,
     headers: HeaderMap,
     project: String,
+    local: bool,
+    auth_url: String,
+}
+
+/// The constraint named in a PostgreSQL message (`... constraint "x_key"`).
+fn constraint_name(text: &str) -> Option<String> {
+    let start = text.find("constraint \"")? + "constraint \"".len();
+    let rest = &text[start..];
+    Some(rest[..rest.find('"')?].to_string())
 }
 
 impl RestClient {
@@ -115,6 +157,8 @@ impl RestClient {
             http,
             headers,
             project: config.project_display(),
+            local: config.is_local(),
+            auth_url: config.auth_url(),
         })
     }
 
@@ -208,6 +252,24 @@ impl RestClient {
         }
     }
 
+    /// Inserts one row into `table` and returns it as stored (its `columns`).
+    pub async fn insert_one<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        columns: &str,
+        row: &serde_json::Value,
+        what: &str,
+    ) -> Result<T> {
+        let query = self.from(table).select(columns).insert(row.to_string());
+        let rows: Vec<T> = self
+            .execute(query, Some("return=representation"), what)
+            .await?
+            .json(what)?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| Error::data(format!("{what}: the server returned no row")))
+    }
+
     /// [`RestClient::execute`] and decode the JSON body.
     pub async fn fetch<T: DeserializeOwned>(&self, query: Builder, what: &str) -> Result<T> {
         self.execute(query, None, what).await?.json(what)
@@ -235,31 +297,96 @@ impl RestClient {
         let body = response.bytes().await.unwrap_or_default();
         let error: PostgrestError = serde_json::from_slice(&body).unwrap_or_default();
         let code = error.code.as_deref().unwrap_or("");
+        let detail = error.technical();
+        let detailed = |e: Error| {
+            if detail.is_empty() {
+                e
+            } else {
+                e.with_detail(detail.clone())
+            }
+        };
         // An RLS or privilege refusal: PostgREST answers 403 for a signed-in
         // user, some compatible servers 401; the SQLSTATE tells them apart
         // from a refused token.
         if code == "42501" {
-            return Error::refused(format!("{what}: permission denied: {}", error.describe()));
+            return detailed(Error::refused(format!(
+                "{what}: permission denied (row-level security or a missing privilege)"
+            )));
         }
         if status == StatusCode::UNAUTHORIZED || code.starts_with("PGRST30") {
-            return Error::config(format!(
-                "{what}: {} refused the access token ({}); your session expired or the token is invalid: run `mailsync login` or set MAILSYNC_ACCESS_TOKEN",
-                self.project,
-                error.message.as_deref().unwrap_or("401 Unauthorized")
-            ));
+            let expired = error
+                .message
+                .as_deref()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("expired"));
+            let cause = if expired {
+                "your access token has expired"
+            } else {
+                "the access token was refused (invalid, or for another project)"
+            };
+            let hint = if self.local && !self.has_auth().await {
+                "the local stack has no Auth server: get a new token with `export MAILSYNC_ACCESS_TOKEN=\"$(scripts/local-stack.sh token <uuid>)\"`"
+            } else {
+                "sign in again with `mailsync login`, or set a fresh MAILSYNC_ACCESS_TOKEN"
+            };
+            return detailed(
+                Error::config(format!("{what}: {cause} ({})", self.project)).with_hint(hint),
+            );
         }
         if status == StatusCode::NOT_FOUND
             && (code == "PGRST205" || code == "42P01" || code == "PGRST202")
         {
-            return Error::refused(format!(
-                "{what}: {} (is the mailsync schema applied? run `mailsync db apply`)",
-                error.describe()
-            ));
+            return detailed(
+                Error::refused(format!(
+                    "{what}: {}",
+                    error.message.as_deref().unwrap_or("not found")
+                ))
+                .with_hint("is the mailsync schema applied? run `mailsync db apply`"),
+            );
         }
-        if error.message.is_none() {
-            return Error::refused(format!("{what}: the REST API answered {status}"));
+        if code == "23505" {
+            let object = error.object();
+            let value = error
+                .duplicate_value()
+                .map(|v| format!(" {v:?}"))
+                .unwrap_or_else(|| " with that name".to_string());
+            return detailed(
+                Error::refused(format!("{what}: you already have a {object}{value}"))
+                    .with_hint(format!("choose another name, or use the existing {object}")),
+            );
         }
-        Error::refused(format!("{what}: {}", error.describe()))
+        if code == "23503" {
+            let object = error.object();
+            return detailed(Error::refused(format!(
+                "{what}: the {object} it refers to does not exist (or is not yours)"
+            )));
+        }
+        if code == "23502" || code == "23514" || code.starts_with("22") {
+            return detailed(Error::refused(format!(
+                "{what}: the server refused a value ({})",
+                error.message.as_deref().unwrap_or("invalid value")
+            )));
+        }
+        // A SQL function's own message (RAISE, P0001) is already a sentence.
+        if let Some(message) = error.message.as_deref().filter(|m| !m.is_empty()) {
+            return detailed(Error::refused(format!("{what}: {message}")));
+        }
+        detailed(Error::refused(format!(
+            "{what}: the REST API answered {status}"
+        )))
+    }
+
+    /// Whether the project has an Auth server (the local stack answers 404).
+    async fn has_auth(&self) -> bool {
+        match self
+            .http
+            .get(format!("{}/health", self.auth_url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
+            Ok(r) => r.status() != StatusCode::NOT_FOUND,
+            Err(_) => true,
+        }
     }
 }
 

@@ -6,9 +6,10 @@
 
 pub mod smtp_server;
 
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio_postgres::{Client, NoTls};
@@ -131,23 +132,13 @@ pub async fn ready() -> Stack {
 }
 
 async fn wait_for_rest(stack: &Stack, table: &str) {
-    let http = reqwest::Client::new();
-    let mut last = String::new();
-    for _ in 0..100 {
-        match http
+    // anon has no grant: 401/403 with 42501 means the table is known.
+    wait_until_known(table, || {
+        reqwest::Client::new()
             .get(format!("{}/rest/v1/{table}?limit=0", stack.url))
             .header("apikey", &stack.anon_key)
-            .send()
-            .await
-        {
-            // anon has no grant: 401/403 with 42501 means the table is known.
-            Ok(r) if r.status().as_u16() != 404 && r.status().as_u16() < 500 => return,
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    stack_down("REST API", last)
+    })
+    .await
 }
 
 /// SQL functions the commands call, with arguments that match their
@@ -159,19 +150,24 @@ const RPC_PROBES: &[(&str, &str)] = &[
 ];
 
 async fn wait_for_rpc(stack: &Stack, function: &str, args: &str) {
-    let http = reqwest::Client::new();
-    let mut last = String::new();
-    for _ in 0..100 {
-        match http
+    wait_until_known(&format!("rpc/{function}"), || {
+        reqwest::Client::new()
             .post(format!("{}/rest/v1/rpc/{function}", stack.url))
             .header("apikey", &stack.anon_key)
             .header("Content-Type", "application/json")
             .body(args.to_string())
-            .send()
-            .await
-        {
+    })
+    .await
+}
+
+/// Sends `request` until the REST server answers neither 404 nor 5xx (it
+/// knows the object), for up to 10 s; then the stack is down.
+async fn wait_until_known(what: &str, request: impl Fn() -> reqwest::RequestBuilder) {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match request().send().await {
             Ok(r) if r.status().as_u16() != 404 && r.status().as_u16() < 500 => return,
-            Ok(r) => last = format!("rpc/{function}: HTTP {}", r.status()),
+            Ok(r) => last = format!("{what}: HTTP {}", r.status()),
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -197,16 +193,20 @@ pub struct User {
 pub async fn new_user(stack: &Stack) -> User {
     let id = Uuid::new_v4();
     let email = format!("{}@example.test", id.simple());
-    admin_to(&stack.db_url)
-        .await
+    insert_user(&admin_to(&stack.db_url).await, id, &email).await;
+    let token = sign(stack, &id, &email, 3600);
+    User { id, email, token }
+}
+
+/// A row in `auth.users` of the database `client` is connected to.
+pub async fn insert_user(client: &Client, id: Uuid, email: &str) {
+    client
         .execute(
             "insert into auth.users (id, email) values ($1, $2)",
             &[&id, &email],
         )
         .await
         .expect("creating a user in auth.users");
-    let token = sign(stack, &id, &email, 3600);
-    User { id, email, token }
 }
 
 /// An HS256 access token as Supabase Auth issues them.
@@ -264,25 +264,90 @@ pub async fn rest(
     (status, value)
 }
 
+/// The mailsync binary the tests run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mailsync");
+
+/// A mailsync process isolated from the machine: run in `dir` (no stray
+/// .env), its sessions in `dir/config` (no saved session of the machine's
+/// user), no inherited access token, no colour, stdin closed, aimed at
+/// `url` with `anon_key`. Callers add arguments and environment, then
+/// `output()` or `spawn()` it.
+pub fn command_for(url: &str, anon_key: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd, url, anon_key, dir);
+    cmd
+}
+
+/// [`command_for`] the local stack, its database URL included.
+pub fn command(stack: &Stack, dir: &Path) -> Command {
+    let mut cmd = command_for(&stack.url, &stack.anon_key, dir);
+    cmd.env("SUPABASE_DB_URL", &stack.db_url);
+    cmd
+}
+
+fn isolate(cmd: &mut Command, url: &str, anon_key: &str, dir: &Path) {
+    cmd.current_dir(dir)
+        .env_remove("MAILSYNC_ACCESS_TOKEN")
+        .env("MAILSYNC_CONFIG_DIR", dir.join("config"))
+        .env("SUPABASE_URL", url)
+        .env("SUPABASE_ANON_KEY", anon_key)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+}
+
 /// Runs the mailsync binary against the stack, from an empty directory (no
 /// stray .env), with only the given extra environment.
 pub fn mailsync(stack: &Stack, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailsync"));
-    cmd.args(args)
-        .current_dir(dir.path())
-        .env_remove("MAILSYNC_ACCESS_TOKEN")
-        // No saved session of the machine's user leaks into a test.
-        .env("MAILSYNC_CONFIG_DIR", dir.path().join("config"))
-        .env("SUPABASE_URL", &stack.url)
-        .env("SUPABASE_ANON_KEY", &stack.anon_key)
-        .env("SUPABASE_DB_URL", &stack.db_url)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
+    let mut cmd = command(stack, dir.path());
+    cmd.args(args).envs(extra_env.iter().copied());
     cmd.output().expect("running the mailsync binary")
+}
+
+/// Runs mailsync on a pseudo-terminal (util-linux `script`), isolated as
+/// [`command`] does, and types `answer` at its prompt after `wait`.
+pub fn on_terminal(
+    stack: &Stack,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+    answer: &str,
+    wait: Duration,
+) -> Output {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let line = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    isolate(&mut cmd, &stack.url, &stack.anon_key, dir.path());
+    cmd.env("SUPABASE_DB_URL", &stack.db_url)
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .expect("running `script` (util-linux) to get a terminal");
+    // Give the prompt time to appear before answering, as a person would.
+    std::thread::sleep(wait);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// The one JSON document a `--json` command printed on stdout.
+pub fn json_of(o: &Output) -> Value {
+    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -353,13 +418,10 @@ fn replace_db_name(url: &str, name: &str) -> String {
     parsed.to_string()
 }
 
-/// Runs `f` inside a transaction as `user` the way PostgREST does: the role
-/// switched to `authenticated` and `request.jwt.claims` set.
-pub async fn as_user_sql(
-    client: &mut Client,
-    user: &User,
-    sql: &str,
-) -> Vec<tokio_postgres::SimpleQueryMessage> {
+/// Opens a transaction acting as `user` the way PostgREST does: the role
+/// switched to `authenticated` and `request.jwt.claims` set. The caller
+/// commits it (or lets it roll back).
+pub async fn begin_as<'a>(client: &'a mut Client, user: &User) -> tokio_postgres::Transaction<'a> {
     let claims = json!({"sub": user.id.to_string(), "role": "authenticated", "email": user.email});
     let tx = client.transaction().await.unwrap();
     tx.execute(
@@ -371,6 +433,16 @@ pub async fn as_user_sql(
     tx.batch_execute("set local role authenticated")
         .await
         .unwrap();
+    tx
+}
+
+/// Runs `sql` in one transaction as `user` (see [`begin_as`]) and commits.
+pub async fn as_user_sql(
+    client: &mut Client,
+    user: &User,
+    sql: &str,
+) -> Vec<tokio_postgres::SimpleQueryMessage> {
+    let tx = begin_as(client, user).await;
     let rows = tx
         .simple_query(sql)
         .await

@@ -1,6 +1,6 @@
 //! `mailsync logout`: revoke the session on the server when reachable and
 //! delete it here. Server side: Supabase Auth `/auth/v1/logout`; client in
-//! `src/supabase/auth.rs`. Tests: `tests/auth.rs`.
+//! `src/supabase/auth.rs`. Tests: `tests/account.rs`.
 
 use std::path::PathBuf;
 

@@ -51,24 +51,14 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         }
     };
     let subject = subject.ok_or_else(|| Error::usage("--subject is required"))?;
-    let created: Vec<Campaign> = client
-        .execute(
-            client
-                .from("email_campaigns")
-                .select(CAMPAIGN_COLUMNS)
-                .insert(
-                    json!({"name": options.name, "subject": subject, "content": content})
-                        .to_string(),
-                ),
-            Some("return=representation"),
+    let campaign: Campaign = client
+        .insert_one(
+            "email_campaigns",
+            CAMPAIGN_COLUMNS,
+            &json!({"name": options.name, "subject": subject, "content": content}),
             "creating the campaign",
         )
-        .await?
-        .json("creating the campaign")?;
-    let campaign = created
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::data("creating the campaign: the server returned no row"))?;
+        .await?;
     if out.json {
         return out.json(&campaign);
     }

@@ -523,41 +523,23 @@ fn worker_id() -> String {
     format!("{host}:{}:{}", std::process::id(), &tag[..8])
 }
 
+/// The campaign named on the command line (the shared naming rule:
+/// id, unique id prefix or unique name); it must have been queued.
 async fn target_campaign(client: &RestClient, campaign: &str) -> Result<(Uuid, String)> {
-    let by_id = Uuid::parse_str(campaign).is_ok();
-    let found: Vec<Value> = client
-        .fetch(
-            client
-                .from("email_campaigns")
-                .select("id,name,status")
-                .eq(if by_id { "id" } else { "name" }, campaign),
-            "finding the campaign",
-        )
-        .await?;
-    let row = match found.len() {
-        0 => {
-            return Err(Error::failure(format!(
-                "no campaign {campaign:?} (mailsync campaigns list shows yours)"
-            )))
-        }
-        1 => &found[0],
-        n => {
-            return Err(Error::usage(format!(
-                "{n} campaigns are named {campaign:?}; name one by id (mailsync campaigns list)"
-            )))
-        }
-    };
-    let id = row["id"]
-        .as_str()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or_else(|| Error::failure("finding the campaign: the server's answer has no id"))?;
-    let status = row["status"].as_str().unwrap_or_default().to_string();
-    if status == "draft" || status == "scheduled" {
-        return Err(Error::failure(format!(
-            "campaign {campaign:?} is {status}: queue it first with `mailsync campaigns send {campaign}`"
+    let found = crate::supabase::lookup::campaign(client, campaign).await?;
+    let id = Uuid::parse_str(&found.id)
+        .map_err(|_| Error::data("finding the campaign: the server's answer has no id"))?;
+    if found.status.can_send() {
+        return Err(Error::refused(format!(
+            "campaign {:?} is {}: nothing is queued yet",
+            found.name, found.status
+        ))
+        .with_hint(format!(
+            "queue it first: mailsync campaigns send {}",
+            found.id
         )));
     }
-    Ok((id, status))
+    Ok((id, found.status.as_str().to_string()))
 }
 
 async fn pending_count(client: &RestClient, campaign: Option<Uuid>) -> Result<u64> {

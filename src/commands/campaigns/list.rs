@@ -27,6 +27,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return out.json(&rows);
     }
     let mut table = out.table([
+        "id",
         "name",
         "status",
         "created",
@@ -39,6 +40,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     ]);
     for c in &rows {
         table.add_row(vec![
+            crate::supabase::lookup::short_id(&c.campaign_id).to_string(),
             c.campaign_name.clone(),
             c.campaign_status.to_string(),
             timestamp_cell(&c.created_at),

@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::domain::{Campaign, CampaignStatus};
+use crate::domain::CampaignStatus;
 use crate::error::{Error, Result};
-use crate::output::{timestamp_cell, Output};
+use crate::output::Output;
 use crate::supabase::rest::RestClient;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The campaign: its id, or its name when unique.
+    /// The campaign: its id, a unique id prefix, or its unique name.
     pub campaign: String,
     /// Only the contacts of this organisation.
     pub organization: Option<String>,
@@ -36,7 +36,7 @@ pub struct Queued {
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     let client = crate::supabase::user::user_client(config, out).await?;
-    let target = resolve(&client, &options.campaign).await?;
+    let target = crate::supabase::lookup::campaign(&client, &options.campaign).await?;
     let name = &target.name;
     if !target.status.can_send() {
         return Err(Error::refused(format!(
@@ -61,7 +61,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 .unwrap_or_default()
         );
         if !out.confirm(&question, &no_terminal)? {
-            return Err(Error::failure("not sent; nothing was queued"));
+            out.note("Not sent: nothing changed.");
+            return Ok(());
         }
     }
     let mut args = json!({ "campaign": target.id });
@@ -88,30 +89,6 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     ));
     out.print("Follow it with: mailsync campaigns watch --until-done");
     Ok(())
-}
-
-/// A campaign named by id or by (unique) name.
-async fn resolve(client: &RestClient, campaign: &str) -> Result<Campaign> {
-    let by_id = uuid::Uuid::parse_str(campaign).is_ok();
-    let query = client
-        .from("email_campaigns")
-        .select("id,name,subject,status,created_at,started_at,completed_at")
-        .eq(if by_id { "id" } else { "name" }, campaign)
-        .order("created_at.desc");
-    let mut found: Vec<Campaign> = client.fetch(query, "finding the campaign").await?;
-    match found.len() {
-        0 => Err(Error::failure(format!("no campaign {campaign:?}"))
-            .with_hint("mailsync campaigns list shows yours")),
-        1 => Ok(found.remove(0)),
-        n => Err(Error::usage(format!(
-            "{n} campaigns are named {campaign:?}; name one by id: {}",
-            found
-                .iter()
-                .map(|c| format!("{} ({}, {})", c.id, c.status, timestamp_cell(&c.created_at)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
 }
 
 /// The recipients `send_campaign` would queue: the user's contacts, of the

@@ -2,7 +2,8 @@
 //! email (keyset paging, so the millionth contact costs what the first does,
 //! and the server's row cap never truncates the answer).
 //! Server side: tables `contacts` and `organizations` in
-//! `sql/MASTER-DATABASE.sql`. Tests: `tests/contacts.rs`.
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`
+//! (`contacts_list_pages_past_the_servers_row_cap_and_filters_by_organisation`).
 
 use crate::config::Config;
 use crate::domain::Contact;

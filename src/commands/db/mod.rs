@@ -88,7 +88,7 @@ pub async fn run_in_transaction(
     verb: &str,
 ) -> Result<SchemaReport> {
     let started = Instant::now();
-    let (mut client, target) = connect(&config.db_url.value).await?;
+    let (mut client, target) = connect(&config.db_url.value, out).await?;
     let failed = |e: tokio_postgres::Error| {
         Error::refused(format!(
             "{verb} of {target} failed and was rolled back, nothing changed: {}",

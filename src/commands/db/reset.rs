@@ -1,11 +1,11 @@
 //! `mailsync db reset`: drop the mailsync schema and create it again, in one
 //! transaction, after a confirmation. Every mailsync row is deleted.
 //! Server side: `sql/MASTER-CLEAN.sql` then `sql/MASTER-DATABASE.sql`,
-//! counted by `sql/db/inventory.sql`. Tests: `tests/db_commands.rs`.
+//! counted by `sql/db/inventory.sql`. Tests: `tests/db.rs`.
 
 use super::{print_dry_run, print_report, run_in_transaction, CLEAN, SCHEMA};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::Output;
 use crate::postgres::Target;
 
@@ -29,7 +29,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             &format!("refusing to reset {target} without confirmation: no terminal to ask on; pass --yes to reset unattended (nothing was changed)"),
         )?;
         if !asked {
-            return Err(Error::failure("reset cancelled; nothing was changed"));
+            out.note("Reset cancelled: nothing changed.");
+            return Ok(());
         }
     }
     let report = run_in_transaction(config, out, &[CLEAN, SCHEMA], "reset").await?;

@@ -3,7 +3,7 @@
 //! grants, pinned `search_path`, indexed foreign keys, the counters behind
 //! the views). Read-only; exit 4 on drift.
 //! Server side: the checks are SQL in `sql/db/verify.sql` and
-//! `sql/db/verify-counters.sql`. Tests: `tests/db_commands.rs`.
+//! `sql/db/verify-counters.sql`. Tests: `tests/db.rs`.
 
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -47,7 +47,7 @@ impl VerifyReport {
 }
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
-    let report = verify(config).await?;
+    let report = verify(config, out).await?;
     if out.json {
         out.json(&report)?;
     } else {
@@ -73,8 +73,8 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     Ok(())
 }
 
-pub async fn verify(config: &Config) -> Result<VerifyReport> {
-    let (client, target) = connect(&config.db_url.value).await?;
+pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
+    let (client, target) = connect(&config.db_url.value, out).await?;
     let failed = |e: tokio_postgres::Error| {
         Error::refused(format!("verifying {target}: {}", describe_db_error(&e)))
     };

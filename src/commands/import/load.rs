@@ -14,7 +14,7 @@ use super::reader::Workbook;
 use super::report::Report;
 use super::validate::{classify, Classified};
 use super::Scan;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::supabase::rest::RestClient;
 
@@ -150,10 +150,7 @@ pub async fn send(
             Ok(response) => response.json(&what)?,
             Err(e) => {
                 progress.finish_and_clear();
-                return Err(e.with_hint(format!(
-                    "rows before {} are imported; run the same command again to finish (nothing is duplicated)",
-                    batch.first_row
-                )));
+                return Err(after_failed_batch(e, batch.first_row, report.written() > 0));
             }
         };
         report.add(&counts);
@@ -162,6 +159,31 @@ pub async fn send(
     progress.finish_and_clear();
     report.elapsed = started.elapsed();
     Ok(Sent::All)
+}
+
+/// The advice after a batch failed: a re-run only where one can help (the
+/// connection failed); a refused token keeps its own advice.
+fn after_failed_batch(e: Error, first_row: u32, written: bool) -> Error {
+    use crate::error::ErrorKind;
+    match (e.kind(), written) {
+        (ErrorKind::Config, _) => e,
+        (ErrorKind::Unreachable | ErrorKind::Failure, true) => e.with_hint(format!(
+            "rows before {first_row} are imported; run the same command again to finish (nothing is duplicated)"
+        )),
+        (ErrorKind::Unreachable | ErrorKind::Failure, false) => {
+            e.with_hint("nothing was imported; run the same command again when the server answers")
+        }
+        (_, true) => {
+            let hint = e.hint().map(|h| format!("{h}; ")).unwrap_or_default();
+            e.with_hint(format!(
+                "{hint}rows before {first_row} are imported; once this is fixed, importing the file again adds the rest (nothing is duplicated)"
+            ))
+        }
+        (_, false) => {
+            let hint = e.hint().map(|h| format!("{h}; ")).unwrap_or_default();
+            e.with_hint(format!("{hint}nothing was imported"))
+        }
+    }
 }
 
 fn bar(out: &Output, total: u64) -> ProgressBar {

@@ -14,6 +14,7 @@
 //! Server side: `import_contacts(rows)` and `import_rows(rows)` in
 //! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`, `tests/import_fuzz.rs`.
 
+pub mod encoding;
 pub mod load;
 pub mod reader;
 pub mod report;
@@ -38,6 +39,8 @@ use validate::{classify, is_email, resolve_columns, Classified, ColumnSpec, Colu
 pub struct Options {
     pub file: PathBuf,
     pub sheet: Option<String>,
+    /// CSV only: the text encoding, instead of detecting it.
+    pub encoding: Option<String>,
     pub org_column: String,
     pub email_column: String,
     pub dry_run: bool,
@@ -64,7 +67,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 
     let path = options.file.clone();
     let sheet = options.sheet.clone();
-    let book = blocking(move || Workbook::open(&path, sheet.as_deref())).await?;
+    let encoding = options.encoding.clone();
+    let book = blocking(move || {
+        Workbook::open(&path, sheet.as_deref())?.with_encoding(encoding.as_deref())
+    })
+    .await?;
     let scan = {
         let book = book.clone();
         let progress = spinner(out, &format!("Reading {}", book.sheet));
@@ -171,10 +178,13 @@ pub fn scan(
         winners: HashMap::new(),
     };
     let mut widest = first.cells.len();
+    let header = is_header.then(|| first.clone());
+    let mut email_like = EmailLike::default();
     let first_data = if is_header { None } else { Some(Ok(first)) };
     for row in first_data.into_iter().chain(rows) {
         let row = row?;
         widest = widest.max(row.cells.len());
+        email_like.count(&row);
         scan.rows += 1;
         if scan.rows % 4096 == 0 {
             progress.set_position(scan.rows);
@@ -197,13 +207,122 @@ pub fn scan(
         )));
     }
     if widest <= columns.email && scan.winners.is_empty() {
-        return Err(Error::data(format!(
-            "{file}: sheet {:?} has no column {} (the email column); pass --email-column",
+        let last = validate::column_letter(widest.saturating_sub(1));
+        let err = Error::data(format!(
+            "{file}: sheet {:?} has no column {} (the email column): its rows have {widest} column{} (A to {last})",
             book.sheet,
-            validate::column_letter(columns.email)
-        )));
+            validate::column_letter(columns.email),
+            if widest == 1 { "" } else { "s" },
+        ));
+        return Err(match email_like.best(columns.email) {
+            Some(hint) => err.with_hint(hint),
+            None => err.with_hint(format!(
+                "pass --email-column with a column from A to {last}"
+            )),
+        });
+    }
+    let data = scan.rows - scan.blank;
+    let rejected = scan.rejects.len() as u64;
+    if scan.winners.is_empty() || (data >= 10 && rejected * 10 >= data * 9) {
+        return Err(mostly_rejected(
+            &file,
+            &scan,
+            header.as_ref(),
+            data,
+            rejected,
+            &email_like,
+        ));
     }
     Ok(scan)
+}
+
+/// For each column, how many of the first data rows hold an email.
+#[derive(Default)]
+struct EmailLike {
+    rows: u64,
+    columns: Vec<u64>,
+}
+
+impl EmailLike {
+    const SAMPLE: u64 = 1000;
+
+    fn count(&mut self, row: &SheetRow) {
+        if self.rows >= Self::SAMPLE || row.cells.iter().all(|c| c.trim().is_empty()) {
+            return;
+        }
+        self.rows += 1;
+        for (i, cell) in row.cells.iter().enumerate() {
+            if is_email(cell) {
+                if self.columns.len() <= i {
+                    self.columns.resize(i + 1, 0);
+                }
+                self.columns[i] += 1;
+            }
+        }
+    }
+
+    /// `column C looks like emails: try --email-column C`, when another
+    /// column than `used` holds emails in most rows.
+    fn best(&self, used: usize) -> Option<String> {
+        let (column, hits) = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != used)
+            .max_by_key(|(_, hits)| **hits)?;
+        (*hits * 2 > self.rows).then(|| {
+            let letter = validate::column_letter(column);
+            format!("column {letter} looks like emails: try --email-column {letter}")
+        })
+    }
+}
+
+/// An import that would reject every row, or nearly all: what the header
+/// row said and which column was read, so that the fix is one flag away.
+fn mostly_rejected(
+    file: &str,
+    scan: &Scan,
+    header: Option<&SheetRow>,
+    data: u64,
+    rejected: u64,
+    email_like: &EmailLike,
+) -> Error {
+    let named = |i: usize| -> String {
+        match header.map(|h| h.cell(i).trim()).filter(|t| !t.is_empty()) {
+            Some(name) => format!("{} ({name:?})", validate::column_letter(i)),
+            None => validate::column_letter(i),
+        }
+    };
+    let seen = match header {
+        Some(h) => format!(
+            "header row {}: {}",
+            h.row,
+            h.cells
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.trim().is_empty())
+                .map(|(i, c)| format!("{} {:?}", validate::column_letter(i), c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "no header row".to_string(),
+    };
+    let why = scan
+        .rejects
+        .first()
+        .map(|r| format!("; first reason: row {} {}", r.row, r.reason))
+        .unwrap_or_default();
+    let err = Error::check_failed(format!(
+        "{file}: {rejected} of {data} rows rejected, nothing was imported ({seen}; emails read from column {}, organisations from column {}{why})",
+        named(scan.columns.email),
+        named(scan.columns.organization),
+    ));
+    match email_like.best(scan.columns.email) {
+        Some(hint) => err.with_hint(hint),
+        None => err.with_hint(
+            "check the rows with --dry-run --rejects rejects.csv; choose the columns with --email-column and --org-column",
+        ),
+    }
 }
 
 fn spinner(out: &Output, message: &str) -> ProgressBar {

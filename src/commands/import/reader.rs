@@ -69,6 +69,8 @@ pub struct Workbook {
     pub format: Format,
     pub sheet: String,
     pub sheets: Vec<String>,
+    /// For CSV: the encoding `--encoding` forced (else detected).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl Workbook {
@@ -124,7 +126,16 @@ impl Workbook {
             format,
             sheet,
             sheets,
+            encoding: None,
         })
+    }
+
+    /// Reads a CSV file as `label` (`--encoding`) instead of detecting it.
+    pub fn with_encoding(mut self, label: Option<&str>) -> Result<Self> {
+        if let Some(label) = label {
+            self.encoding = Some(super::encoding::parse(label)?);
+        }
+        Ok(self)
     }
 
     /// A fresh pass over the sheet's rows, in order. Empty rows inside the
@@ -303,13 +314,14 @@ fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
 }
 
 fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
-    let mut file = File::open(&book.path).map_err(|e| file_error(&book.path, &e))?;
+    let (encoding, bom) = super::encoding::detect(&book.path, book.encoding)?;
+    let mut text = super::encoding::utf8_reader(&book.path, encoding, bom)?;
     // Spreadsheets saved as CSV in much of Europe separate with `;`.
-    let mut head = vec![0u8; 8192];
-    let n = file
-        .read(&mut head)
+    let mut head = Vec::with_capacity(8192);
+    text.by_ref()
+        .take(8192)
+        .read_to_end(&mut head)
         .map_err(|e| file_error(&book.path, &e))?;
-    head.truncate(n);
     let first_line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
     let count = |c: u8| first_line.iter().filter(|b| **b == c).count();
     let delimiter = [b',', b';', b'\t']
@@ -317,12 +329,11 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
         .max_by_key(|c| count(*c))
         .filter(|c| count(*c) > 0)
         .unwrap_or(b',');
-    let file = File::open(&book.path).map_err(|e| file_error(&book.path, &e))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(BufReader::new(file));
+        .from_reader(BufReader::new(std::io::Cursor::new(head).chain(text)));
     let mut record = csv::ByteRecord::new();
     let mut number = 0u32;
     loop {
@@ -338,18 +349,11 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
             }
         }
         number += 1;
-        let mut cells: Vec<String> = record
+        let mut cells = record
             .iter()
             .take(MAX_COLUMNS)
-            .map(|field| String::from_utf8_lossy(field).into_owned())
-            .collect();
-        if number == 1 {
-            if let Some(first) = cells.first_mut() {
-                if let Some(stripped) = first.strip_prefix('\u{feff}') {
-                    *first = stripped.to_string();
-                }
-            }
-        }
+            .map(|field| super::encoding::cell_text(field, number, encoding, &book.path))
+            .collect::<Result<Vec<String>>>()?;
         while cells.last().is_some_and(|c| c.trim().is_empty()) {
             cells.pop();
         }

@@ -1,12 +1,12 @@
 //! `mailsync templates create`: a reusable subject and content.
 //! Server side: table `email_templates` (unique name per user) in
-//! `sql/MASTER-DATABASE.sql`. Tests: `tests/templates.rs`.
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns.rs`.
 
 use serde_json::json;
 
 use crate::config::Config;
 use crate::domain::{Content, Template};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::Output;
 
 #[derive(Debug, Clone)]
@@ -20,24 +20,14 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let content = options.content.read()?;
     let client = crate::supabase::user::user_client(config, out).await?;
     let name = &options.name;
-    let created: Vec<Template> = client
-        .execute(
-            client
-                .from("email_templates")
-                .select("id,name,subject,content,created_at")
-                .insert(
-                    json!({"name": name, "subject": options.subject, "content": content})
-                        .to_string(),
-                ),
-            Some("return=representation"),
+    let template: Template = client
+        .insert_one(
+            "email_templates",
+            "id,name,subject,content,created_at",
+            &json!({"name": name, "subject": options.subject, "content": content}),
             &format!("creating template {name:?}"),
         )
-        .await?
-        .json("creating the template")?;
-    let template = created
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::data("creating the template: the server returned no row"))?;
+        .await?;
     if out.json {
         return out.json(&template);
     }

@@ -8,7 +8,8 @@
 //! Server side: views `campaign_analytics` and `dashboard_analytics`, and the
 //! `supabase_realtime` publication of `emails_sent` and `email_campaigns`, in
 //! `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns.rs` (watch against the
-//! stack), `tests/watch_render.rs` (the screen), `tests/realtime.rs`.
+//! stack), `tests/campaigns_watch_render.rs` (the screen),
+//! `tests/campaigns_watch_realtime.rs`.
 
 pub mod data;
 pub mod render;

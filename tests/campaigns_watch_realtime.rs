@@ -304,15 +304,18 @@ async fn watch_coalesces_a_burst_of_changes_into_one_re_read() {
     let reads = Arc::new(AtomicUsize::new(0));
     let api = url::Url::parse(&stack.url).unwrap().port().unwrap();
     let mut server = server(true, Some((api, reads.clone()))).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
-        .args(["--json", "campaigns", "watch", "--mode", "realtime"])
-        .env("SUPABASE_URL", format!("http://127.0.0.1:{}", server.port))
-        .env("SUPABASE_ANON_KEY", &stack.anon_key)
-        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::from(common::command_for(
+        &format!("http://127.0.0.1:{}", server.port),
+        &stack.anon_key,
+        dir.path(),
+    ))
+    .args(["--json", "campaigns", "watch", "--mode", "realtime"])
+    .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+    .stdout(std::process::Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
     let (_, join) = next_frame(&mut server, "phx_join").await;
     assert_eq!(join["payload"]["access_token"], user.token.as_str());
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());

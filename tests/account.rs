@@ -126,13 +126,9 @@ fn run(
     env: &[(&str, &str)],
 ) -> std::process::Output {
     use std::io::Write;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"));
+    let mut cmd = common::command_for(url, ANON_KEY, config);
     cmd.args(args)
-        .env_remove("MAILSYNC_ACCESS_TOKEN")
-        .env("SUPABASE_URL", url)
-        .env("SUPABASE_ANON_KEY", ANON_KEY)
         .env("MAILSYNC_CONFIG_DIR", config)
-        .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -357,9 +353,17 @@ async fn logout_revokes_and_deletes_the_session_and_the_environment_token_wins()
     );
     assert_no_secret(&config, &[&access, ANON_KEY, "refresh-token-1"]);
 
-    let out = blocking(&url, dir.path(), &["logout"], &[]).await;
+    let out = blocking(&url, dir.path(), &["--json", "logout"], &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    let done = common::json_of(&out);
+    assert_eq!(
+        (&done["signed_in"], &done["revoked"]),
+        (&json!(true), &json!(true)),
+        "{done}"
+    );
     assert!(session_files(dir.path()).is_empty());
+    let again = common::json_of(&blocking(&url, dir.path(), &["--json", "logout"], &[]).await);
+    assert_eq!(again["signed_in"], json!(false), "{again}");
     let (what, _, _, authorization) = state.lock().unwrap().requests.last().unwrap().clone();
     assert_eq!(
         (what.as_str(), authorization.as_str()),
@@ -393,14 +397,10 @@ async fn unreachable_auth_and_a_missing_key_exit_3_naming_what_to_fix() {
     );
     assert_no_secret(&o, &["pw-secret-xyz"]);
 
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"));
-    let o = cmd
+    let o = common::command_for("https://abcdefgh.supabase.co", "", dir.path())
         .args(["login", "--email", "a@b.fr", "--password-stdin"])
         .env_remove("SUPABASE_ANON_KEY")
-        .env("SUPABASE_URL", "https://abcdefgh.supabase.co")
         .env("MAILSYNC_CONFIG_DIR", dir.path())
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
@@ -409,11 +409,10 @@ async fn unreachable_auth_and_a_missing_key_exit_3_naming_what_to_fix() {
 
 #[test]
 fn completions_and_every_help_have_what_they_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mailsync = || common::command_for("http://127.0.0.1:1", ANON_KEY, dir.path());
     for shell in ["bash", "zsh", "fish", "powershell"] {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
-            .args(["completions", shell])
-            .output()
-            .unwrap();
+        let o = mailsync().args(["completions", shell]).output().unwrap();
         assert!(
             o.status.success() && stdout(&o).contains("mailsync"),
             "{shell}"
@@ -441,10 +440,7 @@ fn completions_and_every_help_have_what_they_promise() {
     for args in commands {
         let mut full = args.to_vec();
         full.push("--help");
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
-            .args(&full)
-            .output()
-            .unwrap();
+        let o = mailsync().args(&full).output().unwrap();
         let help = stdout(&o);
         assert!(
             help.contains("Examples:") && help.contains("mailsync "),

@@ -1,0 +1,167 @@
+//! The local stack as it is running: what `scripts/local-stack.sh` would
+//! print for `env`, so that the binary and the script never disagree.
+//!
+//! The script's rules, followed here: the stack directory is
+//! `MAILSYNC_STACK_DIR`, else `.local-stack` at the repository's root; the
+//! ports are `MAILSYNC_API_PORT` (54321) and `MAILSYNC_DB_PORT` (54322). When
+//! the stack has been started, `up` leaves its `env` lines in
+//! `<stack dir>/stack.env` (the anon key and the database password it really
+//! uses); they are read from there, never assumed. Without that file, the
+//! password is the stack's `db-password` file when there is one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{LOCAL_ANON_KEY, LOCAL_DB_URL, LOCAL_SUPABASE_URL};
+
+pub const ENV_STACK_DIR: &str = "MAILSYNC_STACK_DIR";
+pub const ENV_API_PORT: &str = "MAILSYNC_API_PORT";
+pub const ENV_DB_PORT: &str = "MAILSYNC_DB_PORT";
+/// The file `scripts/local-stack.sh up` writes in the stack directory.
+pub const STATE_FILE: &str = "stack.env";
+/// The database password the script generates for the stack.
+pub const PASSWORD_FILE: &str = "db-password";
+
+/// Where the local stack is, and what told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalStack {
+    pub url: String,
+    pub anon_key: String,
+    pub db_url: String,
+    /// Why these values: the state file and/or the port variables.
+    pub origin: String,
+}
+
+/// The local stack for this environment (`env` looks variables up), starting
+/// the search for `.local-stack` at `cwd`.
+pub fn resolve(env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> LocalStack {
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let dir = var(ENV_STACK_DIR)
+        .map(PathBuf::from)
+        .or_else(|| find_stack_dir(cwd));
+    let state = dir
+        .as_deref()
+        .map(|d| d.join(STATE_FILE))
+        .and_then(|p| read_state(&p).map(|vars| (p, vars)));
+
+    let mut url = state
+        .as_ref()
+        .and_then(|(_, v)| v.get("SUPABASE_URL").cloned())
+        .unwrap_or_else(|| LOCAL_SUPABASE_URL.to_string());
+    let anon_key = state
+        .as_ref()
+        .and_then(|(_, v)| v.get("SUPABASE_ANON_KEY").cloned())
+        .unwrap_or_else(|| LOCAL_ANON_KEY.to_string());
+    // Without the state of `up`: the stack's own password file, if any.
+    let password = dir
+        .as_deref()
+        .and_then(|d| std::fs::read_to_string(d.join(PASSWORD_FILE)).ok())
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty());
+    let mut db_url = state
+        .as_ref()
+        .and_then(|(_, v)| v.get("SUPABASE_DB_URL").cloned())
+        .or_else(|| {
+            let mut url = url::Url::parse(LOCAL_DB_URL).ok()?;
+            url.set_password(Some(password.as_deref()?)).ok()?;
+            Some(url.to_string())
+        })
+        .unwrap_or_else(|| LOCAL_DB_URL.to_string());
+
+    let mut origin = Vec::new();
+    if let Some((path, _)) = &state {
+        origin.push(path.display().to_string());
+    }
+    // The port variables win, as they do in the script.
+    if let Some(port) = var(ENV_API_PORT).and_then(|p| p.trim().parse::<u16>().ok()) {
+        url = with_port(&url, port);
+        origin.push(ENV_API_PORT.to_string());
+    }
+    if let Some(port) = var(ENV_DB_PORT).and_then(|p| p.trim().parse::<u16>().ok()) {
+        db_url = with_port(&db_url, port);
+        origin.push(ENV_DB_PORT.to_string());
+    }
+    LocalStack {
+        url,
+        anon_key,
+        db_url,
+        origin: if origin.is_empty() {
+            "default (local stack)".to_string()
+        } else {
+            format!("local stack ({})", origin.join(", "))
+        },
+    }
+}
+
+/// `.local-stack` in `start` or the nearest ancestor that has one.
+fn find_stack_dir(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|d| d.join(".local-stack"))
+        .find(|d| d.is_dir())
+}
+
+fn read_state(path: &Path) -> Option<HashMap<String, String>> {
+    let iter = dotenvy::from_path_iter(path).ok()?;
+    Some(iter.filter_map(|item| item.ok()).collect())
+}
+
+fn with_port(url: &str, port: u16) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_port(Some(port));
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn port_variables_move_both_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_of(&[
+            (ENV_STACK_DIR, dir.path().join("none").display().to_string()),
+            (ENV_API_PORT, "61321".into()),
+            (ENV_DB_PORT, "61322".into()),
+        ]);
+        let s = resolve(&env, dir.path());
+        assert_eq!(s.url, "http://127.0.0.1:61321");
+        assert_eq!(
+            s.db_url,
+            "postgresql://postgres:postgres@127.0.0.1:61322/postgres"
+        );
+        assert!(s.origin.contains("MAILSYNC_API_PORT"), "{}", s.origin);
+    }
+
+    #[test]
+    fn the_state_file_gives_the_password_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = dir.path().join(".local-stack");
+        std::fs::create_dir(&stack).unwrap();
+        std::fs::write(
+            stack.join(STATE_FILE),
+            "export SUPABASE_URL='http://127.0.0.1:7001'\nexport SUPABASE_ANON_KEY='k1'\nexport SUPABASE_DB_URL='postgresql://postgres:s3cr3t@127.0.0.1:7002/postgres'\n",
+        )
+        .unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        let s = resolve(&env_of(&[]), &nested);
+        assert_eq!(s.url, "http://127.0.0.1:7001");
+        assert_eq!(s.anon_key, "k1");
+        assert!(s.db_url.contains("s3cr3t@127.0.0.1:7002"));
+        let s = resolve(&env_of(&[(ENV_DB_PORT, "7777".into())]), &nested);
+        assert!(s.db_url.contains("s3cr3t@127.0.0.1:7777"), "{}", s.db_url);
+    }
+}

@@ -1,0 +1,90 @@
+//! Errors a person can act on: the database's refusals as sentences about
+//! the user's objects (codes only under `-v`), and no advice that cannot work
+//! (a re-run after an expired token, `login` on a stack without Auth).
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{mailsync, new_user, stderr};
+
+#[tokio::test]
+async fn a_duplicate_template_name_is_a_sentence_and_the_code_is_for_v() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let token = [("MAILSYNC_ACCESS_TOKEN", user.token.as_str())];
+    let args = [
+        "templates",
+        "create",
+        "--name",
+        "Welcome",
+        "--subject",
+        "Hi",
+        "--content",
+        "Hello",
+    ];
+    let first = mailsync(&stack, &args, &token);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = mailsync(&stack, &args, &token);
+    let err = stderr(&again);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(err.contains("you already have a template"), "{err}");
+    assert!(!err.contains("23505"), "{err}");
+    assert!(!err.contains("email_templates_user_name_key"), "{err}");
+
+    let mut verbose = vec!["-v"];
+    verbose.extend_from_slice(&args);
+    let again = mailsync(&stack, &verbose, &token);
+    let err = stderr(&again);
+    assert!(err.contains("detail: code 23505"), "{err}");
+}
+
+#[tokio::test]
+async fn an_expired_token_gets_a_new_token_not_a_re_run() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let expired = common::sign(&stack, &user.id, &user.email, -120);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    std::fs::write(&file, "Org,Email\nAcme,a@example.test\n").unwrap();
+    let o = mailsync(
+        &stack,
+        &["import", file.to_str().unwrap()],
+        &[("MAILSYNC_ACCESS_TOKEN", &expired)],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(!err.contains("run the same command again"), "{err}");
+    assert!(!err.contains("mailsync login"), "no Auth locally: {err}");
+    assert!(err.contains("scripts/local-stack.sh token"), "{err}");
+}
+
+#[tokio::test]
+async fn login_on_a_stack_without_auth_says_so() {
+    let stack = common::ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+        .args(["login", "--email", "a@example.test", "--password-stdin"])
+        .current_dir(dir.path())
+        .env("MAILSYNC_CONFIG_DIR", dir.path().join("config"))
+        .env("SUPABASE_URL", &stack.url)
+        .env("SUPABASE_ANON_KEY", &stack.anon_key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"secret-password\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("has no Auth server"), "{err}");
+    assert!(err.contains("scripts/local-stack.sh token"), "{err}");
+    assert!(!err.contains("secret-password"), "{err}");
+}
