@@ -11,7 +11,13 @@
 -- Run MASTER-DATABASE.sql afterwards (`mailsync db reset` runs both in one
 -- transaction).
 
+drop function if exists public.claim_emails(uuid, integer, integer, text, text, boolean);
+drop function if exists public.record_email_outcomes(jsonb, text);
+drop function if exists public.extend_email_leases(uuid[], text, integer);
+drop function if exists public.unknown_emails(uuid, integer);
 drop function if exists public.send_campaign(uuid, text);
+drop function if exists public.queue_campaign_page(uuid, text, integer);
+drop function if exists public.resolve_send_organization(uuid, text);
 drop function if exists public.import_contacts(jsonb);
 drop function if exists public.import_rows(jsonb);
 
@@ -19,6 +25,9 @@ drop view if exists public.dashboard_analytics;
 drop view if exists public.contact_analytics;
 drop view if exists public.campaign_analytics;
 
+drop table if exists public.campaign_live;
+drop table if exists public.campaign_sends;
+drop table if exists public.suppressions;
 drop table if exists public.user_daily_sent_counts;
 drop table if exists public.campaign_email_counts;
 drop table if exists public.emails_sent;
@@ -39,3 +48,5 @@ drop function if exists public.count_updated_emails();
 drop function if exists public.count_deleted_emails();
 drop function if exists public.clear_email_counts();
 drop function if exists public.counter_shard();
+drop function if exists public.track_campaign_live();
+drop function if exists public.normalize_suppression();

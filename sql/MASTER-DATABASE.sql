@@ -413,6 +413,15 @@ begin
   having sum(d.sign) <> 0
   order by 1, 2
   on conflict (user_id, day, shard) do update set emails = u.emails + excluded.emails;
+  -- Tell live watchers (see campaign_live below), at most once a second.
+  update public.campaign_live l
+     set changed_at = pg_catalog.clock_timestamp()
+   where l.id in (
+     select k.id from public.campaign_live k
+     where k.campaign_id in (select distinct r.campaign_id from new_rows r)
+       and k.changed_at < pg_catalog.clock_timestamp() - interval '1 second'
+     order by k.id
+     for update skip locked);
   return null;
 end;
 $$;
@@ -468,6 +477,15 @@ begin
   having sum(d.sign) <> 0
   order by 1, 2
   on conflict (user_id, day, shard) do update set emails = u.emails + excluded.emails;
+  -- Tell live watchers (see campaign_live below), at most once a second.
+  update public.campaign_live l
+     set changed_at = pg_catalog.clock_timestamp()
+   where l.id in (
+     select k.id from public.campaign_live k
+     where k.campaign_id in (select distinct r.campaign_id from new_rows r)
+       and k.changed_at < pg_catalog.clock_timestamp() - interval '1 second'
+     order by k.id
+     for update skip locked);
   return null;
 end;
 $$;
@@ -518,6 +536,15 @@ begin
   having sum(d.sign) <> 0
   order by 1, 2
   on conflict (user_id, day, shard) do update set emails = u.emails + excluded.emails;
+  -- Tell live watchers (see campaign_live below), at most once a second.
+  update public.campaign_live l
+     set changed_at = pg_catalog.clock_timestamp()
+   where l.id in (
+     select k.id from public.campaign_live k
+     where k.campaign_id in (select distinct r.campaign_id from old_rows r)
+       and k.changed_at < pg_catalog.clock_timestamp() - interval '1 second'
+     order by k.id
+     for update skip locked);
   return null;
 end;
 $$;
@@ -774,12 +801,237 @@ grant execute on function public.import_rows(jsonb), public.import_contacts(json
 -- Campaigns (`mailsync campaigns send`, "Campagne terminée")
 -- ---------------------------------------------------------------------------
 
--- Queues a campaign in one call, as the caller (security invoker: RLS
+-- Queueing a campaign's emails, in pages (`mailsync campaigns send`).
+--
+-- Hosted Supabase stops any API request after 8 s, and queueing costs about
+-- 20 µs per email: one statement cannot queue a million recipients. So a
+-- send is a sequence of calls to `queue_campaign_page`, each queueing the
+-- next page of the caller's contacts in contact-id order (a keyset cursor),
+-- each well under a second. The cursor lives in `campaign_sends`, written in
+-- the same transaction as the page's emails, and every call locks the
+-- campaign row first: a page is queued exactly once, whoever calls, however
+-- often a call is retried, and whether or not the caller saw the answer.
+--
+-- States of a campaign being sent:
+--   * `draft`/`scheduled`, no `campaign_sends` row: not being sent.
+--   * `draft`/`scheduled` with a `campaign_sends` row whose `queued_at` is
+--     null: being queued. Its emails so far are `pending`, but the campaign
+--     is not `sending` yet: it does not count as active and cannot be
+--     completed. Calling `queue_campaign_page` again (`mailsync campaigns
+--     send` again, by anyone of that user) continues where it stopped.
+--   * `sending`, `queued_at` set: fully queued. The last page moves the
+--     campaign to `sending` (and straight to `sent` if every email is
+--     already settled); from there "Campagne terminée" completes it as before.
+--   * A call on a fully queued campaign changes nothing and answers what was
+--     queued (`done`, `queued_now` 0): a retried last page is not an error.
+-- A send that finds no recipient at all leaves the campaign as it was (no
+-- `campaign_sends` row) and answers `queued` 0.
+-- Contacts created while a send is being queued are included when their id
+-- sorts after the cursor, not otherwise.
+
+create table if not exists public.campaign_sends (
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  campaign_id uuid not null,
+  organization text,
+  -- Keyset cursor: the contacts with an id after this one remain to be scanned.
+  after_contact uuid,
+  contacts_scanned bigint not null default 0,
+  queued bigint not null default 0,
+  started_at timestamptz not null default now(),
+  queued_at timestamptz,
+  updated_at timestamptz not null default now(),
+  primary key (user_id, campaign_id),
+  constraint campaign_sends_campaign_fkey foreign key (user_id, campaign_id)
+    references public.email_campaigns (user_id, id) on delete cascade
+);
+
+alter table public.campaign_sends enable row level security;
+do $$
+declare
+  v text;
+begin
+  foreach v in array array['select', 'insert', 'update', 'delete'] loop
+    execute format('drop policy if exists %I on public.campaign_sends', 'campaign_sends_' || v || '_own');
+  end loop;
+end;
+$$;
+create policy campaign_sends_select_own on public.campaign_sends
+  for select to authenticated using (user_id = (select auth.uid()));
+create policy campaign_sends_insert_own on public.campaign_sends
+  for insert to authenticated with check (user_id = (select auth.uid()));
+create policy campaign_sends_update_own on public.campaign_sends
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+create policy campaign_sends_delete_own on public.campaign_sends
+  for delete to authenticated using (user_id = (select auth.uid()));
+revoke all on table public.campaign_sends from anon, public;
+grant select, insert, update, delete on table public.campaign_sends to authenticated, service_role;
+
+drop trigger if exists update_campaign_sends_updated_at on public.campaign_sends;
+create trigger update_campaign_sends_updated_at before update on public.campaign_sends
+  for each row execute function public.update_updated_at_column();
+
+-- The organisation a send is restricted to, as the caller named it, or null.
+create or replace function public.resolve_send_organization(me uuid, organization text)
+returns text
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+declare
+  org text;
+begin
+  organization := nullif(btrim(organization), '');
+  if organization is null then
+    return null;
+  end if;
+  select o.name into org
+  from public.organizations o
+  where o.user_id = me
+    and o.name_key = lower(btrim(regexp_replace(organization, '\s+', ' ', 'g')));
+  if not found then
+    raise exception 'no organisation named "%"', organization using errcode = 'P0001';
+  end if;
+  return org;
+end;
+$$;
+
+-- Queues the next page (at most `page_size` contacts scanned, 1..20000) of a
+-- campaign's send, as the caller (security invoker: RLS applies). Answers
+-- {"campaign_id", "name", "status", "organization", "queued" (emails queued
+-- by the whole send so far), "queued_now" (by this call), "contacts_scanned",
+-- "done"}. Call it until `done`.
+create or replace function public.queue_campaign_page(
+  campaign uuid, organization text default null, page_size integer default 5000)
+returns jsonb
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  me uuid := auth.uid();
+  target public.email_campaigns%rowtype;
+  job public.campaign_sends%rowtype;
+  org text;
+  size integer := least(greatest(coalesce(page_size, 5000), 1), 20000);
+  last_contact uuid;
+  scanned bigint;
+  queued_now bigint;
+  suppressed_now bigint;
+  finished boolean;
+begin
+  if me is null then
+    raise exception 'queue_campaign_page needs a signed-in user' using errcode = '42501';
+  end if;
+  -- Serialises the calls for one campaign (and `send_campaign`).
+  select * into target from public.email_campaigns c where c.id = campaign for no key update;
+  if not found then
+    raise exception 'no campaign with id %', campaign
+      using errcode = 'P0001', hint = 'mailsync campaigns list shows your campaigns';
+  end if;
+  select * into job from public.campaign_sends s where s.user_id = me and s.campaign_id = campaign;
+
+  if target.status not in ('draft', 'scheduled') then
+    if job.queued_at is not null then
+      -- Fully queued already (a retry of the last page, or a second run).
+      return jsonb_build_object(
+        'campaign_id', target.id, 'name', target.name, 'status', target.status,
+        'organization', job.organization, 'queued', job.queued, 'queued_now', 0,
+        'suppressed', job.suppressed,
+        'contacts_scanned', job.contacts_scanned, 'done', true);
+    end if;
+    raise exception 'campaign "%" is already %: nothing was queued', target.name, target.status
+      using errcode = 'P0001', hint = 'create a new campaign to send again';
+  end if;
+
+  org := public.resolve_send_organization(me, organization);
+  if job.campaign_id is null then
+    insert into public.campaign_sends (user_id, campaign_id, organization)
+    values (me, target.id, org)
+    returning * into job;
+  elsif job.organization is distinct from org then
+    raise exception 'campaign "%" is being queued %: continue it the same way',
+      target.name,
+      case when job.organization is null then 'to every contact'
+           else format('to organisation "%s"', job.organization) end
+      using errcode = 'P0001',
+            hint = case when job.organization is null then 'run mailsync campaigns send again without --organization'
+                        else format('run mailsync campaigns send again with --organization "%s"', job.organization) end;
+  end if;
+
+  -- The next page of contacts in id order; recipient_email and
+  -- recipient_organization are filled here, set-wise, so the per-row lookup
+  -- trigger has nothing to do.
+  with page as materialized (
+    select c.id, c.email, c.organization_name
+    from public.contacts c
+    where c.user_id = me
+      and (job.after_contact is null or c.id > job.after_contact)
+    order by c.id
+    limit size
+  ), inserted as (
+    insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
+    select me, target.id, p.id, p.email, p.organization_name
+    from page p
+    where (org is null or p.organization_name = org)
+      -- Unsubscribed or bounced addresses are left out (see suppressions).
+      and not exists (select 1 from public.suppressions s where s.user_id = me and s.email = p.email)
+    order by p.id
+    returning 1
+  )
+  select (select p.id from page p order by p.id desc limit 1),
+         (select count(*) from page),
+         (select count(*) from inserted),
+         (select count(*) from page p
+           where (org is null or p.organization_name = org)
+             and exists (select 1 from public.suppressions s where s.user_id = me and s.email = p.email))
+    into last_contact, scanned, queued_now, suppressed_now;
+
+  finished := scanned < size;
+  update public.campaign_sends s
+     set after_contact = coalesce(last_contact, s.after_contact),
+         contacts_scanned = s.contacts_scanned + scanned,
+         queued = s.queued + queued_now,
+         suppressed = s.suppressed + suppressed_now,
+         queued_at = case when finished then now() end
+   where s.user_id = me and s.campaign_id = target.id
+  returning * into job;
+
+  if finished then
+    if job.queued = 0 then
+      -- Nobody to send to: the campaign stays as it was.
+      delete from public.campaign_sends s where s.user_id = me and s.campaign_id = target.id;
+    else
+      update public.email_campaigns c
+         set status = case when exists (select 1 from public.emails_sent e
+                                         where e.campaign_id = target.id
+                                           and e.status in ('pending', 'sending'))
+                           then 'sending' else 'sent' end,
+             started_at = now(),
+             completed_at = case when exists (select 1 from public.emails_sent e
+                                               where e.campaign_id = target.id
+                                                 and e.status in ('pending', 'sending'))
+                                 then null else now() end
+       where c.id = target.id
+      returning c.status into target.status;
+    end if;
+  end if;
+
+  return jsonb_build_object(
+    'campaign_id', target.id, 'name', target.name, 'status', target.status,
+    'organization', job.organization, 'queued', job.queued, 'queued_now', queued_now,
+    'suppressed', job.suppressed,
+    'contacts_scanned', job.contacts_scanned, 'done', finished);
+end;
+$$;
+
+-- Queues a whole campaign in one call, as the caller (security invoker: RLS
 -- applies): one `pending` email per contact of the caller, or of one of
 -- their organisations, and the campaign moves to `sending`. All or nothing.
--- The campaign row is locked first, so two sends of one campaign cannot both
--- queue it; a campaign that is not `draft` or `scheduled` is refused and
--- nothing is created.
+-- For small lists and SQL users; past a few hundred thousand recipients one
+-- call outlasts hosted Supabase's 8-second API limit: use
+-- `queue_campaign_page`. A campaign that is not `draft` or `scheduled`, or
+-- whose paged send is under way, is refused and nothing is created.
 create or replace function public.send_campaign(campaign uuid, organization text default null)
 returns jsonb
 language plpgsql
@@ -791,11 +1043,12 @@ declare
   target public.email_campaigns%rowtype;
   org text;
   queued bigint;
+  left_out bigint;
 begin
   if me is null then
     raise exception 'send_campaign needs a signed-in user' using errcode = '42501';
   end if;
-  select * into target from public.email_campaigns c where c.id = campaign for update;
+  select * into target from public.email_campaigns c where c.id = campaign for no key update;
   if not found then
     raise exception 'no campaign with id %', campaign
       using errcode = 'P0001', hint = 'mailsync campaigns list shows your campaigns';
@@ -804,31 +1057,33 @@ begin
     raise exception 'campaign "%" is already %: nothing was queued', target.name, target.status
       using errcode = 'P0001', hint = 'create a new campaign to send again';
   end if;
-  organization := nullif(btrim(organization), '');
-  if organization is not null then
-    select o.name into org
-    from public.organizations o
-    where o.user_id = me
-      and o.name_key = lower(btrim(regexp_replace(organization, '\s+', ' ', 'g')));
-    if not found then
-      raise exception 'no organisation named "%"', organization using errcode = 'P0001';
-    end if;
+  if exists (select 1 from public.campaign_sends s where s.user_id = me and s.campaign_id = target.id) then
+    raise exception 'campaign "%" is being queued in pages: nothing was queued', target.name
+      using errcode = 'P0001', hint = 'continue it with mailsync campaigns send (or queue_campaign_page)';
   end if;
+  org := public.resolve_send_organization(me, organization);
 
-  -- recipient_email and recipient_organization are filled here, set-wise,
-  -- so the per-row lookup trigger has nothing to do.
   insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
   select me, target.id, c.id, c.email, c.organization_name
   from public.contacts c
   where c.user_id = me
-    and (org is null or c.organization_name = org);
+    and (org is null or c.organization_name = org)
+    -- Unsubscribed or bounced addresses are left out (see suppressions).
+    and not exists (select 1 from public.suppressions s where s.user_id = me and s.email = c.email);
   get diagnostics queued = row_count;
+  select count(*) into left_out
+  from public.contacts c
+  where c.user_id = me
+    and (org is null or c.organization_name = org)
+    and exists (select 1 from public.suppressions s where s.user_id = me and s.email = c.email);
   if queued = 0 then
     raise exception 'campaign "%" has no recipients%: nothing was queued', target.name,
       case when org is null then '' else format(' in organisation "%s"', org) end
       using errcode = 'P0001', hint = 'import contacts first: mailsync import FILE';
   end if;
 
+  insert into public.campaign_sends (user_id, campaign_id, organization, queued, queued_at, suppressed)
+  values (me, target.id, org, queued, now(), left_out);
   update public.email_campaigns c
      set status = 'sending', started_at = now(), completed_at = null
    where c.id = target.id;
@@ -838,6 +1093,7 @@ begin
     'name', target.name,
     'status', 'sending',
     'queued', queued,
+    'suppressed', left_out,
     'organization', org
   );
 end;
@@ -858,19 +1114,28 @@ $$;
 create or replace function public.complete_settled_campaign()
 returns trigger
 language plpgsql
+-- `security definer`: when Auth deletes a user (as `supabase_auth_admin`,
+-- which holds no privilege in `public`), the cascade's deferred events fire
+-- at commit as that role. The function touches only the campaign of the row
+-- that fired it, which belongs to the same user as that row.
+security definer
 set search_path = ''
 as $$
 declare
   campaign uuid := case when tg_op = 'DELETE' then old.campaign_id else new.campaign_id end;
-  done_key text := 'mailsync.checked_' || replace(campaign::text, '-', '');
+  -- The campaigns already checked by this transaction, in ONE
+  -- transaction-local setting (reset at commit or rollback): a pooled
+  -- connection keeps no per-campaign state from one transaction to the next.
+  checked text := coalesce(current_setting('mailsync.settled_checked', true), '');
 begin
-  if current_setting(done_key, true) = 'yes' then
+  if pg_catalog.strpos(checked, campaign::text) > 0 then
     return null;
   end if;
-  perform set_config(done_key, 'yes', true);
+  perform pg_catalog.set_config('mailsync.settled_checked', checked || campaign::text || ' ', true);
   -- `no key update`: it serialises the checks of one campaign, and does not
   -- conflict with the key-share locks that foreign-key checks (the counter
-  -- rows, new emails) take on the campaign.
+  -- rows, new emails) take on the campaign. A campaign deleted in this
+  -- transaction (a cascade from its user) is simply not found.
   perform 1 from public.email_campaigns c
    where c.id = campaign and c.status = 'sending'
      for no key update;
@@ -908,8 +1173,321 @@ create constraint trigger complete_settled_campaign_on_delete
 create index if not exists emails_sent_unsettled_idx
   on public.emails_sent (campaign_id) where status in ('pending', 'sending');
 
-revoke all on function public.send_campaign(uuid, text), public.complete_settled_campaign() from public, anon;
-grant execute on function public.send_campaign(uuid, text) to authenticated, service_role;
+revoke all on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
+  public.resolve_send_organization(uuid, text), public.complete_settled_campaign() from public, anon;
+revoke all on function public.complete_settled_campaign() from authenticated;
+grant execute on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
+  public.resolve_send_organization(uuid, text) to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------
+-- Live changes for `mailsync campaigns watch` (Supabase Realtime)
+--
+-- Realtime streams the tables of the `supabase_realtime` publication, checks
+-- every change against each subscriber's RLS, and caps a project's messages
+-- per second (100 on the Free plan); DELETE events skip RLS and go to every
+-- subscriber. So the watch does not listen to `emails_sent` (one message per
+-- email) or to any table whose deleted keys mean something: it listens to
+-- `campaign_live`, one row per campaign, whose key is a random id used
+-- nowhere else. The row changes when the campaign is created, renamed or
+-- changes status, and when its emails change, at most once a second per
+-- campaign (writers that find the row busy or fresh skip it). A watcher
+-- re-reads the analytics when a row changes, and once more a little over a
+-- second later, which catches what the once-a-second limit held back.
+-- ---------------------------------------------------------------------------
+
+create table if not exists public.campaign_live (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  campaign_id uuid not null,
+  campaign_status text not null,
+  changed_at timestamptz not null default pg_catalog.clock_timestamp(),
+  constraint campaign_live_campaign_key unique (campaign_id),
+  constraint campaign_live_campaign_fkey foreign key (user_id, campaign_id)
+    references public.email_campaigns (user_id, id) on delete cascade
+);
+create index if not exists campaign_live_user_campaign_idx on public.campaign_live (user_id, campaign_id);
+alter table public.campaign_live set (fillfactor = 50);
+alter table public.campaign_live enable row level security;
+drop policy if exists campaign_live_select_own on public.campaign_live;
+create policy campaign_live_select_own on public.campaign_live
+  for select to authenticated using (user_id = (select auth.uid()));
+revoke all on table public.campaign_live from anon, authenticated, public;
+grant select on table public.campaign_live to authenticated;
+grant select, insert, update, delete on table public.campaign_live to service_role;
+
+create or replace function public.track_campaign_live()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  insert into public.campaign_live as l (user_id, campaign_id, campaign_status, changed_at)
+  values (new.user_id, new.id, new.status, pg_catalog.clock_timestamp())
+  on conflict (campaign_id) do update
+    set campaign_status = excluded.campaign_status, changed_at = excluded.changed_at;
+  return null;
+end;
+$$;
+
+drop trigger if exists track_campaign_live_on_insert on public.email_campaigns;
+create trigger track_campaign_live_on_insert after insert on public.email_campaigns
+  for each row execute function public.track_campaign_live();
+drop trigger if exists track_campaign_live_on_update on public.email_campaigns;
+create trigger track_campaign_live_on_update after update of status, name on public.email_campaigns
+  for each row
+  when (old.status is distinct from new.status or old.name is distinct from new.name)
+  execute function public.track_campaign_live();
+revoke all on function public.track_campaign_live() from public, anon, authenticated;
+
+insert into public.campaign_live (user_id, campaign_id, campaign_status)
+select c.user_id, c.id, c.status from public.email_campaigns c
+on conflict (campaign_id) do nothing;
+
+-- ---------------------------------------------------------------------------
+-- Delivery (`mailsync campaigns deliver`): claims, outcomes, suppression.
+--
+-- Workers deliver as the signed-in user, through the REST API: every
+-- function here is `security invoker`, so RLS decides which emails a worker
+-- may claim or settle. The claim is the database's: a batch moves from
+-- `pending` to `sending` under `for update skip locked`, with a lease (who
+-- holds it, until when), so any number of workers on any number of machines
+-- share a campaign without overlap.
+--
+-- At most once: an email is claimed before the SMTP server sees it, and its
+-- outcome is recorded after. An email left `sending` once its lease has
+-- expired may or may not have gone out (its worker died in between): it is
+-- "unknown", reported, and claimed again only when the caller asks
+-- (`resend_unknown`). Its Message-ID was fixed at the first claim and stays
+-- the same, so the operator can look it up in the SMTP server's logs, and a
+-- re-send carries the same Message-ID (receivers may fold the two).
+-- ---------------------------------------------------------------------------
+
+alter table public.emails_sent
+  add column if not exists message_id text,
+  add column if not exists smtp_response text,
+  add column if not exists attempts integer not null default 0,
+  add column if not exists claimed_at timestamptz,
+  add column if not exists lease_owner text,
+  add column if not exists lease_expires_at timestamptz;
+
+-- Addresses a user no longer sends to: unsubscribed (`mailsync contacts
+-- unsubscribe`) or bounced permanently (recorded by deliver). Keyed by
+-- address, not by contact: deleting and re-importing a contact keeps it.
+create table if not exists public.suppressions (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  email text not null,
+  reason text not null,
+  detail text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint suppressions_reason_check check (reason in ('unsubscribed', 'bounced')),
+  constraint suppressions_email_normalized check (email = lower(btrim(email)) and email like '_%@_%'),
+  constraint suppressions_user_email_key unique (user_id, email)
+);
+
+create or replace function public.normalize_suppression()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.email := lower(btrim(new.email));
+  return new;
+end;
+$$;
+
+drop trigger if exists normalize_suppression on public.suppressions;
+create trigger normalize_suppression before insert or update of email on public.suppressions
+  for each row execute function public.normalize_suppression();
+drop trigger if exists update_suppressions_updated_at on public.suppressions;
+create trigger update_suppressions_updated_at before update on public.suppressions
+  for each row execute function public.update_updated_at_column();
+
+alter table public.suppressions enable row level security;
+drop policy if exists suppressions_select_own on public.suppressions;
+create policy suppressions_select_own on public.suppressions
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists suppressions_insert_own on public.suppressions;
+create policy suppressions_insert_own on public.suppressions
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists suppressions_update_own on public.suppressions;
+create policy suppressions_update_own on public.suppressions
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists suppressions_delete_own on public.suppressions;
+create policy suppressions_delete_own on public.suppressions
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.suppressions from anon, public;
+grant select, insert, update, delete on table public.suppressions to authenticated, service_role;
+
+-- Claims up to `max_emails` emails for the worker `worker`: `pending` ones
+-- of the campaign given, or of all the caller's `sending` campaigns; with
+-- `resend_unknown`, also those whose outcome is unknown (left `sending` by
+-- a worker whose lease expired). Each moves to `sending` with a lease of
+-- `lease_seconds`, gets its Message-ID (kept if it had one) and one more
+-- attempt. An email to a suppressed address is settled `failed` instead,
+-- and returned with that status so the worker can count it.
+-- Bounded (at most 1000 emails) so that one call stays far inside the API's
+-- statement timeout.
+create or replace function public.claim_emails(
+  campaign uuid default null,
+  max_emails integer default 100,
+  lease_seconds integer default 120,
+  worker text default null,
+  message_id_domain text default 'mailsync.invalid',
+  resend_unknown boolean default false)
+returns table (id uuid, campaign_id uuid, recipient_email text, recipient_organization text,
+               message_id text, attempts integer, status text)
+language sql
+security invoker
+set search_path = ''
+as $$
+  with targets as (
+    select c.id
+    from public.email_campaigns c
+    where c.user_id = (select auth.uid())
+      and c.status = 'sending'
+      and (claim_emails.campaign is null or c.id = claim_emails.campaign)
+  ), candidates as (
+    select e.id, e.recipient_email
+    from public.emails_sent e
+    where e.campaign_id in (select t.id from targets t)
+      and (e.status = 'pending'
+           or (claim_emails.resend_unknown and e.status = 'sending'
+               and coalesce(e.lease_expires_at, '-infinity') < now()))
+    limit least(greatest(coalesce(claim_emails.max_emails, 100), 1), 1000)
+    for update of e skip locked
+  ), claimed as (
+    update public.emails_sent e
+       set status = case when s.reason is null then 'sending' else 'failed' end,
+           error_message = case when s.reason is null then null
+                                else format('not sent: %s is suppressed (%s)', e.recipient_email, s.reason) end,
+           claimed_at = now(),
+           lease_owner = claim_emails.worker,
+           lease_expires_at = case when s.reason is null
+             then now() + make_interval(secs => least(greatest(coalesce(claim_emails.lease_seconds, 120), 10), 3600))
+             end,
+           attempts = e.attempts + case when s.reason is null then 1 else 0 end,
+           message_id = coalesce(e.message_id,
+             format('<%s@%s>', e.id, coalesce(nullif(btrim(claim_emails.message_id_domain), ''), 'mailsync.invalid')))
+      from candidates k
+      left join public.suppressions s
+        on s.user_id = (select auth.uid())
+       and s.email = lower(k.recipient_email)
+     where e.id = k.id
+    returning e.id, e.campaign_id, e.recipient_email, e.recipient_organization, e.message_id, e.attempts, e.status
+  )
+  select * from claimed
+$$;
+
+-- Records what the SMTP server said, for emails the worker holds:
+-- `outcomes` is a JSON array of {"id", "status", "response"} where status
+-- is `sent` (accepted), `bounced` (permanent refusal of the mailbox),
+-- `failed` (any other final refusal, or retries exhausted), or `pending`
+-- (released untouched: the worker stopped before trying it). A bounce also
+-- suppresses the address. Returns how many rows were settled; an email
+-- whose lease the worker no longer holds is left alone.
+create or replace function public.record_email_outcomes(outcomes jsonb, worker text)
+returns integer
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  recorded integer;
+begin
+  if jsonb_typeof(outcomes) is distinct from 'array' then
+    raise exception 'record_email_outcomes expects a JSON array' using errcode = '22023';
+  end if;
+  with input as (
+    select (o ->> 'id')::uuid as id, o ->> 'status' as status, o ->> 'response' as response
+    from pg_catalog.jsonb_array_elements(outcomes) o
+  ), updated as (
+    update public.emails_sent e
+       set status = i.status,
+           smtp_response = case when i.status = 'pending' then e.smtp_response else i.response end,
+           error_message = case when i.status in ('bounced', 'failed') then i.response end,
+           lease_expires_at = null,
+           lease_owner = case when i.status = 'pending' then null else e.lease_owner end,
+           claimed_at = case when i.status = 'pending' then null else e.claimed_at end,
+           attempts = case when i.status = 'pending' then greatest(e.attempts - 1, 0) else e.attempts end
+      from input i
+     where e.id = i.id
+       and e.status = 'sending'
+       and e.lease_owner = worker
+       and i.status in ('sent', 'bounced', 'failed', 'pending')
+    returning e.user_id, e.recipient_email, e.status, e.smtp_response
+  ), bounced as (
+    insert into public.suppressions (user_id, email, reason, detail)
+    select distinct on (u.user_id, lower(u.recipient_email)) u.user_id, lower(u.recipient_email), 'bounced', u.smtp_response
+    from updated u
+    where u.status = 'bounced'
+    order by u.user_id, lower(u.recipient_email)
+    on conflict (user_id, email) do nothing
+  )
+  select count(*) into recorded from updated;
+  return recorded;
+end;
+$$;
+
+-- Keeps a live worker's claims from being taken for unknown: moves the
+-- lease of the emails it still holds `lease_seconds` ahead.
+create or replace function public.extend_email_leases(ids uuid[], worker text, lease_seconds integer default 120)
+returns integer
+language sql
+security invoker
+set search_path = ''
+as $$
+  with extended as (
+    update public.emails_sent e
+       set lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600))
+     where e.id = any(ids) and e.status = 'sending' and e.lease_owner = worker
+    returning 1
+  )
+  select count(*)::integer from extended
+$$;
+
+-- The emails whose outcome is unknown: `sending`, lease expired. `count`
+-- and the first `max_rows` of them (address, Message-ID, when claimed, by
+-- whom), for the campaign given or all the caller's.
+create or replace function public.unknown_emails(campaign uuid default null, max_rows integer default 20)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  with unknown as (
+    select e.id, e.campaign_id, e.recipient_email, e.message_id, e.claimed_at, e.lease_owner
+    from public.emails_sent e
+    join public.email_campaigns c on c.id = e.campaign_id and c.user_id = e.user_id
+    where c.user_id = (select auth.uid())
+      and c.status = 'sending'
+      and (unknown_emails.campaign is null or c.id = unknown_emails.campaign)
+      and e.status = 'sending'
+      and coalesce(e.lease_expires_at, '-infinity') < now()
+  )
+  select jsonb_build_object(
+    'count', (select count(*) from unknown),
+    'emails', coalesce((select jsonb_agg(to_jsonb(u) order by u.claimed_at, u.id)
+                        from (select * from unknown order by claimed_at, id
+                              limit least(greatest(coalesce(max_rows, 20), 0), 1000)) u), '[]'::jsonb))
+$$;
+
+revoke all on function public.claim_emails(uuid, integer, integer, text, text, boolean),
+  public.record_email_outcomes(jsonb, text), public.extend_email_leases(uuid[], text, integer),
+  public.unknown_emails(uuid, integer), public.normalize_suppression()
+  from public, anon;
+grant execute on function public.claim_emails(uuid, integer, integer, text, text, boolean),
+  public.record_email_outcomes(jsonb, text), public.extend_email_leases(uuid[], text, integer),
+  public.unknown_emails(uuid, integer)
+  to authenticated, service_role;
+
+
+-- `campaigns send` leaves suppressed addresses out and says how many.
+alter table public.campaign_sends add column if not exists suppressed bigint not null default 0;
 
 -- ---------------------------------------------------------------------------
 -- Privileges: explicit, whatever the project's default privileges are.
@@ -931,8 +1509,9 @@ revoke all on function public.update_updated_at_column(), public.normalize_conta
   from anon, public;
 
 -- ---------------------------------------------------------------------------
--- Realtime: stream the tables (Realtime never streams views) when the
--- project has the `supabase_realtime` publication.
+-- Realtime: the publication carries `campaign_live` and none of the other
+-- tables (see above; earlier versions published all five, which this
+-- removes), when the project has the `supabase_realtime` publication.
 -- ---------------------------------------------------------------------------
 
 do $$
@@ -940,14 +1519,21 @@ declare
   t text;
 begin
   if exists (select 1 from pg_catalog.pg_publication where pubname = 'supabase_realtime') then
-    foreach t in array array['organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'] loop
-      if not exists (
+    foreach t in array array['organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates',
+                             'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends'] loop
+      if exists (
         select 1 from pg_catalog.pg_publication_tables
         where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = t
       ) then
-        execute format('alter publication supabase_realtime add table public.%I', t);
+        execute format('alter publication supabase_realtime drop table public.%I', t);
       end if;
     end loop;
+    if not exists (
+      select 1 from pg_catalog.pg_publication_tables
+      where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = 'campaign_live'
+    ) then
+      alter publication supabase_realtime add table public.campaign_live;
+    end if;
   end if;
 end;
 $$;

@@ -23,10 +23,19 @@ use error::Result;
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     let out = cli.global.output();
+    output::set_verbose(out.verbose > 0 && !out.quiet);
     let overrides = cli.global.overrides();
     // Loaded by the commands that need it: `completions` works even when
     // the configuration does not parse.
-    let config = || Config::load(&overrides);
+    let config = || {
+        let config = Config::load(&overrides)?;
+        output::trace(format!(
+            "target: {} ({})",
+            config.project_display(),
+            config.supabase_url.source
+        ));
+        Ok::<_, error::Error>(config)
+    };
     match cli.command {
         Command::Db(DbCommand::Reset(a)) => db::reset::run(&a.into(), &config()?, &out).await,
         Command::Db(DbCommand::Apply(a)) => db::apply::run(&a.into(), &config()?, &out).await,

@@ -58,11 +58,12 @@ async fn reset_twice_succeeds_and_leaves_zero_rows() {
     let second = run(&stack, &db, &["db", "reset", "--yes", "--json"]);
     assert!(second.status.success(), "{}", stderr(&second));
     let report = json_of(&second);
-    // The five tables of the guide and the two counter tables behind the views.
-    assert_eq!(report["tables"], 7, "{report}");
+    // The five tables of the guide, the two counter tables behind the views,
+    // the paged sends and the live-change rows.
+    assert_eq!(report["tables"], 9, "{report}");
     assert_eq!(report["views"], 3, "{report}");
-    assert_eq!(report["policies"], 22, "{report}");
-    assert_eq!(report["triggers"], 17, "{report}");
+    assert_eq!(report["policies"], 27, "{report}");
+    assert_eq!(report["triggers"], 20, "{report}");
     assert!(report["elapsed_ms"].is_u64());
     let target = report["target"].as_str().unwrap();
     assert!(
@@ -91,7 +92,7 @@ async fn apply_twice_keeps_rows() {
     assert!(again.status.success(), "{}", stderr(&again));
     let third = run(&stack, &db, &["db", "apply", "--yes"]);
     assert!(third.status.success(), "{}", stderr(&third));
-    assert!(stdout(&third).contains("7 tables"), "{}", stdout(&third));
+    assert!(stdout(&third).contains("9 tables"), "{}", stdout(&third));
     assert_eq!(count(&db, "contacts").await, 1);
     assert_eq!(count(&db, "email_campaigns").await, 1);
     assert_eq!(count(&db, "organizations").await, 1);
@@ -135,6 +136,11 @@ async fn verify_passes_after_reset_and_catches_a_dropped_policy() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(failed, vec!["policy for delete on contacts"]);
+    let text = stdout(&run(&stack, &db, &["db", "verify"]));
+    assert!(
+        text.contains("FAIL policy for delete on contacts — missing: contacts_delete_own"),
+        "the failure names the policy and says missing: {text}"
+    );
 
     // A plain view (not security_invoker) and an anon grant are caught too.
     db.client()

@@ -88,3 +88,42 @@ async fn login_on_a_stack_without_auth_says_so() {
     assert!(err.contains("scripts/local-stack.sh token"), "{err}");
     assert!(!err.contains("secret-password"), "{err}");
 }
+
+/// `-v` says what a command does (target, requests with timings, batch
+/// sizes) on stderr, and never shows the token or the key.
+#[tokio::test]
+async fn verbose_shows_requests_and_batches_but_no_secret() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    std::fs::write(
+        &file,
+        "Org,Email\nAcme,a@example.test\nBeta,b@example.test\n",
+    )
+    .unwrap();
+    let o = mailsync(
+        &stack,
+        &["-v", "import", file.to_str().unwrap()],
+        &[("MAILSYNC_ACCESS_TOKEN", &user.token)],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("target: {}", stack.url)), "{err}");
+    assert!(err.contains("batch: rows 2–3, 2 contacts"), "{err}");
+    assert!(err.contains("POST /rest/v1/rpc/import_contacts"), "{err}");
+    assert!(err.contains(" ms"), "{err}");
+    assert!(!err.contains(&user.token), "the token leaked: {err}");
+    assert!(!err.contains(&stack.anon_key), "the key leaked: {err}");
+    let payload = user.token.split('.').nth(1).unwrap();
+    assert!(!err.contains(payload), "part of the token leaked: {err}");
+
+    let list = mailsync(
+        &stack,
+        &["-v", "campaigns", "list"],
+        &[("MAILSYNC_ACCESS_TOKEN", &user.token)],
+    );
+    let err = stderr(&list);
+    assert!(err.contains("GET /rest/v1/campaign_analytics"), "{err}");
+    assert!(!err.contains(&user.token) && !err.contains(&stack.anon_key));
+}

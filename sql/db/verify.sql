@@ -9,8 +9,10 @@ contract_tables(table_name, columns) as (
                               'status', 'started_at', 'completed_at']),
     ('emails_sent',     array['id', 'user_id', 'created_at', 'updated_at', 'campaign_id', 'contact_id',
                               'recipient_email', 'recipient_organization', 'status', 'sent_at',
-                              'delivered_at', 'error_message']),
-    ('email_templates', array['id', 'user_id', 'created_at', 'updated_at', 'name', 'subject', 'content'])
+                              'delivered_at', 'error_message', 'message_id', 'smtp_response', 'attempts',
+                              'claimed_at', 'lease_owner', 'lease_expires_at']),
+    ('email_templates', array['id', 'user_id', 'created_at', 'updated_at', 'name', 'subject', 'content']),
+    ('suppressions',    array['id', 'user_id', 'created_at', 'updated_at', 'email', 'reason', 'detail'])
 ),
 contract_views(view_name, columns) as (
   values
@@ -30,6 +32,8 @@ contract_triggers(table_name, trigger_name) as (
     ('email_campaigns', 'update_email_campaigns_updated_at'),
     ('emails_sent', 'update_emails_sent_updated_at'),
     ('email_templates', 'update_email_templates_updated_at'),
+    ('suppressions', 'update_suppressions_updated_at'),
+    ('suppressions', 'normalize_suppression'),
     ('emails_sent', 'update_recipient_organization'),
     ('emails_sent', 'set_email_status_timestamps'),
     ('contacts', 'create_missing_organizations_on_insert'),
@@ -39,13 +43,26 @@ contract_triggers(table_name, trigger_name) as (
     ('emails_sent', 'count_emails_on_insert'),
     ('emails_sent', 'count_emails_on_update'),
     ('emails_sent', 'count_emails_on_delete'),
-    ('emails_sent', 'count_emails_on_truncate')
+    ('emails_sent', 'count_emails_on_truncate'),
+    ('email_campaigns', 'track_campaign_live_on_insert'),
+    ('email_campaigns', 'track_campaign_live_on_update')
 ),
 -- The functions the commands call through the REST API.
 contract_functions(function_name, args) as (
   values
     ('import_contacts', 'rows jsonb'),
-    ('send_campaign', 'campaign uuid, organization text')
+    ('send_campaign', 'campaign uuid, organization text'),
+    ('queue_campaign_page', 'campaign uuid, organization text, page_size integer'),
+    ('claim_emails', 'campaign uuid, max_emails integer, lease_seconds integer, worker text, message_id_domain text, resend_unknown boolean'),
+    ('record_email_outcomes', 'outcomes jsonb, worker text'),
+    ('extend_email_leases', 'ids uuid[], worker text, lease_seconds integer'),
+    ('unknown_emails', 'campaign uuid, max_rows integer')
+),
+-- Trigger functions that Auth's user deletion reaches as `supabase_auth_admin`
+-- (no privilege in `public`): they must run as their owner.
+definer_functions(function_name) as (
+  values ('complete_settled_campaign'), ('count_deleted_emails'), ('count_updated_emails'),
+         ('track_campaign_live')
 ),
 verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
 -- Every table and view in `public` that no extension owns.
@@ -134,8 +151,10 @@ checks(ord, name, ok, detail) as (
   union all
   select 31, format('policy for %s on %s', lower(v.cmd), t.table_name),
          p.policyname is not null,
-         coalesce(format('%s (to authenticated, own rows)', p.policyname),
-                  format('no %s policy to authenticated restricting rows to auth.uid()', v.cmd))
+         case when p.policyname is not null
+              then format('%s (to authenticated, own rows)', p.policyname)
+              else format('missing: %s_%s_own (no %s policy to authenticated restricting rows to auth.uid())',
+                          t.table_name, lower(v.cmd), v.cmd) end
   from contract_tables t
   cross join verbs v
   left join lateral (
@@ -214,5 +233,29 @@ checks(ord, name, ok, detail) as (
   from pg_catalog.pg_constraint fk
   join public_relations r on r.oid = fk.conrelid
   where fk.contype = 'f'
+  union all
+  select 80, format('function %s is security definer', df.function_name),
+         coalesce((select bool_and(f.prosecdef) from pg_catalog.pg_proc f
+                   where f.pronamespace = 'public'::regnamespace and f.proname = df.function_name), false),
+         'runs as its owner, also when Auth deletes a user'
+  from definer_functions df
+  union all
+  -- Realtime: DELETE events skip RLS and reach every subscriber, so the
+  -- publication carries only campaign_live (random keys), none of the data.
+  select 90, format('supabase_realtime does not publish %s', pt.tablename),
+         false, 'its DELETE events reach every subscriber: alter publication supabase_realtime drop table public.'
+                 || quote_ident(pt.tablename)
+  from pg_catalog.pg_publication_tables pt
+  where pt.pubname = 'supabase_realtime' and pt.schemaname = 'public'
+    and pt.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates',
+                         'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends', 'suppressions')
+  union all
+  select 91, 'supabase_realtime publishes campaign_live',
+         exists (select 1 from pg_catalog.pg_publication_tables pt
+                 where pt.pubname = 'supabase_realtime' and pt.schemaname = 'public'
+                   and pt.tablename = 'campaign_live'),
+         case when exists (select 1 from pg_catalog.pg_publication p where p.pubname = 'supabase_realtime')
+              then 'campaigns watch --realtime listens to it' else 'no supabase_realtime publication on this database' end
+  where exists (select 1 from pg_catalog.pg_publication p where p.pubname = 'supabase_realtime')
 )
 select name, ok, detail from checks order by ord, name

@@ -89,6 +89,7 @@ async fn token_request(
     body: serde_json::Value,
 ) -> Result<std::result::Result<TokenResponse, (u16, AuthError)>> {
     let key = config.anon_key()?;
+    let started = std::time::Instant::now();
     let response = http()?
         .post(format!("{}/token?grant_type={grant}", config.auth_url()))
         .header("apikey", key.expose())
@@ -97,6 +98,10 @@ async fn token_request(
         .await
         .map_err(|e| unreachable(config, &e))?;
     let status = response.status().as_u16();
+    crate::output::trace(format!(
+        "POST /auth/v1/token?grant_type={grant} → {status} in {} ms",
+        started.elapsed().as_millis()
+    ));
     let bytes = response
         .bytes()
         .await

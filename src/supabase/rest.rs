@@ -215,7 +215,36 @@ impl RestClient {
             let this_try = request
                 .try_clone()
                 .ok_or_else(|| Error::failure(format!("{what}: the request cannot be retried")))?;
+            let started = std::time::Instant::now();
+            let method = this_try.method().clone();
+            let target = format!(
+                "{}{}",
+                this_try.url().path(),
+                this_try
+                    .url()
+                    .query()
+                    .map(|q| format!("?{}", q.chars().take(160).collect::<String>()))
+                    .unwrap_or_default()
+            );
+            let sent = this_try
+                .body()
+                .and_then(|b| b.as_bytes())
+                .map(|b| b.len())
+                .unwrap_or(0);
             let outcome = self.http.execute(this_try).await;
+            crate::output::trace(format!(
+                "{method} {target} ({sent} bytes) → {} in {} ms{}",
+                match &outcome {
+                    Ok(r) => r.status().as_u16().to_string(),
+                    Err(_) => "no answer".to_string(),
+                },
+                started.elapsed().as_millis(),
+                if attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                }
+            ));
             let retry_after = match outcome {
                 Ok(response) if is_transient_status(response.status()) => {
                     let wait = retry_after(&response);

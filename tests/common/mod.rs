@@ -147,6 +147,10 @@ async fn wait_for_rest(stack: &Stack, table: &str) {
 const RPC_PROBES: &[(&str, &str)] = &[
     ("import_contacts", r#"{"rows": []}"#),
     ("claim_emails", r#"{"max_emails": 1}"#),
+    (
+        "queue_campaign_page",
+        r#"{"campaign": "00000000-0000-0000-0000-000000000000", "organization": null, "page_size": 1}"#,
+    ),
 ];
 
 async fn wait_for_rpc(stack: &Stack, function: &str, args: &str) {

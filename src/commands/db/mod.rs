@@ -29,6 +29,12 @@ const INVENTORY: &str = include_str!("../../../sql/db/inventory.sql");
 /// tables (a watcher, an import): better to stop and say so than to hang.
 const LOCK_TIMEOUT: &str = "set local lock_timeout = '30s'";
 
+/// Hosted projects stop any statement after 2 minutes; a backfill or a
+/// recount over millions of emails may need more. `set local` lasts for the
+/// transaction only, so it is also right through a transaction-mode pooler
+/// (a session `SET` would stay on the pooled connection for other clients).
+pub const STATEMENT_TIMEOUT: &str = "set local statement_timeout = '30min'";
+
 /// One SQL file a command runs.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Script {
@@ -97,6 +103,7 @@ pub async fn run_in_transaction(
     };
     let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(LOCK_TIMEOUT).await.map_err(failed)?;
+    tx.batch_execute(STATEMENT_TIMEOUT).await.map_err(failed)?;
     for script in scripts {
         tx.batch_execute(script.sql).await.map_err(failed)?;
     }
@@ -115,13 +122,24 @@ async fn inventory(
     target: &Target,
     started: Instant,
 ) -> std::result::Result<SchemaReport, tokio_postgres::Error> {
-    let row = client.query_one(INVENTORY, &[]).await?;
+    // The simple query protocol: no named prepared statement, which a
+    // transaction-mode pooler (Supavisor 6543, PgBouncer) does not keep.
+    let messages = client.simple_query(INVENTORY).await?;
+    let row = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    });
+    let count = |name: &str| -> i64 {
+        row.and_then(|r| r.get(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     Ok(SchemaReport {
         target: target.to_string(),
-        tables: row.get("tables"),
-        views: row.get("views"),
-        policies: row.get("policies"),
-        triggers: row.get("triggers"),
+        tables: count("tables"),
+        views: count("views"),
+        policies: count("policies"),
+        triggers: count("triggers"),
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }

@@ -6,7 +6,7 @@
 //! `sql/db/verify-counters.sql`. Tests: `tests/db.rs`.
 
 use serde::Serialize;
-use tokio_postgres::Row;
+use tokio_postgres::SimpleQueryMessage;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -24,12 +24,19 @@ pub struct Check {
 }
 
 impl Check {
-    fn of(row: &Row) -> Self {
-        Check {
-            name: row.get("name"),
-            ok: row.get("ok"),
-            detail: row.get("detail"),
-        }
+    /// The (name, ok, detail) rows of a check query, read as text.
+    fn all_of(messages: &[SimpleQueryMessage]) -> Vec<Self> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(Check {
+                    name: row.get("name").unwrap_or_default().to_string(),
+                    ok: row.get("ok") == Some("t"),
+                    detail: row.get("detail").unwrap_or_default().to_string(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -74,25 +81,36 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
 }
 
 pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
-    let (client, target) = connect(&config.db_url.value, out).await?;
+    let (mut client, target) = connect(&config.db_url.value, out).await?;
     let failed = |e: tokio_postgres::Error| {
         Error::refused(format!("verifying {target}: {}", describe_db_error(&e)))
     };
-    let rows = client.query(VERIFY, &[]).await.map_err(failed)?;
-    let mut checks: Vec<Check> = rows.iter().map(Check::of).collect();
+    // One read-only transaction with its own statement timeout (the recount
+    // may outlast hosted Supabase's 2-minute limit), through the simple query
+    // protocol only: no named prepared statement, so a transaction-mode
+    // pooler works as well as a direct connection.
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.batch_execute(&format!(
+        "set transaction read only; {}",
+        super::STATEMENT_TIMEOUT
+    ))
+    .await
+    .map_err(failed)?;
+    let mut checks = Check::all_of(&tx.simple_query(VERIFY).await.map_err(failed)?);
     // The counters behind the views: recounted, when they exist at all.
-    let present: bool = client
-        .query_one(
+    let present = tx
+        .simple_query(
             "select to_regclass('public.campaign_email_counts') is not null
-                and to_regclass('public.user_daily_sent_counts') is not null",
-            &[],
+                and to_regclass('public.user_daily_sent_counts') is not null as present",
         )
         .await
         .map_err(failed)?
-        .get(0);
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get("present") == Some("t")));
     if present {
-        let rows = client.query(VERIFY_COUNTERS, &[]).await.map_err(failed)?;
-        checks.extend(rows.iter().map(Check::of));
+        checks.extend(Check::all_of(
+            &tx.simple_query(VERIFY_COUNTERS).await.map_err(failed)?,
+        ));
     } else {
         checks.push(Check {
             name: "counter tables exist".into(),
@@ -102,6 +120,7 @@ pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
                     .into(),
         });
     }
+    tx.commit().await.map_err(failed)?;
     Ok(VerifyReport {
         ok: checks.iter().all(|c| c.ok),
         checks,

@@ -136,6 +136,10 @@ pub async fn send(
             });
         }
         let n = batch.rows.len() as u64;
+        crate::output::trace(format!(
+            "batch: rows {}–{}, {n} contacts",
+            batch.first_row, batch.last_row
+        ));
         let args = serde_json::json!({ "rows": batch.rows });
         let what = format!(
             "importing rows {}–{} of {}",
