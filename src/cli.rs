@@ -365,6 +365,26 @@ pub struct ImportArgs {
     /// Contacts per request
     #[arg(long, value_name = "N", default_value_t = commands::import::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Largest decompressed entry of an .xlsx/.xlsb/.ods archive [default: 256MiB]
+    #[arg(long, value_name = "SIZE", env = "MAILSYNC_IMPORT_MAX_ENTRY_SIZE", value_parser = size_limit)]
+    pub max_entry_size: Option<u64>,
+    /// Most shared strings an .xlsx/.xlsb may declare or hold [default: 5000000]
+    #[arg(long, value_name = "N", env = "MAILSYNC_IMPORT_MAX_SHARED_STRINGS", value_parser = count_limit)]
+    pub max_shared_strings: Option<u64>,
+    /// Most cells in a sheet [default: 5000000; 2000000 for .ods and .xls]
+    #[arg(long, value_name = "N", env = "MAILSYNC_IMPORT_MAX_CELLS", value_parser = count_limit)]
+    pub max_cells: Option<u64>,
+    /// Most characters in a cell [default: 32767]
+    #[arg(long, value_name = "N", env = "MAILSYNC_IMPORT_MAX_CELL_LENGTH", value_parser = count_limit)]
+    pub max_cell_length: Option<u64>,
+}
+
+fn size_limit(text: &str) -> Result<u64, String> {
+    commands::import::limits::parse_limit(text, true)
+}
+
+fn count_limit(text: &str) -> Result<u64, String> {
+    commands::import::limits::parse_limit(text, false)
 }
 
 #[derive(Debug, Subcommand)]
@@ -491,6 +511,12 @@ impl From<ImportArgs> for commands::import::Options {
             strict: a.strict,
             rejects: a.rejects,
             batch_size: a.batch_size,
+            limits: commands::import::limits::Limits::with(
+                a.max_entry_size,
+                a.max_shared_strings,
+                a.max_cells,
+                a.max_cell_length,
+            ),
         }
     }
 }
