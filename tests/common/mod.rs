@@ -4,6 +4,7 @@
 //! reach it fails with a message saying how to start it; it never skips.
 #![allow(dead_code)]
 
+pub mod realtime_server;
 pub mod smtp_server;
 
 use std::path::Path;
