@@ -12,6 +12,7 @@ pub mod error;
 pub mod local_stack;
 pub mod output;
 pub mod postgres;
+pub mod smtp;
 pub mod spreadsheet;
 pub mod supabase;
 
@@ -48,6 +49,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Contacts(ContactsCommand::Export(a)) => {
             contacts::export::run(&a.into(), &config()?, &out).await
         }
+        Command::Contacts(ContactsCommand::Unsubscribe(a)) => {
+            contacts::unsubscribe::run(&a.into(), &config()?, &out).await
+        }
         Command::Campaigns(CampaignsCommand::Create(a)) => {
             campaigns::create::run(&a.into(), &config()?, &out).await
         }
@@ -56,6 +60,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Campaigns(CampaignsCommand::Send(a)) => {
             campaigns::send::run(&a.into(), &config()?, &out).await
+        }
+        Command::Campaigns(CampaignsCommand::Deliver(a)) => {
+            campaigns::deliver::run(&a.into(), &config()?, &out).await
         }
         Command::Campaigns(CampaignsCommand::Watch(a)) => {
             campaigns::watch::run(&a.into(), &config()?, &out).await

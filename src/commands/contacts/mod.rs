@@ -2,3 +2,4 @@
 
 pub mod export;
 pub mod list;
+pub mod unsubscribe;
