@@ -23,6 +23,111 @@
 -- It needs no superuser: on a hosted project it runs as `postgres`.
 
 -- ---------------------------------------------------------------------------
+-- Ownership. Everything this file creates, replaces or drops is listed here
+-- and marked as mailsync's at the end (a comment starting "Managed by
+-- mailsync"). Before anything changes, the check below refuses (SQLSTATE
+-- MSOWN, nothing changed) when one of these names is taken by an object that
+-- is not mailsync's: a project's own `contacts` table or `send_campaign`
+-- function is never replaced. A database set up by an earlier mailsync,
+-- before the marks existed, is recognised by its policies (`<table>_select_own`
+-- on the five tables of the guide) and taken as mailsync's.
+-- To hand one of your objects over to mailsync: `mailsync db apply --adopt
+-- NAME`, or `comment on table public.NAME is 'Managed by mailsync'`.
+-- Run it in one transaction that stops at the first error (the SQL editor
+-- does; psql: `psql -1 -v ON_ERROR_STOP=1 -f sql/MASTER-DATABASE.sql`).
+-- ---------------------------------------------------------------------------
+
+create temp table if not exists mailsync_objects (kind text not null, name text not null);
+truncate mailsync_objects;
+insert into mailsync_objects (kind, name) values
+-- mailsync objects: begin
+  ('table', 'suppressions'),
+  ('function', 'mailsync_normalize_suppression()'),
+  ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
+  ('function', 'record_email_outcomes(jsonb, text)'),
+  ('function', 'extend_email_leases(uuid[], text, integer)'),
+  ('function', 'unknown_emails(uuid, integer)'),
+  ('view', 'campaign_analytics'),
+  ('view', 'contact_analytics'),
+  ('view', 'dashboard_analytics'),
+  ('table', 'campaign_live'),
+  ('table', 'campaign_sends'),
+  ('table', 'user_daily_sent_counts'),
+  ('table', 'campaign_email_counts'),
+  ('table', 'email_templates'),
+  ('table', 'emails_sent'),
+  ('table', 'email_campaigns'),
+  ('table', 'contacts'),
+  ('table', 'organizations'),
+  ('function', 'mailsync_set_updated_at()'),
+  ('function', 'mailsync_normalize_contact()'),
+  ('function', 'mailsync_normalize_organization()'),
+  ('function', 'mailsync_create_missing_organizations()'),
+  ('function', 'mailsync_fill_recipient()'),
+  ('function', 'mailsync_set_email_status_timestamps()'),
+  ('function', 'mailsync_count_inserted_emails()'),
+  ('function', 'mailsync_count_updated_emails()'),
+  ('function', 'mailsync_count_deleted_emails()'),
+  ('function', 'mailsync_clear_email_counts()'),
+  ('function', 'import_rows(jsonb)'),
+  ('function', 'import_contacts(jsonb)'),
+  ('function', 'resolve_send_organization(uuid, text)'),
+  ('function', 'queue_campaign_page(uuid, text, integer)'),
+  ('function', 'send_campaign(uuid, text)'),
+  ('function', 'mailsync_complete_settled_campaign()'),
+  ('function', 'mailsync_track_campaign_live()'),
+  ('index', 'contacts_user_organization_idx'),
+  ('index', 'email_campaigns_user_status_idx'),
+  ('index', 'emails_sent_user_campaign_idx'),
+  ('index', 'emails_sent_user_contact_cover_idx'),
+  ('index', 'campaign_email_counts_user_campaign_idx'),
+  ('index', 'emails_sent_unsettled_idx'),
+  ('index', 'campaign_live_user_campaign_idx')
+-- mailsync objects: end
+;
+
+do $$
+declare
+  -- An earlier mailsync's schema: its own policies on the five guide tables.
+  earlier boolean := (
+    select count(*) = 5 from pg_catalog.pg_policies p
+    where p.schemaname = 'public' and p.policyname = p.tablename || '_select_own'
+      and p.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'));
+  taken text;
+begin
+  select string_agg(format('%s public.%s', o.kind, o.name), ', ' order by o.kind, o.name)
+    into taken
+  from mailsync_objects o
+  left join pg_catalog.pg_class c
+    on o.kind in ('table', 'view', 'index') and c.oid = to_regclass('public.' || quote_ident(o.name))
+  left join pg_catalog.pg_proc p
+    on o.kind = 'function' and p.oid = to_regprocedure(case when o.kind = 'function' then 'public.' || o.name end)
+  where case o.kind
+    when 'table' then c.oid is not null and (c.relkind not in ('r', 'p')
+      or not (earlier or coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)))
+    when 'view' then c.oid is not null and (c.relkind <> 'v'
+      or not (earlier or coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)))
+    when 'function' then p.oid is not null
+      and not (earlier or coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false))
+    -- An index is mailsync's when it indexes a mailsync table.
+    when 'index' then c.oid is not null and not exists (
+      select 1 from pg_catalog.pg_index i
+      join pg_catalog.pg_class t on t.oid = i.indrelid
+      join pg_catalog.pg_namespace n on n.oid = t.relnamespace
+      where i.indexrelid = c.oid and n.nspname = 'public'
+        and t.relname in (select m.name from mailsync_objects m where m.kind = 'table'))
+    else false
+  end;
+  if taken is not null then
+    raise exception 'these names are taken by objects that are not mailsync''s, so nothing was changed: %', taken
+      using errcode = 'MSOWN',
+            detail = 'mailsync only drops or replaces objects marked as its own (a comment starting "Managed by mailsync").',
+            hint = 'rename or move your objects; or, to let mailsync take one over (and change or drop it), mailsync db apply --adopt NAME';
+  end if;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------
 -- Tables
 -- ---------------------------------------------------------------------------
 
@@ -114,19 +219,34 @@ create index if not exists contacts_user_organization_idx
 create index if not exists email_campaigns_user_status_idx on public.email_campaigns (user_id, status);
 create index if not exists emails_sent_user_campaign_idx on public.emails_sent (user_id, campaign_id);
 -- Covers contact_analytics: a contact's counts come from the index alone.
-drop index if exists public.emails_sent_user_contact_idx;
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_contact_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_user_contact_idx;
+  end if;
+end $$;
 create index if not exists emails_sent_user_contact_cover_idx
   on public.emails_sent (user_id, contact_id) include (status, sent_at);
 -- campaign_analytics reads counters, not emails: no (campaign_id, status) index.
-drop index if exists public.emails_sent_campaign_status_idx;
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_campaign_status_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_campaign_status_idx;
+  end if;
+end $$;
 -- emails_sent_today reads day buckets now (see the counters below).
-drop index if exists public.emails_sent_user_sent_at_idx;
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_sent_at_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_user_sent_at_idx;
+  end if;
+end $$;
 
 -- ---------------------------------------------------------------------------
 -- Trigger functions (search_path pinned; everything schema-qualified)
 -- ---------------------------------------------------------------------------
 
-create or replace function public.update_updated_at_column()
+create or replace function public.mailsync_set_updated_at()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -139,7 +259,7 @@ $$;
 
 -- Contacts are stored trimmed and lower-cased; an organisation name is
 -- trimmed with inner runs of white space collapsed, and empty means none.
-create or replace function public.normalize_contact()
+create or replace function public.mailsync_normalize_contact()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -151,7 +271,7 @@ begin
 end;
 $$;
 
-create or replace function public.normalize_organization()
+create or replace function public.mailsync_normalize_organization()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -166,7 +286,7 @@ $$;
 -- dashboard): a contact naming an organisation its user does not have yet
 -- creates it. Statement-level, so a bulk insert costs one set-wise insert.
 -- It runs as the caller: RLS applies to the organisations it creates.
-create or replace function public.create_missing_organizations()
+create or replace function public.mailsync_create_missing_organizations()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -184,7 +304,7 @@ $$;
 
 -- Fills emails_sent.recipient_organization (and a missing recipient_email)
 -- from the contact, when the writer did not.
-create or replace function public.update_recipient_organization()
+create or replace function public.mailsync_fill_recipient()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -213,7 +333,7 @@ $$;
 
 -- `sent_at` is set as an email leaves the sender (sent, delivered, bounced)
 -- and `delivered_at` as it is delivered, unless the writer set them.
-create or replace function public.set_email_status_timestamps()
+create or replace function public.mailsync_set_email_status_timestamps()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -235,44 +355,44 @@ $$;
 
 drop trigger if exists update_organizations_updated_at on public.organizations;
 create trigger update_organizations_updated_at before update on public.organizations
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_contacts_updated_at on public.contacts;
 create trigger update_contacts_updated_at before update on public.contacts
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_email_campaigns_updated_at on public.email_campaigns;
 create trigger update_email_campaigns_updated_at before update on public.email_campaigns
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_emails_sent_updated_at on public.emails_sent;
 create trigger update_emails_sent_updated_at before update on public.emails_sent
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_email_templates_updated_at on public.email_templates;
 create trigger update_email_templates_updated_at before update on public.email_templates
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 
 drop trigger if exists normalize_organization on public.organizations;
 create trigger normalize_organization before insert or update of name on public.organizations
-  for each row execute function public.normalize_organization();
+  for each row execute function public.mailsync_normalize_organization();
 
 drop trigger if exists normalize_contact on public.contacts;
 create trigger normalize_contact before insert or update of email, organization_name on public.contacts
-  for each row execute function public.normalize_contact();
+  for each row execute function public.mailsync_normalize_contact();
 
 drop trigger if exists create_missing_organizations_on_insert on public.contacts;
 create trigger create_missing_organizations_on_insert after insert on public.contacts
   referencing new table as new_contacts
-  for each statement execute function public.create_missing_organizations();
+  for each statement execute function public.mailsync_create_missing_organizations();
 drop trigger if exists create_missing_organizations_on_update on public.contacts;
 create trigger create_missing_organizations_on_update after update on public.contacts
   referencing new table as new_contacts
-  for each statement execute function public.create_missing_organizations();
+  for each statement execute function public.mailsync_create_missing_organizations();
 
 drop trigger if exists update_recipient_organization on public.emails_sent;
 create trigger update_recipient_organization before insert or update of contact_id on public.emails_sent
-  for each row execute function public.update_recipient_organization();
+  for each row execute function public.mailsync_fill_recipient();
 
 drop trigger if exists set_email_status_timestamps on public.emails_sent;
 create trigger set_email_status_timestamps before insert or update of status on public.emails_sent
-  for each row execute function public.set_email_status_timestamps();
+  for each row execute function public.mailsync_set_email_status_timestamps();
 
 -- ---------------------------------------------------------------------------
 -- Row Level Security: every table, every verb, only the caller's own rows.
@@ -371,7 +491,7 @@ grant select, insert, update, delete on table public.campaign_email_counts,
 -- Counts the emails a statement inserted. (An inserted or updated email's
 -- campaign and user exist: the foreign keys say so; only deletes, which can
 -- cascade from a campaign or a user, need to check.)
-create or replace function public.count_inserted_emails()
+create or replace function public.mailsync_count_inserted_emails()
 returns trigger
 language plpgsql
 security definer
@@ -428,7 +548,7 @@ $$;
 
 -- Moves the counts of the emails a statement updated: -1 for each row as
 -- it was, +1 as it is, for the rows whose counted fields changed.
-create or replace function public.count_updated_emails()
+create or replace function public.mailsync_count_updated_emails()
 returns trigger
 language plpgsql
 security definer
@@ -440,12 +560,14 @@ begin
   with changes as (
     select x.user_id, x.campaign_id, x.status, x.sent_at, x.sign
     from old_rows o
-    join new_rows n on n.id = o.id
+    full join new_rows n on n.id = o.id
     cross join lateral (values
       (o.user_id, o.campaign_id, o.status, o.sent_at, -1),
       (n.user_id, n.campaign_id, n.status, n.sent_at, 1)) as x(user_id, campaign_id, status, sent_at, sign)
-    where (o.campaign_id, o.status, o.sent_at, o.user_id)
-          is distinct from (n.campaign_id, n.status, n.sent_at, n.user_id)
+    where x.campaign_id is not null
+      and (o.id is null or n.id is null
+           or (o.campaign_id, o.status, o.sent_at, o.user_id)
+              is distinct from (n.campaign_id, n.status, n.sent_at, n.user_id))
   ), campaigns as (
     insert into public.campaign_email_counts as c
       (campaign_id, shard, user_id, total, pending, sending, sent, delivered, failed, bounced)
@@ -491,7 +613,7 @@ end;
 $$;
 
 -- Takes back the counts of the emails a statement deleted.
-create or replace function public.count_deleted_emails()
+create or replace function public.mailsync_count_deleted_emails()
 returns trigger
 language plpgsql
 security definer
@@ -549,7 +671,7 @@ begin
 end;
 $$;
 
-create or replace function public.clear_email_counts()
+create or replace function public.mailsync_clear_email_counts()
 returns trigger
 language plpgsql
 security definer
@@ -565,22 +687,21 @@ $$;
 drop trigger if exists count_emails_on_insert on public.emails_sent;
 create trigger count_emails_on_insert after insert on public.emails_sent
   referencing new table as new_rows
-  for each statement execute function public.count_inserted_emails();
+  for each statement execute function public.mailsync_count_inserted_emails();
 drop trigger if exists count_emails_on_update on public.emails_sent;
 create trigger count_emails_on_update after update on public.emails_sent
   referencing old table as old_rows new table as new_rows
-  for each statement execute function public.count_updated_emails();
+  for each statement execute function public.mailsync_count_updated_emails();
 drop trigger if exists count_emails_on_delete on public.emails_sent;
 create trigger count_emails_on_delete after delete on public.emails_sent
   referencing old table as old_rows
-  for each statement execute function public.count_deleted_emails();
+  for each statement execute function public.mailsync_count_deleted_emails();
 drop trigger if exists count_emails_on_truncate on public.emails_sent;
 create trigger count_emails_on_truncate after truncate on public.emails_sent
-  for each statement execute function public.clear_email_counts();
+  for each statement execute function public.mailsync_clear_email_counts();
 
-drop function if exists public.counter_shard();
-revoke all on function public.count_inserted_emails(),
-  public.count_updated_emails(), public.count_deleted_emails(), public.clear_email_counts()
+revoke all on function public.mailsync_count_inserted_emails(),
+  public.mailsync_count_updated_emails(), public.mailsync_count_deleted_emails(), public.mailsync_clear_email_counts()
   from public, anon, authenticated;
 
 -- Counters start from what is there when they are first created (upgrading
@@ -868,7 +989,7 @@ grant select, insert, update, delete on table public.campaign_sends to authentic
 
 drop trigger if exists update_campaign_sends_updated_at on public.campaign_sends;
 create trigger update_campaign_sends_updated_at before update on public.campaign_sends
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 
 -- The organisation a send is restricted to, as the caller named it, or null.
 create or replace function public.resolve_send_organization(me uuid, organization text)
@@ -917,6 +1038,7 @@ declare
   last_contact uuid;
   scanned bigint;
   queued_now bigint;
+  suppressed_now bigint;
   finished boolean;
 begin
   if me is null then
@@ -936,6 +1058,7 @@ begin
       return jsonb_build_object(
         'campaign_id', target.id, 'name', target.name, 'status', target.status,
         'organization', job.organization, 'queued', job.queued, 'queued_now', 0,
+        'suppressed', job.suppressed,
         'contacts_scanned', job.contacts_scanned, 'done', true);
     end if;
     raise exception 'campaign "%" is already %: nothing was queued', target.name, target.status
@@ -971,20 +1094,26 @@ begin
     insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
     select me, target.id, p.id, p.email, p.organization_name
     from page p
-    where org is null or p.organization_name = org
+    where (org is null or p.organization_name = org)
+      -- Unsubscribed or bounced addresses are left out (see suppressions).
+      and not exists (select 1 from public.suppressions s where s.user_id = me and s.email = p.email)
     order by p.id
     returning 1
   )
   select (select p.id from page p order by p.id desc limit 1),
          (select count(*) from page),
-         (select count(*) from inserted)
-    into last_contact, scanned, queued_now;
+         (select count(*) from inserted),
+         (select count(*) from page p
+           where (org is null or p.organization_name = org)
+             and exists (select 1 from public.suppressions s where s.user_id = me and s.email = p.email))
+    into last_contact, scanned, queued_now, suppressed_now;
 
   finished := scanned < size;
   update public.campaign_sends s
      set after_contact = coalesce(last_contact, s.after_contact),
          contacts_scanned = s.contacts_scanned + scanned,
          queued = s.queued + queued_now,
+         suppressed = s.suppressed + suppressed_now,
          queued_at = case when finished then now() end
    where s.user_id = me and s.campaign_id = target.id
   returning * into job;
@@ -1012,6 +1141,7 @@ begin
   return jsonb_build_object(
     'campaign_id', target.id, 'name', target.name, 'status', target.status,
     'organization', job.organization, 'queued', job.queued, 'queued_now', queued_now,
+    'suppressed', job.suppressed,
     'contacts_scanned', job.contacts_scanned, 'done', finished);
 end;
 $$;
@@ -1034,6 +1164,7 @@ declare
   target public.email_campaigns%rowtype;
   org text;
   queued bigint;
+  left_out bigint;
 begin
   if me is null then
     raise exception 'send_campaign needs a signed-in user' using errcode = '42501';
@@ -1057,16 +1188,23 @@ begin
   select me, target.id, c.id, c.email, c.organization_name
   from public.contacts c
   where c.user_id = me
-    and (org is null or c.organization_name = org);
+    and (org is null or c.organization_name = org)
+    -- Unsubscribed or bounced addresses are left out (see suppressions).
+    and not exists (select 1 from public.suppressions s where s.user_id = me and s.email = c.email);
   get diagnostics queued = row_count;
+  select count(*) into left_out
+  from public.contacts c
+  where c.user_id = me
+    and (org is null or c.organization_name = org)
+    and exists (select 1 from public.suppressions s where s.user_id = me and s.email = c.email);
   if queued = 0 then
     raise exception 'campaign "%" has no recipients%: nothing was queued', target.name,
       case when org is null then '' else format(' in organisation "%s"', org) end
       using errcode = 'P0001', hint = 'import contacts first: mailsync import FILE';
   end if;
 
-  insert into public.campaign_sends (user_id, campaign_id, organization, queued, queued_at)
-  values (me, target.id, org, queued, now());
+  insert into public.campaign_sends (user_id, campaign_id, organization, queued, queued_at, suppressed)
+  values (me, target.id, org, queued, now(), left_out);
   update public.email_campaigns c
      set status = 'sending', started_at = now(), completed_at = null
    where c.id = target.id;
@@ -1076,6 +1214,7 @@ begin
     'name', target.name,
     'status', 'sending',
     'queued', queued,
+    'suppressed', left_out,
     'organization', org
   );
 end;
@@ -1093,7 +1232,7 @@ $$;
 -- again with a fresh snapshot and sees everything. The lock is held only from
 -- the check to the commit, so writers of a big campaign do not queue behind
 -- each other while they work.
-create or replace function public.complete_settled_campaign()
+create or replace function public.mailsync_complete_settled_campaign()
 returns trigger
 language plpgsql
 -- `security definer`: when Auth deletes a user (as `supabase_auth_admin`,
@@ -1143,21 +1282,21 @@ create constraint trigger complete_settled_campaign_on_update
   deferrable initially deferred
   for each row
   when (old.status in ('pending', 'sending') and new.status not in ('pending', 'sending'))
-  execute function public.complete_settled_campaign();
+  execute function public.mailsync_complete_settled_campaign();
 drop trigger if exists complete_settled_campaign_on_delete on public.emails_sent;
 create constraint trigger complete_settled_campaign_on_delete
   after delete on public.emails_sent
   deferrable initially deferred
   for each row
   when (old.status in ('pending', 'sending'))
-  execute function public.complete_settled_campaign();
+  execute function public.mailsync_complete_settled_campaign();
 
 create index if not exists emails_sent_unsettled_idx
   on public.emails_sent (campaign_id) where status in ('pending', 'sending');
 
 revoke all on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
-  public.resolve_send_organization(uuid, text), public.complete_settled_campaign() from public, anon;
-revoke all on function public.complete_settled_campaign() from authenticated;
+  public.resolve_send_organization(uuid, text), public.mailsync_complete_settled_campaign() from public, anon;
+revoke all on function public.mailsync_complete_settled_campaign() from authenticated;
 grant execute on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
   public.resolve_send_organization(uuid, text) to authenticated, service_role;
 
@@ -1197,7 +1336,7 @@ revoke all on table public.campaign_live from anon, authenticated, public;
 grant select on table public.campaign_live to authenticated;
 grant select, insert, update, delete on table public.campaign_live to service_role;
 
-create or replace function public.track_campaign_live()
+create or replace function public.mailsync_track_campaign_live()
 returns trigger
 language plpgsql
 security definer
@@ -1214,17 +1353,262 @@ $$;
 
 drop trigger if exists track_campaign_live_on_insert on public.email_campaigns;
 create trigger track_campaign_live_on_insert after insert on public.email_campaigns
-  for each row execute function public.track_campaign_live();
+  for each row execute function public.mailsync_track_campaign_live();
 drop trigger if exists track_campaign_live_on_update on public.email_campaigns;
 create trigger track_campaign_live_on_update after update of status, name on public.email_campaigns
   for each row
   when (old.status is distinct from new.status or old.name is distinct from new.name)
-  execute function public.track_campaign_live();
-revoke all on function public.track_campaign_live() from public, anon, authenticated;
+  execute function public.mailsync_track_campaign_live();
+revoke all on function public.mailsync_track_campaign_live() from public, anon, authenticated;
 
 insert into public.campaign_live (user_id, campaign_id, campaign_status)
 select c.user_id, c.id, c.status from public.email_campaigns c
 on conflict (campaign_id) do nothing;
+
+-- ---------------------------------------------------------------------------
+-- Delivery (`mailsync campaigns deliver`): claims, outcomes, suppression.
+--
+-- Workers deliver as the signed-in user, through the REST API: every
+-- function here is `security invoker`, so RLS decides which emails a worker
+-- may claim or settle. The claim is the database's: a batch moves from
+-- `pending` to `sending` under `for update skip locked`, with a lease (who
+-- holds it, until when), so any number of workers on any number of machines
+-- share a campaign without overlap.
+--
+-- At most once: an email is claimed before the SMTP server sees it, and its
+-- outcome is recorded after. An email left `sending` once its lease has
+-- expired may or may not have gone out (its worker died in between): it is
+-- "unknown", reported, and claimed again only when the caller asks
+-- (`resend_unknown`). Its Message-ID was fixed at the first claim and stays
+-- the same, so the operator can look it up in the SMTP server's logs, and a
+-- re-send carries the same Message-ID (receivers may fold the two).
+-- ---------------------------------------------------------------------------
+
+alter table public.emails_sent
+  add column if not exists message_id text,
+  add column if not exists smtp_response text,
+  add column if not exists attempts integer not null default 0,
+  add column if not exists claimed_at timestamptz,
+  add column if not exists lease_owner text,
+  add column if not exists lease_expires_at timestamptz;
+
+-- Addresses a user no longer sends to: unsubscribed (`mailsync contacts
+-- unsubscribe`) or bounced permanently (recorded by deliver). Keyed by
+-- address, not by contact: deleting and re-importing a contact keeps it.
+create table if not exists public.suppressions (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  email text not null,
+  reason text not null,
+  detail text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint suppressions_reason_check check (reason in ('unsubscribed', 'bounced')),
+  constraint suppressions_email_normalized check (email = lower(btrim(email)) and email like '_%@_%'),
+  constraint suppressions_user_email_key unique (user_id, email)
+);
+
+create or replace function public.mailsync_normalize_suppression()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.email := lower(btrim(new.email));
+  return new;
+end;
+$$;
+
+drop trigger if exists normalize_suppression on public.suppressions;
+create trigger normalize_suppression before insert or update of email on public.suppressions
+  for each row execute function public.mailsync_normalize_suppression();
+drop trigger if exists update_suppressions_updated_at on public.suppressions;
+create trigger update_suppressions_updated_at before update on public.suppressions
+  for each row execute function public.mailsync_set_updated_at();
+
+alter table public.suppressions enable row level security;
+drop policy if exists suppressions_select_own on public.suppressions;
+create policy suppressions_select_own on public.suppressions
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists suppressions_insert_own on public.suppressions;
+create policy suppressions_insert_own on public.suppressions
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists suppressions_update_own on public.suppressions;
+create policy suppressions_update_own on public.suppressions
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists suppressions_delete_own on public.suppressions;
+create policy suppressions_delete_own on public.suppressions
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.suppressions from anon, public;
+grant select, insert, update, delete on table public.suppressions to authenticated, service_role;
+
+-- Claims up to `max_emails` emails for the worker `worker`: `pending` ones
+-- of the campaign given, or of all the caller's `sending` campaigns; with
+-- `resend_unknown`, also those whose outcome is unknown (left `sending` by
+-- a worker whose lease expired). Each moves to `sending` with a lease of
+-- `lease_seconds`, gets its Message-ID (kept if it had one) and one more
+-- attempt. An email to a suppressed address is settled `failed` instead,
+-- and returned with that status so the worker can count it.
+-- Bounded (at most 1000 emails) so that one call stays far inside the API's
+-- statement timeout.
+create or replace function public.claim_emails(
+  campaign uuid default null,
+  max_emails integer default 100,
+  lease_seconds integer default 120,
+  worker text default null,
+  message_id_domain text default 'mailsync.invalid',
+  resend_unknown boolean default false)
+returns table (id uuid, campaign_id uuid, recipient_email text, recipient_organization text,
+               message_id text, attempts integer, status text)
+language sql
+security invoker
+set search_path = ''
+as $$
+  with targets as (
+    select c.id
+    from public.email_campaigns c
+    where c.user_id = (select auth.uid())
+      and c.status = 'sending'
+      and (claim_emails.campaign is null or c.id = claim_emails.campaign)
+  ), candidates as (
+    select e.id, e.recipient_email
+    from public.emails_sent e
+    where e.campaign_id in (select t.id from targets t)
+      and (e.status = 'pending'
+           or (claim_emails.resend_unknown and e.status = 'sending'
+               and coalesce(e.lease_expires_at, '-infinity') < now()))
+    limit least(greatest(coalesce(claim_emails.max_emails, 100), 1), 1000)
+    for update of e skip locked
+  ), claimed as (
+    update public.emails_sent e
+       set status = case when s.reason is null then 'sending' else 'failed' end,
+           error_message = case when s.reason is null then null
+                                else format('not sent: %s is suppressed (%s)', e.recipient_email, s.reason) end,
+           claimed_at = now(),
+           lease_owner = claim_emails.worker,
+           lease_expires_at = case when s.reason is null
+             then now() + make_interval(secs => least(greatest(coalesce(claim_emails.lease_seconds, 120), 10), 3600))
+             end,
+           attempts = e.attempts + case when s.reason is null then 1 else 0 end,
+           message_id = coalesce(e.message_id,
+             format('<%s@%s>', e.id, coalesce(nullif(btrim(claim_emails.message_id_domain), ''), 'mailsync.invalid')))
+      from candidates k
+      left join public.suppressions s
+        on s.user_id = (select auth.uid())
+       and s.email = lower(k.recipient_email)
+     where e.id = k.id
+    returning e.id, e.campaign_id, e.recipient_email, e.recipient_organization, e.message_id, e.attempts, e.status
+  )
+  select * from claimed
+$$;
+
+-- Records what the SMTP server said, for emails the worker holds:
+-- `outcomes` is a JSON array of {"id", "status", "response"} where status
+-- is `sent` (accepted), `bounced` (permanent refusal of the mailbox),
+-- `failed` (any other final refusal, or retries exhausted), or `pending`
+-- (released untouched: the worker stopped before trying it). A bounce also
+-- suppresses the address. Returns how many rows were settled; an email
+-- whose lease the worker no longer holds is left alone.
+create or replace function public.record_email_outcomes(outcomes jsonb, worker text)
+returns integer
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  recorded integer;
+begin
+  if jsonb_typeof(outcomes) is distinct from 'array' then
+    raise exception 'record_email_outcomes expects a JSON array' using errcode = '22023';
+  end if;
+  with input as (
+    select (o ->> 'id')::uuid as id, o ->> 'status' as status, o ->> 'response' as response
+    from pg_catalog.jsonb_array_elements(outcomes) o
+  ), updated as (
+    update public.emails_sent e
+       set status = i.status,
+           smtp_response = case when i.status = 'pending' then e.smtp_response else i.response end,
+           error_message = case when i.status in ('bounced', 'failed') then i.response end,
+           lease_expires_at = null,
+           lease_owner = case when i.status = 'pending' then null else e.lease_owner end,
+           claimed_at = case when i.status = 'pending' then null else e.claimed_at end,
+           attempts = case when i.status = 'pending' then greatest(e.attempts - 1, 0) else e.attempts end
+      from input i
+     where e.id = i.id
+       and e.status = 'sending'
+       and e.lease_owner = worker
+       and i.status in ('sent', 'bounced', 'failed', 'pending')
+    returning e.user_id, e.recipient_email, e.status, e.smtp_response
+  ), bounced as (
+    insert into public.suppressions (user_id, email, reason, detail)
+    select distinct on (u.user_id, lower(u.recipient_email)) u.user_id, lower(u.recipient_email), 'bounced', u.smtp_response
+    from updated u
+    where u.status = 'bounced'
+    order by u.user_id, lower(u.recipient_email)
+    on conflict (user_id, email) do nothing
+  )
+  select count(*) into recorded from updated;
+  return recorded;
+end;
+$$;
+
+-- Keeps a live worker's claims from being taken for unknown: moves the
+-- lease of the emails it still holds `lease_seconds` ahead.
+create or replace function public.extend_email_leases(ids uuid[], worker text, lease_seconds integer default 120)
+returns integer
+language sql
+security invoker
+set search_path = ''
+as $$
+  with extended as (
+    update public.emails_sent e
+       set lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600))
+     where e.id = any(ids) and e.status = 'sending' and e.lease_owner = worker
+    returning 1
+  )
+  select count(*)::integer from extended
+$$;
+
+-- The emails whose outcome is unknown: `sending`, lease expired. `count`
+-- and the first `max_rows` of them (address, Message-ID, when claimed, by
+-- whom), for the campaign given or all the caller's.
+create or replace function public.unknown_emails(campaign uuid default null, max_rows integer default 20)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  with unknown as (
+    select e.id, e.campaign_id, e.recipient_email, e.message_id, e.claimed_at, e.lease_owner
+    from public.emails_sent e
+    join public.email_campaigns c on c.id = e.campaign_id and c.user_id = e.user_id
+    where c.user_id = (select auth.uid())
+      and c.status = 'sending'
+      and (unknown_emails.campaign is null or c.id = unknown_emails.campaign)
+      and e.status = 'sending'
+      and coalesce(e.lease_expires_at, '-infinity') < now()
+  )
+  select jsonb_build_object(
+    'count', (select count(*) from unknown),
+    'emails', coalesce((select jsonb_agg(to_jsonb(u) order by u.claimed_at, u.id)
+                        from (select * from unknown order by claimed_at, id
+                              limit least(greatest(coalesce(max_rows, 20), 0), 1000)) u), '[]'::jsonb))
+$$;
+
+revoke all on function public.claim_emails(uuid, integer, integer, text, text, boolean),
+  public.record_email_outcomes(jsonb, text), public.extend_email_leases(uuid[], text, integer),
+  public.unknown_emails(uuid, integer), public.mailsync_normalize_suppression()
+  from public, anon;
+grant execute on function public.claim_emails(uuid, integer, integer, text, text, boolean),
+  public.record_email_outcomes(jsonb, text), public.extend_email_leases(uuid[], text, integer),
+  public.unknown_emails(uuid, integer)
+  to authenticated, service_role;
+
+
+-- `campaigns send` leaves suppressed addresses out and says how many.
+alter table public.campaign_sends add column if not exists suppressed bigint not null default 0;
 
 -- ---------------------------------------------------------------------------
 -- Privileges: explicit, whatever the project's default privileges are.
@@ -1240,9 +1624,9 @@ revoke all on table public.campaign_analytics, public.contact_analytics,
 grant select on table public.campaign_analytics, public.contact_analytics,
   public.dashboard_analytics to authenticated, service_role;
 
-revoke all on function public.update_updated_at_column(), public.normalize_contact(),
-  public.normalize_organization(), public.create_missing_organizations(),
-  public.update_recipient_organization(), public.set_email_status_timestamps()
+revoke all on function public.mailsync_set_updated_at(), public.mailsync_normalize_contact(),
+  public.mailsync_normalize_organization(), public.mailsync_create_missing_organizations(),
+  public.mailsync_fill_recipient(), public.mailsync_set_email_status_timestamps()
   from anon, public;
 
 -- ---------------------------------------------------------------------------
@@ -1274,6 +1658,67 @@ begin
   end if;
 end;
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Least privilege, whatever the project's default privileges granted: on
+-- every mailsync table and view, `anon` (and PUBLIC) hold nothing, and
+-- `authenticated` holds no TRUNCATE (it ignores RLS), REFERENCES, TRIGGER or
+-- (PostgreSQL 17) MAINTAIN, and only SELECT on views. UPDATE is column by column: every column but
+-- `id`, `user_id`, `created_at`, `updated_at` (set by a trigger) and
+-- generated ones, so no update can re-key a row or move it to another user.
+-- ---------------------------------------------------------------------------
+
+do $$
+declare
+  o record;
+  cols text;
+begin
+  for o in select m.name, c.oid, c.relkind
+           from mailsync_objects m
+           join pg_catalog.pg_class c on c.oid = to_regclass('public.' || quote_ident(m.name))
+           where m.kind in ('table', 'view') loop
+    execute format('revoke all on table public.%I from anon, public', o.name);
+    execute format('revoke truncate, references, trigger on table public.%I from authenticated', o.name);
+    if o.relkind = 'v' then
+      execute format('revoke insert, update, delete on table public.%I from authenticated', o.name);
+    end if;
+    if current_setting('server_version_num')::int >= 170000 then
+      execute format('revoke maintain on table public.%I from authenticated', o.name);
+    end if;
+    if o.relkind in ('r', 'p') and pg_catalog.has_table_privilege('authenticated', o.oid, 'UPDATE') then
+      select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
+      from pg_catalog.pg_attribute a
+      where a.attrelid = o.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+        and a.attname not in ('id', 'user_id', 'created_at', 'updated_at');
+      execute format('revoke update on table public.%I from authenticated', o.name);
+      if cols is not null then
+        execute format('grant update (%s) on table public.%I to authenticated', cols, o.name);
+      end if;
+    end if;
+  end loop;
+end;
+$$;
+
+-- Ownership marks: every object listed at the top is now mailsync's.
+do $$
+declare
+  o record;
+  mark constant text := 'Managed by mailsync (sql/MASTER-DATABASE.sql): mailsync db reset drops it; keep this comment.';
+begin
+  for o in select m.kind, m.name, c.relkind from mailsync_objects m
+           left join pg_catalog.pg_class c on m.kind <> 'function' and c.oid = to_regclass('public.' || quote_ident(m.name)) loop
+    if o.kind = 'table' and o.relkind in ('r', 'p') then
+      execute format('comment on table public.%I is %L', o.name, mark);
+    elsif o.kind = 'view' and o.relkind = 'v' then
+      execute format('comment on view public.%I is %L', o.name, mark);
+    elsif o.kind = 'function' and to_regprocedure('public.' || o.name) is not null then
+      execute format('comment on function public.%s is %L', o.name, mark);
+    end if;
+  end loop;
+end;
+$$;
+
+drop table mailsync_objects;
 
 -- Ask the REST server to reload its schema cache (Supabase's PostgREST
 -- listens on this channel).

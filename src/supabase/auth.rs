@@ -146,6 +146,13 @@ pub async fn sign_in(config: &Config, email: &str, password: &Secret) -> Result<
     .await?
     {
         Ok(token) => Ok(session_of(config, token)),
+        Err((status, _)) if server_trouble(status) => Err(trouble(config, status)),
+        Err((_, e))
+            if e.code() == "email_not_confirmed" || e.text().contains("Email not confirmed") =>
+        {
+            Err(Error::config("this email address is not confirmed yet")
+                .with_hint("open the link Supabase sent to it, then run `mailsync login` again"))
+        }
         Err((400, e))
             if matches!(e.code(), "invalid_credentials" | "invalid_grant")
                 || e.text().contains("Invalid login credentials") =>
@@ -178,8 +185,31 @@ pub async fn refresh(config: &Config, session: &Session) -> Result<Session> {
     .await?
     {
         Ok(token) => Ok(session_of(config, token)),
+        // The server could not answer now: the session may still be good.
+        Err((status, _)) if server_trouble(status) => Err(trouble(config, status)),
         Err(_) => Err(Error::config("your session expired; run `mailsync login`")),
     }
+}
+
+/// Answers that say nothing about the credentials: rate limiting and
+/// server failures (an HTML page from a proxy included).
+fn server_trouble(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+fn trouble(config: &Config, status: u16) -> Error {
+    let message = if status == 429 {
+        format!(
+            "Supabase Auth at {} is limiting requests (HTTP 429)",
+            config.auth_url()
+        )
+    } else {
+        format!(
+            "Supabase Auth at {} failed (HTTP {status})",
+            config.auth_url()
+        )
+    };
+    Error::unreachable(message).with_hint("nothing was changed; wait a minute and try again")
 }
 
 /// `POST /logout` with the access token; whether the server revoked it.

@@ -195,13 +195,8 @@ impl RestClient {
         let mut request = query.build().build().map_err(|e| {
             Error::failure(format!("{what}: building the request: {}", e.without_url()))
         })?;
-        // The query is form-encoded, where a space becomes `+` (a real `+`
-        // is `%2B`). PostgREST reads `+` as a space, some compatible servers
-        // read it literally; `%20` means a space to both.
-        if let Some(query) = request.url().query().filter(|q| q.contains('+')) {
-            let query = query.replace('+', "%20");
-            request.url_mut().set_query(Some(&query));
-        }
+        // The query is form-encoded (a space is `+`, a plus `%2B`), which
+        // PostgREST, and the local stack's proxy, read as a form.
         if let Some(prefer) = prefer {
             request.headers_mut().insert(
                 "Prefer",

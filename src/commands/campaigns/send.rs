@@ -32,6 +32,10 @@ pub struct Queued {
     pub status: CampaignStatus,
     pub queued: i64,
     pub organization: Option<String>,
+    /// Contacts left out because their address is suppressed (unsubscribed
+    /// or bounced; see `suppressions`).
+    #[serde(default)]
+    pub suppressed: i64,
 }
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
@@ -87,7 +91,13 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             .map(|o| format!(" for {o:?}"))
             .unwrap_or_default()
     ));
-    out.print("Follow it with: mailsync campaigns watch --until-done");
+    if result.suppressed > 0 {
+        out.print(format!(
+            "{} contact(s) left out: unsubscribed or bounced (mailsync contacts unsubscribe --undo EMAIL takes one back)",
+            result.suppressed
+        ));
+    }
+    out.print("Deliver it with: mailsync campaigns deliver; follow it with: mailsync campaigns watch --until-done");
     Ok(())
 }
 
