@@ -1,46 +1,108 @@
 -- mailsync — MASTER-CLEAN.sql
 --
--- Drops exactly what MASTER-DATABASE.sql creates, and nothing else: the
--- views, the tables (with their triggers, policies, indexes and publication
--- membership), then the functions. Safe on an empty database. It never
--- touches `auth`, `storage`, `realtime` or any other schema, and uses no
--- `cascade`: if something of yours depends on these objects, it stops with
--- Postgres naming it rather than dropping your object too.
+-- Drops what MASTER-DATABASE.sql creates, and nothing else: only objects
+-- marked as mailsync's (a comment starting "Managed by mailsync", or the
+-- schema of an earlier mailsync, recognised by its policies). If any name
+-- below is taken by an object that is not mailsync's, it refuses before
+-- dropping anything (SQLSTATE MSOWN) and names it: a project's own
+-- `contacts` table and its rows are never dropped. The views, the tables
+-- (with their triggers, policies, indexes and publication membership), then
+-- the functions. Safe on an empty database. It never touches `auth`,
+-- `storage`, `realtime` or any other schema, and uses no `cascade`: if
+-- something of yours depends on these objects, it stops with Postgres naming
+-- it rather than dropping your object too.
 --
 -- DESTRUCTIVE: every campaign, contact and email recorded here is deleted.
 -- Run MASTER-DATABASE.sql afterwards (`mailsync db reset` runs both in one
 -- transaction).
 
-drop function if exists public.send_campaign(uuid, text);
-drop function if exists public.queue_campaign_page(uuid, text, integer);
-drop function if exists public.resolve_send_organization(uuid, text);
-drop function if exists public.import_contacts(jsonb);
-drop function if exists public.import_rows(jsonb);
+create temp table if not exists mailsync_objects (kind text not null, name text not null);
+truncate mailsync_objects;
+insert into mailsync_objects (kind, name) values
+-- mailsync objects: begin
+  ('view', 'campaign_analytics'),
+  ('view', 'contact_analytics'),
+  ('view', 'dashboard_analytics'),
+  ('table', 'campaign_live'),
+  ('table', 'campaign_sends'),
+  ('table', 'user_daily_sent_counts'),
+  ('table', 'campaign_email_counts'),
+  ('table', 'email_templates'),
+  ('table', 'emails_sent'),
+  ('table', 'email_campaigns'),
+  ('table', 'contacts'),
+  ('table', 'organizations'),
+  ('function', 'mailsync_set_updated_at()'),
+  ('function', 'mailsync_normalize_contact()'),
+  ('function', 'mailsync_normalize_organization()'),
+  ('function', 'mailsync_create_missing_organizations()'),
+  ('function', 'mailsync_fill_recipient()'),
+  ('function', 'mailsync_set_email_status_timestamps()'),
+  ('function', 'mailsync_count_inserted_emails()'),
+  ('function', 'mailsync_count_updated_emails()'),
+  ('function', 'mailsync_count_deleted_emails()'),
+  ('function', 'mailsync_clear_email_counts()'),
+  ('function', 'import_rows(jsonb)'),
+  ('function', 'import_contacts(jsonb)'),
+  ('function', 'resolve_send_organization(uuid, text)'),
+  ('function', 'queue_campaign_page(uuid, text, integer)'),
+  ('function', 'send_campaign(uuid, text)'),
+  ('function', 'mailsync_complete_settled_campaign()'),
+  ('function', 'mailsync_track_campaign_live()'),
+  ('index', 'contacts_user_organization_idx'),
+  ('index', 'email_campaigns_user_status_idx'),
+  ('index', 'emails_sent_user_campaign_idx'),
+  ('index', 'emails_sent_user_contact_cover_idx'),
+  ('index', 'campaign_email_counts_user_campaign_idx'),
+  ('index', 'emails_sent_unsettled_idx'),
+  ('index', 'campaign_live_user_campaign_idx')
+-- mailsync objects: end
+;
 
-drop view if exists public.dashboard_analytics;
-drop view if exists public.contact_analytics;
-drop view if exists public.campaign_analytics;
+do $$
+declare
+  earlier boolean := (
+    select count(*) = 5 from pg_catalog.pg_policies p
+    where p.schemaname = 'public' and p.policyname = p.tablename || '_select_own'
+      and p.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'));
+  taken text;
+  o record;
+begin
+  -- First the check, for everything; then the drops, in one block, so that
+  -- a refusal drops nothing even where errors do not stop the script.
+  select string_agg(format('%s public.%s', m.kind, m.name), ', ' order by m.kind, m.name)
+    into taken
+  from mailsync_objects m
+  left join pg_catalog.pg_class c
+    on m.kind in ('table', 'view') and c.oid = to_regclass('public.' || quote_ident(m.name))
+  left join pg_catalog.pg_proc p
+    on m.kind = 'function' and p.oid = to_regprocedure(case when m.kind = 'function' then 'public.' || m.name end)
+  where case m.kind
+    when 'table' then c.oid is not null and (c.relkind not in ('r', 'p')
+      or not (earlier or coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)))
+    when 'view' then c.oid is not null and (c.relkind <> 'v'
+      or not (earlier or coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)))
+    when 'function' then p.oid is not null
+      and not (earlier or coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false))
+    else false
+  end;
+  if taken is not null then
+    raise exception 'these names are taken by objects that are not mailsync''s, so nothing was dropped: %', taken
+      using errcode = 'MSOWN',
+            detail = 'mailsync only drops objects marked as its own (a comment starting "Managed by mailsync").',
+            hint = 'rename or move your objects; or, to let mailsync take one over (and drop it), mailsync db reset --adopt NAME';
+  end if;
+  -- Views, then tables (dependents first), then functions: the list's order.
+  for o in select m.kind, m.name from mailsync_objects m where m.kind <> 'index' loop
+    if o.kind = 'view' and to_regclass('public.' || quote_ident(o.name)) is not null then
+      execute format('drop view public.%I', o.name);
+    elsif o.kind = 'table' and to_regclass('public.' || quote_ident(o.name)) is not null then
+      execute format('drop table public.%I', o.name);
+    elsif o.kind = 'function' and to_regprocedure('public.' || o.name) is not null then
+      execute format('drop function public.%s', o.name);
+    end if;
+  end loop;
+end;
+$$;
 
-drop table if exists public.campaign_live;
-drop table if exists public.campaign_sends;
-drop table if exists public.user_daily_sent_counts;
-drop table if exists public.campaign_email_counts;
-drop table if exists public.emails_sent;
-drop table if exists public.email_templates;
-drop table if exists public.email_campaigns;
-drop table if exists public.contacts;
-drop table if exists public.organizations;
-
-drop function if exists public.update_updated_at_column();
-drop function if exists public.normalize_contact();
-drop function if exists public.normalize_organization();
-drop function if exists public.create_missing_organizations();
-drop function if exists public.update_recipient_organization();
-drop function if exists public.set_email_status_timestamps();
-drop function if exists public.complete_settled_campaign();
-drop function if exists public.count_inserted_emails();
-drop function if exists public.count_updated_emails();
-drop function if exists public.count_deleted_emails();
-drop function if exists public.clear_email_counts();
-drop function if exists public.counter_shard();
-drop function if exists public.track_campaign_live();
+drop table mailsync_objects;

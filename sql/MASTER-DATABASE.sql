@@ -23,6 +23,105 @@
 -- It needs no superuser: on a hosted project it runs as `postgres`.
 
 -- ---------------------------------------------------------------------------
+-- Ownership. Everything this file creates, replaces or drops is listed here
+-- and marked as mailsync's at the end (a comment starting "Managed by
+-- mailsync"). Before anything changes, the check below refuses (SQLSTATE
+-- MSOWN, nothing changed) when one of these names is taken by an object that
+-- is not mailsync's: a project's own `contacts` table or `send_campaign`
+-- function is never replaced. A database set up by an earlier mailsync,
+-- before the marks existed, is recognised by its policies (`<table>_select_own`
+-- on the five tables of the guide) and taken as mailsync's.
+-- To hand one of your objects over to mailsync: `mailsync db apply --adopt
+-- NAME`, or `comment on table public.NAME is 'Managed by mailsync'`.
+-- Run it in one transaction that stops at the first error (the SQL editor
+-- does; psql: `psql -1 -v ON_ERROR_STOP=1 -f sql/MASTER-DATABASE.sql`).
+-- ---------------------------------------------------------------------------
+
+create temp table if not exists mailsync_objects (kind text not null, name text not null);
+truncate mailsync_objects;
+insert into mailsync_objects (kind, name) values
+-- mailsync objects: begin
+  ('view', 'campaign_analytics'),
+  ('view', 'contact_analytics'),
+  ('view', 'dashboard_analytics'),
+  ('table', 'campaign_live'),
+  ('table', 'campaign_sends'),
+  ('table', 'user_daily_sent_counts'),
+  ('table', 'campaign_email_counts'),
+  ('table', 'email_templates'),
+  ('table', 'emails_sent'),
+  ('table', 'email_campaigns'),
+  ('table', 'contacts'),
+  ('table', 'organizations'),
+  ('function', 'mailsync_set_updated_at()'),
+  ('function', 'mailsync_normalize_contact()'),
+  ('function', 'mailsync_normalize_organization()'),
+  ('function', 'mailsync_create_missing_organizations()'),
+  ('function', 'mailsync_fill_recipient()'),
+  ('function', 'mailsync_set_email_status_timestamps()'),
+  ('function', 'mailsync_count_inserted_emails()'),
+  ('function', 'mailsync_count_updated_emails()'),
+  ('function', 'mailsync_count_deleted_emails()'),
+  ('function', 'mailsync_clear_email_counts()'),
+  ('function', 'import_rows(jsonb)'),
+  ('function', 'import_contacts(jsonb)'),
+  ('function', 'resolve_send_organization(uuid, text)'),
+  ('function', 'queue_campaign_page(uuid, text, integer)'),
+  ('function', 'send_campaign(uuid, text)'),
+  ('function', 'mailsync_complete_settled_campaign()'),
+  ('function', 'mailsync_track_campaign_live()'),
+  ('index', 'contacts_user_organization_idx'),
+  ('index', 'email_campaigns_user_status_idx'),
+  ('index', 'emails_sent_user_campaign_idx'),
+  ('index', 'emails_sent_user_contact_cover_idx'),
+  ('index', 'campaign_email_counts_user_campaign_idx'),
+  ('index', 'emails_sent_unsettled_idx'),
+  ('index', 'campaign_live_user_campaign_idx')
+-- mailsync objects: end
+;
+
+do $$
+declare
+  -- An earlier mailsync's schema: its own policies on the five guide tables.
+  earlier boolean := (
+    select count(*) = 5 from pg_catalog.pg_policies p
+    where p.schemaname = 'public' and p.policyname = p.tablename || '_select_own'
+      and p.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'));
+  taken text;
+begin
+  select string_agg(format('%s public.%s', o.kind, o.name), ', ' order by o.kind, o.name)
+    into taken
+  from mailsync_objects o
+  left join pg_catalog.pg_class c
+    on o.kind in ('table', 'view', 'index') and c.oid = to_regclass('public.' || quote_ident(o.name))
+  left join pg_catalog.pg_proc p
+    on o.kind = 'function' and p.oid = to_regprocedure(case when o.kind = 'function' then 'public.' || o.name end)
+  where case o.kind
+    when 'table' then c.oid is not null and (c.relkind not in ('r', 'p')
+      or not (earlier or coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)))
+    when 'view' then c.oid is not null and (c.relkind <> 'v'
+      or not (earlier or coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)))
+    when 'function' then p.oid is not null
+      and not (earlier or coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false))
+    -- An index is mailsync's when it indexes a mailsync table.
+    when 'index' then c.oid is not null and not exists (
+      select 1 from pg_catalog.pg_index i
+      join pg_catalog.pg_class t on t.oid = i.indrelid
+      join pg_catalog.pg_namespace n on n.oid = t.relnamespace
+      where i.indexrelid = c.oid and n.nspname = 'public'
+        and t.relname in (select m.name from mailsync_objects m where m.kind = 'table'))
+    else false
+  end;
+  if taken is not null then
+    raise exception 'these names are taken by objects that are not mailsync''s, so nothing was changed: %', taken
+      using errcode = 'MSOWN',
+            detail = 'mailsync only drops or replaces objects marked as its own (a comment starting "Managed by mailsync").',
+            hint = 'rename or move your objects; or, to let mailsync take one over (and change or drop it), mailsync db apply --adopt NAME';
+  end if;
+end;
+$$;
+
+-- ---------------------------------------------------------------------------
 -- Tables
 -- ---------------------------------------------------------------------------
 
@@ -114,19 +213,34 @@ create index if not exists contacts_user_organization_idx
 create index if not exists email_campaigns_user_status_idx on public.email_campaigns (user_id, status);
 create index if not exists emails_sent_user_campaign_idx on public.emails_sent (user_id, campaign_id);
 -- Covers contact_analytics: a contact's counts come from the index alone.
-drop index if exists public.emails_sent_user_contact_idx;
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_contact_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_user_contact_idx;
+  end if;
+end $$;
 create index if not exists emails_sent_user_contact_cover_idx
   on public.emails_sent (user_id, contact_id) include (status, sent_at);
 -- campaign_analytics reads counters, not emails: no (campaign_id, status) index.
-drop index if exists public.emails_sent_campaign_status_idx;
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_campaign_status_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_campaign_status_idx;
+  end if;
+end $$;
 -- emails_sent_today reads day buckets now (see the counters below).
-drop index if exists public.emails_sent_user_sent_at_idx;
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_sent_at_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_user_sent_at_idx;
+  end if;
+end $$;
 
 -- ---------------------------------------------------------------------------
 -- Trigger functions (search_path pinned; everything schema-qualified)
 -- ---------------------------------------------------------------------------
 
-create or replace function public.update_updated_at_column()
+create or replace function public.mailsync_set_updated_at()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -139,7 +253,7 @@ $$;
 
 -- Contacts are stored trimmed and lower-cased; an organisation name is
 -- trimmed with inner runs of white space collapsed, and empty means none.
-create or replace function public.normalize_contact()
+create or replace function public.mailsync_normalize_contact()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -151,7 +265,7 @@ begin
 end;
 $$;
 
-create or replace function public.normalize_organization()
+create or replace function public.mailsync_normalize_organization()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -166,7 +280,7 @@ $$;
 -- dashboard): a contact naming an organisation its user does not have yet
 -- creates it. Statement-level, so a bulk insert costs one set-wise insert.
 -- It runs as the caller: RLS applies to the organisations it creates.
-create or replace function public.create_missing_organizations()
+create or replace function public.mailsync_create_missing_organizations()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -184,7 +298,7 @@ $$;
 
 -- Fills emails_sent.recipient_organization (and a missing recipient_email)
 -- from the contact, when the writer did not.
-create or replace function public.update_recipient_organization()
+create or replace function public.mailsync_fill_recipient()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -213,7 +327,7 @@ $$;
 
 -- `sent_at` is set as an email leaves the sender (sent, delivered, bounced)
 -- and `delivered_at` as it is delivered, unless the writer set them.
-create or replace function public.set_email_status_timestamps()
+create or replace function public.mailsync_set_email_status_timestamps()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -235,44 +349,44 @@ $$;
 
 drop trigger if exists update_organizations_updated_at on public.organizations;
 create trigger update_organizations_updated_at before update on public.organizations
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_contacts_updated_at on public.contacts;
 create trigger update_contacts_updated_at before update on public.contacts
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_email_campaigns_updated_at on public.email_campaigns;
 create trigger update_email_campaigns_updated_at before update on public.email_campaigns
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_emails_sent_updated_at on public.emails_sent;
 create trigger update_emails_sent_updated_at before update on public.emails_sent
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_email_templates_updated_at on public.email_templates;
 create trigger update_email_templates_updated_at before update on public.email_templates
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 
 drop trigger if exists normalize_organization on public.organizations;
 create trigger normalize_organization before insert or update of name on public.organizations
-  for each row execute function public.normalize_organization();
+  for each row execute function public.mailsync_normalize_organization();
 
 drop trigger if exists normalize_contact on public.contacts;
 create trigger normalize_contact before insert or update of email, organization_name on public.contacts
-  for each row execute function public.normalize_contact();
+  for each row execute function public.mailsync_normalize_contact();
 
 drop trigger if exists create_missing_organizations_on_insert on public.contacts;
 create trigger create_missing_organizations_on_insert after insert on public.contacts
   referencing new table as new_contacts
-  for each statement execute function public.create_missing_organizations();
+  for each statement execute function public.mailsync_create_missing_organizations();
 drop trigger if exists create_missing_organizations_on_update on public.contacts;
 create trigger create_missing_organizations_on_update after update on public.contacts
   referencing new table as new_contacts
-  for each statement execute function public.create_missing_organizations();
+  for each statement execute function public.mailsync_create_missing_organizations();
 
 drop trigger if exists update_recipient_organization on public.emails_sent;
 create trigger update_recipient_organization before insert or update of contact_id on public.emails_sent
-  for each row execute function public.update_recipient_organization();
+  for each row execute function public.mailsync_fill_recipient();
 
 drop trigger if exists set_email_status_timestamps on public.emails_sent;
 create trigger set_email_status_timestamps before insert or update of status on public.emails_sent
-  for each row execute function public.set_email_status_timestamps();
+  for each row execute function public.mailsync_set_email_status_timestamps();
 
 -- ---------------------------------------------------------------------------
 -- Row Level Security: every table, every verb, only the caller's own rows.
@@ -371,7 +485,7 @@ grant select, insert, update, delete on table public.campaign_email_counts,
 -- Counts the emails a statement inserted. (An inserted or updated email's
 -- campaign and user exist: the foreign keys say so; only deletes, which can
 -- cascade from a campaign or a user, need to check.)
-create or replace function public.count_inserted_emails()
+create or replace function public.mailsync_count_inserted_emails()
 returns trigger
 language plpgsql
 security definer
@@ -428,7 +542,7 @@ $$;
 
 -- Moves the counts of the emails a statement updated: -1 for each row as
 -- it was, +1 as it is, for the rows whose counted fields changed.
-create or replace function public.count_updated_emails()
+create or replace function public.mailsync_count_updated_emails()
 returns trigger
 language plpgsql
 security definer
@@ -440,12 +554,14 @@ begin
   with changes as (
     select x.user_id, x.campaign_id, x.status, x.sent_at, x.sign
     from old_rows o
-    join new_rows n on n.id = o.id
+    full join new_rows n on n.id = o.id
     cross join lateral (values
       (o.user_id, o.campaign_id, o.status, o.sent_at, -1),
       (n.user_id, n.campaign_id, n.status, n.sent_at, 1)) as x(user_id, campaign_id, status, sent_at, sign)
-    where (o.campaign_id, o.status, o.sent_at, o.user_id)
-          is distinct from (n.campaign_id, n.status, n.sent_at, n.user_id)
+    where x.campaign_id is not null
+      and (o.id is null or n.id is null
+           or (o.campaign_id, o.status, o.sent_at, o.user_id)
+              is distinct from (n.campaign_id, n.status, n.sent_at, n.user_id))
   ), campaigns as (
     insert into public.campaign_email_counts as c
       (campaign_id, shard, user_id, total, pending, sending, sent, delivered, failed, bounced)
@@ -491,7 +607,7 @@ end;
 $$;
 
 -- Takes back the counts of the emails a statement deleted.
-create or replace function public.count_deleted_emails()
+create or replace function public.mailsync_count_deleted_emails()
 returns trigger
 language plpgsql
 security definer
@@ -549,7 +665,7 @@ begin
 end;
 $$;
 
-create or replace function public.clear_email_counts()
+create or replace function public.mailsync_clear_email_counts()
 returns trigger
 language plpgsql
 security definer
@@ -565,22 +681,21 @@ $$;
 drop trigger if exists count_emails_on_insert on public.emails_sent;
 create trigger count_emails_on_insert after insert on public.emails_sent
   referencing new table as new_rows
-  for each statement execute function public.count_inserted_emails();
+  for each statement execute function public.mailsync_count_inserted_emails();
 drop trigger if exists count_emails_on_update on public.emails_sent;
 create trigger count_emails_on_update after update on public.emails_sent
   referencing old table as old_rows new table as new_rows
-  for each statement execute function public.count_updated_emails();
+  for each statement execute function public.mailsync_count_updated_emails();
 drop trigger if exists count_emails_on_delete on public.emails_sent;
 create trigger count_emails_on_delete after delete on public.emails_sent
   referencing old table as old_rows
-  for each statement execute function public.count_deleted_emails();
+  for each statement execute function public.mailsync_count_deleted_emails();
 drop trigger if exists count_emails_on_truncate on public.emails_sent;
 create trigger count_emails_on_truncate after truncate on public.emails_sent
-  for each statement execute function public.clear_email_counts();
+  for each statement execute function public.mailsync_clear_email_counts();
 
-drop function if exists public.counter_shard();
-revoke all on function public.count_inserted_emails(),
-  public.count_updated_emails(), public.count_deleted_emails(), public.clear_email_counts()
+revoke all on function public.mailsync_count_inserted_emails(),
+  public.mailsync_count_updated_emails(), public.mailsync_count_deleted_emails(), public.mailsync_clear_email_counts()
   from public, anon, authenticated;
 
 -- Counters start from what is there when they are first created (upgrading
@@ -868,7 +983,7 @@ grant select, insert, update, delete on table public.campaign_sends to authentic
 
 drop trigger if exists update_campaign_sends_updated_at on public.campaign_sends;
 create trigger update_campaign_sends_updated_at before update on public.campaign_sends
-  for each row execute function public.update_updated_at_column();
+  for each row execute function public.mailsync_set_updated_at();
 
 -- The organisation a send is restricted to, as the caller named it, or null.
 create or replace function public.resolve_send_organization(me uuid, organization text)
@@ -1093,7 +1208,7 @@ $$;
 -- again with a fresh snapshot and sees everything. The lock is held only from
 -- the check to the commit, so writers of a big campaign do not queue behind
 -- each other while they work.
-create or replace function public.complete_settled_campaign()
+create or replace function public.mailsync_complete_settled_campaign()
 returns trigger
 language plpgsql
 -- `security definer`: when Auth deletes a user (as `supabase_auth_admin`,
@@ -1143,21 +1258,21 @@ create constraint trigger complete_settled_campaign_on_update
   deferrable initially deferred
   for each row
   when (old.status in ('pending', 'sending') and new.status not in ('pending', 'sending'))
-  execute function public.complete_settled_campaign();
+  execute function public.mailsync_complete_settled_campaign();
 drop trigger if exists complete_settled_campaign_on_delete on public.emails_sent;
 create constraint trigger complete_settled_campaign_on_delete
   after delete on public.emails_sent
   deferrable initially deferred
   for each row
   when (old.status in ('pending', 'sending'))
-  execute function public.complete_settled_campaign();
+  execute function public.mailsync_complete_settled_campaign();
 
 create index if not exists emails_sent_unsettled_idx
   on public.emails_sent (campaign_id) where status in ('pending', 'sending');
 
 revoke all on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
-  public.resolve_send_organization(uuid, text), public.complete_settled_campaign() from public, anon;
-revoke all on function public.complete_settled_campaign() from authenticated;
+  public.resolve_send_organization(uuid, text), public.mailsync_complete_settled_campaign() from public, anon;
+revoke all on function public.mailsync_complete_settled_campaign() from authenticated;
 grant execute on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
   public.resolve_send_organization(uuid, text) to authenticated, service_role;
 
@@ -1197,7 +1312,7 @@ revoke all on table public.campaign_live from anon, authenticated, public;
 grant select on table public.campaign_live to authenticated;
 grant select, insert, update, delete on table public.campaign_live to service_role;
 
-create or replace function public.track_campaign_live()
+create or replace function public.mailsync_track_campaign_live()
 returns trigger
 language plpgsql
 security definer
@@ -1214,13 +1329,13 @@ $$;
 
 drop trigger if exists track_campaign_live_on_insert on public.email_campaigns;
 create trigger track_campaign_live_on_insert after insert on public.email_campaigns
-  for each row execute function public.track_campaign_live();
+  for each row execute function public.mailsync_track_campaign_live();
 drop trigger if exists track_campaign_live_on_update on public.email_campaigns;
 create trigger track_campaign_live_on_update after update of status, name on public.email_campaigns
   for each row
   when (old.status is distinct from new.status or old.name is distinct from new.name)
-  execute function public.track_campaign_live();
-revoke all on function public.track_campaign_live() from public, anon, authenticated;
+  execute function public.mailsync_track_campaign_live();
+revoke all on function public.mailsync_track_campaign_live() from public, anon, authenticated;
 
 insert into public.campaign_live (user_id, campaign_id, campaign_status)
 select c.user_id, c.id, c.status from public.email_campaigns c
@@ -1240,9 +1355,9 @@ revoke all on table public.campaign_analytics, public.contact_analytics,
 grant select on table public.campaign_analytics, public.contact_analytics,
   public.dashboard_analytics to authenticated, service_role;
 
-revoke all on function public.update_updated_at_column(), public.normalize_contact(),
-  public.normalize_organization(), public.create_missing_organizations(),
-  public.update_recipient_organization(), public.set_email_status_timestamps()
+revoke all on function public.mailsync_set_updated_at(), public.mailsync_normalize_contact(),
+  public.mailsync_normalize_organization(), public.mailsync_create_missing_organizations(),
+  public.mailsync_fill_recipient(), public.mailsync_set_email_status_timestamps()
   from anon, public;
 
 -- ---------------------------------------------------------------------------
@@ -1274,6 +1389,67 @@ begin
   end if;
 end;
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Least privilege, whatever the project's default privileges granted: on
+-- every mailsync table and view, `anon` (and PUBLIC) hold nothing, and
+-- `authenticated` holds no TRUNCATE (it ignores RLS), REFERENCES, TRIGGER or
+-- (PostgreSQL 17) MAINTAIN, and only SELECT on views. UPDATE is column by column: every column but
+-- `id`, `user_id`, `created_at`, `updated_at` (set by a trigger) and
+-- generated ones, so no update can re-key a row or move it to another user.
+-- ---------------------------------------------------------------------------
+
+do $$
+declare
+  o record;
+  cols text;
+begin
+  for o in select m.name, c.oid, c.relkind
+           from mailsync_objects m
+           join pg_catalog.pg_class c on c.oid = to_regclass('public.' || quote_ident(m.name))
+           where m.kind in ('table', 'view') loop
+    execute format('revoke all on table public.%I from anon, public', o.name);
+    execute format('revoke truncate, references, trigger on table public.%I from authenticated', o.name);
+    if o.relkind = 'v' then
+      execute format('revoke insert, update, delete on table public.%I from authenticated', o.name);
+    end if;
+    if current_setting('server_version_num')::int >= 170000 then
+      execute format('revoke maintain on table public.%I from authenticated', o.name);
+    end if;
+    if o.relkind in ('r', 'p') and pg_catalog.has_table_privilege('authenticated', o.oid, 'UPDATE') then
+      select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
+      from pg_catalog.pg_attribute a
+      where a.attrelid = o.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+        and a.attname not in ('id', 'user_id', 'created_at', 'updated_at');
+      execute format('revoke update on table public.%I from authenticated', o.name);
+      if cols is not null then
+        execute format('grant update (%s) on table public.%I to authenticated', cols, o.name);
+      end if;
+    end if;
+  end loop;
+end;
+$$;
+
+-- Ownership marks: every object listed at the top is now mailsync's.
+do $$
+declare
+  o record;
+  mark constant text := 'Managed by mailsync (sql/MASTER-DATABASE.sql): mailsync db reset drops it; keep this comment.';
+begin
+  for o in select m.kind, m.name, c.relkind from mailsync_objects m
+           left join pg_catalog.pg_class c on m.kind <> 'function' and c.oid = to_regclass('public.' || quote_ident(m.name)) loop
+    if o.kind = 'table' and o.relkind in ('r', 'p') then
+      execute format('comment on table public.%I is %L', o.name, mark);
+    elsif o.kind = 'view' and o.relkind = 'v' then
+      execute format('comment on view public.%I is %L', o.name, mark);
+    elsif o.kind = 'function' and to_regprocedure('public.' || o.name) is not null then
+      execute format('comment on function public.%s is %L', o.name, mark);
+    end if;
+  end loop;
+end;
+$$;
+
+drop table mailsync_objects;
 
 -- Ask the REST server to reload its schema cache (Supabase's PostgREST
 -- listens on this channel).

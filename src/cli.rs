@@ -365,6 +365,26 @@ pub struct ImportArgs {
     /// Contacts per request
     #[arg(long, value_name = "N", default_value_t = commands::import::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Largest decompressed entry of an .xlsx/.xlsb/.ods archive [default: 256MiB]
+    #[arg(long, value_name = "SIZE", env = "MAILSYNC_IMPORT_MAX_ENTRY_SIZE", value_parser = size_limit)]
+    pub max_entry_size: Option<u64>,
+    /// Most shared strings an .xlsx/.xlsb may declare or hold [default: 5000000]
+    #[arg(long, value_name = "N", env = "MAILSYNC_IMPORT_MAX_SHARED_STRINGS", value_parser = count_limit)]
+    pub max_shared_strings: Option<u64>,
+    /// Most cells in a sheet [default: 5000000; 2000000 for .ods and .xls]
+    #[arg(long, value_name = "N", env = "MAILSYNC_IMPORT_MAX_CELLS", value_parser = count_limit)]
+    pub max_cells: Option<u64>,
+    /// Most characters in a cell [default: 32767]
+    #[arg(long, value_name = "N", env = "MAILSYNC_IMPORT_MAX_CELL_LENGTH", value_parser = count_limit)]
+    pub max_cell_length: Option<u64>,
+}
+
+fn size_limit(text: &str) -> Result<u64, String> {
+    commands::import::limits::parse_limit(text, true)
+}
+
+fn count_limit(text: &str) -> Result<u64, String> {
+    commands::import::limits::parse_limit(text, false)
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,22 +412,34 @@ pub enum DbCommand {
     /// Drop the mailsync schema and create it again, in one transaction
     #[command(
         after_help = "Deletes every mailsync row. Asks on a terminal (default no); pass --yes in scripts.
+Drops only mailsync's own objects (marked \"Managed by mailsync\"); if a name it uses holds
+an object of yours (say your own `contacts` table), it refuses before changing anything
+(exit 4) and names it. Nothing outside those names is touched.
 
 Examples:
   mailsync db reset                # asks before dropping anything
   mailsync db reset --yes --json   # CI: no prompt, JSON report
-  mailsync db reset --dry-run      # print the SQL it would run"
+  mailsync db reset --dry-run      # print the SQL it would run
+  mailsync db reset --yes --adopt contacts   # your old `contacts` table becomes mailsync's, and is dropped"
     )]
     Reset(DbResetArgs),
     /// Apply the schema without dropping anything (idempotent, keeps data)
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "Replaces only mailsync's own objects; refuses before changing anything (exit 4)
+when a name it uses holds an object of yours, and names it.
+
+Examples:
   mailsync db apply          # create what is missing, update functions, views, policies
-  mailsync db apply --json   # CI provisioning")]
+  mailsync db apply --json   # CI provisioning
+  mailsync db apply --adopt email_templates   # take over an existing table of that name"
+    )]
     Apply(DbApplyArgs),
     /// Check the live database against the schema; exit 4 on drift
     #[command(
         after_help = "Checks tables, columns, views (security_invoker), RLS, one policy per verb,
-triggers, grants (anon gets nothing), pinned search_path and indexed foreign keys.
+triggers, grants (anon gets nothing; authenticated no TRUNCATE, REFERENCES, TRIGGER or
+MAINTAIN, no UPDATE of id, user_id or created_at), pinned search_path, indexed foreign keys,
+and that every name mailsync uses holds mailsync's own object.
 
 Examples:
   mailsync db verify
@@ -424,6 +456,10 @@ pub struct DbResetArgs {
     /// Print the SQL instead of running it
     #[arg(long)]
     pub dry_run: bool,
+    /// Take over an existing table, view or function of that name as mailsync's
+    /// (reset then drops it and its rows); repeatable
+    #[arg(long, value_name = "NAME")]
+    pub adopt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -434,6 +470,10 @@ pub struct DbApplyArgs {
     /// Print the SQL instead of running it
     #[arg(long)]
     pub dry_run: bool,
+    /// Take over an existing table, view or function of that name as mailsync's
+    /// (apply may then change or replace it); repeatable
+    #[arg(long, value_name = "NAME")]
+    pub adopt: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -445,13 +485,17 @@ impl From<DbResetArgs> for commands::db::reset::Options {
         Self {
             yes: a.yes,
             dry_run: a.dry_run,
+            adopt: a.adopt,
         }
     }
 }
 
 impl From<DbApplyArgs> for commands::db::apply::Options {
     fn from(a: DbApplyArgs) -> Self {
-        Self { dry_run: a.dry_run }
+        Self {
+            dry_run: a.dry_run,
+            adopt: a.adopt,
+        }
     }
 }
 
@@ -467,6 +511,12 @@ impl From<ImportArgs> for commands::import::Options {
             strict: a.strict,
             rejects: a.rejects,
             batch_size: a.batch_size,
+            limits: commands::import::limits::Limits::with(
+                a.max_entry_size,
+                a.max_shared_strings,
+                a.max_cells,
+                a.max_cell_length,
+            ),
         }
     }
 }

@@ -18,9 +18,9 @@ fn main() -> ExitCode {
     match runtime.block_on(mailsync::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", mailsync::output::terminal_safe(&e.to_string()));
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", mailsync::output::terminal_safe(hint));
             }
             if let Some(detail) = e.detail().filter(|_| verbose) {
                 eprintln!("detail: {detail}");

@@ -25,21 +25,21 @@ impl Output {
     pub fn print(&self, text: impl AsRef<str>) {
         if !self.json && !self.quiet {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", text.as_ref());
+            let _ = writeln!(out, "{}", terminal_safe(text.as_ref()));
         }
     }
 
     /// A note about what is happening (stderr); silent with `-q`.
     pub fn note(&self, text: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", text.as_ref());
+            eprintln!("{}", terminal_safe(text.as_ref()));
         }
     }
 
     /// Detail shown with `-v` (stderr).
     pub fn debug(&self, text: impl AsRef<str>) {
         if self.verbose > 0 && !self.quiet {
-            eprintln!("{}", text.as_ref());
+            eprintln!("{}", terminal_safe(text.as_ref()));
         }
     }
 
@@ -139,6 +139,63 @@ pub fn json_line<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::failure(format!("encoding JSON output: {e}")))
 }
 
+/// Whether a terminal could act on `c` rather than show it: C0 controls
+/// (ESC starts the sequences that set the clipboard or clear the screen),
+/// DEL, C1 controls (U+009B is a one-character CSI), and the bidirectional
+/// overrides that make text read in another order than it is stored.
+fn is_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape_into(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        _ => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+    }
+}
+
+/// Text printed for a person, with every control character shown escaped
+/// (`\u{1b}`) instead of acted on, except the line breaks and tabs of the
+/// text itself. Data from a file or the database (a cell, a sheet name, an
+/// organisation) reaches the terminal only through this or [`cell`].
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| is_control(c) && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_control(c) && c != '\n' && c != '\t' {
+            escape_into(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A value as one table cell: every control character escaped, line breaks
+/// included, so that a cell stays on its row and the table keeps its shape.
+pub fn cell(text: &str) -> String {
+    if !text.chars().any(is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_control(c) {
+            escape_into(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A timestamp as tables show it: `2026-11-25T05:49:12.123+00:00` →
 /// `2026-11-25 05:49`.
 pub fn timestamp_cell(t: &str) -> String {
@@ -147,6 +204,30 @@ pub fn timestamp_cell(t: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_shown_not_acted_on() {
+        let clipboard = "Acme\u{1b}]52;c;SGVsbG8=\u{7}";
+        assert_eq!(
+            super::terminal_safe(clipboard),
+            "Acme\\u{1b}]52;c;SGVsbG8=\\u{7}"
+        );
+        assert_eq!(super::terminal_safe("\u{1b}[2J"), "\\u{1b}[2J");
+        assert_eq!(
+            super::terminal_safe("a\u{9b}b\u{202e}c"),
+            "a\\u{9b}b\\u{202e}c"
+        );
+        assert_eq!(
+            super::terminal_safe("line\nline\ttab\r"),
+            "line\nline\ttab\\r"
+        );
+        assert_eq!(super::cell("two\nlines"), "two\\nlines");
+        assert_eq!(super::cell("Éditions Lumière"), "Éditions Lumière");
+        assert!(matches!(
+            super::terminal_safe("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
     #[test]
     fn timestamps_show_date_and_minute() {
         assert_eq!(

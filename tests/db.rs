@@ -136,6 +136,11 @@ async fn verify_passes_after_reset_and_catches_a_dropped_policy() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(failed, vec!["policy for delete on contacts"]);
+    let text = stdout(&run(&stack, &db, &["db", "verify"]));
+    assert!(
+        text.contains("FAIL policy for delete on contacts — missing: contacts_delete_own"),
+        "the failure names the policy and says missing: {text}"
+    );
 
     // A plain view (not security_invoker) and an anon grant are caught too.
     db.client()

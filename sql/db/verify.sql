@@ -53,10 +53,64 @@ contract_functions(function_name, args) as (
 -- Trigger functions that Auth's user deletion reaches as `supabase_auth_admin`
 -- (no privilege in `public`): they must run as their owner.
 definer_functions(function_name) as (
-  values ('complete_settled_campaign'), ('count_deleted_emails'), ('count_updated_emails'),
-         ('track_campaign_live')
+  values ('mailsync_complete_settled_campaign'), ('mailsync_count_deleted_emails'), ('mailsync_count_updated_emails'),
+         ('mailsync_track_campaign_live')
 ),
 verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
+-- What MASTER-DATABASE.sql creates (the same list as at its top).
+mailsync_objects(kind, name) as (
+  values
+  -- mailsync objects: begin
+  ('view', 'campaign_analytics'),
+  ('view', 'contact_analytics'),
+  ('view', 'dashboard_analytics'),
+  ('table', 'campaign_live'),
+  ('table', 'campaign_sends'),
+  ('table', 'user_daily_sent_counts'),
+  ('table', 'campaign_email_counts'),
+  ('table', 'email_templates'),
+  ('table', 'emails_sent'),
+  ('table', 'email_campaigns'),
+  ('table', 'contacts'),
+  ('table', 'organizations'),
+  ('function', 'mailsync_set_updated_at()'),
+  ('function', 'mailsync_normalize_contact()'),
+  ('function', 'mailsync_normalize_organization()'),
+  ('function', 'mailsync_create_missing_organizations()'),
+  ('function', 'mailsync_fill_recipient()'),
+  ('function', 'mailsync_set_email_status_timestamps()'),
+  ('function', 'mailsync_count_inserted_emails()'),
+  ('function', 'mailsync_count_updated_emails()'),
+  ('function', 'mailsync_count_deleted_emails()'),
+  ('function', 'mailsync_clear_email_counts()'),
+  ('function', 'import_rows(jsonb)'),
+  ('function', 'import_contacts(jsonb)'),
+  ('function', 'resolve_send_organization(uuid, text)'),
+  ('function', 'queue_campaign_page(uuid, text, integer)'),
+  ('function', 'send_campaign(uuid, text)'),
+  ('function', 'mailsync_complete_settled_campaign()'),
+  ('function', 'mailsync_track_campaign_live()'),
+  ('index', 'contacts_user_organization_idx'),
+  ('index', 'email_campaigns_user_status_idx'),
+  ('index', 'emails_sent_user_campaign_idx'),
+  ('index', 'emails_sent_user_contact_cover_idx'),
+  ('index', 'campaign_email_counts_user_campaign_idx'),
+  ('index', 'emails_sent_unsettled_idx'),
+  ('index', 'campaign_live_user_campaign_idx')
+-- mailsync objects: end
+),
+-- A schema from an earlier mailsync, before objects were marked.
+earlier(yes) as (
+  select count(*) = 5 from pg_catalog.pg_policies p
+  where p.schemaname = 'public' and p.policyname = p.tablename || '_select_own'
+    and p.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates')
+),
+mailsync_relations as (
+  select m.kind, m.name, c.oid, c.relkind, c.relacl
+  from mailsync_objects m
+  join pg_catalog.pg_class c on c.oid = to_regclass('public.' || quote_ident(m.name))
+  where m.kind in ('table', 'view')
+),
 -- Every table and view in `public` that no extension owns.
 public_relations as (
   select c.oid, c.relname, c.relkind, c.relrowsecurity, c.reloptions
@@ -143,8 +197,10 @@ checks(ord, name, ok, detail) as (
   union all
   select 31, format('policy for %s on %s', lower(v.cmd), t.table_name),
          p.policyname is not null,
-         coalesce(format('%s (to authenticated, own rows)', p.policyname),
-                  format('no %s policy to authenticated restricting rows to auth.uid()', v.cmd))
+         case when p.policyname is not null
+              then format('%s (to authenticated, own rows)', p.policyname)
+              else format('missing: %s_%s_own (no %s policy to authenticated restricting rows to auth.uid())',
+                          t.table_name, lower(v.cmd), v.cmd) end
   from contract_tables t
   cross join verbs v
   left join lateral (
@@ -187,9 +243,9 @@ checks(ord, name, ok, detail) as (
            and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'SELECT, INSERT, UPDATE, DELETE')
            and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'SELECT')
            and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'INSERT')
-           and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'UPDATE')
+           and pg_catalog.has_any_column_privilege('authenticated', 'public.' || t.table_name, 'UPDATE')
            and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'DELETE'),
-         'select, insert, update, delete'
+         'select, insert, delete, and update of the columns users may change'
   from contract_tables t
   union all
   select 53, format('authenticated can read %s', v.view_name),
@@ -212,6 +268,66 @@ checks(ord, name, ok, detail) as (
          coalesce((select c from unnest(f.proconfig) c where c like 'search_path=%' limit 1),
                   'no search_path: add SET search_path = ''''')
   from public_functions f
+  union all
+  -- Least privilege: nothing RLS does not govern, whatever the defaults were.
+  select 55, format('no truncate, references, trigger or maintain on %s', r.name),
+         bad.list is null,
+         coalesce('granted: ' || bad.list || ' (revoke it, or run mailsync db apply)',
+                  'anon and authenticated hold none of them')
+  from mailsync_relations r
+  cross join lateral (
+    select string_agg(distinct format('%s to %s', x.privilege, x.role), ', ') as list
+    from (
+      select g.role, unnest(array['TRUNCATE', 'REFERENCES', 'TRIGGER']) as privilege
+      from (values ('anon'), ('authenticated')) g(role)
+    ) x
+    where pg_catalog.has_table_privilege(x.role, r.oid, x.privilege)
+       or exists (select 1 from pg_catalog.aclexplode(r.relacl) a
+                  where a.privilege_type in (x.privilege, 'MAINTAIN')
+                    and (a.grantee = 0 or a.grantee = (select oid from pg_catalog.pg_roles where rolname = x.role)))
+  ) bad
+  union all
+  select 56, format('authenticated cannot update id, user_id or created_at of %s', r.name),
+         cols.list is null,
+         coalesce('updatable: ' || cols.list || ' (a row could be re-keyed or handed over)', 'only the columns users may change')
+  from mailsync_relations r
+  cross join lateral (
+    select string_agg(a.attname, ', ') as list
+    from pg_catalog.pg_attribute a
+    where a.attrelid = r.oid and a.attname in ('id', 'user_id', 'created_at') and not a.attisdropped
+      and pg_catalog.has_column_privilege('authenticated', r.oid, a.attnum, 'UPDATE')
+  ) cols
+  where r.kind = 'table'
+  union all
+  select 57, format('authenticated only reads view %s', r.name),
+         not pg_catalog.has_table_privilege('authenticated', r.oid, 'INSERT, UPDATE, DELETE'),
+         case when pg_catalog.has_table_privilege('authenticated', r.oid, 'INSERT, UPDATE, DELETE')
+              then 'insert, update or delete granted: revoke them' else 'select only' end
+  from mailsync_relations r
+  where r.kind = 'view'
+  union all
+  -- Ownership: every name mailsync uses holds mailsync's object (marked).
+  select 80, format('%s public.%s is mailsync''s', m.kind, m.name),
+         case m.kind
+           when 'index' then exists (select 1 from pg_catalog.pg_index i
+                                      join pg_catalog.pg_class t on t.oid = i.indrelid
+                                      where i.indexrelid = c.oid
+                                        and t.relname in (select x.name from mailsync_objects x where x.kind = 'table')
+                                        and t.relnamespace = 'public'::regnamespace)
+           when 'function' then coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false)
+           else c.relkind = any (case m.kind when 'view' then array['v'::"char"] else array['r'::"char", 'p'::"char"] end)
+                and coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)
+         end,
+         case when (select yes from earlier)
+              then 'not marked yet (set up by an earlier mailsync): mailsync db apply marks it'
+              else 'not mailsync''s: db apply and db reset refuse to touch it; rename it, or hand it over with --adopt ' || split_part(m.name, '(', 1)
+         end
+  from mailsync_objects m
+  left join pg_catalog.pg_class c
+    on m.kind <> 'function' and c.oid = to_regclass('public.' || quote_ident(m.name))
+  left join pg_catalog.pg_proc p
+    on p.oid = to_regprocedure(case when m.kind = 'function' then 'public.' || m.name end)
+  where c.oid is not null or p.oid is not null
   union all
   -- Every foreign key is covered by an index that starts with its columns.
   select 70, format('foreign key %s is indexed', fk.conname),

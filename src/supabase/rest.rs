@@ -228,6 +228,8 @@ impl RestClient {
         let mut request = query.build().build().map_err(|e| {
             Error::failure(format!("{what}: building the request: {}", e.without_url()))
         })?;
+        // The query is form-encoded (a space is `+`, a plus `%2B`), which
+        // PostgREST, and the local stack's proxy, read as a form.
         if let Some(prefer) = prefer {
             request.headers_mut().insert(
                 "Prefer",

@@ -4,6 +4,8 @@
 //! reach it fails with a message saying how to start it; it never skips.
 #![allow(dead_code)]
 
+pub mod realtime_server;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

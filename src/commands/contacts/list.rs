@@ -75,8 +75,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let mut table = out.table(["email", "organisation", "created"]);
     for c in &contacts {
         table.add_row(vec![
-            c.email.clone(),
-            c.organization_name.clone().unwrap_or_default(),
+            crate::output::cell(&c.email),
+            crate::output::cell(c.organization_name.as_deref().unwrap_or_default()),
             timestamp_cell(&c.created_at),
         ]);
     }

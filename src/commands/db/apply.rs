@@ -13,6 +13,8 @@ use crate::postgres::Target;
 pub struct Options {
     /// Print the SQL instead of running it.
     pub dry_run: bool,
+    /// Names of existing objects to take over as mailsync's (`--adopt`).
+    pub adopt: Vec<String>,
 }
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
@@ -21,6 +23,6 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return print_dry_run(out, &target, &[SCHEMA]);
     }
     out.note(format!("Target: {target}"));
-    let report = run_in_transaction(config, out, &[SCHEMA], "apply").await?;
+    let report = run_in_transaction(config, out, &options.adopt, &[SCHEMA], "apply").await?;
     print_report(out, "Applied", &report)
 }

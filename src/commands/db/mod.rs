@@ -85,17 +85,130 @@ pub fn print_dry_run(out: &Output, target: &Target, scripts: &[Script]) -> Resul
     Ok(())
 }
 
+/// The SQLSTATE the scripts raise when a name they use holds an object that
+/// is not mailsync's (they check before changing anything).
+const NOT_OURS: &str = "MSOWN";
+
+/// What the scripts create, replace or drop: `(kind, name)`, from the list
+/// at the top of `MASTER-DATABASE.sql` (functions with their argument types).
+pub fn mailsync_objects() -> Vec<(&'static str, &'static str)> {
+    let Some(list) = MASTER_DATABASE
+        .split("-- mailsync objects: begin")
+        .nth(1)
+        .and_then(|rest| rest.split("-- mailsync objects: end").next())
+    else {
+        return Vec::new();
+    };
+    list.lines()
+        .filter_map(|line| {
+            let inner = line.trim().trim_end_matches(',');
+            let inner = inner.strip_prefix("('")?.strip_suffix("')")?;
+            inner.split_once("', '")
+        })
+        .collect()
+}
+
+/// `--adopt NAME`: marks the existing object(s) of that name as mailsync's,
+/// inside the transaction, so the scripts then treat it as their own.
+async fn adopt(tx: &tokio_postgres::Transaction<'_>, out: &Output, name: &str) -> Result<()> {
+    let objects = mailsync_objects();
+    let wanted: Vec<&(&str, &str)> = objects
+        .iter()
+        .filter(|(kind, n)| *kind != "index" && n.split('(').next() == Some(name))
+        .collect();
+    if wanted.is_empty() {
+        let names: Vec<&str> = objects
+            .iter()
+            .filter(|(kind, _)| *kind != "index")
+            .map(|(_, n)| n.split('(').next().unwrap_or(n))
+            .collect();
+        return Err(Error::usage(format!(
+            "--adopt {name}: mailsync uses no object of that name (it uses: {})",
+            names.join(", ")
+        )));
+    }
+    let failed = |e: tokio_postgres::Error| {
+        Error::refused(format!(
+            "adopting {name} failed, nothing changed: {}",
+            describe_db_error(&e)
+        ))
+    };
+    let mark = "Managed by mailsync (adopted with --adopt): mailsync db reset drops it; keep this comment.";
+    let mut found = false;
+    for (kind, entry) in wanted {
+        let statement = if *kind == "function" {
+            let row = tx
+                .query_one(
+                    "select to_regprocedure('public.' || $1)::text",
+                    &[&entry.to_string()],
+                )
+                .await
+                .map_err(failed)?;
+            row.get::<_, Option<String>>(0)
+                .map(|_| format!("comment on function public.{entry} is '{mark}'"))
+        } else {
+            let row = tx
+                .query_opt(
+                    "select c.relkind::text from pg_catalog.pg_class c
+                      where c.oid = to_regclass('public.' || quote_ident($1))",
+                    &[&entry.to_string()],
+                )
+                .await
+                .map_err(failed)?;
+            match row.map(|r| r.get::<_, String>(0)) {
+                None => None,
+                Some(relkind) => {
+                    let what = match (relkind.as_str(), *kind) {
+                        ("r" | "p", "table") => "table",
+                        ("v", "view") => "view",
+                        _ => {
+                            return Err(Error::check_failed(format!(
+                                "--adopt {name}: public.{name} is not a {kind}, so mailsync cannot take it over; rename it (nothing was changed)"
+                            )))
+                        }
+                    };
+                    Some(format!("comment on {what} public.\"{entry}\" is '{mark}'"))
+                }
+            }
+        };
+        if let Some(statement) = statement {
+            tx.batch_execute(&statement).await.map_err(failed)?;
+            out.note(format!(
+                "Adopted {kind} public.{entry}: it is mailsync's from now on"
+            ));
+            found = true;
+        }
+    }
+    if !found {
+        return Err(Error::usage(format!(
+            "--adopt {name}: there is no public.{name} to adopt (nothing was changed)"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `scripts` in one transaction, all or nothing, and reports what the
-/// schema then holds.
+/// schema then holds. `adopt` names objects to take over first.
 pub async fn run_in_transaction(
     config: &Config,
     out: &Output,
+    adopt_names: &[String],
     scripts: &[Script],
     verb: &str,
 ) -> Result<SchemaReport> {
     let started = Instant::now();
     let (mut client, target) = connect(&config.db_url.value, out).await?;
     let failed = |e: tokio_postgres::Error| {
+        if let Some(db) = e.as_db_error().filter(|db| db.code().code() == NOT_OURS) {
+            return Error::check_failed(format!(
+                "{verb} of {target} refused, nothing changed: {}",
+                db.message()
+            ))
+            .with_hint(
+                "mailsync drops or replaces only its own objects (marked \"Managed by mailsync\"). Rename or move yours, \
+                 or let mailsync take one over with --adopt NAME (reset then drops it with its rows)",
+            );
+        }
         Error::refused(format!(
             "{verb} of {target} failed and was rolled back, nothing changed: {}",
             describe_db_error(&e)
@@ -104,6 +217,9 @@ pub async fn run_in_transaction(
     let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(LOCK_TIMEOUT).await.map_err(failed)?;
     tx.batch_execute(STATEMENT_TIMEOUT).await.map_err(failed)?;
+    for name in adopt_names {
+        adopt(&tx, out, name).await?;
+    }
     for script in scripts {
         tx.batch_execute(script.sql).await.map_err(failed)?;
     }
@@ -159,4 +275,79 @@ pub fn print_report(out: &Output, verb: &str, report: &SchemaReport) -> Result<(
         report.elapsed_ms
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list_in(sql: &str) -> Vec<String> {
+        let list = sql
+            .split("-- mailsync objects: begin")
+            .nth(1)
+            .and_then(|rest| rest.split("-- mailsync objects: end").next())
+            .expect("the object list");
+        list.lines()
+            .map(|l| l.trim().trim_end_matches(',').to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// The names after `prefix` in `sql` (up to a space or parenthesis).
+    fn created(sql: &str, prefix: &str) -> Vec<String> {
+        sql.match_indices(prefix)
+            .map(|(at, _)| {
+                sql[at + prefix.len()..]
+                    .split(|c: char| c == '(' || c.is_whitespace())
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_three_object_lists_agree() {
+        let verify = include_str!("../../../sql/db/verify.sql");
+        assert_eq!(list_in(MASTER_DATABASE), list_in(MASTER_CLEAN));
+        assert_eq!(list_in(MASTER_DATABASE), list_in(verify));
+    }
+
+    #[test]
+    fn every_object_the_schema_creates_is_listed_as_mailsyncs() {
+        let objects = mailsync_objects();
+        let listed = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .any(|(k, n)| *k == kind && n.split('(').next() == Some(name))
+        };
+        for (prefix, kind) in [
+            ("create table if not exists public.", "table"),
+            ("create view public.", "view"),
+            ("create or replace view public.", "view"),
+            ("create or replace function public.", "function"),
+            ("create index if not exists ", "index"),
+            ("create unique index if not exists ", "index"),
+        ] {
+            for name in created(MASTER_DATABASE, prefix) {
+                assert!(
+                    listed(kind, &name),
+                    "{kind} {name} is created by MASTER-DATABASE.sql but missing from its object list"
+                );
+            }
+        }
+        assert!(objects.len() >= 20, "{objects:?}");
+    }
+
+    #[test]
+    fn trigger_functions_carry_the_mailsync_prefix() {
+        // Names a project may well have (update_updated_at_column) are never
+        // created or replaced: every trigger function is mailsync_*.
+        assert!(!MASTER_DATABASE.contains("public.update_updated_at_column"));
+        for (kind, name) in mailsync_objects() {
+            if kind == "function" && name.ends_with("()") {
+                assert!(name.starts_with("mailsync_"), "{name}");
+            }
+        }
+    }
 }

@@ -15,6 +15,8 @@ pub struct Options {
     pub yes: bool,
     /// Print the SQL instead of running it.
     pub dry_run: bool,
+    /// Names of existing objects to take over as mailsync's (`--adopt`).
+    pub adopt: Vec<String>,
 }
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
@@ -33,6 +35,6 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             return Ok(());
         }
     }
-    let report = run_in_transaction(config, out, &[CLEAN, SCHEMA], "reset").await?;
+    let report = run_in_transaction(config, out, &options.adopt, &[CLEAN, SCHEMA], "reset").await?;
     print_report(out, "Reset", &report)
 }

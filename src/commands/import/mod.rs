@@ -15,6 +15,7 @@
 //! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`, `tests/import_fuzz.rs`.
 
 pub mod encoding;
+pub mod limits;
 pub mod load;
 pub mod reader;
 pub mod report;
@@ -47,6 +48,8 @@ pub struct Options {
     pub strict: bool,
     pub rejects: Option<PathBuf>,
     pub batch_size: usize,
+    /// What a file may ask for (see [`limits`]).
+    pub limits: limits::Limits,
 }
 
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
@@ -54,6 +57,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 5000;
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     if options.batch_size == 0 || options.batch_size > 50_000 {
         return Err(Error::usage("--batch-size must be between 1 and 50000"));
+    }
+    if let Some(rejects) = &options.rejects {
+        report::check_rejects_path(&options.file, rejects)?;
     }
     let org_spec = ColumnSpec::parse(&options.org_column)?;
     let email_spec = ColumnSpec::parse(&options.email_column)?;
@@ -67,14 +73,18 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 
     let path = options.file.clone();
     let sheet = options.sheet.clone();
+    let limits = options.limits;
     let encoding = options.encoding.clone();
     let book = blocking(move || {
-        Workbook::open(&path, sheet.as_deref())?.with_encoding(encoding.as_deref())
+        Workbook::open_with(&path, sheet.as_deref(), limits)?.with_encoding(encoding.as_deref())
     })
     .await?;
     let scan = {
         let book = book.clone();
-        let progress = spinner(out, &format!("Reading {}", book.sheet));
+        let progress = spinner(
+            out,
+            &format!("Reading {}", crate::output::cell(&book.sheet)),
+        );
         let bar = progress.clone();
         let scan = blocking(move || scan(&book, &org_spec, &email_spec, &bar)).await;
         progress.finish_and_clear();

@@ -5,14 +5,20 @@
 //!
 //! A pass over the rows runs on its own thread and hands rows over a bounded
 //! channel; [`Workbook::rows`] starts a fresh pass each time it is called.
+//!
+//! Before any library reads a file, [`super::limits::check_file`] bounds
+//! what it may ask for; while rows stream, the cells of the sheet and the
+//! length of each cell are held to the same [`Limits`].
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 
-use calamine::{open_workbook, Data, DataRef, Reader, Sheets, Xlsx};
+use calamine::{open_workbook, Data, DataRef, Reader, Sheets, Xlsb, Xlsx};
 
+use super::limits::{self, grouped, Limit, Limits};
+use super::validate::column_letter;
 use crate::error::{Error, Result};
 
 /// Only the first columns are kept: column letters go up to `ZZZ` in a
@@ -69,14 +75,20 @@ pub struct Workbook {
     pub format: Format,
     pub sheet: String,
     pub sheets: Vec<String>,
+    pub limits: Limits,
     /// For CSV: the encoding `--encoding` forced (else detected).
     pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl Workbook {
-    /// Opens `path`, checks that it is the workbook its name says and picks
-    /// the sheet (`sheet`, or the first one).
+    /// [`Workbook::open_with`] the default limits.
     pub fn open(path: &Path, sheet: Option<&str>) -> Result<Self> {
+        Self::open_with(path, sheet, Limits::default())
+    }
+
+    /// Opens `path`, checks that it is the workbook its name says and stays
+    /// within `limits`, and picks the sheet (`sheet`, or the first one).
+    pub fn open_with(path: &Path, sheet: Option<&str>, limits: Limits) -> Result<Self> {
         let format = Format::of(path)?;
         let meta = std::fs::metadata(path).map_err(|e| file_error(path, &e))?;
         if meta.is_dir() {
@@ -92,6 +104,7 @@ impl Workbook {
                 path.display()
             )));
         }
+        limits::check_file(path, format, &limits)?;
         let sheets = match format {
             Format::Csv => vec![csv_sheet_name(path)],
             _ => open_sheets(path)?.sheet_names(),
@@ -126,6 +139,7 @@ impl Workbook {
             format,
             sheet,
             sheets,
+            limits,
             encoding: None,
         })
     }
@@ -163,7 +177,7 @@ impl Workbook {
                     tx.send(Ok(row)).is_ok()
                 };
                 let outcome = match book.format {
-                    Format::Xlsx => stream_xlsx(&book, &mut emit),
+                    Format::Xlsx | Format::Xlsb => stream_cells(&book, &mut emit),
                     Format::Csv => stream_csv(&book, &mut emit),
                     _ => stream_range(&book, &mut emit),
                 };
@@ -236,52 +250,143 @@ fn workbook_error(path: &Path, detail: &str) -> Error {
     Error::data(format!("{}: {what}", path.display()))
 }
 
-fn stream_xlsx(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
-    let run = || -> Result<()> {
-        let mut workbook: Xlsx<BufReader<File>> = open_workbook(&book.path)
-            .map_err(|e: calamine::XlsxError| workbook_error(&book.path, &e.to_string()))?;
-        let mut cells = workbook
-            .worksheet_cells_reader(&book.sheet)
-            .map_err(|e| workbook_error(&book.path, &e.to_string()))?;
-        let mut current: Option<SheetRow> = None;
-        loop {
-            let cell = match cells.next_cell() {
-                Ok(Some(cell)) => cell,
-                Ok(None) => break,
-                Err(e) => return Err(workbook_error(&book.path, &e.to_string())),
-            };
-            let (row, column) = cell.get_position();
-            let column = column as usize;
-            let row = row.saturating_add(1);
-            if current.as_ref().is_some_and(|c| c.row != row) {
-                if let Some(done) = current.take() {
-                    if !emit(done) {
-                        return Ok(());
-                    }
-                }
-            }
-            if column >= MAX_COLUMNS {
-                continue;
-            }
-            let text = display_ref(cell.get_value());
-            let entry = current.get_or_insert_with(|| SheetRow {
-                row,
-                cells: Vec::new(),
-            });
-            if entry.cells.len() <= column {
-                entry.cells.resize(column + 1, String::new());
-            }
-            entry.cells[column] = text;
-        }
-        if let Some(done) = current {
-            emit(done);
+/// Holds a sheet to [`Limits`] as its cells arrive.
+struct Guard<'a> {
+    book: &'a Workbook,
+    cells: u64,
+}
+
+impl<'a> Guard<'a> {
+    fn new(book: &'a Workbook) -> Self {
+        Self { book, cells: 0 }
+    }
+
+    /// Counts `n` more cells of the sheet.
+    fn count(&mut self, n: u64) -> Result<()> {
+        self.cells = self.cells.saturating_add(n);
+        let max = self.book.limits.cells_for(self.book.format);
+        if self.cells > max {
+            return Err(Limit::Cells.exceeded(
+                &self.book.path,
+                format!(
+                    "sheet {:?} has more than {} cells, the limit for a sheet",
+                    self.book.sheet,
+                    grouped(max)
+                ),
+            ));
         }
         Ok(())
+    }
+
+    /// A cell's text, refused when longer than the limit.
+    fn text(&self, text: String, row: u32, column: usize) -> Result<String> {
+        let max = self.book.limits.max_cell_length;
+        // Bytes are at least characters: most cells need no count.
+        if text.len() as u64 > max {
+            let chars = text.chars().count() as u64;
+            if chars > max {
+                return Err(Limit::CellLength.exceeded(
+                    &self.book.path,
+                    format!(
+                        "cell {}{row} of sheet {:?} holds {} characters, more than the limit of {}",
+                        column_letter(column),
+                        self.book.sheet,
+                        grouped(chars),
+                        grouped(max)
+                    ),
+                ));
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// One cell of a streamed sheet: 0-based row and column, and its text when
+/// the column is one that is kept.
+type StreamedCell = (u32, u32, Option<String>);
+
+/// `.xlsx` and `.xlsb`, cell by cell, with calamine's streaming readers.
+fn stream_cells(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| workbook_error(&book.path, &e.to_string());
+    let keep = |column: u32| (column as usize) < MAX_COLUMNS;
+    let run = || -> Result<()> {
+        match book.format {
+            Format::Xlsb => {
+                let mut workbook: Xlsb<BufReader<File>> =
+                    open_workbook(&book.path).map_err(|e: calamine::XlsbError| fail(&e))?;
+                let mut cells = workbook
+                    .worksheet_cells_reader(&book.sheet)
+                    .map_err(|e| fail(&e))?;
+                rows_of_cells(book, emit, &mut || match cells.next_cell() {
+                    Ok(Some(cell)) => {
+                        let (row, column) = cell.get_position();
+                        let text = keep(column).then(|| display_ref(cell.get_value()));
+                        Ok(Some((row, column, text)))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(fail(&e)),
+                })
+            }
+            _ => {
+                let mut workbook: Xlsx<BufReader<File>> =
+                    open_workbook(&book.path).map_err(|e: calamine::XlsxError| fail(&e))?;
+                let mut cells = workbook
+                    .worksheet_cells_reader(&book.sheet)
+                    .map_err(|e| fail(&e))?;
+                rows_of_cells(book, emit, &mut || match cells.next_cell() {
+                    Ok(Some(cell)) => {
+                        let (row, column) = cell.get_position();
+                        let text = keep(column).then(|| display_ref(cell.get_value()));
+                        Ok(Some((row, column, text)))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(fail(&e)),
+                })
+            }
+        }
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(outcome) => outcome,
         Err(_) => Err(workbook_error(&book.path, "malformed workbook")),
     }
+}
+
+/// Gathers streamed cells into rows.
+fn rows_of_cells(
+    book: &Workbook,
+    emit: &mut dyn FnMut(SheetRow) -> bool,
+    next_cell: &mut dyn FnMut() -> Result<Option<StreamedCell>>,
+) -> Result<()> {
+    let mut guard = Guard::new(book);
+    let mut current: Option<SheetRow> = None;
+    while let Some((row, column, text)) = next_cell()? {
+        guard.count(1)?;
+        let column = column as usize;
+        let row = row.saturating_add(1);
+        if current.as_ref().is_some_and(|c| c.row != row) {
+            if let Some(done) = current.take() {
+                if !emit(done) {
+                    return Ok(());
+                }
+            }
+        }
+        let Some(text) = text else {
+            continue;
+        };
+        let text = guard.text(text, row, column)?;
+        let entry = current.get_or_insert_with(|| SheetRow {
+            row,
+            cells: Vec::new(),
+        });
+        if entry.cells.len() <= column {
+            entry.cells.resize(column + 1, String::new());
+        }
+        entry.cells[column] = text;
+    }
+    if let Some(done) = current {
+        emit(done);
+    }
+    Ok(())
 }
 
 fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
@@ -293,14 +398,21 @@ fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
         let Some((first_row, first_col)) = range.start() else {
             return Ok(());
         };
+        let mut guard = Guard::new(book);
+        guard.count(range.get_size().0.saturating_mul(range.get_size().1) as u64)?;
         for (i, row) in range.rows().enumerate() {
+            let number = first_row + i as u32 + 1;
             let mut cells = vec![String::new(); first_col as usize];
-            cells.extend(row.iter().map(display_data));
-            cells.truncate(MAX_COLUMNS);
+            for value in row {
+                let column = cells.len();
+                if column >= MAX_COLUMNS {
+                    break;
+                }
+                cells.push(guard.text(display_data(value), number, column)?);
+            }
             while cells.last().is_some_and(String::is_empty) {
                 cells.pop();
             }
-            let number = first_row + i as u32 + 1;
             if !emit(SheetRow { row: number, cells }) {
                 break;
             }
@@ -336,6 +448,7 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
         .from_reader(BufReader::new(std::io::Cursor::new(head).chain(text)));
     let mut record = csv::ByteRecord::new();
     let mut number = 0u32;
+    let mut guard = Guard::new(book);
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -349,10 +462,15 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
             }
         }
         number += 1;
+        guard.count(record.len() as u64)?;
         let mut cells = record
             .iter()
             .take(MAX_COLUMNS)
-            .map(|field| super::encoding::cell_text(field, number, encoding, &book.path))
+            .enumerate()
+            .map(|(column, field)| {
+                let text = super::encoding::cell_text(field, number, encoding, &book.path)?;
+                guard.text(text, number, column)
+            })
             .collect::<Result<Vec<String>>>()?;
         while cells.last().is_some_and(|c| c.trim().is_empty()) {
             cells.pop();

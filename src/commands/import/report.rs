@@ -138,9 +138,9 @@ impl Report {
             for r in self.rejects.iter().take(SHOWN_REJECTS) {
                 rejects.add_row(vec![
                     r.row.to_string(),
-                    r.organization.clone(),
-                    r.email.clone(),
-                    r.reason.clone(),
+                    crate::output::cell(&r.organization),
+                    crate::output::cell(&r.email),
+                    crate::output::cell(&r.reason),
                 ]);
             }
             out.print(format!("Rejected rows:\n{rejects}"));
@@ -162,6 +162,51 @@ pub fn neutralize(cell: &str) -> String {
     } else {
         cell.to_string()
     }
+}
+
+/// Refuses a rejects file that is the input itself: the same path, another
+/// spelling of it, a symbolic link to it or a hard link to it. Writing the
+/// rejects there would replace the spreadsheet.
+pub fn check_rejects_path(input: &Path, rejects: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let same_file =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    let Ok(input_meta) = std::fs::metadata(input) else {
+        // No input: the reader says so.
+        return Ok(());
+    };
+    // An existing path (or a link, followed) that is the input's file.
+    let existing = std::fs::metadata(rejects)
+        .map(|m| same_file(&m, &input_meta))
+        .unwrap_or(false);
+    // A path not there yet cannot be the input; one through a symbolic link
+    // to a missing file is still compared by where it leads.
+    let resolved = match (input.canonicalize(), resolve(rejects)) {
+        (Ok(a), Some(b)) => a == b,
+        _ => false,
+    };
+    if existing || resolved {
+        return Err(Error::usage(format!(
+            "--rejects {} is the input file {}; writing the rejects there would replace it. Name another file",
+            rejects.display(),
+            input.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Where `path` leads: its parent directory resolved, its name kept, and a
+/// symbolic link at the end followed.
+fn resolve(path: &Path) -> Option<std::path::PathBuf> {
+    if let Ok(full) = path.canonicalize() {
+        return Some(full);
+    }
+    let name = path.file_name()?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(parent.canonicalize().ok()?.join(name))
 }
 
 /// The rejected rows as CSV (row, organization, email, reason), written to
