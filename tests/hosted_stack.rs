@@ -59,17 +59,6 @@ fn through_pooler(stack: &Stack, url: &str) -> String {
     u.to_string()
 }
 
-/// `url` as another login role of the stack: every login role has the
-/// stack's own (generated) password, the one `url` carries.
-fn as_role(url: &str, user: &str) -> String {
-    let password = url::Url::parse(url)
-        .unwrap()
-        .password()
-        .unwrap_or_default()
-        .to_string();
-    with_user(url, user, &password)
-}
-
 fn with_user(url: &str, user: &str, password: &str) -> String {
     let mut u = url::Url::parse(url).unwrap();
     u.set_username(user).unwrap();
