@@ -2,8 +2,8 @@
 # The demo: mailsync's main job on the local stack, from a fresh machine.
 # Starts the stack (installing what is missing), provisions the schema,
 # checks it, imports the sample workbook as a demo user, then creates and
-# sends a campaign and watches it progress live while a stand-in for a
-# sending service moves the emails along.
+# sends a campaign, delivers it through the local stack's SMTP server and
+# watches it progress live; the messages are then in the stack's web inbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,40 +40,26 @@ mailsync contacts list --limit 10
 
 step "mailsync campaigns create / send"
 CAMPAIGN="Démo $(date +%H:%M:%S)"
-mailsync campaigns create --name "$CAMPAIGN" --subject "Les nouveautés de novembre" \
-  --content "Bonjour, voici nos nouveautés."
+mailsync campaigns create --name "$CAMPAIGN" --subject "Les nouveautés de novembre pour {{organization}}" \
+  --content "Bonjour {{email}}, voici les nouveautés de novembre pour {{organization}}."
 mailsync campaigns send "$CAMPAIGN" --yes
+scripts/mail-catcher.sh clear
 
-# mailsync records and tracks campaigns; it does not deliver mail. A sending
-# service would move each email along: this loop plays that part, as the
-# demo user (their JWT claims, RLS applies), a few emails at a time.
-advance() {
-  local claims="{\"sub\":\"$DEMO_USER\",\"role\":\"authenticated\"}"
-  for _ in $(seq 1 200); do
-    left="$(psql -X -q -At "$SUPABASE_DB_URL" <<SQL
-begin;
-select set_config('request.jwt.claims', '$claims', true);
-set local role authenticated;
-update public.emails_sent set status = 'sent'
- where id in (select id from public.emails_sent where status = 'pending' order by recipient_email limit 4);
-update public.emails_sent
-   set status = case when random() < 0.06 then 'bounced' when random() < 0.06 then 'failed' else 'delivered' end,
-       error_message = null
- where id in (select id from public.emails_sent where status = 'sent' order by recipient_email limit 3);
-commit;
-select count(*) from public.emails_sent where status in ('pending', 'sending', 'sent');
-SQL
-)"
-    [ "${left##*$'\n'}" = 0 ] && break
-    sleep 0.3
-  done
-}
-advance > /dev/null 2>&1 &
-ADVANCER=$!
-trap 'kill $ADVANCER 2>/dev/null || true' EXIT
+# Deliver it through the local stack's SMTP server (maildev), a few emails a
+# second so that the progress is visible, while the watch below shows it live.
+step "mailsync campaigns deliver (in the background) and watch it live"
+mailsync campaigns deliver "$CAMPAIGN" --rate 6 --concurrency 2 -q &
+DELIVERER=$!
+trap 'kill $DELIVERER 2>/dev/null || true' EXIT
 
 step "mailsync campaigns watch --until-done"
 mailsync campaigns watch --until-done --interval 1
+wait "$DELIVERER"
+trap - EXIT
+
+step "The delivered messages"
+printf 'maildev received %s message(s); read them at %s\n' \
+  "$(curl -sf "$MAILSYNC_INBOX_URL/email" | grep -o '"messageId":' | wc -l)" "$MAILSYNC_INBOX_URL" >&2
 
 step "mailsync campaigns list"
 mailsync campaigns list

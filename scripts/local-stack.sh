@@ -15,6 +15,7 @@
 #   scripts/local-stack.sh status    what is running
 #   scripts/local-stack.sh env       export lines for SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_DB_URL,
 #                                    SUPABASE_POOLER_URL, MAILSYNC_CAPPED_URL
+#                                    MAILSYNC_SMTP_URL, MAILSYNC_INBOX_URL (scripts/mail-catcher.sh)
 #   scripts/local-stack.sh token UUID [EMAIL]
 #                                    a one-hour JWT for that user (creates the user if missing)
 #   scripts/local-stack.sh delete-user UUID [DATABASE]
@@ -468,6 +469,7 @@ cmd_up() {
   start_nginx
   wait_rest "$API_URL" postrust
   wait_rest "$CAPPED_API_URL" postrust-capped
+  "$ROOT/scripts/mail-catcher.sh" up
   # What mailsync reads when no URL is configured (src/local_stack.rs).
   # It holds the database password: mode 600, replaced atomically.
   cmd_env > "$STACK_DIR/stack.env.tmp"
@@ -489,6 +491,7 @@ stop_pidfile() {
 
 cmd_down() {
   [ -d "$STACK_DIR" ] || { log "not running"; return 0; }
+  "$ROOT/scripts/mail-catcher.sh" down
   rm -f "$STACK_DIR/stack.env"
   stop_pidfile "$STACK_DIR/nginx/nginx.pid" nginx
   stop_pidfile "$STACK_DIR/postrust.pid" postrust
@@ -517,6 +520,7 @@ cmd_status() {
   if pid_alive "$STACK_DIR/postrust.pid"; then echo "postrust  running  127.0.0.1:$REST_PORT (row cap $(sed -n 's/^max_rows=\([0-9]*\).*/\1/p' "$STACK_DIR/postrust.conf" 2>/dev/null))"; else echo "postrust  stopped"; ok=1; fi
   if pid_alive "$STACK_DIR/postrust-capped.pid"; then echo "postrust  running  127.0.0.1:$CAPPED_REST_PORT (row cap $(sed -n 's/^max_rows=\([0-9]*\).*/\1/p' "$STACK_DIR/postrust-capped.conf" 2>/dev/null))"; else echo "postrust  stopped (capped)"; ok=1; fi
   if pid_alive "$STACK_DIR/nginx/nginx.pid"; then echo "api       running  $API_URL, capped $CAPPED_API_URL"; else echo "api       stopped"; ok=1; fi
+  "$ROOT/scripts/mail-catcher.sh" status || ok=1
   return $ok
 }
 
@@ -529,6 +533,7 @@ export SUPABASE_POOLER_URL='$POOLER_URL'
 export MAILSYNC_CAPPED_URL='$CAPPED_API_URL'
 export MAILSYNC_LOCAL_JWT_SECRET='$JWT_SECRET'
 ENV
+  "$ROOT/scripts/mail-catcher.sh" env
 }
 
 # Deletes a user the way Supabase Auth does (Dashboard, auth.admin.deleteUser):

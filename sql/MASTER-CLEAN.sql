@@ -20,6 +20,12 @@ create temp table if not exists mailsync_objects (kind text not null, name text 
 truncate mailsync_objects;
 insert into mailsync_objects (kind, name) values
 -- mailsync objects: begin
+  ('table', 'suppressions'),
+  ('function', 'mailsync_normalize_suppression()'),
+  ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
+  ('function', 'record_email_outcomes(jsonb, text)'),
+  ('function', 'extend_email_leases(uuid[], text, integer)'),
+  ('function', 'unknown_emails(uuid, integer)'),
   ('view', 'campaign_analytics'),
   ('view', 'contact_analytics'),
   ('view', 'dashboard_analytics'),

@@ -234,6 +234,28 @@ Examples:
   mailsync --json campaigns watch --once         # {\"dashboard\": …, \"sending\": […], \"sent\": […]}"
     )]
     Watch(CampaignWatchArgs),
+    /// Send the queued emails through SMTP, each at most once, recording every outcome
+    #[command(
+        after_help = "Sends the pending emails through MAILSYNC_SMTP_URL as MAILSYNC_FROM; with no
+configuration, to the local stack's SMTP server (read them in its web inbox:
+scripts/mail-catcher.sh env prints its address). Each email is claimed in the
+database before it is sent and its outcome recorded right after, so several
+workers can share a campaign and none sends an email twice. An email whose outcome
+is unknown (its worker was killed between the two) is reported, and sent again only
+with --resend-unknown.
+
+Exit codes: 0 done, 1 failure, 2 usage, 3 SMTP server or configuration problem
+(nothing claimed), 130 interrupted (the emails in flight were finished and recorded).
+
+Examples:
+  mailsync campaigns deliver \"Rentrée 2026\"
+  mailsync campaigns deliver --rate 50 --concurrency 8     # every sending campaign
+  mailsync campaigns deliver --follow                       # keep going, pick up new sends
+  mailsync --json campaigns deliver 3f2a…-uuid | jq .sent
+  MAILSYNC_SMTP_URL=smtps://apikey:$KEY@smtp.example.com MAILSYNC_FROM='Acme <news@acme.example>' \\
+    mailsync campaigns deliver --dry-run"
+    )]
+    Deliver(CampaignDeliverArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -275,6 +297,46 @@ pub struct CampaignSendArgs {
     /// Do not ask for confirmation (required without a terminal)
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignDeliverArgs {
+    /// The campaign (id, or name when unique); default: all your sending campaigns
+    pub campaign: Option<String>,
+    /// Emails per second across all connections (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = commands::campaigns::deliver::DEFAULT_RATE)]
+    pub rate: f64,
+    /// SMTP connections used at once
+    #[arg(long, value_name = "N", default_value_t = commands::campaigns::deliver::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Keep running and deliver campaigns queued later (Ctrl-C to stop)
+    #[arg(long)]
+    pub follow: bool,
+    /// Check the settings and the SMTP server, count what is queued; claim and send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also send the emails whose outcome is unknown (they may have gone out already)
+    #[arg(long)]
+    pub resend_unknown: bool,
+    /// Tries per email for temporary failures (4xx, lost connection)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub attempts: u32,
+    /// Seconds before the first retry (doubles each time)
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub retry_delay: f64,
+    /// Seconds a claim is held before it counts as abandoned (renewed while working)
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub lease: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ContactsUnsubscribeArgs {
+    /// The addresses
+    #[arg(required = true, value_name = "EMAIL")]
+    pub emails: Vec<String>,
+    /// Take the addresses off the suppression list instead
+    #[arg(long)]
+    pub undo: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -395,6 +457,11 @@ pub enum ContactsCommand {
   mailsync contacts list --organization \"Acme Inc\"
   mailsync --json contacts list --limit 0 > contacts.json   # every contact")]
     List(ContactsListArgs),
+    /// Stop sending to these addresses: later sends leave them out, deliver skips them
+    #[command(after_help = "Examples:
+  mailsync contacts unsubscribe jane@acme.example bob@beta.example
+  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list")]
+    Unsubscribe(ContactsUnsubscribeArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -591,6 +658,32 @@ impl From<CampaignWatchArgs> for commands::campaigns::watch::Options {
             interval_secs: a.interval,
             once: a.once,
             until_done: a.until_done,
+        }
+    }
+}
+
+impl From<CampaignDeliverArgs> for commands::campaigns::deliver::Options {
+    fn from(a: CampaignDeliverArgs) -> Self {
+        Self {
+            campaign: a.campaign,
+            rate: a.rate,
+            concurrency: a.concurrency,
+            follow: a.follow,
+            dry_run: a.dry_run,
+            resend_unknown: a.resend_unknown,
+            attempts: a.attempts,
+            retry_delay_secs: a.retry_delay,
+            lease_secs: a.lease,
+            poll_secs: 2.0,
+        }
+    }
+}
+
+impl From<ContactsUnsubscribeArgs> for commands::contacts::unsubscribe::Options {
+    fn from(a: ContactsUnsubscribeArgs) -> Self {
+        Self {
+            emails: a.emails,
+            undo: a.undo,
         }
     }
 }

@@ -205,6 +205,8 @@ pub struct Config {
     pub anon_key: Option<Setting<Secret>>,
     pub db_url: Setting<Secret>,
     pub access_token: Option<Setting<Secret>>,
+    /// Delivery settings (MAILSYNC_SMTP_URL, MAILSYNC_FROM, MAILSYNC_LIST_UNSUBSCRIBE), read by `crate::smtp`.
+    pub delivery: Vec<(&'static str, Setting<String>)>,
 }
 
 impl Config {
@@ -263,7 +265,15 @@ impl Config {
             source,
         });
 
+        let delivery = crate::smtp::SETTINGS
+            .iter()
+            .filter_map(|name| {
+                lookup(&None, name).map(|(value, source)| (*name, Setting { value, source }))
+            })
+            .collect();
+
         Ok(Config {
+            delivery,
             supabase_url: Setting {
                 value: supabase_url,
                 source: url_source,
@@ -275,6 +285,14 @@ impl Config {
             },
             access_token,
         })
+    }
+
+    /// A delivery setting's value and where it came from.
+    pub fn setting(&self, name: &str) -> Option<(String, Source)> {
+        self.delivery
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| (s.value.clone(), s.source.clone()))
     }
 
     /// `{SUPABASE_URL}/rest/v1`, PostgREST's root.

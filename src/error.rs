@@ -29,6 +29,8 @@ pub enum ErrorKind {
     CheckFailed,
     /// Anything else that stopped the work: I/O, a cancelled prompt (exit 1).
     Failure,
+    /// Ctrl-C: the work in flight was finished and recorded (exit 130).
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::Config | ErrorKind::Unreachable => 3,
             ErrorKind::CheckFailed => 4,
+            ErrorKind::Interrupted => 130,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod local_stack;
 pub mod output;
 pub mod postgres;
+pub mod smtp;
 pub mod supabase;
 
 use cli::{CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand};
@@ -43,6 +44,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Contacts(ContactsCommand::List(a)) => {
             contacts::list::run(&a.into(), &config()?, &out).await
         }
+        Command::Contacts(ContactsCommand::Unsubscribe(a)) => {
+            contacts::unsubscribe::run(&a.into(), &config()?, &out).await
+        }
         Command::Campaigns(CampaignsCommand::Create(a)) => {
             campaigns::create::run(&a.into(), &config()?, &out).await
         }
@@ -51,6 +55,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Campaigns(CampaignsCommand::Send(a)) => {
             campaigns::send::run(&a.into(), &config()?, &out).await
+        }
+        Command::Campaigns(CampaignsCommand::Deliver(a)) => {
+            campaigns::deliver::run(&a.into(), &config()?, &out).await
         }
         Command::Campaigns(CampaignsCommand::Watch(a)) => {
             campaigns::watch::run(&a.into(), &config()?, &out).await

@@ -371,3 +371,191 @@ async fn reset_and_verify_work_without_superuser_as_on_a_hosted_project() {
         .await
         .unwrap();
 }
+
+/// The names of the checks `db verify --json` reported, and which failed.
+fn check_names(o: &std::process::Output) -> (Vec<String>, Vec<String>) {
+    let report = json_of(o);
+    let checks = report["checks"].as_array().unwrap();
+    let name = |c: &Value| c["name"].as_str().unwrap().to_string();
+    (
+        checks.iter().map(name).collect(),
+        checks
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(name)
+            .collect(),
+    )
+}
+
+/// The first column of every row `sql` returns.
+async fn column(db: &ScratchDb, sql: &str) -> Vec<String> {
+    db.client()
+        .await
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn verify_checks_what_the_schema_defines_and_catches_rls_search_path_and_fk_index_drift() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    let ok = run(&stack, &db, &["db", "verify", "--json"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    let (names, failed) = check_names(&ok);
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut seen = names.clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), names.len(), "no check is reported twice");
+
+    // One check per table, per function and per foreign key the schema made.
+    let expected = |prefix: &str, suffix: &str, items: Vec<String>| {
+        let mut of_kind: Vec<String> = names
+            .iter()
+            .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            .cloned()
+            .collect();
+        of_kind.sort();
+        (of_kind, items)
+    };
+    let tables = column(
+        &db,
+        "select format('RLS enabled on %s', relname) from pg_class
+         where relnamespace = 'public'::regnamespace and relkind in ('r', 'p') order by 1",
+    )
+    .await;
+    assert!(tables.len() >= 7, "{tables:?}");
+    let (got, want) = expected("RLS enabled on ", "", tables);
+    assert_eq!(got, want);
+    let functions = column(
+        &db,
+        "select format('function %s(%s) pins search_path', proname, pg_get_function_identity_arguments(oid))
+         from pg_proc where pronamespace = 'public'::regnamespace order by 1",
+    )
+    .await;
+    assert!(functions.len() >= 9, "{functions:?}");
+    let (got, want) = expected("function ", " pins search_path", functions);
+    assert_eq!(got, want);
+    let foreign_keys = column(
+        &db,
+        "select format('foreign key %s is indexed', conname) from pg_constraint
+         where contype = 'f' and connamespace = 'public'::regnamespace order by 1",
+    )
+    .await;
+    assert!(foreign_keys.len() >= 5, "{foreign_keys:?}");
+    let (got, want) = expected("foreign key ", " is indexed", foreign_keys);
+    assert_eq!(got, want);
+
+    // Each drift fails exactly its check (exit 4); `apply` repairs it.
+    let function = column(
+        &db,
+        "select proname from pg_proc where pronamespace = 'public'::regnamespace
+         and proname = 'import_contacts'",
+    )
+    .await;
+    assert_eq!(function.len(), 1);
+    let fk_index = db
+        .client()
+        .await
+        .query_one(
+            "select fk.conname::text, ic.relname::text
+             from pg_constraint fk
+             join pg_index i on i.indrelid = fk.conrelid
+              and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] @> fk.conkey
+              and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] <@ fk.conkey
+             join pg_class ic on ic.oid = i.indexrelid
+             where fk.contype = 'f' and fk.connamespace = 'public'::regnamespace
+               and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)
+               and (select count(*) from pg_index j where j.indrelid = fk.conrelid
+                     and (j.indkey::int2[])[0:cardinality(fk.conkey) - 1] @> fk.conkey
+                     and (j.indkey::int2[])[0:cardinality(fk.conkey) - 1] <@ fk.conkey) = 1
+             order by 1 limit 1",
+            &[],
+        )
+        .await
+        .expect("a foreign key covered by exactly one plain index");
+    let (fk, index): (String, String) = (fk_index.get(0), fk_index.get(1));
+    let args = column(
+        &db,
+        "select pg_get_function_identity_arguments(oid) from pg_proc
+         where pronamespace = 'public'::regnamespace and proname = 'import_contacts'",
+    )
+    .await;
+    let drifts = [
+        (
+            "alter table public.contacts disable row level security".to_string(),
+            "RLS enabled on contacts".to_string(),
+        ),
+        (
+            format!(
+                "alter function public.import_contacts({}) reset search_path",
+                args[0]
+            ),
+            format!("function import_contacts({}) pins search_path", args[0]),
+        ),
+        (
+            format!("drop index public.{index}"),
+            format!("foreign key {fk} is indexed"),
+        ),
+    ];
+    for (sql, check) in drifts {
+        db.client().await.batch_execute(&sql).await.unwrap();
+        let drift = run(&stack, &db, &["db", "verify", "--json"]);
+        assert_eq!(drift.status.code(), Some(4), "{sql}: {}", stderr(&drift));
+        assert_eq!(check_names(&drift).1, vec![check], "after {sql}");
+        let apply = run(&stack, &db, &["db", "apply"]);
+        assert!(apply.status.success(), "{}", stderr(&apply));
+        let again = run(&stack, &db, &["db", "verify", "--json"]);
+        assert!(
+            again.status.success(),
+            "apply repairs {sql}: {:?}",
+            check_names(&again).1
+        );
+    }
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn reset_leaves_auth_users_and_an_unrelated_table_untouched() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    let user = seed_one_of_each(&db).await;
+    db.client()
+        .await
+        .batch_execute(
+            "create table public.team_notes (id int primary key, body text not null);
+             alter table public.team_notes enable row level security;
+             insert into public.team_notes values (1, 'keep me'), (2, 'me too');",
+        )
+        .await
+        .unwrap();
+    let reset = run(&stack, &db, &["db", "reset", "--yes"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert_eq!(
+        count(&db, "contacts").await,
+        0,
+        "mailsync's tables are emptied"
+    );
+    let client = db.client().await;
+    let users: i64 = client
+        .query_one("select count(*) from auth.users where id = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1, "auth.users is Supabase's, not mailsync's");
+    let notes: Vec<String> = client
+        .query("select body from public.team_notes order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(notes, ["keep me", "me too"]);
+    db.drop(&stack).await;
+}

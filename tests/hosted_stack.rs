@@ -66,18 +66,6 @@ fn with_user(url: &str, user: &str, password: &str) -> String {
     u.to_string()
 }
 
-/// The same URL logged in as another of the stack's login roles
-/// (`authenticator`, `supabase_auth_admin`), which share the stack's
-/// database password.
-fn as_role(url: &str, role: &str) -> String {
-    let password = url::Url::parse(url)
-        .unwrap()
-        .password()
-        .unwrap_or_default()
-        .to_string();
-    with_user(url, role, &password)
-}
-
 /// Runs `scripts/local-stack.sh ARGS` for this stack's ports.
 fn local_stack(stack: &Stack, args: &[&str]) -> std::process::Output {
     Command::new(Path::new(ROOT).join("scripts/local-stack.sh"))

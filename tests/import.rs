@@ -246,6 +246,29 @@ async fn header_names_pick_the_columns_and_a_changed_organisation_is_an_update()
     );
 }
 
+/// An empty organisation cell means "not given", never "clear it": the
+/// organisation a contact already has is kept.
+#[tokio::test]
+async fn an_empty_organisation_cell_keeps_the_organisation_a_contact_has() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    std::fs::write(&file, "Acme,a@example.fr\nBeta,b@example.fr\n").unwrap();
+    let first = run_as(&stack, &user, &["--json", "import", path_str(&file)]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    std::fs::write(&file, ",a@example.fr\nBeta,b@example.fr\n").unwrap();
+    let second = run_as(&stack, &user, &["--json", "import", path_str(&file)]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(
+        contacts_of(&user).await,
+        vec![
+            ("a@example.fr".to_string(), Some("Acme".to_string())),
+            ("b@example.fr".to_string(), Some("Beta".to_string()))
+        ]
+    );
+}
+
 #[tokio::test]
 async fn two_users_importing_the_same_file_get_separate_contacts() {
     let stack = common::ready().await;
@@ -512,6 +535,10 @@ async fn a_dropped_connection_is_retried_and_the_import_completes() {
     assert_eq!(contacts_of(&user).await.len(), 1000);
 }
 
+/// The exit code of an import whose connections break mid-request after
+/// every retry: a failure (1), the hint saying how to finish.
+const CUT_EXIT: i32 = 1;
+
 #[tokio::test]
 async fn an_import_cut_off_midway_completes_when_run_again() {
     let stack = common::ready().await;
@@ -527,16 +554,27 @@ async fn an_import_cut_off_midway_completes_when_run_again() {
             ("SUPABASE_URL", &proxy.url()),
         ],
     );
-    assert!(!cut.status.success());
     let err = stderr(&cut);
-    assert!(err.contains("importing rows"), "{err}");
-    assert!(err.contains("run the same command again"), "{err}");
+    assert_eq!(cut.status.code(), Some(CUT_EXIT), "{err}");
     let partial = contacts_of(&user).await.len();
     assert!(
         partial > 0 && partial < 1000,
         "{partial} imported before the cut"
     );
     assert_eq!(partial % 100, 0, "a batch is all or nothing");
+    // Row 1 is the header: the batch that failed is the next hundred rows,
+    // and the message says where to pick up.
+    let first = partial + 2;
+    assert!(
+        err.contains(&format!("importing rows {first}–{} of", first + 99)),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "rows before {first} are imported; run the same command again"
+        )),
+        "{err}"
+    );
 
     let again = run_as(
         &stack,

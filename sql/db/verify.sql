@@ -9,8 +9,10 @@ contract_tables(table_name, columns) as (
                               'status', 'started_at', 'completed_at']),
     ('emails_sent',     array['id', 'user_id', 'created_at', 'updated_at', 'campaign_id', 'contact_id',
                               'recipient_email', 'recipient_organization', 'status', 'sent_at',
-                              'delivered_at', 'error_message']),
-    ('email_templates', array['id', 'user_id', 'created_at', 'updated_at', 'name', 'subject', 'content'])
+                              'delivered_at', 'error_message', 'message_id', 'smtp_response', 'attempts',
+                              'claimed_at', 'lease_owner', 'lease_expires_at']),
+    ('email_templates', array['id', 'user_id', 'created_at', 'updated_at', 'name', 'subject', 'content']),
+    ('suppressions',    array['id', 'user_id', 'created_at', 'updated_at', 'email', 'reason', 'detail'])
 ),
 contract_views(view_name, columns) as (
   values
@@ -30,6 +32,8 @@ contract_triggers(table_name, trigger_name) as (
     ('email_campaigns', 'update_email_campaigns_updated_at'),
     ('emails_sent', 'update_emails_sent_updated_at'),
     ('email_templates', 'update_email_templates_updated_at'),
+    ('suppressions', 'update_suppressions_updated_at'),
+    ('suppressions', 'normalize_suppression'),
     ('emails_sent', 'update_recipient_organization'),
     ('emails_sent', 'set_email_status_timestamps'),
     ('contacts', 'create_missing_organizations_on_insert'),
@@ -48,7 +52,11 @@ contract_functions(function_name, args) as (
   values
     ('import_contacts', 'rows jsonb'),
     ('send_campaign', 'campaign uuid, organization text'),
-    ('queue_campaign_page', 'campaign uuid, organization text, page_size integer')
+    ('queue_campaign_page', 'campaign uuid, organization text, page_size integer'),
+    ('claim_emails', 'campaign uuid, max_emails integer, lease_seconds integer, worker text, message_id_domain text, resend_unknown boolean'),
+    ('record_email_outcomes', 'outcomes jsonb, worker text'),
+    ('extend_email_leases', 'ids uuid[], worker text, lease_seconds integer'),
+    ('unknown_emails', 'campaign uuid, max_rows integer')
 ),
 -- Trigger functions that Auth's user deletion reaches as `supabase_auth_admin`
 -- (no privilege in `public`): they must run as their owner.
@@ -354,7 +362,7 @@ checks(ord, name, ok, detail) as (
   from pg_catalog.pg_publication_tables pt
   where pt.pubname = 'supabase_realtime' and pt.schemaname = 'public'
     and pt.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates',
-                         'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends')
+                         'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends', 'suppressions')
   union all
   select 91, 'supabase_realtime publishes campaign_live',
          exists (select 1 from pg_catalog.pg_publication_tables pt

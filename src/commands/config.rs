@@ -16,6 +16,65 @@ struct Entry {
     source: String,
 }
 
+/// `campaigns deliver`'s settings: the SMTP URL with its password masked.
+fn delivery_entries(config: &Config) -> Vec<Entry> {
+    use crate::smtp::{SmtpServer, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_SMTP_URL, LOCAL_FROM};
+    let local_smtp = config
+        .is_local()
+        .then(|| config.supabase_url.value.port_or_known_default())
+        .flatten()
+        .map(|api| {
+            format!(
+                "smtp://127.0.0.1:{}",
+                api.saturating_add(crate::smtp::LOCAL_SMTP_PORT_OFFSET)
+            )
+        });
+    let entry =
+        |name: &'static str, shown: Option<String>, default: Option<String>, required: &str| {
+            match config.setting(name) {
+                Some((value, source)) => Entry {
+                    name,
+                    value: Some(shown.unwrap_or(value)),
+                    source: source.to_string(),
+                },
+                None => Entry {
+                    name,
+                    value: default.clone(),
+                    source: if default.is_some() {
+                        crate::config::Source::Default.to_string()
+                    } else {
+                        required.to_string()
+                    },
+                },
+            }
+        };
+    let smtp_shown = config.setting(ENV_SMTP_URL).map(|(value, source)| {
+        SmtpServer::parse(&value, &source)
+            .map(|s| s.masked())
+            .unwrap_or_else(|_| "****** (not a valid smtp:// or smtps:// URL)".into())
+    });
+    vec![
+        entry(
+            ENV_SMTP_URL,
+            smtp_shown,
+            local_smtp.clone(),
+            "not set (required by campaigns deliver)",
+        ),
+        entry(
+            ENV_FROM,
+            None,
+            local_smtp.map(|_| LOCAL_FROM.to_string()),
+            "not set (required by campaigns deliver)",
+        ),
+        entry(
+            ENV_LIST_UNSUBSCRIBE,
+            None,
+            None,
+            "not set (no List-Unsubscribe header)",
+        ),
+    ]
+}
+
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let mut entries = vec![
         Entry {
@@ -58,6 +117,7 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         },
     };
     entries.push(token);
+    entries.extend(delivery_entries(config));
     if out.json {
         return out.json(&entries);
     }

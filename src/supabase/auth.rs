@@ -146,6 +146,13 @@ pub async fn sign_in(config: &Config, email: &str, password: &Secret) -> Result<
     .await?
     {
         Ok(token) => Ok(session_of(config, token)),
+        Err((status, _)) if server_trouble(status) => Err(trouble(config, status)),
+        Err((_, e))
+            if e.code() == "email_not_confirmed" || e.text().contains("Email not confirmed") =>
+        {
+            Err(Error::config("this email address is not confirmed yet")
+                .with_hint("open the link Supabase sent to it, then run `mailsync login` again"))
+        }
         Err((400, e))
             if matches!(e.code(), "invalid_credentials" | "invalid_grant")
                 || e.text().contains("Invalid login credentials") =>
@@ -200,11 +207,7 @@ pub async fn refresh(config: &Config, session: &Session) -> Result<Session> {
             Ok(Err((status, e))) if is_session_over(status, &e) => {
                 return Err(Error::config("your session expired; run `mailsync login`"));
             }
-            Ok(Err((status, e))) if status == 429 || status >= 500 => Error::unreachable(format!(
-                "Supabase Auth at {} could not refresh the session (HTTP {status}{}); the saved session is kept: try again",
-                config.auth_url(),
-                if e.code().is_empty() { String::new() } else { format!(", {}", e.code()) }
-            )),
+            Ok(Err((status, _))) if server_trouble(status) => trouble(config, status),
             Ok(Err((status, e))) => {
                 return Err(Error::refused(format!(
                     "Supabase Auth at {} refused to refresh the session (HTTP {status}, {}): {}",
@@ -236,6 +239,27 @@ fn is_session_over(status: u16, e: &AuthError) -> bool {
     (400..500).contains(&status)
         && e.code() == "invalid_grant"
         && e.text().to_ascii_lowercase().contains("refresh token")
+}
+
+/// Answers that say nothing about the credentials: rate limiting and
+/// server failures (an HTML page from a proxy included).
+fn server_trouble(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+fn trouble(config: &Config, status: u16) -> Error {
+    let message = if status == 429 {
+        format!(
+            "Supabase Auth at {} is limiting requests (HTTP 429)",
+            config.auth_url()
+        )
+    } else {
+        format!(
+            "Supabase Auth at {} failed (HTTP {status})",
+            config.auth_url()
+        )
+    };
+    Error::unreachable(message).with_hint("nothing was changed; wait a minute and try again")
 }
 
 /// `POST /logout?scope=local` with the access token: ends this session

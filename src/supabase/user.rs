@@ -5,7 +5,7 @@
 //! user-facing command reads or writes.
 
 use crate::config::{Config, Secret, Source};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
 use crate::supabase::rest::RestClient;
 
@@ -39,9 +39,28 @@ pub async fn token(config: &Config, out: &Output) -> Result<Token> {
     };
     if session.expires_within(REFRESH_MARGIN) {
         out.debug("auth: the access token expires within a minute; refreshing the session");
-        session = crate::supabase::auth::refresh(config, &session).await?;
-        // The old refresh token is spent: save the new one at once.
-        crate::supabase::session::save(&session)?;
+        session = match crate::supabase::auth::refresh(config, &session).await {
+            Ok(fresh) => {
+                // The old refresh token is spent: save the new one at once.
+                crate::supabase::session::save(&fresh)?;
+                fresh
+            }
+            // Refresh tokens are single-use: another mailsync that refreshed
+            // this session at the same moment saved the new one; use it.
+            Err(e) if e.kind() == ErrorKind::Config => {
+                match crate::supabase::session::load(&project)? {
+                    Some((saved, _))
+                        if saved.refresh_token != session.refresh_token
+                            && !saved.expires_within(REFRESH_MARGIN) =>
+                    {
+                        out.debug("auth: another command refreshed the session; using its token");
+                        saved
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
     }
     Ok(Token {
         value: session.access(),

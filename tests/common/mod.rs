@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod realtime_server;
+pub mod smtp_server;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -146,6 +147,7 @@ async fn wait_for_rest(stack: &Stack, table: &str) {
 /// has loaded each of them.
 const RPC_PROBES: &[(&str, &str)] = &[
     ("import_contacts", r#"{"rows": []}"#),
+    ("claim_emails", r#"{"max_emails": 1}"#),
     (
         "queue_campaign_page",
         r#"{"campaign": "00000000-0000-0000-0000-000000000000", "organization": null, "page_size": 1}"#,

@@ -56,6 +56,9 @@ struct Page {
     queued_now: i64,
     contacts_scanned: i64,
     done: bool,
+    /// Contacts left out as suppressed, by the whole send so far.
+    #[serde(default)]
+    suppressed: i64,
 }
 
 /// What `--json` prints.
@@ -75,6 +78,10 @@ pub struct Queued {
     pub calls: u32,
     pub slowest_call_ms: u64,
     pub elapsed_ms: u64,
+    /// Contacts left out because their address is suppressed (unsubscribed
+    /// or bounced; see `suppressions`).
+    #[serde(default)]
+    pub suppressed: i64,
 }
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
@@ -173,6 +180,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         calls,
         slowest_call_ms: slowest.as_millis() as u64,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        suppressed: page.suppressed,
     };
     if out.json {
         return out.json(&result);
@@ -198,7 +206,13 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             result.status, result.queued, queued_now
         ));
     }
-    out.print("Follow it with: mailsync campaigns watch --until-done");
+    if result.suppressed > 0 {
+        out.print(format!(
+            "{} contact(s) left out: unsubscribed or bounced (mailsync contacts unsubscribe --undo EMAIL takes one back)",
+            result.suppressed
+        ));
+    }
+    out.print("Deliver it with: mailsync campaigns deliver; follow it with: mailsync campaigns watch --until-done");
     Ok(())
 }
 

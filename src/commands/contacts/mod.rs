@@ -1,3 +1,4 @@
 //! `mailsync contacts ...`.
 
 pub mod list;
+pub mod unsubscribe;

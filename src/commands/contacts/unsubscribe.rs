@@ -1,0 +1,102 @@
+//! `mailsync contacts unsubscribe EMAIL…`: adds addresses to the user's
+//! suppression list, through the REST API as the signed-in user. A
+//! suppressed address is left out by later `campaigns send` and skipped by
+//! `campaigns deliver`. `--undo` takes addresses off the list again.
+//! Server side: table `suppressions` in `sql/MASTER-DATABASE.sql`.
+//! Tests: `tests/campaigns_deliver.rs`.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::output::Output;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The addresses, as typed.
+    pub emails: Vec<String>,
+    /// Take them off the list instead.
+    pub undo: bool,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+pub struct UnsubscribeReport {
+    pub suppressed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    let undo = options.undo;
+    let mut addresses: Vec<String> = Vec::new();
+    for raw in &options.emails {
+        let email = raw.trim().to_lowercase();
+        if !email_address::EmailAddress::is_valid(&email) {
+            return Err(Error::usage(format!(
+                "{raw:?} is not an email address (nothing was changed)"
+            )));
+        }
+        if !addresses.contains(&email) {
+            addresses.push(email);
+        }
+    }
+    if addresses.is_empty() {
+        return Err(Error::usage("name at least one email address"));
+    }
+    let client = crate::supabase::user::user_client(config, out).await?;
+    let report = if undo {
+        let removed: Vec<Value> = client
+            .execute(
+                client
+                    .from("suppressions")
+                    .in_("email", addresses.clone())
+                    .delete(),
+                Some("return=representation"),
+                "removing addresses from the suppression list",
+            )
+            .await?
+            .json("removing addresses from the suppression list")?;
+        UnsubscribeReport {
+            suppressed: Vec::new(),
+            removed: removed
+                .iter()
+                .filter_map(|r| r["email"].as_str().map(str::to_string))
+                .collect(),
+        }
+    } else {
+        let rows: Vec<Value> = addresses
+            .iter()
+            .map(|e| json!({"email": e, "reason": "unsubscribed", "detail": "mailsync contacts unsubscribe"}))
+            .collect();
+        client
+            .execute(
+                client
+                    .from("suppressions")
+                    .upsert(Value::Array(rows).to_string())
+                    .on_conflict("user_id,email"),
+                Some("resolution=merge-duplicates,return=minimal"),
+                "adding addresses to the suppression list",
+            )
+            .await?;
+        UnsubscribeReport {
+            suppressed: addresses,
+            removed: Vec::new(),
+        }
+    };
+    if out.json {
+        return out.json(&report);
+    }
+    if undo {
+        out.print(format!(
+            "{} address(es) taken off the suppression list",
+            report.removed.len()
+        ));
+    } else {
+        out.print(format!(
+            "{} address(es) unsubscribed: later sends leave them out, deliver skips them",
+            report.suppressed.len()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,708 @@
+//! SMTP for `mailsync campaigns deliver`: the server's settings
+//! (`MAILSYNC_SMTP_URL`, `MAILSYNC_FROM`, `MAILSYNC_LIST_UNSUBSCRIBE`), the
+//! transport (lettre over rustls, pooled connections reused across emails),
+//! building one message per email, and reading the server's answer as an
+//! outcome. It never talks to the database and never prints: the command
+//! does both. The password lives in a [`Secret`] and is shown masked.
+
+use std::time::Duration;
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
+use url::Url;
+
+use crate::config::{Secret, Source};
+use crate::error::{Error, Result};
+
+pub const ENV_SMTP_URL: &str = "MAILSYNC_SMTP_URL";
+pub const ENV_FROM: &str = "MAILSYNC_FROM";
+pub const ENV_LIST_UNSUBSCRIBE: &str = "MAILSYNC_LIST_UNSUBSCRIBE";
+/// The settings `deliver` reads, in the order `mailsync config` shows them.
+pub const SETTINGS: [&str; 3] = [ENV_SMTP_URL, ENV_FROM, ENV_LIST_UNSUBSCRIBE];
+
+/// The local stack's SMTP server listens on the API port + 4 (54325 by
+/// default), as the Supabase CLI's mail catcher does.
+pub const LOCAL_SMTP_PORT_OFFSET: u16 = 4;
+/// The sender on the local stack when `MAILSYNC_FROM` is not set.
+pub const LOCAL_FROM: &str = "mailsync <mailsync@localhost.test>";
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// `smtps://`: TLS from the first byte (port 465).
+    ImplicitTls,
+    /// `smtp://` to another machine: STARTTLS, and refuse a server without it.
+    StartTls,
+    /// `smtp://` to this machine (the local stack's catcher): plain text.
+    Plain,
+}
+
+/// Where and how to send: parsed from `MAILSYNC_SMTP_URL`.
+#[derive(Clone)]
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl std::fmt::Debug for SmtpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl SmtpServer {
+    /// Parses `smtp://user:pass@host:587` or `smtps://user:pass@host:465`.
+    /// `source` names where the value came from, for the error message
+    /// (which never repeats the value: it may hold the password).
+    pub fn parse(text: &str, source: &Source) -> Result<Self> {
+        let bad = |why: &str| Error::config(format!("{ENV_SMTP_URL} ({source}) {why}"));
+        let url = Url::parse(text.trim()).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let local = is_local_host(&host);
+        let (security, default_port) = match url.scheme() {
+            "smtps" => (Security::ImplicitTls, 465),
+            "smtp" if local => (Security::Plain, 587),
+            "smtp" => (Security::StartTls, 587),
+            _ => {
+                return Err(bad(
+                    "must start with smtp:// (STARTTLS) or smtps:// (implicit TLS)",
+                ))
+            }
+        };
+        let decode = |s: &str| {
+            percent_decode(s)
+                .map_err(|_| bad("has a user name or password that is not valid UTF-8"))
+        };
+        let user = match url.username() {
+            "" => None,
+            u => Some(decode(u)?),
+        };
+        let password = url.password().map(decode).transpose()?.map(Secret::new);
+        if password.is_some() && user.is_none() {
+            return Err(bad("has a password but no user name"));
+        }
+        Ok(Self {
+            host,
+            port: url.port().unwrap_or(default_port),
+            security,
+            user,
+            password,
+        })
+    }
+
+    /// The URL with the password masked, for `mailsync config`, messages and logs.
+    pub fn masked(&self) -> String {
+        let scheme = if self.security == Security::ImplicitTls {
+            "smtps"
+        } else {
+            "smtp"
+        };
+        let auth = match (&self.user, &self.password) {
+            (Some(u), Some(_)) => format!("{u}:******@"),
+            (Some(u), None) => format!("{u}@"),
+            _ => String::new(),
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{scheme}://{auth}{host}:{}", self.port)
+    }
+
+    /// `host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+fn percent_decode(s: &str) -> std::result::Result<String, std::string::FromUtf8Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = s
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+}
+
+pub fn is_local_host(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]") || host.starts_with("127.")
+}
+
+/// Everything `deliver` needs to know about sending, resolved.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub server: SmtpServer,
+    pub server_source: Source,
+    pub from: Mailbox,
+    pub from_source: Source,
+    /// A `mailto:` or `https:` URL, with merge fields, for `List-Unsubscribe`.
+    pub list_unsubscribe: Option<String>,
+}
+
+impl SmtpSettings {
+    /// Resolves the settings. `lookup` answers a variable's value and where
+    /// it came from (flag > environment > env file); `local_api_port` is the
+    /// local stack's API port when the project is the local stack, whose
+    /// SMTP server is then the default.
+    pub fn resolve(
+        lookup: impl Fn(&str) -> Option<(String, Source)>,
+        local_api_port: Option<u16>,
+    ) -> Result<Self> {
+        let (server, server_source) = match lookup(ENV_SMTP_URL) {
+            Some((text, source)) => (SmtpServer::parse(&text, &source)?, source),
+            None => match local_api_port {
+                Some(api) => (
+                    SmtpServer {
+                        host: "127.0.0.1".into(),
+                        port: api.saturating_add(LOCAL_SMTP_PORT_OFFSET),
+                        security: Security::Plain,
+                        user: None,
+                        password: None,
+                    },
+                    Source::Default,
+                ),
+                None => {
+                    return Err(Error::config(format!(
+                        "{ENV_SMTP_URL} is not set: say which SMTP server delivers, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS) or smtps://…:465"
+                    )))
+                }
+            },
+        };
+        let (from_text, from_source) = match lookup(ENV_FROM) {
+            Some(found) => found,
+            None if is_local_host(&server.host) => (LOCAL_FROM.to_string(), Source::Default),
+            None => {
+                return Err(Error::config(format!(
+                    "{ENV_FROM} is not set: the sender of your campaigns, e.g. \"Acme <news@acme.example>\""
+                )))
+            }
+        };
+        let from: Mailbox = from_text.trim().parse().map_err(|e| {
+            Error::config(format!(
+                "{ENV_FROM} ({from_source}) is not a mailbox such as \"Acme <news@acme.example>\": {e}"
+            ))
+        })?;
+        let list_unsubscribe = match lookup(ENV_LIST_UNSUBSCRIBE) {
+            None => None,
+            Some((text, source)) => {
+                let text = text.trim().to_string();
+                let lower = text.to_ascii_lowercase();
+                if !(lower.starts_with("mailto:") || lower.starts_with("https://")) {
+                    return Err(Error::config(format!(
+                        "{ENV_LIST_UNSUBSCRIBE} ({source}) must be a mailto: or https:// URL, e.g. https://acme.example/unsubscribe?email={{{{email}}}}"
+                    )));
+                }
+                Some(text)
+            }
+        };
+        Ok(Self {
+            server,
+            server_source,
+            from,
+            from_source,
+            list_unsubscribe,
+        })
+    }
+
+    /// The domain of the sender: the right-hand side of every Message-ID.
+    pub fn message_id_domain(&self) -> String {
+        self.from.email.domain().to_string()
+    }
+}
+
+/// How to open connections to the SMTP server. Each sender keeps one
+/// [`SmtpSession`] and reuses its connection for email after email.
+///
+/// Connections are made here rather than by lettre's pool so that plain and
+/// STARTTLS connections set `TCP_NODELAY`: SMTP writes the message and its
+/// final dot as two small writes, and with Nagle's algorithm the second waits
+/// for the server's delayed ACK (about 40 ms a message on Linux).
+#[derive(Clone)]
+pub struct Mailer {
+    server: SmtpServer,
+    timeout: Duration,
+    hello: ClientId,
+}
+
+impl Mailer {
+    pub fn new(server: &SmtpServer, timeout: Duration) -> Result<Self> {
+        if server.security != Security::Plain {
+            // Fail early on a host rustls cannot check certificates for.
+            TlsParameters::new(server.host.clone()).map_err(|e| {
+                Error::config(format!("TLS for the SMTP server {}: {e}", server.address()))
+            })?;
+        }
+        Ok(Self {
+            server: server.clone(),
+            timeout,
+            hello: ClientId::default(),
+        })
+    }
+
+    /// Opens one connection (greeting, EHLO, TLS, login) and closes it: a
+    /// server that is down or refuses us is a configuration error before any
+    /// email is claimed.
+    pub async fn check(&self) -> Result<()> {
+        match self.connect().await {
+            Ok(mut conn) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            Err(why) => Err(Error::config(format!(
+                "cannot use the SMTP server {}: {why} (set {ENV_SMTP_URL}; on the local stack: scripts/local-stack.sh up)",
+                self.server.masked()
+            ))),
+        }
+    }
+
+    pub fn session(&self) -> SmtpSession {
+        SmtpSession {
+            mailer: self.clone(),
+            conn: None,
+        }
+    }
+
+    async fn connect(&self) -> std::result::Result<AsyncSmtpConnection, String> {
+        match tokio::time::timeout(self.timeout, self.open()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
+        }
+    }
+
+    async fn open(&self) -> std::result::Result<AsyncSmtpConnection, String> {
+        let server = &self.server;
+        let mut conn = if server.security == Security::ImplicitTls {
+            let tls = TlsParameters::new(server.host.clone()).map_err(|e| e.to_string())?;
+            AsyncSmtpConnection::connect_tokio1(
+                (server.host.as_str(), server.port),
+                Some(self.timeout),
+                &self.hello,
+                Some(tls),
+                None,
+            )
+            .await
+            .map_err(|e| describe_error(&e))?
+        } else {
+            let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", server.address()))?;
+            let _ = tcp.set_nodelay(true);
+            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+                .await
+                .map_err(|e| describe_error(&e))?;
+            if server.security == Security::StartTls {
+                if !conn.can_starttls() {
+                    let _ = conn.quit().await;
+                    return Err(
+                        "the server does not offer STARTTLS, and mailsync never sends mail or a password in clear to another machine (use smtps:// for implicit TLS)"
+                            .into(),
+                    );
+                }
+                let tls = TlsParameters::new(server.host.clone()).map_err(|e| e.to_string())?;
+                conn.starttls(tls, &self.hello)
+                    .await
+                    .map_err(|e| format!("STARTTLS failed: {}", describe_error(&e)))?;
+            }
+            conn
+        };
+        if let Some(user) = &server.user {
+            let credentials = Credentials::new(
+                user.clone(),
+                server
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
+            );
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "the server refused the login of {user}: {}",
+                        describe_error(&e)
+                    )
+                })?;
+        }
+        Ok(conn)
+    }
+}
+
+/// One sender's connection, opened on first use and again after a failure.
+pub struct SmtpSession {
+    mailer: Mailer,
+    conn: Option<AsyncSmtpConnection>,
+}
+
+impl SmtpSession {
+    /// Sends one message and reads the server's answer as an [`Attempt`].
+    pub async fn send(&mut self, message: &Message) -> Attempt {
+        let mut conn = match self.conn.take() {
+            Some(conn) if !conn.has_broken() => conn,
+            _ => match self.mailer.connect().await {
+                Ok(conn) => conn,
+                Err(why) => return Attempt::Temporary(why),
+            },
+        };
+        let envelope = message.envelope();
+        let bytes = message.formatted();
+        let answer = tokio::time::timeout(self.mailer.timeout, conn.send(envelope, &bytes)).await;
+        let attempt = match answer {
+            Err(_) => {
+                return Attempt::Temporary(format!(
+                    "no answer within {} s",
+                    self.mailer.timeout.as_secs()
+                ))
+            }
+            Ok(Ok(response)) => Attempt::Accepted(format!(
+                "{} {}",
+                response.code(),
+                response.message().collect::<Vec<_>>().join(" ")
+            )),
+            Ok(Err(e)) => classify(&e),
+        };
+        // After a refusal lettre has closed the connection: a new one next time.
+        if !conn.has_broken() {
+            self.conn = Some(conn);
+        }
+        attempt
+    }
+
+    /// Says goodbye to the server (QUIT).
+    pub async fn close(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        }
+    }
+}
+
+/// What one try of one email came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// 250: the server took responsibility for it.
+    Accepted(String),
+    /// 5xx with a 5.1.x status: the mailbox does not exist.
+    Bounced(String),
+    /// Any other 5xx, or a message the client cannot send: final.
+    Refused(String),
+    /// 4xx, a dropped connection, a timeout: worth another try.
+    Temporary(String),
+}
+
+fn classify(e: &lettre::transport::smtp::Error) -> Attempt {
+    let text = describe_error(e);
+    if e.is_permanent() {
+        // The enhanced status code (RFC 3463) follows the reply code:
+        // "550 5.1.1 <x@y>: Recipient address rejected".
+        let detail = e.source_text().unwrap_or_default().trim_start().to_string();
+        if detail.starts_with("5.1.") {
+            Attempt::Bounced(text)
+        } else {
+            Attempt::Refused(text)
+        }
+    } else if e.is_transient()
+        || e.is_timeout()
+        || e.is_response()
+        || e.is_transport_shutdown()
+        || is_connection(e)
+    {
+        Attempt::Temporary(text)
+    } else if e.is_client() {
+        Attempt::Refused(text)
+    } else {
+        Attempt::Temporary(text)
+    }
+}
+
+fn is_connection(e: &lettre::transport::smtp::Error) -> bool {
+    let t = e.to_string();
+    t.starts_with("network error") || t.starts_with("Connection error") || e.is_tls()
+}
+
+trait SourceText {
+    fn source_text(&self) -> Option<String>;
+}
+
+impl SourceText for lettre::transport::smtp::Error {
+    fn source_text(&self) -> Option<String> {
+        std::error::Error::source(self).map(|s| s.to_string())
+    }
+}
+
+/// A server reply as people read them ("550 5.1.1 no such user"), or the
+/// failure in words.
+pub fn describe_error(e: &lettre::transport::smtp::Error) -> String {
+    match (e.status(), e.source_text()) {
+        (Some(code), Some(text)) => format!("{code} {text}"),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// A campaign's text with its merge fields, ready to become messages.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub subject: String,
+    pub content: String,
+    pub html: bool,
+}
+
+/// One recipient's values for the merge fields.
+#[derive(Debug, Clone)]
+pub struct Recipient<'a> {
+    pub email: &'a str,
+    pub organization: Option<&'a str>,
+}
+
+impl Template {
+    pub fn new(subject: &str, content: &str) -> Self {
+        Self {
+            subject: subject.to_string(),
+            content: content.to_string(),
+            html: looks_like_html(content),
+        }
+    }
+
+    /// The message for one email: From, To, Subject, Date, Message-ID, the
+    /// content with its merge fields filled, and List-Unsubscribe when set.
+    pub fn message(
+        &self,
+        settings: &SmtpSettings,
+        to: &Recipient<'_>,
+        message_id: &str,
+    ) -> std::result::Result<Message, String> {
+        let to_box: Mailbox = to
+            .email
+            .parse()
+            .map_err(|e| format!("not a valid address: {e}"))?;
+        let subject = merge(&self.subject, to, false);
+        let body = merge(&self.content, to, self.html);
+        let mut builder = Message::builder()
+            .from(settings.from.clone())
+            .to(to_box)
+            .subject(subject)
+            .date_now()
+            .message_id(Some(message_id.to_string()))
+            .user_agent(format!("mailsync/{}", env!("CARGO_PKG_VERSION")));
+        if let Some(url) = &settings.list_unsubscribe {
+            let url = merge_url(url, to);
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ));
+            if url.to_ascii_lowercase().starts_with("https://") {
+                // RFC 8058 one-click unsubscribe.
+                builder = builder.raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_string(),
+                ));
+            }
+        }
+        let part = if self.html {
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(body)
+        } else {
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(body)
+        };
+        builder.singlepart(part).map_err(|e| e.to_string())
+    }
+}
+
+fn looks_like_html(content: &str) -> bool {
+    let t = content.trim_start().to_ascii_lowercase();
+    t.starts_with("<!doctype html") || t.starts_with("<html") || {
+        ["<p>", "<br", "<div", "<a ", "<table", "<h1", "<h2", "<body"]
+            .iter()
+            .any(|tag| t.contains(tag))
+    }
+}
+
+/// Fills `{{email}}` and `{{organization}}` (spaces inside the braces
+/// allowed); other `{{…}}` are left as written. In HTML the values are
+/// escaped.
+pub fn merge(text: &str, to: &Recipient<'_>, html: bool) -> String {
+    let escape = |v: &str| if html { escape_html(v) } else { v.to_string() };
+    merge_with(text, |field| match field {
+        "email" => Some(escape(to.email)),
+        "organization" => Some(escape(to.organization.unwrap_or_default())),
+        _ => None,
+    })
+    .unwrap_or_else(|| text.to_string())
+}
+
+fn merge_url(url: &str, to: &Recipient<'_>) -> String {
+    merge_with(url, |field| match field {
+        "email" => Some(percent_encode(to.email)),
+        "organization" => Some(percent_encode(to.organization.unwrap_or_default())),
+        _ => None,
+    })
+    .unwrap_or_else(|| url.to_string())
+}
+
+fn merge_with(text: &str, value: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if !text.contains("{{") {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let field = after[..end].trim();
+                match value(field) {
+                    Some(v) => out.push_str(&v),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn percent_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<(String, Source)> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (v.to_string(), Source::Environment))
+        }
+    }
+
+    #[test]
+    fn remote_smtp_requires_starttls_and_masks_the_password() {
+        let s = SmtpServer::parse(
+            "smtp://me%40acme.example:p%40ss@smtp.acme.example",
+            &Source::Environment,
+        )
+        .unwrap();
+        assert_eq!(s.security, Security::StartTls);
+        assert_eq!(s.port, 587);
+        assert_eq!(s.user.as_deref(), Some("me@acme.example"));
+        assert_eq!(s.password.as_ref().unwrap().expose(), "p@ss");
+        assert!(!s.masked().contains("p@ss"));
+        assert!(!format!("{s:?}").contains("p@ss"));
+        let s =
+            SmtpServer::parse("smtps://u:secret@smtp.acme.example", &Source::Environment).unwrap();
+        assert_eq!((s.security, s.port), (Security::ImplicitTls, 465));
+        let s = SmtpServer::parse("smtp://127.0.0.1:2525", &Source::Environment).unwrap();
+        assert_eq!((s.security, s.port), (Security::Plain, 2525));
+    }
+
+    #[test]
+    fn bad_smtp_urls_name_the_variable_and_not_the_password() {
+        for bad in [
+            "http://u:hunter2@x",
+            "smtp://:hunter2@x.example",
+            "not a url hunter2",
+        ] {
+            let e = SmtpServer::parse(bad, &Source::Environment).unwrap_err();
+            assert_eq!(e.kind().exit_code(), 3);
+            assert!(e.message().contains(ENV_SMTP_URL), "{e}");
+            assert!(!e.message().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn no_configuration_means_the_local_catcher_and_remote_needs_from() {
+        let s = SmtpSettings::resolve(lookup(&[]), Some(57321)).unwrap();
+        assert_eq!(s.server.address(), "127.0.0.1:57325");
+        assert_eq!(s.message_id_domain(), "localhost.test");
+        let e = SmtpSettings::resolve(lookup(&[]), None).unwrap_err();
+        assert!(e.message().contains(ENV_SMTP_URL));
+        let e = SmtpSettings::resolve(
+            lookup(&[(ENV_SMTP_URL, "smtp://u:p@smtp.acme.example")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message().contains(ENV_FROM));
+        let e = SmtpSettings::resolve(
+            lookup(&[(ENV_LIST_UNSUBSCRIBE, "http://acme.example/u")]),
+            Some(54321),
+        )
+        .unwrap_err();
+        assert!(e.message().contains(ENV_LIST_UNSUBSCRIBE));
+    }
+
+    #[test]
+    fn merge_fields_are_filled_and_escaped_in_html() {
+        let to = Recipient {
+            email: "a@b.fr",
+            organization: Some("R&D <Lab>"),
+        };
+        assert_eq!(
+            merge(
+                "Bonjour {{ email }} de {{organization}} {{other}}",
+                &to,
+                false
+            ),
+            "Bonjour a@b.fr de R&D <Lab> {{other}}"
+        );
+        assert_eq!(
+            merge("<p>{{organization}}</p>", &to, true),
+            "<p>R&amp;D &lt;Lab&gt;</p>"
+        );
+        assert_eq!(
+            merge_url("https://x.example/u?e={{email}}", &to),
+            "https://x.example/u?e=a%40b.fr"
+        );
+        let no_org = Recipient {
+            email: "a@b.fr",
+            organization: None,
+        };
+        assert_eq!(merge("[{{organization}}]", &no_org, false), "[]");
+    }
+}
