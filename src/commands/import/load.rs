@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,33 @@ struct Batch {
     last_row: u32,
 }
 
+/// A batch ready to send: its request body, built on the reader's thread.
+struct Ready {
+    args: serde_json::Value,
+    rows: u64,
+    first_row: u32,
+    last_row: u32,
+}
+
+impl Batch {
+    fn ready(self) -> Ready {
+        Ready {
+            rows: self.rows.len() as u64,
+            args: serde_json::json!({ "rows": self.rows }),
+            first_row: self.first_row,
+            last_row: self.last_row,
+        }
+    }
+}
+
+/// Batches sent at once. Each email is in exactly one batch (the winner map
+/// of the first pass), so batches are independent: their counts add up
+/// exactly in any order, and organisations are inserted in one fixed order
+/// by every batch, so concurrent batches wait for each other instead of
+/// deadlocking. Two in flight keep the reader, the network and the database
+/// busy at once without piling work on the server.
+pub const IN_FLIGHT: usize = 2;
+
 /// The second pass: the winning rows, in batches, to the REST API.
 pub async fn send(
     client: &RestClient,
@@ -54,7 +82,7 @@ pub async fn send(
     report: &mut Report,
 ) -> Result<Sent> {
     let unique = scan.unique();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Ready>>(2);
     {
         let book = book.clone();
         let columns = scan.columns;
@@ -104,14 +132,14 @@ pub async fn send(
                                 last_row: 0,
                             },
                         );
-                        if tx.blocking_send(Ok(full)).is_err() {
+                        if tx.blocking_send(Ok(full.ready())).is_err() {
                             return;
                         }
                     }
                 }
             }
             if !batch.rows.is_empty() {
-                let _ = tx.blocking_send(Ok(batch));
+                let _ = tx.blocking_send(Ok(batch.ready()));
             }
         });
     }
@@ -127,40 +155,79 @@ pub async fn send(
     }
     let progress = bar(out, unique);
     let started = Instant::now();
-    while let Some(batch) = rx.recv().await {
-        let batch = batch?;
-        if stop.load(Ordering::SeqCst) {
-            progress.finish_and_clear();
-            return Ok(Sent::Interrupted {
-                next_row: batch.first_row,
-            });
-        }
-        let n = batch.rows.len() as u64;
+    let post = |batch: Ready| async move {
         crate::output::trace(format!(
-            "batch: rows {}–{}, {n} contacts",
-            batch.first_row, batch.last_row
+            "batch: rows {}–{}, {} contacts",
+            batch.first_row, batch.last_row, batch.rows
         ));
-        let args = serde_json::json!({ "rows": batch.rows });
         let what = format!(
             "importing rows {}–{} of {}",
             batch.first_row,
             batch.last_row,
             book.path.display()
         );
-        let counts: BatchCounts = match client
-            .execute(client.rpc("import_contacts", &args), None, &what)
+        let outcome = match client
+            .execute(client.rpc("import_contacts", &batch.args), None, &what)
             .await
         {
-            Ok(response) => response.json(&what)?,
-            Err(e) => {
-                progress.finish_and_clear();
-                return Err(after_failed_batch(e, batch.first_row, report.written() > 0));
-            }
+            Ok(response) => response.json::<BatchCounts>(&what),
+            Err(e) => Err(e),
         };
-        report.add(&counts);
-        progress.inc(n);
+        (batch.first_row, batch.rows, outcome)
+    };
+    let mut in_flight = FuturesUnordered::new();
+    let mut interrupted_at: Option<u32> = None;
+    let mut failure: Option<Error> = None;
+    let mut failed_at: Option<u32> = None;
+    let mut input_done = false;
+    loop {
+        // Keep up to IN_FLIGHT batches going, unless stopping.
+        while !input_done
+            && interrupted_at.is_none()
+            && failure.is_none()
+            && in_flight.len() < IN_FLIGHT
+        {
+            match rx.recv().await {
+                Some(Ok(batch)) => {
+                    if stop.load(Ordering::SeqCst) {
+                        interrupted_at = Some(batch.first_row);
+                    } else {
+                        in_flight.push(post(batch));
+                    }
+                }
+                Some(Err(e)) => failure = Some(e),
+                None => input_done = true,
+            }
+        }
+        // Then wait for one to finish; what is in flight always finishes
+        // (and is counted) before the import stops, whatever stopped it.
+        let Some((first_row, rows, outcome)) = in_flight.next().await else {
+            break;
+        };
+        match outcome {
+            Ok(counts) => {
+                report.add(&counts);
+                progress.inc(rows);
+            }
+            Err(e) => {
+                // The earliest failed batch says where a re-run must resume.
+                if failed_at.is_none_or(|at| first_row < at) {
+                    failed_at = Some(first_row);
+                }
+                failure.get_or_insert(e);
+            }
+        }
     }
     progress.finish_and_clear();
+    if let Some(e) = failure {
+        return Err(match failed_at {
+            Some(row) => after_failed_batch(e, row, report.written() > 0),
+            None => e,
+        });
+    }
+    if let Some(next_row) = interrupted_at {
+        return Ok(Sent::Interrupted { next_row });
+    }
     report.elapsed = started.elapsed();
     Ok(Sent::All)
 }
