@@ -59,6 +59,16 @@ fn through_pooler(stack: &Stack, url: &str) -> String {
     u.to_string()
 }
 
+/// The same URL, logged in as another role with the stack's own password.
+fn as_role(url: &str, role: &str) -> String {
+    let password = url::Url::parse(url)
+        .unwrap()
+        .password()
+        .unwrap_or_default()
+        .to_string();
+    with_user(url, role, &password)
+}
+
 fn with_user(url: &str, user: &str, password: &str) -> String {
     let mut u = url::Url::parse(url).unwrap();
     u.set_username(user).unwrap();
