@@ -187,6 +187,8 @@ const SESSION_OVER: [&str; 4] = [
 /// 429/5xx. Repeating is safe: Auth accepts the just-spent refresh token
 /// again for a few seconds (its reuse interval) and answers the same way.
 const REFRESH_ATTEMPTS: u32 = 4;
+/// Retries stop once a refresh has taken this long.
+const REFRESH_RETRY_WINDOW: Duration = Duration::from_secs(10);
 
 /// `grant_type=refresh_token`: a new session, with a new refresh token.
 /// A network error, 429 or 5xx is retried; only Auth's "session over" codes
@@ -195,6 +197,7 @@ const REFRESH_ATTEMPTS: u32 = 4;
 pub async fn refresh(config: &Config, session: &Session) -> Result<Session> {
     let mut backoff = Duration::from_millis(500);
     let mut attempt = 1;
+    let started = std::time::Instant::now();
     loop {
         let outcome = token_request(
             config,
@@ -221,7 +224,9 @@ pub async fn refresh(config: &Config, session: &Session) -> Result<Session> {
             ),
             Err(e) => return Err(e),
         };
-        if attempt >= REFRESH_ATTEMPTS {
+        // A server that left a request unanswered until the client's
+        // timeout is not asked again: the user has waited long enough.
+        if attempt >= REFRESH_ATTEMPTS || started.elapsed() > REFRESH_RETRY_WINDOW {
             return Err(transient);
         }
         tokio::time::sleep(backoff).await;
