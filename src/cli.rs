@@ -37,6 +37,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Print one JSON document on stdout and nothing else there
     #[arg(long, global = true)]
@@ -162,6 +163,19 @@ Examples:
   mailsync completions zsh > \"${fpath[1]}/_mailsync\"
   mailsync completions fish > ~/.config/fish/completions/mailsync.fish")]
     Completions(CompletionsArgs),
+    /// Write a manual page for every command (roff), from the same definitions as --help
+    #[command(after_help = "Examples:
+  mailsync man                                   # ./man/mailsync.1, ./man/mailsync-db-reset.1, ...
+  mailsync man --dir ~/.local/share/man/man1     # then: man mailsync-contacts-export
+  man ./man/mailsync-import.1")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// The folder to write the pages to (created if missing)
+    #[arg(long, value_name = "DIR", default_value = commands::man::DEFAULT_DIR)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -256,6 +270,25 @@ Examples:
     mailsync campaigns deliver --dry-run"
     )]
     Deliver(CampaignDeliverArgs),
+    /// Write a campaign's report workbook: its figures, and every recipient with their status
+    #[command(
+        after_help = "Sheet \"Campaign\": the campaign and its figures (campaign_analytics); sheet
+\"Recipients\": every email of the campaign (email, organization, status, sent_at,
+delivered_at, error_message).
+
+Examples:
+  mailsync campaigns report \"Rentrée 2026\" rentree.xlsx
+  mailsync --json campaigns report 3f2a…-uuid report.xlsx | jq .recipients"
+    )]
+    Report(CampaignReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignReportArgs {
+    /// The campaign: its id, or its name when unique
+    pub campaign: String,
+    /// The workbook to write (.xlsx)
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -462,6 +495,30 @@ pub enum ContactsCommand {
   mailsync contacts unsubscribe jane@acme.example bob@beta.example
   mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list")]
     Unsubscribe(ContactsUnsubscribeArgs),
+    /// Export contacts to .xlsx or .csv in the import's layout (re-importing changes nothing)
+    #[command(
+        after_help = "Columns: A organization, B email, then created_at, updated_at, id, under a header
+row. Every contact is exported, paged through the REST API with your access
+token, and written as it arrives (constant memory, any number of contacts).
+Cells a spreadsheet would run as formulas (=, +, -, @) are written with a
+leading apostrophe; `mailsync import` reads them back as they were.
+
+Examples:
+  mailsync contacts export contacts.xlsx
+  mailsync contacts export acme.csv --organization \"Acme SARL\"
+  mailsync contacts export - | head            # CSV on stdout
+  mailsync contacts export all.xlsx && mailsync import all.xlsx   # every contact unchanged"
+    )]
+    Export(ContactsExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ContactsExportArgs {
+    /// The file to write: .xlsx or .csv by its extension, `-` for CSV on stdout
+    pub file: PathBuf,
+    /// Only the contacts of this organisation (case and spacing ignored)
+    #[arg(long, value_name = "NAME")]
+    pub organization: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -513,6 +570,27 @@ Examples:
   mailsync db verify --json | jq '.checks[] | select(.ok | not)'"
     )]
     Verify,
+    /// Write the schema as a Supabase CLI migration (supabase/migrations), for `supabase db push`
+    #[command(
+        after_help = "Writes <YYYYMMDDHHMMSS>_mailsync_<version>.sql: the schema as it is, idempotent
+(it keeps every row and upgrades an earlier mailsync schema). Nothing is written
+when the latest mailsync migration in the folder already holds this schema; an
+existing file is never overwritten. After upgrading mailsync, run it again: the
+new schema becomes a new, later migration.
+
+Examples:
+  mailsync db migration                          # into ./supabase/migrations
+  mailsync db migration --dir db/migrations
+  supabase db push && mailsync db verify         # then apply and check"
+    )]
+    Migration(DbMigrationArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbMigrationArgs {
+    /// The migrations folder (created if missing)
+    #[arg(long, value_name = "DIR", default_value = commands::db::migration::DEFAULT_DIR)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -566,6 +644,12 @@ impl From<DbApplyArgs> for commands::db::apply::Options {
     }
 }
 
+impl From<DbMigrationArgs> for commands::db::migration::Options {
+    fn from(a: DbMigrationArgs) -> Self {
+        Self { dir: a.dir }
+    }
+}
+
 impl From<ImportArgs> for commands::import::Options {
     fn from(a: ImportArgs) -> Self {
         Self {
@@ -593,6 +677,24 @@ impl From<ContactsListArgs> for commands::contacts::list::Options {
         Self {
             organization: a.organization,
             limit: a.limit,
+        }
+    }
+}
+
+impl From<ContactsExportArgs> for commands::contacts::export::Options {
+    fn from(a: ContactsExportArgs) -> Self {
+        Self {
+            file: a.file,
+            organization: a.organization,
+        }
+    }
+}
+
+impl From<CampaignReportArgs> for commands::campaigns::report::Options {
+    fn from(a: CampaignReportArgs) -> Self {
+        Self {
+            campaign: a.campaign,
+            file: a.file,
         }
     }
 }
@@ -709,6 +811,40 @@ impl From<LoginArgs> for commands::account::login::Options {
         Self {
             email: a.email,
             password_stdin: a.password_stdin,
+        }
+    }
+}
+
+/// One manual page per command: `mailsync.1`, then `mailsync-<sub>.1` and
+/// `mailsync-<sub>-<subsub>.1` for each (sub)command, global options included.
+pub fn man_pages() -> Vec<(String, Vec<u8>)> {
+    fn walk(cmd: &clap::Command, name: String, pages: &mut Vec<(String, Vec<u8>)>) {
+        let page = cmd
+            .clone()
+            .name(name.clone())
+            .bin_name(name.replace('-', " "));
+        let mut text = Vec::new();
+        // Rendering into memory cannot fail.
+        let _ = clap_mangen::Man::new(page).render(&mut text);
+        pages.push((format!("{name}.1"), text));
+        // Not clap's generated `help` subcommands.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, format!("{name}-{}", sub.get_name()), pages);
+        }
+    }
+    let mut cmd = Cli::command();
+    // Propagates the global options into every subcommand.
+    cmd.build();
+    let mut pages = Vec::new();
+    walk(&cmd, "mailsync".into(), &mut pages);
+    pages
+}
+
+impl From<ManArgs> for commands::man::Options {
+    fn from(a: ManArgs) -> Self {
+        Self {
+            dir: a.dir,
+            pages: man_pages(),
         }
     }
 }

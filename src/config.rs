@@ -119,6 +119,16 @@ pub fn mask_url(text: &str) -> String {
     out
 }
 
+/// The names `supabase status -o env` writes, read from an env file when
+/// mailsync's own name is not there (mailsync's names win), in order of
+/// preference: the anon JWT works with every Supabase API gateway, the
+/// newer publishable key where there is no anon key.
+pub const SUPABASE_CLI_NAMES: [(&str, &[&str]); 3] = [
+    (ENV_URL, &["API_URL"]),
+    (ENV_ANON_KEY, &["ANON_KEY", "PUBLISHABLE_KEY"]),
+    (ENV_DB_URL, &["DB_URL"]),
+];
+
 /// A value that must never reach a log, an error message or `--json` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -161,6 +171,8 @@ pub enum Source {
     Flag,
     Environment,
     EnvFile(PathBuf),
+    /// An env file, under the Supabase CLI's name for the setting.
+    EnvFileAs(PathBuf, &'static str),
     SavedSession(PathBuf),
     /// The running local stack (its state file and port variables).
     LocalStack(String),
@@ -173,6 +185,7 @@ impl fmt::Display for Source {
             Source::Flag => f.write_str("flag"),
             Source::Environment => f.write_str("environment"),
             Source::EnvFile(p) => write!(f, "env file {}", p.display()),
+            Source::EnvFileAs(p, name) => write!(f, "env file {} ({name})", p.display()),
             Source::SavedSession(p) => write!(f, "saved session {}", p.display()),
             Source::LocalStack(origin) => f.write_str(origin),
             Source::Default => f.write_str("default (local stack)"),
@@ -226,8 +239,18 @@ impl Config {
             if let Some(v) = env(name).filter(|v| !v.is_empty()) {
                 return Some((v, Source::Environment));
             }
-            file.get(name)
-                .map(|v| (v, Source::EnvFile(file.path.clone())))
+            if let Some(v) = file.get(name) {
+                return Some((v, Source::EnvFile(file.path.clone())));
+            }
+            let aliases = SUPABASE_CLI_NAMES
+                .iter()
+                .find(|(ours, _)| *ours == name)
+                .map(|(_, theirs)| *theirs)
+                .unwrap_or_default();
+            aliases.iter().find_map(|alias| {
+                file.get(alias)
+                    .map(|v| (v, Source::EnvFileAs(file.path.clone(), alias)))
+            })
         };
 
         // With no URL configured: the local stack as it is running.
@@ -386,8 +409,16 @@ impl EnvFile {
             None => (PathBuf::from(".env"), false),
         };
         let mut vars = HashMap::new();
-        match dotenvy::from_path_iter(&path) {
-            Ok(iter) => {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(godotenv_escapes(&text)),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Error::config(format!("reading {}: {e}", path.display())));
+            }
+        };
+        match text.map(|t| dotenvy::from_read_iter(std::io::Cursor::new(t))) {
+            None => {}
+            Some(iter) => {
                 for item in iter {
                     let (k, v) = item.map_err(|e| {
                         Error::config(format!(
@@ -399,15 +430,6 @@ impl EnvFile {
                     vars.insert(k, v);
                 }
             }
-            Err(dotenvy::Error::Io(e)) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-            }
-            Err(e) => {
-                return Err(Error::config(format!(
-                    "reading {}: {}",
-                    path.display(),
-                    describe_dotenv(&e)
-                )))
-            }
         }
         Ok(Self { path, vars })
     }
@@ -415,6 +437,49 @@ impl EnvFile {
     fn get(&self, name: &str) -> Option<String> {
         self.vars.get(name).filter(|v| !v.is_empty()).cloned()
     }
+}
+
+/// `supabase status -o env` quotes values as Go's godotenv does: in double
+/// quotes, with `!`, `` ` `` and carriage returns escaped as well as `\\`,
+/// `"`, `$` and newlines. dotenvy refuses those three escapes, so inside
+/// double quotes they are turned back into their characters first; every
+/// other byte is left for dotenvy to read.
+fn godotenv_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut double = false;
+    for line in text.split_inclusive('\n') {
+        if !double && line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        let mut single = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if double => match chars.peek() {
+                    Some('!') | Some('`') => out.extend(chars.next()),
+                    Some('r') => {
+                        chars.next();
+                        out.push('\r');
+                    }
+                    _ => {
+                        out.push(c);
+                        out.extend(chars.next());
+                    }
+                },
+                '"' if !single => {
+                    double = !double;
+                    out.push(c);
+                }
+                '\'' if !double => {
+                    single = !single;
+                    out.push(c);
+                }
+                _ => out.push(c),
+            }
+        }
+    }
+    out
 }
 
 /// A dotenv error without the offending line's text (it may hold a secret).
@@ -570,5 +635,115 @@ mod tests {
         let s = Secret::new("eyJsecret");
         assert!(!format!("{s:?} {s}").contains("eyJ"));
         assert!(!s.masked().contains("eyJ"));
+    }
+
+    /// `supabase status -o env`, byte for byte as the CLI writes it
+    /// (godotenv's Marshal: sorted keys, double quotes, `!` `$` `"` escaped).
+    const SUPABASE_STATUS_ENV: &str = r#"ANON_KEY="eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0"
+API_URL="http://127.0.0.1:54321"
+DB_URL="postgresql://postgres:p\$ss\!w\"rd\`x@127.0.0.1:54322/postgres"
+GRAPHQL_URL="http://127.0.0.1:54321/graphql/v1"
+INBUCKET_URL="http://127.0.0.1:54324"
+JWT_SECRET="super-secret-jwt-token-with-at-least-32-characters-long"
+MAILPIT_URL="http://127.0.0.1:54324"
+MCP_URL="http://127.0.0.1:54321/mcp"
+PUBLISHABLE_KEY="sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH"
+S3_PROTOCOL_ACCESS_KEY_ID="625729a08b95bf1b7ff351a663f3a23c"
+S3_PROTOCOL_ACCESS_KEY_SECRET="850181e4652dd023b7a98c58ae0d2d34bd487ee0cc3254aed6eda37307425907"
+S3_PROTOCOL_REGION="local"
+SECRET_KEY="sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"
+SERVICE_ROLE_KEY="eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.service"
+STORAGE_S3_URL="http://127.0.0.1:54321/storage/v1/s3"
+STUDIO_URL="http://127.0.0.1:54323"
+
+"#;
+
+    #[test]
+    fn supabase_status_env_output_is_an_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".env");
+        std::fs::write(&file, SUPABASE_STATUS_ENV).unwrap();
+        let overrides = Overrides {
+            env_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let config = Config::load_with(&overrides, env_of(&[])).unwrap();
+        assert_eq!(config.project_display(), "http://127.0.0.1:54321");
+        assert_eq!(
+            config.supabase_url.source,
+            Source::EnvFileAs(file.clone(), "API_URL")
+        );
+        assert_eq!(config.anon_key().unwrap().expose(), LOCAL_ANON_KEY);
+        assert_eq!(
+            config.anon_key.as_ref().unwrap().source.to_string(),
+            format!("env file {} (ANON_KEY)", file.display())
+        );
+        assert_eq!(
+            config.db_url.value.expose(),
+            "postgresql://postgres:p$ss!w\"rd`x@127.0.0.1:54322/postgres"
+        );
+        assert_eq!(
+            config.db_url.source,
+            Source::EnvFileAs(file.clone(), "DB_URL")
+        );
+        // Never the service role: its key is in the file but not used.
+        assert!(config.access_token.is_none());
+
+        // Without ANON_KEY (newer CLIs), the publishable key.
+        let newer: String = SUPABASE_STATUS_ENV
+            .lines()
+            .filter(|l| !l.starts_with("ANON_KEY="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&file, newer).unwrap();
+        let config = Config::load_with(&overrides, env_of(&[])).unwrap();
+        assert_eq!(
+            config.anon_key().unwrap().expose(),
+            "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH"
+        );
+        assert_eq!(
+            config.anon_key.as_ref().unwrap().source,
+            Source::EnvFileAs(file.clone(), "PUBLISHABLE_KEY")
+        );
+    }
+
+    #[test]
+    fn mailsync_names_win_over_the_supabase_cli_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("both.env");
+        std::fs::write(
+            &file,
+            format!(
+                "{SUPABASE_STATUS_ENV}# mailsync's own, after\nSUPABASE_URL='https://ours.supabase.co'\nSUPABASE_DB_URL=postgres://ours\n"
+            ),
+        )
+        .unwrap();
+        let overrides = Overrides {
+            env_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let config = Config::load_with(&overrides, env_of(&[])).unwrap();
+        assert_eq!(config.project_display(), "https://ours.supabase.co");
+        assert_eq!(config.supabase_url.source, Source::EnvFile(file.clone()));
+        assert_eq!(config.db_url.value.expose(), "postgres://ours");
+        // Not given under mailsync's name: the CLI's.
+        assert_eq!(
+            config.anon_key.as_ref().unwrap().source,
+            Source::EnvFileAs(file.clone(), "ANON_KEY")
+        );
+        // The environment still beats the file, whatever its names.
+        let config =
+            Config::load_with(&overrides, env_of(&[("SUPABASE_ANON_KEY", "from-env")])).unwrap();
+        assert_eq!(config.anon_key().unwrap().expose(), "from-env");
+    }
+
+    #[test]
+    fn godotenv_escapes_are_read_only_inside_double_quotes() {
+        assert_eq!(godotenv_escapes(r#"A="x\!y\`z\$w""#), r#"A="x!y`z\$w""#);
+        assert_eq!(godotenv_escapes(r"A='x\!y'"), r"A='x\!y'");
+        assert_eq!(
+            godotenv_escapes("# it's \"a\nB=\"c\\!\""),
+            "# it's \"a\nB=\"c!\""
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod local_stack;
 pub mod output;
 pub mod postgres;
 pub mod smtp;
+pub mod spreadsheet;
 pub mod supabase;
 
 use cli::{CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand};
@@ -40,9 +41,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Db(DbCommand::Reset(a)) => db::reset::run(&a.into(), &config()?, &out).await,
         Command::Db(DbCommand::Apply(a)) => db::apply::run(&a.into(), &config()?, &out).await,
         Command::Db(DbCommand::Verify) => db::verify::run(&config()?, &out).await,
+        Command::Db(DbCommand::Migration(a)) => db::migration::run(&a.into(), &out).await,
         Command::Import(a) => import::run(&a.into(), &config()?, &out).await,
         Command::Contacts(ContactsCommand::List(a)) => {
             contacts::list::run(&a.into(), &config()?, &out).await
+        }
+        Command::Contacts(ContactsCommand::Export(a)) => {
+            contacts::export::run(&a.into(), &config()?, &out).await
         }
         Command::Contacts(ContactsCommand::Unsubscribe(a)) => {
             contacts::unsubscribe::run(&a.into(), &config()?, &out).await
@@ -62,6 +67,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Campaigns(CampaignsCommand::Watch(a)) => {
             campaigns::watch::run(&a.into(), &config()?, &out).await
         }
+        Command::Campaigns(CampaignsCommand::Report(a)) => {
+            campaigns::report::run(&a.into(), &config()?, &out).await
+        }
         Command::Templates(TemplatesCommand::Create(a)) => {
             templates::create::run(&a.into(), &config()?, &out).await
         }
@@ -72,5 +80,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Whoami => account::whoami::run(&config()?, &out).await,
         Command::Config => commands::config::run(&config()?, &out).await,
         Command::Completions(a) => completions::run(&a.into(), &out),
+        Command::Man(a) => commands::man::run(&a.into(), &out),
     }
 }

@@ -13,4 +13,5 @@ pub mod contacts;
 pub mod dashboard;
 pub mod db;
 pub mod import;
+pub mod man;
 pub mod templates;

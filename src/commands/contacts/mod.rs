@@ -1,4 +1,5 @@
-//! `mailsync contacts ...`.
+//! `mailsync contacts list | export`.
 
+pub mod export;
 pub mod list;
 pub mod unsubscribe;

@@ -1,10 +1,11 @@
-//! `mailsync db reset | apply | verify`: the direct-SQL commands, the only
-//! ones that use `SUPABASE_DB_URL` (through [`crate::postgres`]); everything
+//! `mailsync db reset | apply | verify | migration`: the direct-SQL commands
+//! (`migration` only writes a file), the only ones that use `SUPABASE_DB_URL` (through [`crate::postgres`]); everything
 //! a user does to their data goes through the REST API instead. The SQL they
 //! run lives in `sql/` and is embedded here. What `reset` and `apply` share
 //! (running scripts in one transaction, the report) is in this file.
 
 pub mod apply;
+pub mod migration;
 pub mod reset;
 pub mod verify;
 

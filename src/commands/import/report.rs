@@ -13,6 +13,7 @@ use super::validate::Reject;
 use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::spreadsheet::neutralize;
 
 /// How many rejects the summary shows on screen.
 const SHOWN_REJECTS: usize = 10;
@@ -155,15 +156,6 @@ impl Report {
     }
 }
 
-/// A cell that a spreadsheet would run as a formula is written as text.
-pub fn neutralize(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
-}
-
 /// Refuses a rejects file that is the input itself: the same path, another
 /// spelling of it, a symbolic link to it or a hard link to it. Writing the
 /// rejects there would replace the spreadsheet.
@@ -243,18 +235,4 @@ pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
     tmp.as_file_mut().flush().map_err(|e| fail(&e))?;
     tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::neutralize;
-
-    #[test]
-    fn formulas_are_neutralised() {
-        assert_eq!(neutralize("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(neutralize("+33 1"), "'+33 1");
-        assert_eq!(neutralize("-1"), "'-1");
-        assert_eq!(neutralize("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(neutralize("Acme"), "Acme");
-    }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::reader::SheetRow;
 use crate::error::{Error, Result};
+use crate::spreadsheet::restore;
 
 /// A column given as a letter (`B`) or a header name (`Courriel`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,8 +154,9 @@ pub fn is_email(text: &str) -> bool {
 
 /// Classifies one data row under the contract's rules.
 pub fn classify(row: &SheetRow, columns: Columns) -> Classified {
-    let org_cell = row.cell(columns.organization).trim();
-    let email_cell = row.cell(columns.email).trim();
+    // A cell mailsync neutralised on export (`'=x`) reads as it was (`=x`).
+    let org_cell = restore(row.cell(columns.organization).trim());
+    let email_cell = restore(row.cell(columns.email).trim());
     if org_cell.is_empty() && email_cell.is_empty() {
         return Classified::Blank;
     }
