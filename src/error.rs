@@ -59,6 +59,9 @@ pub struct Error {
     hint: Option<String>,
     /// Technical detail (a SQLSTATE, the server's own words), shown with `-v`.
     detail: Option<String>,
+    /// The server's error code (a SQLSTATE such as `57014`, or a PostgREST
+    /// `PGRST…` code), when a server answered with one.
+    code: Option<String>,
 }
 
 impl Error {
@@ -68,6 +71,7 @@ impl Error {
             message: message.into(),
             hint: None,
             detail: None,
+            code: None,
         }
     }
 
@@ -113,6 +117,17 @@ impl Error {
 
     pub fn detail(&self) -> Option<&str> {
         self.detail.as_deref()
+    }
+
+    /// Records the server's error code (SQLSTATE or `PGRST…`).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The server's error code, when it sent one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
     }
 
     pub fn kind(&self) -> ErrorKind {

@@ -754,11 +754,14 @@ async fn a_refresh_the_server_cannot_answer_keeps_the_session_and_says_to_try_ag
         ),
     ];
     for (status, content_type, body, expected) in replies {
-        state.lock().unwrap().scripted.push_back(Scripted::Reply(
-            status,
-            content_type,
-            body.to_string(),
-        ));
+        // Every attempt of the refresh's bounded retry gets the failure.
+        for _ in 0..4 {
+            state.lock().unwrap().scripted.push_back(Scripted::Reply(
+                status,
+                content_type,
+                body.to_string(),
+            ));
+        }
         let o = blocking(&url, dir.path(), &["whoami"], &[]).await;
         assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
         assert!(stderr(&o).contains(expected), "{}", stderr(&o));

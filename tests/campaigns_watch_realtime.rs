@@ -199,8 +199,7 @@ async fn joins_with_the_documented_payload_and_reports_changes_for_its_bindings(
     assert_eq!(join["payload"]["access_token"], "user-jwt-1");
     assert_eq!(
         join["payload"]["config"]["postgres_changes"],
-        json!([{"event": "*", "schema": "public", "table": "emails_sent"},
-               {"event": "*", "schema": "public", "table": "email_campaigns"}])
+        json!([{"event": "*", "schema": "public", "table": "campaign_live"}])
     );
     assert_eq!(join["payload"]["config"]["private"], false);
     let uri = server.uris.lock().unwrap()[0].clone();
@@ -212,7 +211,9 @@ async fn joins_with_the_documented_payload_and_reports_changes_for_its_bindings(
     );
 
     let (tx, mut events) = mpsc::channel(16);
-    tokio::spawn(realtime::listen(settings, connection, tx));
+    tokio::spawn(realtime::listen(settings, Some(connection), tx));
+    // Subscribed only once the server's `system` message confirms it.
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
     server.push.send(Some(change(&[99]))).unwrap();
     server.push.send(Some(change(&[11]))).unwrap();
     assert_eq!(next_event(&mut events).await, Event::Changed);
@@ -230,7 +231,8 @@ async fn heartbeats_keep_the_socket_and_a_silent_server_is_left_and_rejoined() {
     let settings = settings(server.port, "t");
     let connection = realtime::connect(&settings).await.unwrap();
     let (tx, mut events) = mpsc::channel(16);
-    tokio::spawn(realtime::listen(settings, connection, tx));
+    tokio::spawn(realtime::listen(settings, Some(connection), tx));
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
     for _ in 0..3 {
         let (n, beat) = next_frame(&mut server, "heartbeat").await;
         assert_eq!(
@@ -245,7 +247,7 @@ async fn heartbeats_keep_the_socket_and_a_silent_server_is_left_and_rejoined() {
     }
     server.answer_heartbeats.store(true, Ordering::SeqCst);
     server.push.send(None).unwrap();
-    assert_eq!(next_event(&mut events).await, Event::Connected);
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
     let (n, _) = next_frame(&mut server, "phx_join").await;
     assert!(n >= 2, "joined again on a new socket");
 }
@@ -257,7 +259,8 @@ async fn a_dropped_connection_reconnects_and_a_refreshed_token_is_sent() {
     let token = settings.token.clone();
     let connection = realtime::connect(&settings).await.unwrap();
     let (tx, mut events) = mpsc::channel(16);
-    tokio::spawn(realtime::listen(settings, connection, tx));
+    tokio::spawn(realtime::listen(settings, Some(connection), tx));
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
 
     *token.lock().unwrap() = Secret::new("new-token");
     let (_, refresh) = next_frame(&mut server, "access_token").await;
@@ -269,7 +272,7 @@ async fn a_dropped_connection_reconnects_and_a_refreshed_token_is_sent() {
         next_event(&mut events).await,
         Event::Disconnected(_)
     ));
-    assert_eq!(next_event(&mut events).await, Event::Connected);
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
     let (n, join) = next_frame(&mut server, "phx_join").await;
     assert_eq!(n, 2);
     assert_eq!(
@@ -339,4 +342,32 @@ async fn watch_coalesces_a_burst_of_changes_into_one_re_read() {
         "20 changes became {refreshes} re-reads"
     );
     child.kill().await.ok();
+}
+
+#[tokio::test]
+async fn a_system_error_or_a_quota_close_is_a_refusal_with_its_reason_and_a_later_rejoin() {
+    let mut server = server(true, None).await;
+    let mut settings = settings(server.port, "t");
+    settings.refused_wait = Duration::from_millis(300);
+    let connection = realtime::connect(&settings).await.unwrap();
+    let (tx, mut events) = mpsc::channel(16);
+    tokio::spawn(realtime::listen(settings, Some(connection), tx));
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
+    server
+        .push
+        .send(Some(json!({"topic": "realtime:mailsync-watch", "event": "system", "ref": null,
+            "payload": {"extension": "system", "status": "error", "message": "Too many messages per second",
+                        "channel": "mailsync-watch"}})))
+        .unwrap();
+    match next_event(&mut events).await {
+        Event::Refused { reason, retry_in } => {
+            assert!(reason.contains("Too many messages per second"), "{reason}");
+            assert_eq!(retry_in, Duration::from_millis(300));
+        }
+        other => panic!("{other:?}"),
+    }
+    // It joins again later, and is subscribed again.
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
+    let (n, _) = next_frame(&mut server, "phx_leave").await;
+    assert_eq!(n, 1, "left the refused channel");
 }

@@ -59,6 +59,16 @@ fn through_pooler(stack: &Stack, url: &str) -> String {
     u.to_string()
 }
 
+/// The same URL, logged in as another role with the stack's own password.
+fn as_role(url: &str, role: &str) -> String {
+    let password = url::Url::parse(url)
+        .unwrap()
+        .password()
+        .unwrap_or_default()
+        .to_string();
+    with_user(url, role, &password)
+}
+
 fn with_user(url: &str, user: &str, password: &str) -> String {
     let mut u = url::Url::parse(url).unwrap();
     u.set_username(user).unwrap();
@@ -124,7 +134,7 @@ async fn db_reset_apply_verify_pass_through_the_pooler_and_the_direct_port() {
             stdout(&reset),
             stderr(&reset)
         );
-        assert_eq!(json_of(&reset)["tables"], 9, "{how}");
+        assert_eq!(json_of(&reset)["tables"], 10, "{how}");
         let (apply, took) = db_run(&stack, &url, &["--json", "db", "apply"]);
         assert!(
             apply.status.success(),

@@ -175,20 +175,75 @@ pub async fn sign_in(config: &Config, email: &str, password: &Secret) -> Result<
     }
 }
 
+/// Auth's answers to a refresh that mean the session is over: sign in again.
+const SESSION_OVER: [&str; 4] = [
+    "refresh_token_not_found",
+    "refresh_token_already_used",
+    "session_not_found",
+    "session_expired",
+];
+
+/// How many times a refresh is tried when Auth is unreachable or answers
+/// 429/5xx. Repeating is safe: Auth accepts the just-spent refresh token
+/// again for a few seconds (its reuse interval) and answers the same way.
+const REFRESH_ATTEMPTS: u32 = 4;
+/// Retries stop once a refresh has taken this long.
+const REFRESH_RETRY_WINDOW: Duration = Duration::from_secs(10);
+
 /// `grant_type=refresh_token`: a new session, with a new refresh token.
+/// A network error, 429 or 5xx is retried; only Auth's "session over" codes
+/// (and the older servers' `invalid_grant` for a refresh token) say to sign
+/// in again; any other refusal is reported as it is.
 pub async fn refresh(config: &Config, session: &Session) -> Result<Session> {
-    match token_request(
-        config,
-        "refresh_token",
-        json!({"refresh_token": session.refresh_token}),
-    )
-    .await?
-    {
-        Ok(token) => Ok(session_of(config, token)),
-        // The server could not answer now: the session may still be good.
-        Err((status, _)) if server_trouble(status) => Err(trouble(config, status)),
-        Err(_) => Err(Error::config("your session expired; run `mailsync login`")),
+    let mut backoff = Duration::from_millis(500);
+    let mut attempt = 1;
+    let started = std::time::Instant::now();
+    loop {
+        let outcome = token_request(
+            config,
+            "refresh_token",
+            json!({"refresh_token": session.refresh_token}),
+        )
+        .await;
+        let transient = match outcome {
+            Ok(Ok(token)) => return Ok(session_of(config, token)),
+            Ok(Err((status, e))) if is_session_over(status, &e) => {
+                return Err(Error::config("your session expired; run `mailsync login`"));
+            }
+            Ok(Err((status, _))) if server_trouble(status) => trouble(config, status),
+            Ok(Err((status, e))) => {
+                return Err(Error::refused(format!(
+                    "Supabase Auth at {} refused to refresh the session (HTTP {status}, {}): {}",
+                    config.auth_url(),
+                    e.code(),
+                    e.text()
+                )));
+            }
+            Err(e) if e.kind().is_transient() => e.with_hint(
+                "the saved session is kept; run the command again when Supabase Auth answers",
+            ),
+            Err(e) => return Err(e),
+        };
+        // A server that left a request unanswered until the client's
+        // timeout is not asked again: the user has waited long enough.
+        if attempt >= REFRESH_ATTEMPTS || started.elapsed() > REFRESH_RETRY_WINDOW {
+            return Err(transient);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+        attempt += 1;
     }
+}
+
+fn is_session_over(status: u16, e: &AuthError) -> bool {
+    if SESSION_OVER.contains(&e.code()) {
+        return true;
+    }
+    // Older servers: {"error": "invalid_grant", "error_description":
+    // "Invalid Refresh Token: ..."}.
+    (400..500).contains(&status)
+        && e.code() == "invalid_grant"
+        && e.text().to_ascii_lowercase().contains("refresh token")
 }
 
 /// Answers that say nothing about the credentials: rate limiting and
@@ -212,11 +267,13 @@ fn trouble(config: &Config, status: u16) -> Error {
     Error::unreachable(message).with_hint("nothing was changed; wait a minute and try again")
 }
 
-/// `POST /logout` with the access token; whether the server revoked it.
+/// `POST /logout?scope=local` with the access token: ends this session
+/// only (Auth's default, `global`, would end every session of the user, on
+/// every device). Whether the server revoked it.
 pub async fn sign_out(config: &Config, session: &Session) -> Result<bool> {
     let key = config.anon_key()?;
     let response = http()?
-        .post(format!("{}/logout", config.auth_url()))
+        .post(format!("{}/logout?scope=local", config.auth_url()))
         .header("apikey", key.expose())
         .bearer_auth(&session.access_token)
         .send()

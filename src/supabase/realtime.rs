@@ -1,9 +1,15 @@
 //! A Supabase Realtime client for `campaigns watch`: Phoenix channels over a
 //! websocket (protocol `vsn=1.0.0`, one JSON object per message), joined to
-//! `postgres_changes` on `emails_sent` and `email_campaigns` with the user's
-//! access token, so Realtime checks every change against the user's RLS.
-//! It only says *that* something changed: the watch then re-reads the views
-//! through the REST API (Realtime streams tables, never views).
+//! `postgres_changes` on `campaign_live` (one row per campaign, moved at
+//! most once a second by the database) filtered to `user_id=eq.<the user>`,
+//! with the user's access token, so Realtime checks every change against the
+//! user's RLS. It only says *that* something changed: the watch then re-reads
+//! the views through the REST API (Realtime streams tables, never views).
+//!
+//! The channel counts as subscribed only when the server's `system` message
+//! confirms the database subscription. A `system` error, or the server
+//! closing the channel (a quota: "Too many messages per second"), is
+//! reported with its reason, and the listener tries again later.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +24,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
 
-/// The tables whose changes the watch listens to.
-pub const TABLES: [&str; 2] = ["emails_sent", "email_campaigns"];
+/// The table whose changes the watch listens to.
+pub const TABLE: &str = "campaign_live";
+
+/// After the server refused or closed the channel, the first wait before
+/// joining again (doubling up to [`MAX_REFUSED_WAIT`]).
+pub const REFUSED_WAIT: Duration = Duration::from_secs(10);
+pub const MAX_REFUSED_WAIT: Duration = Duration::from_secs(120);
 
 /// Supabase closes a socket that has not sent a heartbeat for 30 s+.
 pub const HEARTBEAT: Duration = Duration::from_secs(25);
@@ -36,8 +47,12 @@ pub struct Settings {
     /// the channel is told.
     pub token: Arc<Mutex<Secret>>,
     pub topic: String,
+    /// The user whose rows the binding asks for (`user_id=eq.<id>`).
+    pub user_id: Option<String>,
     pub heartbeat: Duration,
     pub timeout: Duration,
+    /// The first wait before joining again after a refusal or a quota close.
+    pub refused_wait: Duration,
 }
 
 impl Settings {
@@ -65,10 +80,13 @@ impl Settings {
         Self {
             url,
             project,
-            token: Arc::new(Mutex::new(token)),
+            token: Arc::new(Mutex::new(token.clone())),
             topic: "realtime:mailsync-watch".to_string(),
+            user_id: crate::supabase::user::claims(token.expose())
+                .and_then(|c| c["sub"].as_str().map(str::to_string)),
             heartbeat: HEARTBEAT,
             timeout: Duration::from_secs(5),
+            refused_wait: REFUSED_WAIT,
         }
     }
 
@@ -83,12 +101,16 @@ impl Settings {
 /// What the watch hears from the listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// (Re)joined: re-read, something may have been missed.
-    Connected,
-    /// A change on one of the tables.
+    /// The server confirmed the database subscription: changes will now
+    /// arrive (re-read: something may have been missed before).
+    Subscribed,
+    /// A change of one of the user's campaigns.
     Changed,
     /// The socket is gone; the listener is reconnecting.
     Disconnected(String),
+    /// The server refused or closed the subscription (a `system` error, a
+    /// quota): the listener joins again after `retry_in`.
+    Refused { reason: String, retry_in: Duration },
 }
 
 /// A joined channel.
@@ -101,15 +123,16 @@ pub struct Connection {
 }
 
 /// The `phx_join` payload (SUPABASE.md, realtime-js `RealtimeChannel`).
-pub fn join_payload(token: &str) -> Value {
+pub fn join_payload(token: &str, user_id: Option<&str>) -> Value {
+    let mut binding = json!({"event": "*", "schema": "public", "table": TABLE});
+    if let Some(id) = user_id {
+        binding["filter"] = json!(format!("user_id=eq.{id}"));
+    }
     json!({
         "config": {
             "broadcast": {"ack": false, "self": false},
             "presence": {"key": ""},
-            "postgres_changes": TABLES
-                .iter()
-                .map(|t| json!({"event": "*", "schema": "public", "table": t}))
-                .collect::<Vec<_>>(),
+            "postgres_changes": [binding],
             "private": false
         },
         "access_token": token
@@ -131,7 +154,7 @@ pub async fn connect(settings: &Settings) -> Result<Connection> {
     let join = json!({
         "topic": settings.topic,
         "event": "phx_join",
-        "payload": join_payload(&token),
+        "payload": join_payload(&token, settings.user_id.as_deref()),
         "ref": "1",
         "join_ref": "1"
     });
@@ -160,7 +183,7 @@ pub async fn connect(settings: &Settings) -> Result<Connection> {
         let reason = payload["response"]["reason"]
             .as_str()
             .unwrap_or("join refused");
-        return Err(Error::failure(format!("{where_}: {reason}")));
+        return Err(Error::refused(format!("{where_}: {reason}")));
     }
     let ids = payload["response"]["postgres_changes"]
         .as_array()
@@ -175,35 +198,75 @@ pub async fn connect(settings: &Settings) -> Result<Connection> {
 }
 
 /// Listens until the receiver goes away: reports changes, keeps the
-/// heartbeat, reconnects with backoff when the socket dies.
-pub async fn listen(settings: Settings, mut connection: Connection, events: mpsc::Sender<Event>) {
+/// heartbeat, reconnects with backoff when the socket dies, and joins again
+/// later when the server refused or closed the subscription. Without a
+/// connection, it starts by connecting.
+pub async fn listen(
+    settings: Settings,
+    connection: Option<Connection>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut connection = connection;
+    let mut refused_wait = settings.refused_wait;
     loop {
-        let reason = serve(&settings, &mut connection, &events).await;
-        let Some(reason) = reason else { return };
-        if events.send(Event::Disconnected(reason)).await.is_err() {
-            return;
-        }
         let mut backoff = Duration::from_millis(500);
-        connection = loop {
-            tokio::time::sleep(backoff).await;
+        let mut current = loop {
+            if let Some(c) = connection.take() {
+                break c;
+            }
             match connect(&settings).await {
                 Ok(c) => break c,
                 Err(e) => {
-                    if events
-                        .send(Event::Disconnected(e.message().to_string()))
-                        .await
-                        .is_err()
-                    {
+                    let refused = e.kind() == crate::error::ErrorKind::Refused;
+                    let wait = if refused { refused_wait } else { backoff };
+                    let event = if refused {
+                        refused_wait = (refused_wait * 2).min(MAX_REFUSED_WAIT);
+                        Event::Refused {
+                            reason: e.message().to_string(),
+                            retry_in: wait,
+                        }
+                    } else {
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        Event::Disconnected(e.message().to_string())
+                    };
+                    if events.send(event).await.is_err() {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::time::sleep(wait).await;
                 }
             }
         };
-        if events.send(Event::Connected).await.is_err() {
+        let ended = serve(&settings, &mut current, &events, &mut refused_wait).await;
+        let Some(ended) = ended else { return };
+        let (event, wait) = if ended.refused {
+            let wait = refused_wait;
+            refused_wait = (refused_wait * 2).min(MAX_REFUSED_WAIT);
+            (
+                Event::Refused {
+                    reason: ended.reason,
+                    retry_in: wait,
+                },
+                wait,
+            )
+        } else {
+            (
+                Event::Disconnected(ended.reason),
+                Duration::from_millis(500),
+            )
+        };
+        if events.send(event).await.is_err() {
             return;
         }
+        tokio::time::sleep(wait).await;
     }
+}
+
+/// Why a connection ended.
+struct Ended {
+    reason: String,
+    /// The server refused or closed the subscription (rather than the
+    /// socket dying): wait longer before joining again.
+    refused: bool,
 }
 
 /// One connection's life; `None` when the watch has gone, otherwise why the
@@ -212,7 +275,14 @@ async fn serve(
     settings: &Settings,
     connection: &mut Connection,
     events: &mpsc::Sender<Event>,
-) -> Option<String> {
+    refused_wait: &mut Duration,
+) -> Option<Ended> {
+    let lost = |reason: &str| {
+        Some(Ended {
+            reason: reason.to_string(),
+            refused: false,
+        })
+    };
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.tick().await;
     let mut unanswered: Option<String> = None;
@@ -220,13 +290,13 @@ async fn serve(
         tokio::select! {
             _ = heartbeat.tick() => {
                 if unanswered.is_some() {
-                    return Some("heartbeat not answered".into());
+                    return lost("heartbeat not answered");
                 }
                 let r = connection.next_ref.to_string();
                 connection.next_ref += 1;
                 let beat = json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": r});
                 if connection.ws.send(Message::Text(beat.to_string().into())).await.is_err() {
-                    return Some("connection lost".into());
+                    return lost("connection lost");
                 }
                 unanswered = Some(r);
                 // A refreshed session: tell the channel.
@@ -237,19 +307,23 @@ async fn serve(
                     let refresh = json!({"topic": settings.topic, "event": "access_token",
                                          "payload": {"access_token": token}, "ref": r, "join_ref": "1"});
                     if connection.ws.send(Message::Text(refresh.to_string().into())).await.is_err() {
-                        return Some("connection lost".into());
+                        return lost("connection lost");
                     }
                     connection.sent_token = token;
                 }
             }
             message = connection.ws.next() => {
                 let message = match message {
-                    None => return Some("closed by the server".into()),
-                    Some(Err(e)) => return Some(describe(&e)),
+                    None => return lost("closed by the server"),
+                    Some(Err(e)) => return lost(&describe(&e)),
                     Some(Ok(m)) => m,
                 };
-                if let Message::Close(_) = message {
-                    return Some("closed by the server".into());
+                if let Message::Close(frame) = message {
+                    // A close with a reason (a quota) is the server's refusal.
+                    return match frame.filter(|f| !f.reason.is_empty()) {
+                        Some(f) => Some(Ended { reason: format!("Realtime: {}", f.reason), refused: true }),
+                        None => lost("closed by the server"),
+                    };
                 }
                 let Some(frame) = parse(&message) else { continue };
                 match frame["event"].as_str().unwrap_or("") {
@@ -268,8 +342,34 @@ async fn serve(
                             return None;
                         }
                     }
+                    "system" => {
+                        let payload = &frame["payload"];
+                        let message = payload["message"].as_str().unwrap_or("").to_string();
+                        if payload["status"] == "ok" {
+                            *refused_wait = settings.refused_wait;
+                            if events.send(Event::Subscribed).await.is_err() {
+                                return None;
+                            }
+                        } else if payload["status"] == "error" {
+                            // The subscription failed, or a quota was hit:
+                            // leave (the server closes the channel anyway)
+                            // and join again later.
+                            let reason = if message.is_empty() { "subscription failed".to_string() } else { message };
+                            let leave = json!({"topic": settings.topic, "event": "phx_leave",
+                                               "payload": {}, "ref": connection.next_ref.to_string(), "join_ref": "1"});
+                            connection.next_ref += 1;
+                            let _ = connection.ws.send(Message::Text(leave.to_string().into())).await;
+                            let _ = connection.ws.close(None).await;
+                            return Some(Ended { reason: format!("Realtime: {reason}"), refused: true });
+                        }
+                    }
                     "phx_error" | "phx_close" if frame["topic"] == settings.topic.as_str() => {
-                        return Some("the channel was closed by the server".into());
+                        return Some(Ended {
+                            reason: frame["payload"]["reason"].as_str()
+                                .map(|r| format!("Realtime closed the channel: {r}"))
+                                .unwrap_or_else(|| "the channel was closed by the server".into()),
+                            refused: true,
+                        });
                     }
                     _ => {}
                 }

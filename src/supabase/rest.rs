@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use postgrest::Builder;
 use reqwest::header::{HeaderMap, HeaderValue};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 const MAX_ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Rows asked for per page by [`RestClient::fetch_all`] (hosted Supabase's
+/// default row cap).
+pub const PAGE_ROWS: usize = 1000;
 
 /// A PostgREST error body (`{"code", "message", "details", "hint"}`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -183,14 +187,43 @@ impl RestClient {
         .rpc(args.to_string())
     }
 
-    /// Sends the request, retrying transient failures (connection errors,
-    /// 429, 502, 503, 504) with bounded exponential backoff. `prefer` replaces
-    /// the `Prefer` header. `what` names the operation in error messages.
+    /// Sends the request. A read (GET, HEAD) is retried on transient
+    /// failures (connection errors, timeouts, 429, 502, 503, 504) with
+    /// bounded exponential backoff. A write is retried only when it surely
+    /// did not run: the connection was never made, or the server said 429 or
+    /// 503 before doing anything. A gateway 502/504 or a timeout after the
+    /// request was sent may hide a committed write: that is an error saying
+    /// so, never a blind repeat (see [`RestClient::execute_idempotent`]).
+    /// `prefer` replaces the `Prefer` header; `what` names the operation in
+    /// error messages.
     pub async fn execute(
         &self,
         query: Builder,
         prefer: Option<&str>,
         what: &str,
+    ) -> Result<RestResponse> {
+        self.send(query, prefer, what, false).await
+    }
+
+    /// Like [`RestClient::execute`], for a request the caller knows is
+    /// harmless to repeat whatever happened to the first attempt (an upsert
+    /// that ignores duplicates, a resumable RPC): every transient failure is
+    /// retried.
+    pub async fn execute_idempotent(
+        &self,
+        query: Builder,
+        prefer: Option<&str>,
+        what: &str,
+    ) -> Result<RestResponse> {
+        self.send(query, prefer, what, true).await
+    }
+
+    async fn send(
+        &self,
+        query: Builder,
+        prefer: Option<&str>,
+        what: &str,
+        idempotent: bool,
     ) -> Result<RestResponse> {
         let mut request = query.build().build().map_err(|e| {
             Error::failure(format!("{what}: building the request: {}", e.without_url()))
@@ -204,6 +237,7 @@ impl RestClient {
                     .map_err(|_| Error::failure("invalid Prefer header"))?,
             );
         }
+        let idempotent = idempotent || matches!(*request.method(), Method::GET | Method::HEAD);
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
@@ -242,6 +276,12 @@ impl RestClient {
             ));
             let retry_after = match outcome {
                 Ok(response) if is_transient_status(response.status()) => {
+                    let status = response.status();
+                    if !idempotent && !is_not_processed_status(status) {
+                        return Err(
+                            self.maybe_applied(&format!("the gateway answered {status}"), what)
+                        );
+                    }
                     let wait = retry_after(&response);
                     if attempt >= MAX_ATTEMPTS {
                         return Err(self.decode_error(response, what).await);
@@ -267,7 +307,17 @@ impl RestClient {
                     });
                 }
                 Ok(response) => return Err(self.decode_error(response, what).await),
-                Err(e) if is_transient_error(&e) && attempt < MAX_ATTEMPTS => None,
+                // Never connected: nothing was sent, whatever the method.
+                Err(e) if e.is_connect() && attempt < MAX_ATTEMPTS => None,
+                Err(e) if idempotent && is_transient_error(&e) && attempt < MAX_ATTEMPTS => None,
+                Err(e) if !idempotent && !e.is_connect() && is_transient_error(&e) => {
+                    let cause = if e.is_timeout() {
+                        "no answer in time".to_string()
+                    } else {
+                        e.without_url().to_string()
+                    };
+                    return Err(self.maybe_applied(&cause, what));
+                }
                 Err(e) => return Err(self.transport_error(e, what)),
             };
             tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
@@ -294,9 +344,42 @@ impl RestClient {
             .ok_or_else(|| Error::data(format!("{what}: the server returned no row")))
     }
 
+    /// A write whose fate is unknown: it was sent, and no answer says
+    /// whether it committed.
+    fn maybe_applied(&self, cause: &str, what: &str) -> Error {
+        Error::unreachable(format!(
+            "{what}: {cause} after the request was sent (REST API at {}/rest/v1); it may or may not have been applied, so it was not repeated",
+            self.project
+        ))
+        .with_hint("check the result (e.g. mailsync campaigns list) before running the command again")
+    }
+
     /// [`RestClient::execute`] and decode the JSON body.
     pub async fn fetch<T: DeserializeOwned>(&self, query: Builder, what: &str) -> Result<T> {
         self.execute(query, None, what).await?.json(what)
+    }
+
+    /// Every row of a read, page by page (`Range` header), until a page
+    /// comes back empty. The next page starts after the rows actually
+    /// received, so a project whose row cap (`max_rows`) is lower than the
+    /// page asked for still yields every row. `query` must have a total
+    /// order (end it with a unique column).
+    pub async fn fetch_all<T: DeserializeOwned>(
+        &self,
+        query: Builder,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        let mut rows: Vec<T> = Vec::new();
+        loop {
+            let from = rows.len();
+            let page: Vec<T> = self
+                .fetch(query.clone().range(from, from + PAGE_ROWS - 1), what)
+                .await?;
+            if page.is_empty() {
+                return Ok(rows);
+            }
+            rows.extend(page);
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error, what: &str) -> Error {
@@ -323,12 +406,26 @@ impl RestClient {
         let code = error.code.as_deref().unwrap_or("");
         let detail = error.technical();
         let detailed = |e: Error| {
+            let e = match &error.code {
+                Some(code) => e.with_code(code.clone()),
+                None => e,
+            };
             if detail.is_empty() {
                 e
             } else {
                 e.with_detail(detail.clone())
             }
         };
+        // The gateway's refusal of the API key: 401 with a message and no
+        // PostgREST code ("Invalid API key"). The session is not the problem.
+        if status == StatusCode::UNAUTHORIZED && error.code.is_none() && error.message.is_some() {
+            return Error::config(format!(
+                "{what}: {} refused the API key ({})",
+                self.project,
+                error.message.as_deref().unwrap_or("401 Unauthorized")
+            ))
+            .with_hint("check SUPABASE_ANON_KEY: the project's anon (publishable) key, from its API settings");
+        }
         // An RLS or privilege refusal: PostgREST answers 403 for a signed-in
         // user, some compatible servers 401; the SQLSTATE tells them apart
         // from a refused token.
@@ -426,6 +523,12 @@ fn header_value(secret: &Secret, name: &str) -> Result<HeaderValue> {
 
 fn is_transient_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// Answers that mean the request was not processed: rate limited, or the
+/// service unavailable before it ran anything.
+fn is_not_processed_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 503)
 }
 
 fn is_transient_error(e: &reqwest::Error) -> bool {

@@ -1,5 +1,6 @@
-//! `mailsync logout`: revoke the session on the server when reachable and
-//! delete it here. Server side: Supabase Auth `/auth/v1/logout`; client in
+//! `mailsync logout`: revoke this session (only this one: `scope=local`) on
+//! the server when reachable, refreshing it first when its access token has
+//! expired, and delete it here. Server side: Supabase Auth `/auth/v1/logout`; client in
 //! `src/supabase/auth.rs`. Tests: `tests/account.rs`.
 
 use std::path::PathBuf;
@@ -37,9 +38,25 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         out.print(format!("Not signed in to {project}; nothing to do"));
         return Ok(());
     };
-    let revoked = crate::supabase::auth::sign_out(config, &session)
-        .await
-        .unwrap_or(false);
+    // An expired access token cannot sign anything out: refresh first. A
+    // session Auth no longer knows has nothing left to revoke.
+    let session = if session.expires_within(0) {
+        match crate::supabase::auth::refresh(config, &session).await {
+            Ok(fresh) => Some(fresh),
+            Err(e) => {
+                out.debug(format!("logout: refreshing the expired session: {e}"));
+                None
+            }
+        }
+    } else {
+        Some(session)
+    };
+    let revoked = match &session {
+        Some(session) => crate::supabase::auth::sign_out(config, session)
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
     let path = session::delete(&project)?;
     if !revoked {
         out.note(format!(

@@ -3,7 +3,6 @@
 //! none (the claims are read locally; the server checks the signature on
 //! every request). Tests: `tests/account.rs`.
 
-use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,19 +22,9 @@ struct WhoAmI {
     token_source: String,
 }
 
-/// The claims of a JWT, read without checking the signature: the server
-/// checks it on every request; this only shows who the token says it is.
-fn claims(token: &str) -> Option<Value> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let token = crate::supabase::user::token(config, out).await?;
-    let claims = claims(token.value.expose()).unwrap_or(Value::Null);
+    let claims = crate::supabase::user::claims(token.value.expose()).unwrap_or(Value::Null);
     let text = |k: &str| claims[k].as_str().map(str::to_string);
     let expires_at = claims["exp"].as_i64();
     let me = WhoAmI {

@@ -2,7 +2,8 @@
 //! inline, from a file or from a template.
 //! Server side: table `email_campaigns` (and `email_templates` for
 //! `--template`) in `sql/MASTER-DATABASE.sql`, through the REST API under RLS.
-//! Tests: `tests/campaigns.rs`.
+//! Idempotent: the id is generated here and a repeated insert is ignored.
+//! Tests: `tests/campaigns.rs`, `tests/hosted_client.rs`.
 
 use serde_json::json;
 
@@ -51,14 +52,39 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         }
     };
     let subject = subject.ok_or_else(|| Error::usage("--subject is required"))?;
-    let campaign: Campaign = client
-        .insert_one(
-            "email_campaigns",
-            CAMPAIGN_COLUMNS,
-            &json!({"name": options.name, "subject": subject, "content": content}),
+    // The id is chosen here and the insert ignores a duplicate of it: when
+    // an attempt's answer is lost (a gateway 502/504, a timeout), sending it
+    // again cannot create a second campaign, and the row is read back by id.
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({"id": id, "name": options.name, "subject": subject, "content": content});
+    let created: Vec<Campaign> = client
+        .execute_idempotent(
+            client
+                .from("email_campaigns")
+                .select(CAMPAIGN_COLUMNS)
+                .on_conflict("id")
+                .insert(body.to_string()),
+            Some("return=representation,resolution=ignore-duplicates"),
             "creating the campaign",
         )
-        .await?;
+        .await?
+        .json("creating the campaign")?;
+    let campaign = match created.into_iter().next() {
+        Some(campaign) => campaign,
+        // An earlier attempt committed: the insert was ignored.
+        None => client
+            .fetch::<Vec<Campaign>>(
+                client
+                    .from("email_campaigns")
+                    .select(CAMPAIGN_COLUMNS)
+                    .eq("id", &id),
+                "reading the created campaign",
+            )
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::data("creating the campaign: the server returned no row"))?,
+    };
     if out.json {
         return out.json(&campaign);
     }

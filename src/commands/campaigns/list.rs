@@ -18,11 +18,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let mut query = client
         .from("campaign_analytics")
         .select("*")
-        .order("created_at.desc");
+        .order("created_at.desc,campaign_id.desc");
     if let Some(status) = options.status {
         query = query.eq("campaign_status", status.as_str());
     }
-    let rows: Vec<CampaignAnalytics> = client.fetch(query, "listing campaigns").await?;
+    let rows: Vec<CampaignAnalytics> = client.fetch_all(query, "listing campaigns").await?;
     if out.json {
         return out.json(&rows);
     }

@@ -1,22 +1,31 @@
 //! `mailsync campaigns send`: queue a campaign, one pending email per
-//! contact (optionally of one organisation), in one server-side call, after
-//! a confirmation that shows how many recipients.
-//! Server side: `send_campaign(campaign, organization)` and
-//! `organizations.name_key` in `sql/MASTER-DATABASE.sql`.
-//! Tests: `tests/campaigns.rs`.
+//! contact (optionally of one organisation), page by page, after a
+//! confirmation that shows how many recipients. Each page is one call well
+//! inside hosted Supabase's 8-second API limit; an interrupted or retried
+//! send continues where it stopped and never queues a contact twice (the
+//! cursor lives on the server). The campaign becomes `sending` with the last
+//! page.
+//! Server side: `queue_campaign_page(campaign, organization, page_size)`,
+//! table `campaign_sends` and `organizations.name_key` in
+//! `sql/MASTER-DATABASE.sql`.
+//! Tests: `tests/campaigns.rs`, `tests/hosted_client.rs`; benchmark:
+//! `scripts/bench-send`.
 
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::domain::CampaignStatus;
-use crate::error::{Error, Result};
+use crate::domain::{Campaign, CampaignStatus};
+use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
 use crate::supabase::rest::RestClient;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The campaign: its id, a unique id prefix, or its unique name.
+    /// The campaign: its id, or its name when unique.
     pub campaign: String,
     /// Only the contacts of this organisation.
     pub organization: Option<String>,
@@ -24,14 +33,51 @@ pub struct Options {
     pub yes: bool,
 }
 
-/// What `send_campaign` answers, and `--json` prints.
+/// Contacts scanned by the first call; later calls aim at [`TARGET_CALL`].
+const FIRST_PAGE: i64 = 5_000;
+const MIN_PAGE: i64 = 500;
+/// The server's own maximum.
+const MAX_PAGE: i64 = 20_000;
+/// How long one call should take: far inside the 8 s limit, long enough that
+/// round trips do not dominate.
+const TARGET_CALL: Duration = Duration::from_millis(500);
+/// How many times one page is tried after a statement timeout or a lost
+/// answer before giving up (the send can always be resumed).
+const PAGE_ATTEMPTS: u32 = 6;
+
+/// What one `queue_campaign_page` call answers.
+#[derive(Debug, Clone, Deserialize)]
+struct Page {
+    status: CampaignStatus,
+    organization: Option<String>,
+    /// Emails queued by the whole send so far.
+    queued: i64,
+    /// Emails queued by this call.
+    queued_now: i64,
+    contacts_scanned: i64,
+    done: bool,
+    /// Contacts left out as suppressed, by the whole send so far.
+    #[serde(default)]
+    suppressed: i64,
+}
+
+/// What `--json` prints.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Queued {
     pub campaign_id: String,
     pub name: String,
     pub status: CampaignStatus,
+    /// Emails queued for this campaign, by this run and any earlier one.
     pub queued: i64,
+    /// Emails this run queued.
+    pub queued_now: i64,
+    /// Whether an earlier run had already queued part or all of it.
+    pub resumed: bool,
     pub organization: Option<String>,
+    /// Server calls this run made, and the slowest one.
+    pub calls: u32,
+    pub slowest_call_ms: u64,
+    pub elapsed_ms: u64,
     /// Contacts left out because their address is suppressed (unsubscribed
     /// or bounced; see `suppressions`).
     #[serde(default)]
@@ -42,14 +88,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let client = crate::supabase::user::user_client(config, out).await?;
     let target = crate::supabase::lookup::campaign(&client, &options.campaign).await?;
     let name = &target.name;
-    if !target.status.can_send() {
-        return Err(Error::refused(format!(
-            "campaign {name:?} is already {}: nothing was queued",
-            target.status
-        ))
-        .with_hint("create a new campaign to send again"));
-    }
-    if !options.yes {
+    let earlier = progress_of(&client, &target.id).await?;
+    // A campaign that is already `sending`/`sent` is not asked about: the
+    // server answers what an earlier run queued, or refuses.
+    if target.status.can_send() && !options.yes {
         let no_terminal = format!(
             "refusing to send {name:?} without confirmation: no terminal to ask on; pass --yes (nothing was queued)"
         );
@@ -58,39 +100,112 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         }
         let (recipients, organization) =
             count_recipients(&client, options.organization.as_deref()).await?;
-        let question = format!(
-            "Queue campaign {name:?} to {recipients} recipient(s){}?",
-            organization
-                .map(|o| format!(" of {o:?}"))
-                .unwrap_or_default()
-        );
+        let question = match &earlier {
+            Some(p) if p.queued_at.is_none() => format!(
+                "Continue queueing campaign {name:?} ({} email(s) queued so far, {recipients} recipient(s) in all{})?",
+                p.queued,
+                organization
+                    .map(|o| format!(" of {o:?}"))
+                    .unwrap_or_default()
+            ),
+            _ => format!(
+                "Queue campaign {name:?} to {recipients} recipient(s){}?",
+                organization
+                    .map(|o| format!(" of {o:?}"))
+                    .unwrap_or_default()
+            ),
+        };
         if !out.confirm(&question, &no_terminal)? {
             out.note("Not sent: nothing changed.");
             return Ok(());
         }
     }
-    let mut args = json!({ "campaign": target.id });
-    if let Some(org) = &options.organization {
-        args["organization"] = json!(org);
+
+    let started = Instant::now();
+    let total_contacts = if target.status.can_send() {
+        count_recipients(&client, None).await?.0
+    } else {
+        0
+    };
+    let bar = progress_bar(
+        out,
+        total_contacts,
+        earlier.as_ref().map_or(0, |p| p.scanned),
+    );
+    let mut size = FIRST_PAGE;
+    let mut calls = 0u32;
+    let mut slowest = Duration::ZERO;
+    let mut queued_now = 0i64;
+    let page = loop {
+        let (page, took, tries) =
+            queue_page(&client, &target, options.organization.as_deref(), &mut size)
+                .await
+                .map_err(|e| interrupted(e, name, queued_now))?;
+        calls += tries;
+        slowest = slowest.max(took);
+        queued_now += page.queued_now;
+        bar.set_position(page.contacts_scanned as u64);
+        bar.set_message(format!("{} queued", page.queued));
+        if page.done {
+            break page;
+        }
+        // Aim the next call at TARGET_CALL.
+        let per_contact = took.as_secs_f64() / size as f64;
+        if per_contact > 0.0 {
+            let ideal = (TARGET_CALL.as_secs_f64() / per_contact) as i64;
+            size = ideal.clamp(size / 2, size * 2).clamp(MIN_PAGE, MAX_PAGE);
+        }
+    };
+    bar.finish_and_clear();
+
+    if page.queued == 0 {
+        return Err(Error::refused(format!(
+            "campaign {name:?} has no recipients{}: nothing was queued",
+            page.organization
+                .as_deref()
+                .or(options.organization.as_deref())
+                .map(|o| format!(" in organisation {o:?}"))
+                .unwrap_or_default()
+        ))
+        .with_hint("import contacts first: mailsync import FILE"));
     }
-    let result: Queued = client
-        .fetch(
-            client.rpc("send_campaign", &args),
-            &format!("sending campaign {name:?}"),
-        )
-        .await?;
+    let result = Queued {
+        campaign_id: target.id.clone(),
+        name: name.clone(),
+        status: page.status,
+        queued: page.queued,
+        queued_now,
+        resumed: earlier.is_some(),
+        organization: page.organization.clone(),
+        calls,
+        slowest_call_ms: slowest.as_millis() as u64,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        suppressed: page.suppressed,
+    };
     if out.json {
         return out.json(&result);
     }
-    out.print(format!(
-        "Campaign {name:?} is sending: {} email(s) queued{}",
-        result.queued,
-        result
-            .organization
-            .as_deref()
-            .map(|o| format!(" for {o:?}"))
-            .unwrap_or_default()
-    ));
+    let organization = result
+        .organization
+        .as_deref()
+        .map(|o| format!(" for {o:?}"))
+        .unwrap_or_default();
+    if queued_now == result.queued {
+        out.print(format!(
+            "Campaign {name:?} is {}: {} email(s) queued{organization}",
+            result.status, result.queued
+        ));
+    } else if queued_now == 0 {
+        out.print(format!(
+            "Campaign {name:?} was already queued: {} email(s){organization}, nothing more to queue; it is {}",
+            result.queued, result.status
+        ));
+    } else {
+        out.print(format!(
+            "Campaign {name:?} is {}: {} email(s) queued{organization} ({} by this run, the rest by an earlier one)",
+            result.status, result.queued, queued_now
+        ));
+    }
     if result.suppressed > 0 {
         out.print(format!(
             "{} contact(s) left out: unsubscribed or bounced (mailsync contacts unsubscribe --undo EMAIL takes one back)",
@@ -101,7 +216,97 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     Ok(())
 }
 
-/// The recipients `send_campaign` would queue: the user's contacts, of the
+/// One page, retried until it is answered: the call is idempotent (the
+/// server's cursor moves only with a committed page), so a lost answer or a
+/// statement timeout is simply tried again, a timeout with a smaller page.
+/// Returns the page, how long the answered call took, and how many calls.
+async fn queue_page(
+    client: &RestClient,
+    target: &Campaign,
+    organization: Option<&str>,
+    size: &mut i64,
+) -> Result<(Page, Duration, u32)> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let args = json!({"campaign": target.id, "organization": organization, "page_size": *size});
+        let started = Instant::now();
+        let outcome = client
+            .execute_idempotent(
+                client.rpc("queue_campaign_page", &args),
+                None,
+                &format!("queueing campaign {:?}", target.name),
+            )
+            .await
+            .and_then(|r| r.json::<Page>("queueing the campaign"));
+        match outcome {
+            Ok(page) => return Ok((page, started.elapsed(), tries)),
+            // Cut by the statement timeout: nothing of that page was kept.
+            Err(e) if e.code() == Some("57014") && tries < PAGE_ATTEMPTS && *size > MIN_PAGE => {
+                *size = (*size / 4).max(MIN_PAGE);
+            }
+            Err(e) if e.kind() == ErrorKind::Unreachable && tries < PAGE_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_secs(u64::from(tries))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An error during queueing, saying what this run queued and how to go on.
+fn interrupted(e: Error, name: &str, queued_now: i64) -> Error {
+    if queued_now == 0 {
+        return e;
+    }
+    let hint = e.hint().map(str::to_string);
+    let e = e.context(format!(
+        "{queued_now} email(s) of {name:?} were queued before this"
+    ));
+    e.with_hint(hint.unwrap_or_else(|| {
+        "run the same mailsync campaigns send again: it continues where it stopped".into()
+    }))
+}
+
+/// How far an earlier send of this campaign got.
+#[derive(Debug, Deserialize)]
+struct Earlier {
+    queued: i64,
+    #[serde(rename = "contacts_scanned")]
+    scanned: u64,
+    queued_at: Option<String>,
+}
+
+async fn progress_of(client: &RestClient, campaign: &str) -> Result<Option<Earlier>> {
+    let rows: Vec<Earlier> = client
+        .fetch(
+            client
+                .from("campaign_sends")
+                .select("queued,contacts_scanned,queued_at")
+                .eq("campaign_id", campaign),
+            "reading the campaign's send",
+        )
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// A bar over the contacts scanned, on a terminal and for large lists only.
+fn progress_bar(out: &Output, total: u64, done: u64) -> ProgressBar {
+    if out.json || out.quiet || total < 20_000 || !crate::output::can_ask() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "Queueing [{bar:30}] {percent:>3}% of {len} contacts, {msg} ({eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_position(done);
+    bar
+}
+
+/// The recipients a send would queue: the user's contacts, of the
 /// organisation the same rule finds. Also returns that organisation's name.
 async fn count_recipients(
     client: &RestClient,

@@ -61,12 +61,13 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             query = query.gt("email", last);
         }
         let page: Vec<Contact> = client.fetch(query, "listing contacts").await?;
-        let got = page.len() as u64;
-        after = page.last().map(|c| c.email.clone());
-        contacts.extend(page);
-        if got < want {
+        // A page may be shorter than asked (the project's row cap): only an
+        // empty page ends the list.
+        if page.is_empty() {
             break;
         }
+        after = page.last().map(|c| c.email.clone());
+        contacts.extend(page);
     }
     if out.json {
         return out.json(&contacts);

@@ -167,7 +167,9 @@ pub async fn send(
             book.path.display()
         );
         let outcome = match client
-            .execute(client.rpc("import_contacts", &batch.args), None, &what)
+            // An upsert: repeating a batch whose answer was lost leaves the
+            // same rows (its contacts then count as unchanged).
+            .execute_idempotent(client.rpc("import_contacts", &batch.args), None, &what)
             .await
         {
             Ok(response) => response.json::<BatchCounts>(&what),

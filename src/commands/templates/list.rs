@@ -10,11 +10,11 @@ use crate::output::{timestamp_cell, Output};
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let client = crate::supabase::user::user_client(config, out).await?;
     let rows: Vec<Template> = client
-        .fetch(
+        .fetch_all(
             client
                 .from("email_templates")
                 .select("id,name,subject,created_at")
-                .order("name.asc"),
+                .order("name.asc,id.asc"),
             "listing templates",
         )
         .await?;

@@ -23,16 +23,16 @@ pub async fn fetch(client: &RestClient) -> Result<Snapshot> {
         .from("campaign_analytics")
         .select("*")
         .eq("campaign_status", CampaignStatus::Sending.as_str())
-        .order("started_at.asc.nullslast,campaign_name.asc");
+        .order("started_at.asc.nullslast,campaign_name.asc,campaign_id.asc");
     let sent = client
         .from("campaign_analytics")
         .select("*")
         .eq("campaign_status", CampaignStatus::Sent.as_str())
-        .order("completed_at.desc.nullslast,campaign_name.asc");
+        .order("completed_at.desc.nullslast,campaign_name.asc,campaign_id.asc");
     let dashboard = client.from("dashboard_analytics").select("*");
     let (sending, sent, dashboard) = tokio::try_join!(
-        client.fetch::<Vec<CampaignAnalytics>>(sending, "reading campaign_analytics"),
-        client.fetch::<Vec<CampaignAnalytics>>(sent, "reading campaign_analytics"),
+        client.fetch_all::<CampaignAnalytics>(sending, "reading campaign_analytics"),
+        client.fetch_all::<CampaignAnalytics>(sent, "reading campaign_analytics"),
         client.fetch::<Vec<DashboardAnalytics>>(dashboard, "reading dashboard_analytics"),
     )?;
     Ok(Snapshot {

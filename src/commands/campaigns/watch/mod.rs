@@ -5,9 +5,12 @@
 //!
 //! Here: the loop and the screen; `data` (what a refresh reads), `render`
 //! (the text), the Realtime client is `crate::supabase::realtime`.
-//! Server side: views `campaign_analytics` and `dashboard_analytics`, and the
-//! `supabase_realtime` publication of `emails_sent` and `email_campaigns`, in
-//! `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns.rs` (watch against the
+//! Server side: views `campaign_analytics` and `dashboard_analytics`, and
+//! table `campaign_live` (the only one in the `supabase_realtime`
+//! publication), in `sql/MASTER-DATABASE.sql`.
+//! With Realtime, the screen says "live" only once the server confirmed the
+//! subscription; a refusal or a quota close is shown with its reason, the
+//! watch polls meanwhile and joins again later. Tests: `tests/campaigns.rs` (watch against the
 //! stack), `tests/campaigns_watch_render.rs` (the screen),
 //! `tests/campaigns_watch_realtime.rs`.
 
@@ -56,6 +59,10 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// With Realtime, the views are still re-read this often, in case an event
 /// was missed while reconnecting.
 const SAFETY_POLL: Duration = Duration::from_secs(30);
+/// The database moves a campaign's live row at most once a second: a change
+/// is followed by a second re-read this much later, which shows what that
+/// limit held back.
+const TRAILING: Duration = Duration::from_millis(1500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
@@ -75,64 +82,97 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 
     // Where refresh requests come from: a timer, and Realtime when used.
     let (changes_tx, mut changes) = mpsc::channel::<realtime::Event>(64);
+    // Whether a Realtime listener runs, and whether the server confirmed
+    // the subscription (only then is the screen "live").
+    let mut listening = false;
     let mut live = false;
     // The token Realtime uses, replaced when the session refreshes.
     let mut realtime_token = None;
+    let polling = format!("polling every {:.1} s", interval.as_secs_f64());
+    let mut status = polling.clone();
     if options.mode != Mode::Poll {
         let settings = realtime::Settings::for_project(config, &token)?;
         match realtime::connect(&settings).await {
             Ok(connection) => {
-                out.debug("watch: listening to Supabase Realtime");
+                out.debug("watch: joined Supabase Realtime; waiting for the subscription");
                 realtime_token = Some(settings.token.clone());
-                tokio::spawn(realtime::listen(settings, connection, changes_tx));
-                live = true;
+                status = format!("{polling} (joining Supabase Realtime…)");
+                tokio::spawn(realtime::listen(settings, Some(connection), changes_tx));
+                listening = true;
             }
-            Err(e) if options.mode == Mode::Auto => {
-                out.debug(format!(
-                    "watch: Realtime is not available ({e}); polling every {:.1} s",
-                    interval.as_secs_f64()
+            // No Realtime server at all: polling is the way, unless Realtime
+            // was asked for.
+            Err(e) if e.kind() != ErrorKind::Refused => {
+                if options.mode == Mode::Realtime {
+                    return Err(e);
+                }
+                out.debug(format!("watch: Realtime is not available ({e}); {polling}"));
+            }
+            // The server answered and refused (a transient join failure, a
+            // quota): say why, poll, and try again later.
+            Err(e) => {
+                out.note(format!(
+                    "watch: {e}; {polling}, trying Realtime again later"
                 ));
+                realtime_token = Some(settings.token.clone());
+                status = format!("{polling} ({})", e.message());
+                tokio::spawn(realtime::listen(settings, None, changes_tx));
+                listening = true;
             }
-            Err(e) => return Err(e),
         }
     }
-    let every = if live { SAFETY_POLL } else { interval };
-    let mode_line = if live {
-        "live (Supabase Realtime)".to_string()
-    } else {
-        format!("polling every {:.1} s", interval.as_secs_f64())
-    };
+    let live_line = "live (Supabase Realtime)".to_string();
 
     let mut rates = RateMeter::default();
-    let mut backoff = every;
+    let mut backoff = interval;
     let mut next_fetch = Instant::now();
+    let mut trailing: Option<Instant> = None;
     let mut last_fetch = Instant::now() - COALESCE;
     let mut last: Option<Snapshot> = None;
-    let mut status = mode_line.clone();
     let mut resize = tokio::time::interval(Duration::from_millis(250));
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        let wait = next_fetch.saturating_duration_since(Instant::now());
+        let due = trailing.map_or(next_fetch, |t| t.min(next_fetch));
+        let wait = due.saturating_duration_since(Instant::now());
         tokio::select! {
             _ = &mut interrupted => break,
             _ = tokio::time::sleep(wait) => {}
-            event = changes.recv(), if live => {
+            event = changes.recv(), if listening => {
                 match event {
-                    Some(realtime::Event::Changed) | Some(realtime::Event::Connected) => {
-                        status = mode_line.clone();
+                    Some(realtime::Event::Subscribed) => {
+                        live = true;
+                        status = live_line.clone();
+                        out.debug("watch: the Realtime subscription is confirmed");
+                        next_fetch = next_fetch.min(Instant::now() + DEBOUNCE);
+                    }
+                    Some(realtime::Event::Changed) => {
                         // Coalesce a burst into one re-read: wait a moment for
                         // the rest of it, and never re-read twice in 250 ms.
                         let soonest = (last_fetch + COALESCE).max(Instant::now() + DEBOUNCE);
                         next_fetch = next_fetch.min(soonest);
+                        trailing = Some(Instant::now() + TRAILING);
                     }
                     Some(realtime::Event::Disconnected(reason)) => {
-                        status = format!("reconnecting to Realtime… ({reason})");
+                        live = false;
+                        status = format!("{polling} (reconnecting to Realtime: {reason})");
+                        next_fetch = next_fetch.min(Instant::now() + interval);
+                        if let Some(s) = &last { screen.show(s, &rates.rates, &status)?; }
+                    }
+                    Some(realtime::Event::Refused { reason, retry_in }) => {
+                        live = false;
+                        status = format!(
+                            "{polling} ({reason}; trying Realtime again in {:.0} s)",
+                            retry_in.as_secs_f64()
+                        );
+                        out.note(format!("watch: {status}"));
+                        next_fetch = next_fetch.min(Instant::now() + interval);
                         if let Some(s) = &last { screen.show(s, &rates.rates, &status)?; }
                     }
                     None => {
+                        listening = false;
                         live = false;
-                        status = format!("polling every {:.1} s (Realtime closed)", interval.as_secs_f64());
+                        status = format!("{polling} (Realtime closed)");
                     }
                 }
                 continue;
@@ -143,6 +183,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 }
                 continue;
             }
+        }
+        if trailing.is_some_and(|t| Instant::now() >= t) {
+            trailing = None;
+            next_fetch = Instant::now();
         }
         if Instant::now() < next_fetch {
             continue;
@@ -171,8 +215,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             Ok(snapshot) => {
                 backoff = if live { SAFETY_POLL } else { interval };
                 next_fetch = Instant::now() + backoff;
-                if status.starts_with("reconnecting") && !live {
-                    status = mode_line.clone();
+                if status.starts_with("reconnecting") {
+                    status = if live {
+                        live_line.clone()
+                    } else {
+                        polling.clone()
+                    };
                 }
                 rates.update(&snapshot);
                 screen.show(&snapshot, &rates.rates, &status)?;
