@@ -69,6 +69,12 @@ verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
 mailsync_objects(kind, name) as (
   values
   -- mailsync objects: begin
+  ('table', 'suppressions'),
+  ('function', 'mailsync_normalize_suppression()'),
+  ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
+  ('function', 'record_email_outcomes(jsonb, text)'),
+  ('function', 'extend_email_leases(uuid[], text, integer)'),
+  ('function', 'unknown_emails(uuid, integer)'),
   ('view', 'campaign_analytics'),
   ('view', 'contact_analytics'),
   ('view', 'dashboard_analytics'),
