@@ -607,42 +607,8 @@ async fn a_saved_session_is_used_for_an_import_on_the_local_stack() {
     let user = common::new_user(&stack).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    // Written by hand where the documented layout puts it
-    // (`sessions/<host>-<port>-<fnv-1a 32 bits of the URL>.json`), not by
-    // the code under test.
-    let project = stack.url.trim_end_matches('/').to_string();
-    let readable: String = project
-        .split("://")
-        .last()
-        .unwrap()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let hash = project.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    }) as u32;
-    let expires_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    std::fs::create_dir_all(config.join("sessions")).unwrap();
-    std::fs::write(
-        config
-            .join("sessions")
-            .join(format!("{readable}-{hash:08x}.json")),
-        json!({"project_url": project, "access_token": user.token,
-               "refresh_token": "unused-refresh-token", "expires_at": expires_at,
-               "user_id": user.id, "email": user.email})
-        .to_string(),
-    )
-    .unwrap();
+    // Written by hand, not by the code under test.
+    common::write_saved_session(&stack, &user, &config, "unused-refresh-token");
     let file = dir.path().join("c.csv");
     std::fs::write(&file, "Acme,a@example.fr\nBeta,b@example.fr\n").unwrap();
     let o = common::mailsync(

@@ -5,53 +5,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 
-use common::{stderr, stdout, Stack};
-use serde_json::json;
+use common::{stderr, stdout};
 
 /// A command's arguments and its extra environment.
 type Run<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
 
 const REFRESH_TOKEN: &str = "refresh-token-never-printed-31415926";
-
-/// A saved session for `stack`, written where mailsync looks for it.
-fn save_session(stack: &Stack, user: &common::User, config: &Path) {
-    let project = stack.url.trim_end_matches('/').to_string();
-    let readable: String = project
-        .split("://")
-        .last()
-        .unwrap()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let hash = project.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    }) as u32;
-    let expires_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    std::fs::create_dir_all(config.join("sessions")).unwrap();
-    std::fs::write(
-        config
-            .join("sessions")
-            .join(format!("{readable}-{hash:08x}.json")),
-        json!({"project_url": project, "access_token": user.token,
-               "refresh_token": REFRESH_TOKEN, "expires_at": expires_at,
-               "user_id": user.id, "email": user.email})
-        .to_string(),
-    )
-    .unwrap();
-}
 
 #[tokio::test]
 async fn no_command_prints_a_token_the_key_or_the_database_password() {
@@ -80,7 +41,7 @@ async fn no_command_prints_a_token_the_key_or_the_database_password() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    save_session(&stack, &user, &config);
+    common::write_saved_session(&stack, &user, &config, REFRESH_TOKEN);
     let csv = dir.path().join("c.csv");
     std::fs::write(&csv, "Acme,a@example.fr\nBeta,b@example.fr\n").unwrap();
     let csv = csv.to_str().unwrap();

@@ -478,3 +478,43 @@ pub async fn rows_as(
     }
     rows
 }
+
+/// Writes a saved session for `user` by hand, where the documented layout
+/// puts it (`CONFIG/sessions/<host>-<port>-<fnv-1a 32 bits of the URL>.json`),
+/// so a test never saves its session with the code under test. Valid for an
+/// hour.
+pub fn write_saved_session(stack: &Stack, user: &User, config: &Path, refresh_token: &str) {
+    let project = stack.url.trim_end_matches('/').to_string();
+    let readable: String = project
+        .split("://")
+        .last()
+        .unwrap()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let hash = project.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    }) as u32;
+    let expires_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::create_dir_all(config.join("sessions")).unwrap();
+    std::fs::write(
+        config
+            .join("sessions")
+            .join(format!("{readable}-{hash:08x}.json")),
+        json!({"project_url": project, "access_token": user.token,
+               "refresh_token": refresh_token, "expires_at": expires_at,
+               "user_id": user.id, "email": user.email})
+        .to_string(),
+    )
+    .unwrap();
+}
