@@ -17,6 +17,20 @@
 //!   with `InitializingProjectConnection: Realtime is initializing the
 //!   project connection`.
 //!
+//! It also plays the real server's failures (SUPABASE.md §5-6), to test the
+//! client's answer to each:
+//!
+//! - the websocket handshake is refused (HTTP 403, as Phoenix answers a
+//!   refused `connect`) when the `apikey` is not a valid, unexpired JWT of
+//!   the project (`anon` or `service_role`);
+//! - a join with an invalid or expired access token is refused
+//!   (`InvalidJWTToken: Token has expired …`); a channel whose token expires
+//!   is told so in a `system` error and closed, and so is one that sends an
+//!   invalid `access_token` (the real server's `shutdown_response`);
+//! - the first `silent_joins` joins get no reply at all;
+//! - on demand ([`RealtimeServer::fail`]): `phx_error`, `phx_close`, a
+//!   WebSocket Close frame, a `postgres_changes` `system` error.
+//!
 //! Every other HTTP request is passed through to the local stack, so the
 //! server's URL works as `SUPABASE_URL` for the whole tool. See
 //! /work/notes/REALTIME-SERVER.md (and the doc comments below) for the API.
@@ -54,6 +68,13 @@ pub struct RealtimeConfig {
     pub subscribe_delay: Duration,
     /// When set, every Postgres subscription fails with this message.
     pub subscription_error: Option<String>,
+    /// The first N joins get no reply (after the transient failures).
+    pub silent_joins: usize,
+    /// Refuse the websocket handshake (HTTP 403) unless `apikey` is a valid
+    /// JWT of the project, as the real server does.
+    pub verify_apikey: bool,
+    /// How often joined channels' tokens are checked for expiry.
+    pub token_check_interval: Duration,
     /// How often the write-ahead log is read.
     pub poll_interval: Duration,
     pub jwt_secret: String,
@@ -71,6 +92,9 @@ impl RealtimeConfig {
             transient_join_failures: 0,
             subscribe_delay: Duration::from_millis(50),
             subscription_error: None,
+            silent_joins: 0,
+            verify_apikey: true,
+            token_check_interval: Duration::from_millis(500),
             poll_interval: Duration::from_millis(50),
             jwt_secret: stack.jwt_secret.clone(),
             db_url: stack.db_url.clone(),
@@ -109,8 +133,37 @@ pub struct Change {
     pub commit_lsn: u64,
 }
 
+/// A failure the server plays on demand, on every joined channel.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// `phx_error` (the channel process crashed), and the channel is gone.
+    PhxError,
+    /// `phx_close` with no reason, and the channel is gone.
+    PhxClose,
+    /// A WebSocket Close frame with this code and reason; the socket ends.
+    CloseFrame(u16, String),
+    /// A `postgres_changes` `system` error (the database subscription
+    /// failed); the channel stays joined but gets no more changes.
+    SubscriptionError(String),
+}
+
+/// An `access_token` message a channel sent.
+#[derive(Debug, Clone)]
+pub struct TokenRefresh {
+    pub at: Duration,
+    pub topic: String,
+    pub token: String,
+    /// Accepted, or the reason it was refused.
+    pub outcome: Result<(), String>,
+}
+
 #[derive(Default)]
 struct Stats {
+    /// When each websocket handshake arrived (accepted or refused), since
+    /// the server started.
+    handshakes: Vec<(Duration, bool)>,
+    token_refreshes: Vec<TokenRefresh>,
+    silent_joins: usize,
     deliveries: Vec<Delivery>,
     changes: Vec<Change>,
     joins: usize,
@@ -147,6 +200,7 @@ fn parse_lsn(text: &str) -> u64 {
 enum Outgoing {
     Frame(Value),
     Close,
+    CloseWith(u16, String),
 }
 
 struct Shared {
@@ -157,6 +211,7 @@ struct Shared {
     sent_window: Mutex<VecDeque<Instant>>,
     join_window: Mutex<VecDeque<Instant>>,
     joins_seen: AtomicUsize,
+    silent_seen: AtomicUsize,
     connections: Mutex<Vec<mpsc::UnboundedSender<Outgoing>>>,
 }
 
@@ -180,9 +235,11 @@ impl RealtimeServer {
             sent_window: Mutex::new(VecDeque::new()),
             join_window: Mutex::new(VecDeque::new()),
             joins_seen: AtomicUsize::new(0),
+            silent_seen: AtomicUsize::new(0),
             connections: Mutex::new(Vec::new()),
         });
         start_wal_reader(shared.clone()).await;
+        start_token_checker(shared.clone());
         let accept = shared.clone();
         tokio::spawn(async move {
             let mut n = 0;
@@ -265,6 +322,67 @@ impl RealtimeServer {
         peak
     }
 
+    /// Websocket handshakes so far: when each arrived, and whether it was
+    /// accepted.
+    pub fn handshakes(&self) -> Vec<(Duration, bool)> {
+        self.shared.stats.lock().unwrap().handshakes.clone()
+    }
+
+    /// Every `access_token` message received, with its outcome.
+    pub fn token_refreshes(&self) -> Vec<TokenRefresh> {
+        self.shared.stats.lock().unwrap().token_refreshes.clone()
+    }
+
+    /// Joins left without a reply.
+    pub fn silent_joins(&self) -> usize {
+        self.shared.stats.lock().unwrap().silent_joins
+    }
+
+    /// The claims of the joined channels (the token each now acts with).
+    pub fn channel_claims(&self) -> Vec<Value> {
+        self.shared
+            .channels
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.claims.clone())
+            .collect()
+    }
+
+    /// Plays a failure on every joined channel (see [`Fault`]).
+    pub fn fail(&self, fault: Fault) {
+        let mut channels = self.shared.channels.lock().unwrap();
+        match fault {
+            Fault::PhxError | Fault::PhxClose => {
+                let event = if matches!(fault, Fault::PhxError) {
+                    "phx_error"
+                } else {
+                    "phx_close"
+                };
+                for c in channels.iter() {
+                    let _ = c
+                        .out
+                        .send(Outgoing::Frame(json!({"topic": c.topic, "event": event,
+                        "payload": {}, "ref": c.join_ref, "join_ref": c.join_ref})));
+                }
+                channels.clear();
+            }
+            Fault::CloseFrame(code, reason) => {
+                for c in channels.iter() {
+                    let _ = c.out.send(Outgoing::CloseWith(code, reason.clone()));
+                }
+                channels.clear();
+            }
+            Fault::SubscriptionError(message) => {
+                for c in channels.iter_mut() {
+                    c.subscribed = false;
+                    let payload = system_payload("postgres_changes", "error", &message, &c.topic);
+                    push(&self.shared, c, "system", payload);
+                }
+            }
+        }
+    }
+
     /// Drops every websocket connection (the client should reconnect).
     pub fn drop_connections(&self) {
         for tx in self.shared.connections.lock().unwrap().drain(..) {
@@ -322,6 +440,8 @@ fn within_quota(window: &Mutex<VecDeque<Instant>>, limit: usize) -> bool {
 fn verify_token(secret: &str, token: &str) -> Result<Value, String> {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.validate_aud = false;
+    // The real server allows no leeway: expired is expired.
+    validation.leeway = 0;
     validation.set_required_spec_claims(&["exp"]);
     jsonwebtoken::decode::<Value>(
         token,
@@ -346,11 +466,46 @@ fn parse_filter(filter: &str) -> Option<(String, String, String)> {
     Some((column.to_string(), op.to_string(), value.to_string()))
 }
 
+/// The `apikey` of a websocket request, checked as the real server's
+/// `connect` does: a JWT of the project, for `anon` or `service_role`.
+fn apikey_refusal(shared: &Shared, req: &Request) -> Option<String> {
+    if !shared.config.verify_apikey {
+        return None;
+    }
+    let key = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "apikey")
+        .map(|(_, v)| v.into_owned());
+    let Some(key) = key else {
+        return Some("apikey is required".into());
+    };
+    match verify_token(&shared.config.jwt_secret, &key) {
+        Ok(claims) if matches!(claims["role"].as_str(), Some("anon" | "service_role")) => None,
+        Ok(_) => Some("the apikey is not an anon or service_role key".into()),
+        Err(reason) => Some(reason),
+    }
+}
+
 async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
-    let Ok(ws) =
-        tokio_tungstenite::accept_hdr_async(stream, |_req: &Request, resp: Response| Ok(resp))
-            .await
-    else {
+    let check = shared.clone();
+    let accepted =
+        tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, resp: Response| {
+            let refusal = apikey_refusal(&check, req);
+            check
+                .stats
+                .lock()
+                .unwrap()
+                .handshakes
+                .push((check.started.elapsed(), refusal.is_none()));
+            match refusal {
+                None => Ok(resp),
+                Some(reason) => Err(tokio_tungstenite::tungstenite::http::Response::builder()
+                    .status(403)
+                    .body(Some(reason))
+                    .unwrap()),
+            }
+        })
+        .await;
+    let Ok(ws) = accepted else {
         return;
     };
     let (mut sink, mut source) = ws.split();
@@ -370,6 +525,16 @@ async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
                 }
                 Outgoing::Close => {
                     let _ = sink.close().await;
+                    break;
+                }
+                Outgoing::CloseWith(code, reason) => {
+                    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code: code.into(),
+                            reason: reason.into(),
+                        })))
+                        .await;
                     break;
                 }
             }
@@ -396,11 +561,29 @@ async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
                 let token = frame["payload"]["access_token"]
                     .as_str()
                     .unwrap_or_default();
-                if let Ok(claims) = verify_token(&shared.config.jwt_secret, token) {
-                    for c in shared.channels.lock().unwrap().iter_mut() {
-                        if c.conn == conn && c.topic == topic {
-                            c.claims = claims.clone();
+                let verified = verify_token(&shared.config.jwt_secret, token);
+                shared
+                    .stats
+                    .lock()
+                    .unwrap()
+                    .token_refreshes
+                    .push(TokenRefresh {
+                        at: shared.started.elapsed(),
+                        topic: topic.clone(),
+                        token: token.to_string(),
+                        outcome: verified.clone().map(|_| ()),
+                    });
+                match verified {
+                    Ok(claims) => {
+                        for c in shared.channels.lock().unwrap().iter_mut() {
+                            if c.conn == conn && c.topic == topic {
+                                c.claims = claims.clone();
+                            }
                         }
+                    }
+                    // The real server tells the channel why and stops it.
+                    Err(reason) => {
+                        shut_down(&shared, |c| c.conn == conn && c.topic == topic, &reason)
                     }
                 }
             }
@@ -447,6 +630,10 @@ async fn join(
         return refuse(
             "InitializingProjectConnection: Realtime is initializing the project connection",
         );
+    }
+    if shared.silent_seen.fetch_add(1, Ordering::SeqCst) < shared.config.silent_joins {
+        shared.stats.lock().unwrap().silent_joins += 1;
+        return;
     }
     let payload = &frame["payload"];
     let token = payload["access_token"].as_str().unwrap_or_default();
@@ -696,6 +883,50 @@ async fn dispatch(
             push(shared, c, "postgres_changes", payload);
         }
     }
+}
+
+/// Tells the channels that match why, in a `system` error, and closes them.
+fn shut_down(shared: &Shared, which: impl Fn(&Channel) -> bool, reason: &str) {
+    let mut channels = shared.channels.lock().unwrap();
+    for c in channels.iter().filter(|c| which(c)) {
+        let payload = system_payload("system", "error", reason, &c.topic);
+        push(shared, c, "system", payload);
+        let _ = c.out.send(Outgoing::Frame(
+            json!({"topic": c.topic, "event": "phx_close", "payload": {}, "ref": c.join_ref}),
+        ));
+    }
+    channels.retain(|c| !which(c));
+}
+
+/// Closes the channels whose token has expired, as the real server does
+/// when it re-checks a channel's token.
+fn start_token_checker(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(shared.config.token_check_interval).await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let expired: Vec<(usize, String, i64)> = shared
+                .channels
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|c| {
+                    let exp = c.claims["exp"].as_i64()?;
+                    (exp <= now).then(|| (c.conn, c.topic.clone(), now - exp))
+                })
+                .collect();
+            for (conn, topic, ago) in expired {
+                shut_down(
+                    &shared,
+                    |c| c.conn == conn && c.topic == topic,
+                    &format!("Token has expired {ago} seconds ago"),
+                );
+            }
+        }
+    });
 }
 
 /// Over the quota the server tells every channel why and closes it.
