@@ -1,6 +1,8 @@
 //! The watch screen for a fixed set of rows, compared with the files in
-//! `tests/snapshots/` (run with `UPDATE_SNAPSHOTS=1` to rewrite them after an
-//! intended change, then review the diff).
+//! `tests/snapshots/` (a difference fails; after an intended change,
+//! `scripts/update-snapshots` rewrites them, then review the diff).
+
+mod common;
 
 use mailsync::commands::campaigns::watch::data::Snapshot;
 use mailsync::commands::campaigns::watch::render::{screen, Rates};
@@ -86,14 +88,7 @@ fn busy() -> (Snapshot, Rates) {
 }
 
 fn check(name: &str, actual: &str) {
-    let path = format!("{}/tests/snapshots/{name}.txt", env!("CARGO_MANIFEST_DIR"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (UPDATE_SNAPSHOTS=1 writes it)"));
-    assert_eq!(actual, expected, "the screen differs from {path}");
+    common::assert_snapshot(name, actual);
 }
 
 #[test]

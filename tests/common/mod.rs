@@ -518,3 +518,48 @@ pub fn write_saved_session(stack: &Stack, user: &User, config: &Path, refresh_to
     )
     .unwrap();
 }
+
+/// Compares `actual` with `tests/snapshots/NAME.txt` and fails on any
+/// difference, whatever the environment: a test never rewrites what it
+/// checks. On a difference it leaves the new text in
+/// `tests/snapshots/NAME.txt.new` (ignored by git); `scripts/update-snapshots`
+/// moves those over the files after an intended change, for review with
+/// `git diff`.
+pub fn assert_snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    let new = path.with_extension("txt.new");
+    let expected = std::fs::read_to_string(&path).ok();
+    if expected.as_deref() == Some(actual) {
+        let _ = std::fs::remove_file(&new);
+        return;
+    }
+    std::fs::write(&new, actual).unwrap_or_else(|e| panic!("writing {}: {e}", new.display()));
+    match expected {
+        None => panic!(
+            "no snapshot {} yet; the output is in {} (scripts/update-snapshots accepts it)",
+            path.display(),
+            new.display()
+        ),
+        Some(expected) => {
+            let first = expected
+                .lines()
+                .zip(actual.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+            panic!(
+                "the output differs from {} at line {}:\n  expected: {:?}\n  actual:   {:?}\n\
+                 ({} lines expected, {} actual; the whole output is in {}; after an intended \
+                 change, scripts/update-snapshots accepts it)",
+                path.display(),
+                first + 1,
+                expected.lines().nth(first).unwrap_or("<end>"),
+                actual.lines().nth(first).unwrap_or("<end>"),
+                expected.lines().count(),
+                actual.lines().count(),
+                new.display()
+            )
+        }
+    }
+}
