@@ -77,17 +77,98 @@ fn every_case_is_written_in_the_readme() {
     }
 }
 
-/// The cases run against the local stack (its environment: `eval
-/// "$(scripts/local-stack.sh env)"`, as CI does) and must print what the
-/// README shows.
+/// Every `console` block of the README is a case of tests/readme/*.md, so
+/// no shown output goes unchecked (screens that cannot run here, such as a
+/// prompt or the Realtime watch, are `text` blocks).
+#[test]
+fn every_console_block_of_the_readme_is_a_case() {
+    let cases: Vec<String> = cases().into_iter().map(|(_, body)| body).collect();
+    let blocks: Vec<&str> = README
+        .split("```console\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 7, "{blocks:?}");
+    for block in blocks {
+        assert!(
+            cases.iter().any(|c| c == block),
+            "this README example runs in no case of tests/readme/*.md:\n{block}"
+        );
+    }
+}
+
+/// Runs one case file with the real binary, with `env` added to (or, empty,
+/// blanking) the test's environment, which holds the local stack's (`eval
+/// "$(scripts/local-stack.sh env)"`, as CI does).
+fn run_case(file: &str, env: &[(&str, &str)]) {
+    let cases = trycmd::TestCases::new();
+    cases.register_bin(
+        "mailsync",
+        trycmd::schema::Bin::Path(env!("CARGO_BIN_EXE_mailsync").into()),
+    );
+    cases.env("NO_COLOR", "1");
+    for (key, value) in env {
+        cases.env(*key, *value);
+    }
+    cases.case(format!("tests/readme/{file}"));
+    cases.run();
+}
+
+/// `db verify` on the stack's database (read-only) and `db reset --dry-run`
+/// (connects to nothing).
 #[tokio::test]
-async fn readme_examples_run_against_the_local_stack() {
+async fn db_examples() {
     // The schema in sql/ is the one applied.
     common::ready().await;
-    trycmd::TestCases::new()
-        .register_bin(
-            "mailsync",
-            trycmd::schema::Bin::Path(env!("CARGO_BIN_EXE_mailsync").into()),
-        )
-        .case("tests/readme/*.md");
+    run_case("db.md", &[]);
+}
+
+/// `db reset --yes` on a scratch database, never the stack's own.
+#[tokio::test]
+async fn reset_example() {
+    let stack = common::ready().await;
+    let db = common::ScratchDb::create(&stack).await;
+    run_case("reset.md", &[("SUPABASE_DB_URL", &db.url)]);
+    db.drop(&stack).await;
+}
+
+/// Import, contacts, templates, campaigns and the dashboard, in the README's
+/// order, as a new user.
+#[tokio::test]
+async fn user_examples() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let config = tempfile::tempdir().unwrap();
+    run_case(
+        "user.md",
+        &[
+            ("MAILSYNC_ACCESS_TOKEN", &user.token),
+            ("MAILSYNC_CONFIG_DIR", config.path().to_str().unwrap()),
+        ],
+    );
+}
+
+/// `mailsync config` with nothing configured and no stack started.
+#[test]
+fn config_example() {
+    let none = tempfile::tempdir().unwrap();
+    let stack_dir = none.path().join("no-stack");
+    let mut env: Vec<(&str, &str)> = [
+        "SUPABASE_URL",
+        "SUPABASE_ANON_KEY",
+        "SUPABASE_DB_URL",
+        "MAILSYNC_ACCESS_TOKEN",
+        "MAILSYNC_API_PORT",
+        "MAILSYNC_DB_PORT",
+        "MAILSYNC_SMTP_URL",
+        "MAILSYNC_FROM",
+        "MAILSYNC_LIST_UNSUBSCRIBE",
+        "MAILSYNC_ALLOW_INSECURE_HTTP",
+    ]
+    .into_iter()
+    .map(|k| (k, ""))
+    .collect();
+    env.push(("MAILSYNC_STACK_DIR", stack_dir.to_str().unwrap()));
+    env.push(("MAILSYNC_CONFIG_DIR", none.path().to_str().unwrap()));
+    run_case("config.md", &env);
 }
