@@ -212,11 +212,13 @@ pub async fn send(
                 progress.inc(rows);
             }
             Err(e) => {
-                // The earliest failed batch says where a re-run must resume.
+                // The earliest failed batch says where a re-run must resume,
+                // and its error is the one reported: with two batches in
+                // flight, the later one may fail first.
                 if failed_at.is_none_or(|at| first_row < at) {
                     failed_at = Some(first_row);
+                    failure = Some(e);
                 }
-                failure.get_or_insert(e);
             }
         }
     }
