@@ -148,7 +148,20 @@ pub async fn connect(settings: &Settings) -> Result<Connection> {
     )
     .await
     .map_err(|_| Error::failure(format!("{where_}: no answer")))?
-    .map_err(|e| Error::failure(format!("{where_}: {}", describe(&e))))?;
+    .map_err(|e| match &e {
+        // The server refused the key (or the gateway did): waiting a
+        // moment will not help.
+        tokio_tungstenite::tungstenite::Error::Http(r)
+            if matches!(r.status().as_u16(), 401 | 403) =>
+        {
+            Error::refused(format!(
+                "{where_}: the API key was refused ({})",
+                describe(&e)
+            ))
+            .with_hint("check SUPABASE_ANON_KEY: it must be the project's anon (publishable) key")
+        }
+        _ => Error::failure(format!("{where_}: {}", describe(&e))),
+    })?;
 
     let token = settings.current_token();
     let join = json!({
@@ -285,21 +298,13 @@ async fn serve(
     };
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.tick().await;
+    // A refreshed session is handed to the channel within a second.
+    let mut token_check = tokio::time::interval(settings.heartbeat.min(Duration::from_secs(1)));
+    token_check.tick().await;
     let mut unanswered: Option<String> = None;
     loop {
         tokio::select! {
-            _ = heartbeat.tick() => {
-                if unanswered.is_some() {
-                    return lost("heartbeat not answered");
-                }
-                let r = connection.next_ref.to_string();
-                connection.next_ref += 1;
-                let beat = json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": r});
-                if connection.ws.send(Message::Text(beat.to_string().into())).await.is_err() {
-                    return lost("connection lost");
-                }
-                unanswered = Some(r);
-                // A refreshed session: tell the channel.
+            _ = token_check.tick() => {
                 let token = settings.current_token();
                 if token != connection.sent_token {
                     let r = connection.next_ref.to_string();
@@ -311,6 +316,18 @@ async fn serve(
                     }
                     connection.sent_token = token;
                 }
+            }
+            _ = heartbeat.tick() => {
+                if unanswered.is_some() {
+                    return lost("heartbeat not answered");
+                }
+                let r = connection.next_ref.to_string();
+                connection.next_ref += 1;
+                let beat = json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": r});
+                if connection.ws.send(Message::Text(beat.to_string().into())).await.is_err() {
+                    return lost("connection lost");
+                }
+                unanswered = Some(r);
             }
             message = connection.ws.next() => {
                 let message = match message {

@@ -1,0 +1,357 @@
+//! The Realtime client's answer to each failure of the real server (issue
+//! 17), played by the in-test server (tests/common/realtime_server.rs) on
+//! top of the stack's real PostgreSQL: `phx_error`, `phx_close`, a Close
+//! frame, a join with no reply, an invalid `access_token`, a
+//! `postgres_changes` system error, the rate-limit close, a refused API key
+//! and an expired session. The client leaves, says why, is never "live"
+//! before the server confirms, waits longer each time, and joins again;
+//! `campaigns watch` polls meanwhile and ends with exit 3 when the session
+//! has expired.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::realtime_server::{Fault, RealtimeConfig, RealtimeServer};
+use mailsync::config::Secret;
+use mailsync::supabase::realtime::{self, Event, Settings};
+use tokio::sync::mpsc;
+
+const JOIN_TIMEOUT: Duration = Duration::from_millis(1500);
+
+fn settings(server: &RealtimeServer, stack: &common::Stack, token: &str) -> Settings {
+    let mut s = Settings::new(
+        server.websocket_url(&stack.anon_key),
+        server.url(),
+        Secret::new(token),
+    );
+    // Heartbeats are not under test here: slow enough for a busy machine.
+    s.heartbeat = Duration::from_secs(2);
+    s.timeout = JOIN_TIMEOUT;
+    s.refused_wait = Duration::from_millis(300);
+    s
+}
+
+/// Starts the listener the watch runs (no connection yet: it connects).
+fn listen(settings: Settings) -> mpsc::Receiver<Event> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(realtime::listen(settings, None, tx));
+    rx
+}
+
+async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an event from the listener within 10 s")
+        .expect("the listener is alive")
+}
+
+async fn new_campaign(user: &common::User) -> uuid::Uuid {
+    common::admin()
+        .await
+        .query_one(
+            "insert into public.email_campaigns (user_id, name) values ($1, 'c') returning id",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Subscribed, and a real change of the user's data reaches the listener.
+async fn changes_flow(events: &mut mpsc::Receiver<Event>, user: &common::User) {
+    assert_eq!(next_event(events).await, Event::Subscribed);
+    new_campaign(user).await;
+    assert_eq!(next_event(events).await, Event::Changed);
+}
+
+fn refused(event: Event) -> (String, Duration) {
+    match event {
+        Event::Refused { reason, retry_in } => (reason, retry_in),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn phx_error_phx_close_and_a_close_frame_end_the_subscription_with_a_reason_and_it_joins_again(
+) {
+    let stack = common::ready().await;
+    let server = RealtimeServer::start(RealtimeConfig::for_stack(&stack)).await;
+    let user = common::new_user(&stack).await;
+    let mut events = listen(settings(&server, &stack, &user.token));
+    changes_flow(&mut events, &user).await;
+
+    server.fail(Fault::PhxError);
+    let (reason, retry_in) = refused(next_event(&mut events).await);
+    assert!(reason.contains("closed by the server"), "{reason}");
+    assert_eq!(retry_in, Duration::from_millis(300));
+    changes_flow(&mut events, &user).await;
+
+    server.fail(Fault::PhxClose);
+    let (reason, _) = refused(next_event(&mut events).await);
+    assert!(reason.contains("closed by the server"), "{reason}");
+    changes_flow(&mut events, &user).await;
+
+    // A Close frame with a reason is the server's refusal, with that reason.
+    server.fail(Fault::CloseFrame(
+        1008,
+        "policy violation: too many channels".into(),
+    ));
+    let (reason, _) = refused(next_event(&mut events).await);
+    assert!(reason.contains("too many channels"), "{reason}");
+    changes_flow(&mut events, &user).await;
+
+    // Without a reason the socket is simply gone: reconnect soon.
+    server.fail(Fault::CloseFrame(1001, String::new()));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Disconnected(_)
+    ));
+    changes_flow(&mut events, &user).await;
+    assert_eq!(server.joins(), (5, 0));
+}
+
+#[tokio::test]
+async fn a_join_with_no_reply_is_abandoned_and_retried_with_growing_waits() {
+    let stack = common::ready().await;
+    let config = RealtimeConfig {
+        silent_joins: 3,
+        ..RealtimeConfig::for_stack(&stack)
+    };
+    let server = RealtimeServer::start(config).await;
+    let user = common::new_user(&stack).await;
+    let mut events = listen(settings(&server, &stack, &user.token));
+    for _ in 0..3 {
+        match next_event(&mut events).await {
+            Event::Disconnected(reason) => {
+                assert!(reason.contains("no reply to the join"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    changes_flow(&mut events, &user).await;
+    assert_eq!(server.silent_joins(), 3);
+    // One socket per attempt; the wait between attempts doubles (0.5 s,
+    // 1 s, 2 s after each join timeout).
+    let at: Vec<f64> = server
+        .handshakes()
+        .iter()
+        .map(|(t, _)| t.as_secs_f64())
+        .collect();
+    assert_eq!(at.len(), 4, "{at:?}");
+    let gaps: Vec<f64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, wait) in gaps.iter().zip([0.5, 1.0, 2.0]) {
+        let least = JOIN_TIMEOUT.as_secs_f64() + wait - 0.05;
+        assert!(
+            *gap >= least && *gap < least + 3.0,
+            "waits between attempts: {gaps:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_error_is_never_live_and_is_retried_with_doubling_waits() {
+    let stack = common::ready().await;
+    let config = RealtimeConfig {
+        subscription_error: Some("Subscription failed: the replication slot is busy".into()),
+        ..RealtimeConfig::for_stack(&stack)
+    };
+    let server = RealtimeServer::start(config).await;
+    let user = common::new_user(&stack).await;
+    let mut events = listen(settings(&server, &stack, &user.token));
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        // Joined (the reply is ok), but never Subscribed: the system error
+        // comes first.
+        let (reason, retry_in) = refused(next_event(&mut events).await);
+        assert!(reason.contains("replication slot is busy"), "{reason}");
+        waits.push(retry_in.as_millis());
+    }
+    assert_eq!(waits, [300, 600, 1200]);
+    assert_eq!(server.joins(), (3, 0), "each refusal was a real join");
+
+    // Later a subscription that fails while running is left too.
+    let server = RealtimeServer::start(RealtimeConfig::for_stack(&stack)).await;
+    let mut events = listen(settings(&server, &stack, &user.token));
+    changes_flow(&mut events, &user).await;
+    server.fail(Fault::SubscriptionError("Subscription lost".into()));
+    let (reason, _) = refused(next_event(&mut events).await);
+    assert!(reason.contains("Subscription lost"), "{reason}");
+    changes_flow(&mut events, &user).await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_close_is_a_refusal_and_the_channel_comes_back() {
+    let stack = common::ready().await;
+    let config = RealtimeConfig {
+        messages_per_second: 5,
+        ..RealtimeConfig::for_stack(&stack)
+    };
+    let server = RealtimeServer::start(config).await;
+    let user = common::new_user(&stack).await;
+    let mut settings = settings(&server, &stack, &user.token);
+    // Join again once the quota's one-second window has passed.
+    settings.refused_wait = Duration::from_millis(1200);
+    let mut events = listen(settings);
+    assert_eq!(next_event(&mut events).await, Event::Subscribed);
+    common::admin()
+        .await
+        .execute(
+            "insert into public.email_campaigns (user_id, name)
+             select $1, 'flood ' || g from generate_series(1, 20) g",
+            &[&user.id],
+        )
+        .await
+        .unwrap();
+    let reason = loop {
+        match next_event(&mut events).await {
+            Event::Changed => continue,
+            other => break refused(other).0,
+        }
+    };
+    assert!(reason.contains("Too many messages per second"), "{reason}");
+    assert_eq!(server.quota_closes(), 1);
+    changes_flow(&mut events, &user).await;
+}
+
+#[tokio::test]
+async fn a_refreshed_token_is_handed_to_the_channel_and_an_invalid_one_ends_it() {
+    let stack = common::ready().await;
+    let server = RealtimeServer::start(RealtimeConfig::for_stack(&stack)).await;
+    let user = common::new_user(&stack).await;
+    let mut settings = settings(&server, &stack, &user.token);
+    // The refreshed token must not wait for a heartbeat.
+    settings.heartbeat = Duration::from_secs(20);
+    let token = settings.token.clone();
+    let mut events = listen(settings);
+    changes_flow(&mut events, &user).await;
+
+    // The session refreshed: a new token (two hours) reaches the channel,
+    // which keeps streaming.
+    let fresh = common::sign(&stack, &user.id, &user.email, 7200);
+    *token.lock().unwrap() = Secret::new(fresh.clone());
+    let started = Instant::now();
+    while server.token_refreshes().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no access_token sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refresh = &server.token_refreshes()[0];
+    assert_eq!(
+        (refresh.token.as_str(), &refresh.outcome),
+        (fresh.as_str(), &Ok(()))
+    );
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    let exp = jsonwebtoken::decode::<serde_json::Value>(
+        &fresh,
+        &jsonwebtoken::DecodingKey::from_secret(stack.jwt_secret.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims["exp"]
+        .clone();
+    assert_eq!(server.channel_claims()[0]["exp"], exp);
+    new_campaign(&user).await;
+    assert_eq!(next_event(&mut events).await, Event::Changed);
+
+    // A token the server refuses: told why in a system error, closed.
+    *token.lock().unwrap() = Secret::new("not-a-jwt");
+    let (reason, _) = refused(next_event(&mut events).await);
+    assert!(reason.contains("MalformedJWT"), "{reason}");
+    assert!(!reason.contains("not-a-jwt"), "no token in messages");
+}
+
+#[tokio::test]
+async fn a_refused_key_or_an_expired_token_is_a_refusal_naming_why() {
+    let stack = common::ready().await;
+    let server = RealtimeServer::start(RealtimeConfig::for_stack(&stack)).await;
+    let user = common::new_user(&stack).await;
+
+    let bad_key = Settings::new(
+        server.websocket_url("not-the-project-key"),
+        server.url(),
+        Secret::new(&user.token),
+    );
+    let err = realtime::connect(&bad_key).await.err().expect("refused");
+    assert_eq!(err.kind(), mailsync::error::ErrorKind::Refused);
+    assert!(
+        err.message().contains("API key was refused") && err.message().contains("403"),
+        "{}",
+        err.message()
+    );
+    assert!(err.hint().unwrap().contains("SUPABASE_ANON_KEY"));
+    assert!(!err.message().contains("not-the-project-key"));
+    assert_eq!(server.handshakes().len(), 1);
+    assert!(
+        !server.handshakes()[0].1,
+        "the server refused the handshake"
+    );
+
+    let expired = common::sign(&stack, &user.id, &user.email, -60);
+    let err = realtime::connect(&settings(&server, &stack, &expired))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.kind(), mailsync::error::ErrorKind::Refused);
+    assert!(
+        err.message().contains("Token has expired"),
+        "{}",
+        err.message()
+    );
+}
+
+/// The real binary: a session that expires while watching. Realtime closes
+/// the channel ("Token has expired"), the watch says so and polls, and the
+/// next read is refused: exit 3, saying the session expired.
+#[tokio::test]
+async fn the_watch_ends_with_exit_3_when_the_session_expires() {
+    let stack = common::ready().await;
+    let server = RealtimeServer::start(RealtimeConfig::for_stack(&stack)).await;
+    let user = common::new_user(&stack).await;
+    let token = common::sign(&stack, &user.id, &user.email, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::command_for(&server.url(), &stack.anon_key, dir.path())
+        .args([
+            "--json",
+            "-v",
+            "campaigns",
+            "watch",
+            "--mode",
+            "realtime",
+            "--interval",
+            "0.5",
+        ])
+        .env("MAILSYNC_ACCESS_TOKEN", &token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the watch did not end within 60 s of its session expiring: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("the Realtime subscription is confirmed"),
+        "it was live first: {err}"
+    );
+    assert!(
+        err.contains("Token has expired") && err.contains("polling every 0.5 s"),
+        "says why Realtime stopped, and that it polls: {err}"
+    );
+    assert!(err.to_lowercase().contains("expired"), "{err}");
+    assert!(!err.contains(&token), "no token in messages");
+}
