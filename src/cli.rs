@@ -69,6 +69,26 @@ pub struct GlobalArgs {
     /// [env: MAILSYNC_ALLOW_INSECURE_HTTP=1]
     #[arg(long, global = true)]
     pub allow_insecure_http: bool,
+    /// Language of the messages [env: MAILSYNC_LANG] (default: French when the locale,
+    /// LC_ALL, LC_MESSAGES or LANG, starts with fr, else English). JSON and help stay English
+    #[arg(long, global = true, value_enum, value_name = "LANG")]
+    pub lang: Option<Language>,
+}
+
+/// `--lang`: the languages mailsync speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Language {
+    En,
+    Fr,
+}
+
+impl From<Language> for crate::i18n::Lang {
+    fn from(l: Language) -> Self {
+        match l {
+            Language::En => crate::i18n::Lang::En,
+            Language::Fr => crate::i18n::Lang::Fr,
+        }
+    }
 }
 
 impl GlobalArgs {

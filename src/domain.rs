@@ -142,6 +142,14 @@ pub struct CampaignAnalytics {
 }
 
 impl CampaignAnalytics {
+    /// What mailsync calls "sent", on every screen: emails that left the
+    /// sender, whatever happened next (`sent`, `delivered` or `bounced`:
+    /// the statuses that set `emails_sent.sent_at`, which is also what the
+    /// dashboard's `emails_sent_today` counts). `failed` never left.
+    pub fn sent(&self) -> i64 {
+        self.sent_count + self.delivered_count + self.bounced_count
+    }
+
     /// Emails no longer pending or sending.
     pub fn settled(&self) -> i64 {
         self.total_emails - self.pending_count - self.sending_count

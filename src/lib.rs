@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod i18n;
 pub mod local_stack;
 pub mod output;
 pub mod postgres;
@@ -23,6 +24,9 @@ use error::Result;
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    i18n::set(i18n::detect_from_environment(
+        cli.global.lang.map(Into::into),
+    )?);
     let out = cli.global.output();
     output::set_verbose(out.verbose > 0 && !out.quiet);
     let overrides = cli.global.overrides();

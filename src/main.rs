@@ -18,12 +18,18 @@ fn main() -> ExitCode {
     match runtime.block_on(mailsync::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", mailsync::output::terminal_safe(&e.to_string()));
+            // In the run's language: `run` set it before anything could fail
+            // (or failed to read it, and speaks English).
+            let safe = |text: &str| mailsync::output::terminal_safe(text).into_owned();
+            eprintln!(
+                "{}",
+                mailsync::t!("error-line", message = safe(&e.to_string()))
+            );
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {}", mailsync::output::terminal_safe(hint));
+                eprintln!("{}", mailsync::t!("hint-line", hint = safe(hint)));
             }
             if let Some(detail) = e.detail().filter(|_| verbose) {
-                eprintln!("detail: {detail}");
+                eprintln!("{}", mailsync::t!("detail-line", detail = detail));
             }
             ExitCode::from(e.kind().exit_code())
         }

@@ -68,11 +68,13 @@ impl Output {
         if !can_ask() {
             return Err(Error::usage(no_terminal.to_string()));
         }
-        let answer = self.ask(&format!("{question} [y/N] "))?;
-        Ok(matches!(
-            answer.trim().to_ascii_lowercase().as_str(),
-            "y" | "yes"
-        ))
+        let answer = self.ask(&format!("{question} {} ", crate::t!("prompt-yes-no")))?;
+        // y/yes in any language, and the language's own (o/oui in French).
+        let answer = answer.trim().to_lowercase();
+        Ok(matches!(answer.as_str(), "y" | "yes")
+            || crate::t!("prompt-yes-answers")
+                .split(' ')
+                .any(|yes| yes == answer))
     }
 
     /// Asks for one line on the terminal (the caller checked there is one).
@@ -127,6 +129,35 @@ pub fn trace(text: impl AsRef<str>) {
     if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!("· {}", text.as_ref());
     }
+}
+
+/// A progress style whose `{count}`, `{total}` and `{rate}` are written as
+/// every other number of the run ([`crate::i18n::Lang::count`], rounded
+/// rates), where indicatif's own `{human_pos}` and `{per_sec}` would write
+/// `5,000` in any language and `24,797.3703/s`.
+pub fn progress_style(template: &str) -> indicatif::ProgressStyle {
+    use indicatif::ProgressState;
+    let lang = crate::i18n::current();
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "count",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&lang.count(s.pos()));
+            },
+        )
+        .with_key(
+            "total",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&lang.count(s.len().unwrap_or(0)));
+            },
+        )
+        .with_key(
+            "rate",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&lang.per_second(s.per_sec()));
+            },
+        )
 }
 
 /// Whether a question can be asked: stdin and stderr are a terminal.

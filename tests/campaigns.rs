@@ -131,7 +131,7 @@ async fn create_send_refuse_a_second_send_and_finish_by_itself() {
     assert_eq!(json_of(&again)["queued_now"], 0);
     let plain = run_as(&stack, &user, &["campaigns", "send", &id, "--yes"]);
     assert!(
-        stdout(&plain).contains("already queued: 5 email(s)")
+        stdout(&plain).contains("already queued: 5 emails")
             && !stderr(&plain).contains("nothing was queued"),
         "{}{}",
         stdout(&plain),
@@ -370,10 +370,58 @@ async fn watch_once_json_shows_exactly_the_users_campaigns_with_their_counts() {
     );
     let screen = stdout(&text);
     assert!(
-        screen.contains("Envoi en progression (1)") && screen.contains("Campagne terminée (1)"),
+        screen.contains("Sending in progress (1)") && screen.contains("Completed campaigns (1)"),
         "{screen}"
     );
-    assert!(screen.contains("5 sent of 10"), "{screen}");
+    // "sent" = left the sender: 3 sent + 2 delivered + 1 bounced.
+    assert!(screen.contains("6 sent of 10"), "{screen}");
+
+    // The same screen in French, asked for with --lang or by the locale.
+    let args = ["campaigns", "watch", "--once", "--mode", "poll"];
+    let flag = run_as(&stack, &user, &[&["--lang", "fr"][..], &args].concat());
+    let french = stdout(&flag);
+    assert!(
+        french.contains("Envoi en progression (1)") && french.contains("Campagne terminée (1)"),
+        "{french}"
+    );
+    assert!(french.contains("6 envoyés sur 10"), "{french}");
+    let dir = tempfile::tempdir().unwrap();
+    let by_locale = common::command(&stack, dir.path())
+        .args(args)
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .env_remove("MAILSYNC_LANG")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", "fr_FR.UTF-8")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&by_locale), french);
+    // --lang en wins over a French locale; --json stays the same document.
+    let forced = common::command(&stack, dir.path())
+        .args(["--lang", "en"])
+        .args(args)
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .env("LC_ALL", "fr_FR.UTF-8")
+        .env_remove("MAILSYNC_LANG")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&forced), screen);
+    let json_fr = json_of(&run_as(
+        &stack,
+        &user,
+        &[
+            "--lang",
+            "fr",
+            "--json",
+            "campaigns",
+            "watch",
+            "--once",
+            "--mode",
+            "poll",
+        ],
+    ));
+    assert_eq!(json_fr["sending"][0]["sent_count"], 3);
+    assert_eq!(json_fr["dashboard"], snap["dashboard"]);
 }
 
 #[tokio::test]
@@ -540,7 +588,7 @@ async fn send_on_a_terminal_shows_the_recipients_and_defaults_to_no() {
     let declined = on_terminal("\n", &["--organization", "beta"]);
     let screen = String::from_utf8_lossy(&declined.stdout).to_string();
     assert!(
-        screen.contains("to 4 recipient(s)") && screen.contains("[y/N]"),
+        screen.contains("to 4 recipients") && screen.contains("[y/N]"),
         "{screen}"
     );
     assert!(screen.contains("nothing changed"), "{screen}");

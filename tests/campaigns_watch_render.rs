@@ -5,7 +5,8 @@
 mod common;
 
 use mailsync::commands::campaigns::watch::data::Snapshot;
-use mailsync::commands::campaigns::watch::render::{screen, Rates};
+use mailsync::commands::campaigns::watch::render::{screen, screen_in, Rates};
+use mailsync::i18n::Lang;
 use serde_json::json;
 
 fn campaign(
@@ -117,4 +118,53 @@ fn no_campaigns_at_all() {
         "sent": [],
     }));
     check("watch_empty", &screen(&snapshot, &Rates::new(), 80, ""));
+}
+
+#[test]
+fn a_busy_screen_in_english_uses_english_headings() {
+    let (snapshot, rates) = busy();
+    let text = screen_in(Lang::En, &snapshot, &rates, 100, "");
+    assert!(text.contains("Sending in progress (2)"), "{text}");
+    assert!(text.contains("Completed campaigns (1)"), "{text}");
+    assert!(!text.contains("Envoi en progression"), "{text}");
+    // "sent" counts what left the sender: sent + delivered + bounced.
+    assert!(text.contains("8,110 sent of 12,300"), "{text}");
+    assert_eq!(text, screen(&snapshot, &rates, 100, ""));
+}
+
+#[test]
+fn a_busy_screen_in_french_at_100_columns() {
+    let (snapshot, rates) = busy();
+    let text = screen_in(Lang::Fr, &snapshot, &rates, 100, "");
+    assert!(text.contains("Envoi en progression (2)"), "{text}");
+    assert!(text.contains("Campagne terminée (1)"), "{text}");
+    assert!(
+        text.contains("8\u{202f}110 envoyés sur 12\u{202f}300"),
+        "{text}"
+    );
+    check("watch_busy_100_fr", &text);
+}
+
+#[test]
+fn a_busy_screen_in_french_on_a_narrow_terminal() {
+    let (snapshot, rates) = busy();
+    let text = screen_in(Lang::Fr, &snapshot, &rates, 40, "");
+    assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
+    check("watch_busy_40_fr", &text);
+}
+
+#[test]
+fn no_campaigns_at_all_in_french() {
+    let snapshot = snapshot(json!({
+        "dashboard": {"user_id": "u", "total_contacts": 1, "total_organizations": 0,
+                      "active_campaigns": 0, "emails_sent_today": 0},
+        "sending": [],
+        "sent": [],
+    }));
+    let text = screen_in(Lang::Fr, &snapshot, &Rates::new(), 100, "");
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "1 contact · 0 organisation · 0 campagne active · 0 e-mail envoyé aujourd’hui"
+    );
+    assert!(text.contains("Aucune campagne en cours d’envoi."), "{text}");
 }

@@ -653,7 +653,7 @@ async fn contacts_list_pages_past_the_servers_row_cap_and_filters_by_organisatio
         "{}",
         stdout(&table)
     );
-    assert!(stdout(&table).contains("3 contact(s)"));
+    assert!(stdout(&table).contains("3 contacts"));
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::domain::DashboardAnalytics;
 use crate::error::Result;
 use crate::output::Output;
+use crate::t;
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let client = crate::supabase::user::user_client(config, out).await?;
@@ -19,14 +20,15 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     if out.json {
         return out.json(&row);
     }
+    let lang = crate::i18n::current();
     let mut table = out.table(["", ""]);
     for (label, value) in [
-        ("contacts", row.total_contacts),
-        ("organisations", row.total_organizations),
-        ("active campaigns", row.active_campaigns),
-        ("emails sent today", row.emails_sent_today),
+        (t!("dashboard-contacts"), row.total_contacts),
+        (t!("dashboard-organisations"), row.total_organizations),
+        (t!("dashboard-active-campaigns"), row.active_campaigns),
+        (t!("dashboard-sent-today"), row.emails_sent_today),
     ] {
-        table.add_row(vec![label.to_string(), value.to_string()]);
+        table.add_row(vec![label, lang.count(value)]);
     }
     out.print(table.to_string());
     Ok(())

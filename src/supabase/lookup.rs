@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::rest::RestClient;
 use crate::error::Result;
+use crate::t;
 
 /// The user's organisation named `name`, spelled as stored, by the
 /// organisation-name rule of `send_campaign` in `sql/MASTER-DATABASE.sql`:
@@ -58,8 +59,8 @@ pub async fn campaign(client: &RestClient, text: &str) -> Result<crate::domain::
         let mut found: Vec<Campaign> = client.fetch(query, "finding the campaign").await?;
         return match found.pop() {
             Some(c) => Ok(c),
-            None => Err(Error::refused(format!("no campaign with id {text}"))
-                .with_hint("`mailsync campaigns list` shows yours")),
+            None => Err(Error::refused(t!("error-no-campaign-id", id = text))
+                .with_hint(t!("hint-campaigns-list"))),
         };
     }
     let query = client
@@ -69,14 +70,16 @@ pub async fn campaign(client: &RestClient, text: &str) -> Result<crate::domain::
     let all: Vec<Campaign> = client.fetch(query, "finding the campaign").await?;
     let mut found = matching(&all, text);
     match found.len() {
-        0 => Err(Error::refused(format!(
-            "no campaign named {text:?} or with an id starting {text:?}"
-        ))
-        .with_hint("`mailsync campaigns list` shows yours, with their ids")),
+        0 => Err(
+            Error::refused(t!("error-no-campaign-named", text = format!("{text:?}")))
+                .with_hint(t!("hint-campaigns-list-ids")),
+        ),
         1 => Ok(found.remove(0).clone()),
-        n => Err(Error::usage(format!(
-            "{n} campaigns match {text:?}: {}",
-            found
+        n => Err(Error::usage(t!(
+            "error-campaigns-ambiguous",
+            count = n,
+            text = format!("{text:?}"),
+            matches = found
                 .iter()
                 .map(|c| format!(
                     "{} {:?} ({}, {})",
@@ -88,7 +91,7 @@ pub async fn campaign(client: &RestClient, text: &str) -> Result<crate::domain::
                 .collect::<Vec<_>>()
                 .join("; ")
         ))
-        .with_hint("name one by a longer id prefix (see `mailsync campaigns list`)")),
+        .with_hint(t!("hint-longer-prefix"))),
     }
 }
 

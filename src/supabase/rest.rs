@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::t;
 
 /// How many times a transient failure is tried before giving up.
 const MAX_ATTEMPTS: u32 = 5;
@@ -69,7 +70,7 @@ impl PostgrestError {
         let name = constraint_name(&text).unwrap_or_default();
         [
             ("email_templates", "template"),
-            ("campaign_emails", "campaign email"),
+            ("campaign_emails", "campaign-email"),
             ("campaigns", "campaign"),
             ("organizations", "organisation"),
             ("organization", "organisation"),
@@ -419,20 +420,19 @@ impl RestClient {
         // The gateway's refusal of the API key: 401 with a message and no
         // PostgREST code ("Invalid API key"). The session is not the problem.
         if status == StatusCode::UNAUTHORIZED && error.code.is_none() && error.message.is_some() {
-            return Error::config(format!(
-                "{what}: {} refused the API key ({})",
-                self.project,
-                error.message.as_deref().unwrap_or("401 Unauthorized")
+            return Error::config(t!(
+                "error-api-key-refused",
+                what = what,
+                project = self.project.to_string(),
+                message = error.message.as_deref().unwrap_or("401 Unauthorized")
             ))
-            .with_hint("check SUPABASE_ANON_KEY: the project's anon (publishable) key, from its API settings");
+            .with_hint(t!("hint-api-key"));
         }
         // An RLS or privilege refusal: PostgREST answers 403 for a signed-in
         // user, some compatible servers 401; the SQLSTATE tells them apart
         // from a refused token.
         if code == "42501" {
-            return detailed(Error::refused(format!(
-                "{what}: permission denied (row-level security or a missing privilege)"
-            )));
+            return detailed(Error::refused(t!("error-permission", what = what)));
         }
         if status == StatusCode::UNAUTHORIZED || code.starts_with("PGRST30") {
             let expired = error
@@ -440,14 +440,14 @@ impl RestClient {
                 .as_deref()
                 .is_some_and(|m| m.to_ascii_lowercase().contains("expired"));
             let cause = if expired {
-                "your access token has expired"
+                t!("error-token-expired")
             } else {
-                "the access token was refused (invalid, or for another project)"
+                t!("error-token-refused")
             };
             let hint = if self.local && !self.has_auth().await {
-                "the local stack has no Auth server: get a new token with `export MAILSYNC_ACCESS_TOKEN=\"$(scripts/local-stack.sh token <uuid>)\"`"
+                t!("hint-local-token")
             } else {
-                "sign in again with `mailsync login`, or set a fresh MAILSYNC_ACCESS_TOKEN"
+                t!("hint-login-again")
             };
             return detailed(
                 Error::config(format!("{what}: {cause} ({})", self.project)).with_hint(hint),
@@ -461,24 +461,32 @@ impl RestClient {
                     "{what}: {}",
                     error.message.as_deref().unwrap_or("not found")
                 ))
-                .with_hint("is the mailsync schema applied? run `mailsync db apply`"),
+                .with_hint(t!("hint-db-apply")),
             );
         }
         if code == "23505" {
             let object = error.object();
             let value = error
                 .duplicate_value()
-                .map(|v| format!(" {v:?}"))
-                .unwrap_or_else(|| " with that name".to_string());
+                .map(|v| format!("{v:?}"))
+                // The message's selector for "no value known".
+                .unwrap_or_else(|| "none".to_string());
             return detailed(
-                Error::refused(format!("{what}: you already have a {object}{value}"))
-                    .with_hint(format!("choose another name, or use the existing {object}")),
+                Error::refused(t!(
+                    "error-duplicate",
+                    what = what,
+                    object = object,
+                    value = value
+                ))
+                .with_hint(t!("hint-duplicate", object = object)),
             );
         }
         if code == "23503" {
             let object = error.object();
-            return detailed(Error::refused(format!(
-                "{what}: the {object} it refers to does not exist (or is not yours)"
+            return detailed(Error::refused(t!(
+                "error-missing-reference",
+                what = what,
+                object = object
             )));
         }
         if code == "23502" || code == "23514" || code.starts_with("22") {

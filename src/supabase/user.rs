@@ -33,8 +33,9 @@ pub async fn token(config: &Config, out: &Output) -> Result<Token> {
     }
     let project = config.project_display();
     let Some((mut session, path)) = crate::supabase::session::load(&project)? else {
-        return Err(Error::config(format!(
-            "not signed in to {project}: run `mailsync login`, or set MAILSYNC_ACCESS_TOKEN (on the local stack: `scripts/local-stack.sh token <uuid>`)"
+        return Err(Error::config(crate::t!(
+            "error-not-signed-in",
+            project = project.as_str()
         )));
     };
     if session.expires_within(REFRESH_MARGIN) {

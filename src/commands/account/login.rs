@@ -36,7 +36,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let interactive = std::io::stdin().is_terminal();
     let email = match &options.email {
         Some(e) => e.trim().to_string(),
-        None if interactive && !options.password_stdin => out.ask("Email: ")?,
+        None if interactive && !options.password_stdin => {
+            out.ask(&format!("{}: ", crate::t!("prompt-email")))?
+        }
         None => return Err(Error::usage("--email is required without a terminal")),
     };
     if email.is_empty() {
@@ -47,7 +49,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         std::io::stdin().lock().read_line(&mut line)?;
         Secret::new(line.trim_end_matches(['\n', '\r']))
     } else if interactive {
-        Secret::new(out.ask_secret("Password: ")?)
+        Secret::new(out.ask_secret(&format!("{}: ", crate::t!("prompt-password")))?)
     } else {
         return Err(Error::usage(
             "no terminal to ask for the password on: pass --password-stdin and pipe it",

@@ -88,13 +88,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if out.json {
         return out.json(&campaign);
     }
-    out.print(format!(
-        "Created campaign {:?} ({}), status {}",
-        campaign.name, campaign.id, campaign.status
+    out.print(crate::t!(
+        "campaign-created",
+        name = format!("{:?}", campaign.name),
+        id = campaign.id.as_str(),
+        status = campaign.status.to_string()
     ));
-    out.print(format!(
-        "Send it with: mailsync campaigns send {}",
-        campaign.id
-    ));
+    out.print(crate::t!("campaign-send-next", id = campaign.id.as_str()));
     Ok(())
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -728,11 +728,15 @@ async fn send_emails(s: Sender) {
         .fetch_add(1, Ordering::Relaxed);
         if record.status != "pending" {
             s.progress.inc(1);
-            s.progress.set_message(format!(
-                "sent {} · bounced {} · failed {}",
+            let (accepted, bounced) = (
                 s.tally.sent.load(Ordering::Relaxed),
                 s.tally.bounced.load(Ordering::Relaxed),
-                s.tally.failed.load(Ordering::Relaxed)
+            );
+            s.progress.set_message(crate::t!(
+                "deliver-progress-counts",
+                sent = accepted + bounced,
+                bounced = bounced,
+                failed = s.tally.failed.load(Ordering::Relaxed)
             ));
         }
         let _ = s.records.send(record);
@@ -929,10 +933,11 @@ fn progress_bar(out: &Output, total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template(
-            "Delivering [{bar:30}] {human_pos}/{human_len} · {msg} · {per_sec} · ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        crate::output::progress_style(&format!(
+            "{} [{{bar:30}}] {{count}}/{{total}} · {{msg}} · {{rate}} · {}",
+            crate::t!("deliver-progress"),
+            crate::t!("progress-eta", eta = "{eta}"),
+        ))
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -944,33 +949,33 @@ fn finish(summary: DeliverySummary, out: &Output) -> Result<()> {
         return out.json(&summary);
     }
     if summary.dry_run {
-        out.print(format!(
-            "Dry run: {} email(s) queued, {} with an unknown outcome; the SMTP server {} answers. Nothing was claimed or sent.",
-            summary.pending.unwrap_or(0),
-            summary.unknown,
-            summary.smtp
+        out.print(crate::t!(
+            "deliver-dry-run",
+            queued = summary.pending.unwrap_or(0),
+            unknown = summary.unknown,
+            smtp = summary.smtp.as_str()
         ));
         return Ok(());
     }
-    out.print(format!(
-        "Delivered through {}: {} sent, {} bounced, {} failed, {} suppressed ({} retries) in {:.1}s, {:.1} emails/s",
-        summary.smtp,
-        summary.sent,
-        summary.bounced,
-        summary.failed,
-        summary.suppressed,
-        summary.retries,
-        summary.elapsed_secs,
-        summary.emails_per_sec
+    // "sent" as on every screen: what left the sender, bounced included.
+    let lang = crate::i18n::current();
+    out.print(crate::t!(
+        "deliver-done",
+        smtp = summary.smtp.as_str(),
+        sent = summary.sent + summary.bounced,
+        accepted = summary.sent,
+        bounced = summary.bounced,
+        failed = summary.failed,
+        suppressed = summary.suppressed,
+        retries = summary.retries,
+        seconds = lang.seconds(summary.elapsed_secs),
+        rate = lang.per_second(summary.emails_per_sec)
     ));
     if summary.released > 0 {
-        out.print(format!(
-            "{} claimed email(s) were not tried and are pending again",
-            summary.released
-        ));
+        out.print(crate::t!("deliver-released", count = summary.released));
     }
     if summary.claimed == 0 && summary.unknown == 0 {
-        out.print("Nothing to deliver: no queued emails in your sending campaigns.");
+        out.print(crate::t!("deliver-nothing"));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::domain::{CampaignAnalytics, CampaignStatus};
 use crate::error::Result;
 use crate::output::{timestamp_cell, Output};
+use crate::t;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -26,17 +27,18 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if out.json {
         return out.json(&rows);
     }
+    let lang = crate::i18n::current();
     let mut table = out.table([
-        "id",
-        "name",
-        "status",
-        "created",
-        "emails",
-        "sent",
-        "delivered",
-        "failed",
-        "bounced",
-        "success",
+        t!("col-id"),
+        t!("col-name"),
+        t!("col-status"),
+        t!("col-created"),
+        t!("col-emails"),
+        t!("col-sent"),
+        t!("col-delivered"),
+        t!("col-bounced"),
+        t!("col-failed"),
+        t!("col-success"),
     ]);
     for c in &rows {
         table.add_row(vec![
@@ -44,15 +46,15 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             c.campaign_name.clone(),
             c.campaign_status.to_string(),
             timestamp_cell(&c.created_at),
-            c.total_emails.to_string(),
-            (c.sent_count + c.delivered_count).to_string(),
-            c.delivered_count.to_string(),
-            c.failed_count.to_string(),
-            c.bounced_count.to_string(),
-            format!("{:.2}%", c.success_rate),
+            lang.count(c.total_emails),
+            lang.count(c.sent()),
+            lang.count(c.delivered_count),
+            lang.count(c.bounced_count),
+            lang.count(c.failed_count),
+            lang.percent(c.success_rate),
         ]);
     }
     out.print(table.to_string());
-    out.print(format!("{} campaign(s)", rows.len()));
+    out.print(t!("campaigns-count", count = rows.len()));
     Ok(())
 }

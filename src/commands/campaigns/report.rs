@@ -140,9 +140,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if out.json {
         return out.json(&summary);
     }
-    out.print(format!(
-        "Wrote {}: campaign {:?}, {} recipient(s)",
-        summary.file, summary.campaign_name, summary.recipients
+    out.print(crate::t!(
+        "report-done",
+        file = summary.file.as_str(),
+        name = format!("{:?}", summary.campaign_name),
+        count = summary.recipients
     ));
     Ok(())
 }

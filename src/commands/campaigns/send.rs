@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -22,6 +22,7 @@ use crate::domain::{Campaign, CampaignStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
 use crate::supabase::rest::RestClient;
+use crate::t;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -92,31 +93,32 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     // A campaign that is already `sending`/`sent` is not asked about: the
     // server answers what an earlier run queued, or refuses.
     if target.status.can_send() && !options.yes {
-        let no_terminal = format!(
-            "refusing to send {name:?} without confirmation: no terminal to ask on; pass --yes (nothing was queued)"
-        );
+        let no_terminal = t!("send-no-terminal", name = format!("{name:?}"));
         if !crate::output::can_ask() {
             return Err(Error::usage(no_terminal));
         }
         let (recipients, organization) =
             count_recipients(&client, options.organization.as_deref()).await?;
+        let organization = organization
+            .map(|o| t!("send-of-organization", organization = format!("{o:?}")))
+            .unwrap_or_default();
         let question = match &earlier {
-            Some(p) if p.queued_at.is_none() => format!(
-                "Continue queueing campaign {name:?} ({} email(s) queued so far, {recipients} recipient(s) in all{})?",
-                p.queued,
-                organization
-                    .map(|o| format!(" of {o:?}"))
-                    .unwrap_or_default()
+            Some(p) if p.queued_at.is_none() => t!(
+                "send-confirm-continue",
+                name = format!("{name:?}"),
+                queued = p.queued,
+                recipients = recipients,
+                organization = organization.as_str()
             ),
-            _ => format!(
-                "Queue campaign {name:?} to {recipients} recipient(s){}?",
-                organization
-                    .map(|o| format!(" of {o:?}"))
-                    .unwrap_or_default()
+            _ => t!(
+                "send-confirm",
+                name = format!("{name:?}"),
+                recipients = recipients,
+                organization = organization.as_str()
             ),
         };
         if !out.confirm(&question, &no_terminal)? {
-            out.note("Not sent: nothing changed.");
+            out.note(t!("send-cancelled"));
             return Ok(());
         }
     }
@@ -145,7 +147,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         slowest = slowest.max(took);
         queued_now += page.queued_now;
         bar.set_position(page.contacts_scanned as u64);
-        bar.set_message(format!("{} queued", page.queued));
+        bar.set_message(t!("send-progress-queued", count = page.queued));
         if page.done {
             break page;
         }
@@ -188,31 +190,40 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let organization = result
         .organization
         .as_deref()
-        .map(|o| format!(" for {o:?}"))
+        .map(|o| t!("send-for-organization", organization = format!("{o:?}")))
         .unwrap_or_default();
+    let (name, status) = (format!("{name:?}"), result.status.to_string());
+    let (name, status, organization) = (name.as_str(), status.as_str(), organization.as_str());
     if queued_now == result.queued {
-        out.print(format!(
-            "Campaign {name:?} is {}: {} email(s) queued{organization}",
-            result.status, result.queued
+        out.print(t!(
+            "send-queued",
+            name = name,
+            status = status,
+            count = result.queued,
+            organization = organization
         ));
     } else if queued_now == 0 {
-        out.print(format!(
-            "Campaign {name:?} was already queued: {} email(s){organization}, nothing more to queue; it is {}",
-            result.queued, result.status
+        out.print(t!(
+            "send-already-queued",
+            name = name,
+            status = status,
+            count = result.queued,
+            organization = organization
         ));
     } else {
-        out.print(format!(
-            "Campaign {name:?} is {}: {} email(s) queued{organization} ({} by this run, the rest by an earlier one)",
-            result.status, result.queued, queued_now
+        out.print(t!(
+            "send-queued-resumed",
+            name = name,
+            status = status,
+            count = result.queued,
+            organization = organization,
+            now = queued_now
         ));
     }
     if result.suppressed > 0 {
-        out.print(format!(
-            "{} contact(s) left out: unsubscribed or bounced (mailsync contacts unsubscribe --undo EMAIL takes one back)",
-            result.suppressed
-        ));
+        out.print(t!("send-suppressed", count = result.suppressed));
     }
-    out.print("Deliver it with: mailsync campaigns deliver; follow it with: mailsync campaigns watch --until-done");
+    out.print(t!("send-next"));
     Ok(())
 }
 
@@ -296,10 +307,12 @@ fn progress_bar(out: &Output, total: u64, done: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "Queueing [{bar:30}] {percent:>3}% of {len} contacts, {msg} ({eta} left)",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        crate::output::progress_style(&format!(
+            "{} [{{bar:30}}] {{percent:>3}}% · {} · {{msg}} · {}",
+            t!("send-progress"),
+            t!("send-progress-contacts", total = "{total}"),
+            t!("progress-eta", eta = "{eta}")
+        ))
         .progress_chars("=> "),
     );
     bar.set_position(done);

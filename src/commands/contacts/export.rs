@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -138,16 +138,16 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if out.json {
         return out.json(&summary);
     }
-    let message = format!(
-        "Exported {} contact(s){} to {} in {:.1} s",
-        summary.contacts,
-        summary
+    let message = crate::t!(
+        "export-done",
+        count = summary.contacts,
+        organization = summary
             .organization
             .as_deref()
-            .map(|o| format!(" of {o:?}"))
+            .map(|o| crate::t!("send-of-organization", organization = format!("{o:?}")))
             .unwrap_or_default(),
-        if to_stdout { "stdout" } else { &summary.file },
-        elapsed
+        file = if to_stdout { "stdout" } else { &summary.file },
+        seconds = crate::i18n::current().seconds(elapsed)
     );
     if to_stdout {
         out.note(message);
@@ -182,10 +182,10 @@ fn progress(out: &Output, to_stdout: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} exporting: {human_pos} contacts ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    bar.set_style(crate::output::progress_style(&format!(
+        "{{spinner}} {}",
+        crate::t!("export-progress", count = "{count}", rate = "{rate}")
+    )));
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }

@@ -30,7 +30,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         Some(name) => match crate::supabase::lookup::organization(&client, name).await? {
             Some(stored) => Some(stored),
             None => {
-                out.note(format!("no organisation named {name:?}"));
+                out.note(crate::t!(
+                    "contacts-no-organisation",
+                    name = format!("{name:?}")
+                ));
                 if out.json {
                     out.json(&Vec::<Contact>::new())?;
                 }
@@ -72,7 +75,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if out.json {
         return out.json(&contacts);
     }
-    let mut table = out.table(["email", "organisation", "created"]);
+    let mut table = out.table([
+        crate::t!("col-email"),
+        crate::t!("col-organisation"),
+        crate::t!("col-created"),
+    ]);
     for c in &contacts {
         table.add_row(vec![
             crate::output::cell(&c.email),
@@ -81,6 +88,6 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         ]);
     }
     out.print(table.to_string());
-    out.print(format!("{} contact(s)", contacts.len()));
+    out.print(crate::t!("contacts-count", count = contacts.len()));
     Ok(())
 }

@@ -88,14 +88,14 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return out.json(&report);
     }
     if undo {
-        out.print(format!(
-            "{} address(es) taken off the suppression list",
-            report.removed.len()
+        out.print(crate::t!(
+            "unsubscribe-undone",
+            count = report.removed.len()
         ));
     } else {
-        out.print(format!(
-            "{} address(es) unsubscribed: later sends leave them out, deliver skips them",
-            report.suppressed.len()
+        out.print(crate::t!(
+            "unsubscribe-done",
+            count = report.suppressed.len()
         ));
     }
     Ok(())

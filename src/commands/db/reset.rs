@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::output::Output;
 use crate::postgres::Target;
+use crate::t;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -24,14 +25,15 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if options.dry_run {
         return print_dry_run(out, &target, &[CLEAN, SCHEMA]);
     }
-    out.note(format!("Target: {target}"));
+    out.note(t!("db-target", target = target.to_string()));
     if !options.yes {
+        let target_text = target.to_string();
         let asked = out.confirm(
-            &format!("This drops every mailsync table and all its rows in {target}, then recreates the schema. Continue?"),
-            &format!("refusing to reset {target} without confirmation: no terminal to ask on; pass --yes to reset unattended (nothing was changed)"),
+            &t!("reset-confirm", target = target_text.as_str()),
+            &t!("reset-no-terminal", target = target_text.as_str()),
         )?;
         if !asked {
-            out.note("Reset cancelled: nothing changed.");
+            out.note(t!("reset-cancelled"));
             return Ok(());
         }
     }

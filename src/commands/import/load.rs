@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::reader::Workbook;
@@ -267,10 +267,17 @@ fn bar(out: &Output, total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template(
-            "Importing [{bar:30}] {human_pos}/{human_len} contacts · {per_sec} · ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        // The messages place indicatif's keys, given as their arguments.
+        crate::output::progress_style(&format!(
+            "{} [{{bar:30}}] {} · {{rate}} · {}",
+            crate::t!("import-progress"),
+            crate::t!(
+                "import-progress-contacts",
+                count = "{count}",
+                total = "{total}"
+            ),
+            crate::t!("progress-eta", eta = "{eta}"),
+        ))
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -83,7 +83,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         let book = book.clone();
         let progress = spinner(
             out,
-            &format!("Reading {}", crate::output::cell(&book.sheet)),
+            &crate::t!("import-reading", sheet = crate::output::cell(&book.sheet)),
         );
         let bar = progress.clone();
         let scan = blocking(move || scan(&book, &org_spec, &email_spec, &bar)).await;
@@ -340,10 +340,10 @@ fn spinner(out: &Output, message: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    bar.set_style(crate::output::progress_style(&format!(
+        "{{spinner}} {{msg}}: {} ({{rate}})",
+        crate::t!("progress-rows", count = "{count}")
+    )));
     bar.set_message(message.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar

@@ -14,6 +14,7 @@ use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::spreadsheet::neutralize;
+use crate::t;
 
 /// How many rejects the summary shows on screen.
 const SHOWN_REJECTS: usize = 10;
@@ -77,13 +78,13 @@ impl Report {
     }
 
     pub fn partial_note(&self) -> String {
-        format!(
-            "{} of {} contacts were imported before the failure ({} created, {} updated, {} unchanged)",
-            self.written(),
-            self.unique,
-            self.contacts_created,
-            self.contacts_updated,
-            self.contacts_unchanged
+        t!(
+            "import-partial",
+            written = self.written(),
+            total = self.unique,
+            created = self.contacts_created,
+            updated = self.contacts_updated,
+            unchanged = self.contacts_unchanged
         )
     }
 
@@ -91,51 +92,63 @@ impl Report {
         if out.json {
             return out.json(self);
         }
+        let lang = crate::i18n::current();
+        let (file, sheet) = (self.file.as_str(), self.sheet.as_str());
         let headline = match outcome {
-            Outcome::Done => format!(
-                "Imported {} ({}): {} contacts in {:.1} s",
-                self.file,
-                self.sheet,
-                self.written(),
-                self.elapsed.as_secs_f64()
+            Outcome::Done => t!(
+                "import-done",
+                file = file,
+                sheet = sheet,
+                count = self.written(),
+                seconds = lang.seconds(self.elapsed.as_secs_f64())
             ),
-            Outcome::DryRun => format!(
-                "Dry run of {} ({}): {} contacts would be imported; nothing was written",
-                self.file, self.sheet, self.unique
+            Outcome::DryRun => t!(
+                "import-dry-run",
+                file = file,
+                sheet = sheet,
+                count = self.unique
             ),
-            Outcome::StrictRefused => format!(
-                "{} ({}): {} row(s) rejected; --strict: nothing was written",
-                self.file,
-                self.sheet,
-                self.rejects.len()
+            Outcome::StrictRefused => t!(
+                "import-strict-refused",
+                file = file,
+                sheet = sheet,
+                count = self.rejects.len()
             ),
-            Outcome::Interrupted => format!(
-                "Interrupted: {} of {} contacts of {} were imported",
-                self.written(),
-                self.unique,
-                self.file
+            Outcome::Interrupted => t!(
+                "import-interrupted",
+                written = self.written(),
+                total = self.unique,
+                file = file
             ),
         };
         out.print(headline);
-        let mut table = out.table(["", "rows"]);
-        let mut line = |label: &str, n: u64| {
-            table.add_row(vec![label.to_string(), n.to_string()]);
+        let mut table = out.table([String::new(), t!("import-col-rows")]);
+        let mut line = |label: String, n: u64| {
+            table.add_row(vec![label, lang.count(n)]);
         };
-        line("data rows read", self.rows);
-        line("blank (skipped)", self.blank);
-        line("rejected", self.invalid);
-        line("duplicate emails (last row kept)", self.duplicates);
+        line(t!("import-rows-read"), self.rows);
+        line(t!("import-blank"), self.blank);
+        line(t!("import-rejected"), self.invalid);
+        line(t!("import-duplicates"), self.duplicates);
         if matches!(outcome, Outcome::Done | Outcome::Interrupted) {
-            line("contacts created", self.contacts_created);
-            line("contacts updated", self.contacts_updated);
-            line("contacts unchanged", self.contacts_unchanged);
-            line("organisations created", self.organizations_created);
+            line(t!("import-created"), self.contacts_created);
+            line(t!("import-updated"), self.contacts_updated);
+            line(t!("import-unchanged"), self.contacts_unchanged);
+            line(
+                t!("import-organisations-created"),
+                self.organizations_created,
+            );
         } else {
-            line("contacts to import", self.unique);
+            line(t!("import-to-import"), self.unique);
         }
         out.print(table.to_string());
         if !self.rejects.is_empty() {
-            let mut rejects = out.table(["row", "organisation", "email", "reason"]);
+            let mut rejects = out.table([
+                t!("col-row"),
+                t!("col-organisation"),
+                t!("col-email"),
+                t!("col-reason"),
+            ]);
             for r in self.rejects.iter().take(SHOWN_REJECTS) {
                 rejects.add_row(vec![
                     r.row.to_string(),
@@ -144,11 +157,11 @@ impl Report {
                     crate::output::cell(&r.reason),
                 ]);
             }
-            out.print(format!("Rejected rows:\n{rejects}"));
+            out.print(format!("{}\n{rejects}", t!("import-rejected-rows")));
             if self.rejects.len() > SHOWN_REJECTS {
-                out.print(format!(
-                    "… and {} more (--rejects PATH writes them all to a CSV file)",
-                    self.rejects.len() - SHOWN_REJECTS
+                out.print(t!(
+                    "import-more-rejects",
+                    count = self.rejects.len() - SHOWN_REJECTS
                 ));
             }
         }

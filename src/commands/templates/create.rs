@@ -31,6 +31,6 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if out.json {
         return out.json(&template);
     }
-    out.print(format!("Created template {name:?}"));
+    out.print(crate::t!("template-created", name = format!("{name:?}")));
     Ok(())
 }

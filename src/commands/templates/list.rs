@@ -21,7 +21,11 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     if out.json {
         return out.json(&rows);
     }
-    let mut table = out.table(["name", "subject", "created"]);
+    let mut table = out.table([
+        crate::t!("col-name"),
+        crate::t!("col-subject"),
+        crate::t!("col-created"),
+    ]);
     for t in &rows {
         table.add_row(vec![
             t.name.clone(),
@@ -30,6 +34,6 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         ]);
     }
     out.print(table.to_string());
-    out.print(format!("{} template(s)", rows.len()));
+    out.print(crate::t!("templates-count", count = rows.len()));
     Ok(())
 }

@@ -25,8 +25,10 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::i18n;
 use crate::output::Output;
 use crate::supabase::realtime;
+use crate::t;
 use data::Snapshot;
 use render::Rates;
 
@@ -88,7 +90,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let mut live = false;
     // The token Realtime uses, replaced when the session refreshes.
     let mut realtime_token = None;
-    let polling = format!("polling every {:.1} s", interval.as_secs_f64());
+    let polling = t!(
+        "watch-polling",
+        seconds = i18n::current().seconds(interval.as_secs_f64())
+    );
     let mut status = polling.clone();
     if options.mode != Mode::Poll {
         let settings = realtime::Settings::for_project(config, &token)?;
@@ -96,7 +101,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             Ok(connection) => {
                 out.debug("watch: joined Supabase Realtime; waiting for the subscription");
                 realtime_token = Some(settings.token.clone());
-                status = format!("{polling} (joining Supabase Realtime…)");
+                status = t!("watch-joining", polling = polling.as_str());
                 tokio::spawn(realtime::listen(settings, Some(connection), changes_tx));
                 listening = true;
             }
@@ -121,7 +126,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             }
         }
     }
-    let live_line = "live (Supabase Realtime)".to_string();
+    let live_line = t!("watch-live");
 
     let mut rates = RateMeter::default();
     let mut backoff = interval;
@@ -129,6 +134,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let mut trailing: Option<Instant> = None;
     let mut last_fetch = Instant::now() - COALESCE;
     let mut last: Option<Snapshot> = None;
+    // The last re-read failed: the status says so until one succeeds.
+    let mut fetch_failing = false;
     let mut resize = tokio::time::interval(Duration::from_millis(250));
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
@@ -155,15 +162,21 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                     }
                     Some(realtime::Event::Disconnected(reason)) => {
                         live = false;
-                        status = format!("{polling} (reconnecting to Realtime: {reason})");
+                        status = t!(
+                            "watch-reconnecting-realtime",
+                            polling = polling.as_str(),
+                            reason = reason.as_str()
+                        );
                         next_fetch = next_fetch.min(Instant::now() + interval);
                         if let Some(s) = &last { screen.show(s, &rates.rates, &status)?; }
                     }
                     Some(realtime::Event::Refused { reason, retry_in }) => {
                         live = false;
-                        status = format!(
-                            "{polling} ({reason}; trying Realtime again in {:.0} s)",
-                            retry_in.as_secs_f64()
+                        status = t!(
+                            "watch-realtime-refused",
+                            polling = polling.as_str(),
+                            reason = reason.as_str(),
+                            seconds = format!("{:.0} s", retry_in.as_secs_f64())
                         );
                         out.note(format!("watch: {status}"));
                         next_fetch = next_fetch.min(Instant::now() + interval);
@@ -172,7 +185,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                     None => {
                         listening = false;
                         live = false;
-                        status = format!("{polling} (Realtime closed)");
+                        status = t!("watch-realtime-closed", polling = polling.as_str());
                     }
                 }
                 continue;
@@ -215,7 +228,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             Ok(snapshot) => {
                 backoff = if live { SAFETY_POLL } else { interval };
                 next_fetch = Instant::now() + backoff;
-                if status.starts_with("reconnecting") {
+                if fetch_failing {
+                    fetch_failing = false;
                     status = if live {
                         live_line.clone()
                     } else {
@@ -239,10 +253,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             Err(e) => {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 next_fetch = Instant::now() + backoff;
-                status = format!(
-                    "reconnecting… retrying in {:.0} s ({})",
-                    backoff.as_secs_f64(),
-                    e.message()
+                fetch_failing = true;
+                status = t!(
+                    "watch-retrying",
+                    seconds = format!("{:.0} s", backoff.as_secs_f64()),
+                    reason = e.message()
                 );
                 match &last {
                     Some(s) => screen.show(s, &rates.rates, &status)?,

@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 use super::data::Snapshot;
 use crate::domain::CampaignAnalytics;
+use crate::i18n::{self, Lang};
 use crate::output::timestamp_cell;
+use crate::t_in;
 
 /// How many finished campaigns the screen shows.
 pub const SHOWN_FINISHED: usize = 8;
@@ -14,21 +16,33 @@ pub const SHOWN_FINISHED: usize = 8;
 /// Emails settled per second for one campaign, measured between refreshes.
 pub type Rates = HashMap<String, f64>;
 
-/// Renders one refresh for a terminal `width` columns wide.
+/// Renders one refresh for a terminal `width` columns wide, in the run's
+/// language.
 pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) -> String {
+    screen_in(i18n::current(), snapshot, rates, width, status)
+}
+
+/// [`screen`] in the language `lang`.
+pub fn screen_in(
+    lang: Lang,
+    snapshot: &Snapshot,
+    rates: &Rates,
+    width: usize,
+    status: &str,
+) -> String {
     let width = width.max(20);
     let mut out = String::new();
     let d = snapshot.dashboard.clone().unwrap_or_default();
     line(
         &mut out,
         width,
-        &format!(
-            "{} contacts · {} organisations · {} active campaign{} · {} emails sent today",
-            count(d.total_contacts),
-            count(d.total_organizations),
-            count(d.active_campaigns),
-            plural(d.active_campaigns),
-            count(d.emails_sent_today),
+        &t_in!(
+            lang,
+            "watch-summary",
+            contacts = d.total_contacts,
+            organizations = d.total_organizations,
+            active = d.active_campaigns,
+            sent_today = d.emails_sent_today,
         ),
     );
     if !status.is_empty() {
@@ -40,13 +54,17 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
     line(
         &mut out,
         width,
-        &format!("Envoi en progression ({})", sending.len()),
+        &t_in!(lang, "watch-sending", count = sending.len()),
     );
     if sending.is_empty() {
-        line(&mut out, width, "  No campaign is sending.");
+        line(
+            &mut out,
+            width,
+            &format!("  {}", t_in!(lang, "watch-none-sending")),
+        );
     }
     for c in sending {
-        sending_block(&mut out, width, c, rates.get(&c.campaign_id).copied());
+        sending_block(lang, &mut out, width, c, rates.get(&c.campaign_id).copied());
     }
     out.push('\n');
 
@@ -54,16 +72,20 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
     line(
         &mut out,
         width,
-        &format!("Campagne terminée ({})", sent.len()),
+        &t_in!(lang, "watch-finished", count = sent.len()),
     );
     if sent.is_empty() {
-        line(&mut out, width, "  No finished campaign yet.");
+        line(
+            &mut out,
+            width,
+            &format!("  {}", t_in!(lang, "watch-none-finished")),
+        );
     }
     for c in sent.iter().take(SHOWN_FINISHED) {
         line(&mut out, width, &format!("  {}", c.campaign_name));
-        let mut items = figures(c);
+        let mut items = figures(lang, c);
         if let Some(t) = c.completed_at.as_deref() {
-            items.push(format!("completed {}", timestamp_cell(t)));
+            items.push(t_in!(lang, "watch-completed-at", at = timestamp_cell(t)));
         }
         flow(&mut out, width, &items);
     }
@@ -71,22 +93,35 @@ pub fn screen(snapshot: &Snapshot, rates: &Rates, width: usize, status: &str) ->
         line(
             &mut out,
             width,
-            &format!("  … and {} more", sent.len() - SHOWN_FINISHED),
+            &format!(
+                "  {}",
+                t_in!(lang, "watch-more", count = sent.len() - SHOWN_FINISHED)
+            ),
         );
     }
     out
 }
 
-fn sending_block(out: &mut String, width: usize, c: &CampaignAnalytics, rate: Option<f64>) {
+fn sending_block(
+    lang: Lang,
+    out: &mut String,
+    width: usize,
+    c: &CampaignAnalytics,
+    rate: Option<f64>,
+) {
     line(out, width, &format!("  {}", c.campaign_name));
     let percent = c.progress.clamp(0.0, 100.0);
     let remaining = c.pending_count + c.sending_count;
     let pace = match rate {
-        Some(r) if r > 0.0 => format!(" · {} · ETA {}", per_second(r), eta(remaining as f64 / r)),
-        Some(_) => " · 0/s".to_string(),
+        Some(r) if r > 0.0 => format!(
+            " · {} · {}",
+            lang.per_second(r),
+            t_in!(lang, "watch-eta", eta = eta(remaining as f64 / r))
+        ),
+        Some(_) => format!(" · {}", lang.per_second(0.0)),
         None => String::new(),
     };
-    let label = format!(" {percent:5.1}%");
+    let label = format!(" {:>6}", lang.percent(percent));
     // The bar, its percentage and the pace on one line when they fit; the
     // bar shrinks first, then the pace moves to the next line.
     let fixed = 6 + label.chars().count();
@@ -114,21 +149,23 @@ fn sending_block(out: &mut String, width: usize, c: &CampaignAnalytics, rate: Op
             );
         }
     }
-    flow(out, width, &figures(c));
+    flow(out, width, &figures(lang, c));
 }
 
-/// The figures of a campaign, as short items.
-fn figures(c: &CampaignAnalytics) -> Vec<String> {
+/// The figures of a campaign, as short items. "sent" is
+/// [`CampaignAnalytics::sent`], as on every screen.
+fn figures(lang: Lang, c: &CampaignAnalytics) -> Vec<String> {
     vec![
-        format!(
-            "{} sent of {}",
-            count(c.sent_count + c.delivered_count),
-            count(c.total_emails)
+        t_in!(
+            lang,
+            "watch-sent-of",
+            sent = c.sent(),
+            total = c.total_emails
         ),
-        format!("{} delivered", count(c.delivered_count)),
-        format!("{} failed", count(c.failed_count)),
-        format!("{} bounced", count(c.bounced_count)),
-        format!("success {:.2}%", c.success_rate),
+        t_in!(lang, "watch-delivered", count = c.delivered_count),
+        t_in!(lang, "watch-bounced", count = c.bounced_count),
+        t_in!(lang, "watch-failed", count = c.failed_count),
+        t_in!(lang, "watch-success", rate = lang.percent(c.success_rate)),
     ]
 }
 
@@ -168,34 +205,6 @@ fn line(out: &mut String, width: usize, text: &str) {
     out.push('\n');
 }
 
-fn count(n: i64) -> String {
-    let digits = n.max(0).to_string();
-    let mut grouped = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(' ');
-        }
-        grouped.push(ch);
-    }
-    grouped
-}
-
-fn plural(n: i64) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
-fn per_second(rate: f64) -> String {
-    if rate >= 10.0 {
-        format!("{}/s", count(rate.round() as i64))
-    } else {
-        format!("{rate:.1}/s")
-    }
-}
-
 fn eta(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     let mut text = String::new();
@@ -214,14 +223,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_durations_read_well() {
-        assert_eq!(count(1234567), "1 234 567");
-        assert_eq!(count(12), "12");
+    fn durations_read_well() {
         assert_eq!(eta(59.4), "59s");
         assert_eq!(eta(61.0), "1m01s");
         assert_eq!(eta(3725.0), "1h02m");
-        assert_eq!(per_second(3.25), "3.2/s");
-        assert_eq!(per_second(1500.0), "1 500/s");
     }
 
     #[test]

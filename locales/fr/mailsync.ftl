@@ -1,0 +1,264 @@
+# Les messages de mailsync en français (choisis par la locale `fr*` ou
+# `--lang fr`). Mêmes identifiants que locales/en/mailsync.ftl ; les nombres
+# sont écrits par le code (src/i18n) : `{ $count }` donne 12 480.
+
+test-count = { $count ->
+    [one] { $count } campagne
+   *[other] { $count } campagnes
+}
+
+## campaigns watch
+
+watch-summary = { $contacts ->
+        [one] { $contacts } contact
+       *[other] { $contacts } contacts
+    } · { $organizations ->
+        [one] { $organizations } organisation
+       *[other] { $organizations } organisations
+    } · { $active ->
+        [one] { $active } campagne active
+       *[other] { $active } campagnes actives
+    } · { $sent_today ->
+        [one] { $sent_today } e-mail envoyé aujourd’hui
+       *[other] { $sent_today } e-mails envoyés aujourd’hui
+    }
+watch-sending = Envoi en progression ({ $count })
+watch-none-sending = Aucune campagne en cours d’envoi.
+watch-finished = Campagne terminée ({ $count })
+watch-none-finished = Aucune campagne terminée pour l’instant.
+watch-more = … et { $count } de plus
+watch-completed-at = terminée le { $at }
+watch-eta = fin dans { $eta }
+watch-sent-of = { $sent ->
+        [one] { $sent } envoyé
+       *[other] { $sent } envoyés
+    } sur { $total }
+watch-delivered = { $count ->
+        [one] { $count } remis
+       *[other] { $count } remis
+    }
+watch-failed = { $count } en échec
+watch-bounced = { $count ->
+        [one] { $count } rebond
+       *[other] { $count } rebonds
+    }
+watch-success = réussite { $rate }
+watch-polling = relevé toutes les { $seconds }
+watch-joining = { $polling } (connexion à Supabase Realtime…)
+watch-live = en direct (Supabase Realtime)
+watch-reconnecting-realtime = { $polling } (reconnexion à Realtime : { $reason })
+watch-realtime-refused = { $polling } ({ $reason } ; nouvel essai de Realtime dans { $seconds })
+watch-realtime-closed = { $polling } (Realtime fermé)
+watch-retrying = reconnexion… nouvel essai dans { $seconds } ({ $reason })
+
+## progression (les clés d’indicatif comme {count} sont passées en arguments)
+
+progress-eta = fin dans { $eta }
+progress-rows = { $count } lignes
+import-progress = Import
+import-progress-contacts = { $count }/{ $total } contacts
+import-reading = Lecture de { $sheet }
+export-progress = export : { $count } contacts ({ $rate })
+
+## en-têtes des tableaux
+
+col-id = id
+col-name = nom
+col-status = statut
+col-created = créée
+col-emails = e-mails
+col-sent = envoyés
+col-delivered = remis
+col-bounced = rebonds
+col-failed = échecs
+col-success = réussite
+
+## campaigns list, dashboard
+
+campaigns-count = { $count ->
+    [one] { $count } campagne
+   *[other] { $count } campagnes
+}
+dashboard-contacts = contacts
+dashboard-organisations = organisations
+dashboard-active-campaigns = campagnes actives
+dashboard-sent-today = e-mails envoyés aujourd’hui
+col-row = ligne
+col-organisation = organisation
+col-email = e-mail
+col-reason = motif
+
+## bilan d’import
+
+import-done = Import de { $file } ({ $sheet }) : { $count ->
+        [one] { $count } contact
+       *[other] { $count } contacts
+    } en { $seconds }
+import-dry-run = Essai à blanc de { $file } ({ $sheet }) : { $count ->
+        [one] { $count } contact serait importé
+       *[other] { $count } contacts seraient importés
+    } ; rien n’a été écrit
+import-strict-refused = { $file } ({ $sheet }) : { $count ->
+        [one] { $count } ligne refusée
+       *[other] { $count } lignes refusées
+    } ; --strict : rien n’a été écrit
+import-interrupted = Interrompu : { $written } contacts sur { $total } de { $file } ont été importés
+import-partial = { $written } contacts sur { $total } ont été importés avant l’échec ({ $created } créés, { $updated } mis à jour, { $unchanged } inchangés)
+import-col-rows = lignes
+import-rows-read = lignes de données lues
+import-blank = vides (ignorées)
+import-rejected = refusées
+import-duplicates = e-mails en double (dernière ligne gardée)
+import-created = contacts créés
+import-updated = contacts mis à jour
+import-unchanged = contacts inchangés
+import-organisations-created = organisations créées
+import-to-import = contacts à importer
+import-rejected-rows = Lignes refusées :
+import-more-rejects = … et { $count } de plus (--rejects CHEMIN les écrit toutes dans un fichier CSV)
+
+## campaigns deliver (« envoyé » = parti de l’expéditeur : accepté ou rebond)
+
+deliver-progress = Envoi
+deliver-progress-counts = envoyés { $sent } · rebonds { $bounced } · échecs { $failed }
+deliver-dry-run = Essai à blanc : { $queued ->
+        [one] { $queued } e-mail en file
+       *[other] { $queued } e-mails en file
+    }, { $unknown } à l’issue inconnue ; le serveur SMTP { $smtp } répond. Rien n’a été pris ni envoyé.
+deliver-done = Remis via { $smtp } : { $sent ->
+        [one] { $sent } envoyé
+       *[other] { $sent } envoyés
+    } ({ $accepted } acceptés, { $bounced } rebonds), { $failed } en échec, { $suppressed } supprimés ({ $retries } nouveaux essais) en { $seconds }, { $rate }
+deliver-released = { $count ->
+        [one] { $count } e-mail pris n’a pas été essayé et attend de nouveau
+       *[other] { $count } e-mails pris n’ont pas été essayés et attendent de nouveau
+    }
+deliver-nothing = Rien à remettre : aucun e-mail en file dans vos campagnes en cours d’envoi.
+
+## questions
+
+prompt-yes-no = [o/N]
+# Réponses comprises comme oui, en plus de y et yes, séparées par des espaces.
+prompt-yes-answers = o oui
+prompt-email = E-mail
+prompt-password = Mot de passe
+db-target = Cible : { $target }
+reset-confirm = Ceci supprime toutes les tables de mailsync et toutes leurs lignes dans { $target }, puis recrée le schéma. Continuer ?
+reset-no-terminal = réinitialisation de { $target } refusée sans confirmation : pas de terminal où demander ; passez --yes pour la faire sans surveillance (rien n’a été changé)
+reset-cancelled = Réinitialisation annulée : rien n’a changé.
+
+## campaigns send ({ $organization } vaut send-of-organization ou
+## send-for-organization, ou rien)
+
+send-of-organization = {" "}de { $organization }
+send-for-organization = {" "}pour { $organization }
+send-no-terminal = envoi de { $name } refusé sans confirmation : pas de terminal où demander ; passez --yes (rien n’a été mis en file)
+send-confirm = Mettre en file la campagne { $name } pour { $recipients ->
+        [one] { $recipients } destinataire
+       *[other] { $recipients } destinataires
+    }{ $organization } ?
+send-confirm-continue = Continuer la mise en file de la campagne { $name } ({ $queued ->
+        [one] { $queued } e-mail en file
+       *[other] { $queued } e-mails en file
+    } jusqu’ici, { $recipients ->
+        [one] { $recipients } destinataire
+       *[other] { $recipients } destinataires
+    } en tout{ $organization }) ?
+send-cancelled = Pas envoyé : rien n’a changé.
+send-progress = Mise en file
+send-progress-contacts = sur { $total } contacts
+send-progress-queued = { $count } en file
+send-queued = La campagne { $name } est { $status } : { $count ->
+        [one] { $count } e-mail en file
+       *[other] { $count } e-mails en file
+    }{ $organization }
+send-already-queued = La campagne { $name } était déjà en file : { $count ->
+        [one] { $count } e-mail
+       *[other] { $count } e-mails
+    }{ $organization }, plus rien à mettre en file ; elle est { $status }
+send-queued-resumed = La campagne { $name } est { $status } : { $count } e-mails en file{ $organization } ({ $now } par cette exécution, le reste par une précédente)
+send-suppressed = { $count ->
+        [one] { $count } contact laissé de côté
+       *[other] { $count } contacts laissés de côté
+    } : désabonnés ou en rebond (mailsync contacts unsubscribe --undo EMAIL en reprend un)
+send-next = Remettez-la avec : mailsync campaigns deliver ; suivez-la avec : mailsync campaigns watch --until-done
+
+## erreurs ($what est ce qui était en cours, p. ex. « creating the template »)
+
+error-line = erreur : { $message }
+hint-line = conseil : { $hint }
+detail-line = détail : { $detail }
+error-not-signed-in = pas de session ouverte sur { $project } : lancez `mailsync login`, ou définissez MAILSYNC_ACCESS_TOKEN (sur la pile locale : `scripts/local-stack.sh token <uuid>`)
+error-no-campaign-id = aucune campagne d’id { $id }
+error-no-campaign-named = aucune campagne nommée { $text } ni dont l’id commence par { $text }
+error-campaigns-ambiguous = { $count } campagnes correspondent à { $text } : { $matches }
+hint-campaigns-list = `mailsync campaigns list` montre les vôtres
+hint-campaigns-list-ids = `mailsync campaigns list` montre les vôtres, avec leurs ids
+hint-longer-prefix = désignez-en une par un début d’id plus long (voir `mailsync campaigns list`)
+error-api-key-refused = { $what } : { $project } a refusé la clé d’API ({ $message })
+hint-api-key = vérifiez SUPABASE_ANON_KEY : la clé anon (publishable) du projet, dans ses réglages d’API
+error-permission = { $what } : permission refusée (sécurité au niveau des lignes, ou un privilège manquant)
+error-token-expired = votre jeton d’accès a expiré
+error-token-refused = le jeton d’accès a été refusé (invalide, ou d’un autre projet)
+hint-local-token = la pile locale n’a pas de serveur Auth : prenez un nouveau jeton avec `export MAILSYNC_ACCESS_TOKEN="$(scripts/local-stack.sh token <uuid>)"`
+hint-login-again = reconnectez-vous avec `mailsync login`, ou définissez un MAILSYNC_ACCESS_TOKEN neuf
+hint-db-apply = le schéma de mailsync est-il appliqué ? lancez `mailsync db apply`
+error-duplicate = { $what } : vous avez déjà { $object ->
+        [template] un modèle
+        [campaign-email] un e-mail de campagne
+        [campaign] une campagne
+        [organisation] une organisation
+        [contact] un contact
+       *[other] un enregistrement
+    } { $value ->
+        [none] de ce nom
+       *[other] { $value }
+    }
+hint-duplicate = choisissez un autre nom, ou utilisez { $object ->
+        [template] le modèle existant
+        [campaign-email] l’e-mail de campagne existant
+        [campaign] la campagne existante
+        [organisation] l’organisation existante
+        [contact] le contact existant
+       *[other] l’enregistrement existant
+    }
+error-missing-reference = { $what } : { $object ->
+        [template] le modèle
+        [campaign-email] l’e-mail de campagne
+        [campaign] la campagne
+        [organisation] l’organisation
+        [contact] le contact
+       *[other] l’enregistrement
+    } en question n’existe pas (ou n’est pas à vous)
+
+## contacts, modèles, rapport
+
+col-subject = objet
+contacts-count = { $count ->
+        [one] { $count } contact
+       *[other] { $count } contacts
+    }
+contacts-no-organisation = aucune organisation nommée { $name }
+templates-count = { $count ->
+        [one] { $count } modèle
+       *[other] { $count } modèles
+    }
+export-done = { $count ->
+        [one] { $count } contact exporté
+       *[other] { $count } contacts exportés
+    }{ $organization } vers { $file } en { $seconds }
+report-done = { $file } écrit : campagne { $name }, { $count ->
+        [one] { $count } destinataire
+       *[other] { $count } destinataires
+    }
+unsubscribe-undone = { $count ->
+        [one] { $count } adresse retirée de la liste d’exclusion
+       *[other] { $count } adresses retirées de la liste d’exclusion
+    }
+unsubscribe-done = { $count ->
+        [one] { $count } adresse désabonnée
+       *[other] { $count } adresses désabonnées
+    } : les envois suivants les laissent de côté, deliver les saute
+template-created = Modèle { $name } créé
+campaign-created = Campagne { $name } créée ({ $id }), statut { $status }
+campaign-send-next = Envoyez-la avec : mailsync campaigns send { $id }
