@@ -306,7 +306,7 @@ async fn dry_run_and_strict_write_nothing() {
     let strict = run_as(&stack, &user, &["import", path_str(&file), "--strict"]);
     assert_eq!(strict.status.code(), Some(4), "{}", stderr(&strict));
     assert!(
-        stderr(&strict).contains("3 row(s) rejected"),
+        stderr(&strict).contains("3 rows rejected"),
         "{}",
         stderr(&strict)
     );

@@ -254,3 +254,33 @@ unsubscribe-done = { $count ->
 template-created = Created template { $name }
 campaign-created = Created campaign { $name } ({ $id }), status { $status }
 campaign-send-next = Send it with: mailsync campaigns send { $id }
+
+## import errors (row numbers are passed as text: never grouped)
+
+import-error-strict = { $file }: { $count ->
+        [one] { $count } row rejected
+       *[other] { $count } rows rejected
+    }; --strict wrote nothing
+import-error-interrupted = interrupted: rows before { $row } are imported; run the same command again to finish (nothing is duplicated)
+import-error-no-data = { $file }: sheet { $sheet } has no data rows{ $below_header ->
+        [yes] {" "}below its header
+       *[other] {""}
+    }
+import-error-no-email-column = { $file }: sheet { $sheet } has no column { $column } (the email column): its rows have { $count ->
+        [one] { $count } column
+       *[other] { $count } columns
+    } (A to { $last })
+import-hint-email-column = pass --email-column with a column from A to { $last }
+import-hint-looks-like-emails = column { $letter } looks like emails: try --email-column { $letter }
+import-seen-header = header row { $row }: { $cells }
+import-seen-no-header = no header row
+import-first-reason = ; first reason: row { $row } { $reason }
+import-error-mostly-rejected = { $file }: { $rejected } of { $data } rows rejected, nothing was imported ({ $seen }; emails read from column { $email }, organisations from column { $organization }{ $why })
+import-hint-check-rows = check the rows with --dry-run --rejects rejects.csv; choose the columns with --email-column and --org-column
+
+## usage errors
+
+watch-error-interval = --interval must be at least 0.5 seconds
+login-error-email-flag = --email is required without a terminal
+login-error-email-empty = an email is required
+login-error-password-terminal = no terminal to ask for the password on: pass --password-stdin and pipe it

@@ -262,3 +262,33 @@ unsubscribe-done = { $count ->
 template-created = Modèle { $name } créé
 campaign-created = Campagne { $name } créée ({ $id }), statut { $status }
 campaign-send-next = Envoyez-la avec : mailsync campaigns send { $id }
+
+## erreurs d’import (les numéros de ligne sont passés en texte : jamais groupés)
+
+import-error-strict = { $file } : { $count ->
+        [one] { $count } ligne refusée
+       *[other] { $count } lignes refusées
+    } ; --strict n’a rien écrit
+import-error-interrupted = interrompu : les lignes avant la ligne { $row } sont importées ; relancez la même commande pour finir (rien n’est importé deux fois)
+import-error-no-data = { $file } : la feuille { $sheet } n’a aucune ligne de données{ $below_header ->
+        [yes] {" "}sous son en-tête
+       *[other] {""}
+    }
+import-error-no-email-column = { $file } : la feuille { $sheet } n’a pas de colonne { $column } (la colonne des e-mails) : ses lignes ont { $count ->
+        [one] { $count } colonne
+       *[other] { $count } colonnes
+    } (de A à { $last })
+import-hint-email-column = passez --email-column avec une colonne de A à { $last }
+import-hint-looks-like-emails = la colonne { $letter } ressemble à des e-mails : essayez --email-column { $letter }
+import-seen-header = ligne d’en-tête { $row } : { $cells }
+import-seen-no-header = pas de ligne d’en-tête
+import-first-reason = {" "}; premier motif : ligne { $row } { $reason }
+import-error-mostly-rejected = { $file } : { $rejected } lignes refusées sur { $data }, rien n’a été importé ({ $seen } ; e-mails lus dans la colonne { $email }, organisations dans la colonne { $organization }{ $why })
+import-hint-check-rows = vérifiez les lignes avec --dry-run --rejects rejets.csv ; choisissez les colonnes avec --email-column et --org-column
+
+## erreurs d’usage
+
+watch-error-interval = --interval doit valoir au moins 0,5 seconde
+login-error-email-flag = --email est requis sans terminal
+login-error-email-empty = un e-mail est requis
+login-error-password-terminal = pas de terminal où demander le mot de passe : passez --password-stdin et envoyez-le par un tube

@@ -39,10 +39,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         None if interactive && !options.password_stdin => {
             out.ask(&format!("{}: ", crate::t!("prompt-email")))?
         }
-        None => return Err(Error::usage("--email is required without a terminal")),
+        None => return Err(Error::usage(crate::t!("login-error-email-flag"))),
     };
     if email.is_empty() {
-        return Err(Error::usage("an email is required"));
+        return Err(Error::usage(crate::t!("login-error-email-empty")));
     }
     let password = if options.password_stdin {
         let mut line = String::new();
@@ -51,9 +51,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     } else if interactive {
         Secret::new(out.ask_secret(&format!("{}: ", crate::t!("prompt-password")))?)
     } else {
-        return Err(Error::usage(
-            "no terminal to ask for the password on: pass --password-stdin and pipe it",
-        ));
+        return Err(Error::usage(crate::t!("login-error-password-terminal")));
     };
     if password.expose().is_empty() {
         return Err(Error::usage("an empty password"));

@@ -97,10 +97,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 
     if options.strict && !report.rejects.is_empty() {
         report.print(out, report::Outcome::StrictRefused)?;
-        return Err(Error::check_failed(format!(
-            "{}: {} row(s) rejected; --strict wrote nothing",
-            book.path.display(),
-            report.rejects.len()
+        return Err(Error::check_failed(crate::t!(
+            "import-error-strict",
+            file = book.path.display().to_string(),
+            count = report.rejects.len()
         )));
     }
     let Some(client) = client else {
@@ -113,8 +113,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         Ok(Sent::All) => report.print(out, report::Outcome::Done),
         Ok(Sent::Interrupted { next_row }) => {
             report.print(out, report::Outcome::Interrupted)?;
-            Err(Error::failure(format!(
-                "interrupted: rows before {next_row} are imported; run the same command again to finish (nothing is duplicated)"
+            Err(Error::failure(crate::t!(
+                "import-error-interrupted",
+                row = next_row.to_string()
             )))
         }
         Err(e) => {
@@ -210,25 +211,26 @@ pub fn scan(
         }
     }
     if scan.rows == scan.blank {
-        return Err(Error::data(format!(
-            "{file}: sheet {:?} has no data rows{}",
-            book.sheet,
-            if is_header { " below its header" } else { "" }
+        return Err(Error::data(crate::t!(
+            "import-error-no-data",
+            file = file.as_str(),
+            sheet = format!("{:?}", book.sheet),
+            below_header = if is_header { "yes" } else { "no" }
         )));
     }
     if widest <= columns.email && scan.winners.is_empty() {
         let last = validate::column_letter(widest.saturating_sub(1));
-        let err = Error::data(format!(
-            "{file}: sheet {:?} has no column {} (the email column): its rows have {widest} column{} (A to {last})",
-            book.sheet,
-            validate::column_letter(columns.email),
-            if widest == 1 { "" } else { "s" },
+        let err = Error::data(crate::t!(
+            "import-error-no-email-column",
+            file = file.as_str(),
+            sheet = format!("{:?}", book.sheet),
+            column = validate::column_letter(columns.email),
+            count = widest,
+            last = last.as_str()
         ));
         return Err(match email_like.best(columns.email) {
             Some(hint) => err.with_hint(hint),
-            None => err.with_hint(format!(
-                "pass --email-column with a column from A to {last}"
-            )),
+            None => err.with_hint(crate::t!("import-hint-email-column", last = last.as_str())),
         });
     }
     let data = scan.rows - scan.blank;
@@ -282,7 +284,7 @@ impl EmailLike {
             .max_by_key(|(_, hits)| **hits)?;
         (*hits * 2 > self.rows).then(|| {
             let letter = validate::column_letter(column);
-            format!("column {letter} looks like emails: try --email-column {letter}")
+            crate::t!("import-hint-looks-like-emails", letter = letter)
         })
     }
 }
@@ -304,10 +306,11 @@ fn mostly_rejected(
         }
     };
     let seen = match header {
-        Some(h) => format!(
-            "header row {}: {}",
-            h.row,
-            h.cells
+        Some(h) => crate::t!(
+            "import-seen-header",
+            row = h.row.to_string(),
+            cells = h
+                .cells
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| !c.trim().is_empty())
@@ -315,23 +318,32 @@ fn mostly_rejected(
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        None => "no header row".to_string(),
+        None => crate::t!("import-seen-no-header"),
     };
     let why = scan
         .rejects
         .first()
-        .map(|r| format!("; first reason: row {} {}", r.row, r.reason))
+        .map(|r| {
+            crate::t!(
+                "import-first-reason",
+                row = r.row.to_string(),
+                reason = r.reason.as_str()
+            )
+        })
         .unwrap_or_default();
-    let err = Error::check_failed(format!(
-        "{file}: {rejected} of {data} rows rejected, nothing was imported ({seen}; emails read from column {}, organisations from column {}{why})",
-        named(scan.columns.email),
-        named(scan.columns.organization),
+    let err = Error::check_failed(crate::t!(
+        "import-error-mostly-rejected",
+        file = file,
+        rejected = rejected,
+        data = data,
+        seen = seen,
+        email = named(scan.columns.email),
+        organization = named(scan.columns.organization),
+        why = why
     ));
     match email_like.best(scan.columns.email) {
         Some(hint) => err.with_hint(hint),
-        None => err.with_hint(
-            "check the rows with --dry-run --rejects rejects.csv; choose the columns with --email-column and --org-column",
-        ),
+        None => err.with_hint(crate::t!("import-hint-check-rows")),
     }
 }
 

@@ -69,7 +69,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     if !options.interval_secs.is_finite() || options.interval_secs < 0.5 {
-        return Err(Error::usage("--interval must be at least 0.5 seconds"));
+        return Err(Error::usage(t!("watch-error-interval")));
     }
     let interval = Duration::from_secs_f64(options.interval_secs);
     let mut token = crate::supabase::user::access_token(config, out).await?;
