@@ -393,3 +393,50 @@ async fn verify_catches_drift_and_apply_rebuilds_counters_a_database_lacks() {
     assert!(verified.status.success(), "{}", stdout(&verified));
     db.drop(&stack).await;
 }
+
+/// `scripts/bench-analytics` at small sizes, so its checks run in CI: at
+/// each size the live views return the same rows as the counting views and
+/// the counters match a recount (a mismatch is exit 1), and both statement
+/// sizes of the write measurement run.
+#[tokio::test]
+async fn bench_analytics_checks_what_it_times_at_small_sizes() {
+    common::ready().await;
+    let db = format!("mailsync_bench_{}", Uuid::new_v4().simple());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/bench-analytics"
+        ))
+        .env("SIZES", "2000 20000")
+        .env("RUNS", "1")
+        .env("ROUNDS", "1")
+        .env("WRITE_SECONDS", "1")
+        .env("BENCH_DB", &db)
+        .env_remove("KEEP")
+        .output()
+        .expect("running scripts/bench-analytics")
+    })
+    .await
+    .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "exit {:?}\n{text}\n{err}", out.status);
+    for size in [2000, 20000] {
+        assert!(
+            err.contains(&format!(
+                "  {size} emails: live and counting views return the same rows (200 campaigns, 10 dashboards); counters match a recount"
+            )),
+            "{err}"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{size} "))),
+            "no timing row for {size}:\n{text}"
+        );
+    }
+    for batch in ["20 email(s) per statement", "1 email(s) per statement"] {
+        assert!(text.contains(batch), "{text}");
+    }
+    assert!(
+        text.contains("side by side: 20 per statement: ") && text.contains("1 per statement: "),
+        "{text}"
+    );
+}
