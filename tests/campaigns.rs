@@ -278,6 +278,10 @@ async fn templates_feed_campaigns() {
         &["campaigns", "create", "--name", "R", "--template", "nope"],
     );
     assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stderr(&missing),
+        "error: no template named \"nope\"\nhint: mailsync templates list shows yours\n"
+    );
 }
 
 #[tokio::test]
@@ -452,16 +456,46 @@ async fn watch_until_done_returns_once_the_last_email_settles() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Each refresh is one JSON line; read them as they come.
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut err = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut err, &mut text).unwrap();
+        text
+    });
+    let mut lines: Vec<Value> = Vec::new();
+    let started = Instant::now();
+    // Two refreshes that showed the campaign sending: the watch saw pending
+    // emails and went on watching rather than returning.
+    while lines
+        .iter()
+        .filter(|l| l["sending"].to_string().contains(&id))
+        .count()
+        < 2
+    {
+        let left = Duration::from_secs(15).saturating_sub(started.elapsed());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => lines.push(serde_json::from_str(&line).unwrap()),
+            Err(e) => panic!("no two refreshes showing the campaign sending ({e}): {lines:?}"),
+        }
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "still watching while emails are pending"
     );
     settle(&stack, &user, &id, "", "delivered").await;
     let started = Instant::now();
-    let output = loop {
-        if child.try_wait().unwrap().is_some() {
-            break child.wait_with_output().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -469,16 +503,18 @@ async fn watch_until_done_returns_once_the_last_email_settles() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(output.status.success());
-    let err = String::from_utf8_lossy(&output.stderr);
+    reader.join().unwrap();
+    lines.extend(
+        lines_rx
+            .try_iter()
+            .map(|l| serde_json::from_str(&l).unwrap()),
+    );
+    let err = err_reader.join().unwrap();
+    assert!(status.success());
     assert!(
         err.contains("Realtime is not available"),
         "auto falls back to polling and says so: {err}"
     );
-    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert!(lines.len() >= 2, "one JSON object per refresh");
     assert_eq!(lines.last().unwrap()["sending"], json!([]));
     assert_eq!(lines.last().unwrap()["sent"][0]["campaign_id"], id.as_str());
@@ -582,7 +618,7 @@ async fn send_on_a_terminal_shows_the_recipients_and_defaults_to_no() {
             &args,
             &[("MAILSYNC_ACCESS_TOKEN", &user.token)],
             answer,
-            Duration::from_millis(800),
+            "[y/N]",
         )
     };
     let declined = on_terminal("\n", &["--organization", "beta"]);

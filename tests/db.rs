@@ -280,7 +280,7 @@ fn reset_on_a_terminal(stack: &Stack, db: &ScratchDb, answer: &str) -> std::proc
         &["db", "reset"],
         &[("SUPABASE_DB_URL", &db.url)],
         answer,
-        std::time::Duration::from_millis(500),
+        "[y/N]",
     )
 }
 

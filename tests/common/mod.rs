@@ -310,15 +310,18 @@ pub fn mailsync(stack: &Stack, args: &[&str], extra_env: &[(&str, &str)]) -> Out
 }
 
 /// Runs mailsync on a pseudo-terminal (util-linux `script`), isolated as
-/// [`command`] does, and types `answer` at its prompt after `wait`.
+/// [`command`] does, and types `answer` once `prompt` is on the screen (as a
+/// person would: not after a guessed delay). Fails if the prompt has not
+/// appeared within 30 s, or the command ended without showing it.
 pub fn on_terminal(
     stack: &Stack,
     args: &[&str],
     extra_env: &[(&str, &str)],
     answer: &str,
-    wait: Duration,
+    prompt: &str,
 ) -> Output {
-    use std::io::Write;
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let line = std::iter::once(BIN)
         .chain(args.iter().copied())
@@ -336,12 +339,46 @@ pub fn on_terminal(
     let mut child = cmd
         .spawn()
         .expect("running `script` (util-linux) to get a terminal");
-    // Give the prompt time to appear before answering, as a person would.
-    std::thread::sleep(wait);
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let screen = screen.clone();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let shown = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+        if shown.contains(prompt) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            reader.join().unwrap();
+            panic!(
+                "the command ended ({status}) without showing {prompt:?}:\n{}",
+                String::from_utf8_lossy(&screen.lock().unwrap())
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {prompt:?} on the screen after 30 s:\n{shown}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(answer.as_bytes()).unwrap();
     drop(stdin);
-    child.wait_with_output().unwrap()
+    let mut output = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    output.stdout = std::mem::take(&mut *screen.lock().unwrap());
+    output
 }
 
 /// The one JSON document a `--json` command printed on stdout.
