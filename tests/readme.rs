@@ -4,6 +4,8 @@ mod common;
 
 use std::process::Command;
 
+use clap::CommandFactory;
+
 const README: &str = include_str!("../README.md");
 
 /// The completion lines work on a fresh machine: an empty home, only the
@@ -37,6 +39,20 @@ fn completion_examples_work_in_an_empty_home() {
         ran += 1;
     }
     assert_eq!(ran, 4, "{block}");
+    // Every script names every command and subcommand and their flags.
+    let cli = mailsync::cli::Cli::command();
+    let mut words: Vec<String> = Vec::new();
+    for sub in cli.get_subcommands().filter(|c| c.get_name() != "help") {
+        words.push(sub.get_name().to_string());
+        for nested in sub.get_subcommands().filter(|c| c.get_name() != "help") {
+            words.push(nested.get_name().to_string());
+        }
+    }
+    words.extend(["--json", "--env-file", "--email-column", "--dry-run"].map(String::from));
+    assert!(words.len() > 20, "{words:?}");
+    let bash = home
+        .path()
+        .join(".local/share/bash-completion/completions/mailsync");
     for file in [
         ".local/share/bash-completion/completions/mailsync",
         ".zfunc/_mailsync",
@@ -44,7 +60,62 @@ fn completion_examples_work_in_an_empty_home() {
         ".config/elvish/lib/mailsync.elv",
     ] {
         let text = std::fs::read_to_string(home.path().join(file)).unwrap();
-        assert!(text.contains("mailsync"), "{file}");
+        for word in &words {
+            // fish spells a long flag `-l json`.
+            let spelled = match word.strip_prefix("--") {
+                Some(long) if file.ends_with(".fish") => format!("-l {long}"),
+                _ => word.clone(),
+            };
+            assert!(text.contains(&spelled), "{file} lacks {spelled}");
+        }
+    }
+    assert!(
+        std::fs::read_to_string(home.path().join(".zfunc/_mailsync"))
+            .unwrap()
+            .starts_with("#compdef mailsync"),
+        "zsh loads it from fpath by its #compdef line"
+    );
+
+    // The bash script parses, registers itself, and completes as a shell
+    // would: the commands after `mailsync `, the subcommands after
+    // `mailsync db `, the flags after `mailsync import --`.
+    let syntax = Command::new("bash").arg("-n").arg(&bash).output().unwrap();
+    assert!(syntax.status.success(), "bash -n: {syntax:?}");
+    let complete = |line: &[&str]| -> Vec<String> {
+        let script = format!(
+            "source \"$1\"; complete -p mailsync >/dev/null || exit 9; COMP_WORDS=({}); \
+             COMP_CWORD={}; COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; \
+             _mailsync mailsync \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            line.iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            line.len() - 1
+        );
+        let out = Command::new("bash")
+            .args(["-c", &script, "_"])
+            .arg(&bash)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let top = complete(&["mailsync", ""]);
+    for command in cli.get_subcommands().map(|c| c.get_name()) {
+        assert!(top.iter().any(|w| w == command), "{command}: {top:?}");
+    }
+    let db = complete(&["mailsync", "db", ""]);
+    for sub in ["reset", "apply", "verify", "migration"] {
+        assert!(db.iter().any(|w| w == sub), "{sub}: {db:?}");
+    }
+    assert!(!db.iter().any(|w| w == "import"), "{db:?}");
+    let flags = complete(&["mailsync", "import", "--"]);
+    for flag in ["--email-column", "--org-column", "--dry-run", "--json"] {
+        assert!(flags.iter().any(|w| w == flag), "{flag}: {flags:?}");
     }
 }
 
