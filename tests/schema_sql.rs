@@ -254,3 +254,36 @@ async fn updated_at_moves_and_status_timestamps_follow_the_status() {
     assert_eq!(get(&p[0], "has_sent"), "t");
     assert_eq!(get(&p[0], "has_delivered"), "t");
 }
+
+/// `db verify` on a freshly reset database runs exactly the checks listed
+/// in `tests/snapshots/db_verify_checks.txt`, in that order, and all pass: a
+/// check that disappears (or a new object that goes unchecked) changes the
+/// list, which is reviewed with the schema change
+/// (`scripts/update-snapshots`).
+#[tokio::test]
+async fn db_verify_runs_exactly_the_listed_checks() {
+    let stack = common::ready().await;
+    let db = common::ScratchDb::create(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        common::command(&stack, dir.path())
+            .env("SUPABASE_DB_URL", &db.url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let reset = run(&["db", "reset", "--yes"]);
+    assert!(reset.status.success(), "{}", common::stderr(&reset));
+    let verify = run(&["--json", "db", "verify"]);
+    let report = common::json_of(&verify);
+    let checks = report["checks"].as_array().unwrap();
+    let failed: Vec<&serde_json::Value> = checks.iter().filter(|c| c["ok"] != true).collect();
+    assert!(verify.status.success() && failed.is_empty(), "{failed:#?}");
+    let mut list = format!("{} checks\n", checks.len());
+    for check in checks {
+        list.push_str(check["name"].as_str().unwrap());
+        list.push('\n');
+    }
+    db.drop(&stack).await;
+    common::assert_snapshot("db_verify_checks", &list);
+}
