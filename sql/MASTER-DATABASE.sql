@@ -60,6 +60,9 @@ insert into mailsync_objects (kind, name) values
   ('table', 'contacts'),
   ('table', 'organizations'),
   ('function', 'mailsync_set_updated_at()'),
+  ('function', 'mailsync_org_name(text)'),
+  ('function', 'mailsync_org_key(text)'),
+  ('function', 'organization_named(text)'),
   ('function', 'mailsync_normalize_contact()'),
   ('function', 'mailsync_normalize_organization()'),
   ('function', 'mailsync_create_missing_organizations()'),
@@ -72,6 +75,8 @@ insert into mailsync_objects (kind, name) values
   ('function', 'import_rows(jsonb)'),
   ('function', 'import_contacts(jsonb)'),
   ('function', 'resolve_send_organization(uuid, text)'),
+  ('function', 'send_recipients(uuid, text, uuid, integer)'),
+  ('function', 'count_send_recipients(text)'),
   ('function', 'queue_campaign_page(uuid, text, integer)'),
   ('function', 'send_campaign(uuid, text)'),
   ('function', 'mailsync_complete_settled_campaign()'),
@@ -243,6 +248,66 @@ do $$ begin  -- only mailsync's: an index of this name on another table is left 
 end $$;
 
 -- ---------------------------------------------------------------------------
+-- The organisation-name rule, written once.
+--
+-- A name is kept as written, trimmed, with every run of white space as one
+-- space; a blank name is no organisation (`mailsync_org_name`). Two names
+-- are the same organisation when their keys are equal: the kept name,
+-- lower-cased (`mailsync_org_key`). Accents count ("Équipe" is not
+-- "Equipe", "ÉQUIPE" is "équipe"); `_`, `%` and `\` are characters like
+-- any other: nothing matches by pattern.
+-- The triggers below store `organizations.name` and
+-- `contacts.organization_name` kept, so `organizations.name_key` is the key
+-- of an organisation and `lower(organization_name)` the key of a contact's
+-- (bulk paths use that, rather than calling the function once per row).
+-- Used by the triggers, `import_contacts`, `send_recipients` (`send_campaign`,
+-- `queue_campaign_page`), `count_send_recipients` (the count `mailsync
+-- campaigns send` asks about) and `organization_named` (`--organization`).
+-- ---------------------------------------------------------------------------
+
+create or replace function public.mailsync_org_name(name text)
+returns text
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+as $$
+begin
+  return nullif(pg_catalog.btrim(pg_catalog.regexp_replace(name, '\s+', ' ', 'g')), '');
+end;
+$$;
+
+create or replace function public.mailsync_org_key(name text)
+returns text
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+as $$
+begin
+  return pg_catalog.lower(public.mailsync_org_name(name));
+end;
+$$;
+
+-- The caller's organisation that `name` names, spelled as stored, or null.
+create or replace function public.organization_named(name text)
+returns text
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  -- `$1`: in SQL, `name` would be the column o.name.
+  select o.name from public.organizations o
+  where o.user_id = (select auth.uid()) and o.name_key = public.mailsync_org_key($1)
+$$;
+
+revoke all on function public.mailsync_org_name(text), public.mailsync_org_key(text),
+  public.organization_named(text) from public, anon;
+grant execute on function public.mailsync_org_name(text), public.mailsync_org_key(text),
+  public.organization_named(text) to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------
 -- Trigger functions (search_path pinned; everything schema-qualified)
 -- ---------------------------------------------------------------------------
 
@@ -257,8 +322,8 @@ begin
 end;
 $$;
 
--- Contacts are stored trimmed and lower-cased; an organisation name is
--- trimmed with inner runs of white space collapsed, and empty means none.
+-- Contacts are stored trimmed and lower-cased; an organisation name is kept
+-- by the organisation-name rule (blank means none).
 create or replace function public.mailsync_normalize_contact()
 returns trigger
 language plpgsql
@@ -266,7 +331,7 @@ set search_path = ''
 as $$
 begin
   new.email := lower(btrim(new.email));
-  new.organization_name := nullif(regexp_replace(btrim(new.organization_name), '\s+', ' ', 'g'), '');
+  new.organization_name := public.mailsync_org_name(new.organization_name);
   return new;
 end;
 $$;
@@ -277,7 +342,10 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  new.name := regexp_replace(btrim(new.name), '\s+', ' ', 'g');
+  -- A blank name becomes '', for the check constraint to refuse.
+  if new.name is not null then
+    new.name := coalesce(public.mailsync_org_name(new.name), '');
+  end if;
   return new;
 end;
 $$;
@@ -293,6 +361,7 @@ set search_path = ''
 as $$
 begin
   insert into public.organizations (user_id, name)
+  -- organization_name is kept (normalize_contact): lower() is its key.
   select distinct on (c.user_id, lower(c.organization_name)) c.user_id, c.organization_name
   from new_contacts c
   where c.organization_name is not null
@@ -836,14 +905,19 @@ language sql
 immutable
 set search_path = ''
 as $$
-  select distinct on (input.email) input.email, input.organization
-  from (
+  with input as (
     select lower(btrim(r.value ->> 'email')) as email,
-           nullif(btrim(regexp_replace(coalesce(r.value ->> 'organization', ''), '\s+', ' ', 'g')), '')
-             as organization,
+           r.value ->> 'organization' as written,
            r.ordinality
     from pg_catalog.jsonb_array_elements(rows) with ordinality as r(value, ordinality)
-  ) input
+  ), spelling as (
+    -- The organisation-name rule, once per distinct spelling of the batch.
+    select w.written, public.mailsync_org_name(w.written) as organization
+    from (select distinct i.written from input i where i.written is not null) w
+  )
+  select distinct on (input.email) input.email, spelling.organization
+  from input
+  left join spelling on spelling.written = input.written
   where input.email is not null and input.email <> ''
   order by input.email, input.ordinality desc
 $$;
@@ -890,6 +964,7 @@ begin
     select b.email, o.name as organization
     from public.import_rows(rows) b
     left join public.organizations o
+      -- b.organization is kept (import_rows): lower() is its key.
       on o.user_id = me and o.name_key = lower(b.organization)
   ), upserted as (
     insert into public.contacts as c (user_id, email, organization_name)
@@ -1002,14 +1077,13 @@ as $$
 declare
   org text;
 begin
-  organization := nullif(btrim(organization), '');
-  if organization is null then
+  if public.mailsync_org_key(organization) is null then
     return null;
   end if;
   select o.name into org
   from public.organizations o
   where o.user_id = me
-    and o.name_key = lower(btrim(regexp_replace(organization, '\s+', ' ', 'g')));
+    and o.name_key = public.mailsync_org_key(organization);
   if not found then
     raise exception 'no organisation named "%"', organization using errcode = 'P0001';
   end if;
@@ -1080,32 +1154,23 @@ begin
                         else format('run mailsync campaigns send again with --organization "%s"', job.organization) end;
   end if;
 
-  -- The next page of contacts in id order; recipient_email and
-  -- recipient_organization are filled here, set-wise, so the per-row lookup
-  -- trigger has nothing to do.
+  -- The next page of contacts in id order (send_recipients); recipient_email
+  -- and recipient_organization are filled here, set-wise, so the per-row
+  -- lookup trigger has nothing to do.
   with page as materialized (
-    select c.id, c.email, c.organization_name
-    from public.contacts c
-    where c.user_id = me
-      and (job.after_contact is null or c.id > job.after_contact)
-    order by c.id
-    limit size
+    select * from public.send_recipients(me, public.mailsync_org_key(org), job.after_contact, size)
   ), inserted as (
     insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
-    select me, target.id, p.id, p.email, p.organization_name
+    select me, target.id, p.contact_id, p.contact_email, p.contact_organization
     from page p
-    where (org is null or p.organization_name = org)
-      -- Unsubscribed or bounced addresses are left out (see suppressions).
-      and not exists (select 1 from public.suppressions s where s.user_id = me and s.email = p.email)
-    order by p.id
+    where p.is_recipient and not p.is_suppressed
+    order by p.contact_id
     returning 1
   )
-  select (select p.id from page p order by p.id desc limit 1),
+  select (select p.contact_id from page p order by p.contact_id desc limit 1),
          (select count(*) from page),
          (select count(*) from inserted),
-         (select count(*) from page p
-           where (org is null or p.organization_name = org)
-             and exists (select 1 from public.suppressions s where s.user_id = me and s.email = p.email))
+         (select count(*) from page p where p.is_recipient and p.is_suppressed)
     into last_contact, scanned, queued_now, suppressed_now;
 
   finished := scanned < size;
@@ -1184,19 +1249,18 @@ begin
   end if;
   org := public.resolve_send_organization(me, organization);
 
-  insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
-  select me, target.id, c.id, c.email, c.organization_name
-  from public.contacts c
-  where c.user_id = me
-    and (org is null or c.organization_name = org)
-    -- Unsubscribed or bounced addresses are left out (see suppressions).
-    and not exists (select 1 from public.suppressions s where s.user_id = me and s.email = c.email);
-  get diagnostics queued = row_count;
-  select count(*) into left_out
-  from public.contacts c
-  where c.user_id = me
-    and (org is null or c.organization_name = org)
-    and exists (select 1 from public.suppressions s where s.user_id = me and s.email = c.email);
+  with everyone as materialized (
+    select * from public.send_recipients(me, public.mailsync_org_key(org), null, null)
+  ), inserted as (
+    insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
+    select me, target.id, r.contact_id, r.contact_email, r.contact_organization
+    from everyone r
+    where r.is_recipient and not r.is_suppressed
+    returning 1
+  )
+  select (select count(*) from inserted),
+         (select count(*) from everyone r where r.is_recipient and r.is_suppressed)
+    into queued, left_out;
   if queued = 0 then
     raise exception 'campaign "%" has no recipients%: nothing was queued', target.name,
       case when org is null then '' else format(' in organisation "%s"', org) end
@@ -1609,6 +1673,89 @@ grant execute on function public.claim_emails(uuid, integer, integer, text, text
 
 -- `campaigns send` leaves suppressed addresses out and says how many.
 alter table public.campaign_sends add column if not exists suppressed bigint not null default 0;
+
+-- The recipient selection of a send, the one place `send_campaign` and
+-- `queue_campaign_page` make it: the caller's contacts after
+-- `after_contact` in id order (`max_contacts` of them, or all when null),
+-- each with whether it is a recipient (of the organisation whose key is
+-- `org_key`, or of any when null; see the organisation-name rule) and
+-- whether its address is suppressed (unsubscribed or bounced: left out).
+create or replace function public.send_recipients(
+  me uuid, org_key text, after_contact uuid, max_contacts integer)
+returns table (contact_id uuid, contact_email text, contact_organization text,
+               is_recipient boolean, is_suppressed boolean)
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+begin
+  return query
+  select r.id, r.email, r.organization_name, r.is_recipient,
+         r.is_recipient and exists (select 1 from public.suppressions s
+                                     where s.user_id = me and s.email = r.email)
+  from (
+    select c.id, c.email, c.organization_name,
+           -- organization_name is kept (normalize_contact): lower() is its key.
+           (org_key is null or pg_catalog.lower(c.organization_name) = org_key) as is_recipient
+    from public.contacts c
+    -- One range of the (user_id, id) index whatever the plan (no `or`).
+    where c.user_id = me
+      and c.id > coalesce(after_contact, '00000000-0000-0000-0000-000000000000'::uuid)
+    order by c.id
+    limit max_contacts
+  ) r
+  order by r.id;
+end;
+$$;
+
+-- What `mailsync campaigns send` asks about before queueing: how many emails
+-- a send to the caller's contacts (of `organization`, named by the
+-- organisation-name rule) would queue, how many contacts it leaves out as
+-- suppressed, and how many contacts it scans. Answers {"organization" (as
+-- stored, or null), "recipients", "suppressed", "contacts"}. The numbers are
+-- those of `send_recipients`, counted through the indexes: at a million
+-- contacts it is one index-only scan, well under a second.
+create or replace function public.count_send_recipients(organization text default null)
+returns jsonb
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+declare
+  me uuid := auth.uid();
+  org text;
+  org_key text;
+  contacts bigint;
+  matching bigint;
+  suppressed bigint;
+begin
+  if me is null then
+    raise exception 'count_send_recipients needs a signed-in user' using errcode = '42501';
+  end if;
+  org := public.resolve_send_organization(me, organization);
+  org_key := public.mailsync_org_key(org);
+  -- One index-only scan (contacts_user_organization_idx). As in
+  -- send_recipients, lower(organization_name) is a contact's key.
+  select count(*),
+         count(*) filter (where org_key is null or pg_catalog.lower(c.organization_name) = org_key)
+    into contacts, matching
+  from public.contacts c
+  where c.user_id = me;
+  select count(*) into suppressed
+  from public.suppressions s
+  join public.contacts c on c.user_id = s.user_id and c.email = s.email
+  where s.user_id = me and (org_key is null or pg_catalog.lower(c.organization_name) = org_key);
+  return jsonb_build_object('organization', org, 'recipients', matching - suppressed,
+                            'suppressed', suppressed, 'contacts', contacts);
+end;
+$$;
+
+revoke all on function public.send_recipients(uuid, text, uuid, integer),
+  public.count_send_recipients(text) from public, anon;
+grant execute on function public.send_recipients(uuid, text, uuid, integer),
+  public.count_send_recipients(text) to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
 -- Privileges: explicit, whatever the project's default privileges are.

@@ -22,12 +22,17 @@ async fn contacts(stack: &Stack, user: &User, n: usize, m: usize) {
                    "organization_name": if i < n { "Acme SARL" } else { "Beta" }})
         })
         .collect();
+    insert(stack, user, "contacts", json!(rows)).await;
+}
+
+/// Inserts `rows` into `table` as `user`, through REST.
+async fn insert(stack: &Stack, user: &User, table: &str, rows: Value) {
     let (status, body) = rest(
         stack,
         Method::POST,
-        "contacts",
+        table,
         Some(&user.token),
-        Some(json!(rows)),
+        Some(rows),
         None,
     )
     .await;
@@ -674,4 +679,81 @@ async fn campaigns_are_named_by_short_id_prefix_or_unique_name() {
     let missing = run_as(&stack, &user, &["campaigns", "send", "Nope", "--yes"]);
     assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("campaigns list"));
+}
+
+/// The count the `send` prompt shows is what is then queued, whatever the
+/// spelling: case, accents, runs of white space, and `_` and `%` (plain
+/// characters, never patterns), with an unsubscribed contact left out of
+/// both.
+#[tokio::test]
+async fn the_prompt_counts_what_is_queued_for_tricky_organisation_names() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let people = [
+        ("a@ecole.test", "École  Saint_Jean"),
+        ("b@ecole.test", "ÉCOLE SAINT_JEAN"),
+        ("c@ecole.test", "\técole saint_jean "),
+        ("d@ecole.test", "école saint_jean"),
+        ("e@decoy.test", "Ecole Saint_Jean"),
+        ("f@decoy.test", "École SaintXJean"),
+        ("g@remise.test", "Remise 50%"),
+        ("h@remise.test", "remise  50%"),
+        ("i@decoy.test", "Remise 500"),
+        ("j@decoy.test", "Remise 50"),
+    ];
+    let rows: Vec<Value> = people
+        .iter()
+        .map(|(email, org)| json!({"email": email, "organization_name": org}))
+        .collect();
+    insert(&stack, &user, "contacts", json!(rows)).await;
+    let unsubscribed = json!({"email": "d@ecole.test", "reason": "unsubscribed"});
+    insert(&stack, &user, "suppressions", unsubscribed).await;
+
+    for (typed, expected) in [
+        ("école   SAINT_JEAN", 3),
+        (" Ecole Saint_Jean", 1),
+        ("REMISE 50%", 2),
+        ("remise 50", 1),
+    ] {
+        let id = create(&stack, &user, &format!("To {typed}"));
+        let asked = common::on_terminal(
+            &stack,
+            &["campaigns", "send", &id, "--organization", typed],
+            &[("MAILSYNC_ACCESS_TOKEN", &user.token)],
+            "\n",
+            Duration::from_millis(800),
+        );
+        let screen = String::from_utf8_lossy(&asked.stdout).to_string();
+        let shown: i64 = screen
+            .split(" to ")
+            .nth(1)
+            .and_then(|rest| rest.split(" recipient").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no count in the prompt for {typed:?}: {screen}"));
+        let sent = run_as(
+            &stack,
+            &user,
+            &[
+                "--json",
+                "campaigns",
+                "send",
+                &id,
+                "--organization",
+                typed,
+                "--yes",
+            ],
+        );
+        assert!(sent.status.success(), "{typed:?}: {}", stderr(&sent));
+        let queued = json_of(&sent)["queued"].as_i64().unwrap();
+        assert_eq!(
+            (shown, queued),
+            (expected, expected),
+            "{typed:?}: the prompt said {shown}, {queued} were queued"
+        );
+        assert_eq!(
+            email_statuses(&id).await.len() as i64,
+            expected,
+            "{typed:?}"
+        );
+    }
 }

@@ -135,7 +135,8 @@ prompt-email = Email
 prompt-password = Password
 db-target = Target: { $target }
 reset-confirm = This drops every mailsync table and all its rows in { $target }, then recreates the schema. Continue?
-reset-no-terminal = refusing to reset { $target } without confirmation: no terminal to ask on; pass --yes to reset unattended (nothing was changed)
+reset-no-terminal = refusing to reset { $target } without confirmation: no terminal to ask on (nothing was changed)
+reset-no-terminal-hint = pass --yes to reset unattended
 reset-cancelled = Reset cancelled: nothing changed.
 
 ## campaigns send ({ $organization } is send-of-organization or
@@ -144,7 +145,9 @@ reset-cancelled = Reset cancelled: nothing changed.
 send-of-organization = {" "}of { $organization }
 send-for-organization = {" "}for { $organization }
 
-send-no-terminal = refusing to send { $name } without confirmation: no terminal to ask on; pass --yes (nothing was queued)
+send-no-terminal = refusing to send { $name } without confirmation: no terminal to ask on (nothing was queued)
+send-no-terminal-hint = pass --yes to send without asking
+send-left-out = , { $count } unsubscribed or bounced left out
 send-confirm = Queue campaign { $name } to { $recipients ->
         [one] { $recipients } recipient
        *[other] { $recipients } recipients

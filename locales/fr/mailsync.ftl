@@ -144,7 +144,8 @@ prompt-email = E-mail
 prompt-password = Mot de passe
 db-target = Cible : { $target }
 reset-confirm = Ceci supprime toutes les tables de mailsync et toutes leurs lignes dans { $target }, puis recrée le schéma. Continuer ?
-reset-no-terminal = réinitialisation de { $target } refusée sans confirmation : pas de terminal où demander ; passez --yes pour la faire sans surveillance (rien n’a été changé)
+reset-no-terminal = réinitialisation de { $target } refusée sans confirmation : pas de terminal où demander (rien n’a été changé)
+reset-no-terminal-hint = passez --yes pour la faire sans surveillance
 reset-cancelled = Réinitialisation annulée : rien n’a changé.
 
 ## campaigns send ({ $organization } vaut send-of-organization ou
@@ -152,7 +153,12 @@ reset-cancelled = Réinitialisation annulée : rien n’a changé.
 
 send-of-organization = {" "}de { $organization }
 send-for-organization = {" "}pour { $organization }
-send-no-terminal = envoi de { $name } refusé sans confirmation : pas de terminal où demander ; passez --yes (rien n’a été mis en file)
+send-no-terminal = envoi de { $name } refusé sans confirmation : pas de terminal où demander (rien n’a été mis en file)
+send-no-terminal-hint = passez --yes pour envoyer sans demander
+send-left-out = , { $count ->
+        [one] { $count } désinscrit ou en échec définitif écarté
+       *[other] { $count } désinscrits ou en échec définitif écartés
+    }
 send-confirm = Mettre en file la campagne { $name } pour { $recipients ->
         [one] { $recipients } destinataire
        *[other] { $recipients } destinataires

@@ -5,8 +5,10 @@
 //! send continues where it stopped and never queues a contact twice (the
 //! cursor lives on the server). The campaign becomes `sending` with the last
 //! page.
-//! Server side: `queue_campaign_page(campaign, organization, page_size)`,
-//! table `campaign_sends` and `organizations.name_key` in
+//! Server side: `count_send_recipients(organization)` (the prompt's count),
+//! `queue_campaign_page(campaign, organization, page_size)`, both selecting
+//! through `send_recipients` and the organisation-name rule
+//! (`mailsync_org_key`), and table `campaign_sends`, in
 //! `sql/MASTER-DATABASE.sql`.
 //! Tests: `tests/campaigns.rs`, `tests/hosted_client.rs`; benchmark:
 //! `scripts/bench-send`.
@@ -95,13 +97,17 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if target.status.can_send() && !options.yes {
         let no_terminal = t!("send-no-terminal", name = format!("{name:?}"));
         if !crate::output::can_ask() {
-            return Err(Error::usage(no_terminal));
+            return Err(Error::usage(no_terminal).with_hint(t!("send-no-terminal-hint")));
         }
-        let (recipients, organization) =
-            count_recipients(&client, options.organization.as_deref()).await?;
-        let organization = organization
+        let count = count_recipients(&client, options.organization.as_deref()).await?;
+        let recipients = count.recipients;
+        let mut organization = count
+            .organization
             .map(|o| t!("send-of-organization", organization = format!("{o:?}")))
             .unwrap_or_default();
+        if count.suppressed > 0 {
+            organization += &t!("send-left-out", count = count.suppressed);
+        }
         let question = match &earlier {
             Some(p) if p.queued_at.is_none() => t!(
                 "send-confirm-continue",
@@ -124,16 +130,15 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     }
 
     let started = Instant::now();
-    let total_contacts = if target.status.can_send() {
-        count_recipients(&client, None).await?.0
+    // The bar's length (the contacts to scan) costs a count: only for a bar.
+    let bar = if target.status.can_send() && shows_progress(out) {
+        let total = count_recipients(&client, options.organization.as_deref())
+            .await?
+            .contacts;
+        progress_bar(total, earlier.as_ref().map_or(0, |p| p.scanned))
     } else {
-        0
+        ProgressBar::hidden()
     };
-    let bar = progress_bar(
-        out,
-        total_contacts,
-        earlier.as_ref().map_or(0, |p| p.scanned),
-    );
     let mut size = FIRST_PAGE;
     let mut calls = 0u32;
     let mut slowest = Duration::ZERO;
@@ -300,9 +305,14 @@ async fn progress_of(client: &RestClient, campaign: &str) -> Result<Option<Earli
     Ok(rows.into_iter().next())
 }
 
-/// A bar over the contacts scanned, on a terminal and for large lists only.
-fn progress_bar(out: &Output, total: u64, done: u64) -> ProgressBar {
-    if out.json || out.quiet || total < 20_000 || !crate::output::can_ask() {
+/// Whether a progress bar can be drawn: on a terminal, for a person.
+fn shows_progress(out: &Output) -> bool {
+    !out.json && !out.quiet && crate::output::can_ask()
+}
+
+/// A bar over the contacts scanned, for large lists only.
+fn progress_bar(total: u64, done: u64) -> ProgressBar {
+    if total < 20_000 {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -319,25 +329,33 @@ fn progress_bar(out: &Output, total: u64, done: u64) -> ProgressBar {
     bar
 }
 
-/// The recipients a send would queue: the user's contacts, of the
-/// organisation the same rule finds. Also returns that organisation's name.
-async fn count_recipients(
-    client: &RestClient,
-    organization: Option<&str>,
-) -> Result<(u64, Option<String>)> {
-    let mut query = client.from("contacts").select("id").limit(1);
-    let mut found = None;
-    if let Some(name) = organization {
-        let Some(stored) = crate::supabase::lookup::organization(client, name).await? else {
-            return Err(Error::refused(format!(
-                "no organisation named {name:?}: nothing was queued"
-            )));
-        };
-        query = query.eq("organization_name", &stored);
-        found = Some(stored);
-    }
-    let response = client
-        .execute(query, Some("count=exact"), "counting recipients")
-        .await?;
-    Ok((response.total_count().unwrap_or(0), found))
+/// What `count_send_recipients` answers: what a send would queue, by the
+/// same selection and organisation-name rule as `queue_campaign_page`.
+#[derive(Debug, Deserialize)]
+struct Recipients {
+    /// The organisation, spelled as stored.
+    organization: Option<String>,
+    /// Emails a send would queue.
+    recipients: u64,
+    /// Contacts it would leave out as unsubscribed or bounced.
+    suppressed: u64,
+    /// Contacts it scans (the progress bar's length).
+    contacts: u64,
+}
+
+/// The recipients a send would queue, counted by the server (one call,
+/// through its indexes; an unknown organisation is refused there).
+async fn count_recipients(client: &RestClient, organization: Option<&str>) -> Result<Recipients> {
+    let what = "counting recipients";
+    client
+        .execute_idempotent(
+            client.rpc(
+                "count_send_recipients",
+                &json!({ "organization": organization }),
+            ),
+            None,
+            what,
+        )
+        .await?
+        .json(what)
 }
