@@ -874,6 +874,7 @@ impl From<CompletionsArgs> for commands::completions::Options {
         let mut script = Vec::new();
         clap_complete::generate(a.shell, &mut Cli::command(), "mailsync", &mut script);
         Self {
+            shell: a.shell.to_string(),
             script: String::from_utf8_lossy(&script).into_owned(),
         }
     }

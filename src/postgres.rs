@@ -77,9 +77,10 @@ impl Requested {
             "verify-ca" => Self::VerifyCa,
             "verify-full" => Self::VerifyFull,
             other => {
-                return Err(Error::config(format!(
-                    "SUPABASE_DB_URL: unknown sslmode \"{other}\" (use verify-full, verify-ca, require, prefer or disable)"
-                )))
+                return Err(
+                    Error::config(format!("SUPABASE_DB_URL: unknown sslmode \"{other}\""))
+                        .with_hint("use verify-full, verify-ca, require, prefer or disable"),
+                )
             }
         })
     }

@@ -107,12 +107,7 @@ async fn verify_passes_after_reset_and_catches_a_dropped_policy() {
 
     let ok = run(&stack, &db, &["db", "verify", "--json"]);
     let report = json_of(&ok);
-    let failures: Vec<&Value> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] != true)
-        .collect();
+    let failures = common::failing_checks(&report);
     assert!(
         ok.status.success() && report["ok"] == true,
         "failing checks: {failures:#?}"

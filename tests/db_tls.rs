@@ -5,8 +5,12 @@
 //! each records every byte it receives and asks for the password in clear
 //! text if the client gets that far. No stack needed.
 
+mod common;
+
 use std::process::Output;
 use std::sync::{Arc, Mutex};
+
+use common::stderr;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -126,16 +130,13 @@ impl Server {
     }
 }
 
+/// `mailsync db verify` against `db_url`, isolated by the harness.
 async fn verify_with(db_url: String) -> Output {
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+        common::command_for("http://127.0.0.1:1", common::DEFAULT_ANON_KEY, dir.path())
             .args(["db", "verify"])
-            .current_dir(dir.path())
-            .env("MAILSYNC_CONFIG_DIR", dir.path().join("config"))
             .env("SUPABASE_DB_URL", db_url)
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
             .output()
             .unwrap()
     })
@@ -147,10 +148,6 @@ fn remote_url(port: u16, extra: &str) -> String {
     format!(
         "postgresql://postgres:{PASSWORD}@{REMOTE_NAME}:{port}/postgres?hostaddr=127.0.0.1{extra}"
     )
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

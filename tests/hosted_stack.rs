@@ -144,12 +144,7 @@ async fn db_reset_apply_verify_pass_through_the_pooler_and_the_direct_port() {
         );
         let (verify, _) = db_run(&stack, &url, &["--json", "db", "verify"]);
         let report = json_of(&verify);
-        let failing: Vec<&Value> = report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["ok"] != true)
-            .collect();
+        let failing = common::failing_checks(&report);
         assert!(
             verify.status.success() && report["ok"] == true,
             "{how}: db verify: {failing:#?}\n{}",

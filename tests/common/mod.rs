@@ -381,6 +381,16 @@ pub fn on_terminal(
     output
 }
 
+/// The checks a `db verify --json` report has failing.
+pub fn failing_checks(report: &Value) -> Vec<&Value> {
+    report["checks"]
+        .as_array()
+        .expect("a db verify report")
+        .iter()
+        .filter(|c| c["ok"] != true)
+        .collect()
+}
+
 /// The one JSON document a `--json` command printed on stdout.
 pub fn json_of(o: &Output) -> Value {
     serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| {

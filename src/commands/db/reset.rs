@@ -5,7 +5,7 @@
 
 use super::{print_dry_run, print_report, run_in_transaction, CLEAN, SCHEMA};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::postgres::Target;
 use crate::t;
@@ -28,9 +28,13 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     out.note(t!("db-target", target = target.to_string()));
     if !options.yes {
         let target_text = target.to_string();
+        let no_terminal = t!("reset-no-terminal", target = target_text.as_str());
+        if !crate::output::can_ask() {
+            return Err(Error::usage(no_terminal).with_hint(t!("reset-no-terminal-hint")));
+        }
         let asked = out.confirm(
             &t!("reset-confirm", target = target_text.as_str()),
-            &t!("reset-no-terminal", target = target_text.as_str()),
+            &no_terminal,
         )?;
         if !asked {
             out.note(t!("reset-cancelled"));
