@@ -325,6 +325,7 @@ async fn the_watch_ends_with_exit_3_when_the_session_expires() {
             "0.5",
         ])
         .env("MAILSYNC_ACCESS_TOKEN", &token)
+        .env("MAILSYNC_LANG", "en")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

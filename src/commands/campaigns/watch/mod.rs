@@ -142,7 +142,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     loop {
         let due = trailing.map_or(next_fetch, |t| t.min(next_fetch));
         let wait = due.saturating_duration_since(Instant::now());
+        // In this order: Ctrl-C, a read that is due, then events (so the
+        // first read always comes before the subscription's own re-read).
         tokio::select! {
+            biased;
             _ = &mut interrupted => break,
             _ = tokio::time::sleep(wait) => {}
             event = changes.recv(), if listening => {
@@ -238,6 +241,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 }
                 rates.update(&snapshot);
                 screen.show(&snapshot, &rates.rates, &status)?;
+                // Debug builds only: the tests' way to check that a crash
+                // gives the terminal back.
+                #[cfg(debug_assertions)]
+                if std::env::var_os("MAILSYNC_DEBUG_PANIC_AFTER_DRAW").is_some() {
+                    panic!("MAILSYNC_DEBUG_PANIC_AFTER_DRAW is set");
+                }
                 let done = snapshot.sending.is_empty();
                 last = Some(snapshot);
                 if options.until_done && done {
