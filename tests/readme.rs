@@ -243,3 +243,70 @@ fn config_example() {
     env.push(("MAILSYNC_CONFIG_DIR", none.path().to_str().unwrap()));
     run_case("config.md", &env);
 }
+
+/// Whether `line` matches `pattern`, where `[..]` stands for any text.
+fn matches(pattern: &str, line: &str) -> bool {
+    let mut parts = pattern.split("[..]");
+    let first = parts.next().unwrap();
+    let Some(mut rest) = line.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// The README's `db reset` prompt (a `text` block: it needs a terminal),
+/// typed as shown on a pseudo-terminal against a scratch database.
+#[tokio::test]
+async fn reset_prompt_example_on_a_terminal() {
+    let start = README
+        .find("```text\n$ mailsync db reset\n")
+        .expect("the db reset prompt example");
+    let block = README[start..]
+        .strip_prefix("```text\n")
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let expected: Vec<&str> = block.lines().skip(1).collect();
+    let answer = expected
+        .iter()
+        .find_map(|l| l.split("[y/N] ").nth(1))
+        .expect("the answer typed at the prompt");
+    let stack = common::ready().await;
+    let db = common::ScratchDb::create(&stack).await;
+    let out = common::on_terminal(
+        &stack,
+        &["db", "reset"],
+        &[("SUPABASE_DB_URL", &db.url)],
+        &format!("{answer}\n"),
+        "[y/N]",
+    );
+    db.drop(&stack).await;
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let shown: Vec<&str> = screen.lines().filter(|l| !l.is_empty()).collect();
+    assert!(out.status.success(), "{screen}");
+    assert_eq!(shown.len(), expected.len(), "{screen}");
+    for (pattern, line) in expected.iter().zip(&shown) {
+        // The example shows the stack's default database, port and a time.
+        let pattern = pattern
+            .replace(
+                "\"postgres\" on 127.0.0.1:54322",
+                "\"[..]\" on 127.0.0.1:[..]",
+            )
+            .replace("in 98 ms", "in [..] ms");
+        assert!(
+            matches(&pattern, line),
+            "expected {pattern:?}\n     got {line:?}"
+        );
+    }
+}
