@@ -721,7 +721,7 @@ async fn the_prompt_counts_what_is_queued_for_tricky_organisation_names() {
             &["campaigns", "send", &id, "--organization", typed],
             &[("MAILSYNC_ACCESS_TOKEN", &user.token)],
             "\n",
-            Duration::from_millis(800),
+            "[y/N]",
         );
         let screen = String::from_utf8_lossy(&asked.stdout).to_string();
         let shown: i64 = screen
