@@ -700,3 +700,91 @@ async fn ctrl_c_stops_after_the_batch_in_flight_and_a_re_run_finishes() {
     assert_eq!((c[4], c[6]), (30_000 - partial as u64, partial as u64));
     assert_eq!(contacts_of(&user).await.len(), 30_000);
 }
+
+/// Rejects are kept in memory up to a bound (the summary and `--json` list
+/// the first 1000); `--rejects` receives every one, and `invalid` counts
+/// every one.
+#[tokio::test]
+async fn rejects_past_the_memory_bound_all_reach_the_rejects_file() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    let mut text = String::from("Organisation,Email\n");
+    for i in 0..12_000 {
+        if i % 8 == 0 {
+            text.push_str(&format!("Org {i},not-an-email-{i}\n"));
+        } else {
+            text.push_str(&format!("Org {},p{i}@example.fr\n", i % 5));
+        }
+    }
+    std::fs::write(&file, text).unwrap();
+    let rejects = dir.path().join("rejects.csv");
+    let o = run_as(
+        &stack,
+        &user,
+        &[
+            "--json",
+            "import",
+            path_str(&file),
+            "--rejects",
+            path_str(&rejects),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json_of(&o);
+    assert_eq!(report["invalid"], 1500);
+    assert_eq!(report["contacts_created"], 10_500);
+    let listed = report["rejects"].as_array().unwrap();
+    assert_eq!(listed.len(), 1000, "the first 1000 are listed");
+    assert_eq!(listed[0]["row"], 2);
+    assert_eq!(listed[999]["row"], 2 + 999 * 8);
+    let written = std::fs::read_to_string(&rejects).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 1 + 1500, "a header and every reject");
+    assert!(lines[1500].starts_with(&format!("{},", 2 + 1499 * 8)));
+    assert!(
+        lines[1500].contains("not-an-email-11992"),
+        "{}",
+        lines[1500]
+    );
+}
+
+/// When nearly every row is rejected the import stops (exit 4, nothing
+/// written), and the rejects file is still written: it is how a user sees
+/// why.
+#[tokio::test]
+async fn the_rejects_file_is_written_when_nearly_all_rows_are_rejected() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("swapped.csv");
+    let mut text = String::from("Email,Company\n");
+    for i in 0..3000 {
+        text.push_str(&format!("p{i}@example.fr,Org {i}\n"));
+    }
+    text.push_str("x@example.fr,y@example.fr\n");
+    std::fs::write(&file, text).unwrap();
+    let rejects = dir.path().join("rejects.csv");
+    for dry in [true, false] {
+        let _ = std::fs::remove_file(&rejects);
+        let mut args = vec!["import", path_str(&file), "--rejects", path_str(&rejects)];
+        if dry {
+            args.push("--dry-run");
+        }
+        let o = run_as(&stack, &user, &args);
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("3,000 of 3,001 rows rejected"),
+            "{}",
+            stderr(&o)
+        );
+        let written = std::fs::read_to_string(&rejects).unwrap();
+        assert_eq!(written.lines().count(), 1 + 3000);
+        assert!(
+            written.contains("\n2,p0@example.fr,Org 0,invalid email"),
+            "{written:.300}"
+        );
+    }
+    assert!(contacts_of(&user).await.is_empty());
+}

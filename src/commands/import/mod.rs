@@ -10,7 +10,8 @@
 //!
 //! Here: the command and the first pass; `reader` (the sheet), `validate`
 //! (columns, emails, rejects), `load` (the second pass, batches to the
-//! server), `report` (what is printed, `--rejects`).
+//! server), `report` (what is printed), `rejects` (the rejected rows, in
+//! bounded memory, streamed to `--rejects`).
 //! Server side: `import_contacts(rows)` and `import_rows(rows)` in
 //! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`, `tests/import_fuzz.rs`.
 
@@ -18,6 +19,7 @@ pub mod encoding;
 pub mod limits;
 pub mod load;
 pub mod reader;
+pub mod rejects;
 pub mod report;
 pub mod validate;
 
@@ -79,6 +81,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         Workbook::open_with(&path, sheet.as_deref(), limits)?.with_encoding(encoding.as_deref())
     })
     .await?;
+    let rejects = match &options.rejects {
+        Some(path) => rejects::Rejects::to_file(path)?,
+        None => rejects::Rejects::new(),
+    };
     let scan = {
         let book = book.clone();
         let progress = spinner(
@@ -86,21 +92,23 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             &crate::t!("import-reading", sheet = crate::output::cell(&book.sheet)),
         );
         let bar = progress.clone();
-        let scan = blocking(move || scan(&book, &org_spec, &email_spec, &bar)).await;
+        let scan = blocking(move || read_rows(&book, &org_spec, &email_spec, &bar, rejects)).await;
         progress.finish_and_clear();
         scan?
     };
+    let mut scan = scan;
+    // The rejects file is complete once the sheet is read: it is written
+    // even when the checks below stop the import, since it shows why.
+    scan.rejects.persist()?;
+    check(&book, &scan)?;
     let mut report = Report::new(&book, &scan);
-    if let Some(path) = &options.rejects {
-        report::write_rejects(path, &report.rejects)?;
-    }
 
-    if options.strict && !report.rejects.is_empty() {
+    if options.strict && !scan.rejects.is_empty() {
         report.print(out, report::Outcome::StrictRefused)?;
         return Err(Error::check_failed(crate::t!(
             "import-error-strict",
             file = book.path.display().to_string(),
-            count = report.rejects.len()
+            count = scan.rejects.total()
         )));
     }
     let Some(client) = client else {
@@ -141,9 +149,14 @@ pub struct Scan {
     pub rows: u64,
     pub blank: u64,
     pub duplicates: u64,
-    pub rejects: Vec<validate::Reject>,
+    pub rejects: rejects::Rejects,
     /// For each email, the sheet row that wins (the last one).
     pub winners: HashMap<String, u32>,
+    /// The most cells a row had.
+    widest: usize,
+    /// Which columns hold emails in the first rows.
+    email_like: EmailLike,
+    header: Option<SheetRow>,
 }
 
 impl Scan {
@@ -152,12 +165,26 @@ impl Scan {
     }
 }
 
-/// The first pass: header, columns, every row classified, winners found.
+/// The first pass and its checks, with the rejects kept in memory only.
 pub fn scan(
     book: &Workbook,
     org: &ColumnSpec,
     email: &ColumnSpec,
     progress: &ProgressBar,
+) -> Result<Scan> {
+    let scan = read_rows(book, org, email, progress, rejects::Rejects::new())?;
+    check(book, &scan)?;
+    Ok(scan)
+}
+
+/// The first pass: header, columns, every row classified (rejects to
+/// `rejects`), winners found.
+pub fn read_rows(
+    book: &Workbook,
+    org: &ColumnSpec,
+    email: &ColumnSpec,
+    progress: &ProgressBar,
+    rejects: rejects::Rejects,
 ) -> Result<Scan> {
     let file = book.path.display().to_string();
     let mut rows = book.rows();
@@ -185,24 +212,25 @@ pub fn scan(
         rows: 0,
         blank: 0,
         duplicates: 0,
-        rejects: Vec::new(),
+        rejects,
         winners: HashMap::new(),
+        widest: first.cells.len(),
+        email_like: EmailLike::default(),
+        header: None,
     };
-    let mut widest = first.cells.len();
-    let header = is_header.then(|| first.clone());
-    let mut email_like = EmailLike::default();
+    scan.header = is_header.then(|| first.clone());
     let first_data = if is_header { None } else { Some(Ok(first)) };
     for row in first_data.into_iter().chain(rows) {
         let row = row?;
-        widest = widest.max(row.cells.len());
-        email_like.count(&row);
+        scan.widest = scan.widest.max(row.cells.len());
+        scan.email_like.count(&row);
         scan.rows += 1;
         if scan.rows % 4096 == 0 {
             progress.set_position(scan.rows);
         }
         match classify(&row, columns) {
             Classified::Blank => scan.blank += 1,
-            Classified::Rejected(reject) => scan.rejects.push(reject),
+            Classified::Rejected(reject) => scan.rejects.push(reject)?,
             Classified::Contact { email, .. } => {
                 if scan.winners.insert(email, row.row).is_some() {
                     scan.duplicates += 1;
@@ -218,6 +246,14 @@ pub fn scan(
             below_header = if is_header { "yes" } else { "no" }
         )));
     }
+    Ok(scan)
+}
+
+/// What stops an import after the first pass: no data rows, no email
+/// column, every row or nearly all rejected.
+pub fn check(book: &Workbook, scan: &Scan) -> Result<()> {
+    let file = book.path.display().to_string();
+    let (columns, widest, email_like) = (scan.columns, scan.widest, &scan.email_like);
     if widest <= columns.email && scan.winners.is_empty() {
         let last = validate::column_letter(widest.saturating_sub(1));
         let err = Error::data(crate::t!(
@@ -234,22 +270,22 @@ pub fn scan(
         });
     }
     let data = scan.rows - scan.blank;
-    let rejected = scan.rejects.len() as u64;
+    let rejected = scan.rejects.total();
     if scan.winners.is_empty() || (data >= 10 && rejected * 10 >= data * 9) {
         return Err(mostly_rejected(
             &file,
-            &scan,
-            header.as_ref(),
+            scan,
+            scan.header.as_ref(),
             data,
             rejected,
-            &email_like,
+            email_like,
         ));
     }
-    Ok(scan)
+    Ok(())
 }
 
 /// For each column, how many of the first data rows hold an email.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct EmailLike {
     rows: u64,
     columns: Vec<u64>,
@@ -322,6 +358,7 @@ fn mostly_rejected(
     };
     let why = scan
         .rejects
+        .kept()
         .first()
         .map(|r| {
             crate::t!(

@@ -1,7 +1,6 @@
 //! The import report: the contract's JSON object, the summary table, the
 //! first rejects, and the rejects CSV.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use super::validate::Reject;
 use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
-use crate::spreadsheet::neutralize;
 use crate::t;
 
 /// How many rejects the summary shows on screen.
@@ -32,6 +30,8 @@ pub struct Report {
     pub contacts_updated: u64,
     pub contacts_unchanged: u64,
     pub organizations_created: u64,
+    /// The first rejects (see [`super::rejects::KEPT`]); `invalid` counts
+    /// them all, and `--rejects` writes them all.
     pub rejects: Vec<Reject>,
     #[serde(skip)]
     pub unique: u64,
@@ -53,13 +53,13 @@ impl Report {
             sheet: book.sheet.clone(),
             rows: scan.rows,
             blank: scan.blank,
-            invalid: scan.rejects.len() as u64,
+            invalid: scan.rejects.total(),
             duplicates: scan.duplicates,
             contacts_created: 0,
             contacts_updated: 0,
             contacts_unchanged: 0,
             organizations_created: 0,
-            rejects: scan.rejects.clone(),
+            rejects: scan.rejects.kept().to_vec(),
             unique: scan.unique(),
             elapsed: Duration::ZERO,
         }
@@ -112,7 +112,7 @@ impl Report {
                 "import-strict-refused",
                 file = file,
                 sheet = sheet,
-                count = self.rejects.len()
+                count = self.invalid
             ),
             Outcome::Interrupted => t!(
                 "import-interrupted",
@@ -158,10 +158,10 @@ impl Report {
                 ]);
             }
             out.print(format!("{}\n{rejects}", t!("import-rejected-rows")));
-            if self.rejects.len() > SHOWN_REJECTS {
+            if self.invalid > SHOWN_REJECTS as u64 {
                 out.print(t!(
                     "import-more-rejects",
-                    count = self.rejects.len() - SHOWN_REJECTS
+                    count = self.invalid - SHOWN_REJECTS as u64
                 ));
             }
         }
@@ -212,40 +212,4 @@ fn resolve(path: &Path) -> Option<std::path::PathBuf> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     Some(parent.canonicalize().ok()?.join(name))
-}
-
-/// The rejected rows as CSV (row, organization, email, reason), written to
-/// a temporary file and renamed, so a crash never leaves half a file.
-pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<()> {
-    let fail = |e: &dyn std::fmt::Display| {
-        Error::failure(format!(
-            "{}: cannot write the rejects file: {e}",
-            path.display()
-        ))
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
-    {
-        let mut writer = csv::Writer::from_writer(tmp.as_file_mut());
-        writer
-            .write_record(["row", "organization", "email", "reason"])
-            .map_err(|e| fail(&e))?;
-        for r in rejects {
-            writer
-                .write_record([
-                    r.row.to_string(),
-                    neutralize(&r.organization),
-                    neutralize(&r.email),
-                    neutralize(&r.reason),
-                ])
-                .map_err(|e| fail(&e))?;
-        }
-        writer.flush().map_err(|e| fail(&e))?;
-    }
-    tmp.as_file_mut().flush().map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
 }
