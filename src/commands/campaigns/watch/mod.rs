@@ -18,7 +18,7 @@ pub mod data;
 pub mod render;
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -311,7 +311,10 @@ impl RateMeter {
 
 /// Where refreshes go: redrawn in place on a terminal, a plain snapshot per
 /// refresh otherwise, one JSON object per line with `--json`.
-struct Screen {
+struct Screen<'a> {
+    /// Everything shown goes through it (`Output::raw`); only the panic
+    /// hook, which cannot reach it, writes to the terminal itself.
+    out: &'a Output,
     kind: Kind,
     width: usize,
     last_text: Option<String>,
@@ -325,8 +328,8 @@ enum Kind {
     Quiet,
 }
 
-impl Screen {
-    fn new(out: &Output) -> Self {
+impl<'a> Screen<'a> {
+    fn new(out: &'a Output) -> Self {
         let kind = if out.json {
             Kind::Json
         } else if out.quiet {
@@ -337,7 +340,7 @@ impl Screen {
             Kind::Plain
         };
         if kind == Kind::Terminal {
-            terminal::enter();
+            let _ = out.raw(&terminal::enter());
         }
         // Piped output is read in logs and files: no cutting there.
         let width = if kind == Kind::Terminal {
@@ -346,6 +349,7 @@ impl Screen {
             200
         };
         Self {
+            out,
             kind,
             width,
             last_text: None,
@@ -363,89 +367,94 @@ impl Screen {
     }
 
     fn show(&mut self, snapshot: &Snapshot, rates: &Rates, status: &str) -> Result<()> {
-        let mut stdout = std::io::stdout().lock();
         match self.kind {
             Kind::Json => {
                 let line = crate::output::json_line(snapshot)?;
-                writeln!(stdout, "{line}")?;
+                self.out.raw(&format!("{line}\n"))?;
             }
             Kind::Quiet => {}
             Kind::Plain => {
                 let text = render::screen(snapshot, rates, self.width, "");
-                writeln!(stdout, "{text}")?;
+                self.out.raw(&format!("{text}\n"))?;
             }
             Kind::Terminal => {
                 let text = render::screen(snapshot, rates, self.width, status);
-                terminal::redraw(&mut stdout, &text)?;
+                self.out.raw(&terminal::redraw(&text))?;
                 self.last_text = Some(text);
             }
         }
-        stdout.flush()?;
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
         if self.kind == Kind::Terminal {
-            terminal::leave();
             // Keep the last screen in the scrollback once the watch ends.
-            if let Some(text) = self.last_text.take() {
-                print!("{text}");
-            }
+            let last = self.last_text.take().unwrap_or_default();
             self.kind = Kind::Plain;
+            self.out.raw(&format!("{}{last}", terminal::leave()))?;
         }
         Ok(())
     }
 }
 
-impl Drop for Screen {
+impl Drop for Screen<'_> {
     fn drop(&mut self) {
         if self.kind == Kind::Terminal {
-            terminal::leave();
+            let _ = self.out.raw(&terminal::leave());
         }
     }
 }
 
 /// The terminal: alternate screen, hidden cursor, restored on every way out
-/// (normal end, error, Ctrl-C, panic).
+/// (normal end, error, Ctrl-C, panic). The escape sequences are built here
+/// and written by the caller through `Output`.
 mod terminal {
     use std::io::Write;
 
-    use crossterm::{cursor, execute, terminal};
+    use crossterm::{cursor, terminal, Command};
 
     pub fn width() -> usize {
         terminal::size().map(|(w, _)| w as usize).unwrap_or(100)
     }
 
-    pub fn enter() {
-        let _ = execute!(
-            std::io::stdout(),
-            terminal::EnterAlternateScreen,
-            cursor::Hide
-        );
+    fn ansi(commands: &[&dyn Fn(&mut String) -> std::fmt::Result]) -> String {
+        let mut text = String::new();
+        for command in commands {
+            let _ = command(&mut text);
+        }
+        text
+    }
+
+    /// Takes the alternate screen and hides the cursor; a panic from now on
+    /// gives them back before its message.
+    pub fn enter() -> String {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            leave();
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(leave().as_bytes());
+            let _ = stdout.flush();
             default(info);
         }));
+        ansi(&[&|f| terminal::EnterAlternateScreen.write_ansi(f), &|f| {
+            cursor::Hide.write_ansi(f)
+        }])
     }
 
-    pub fn leave() {
-        let _ = execute!(
-            std::io::stdout(),
-            cursor::Show,
-            terminal::LeaveAlternateScreen
-        );
+    pub fn leave() -> String {
+        ansi(&[&|f| cursor::Show.write_ansi(f), &|f| {
+            terminal::LeaveAlternateScreen.write_ansi(f)
+        }])
     }
 
-    pub fn redraw(out: &mut impl Write, text: &str) -> std::io::Result<()> {
-        execute!(
-            out,
-            cursor::MoveTo(0, 0),
-            terminal::Clear(terminal::ClearType::All)
-        )?;
+    /// The whole screen redrawn from the top left.
+    pub fn redraw(text: &str) -> String {
+        let mut frame = ansi(&[&|f| cursor::MoveTo(0, 0).write_ansi(f), &|f| {
+            terminal::Clear(terminal::ClearType::All).write_ansi(f)
+        }]);
         for line in text.lines() {
-            write!(out, "{line}\r\n")?;
+            frame.push_str(line);
+            frame.push_str("\r\n");
         }
-        Ok(())
+        frame
     }
 }
