@@ -183,7 +183,8 @@ send-next = Deliver it with: mailsync campaigns deliver; follow it with: mailsyn
 error-line = error: { $message }
 hint-line = hint: { $hint }
 detail-line = detail: { $detail }
-error-not-signed-in = not signed in to { $project }: run `mailsync login`, or set MAILSYNC_ACCESS_TOKEN (on the local stack: `scripts/local-stack.sh token <uuid>`)
+error-not-signed-in = not signed in to { $project }
+error-not-signed-in-hint = run `mailsync login`, or set MAILSYNC_ACCESS_TOKEN (on the local stack: `scripts/local-stack.sh token <uuid>`)
 error-no-campaign-id = no campaign with id { $id }
 error-no-campaign-named = no campaign named { $text } or with an id starting { $text }
 error-campaigns-ambiguous = { $count } campaigns match { $text }: { $matches }
@@ -264,7 +265,8 @@ import-error-strict = { $file }: { $count ->
         [one] { $count } row rejected
        *[other] { $count } rows rejected
     }; --strict wrote nothing
-import-error-interrupted = interrupted: rows before { $row } are imported; run the same command again to finish (nothing is duplicated)
+import-error-interrupted = interrupted: rows before { $row } are imported
+import-error-interrupted-hint = run the same command again to finish (nothing is duplicated)
 import-error-no-data = { $file }: sheet { $sheet } has no data rows{ $below_header ->
         [yes] {" "}below its header
        *[other] {""}
@@ -286,4 +288,5 @@ import-hint-check-rows = check the rows with --dry-run --rejects rejects.csv; ch
 watch-error-interval = --interval must be at least 0.5 seconds
 login-error-email-flag = --email is required without a terminal
 login-error-email-empty = an email is required
-login-error-password-terminal = no terminal to ask for the password on: pass --password-stdin and pipe it
+login-error-password-terminal = no terminal to ask for the password on
+login-error-password-terminal-hint = pass --password-stdin and pipe it

@@ -194,7 +194,8 @@ send-next = Remettez-la avec : mailsync campaigns deliver ; suivez-la avec : mai
 error-line = erreur : { $message }
 hint-line = conseil : { $hint }
 detail-line = détail : { $detail }
-error-not-signed-in = pas de session ouverte sur { $project } : lancez `mailsync login`, ou définissez MAILSYNC_ACCESS_TOKEN (sur la pile locale : `scripts/local-stack.sh token <uuid>`)
+error-not-signed-in = pas de session ouverte sur { $project }
+error-not-signed-in-hint = lancez `mailsync login`, ou définissez MAILSYNC_ACCESS_TOKEN (sur la pile locale : `scripts/local-stack.sh token <uuid>`)
 error-no-campaign-id = aucune campagne d’id { $id }
 error-no-campaign-named = aucune campagne nommée { $text } ni dont l’id commence par { $text }
 error-campaigns-ambiguous = { $count } campagnes correspondent à { $text } : { $matches }
@@ -275,7 +276,8 @@ import-error-strict = { $file } : { $count ->
         [one] { $count } ligne refusée
        *[other] { $count } lignes refusées
     } ; --strict n’a rien écrit
-import-error-interrupted = interrompu : les lignes avant la ligne { $row } sont importées ; relancez la même commande pour finir (rien n’est importé deux fois)
+import-error-interrupted = interrompu : les lignes avant la ligne { $row } sont importées
+import-error-interrupted-hint = relancez la même commande pour finir (rien n’est importé deux fois)
 import-error-no-data = { $file } : la feuille { $sheet } n’a aucune ligne de données{ $below_header ->
         [yes] {" "}sous son en-tête
        *[other] {""}
@@ -297,4 +299,5 @@ import-hint-check-rows = vérifiez les lignes avec --dry-run --rejects rejets.cs
 watch-error-interval = --interval doit valoir au moins 0,5 seconde
 login-error-email-flag = --email est requis sans terminal
 login-error-email-empty = un e-mail est requis
-login-error-password-terminal = pas de terminal où demander le mot de passe : passez --password-stdin et envoyez-le par un tube
+login-error-password-terminal = pas de terminal où demander le mot de passe
+login-error-password-terminal-hint = passez --password-stdin et envoyez-le par un tube

@@ -33,10 +33,10 @@ pub async fn token(config: &Config, out: &Output) -> Result<Token> {
     }
     let project = config.project_display();
     let Some((mut session, path)) = crate::supabase::session::load(&project)? else {
-        return Err(Error::config(crate::t!(
-            "error-not-signed-in",
-            project = project.as_str()
-        )));
+        return Err(
+            Error::config(crate::t!("error-not-signed-in", project = project.as_str()))
+                .with_hint(crate::t!("error-not-signed-in-hint")),
+        );
     };
     if session.expires_within(REFRESH_MARGIN) {
         out.debug("auth: the access token expires within a minute; refreshing the session");

@@ -51,7 +51,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     } else if interactive {
         Secret::new(out.ask_secret(&format!("{}: ", crate::t!("prompt-password")))?)
     } else {
-        return Err(Error::usage(crate::t!("login-error-password-terminal")));
+        return Err(Error::usage(crate::t!("login-error-password-terminal"))
+            .with_hint(crate::t!("login-error-password-terminal-hint")));
     };
     if password.expose().is_empty() {
         return Err(Error::usage("an empty password"));

@@ -124,7 +124,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             Err(Error::failure(crate::t!(
                 "import-error-interrupted",
                 row = next_row.to_string()
-            )))
+            ))
+            .with_hint(crate::t!("import-error-interrupted-hint")))
         }
         Err(e) => {
             if report.written() > 0 {
