@@ -216,7 +216,9 @@ pub struct Overrides {
 pub struct Config {
     pub supabase_url: Setting<Url>,
     pub anon_key: Option<Setting<Secret>>,
-    pub db_url: Setting<Secret>,
+    /// The database URL. Defaults to the local stack's only when the project
+    /// is the local stack: a hosted project's database is never guessed.
+    pub db_url: Option<Setting<Secret>>,
     pub access_token: Option<Setting<Secret>>,
     /// Delivery settings (MAILSYNC_SMTP_URL, MAILSYNC_FROM, MAILSYNC_LIST_UNSUBSCRIBE), read by `crate::smtp`.
     pub delivery: Vec<(&'static str, Setting<String>)>,
@@ -280,8 +282,18 @@ impl Config {
             None => None,
         };
 
-        let (db_url, db_source) = lookup(&overrides.db_url, ENV_DB_URL)
-            .unwrap_or_else(|| (stack.db_url.clone(), stack_source()));
+        // The local stack's database only goes with the local stack's API:
+        // with a hosted SUPABASE_URL, `db reset` must never reach this
+        // machine's database because SUPABASE_DB_URL was forgotten.
+        let db_url = match lookup(&overrides.db_url, ENV_DB_URL) {
+            Some((v, source)) => Some((v, source)),
+            None if local => Some((stack.db_url.clone(), stack_source())),
+            None => None,
+        }
+        .map(|(value, source)| Setting {
+            value: Secret::new(value),
+            source,
+        });
 
         let access_token = lookup(&None, ENV_ACCESS_TOKEN).map(|(v, source)| Setting {
             value: Secret::new(v.trim()),
@@ -302,10 +314,7 @@ impl Config {
                 source: url_source,
             },
             anon_key,
-            db_url: Setting {
-                value: Secret::new(db_url),
-                source: db_source,
-            },
+            db_url,
             access_token,
         })
     }
@@ -352,6 +361,20 @@ impl Config {
     /// Whether the project is on this machine (the local stack or `supabase start`).
     pub fn is_local(&self) -> bool {
         is_local_url(&self.supabase_url.value)
+    }
+
+    /// The database URL (the `db` commands), or a configuration error naming
+    /// the variable: a project that is not the local stack has no default.
+    pub fn db_url(&self) -> Result<&Secret> {
+        self.db_url.as_ref().map(|s| &s.value).ok_or_else(|| {
+            Error::config(format!(
+                "{ENV_DB_URL} is not set; it is required for the db commands on {} (the local stack's database is the default only for the local stack)",
+                self.project_display()
+            ))
+            .with_hint(format!(
+                "set {ENV_DB_URL} to the project's connection string, from the Dashboard's Connect dialog (e.g. postgresql://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres), in the environment or an env file"
+            ))
+        })
     }
 
     /// The anon (publishable) key, or a configuration error naming the variable.
@@ -517,7 +540,7 @@ mod tests {
             Config::load_with(&overrides, env_of(&[("MAILSYNC_STACK_DIR", &nowhere)])).unwrap();
         assert_eq!(config.rest_url(), "http://127.0.0.1:54321/rest/v1");
         assert_eq!(config.anon_key().unwrap().expose(), LOCAL_ANON_KEY);
-        assert_eq!(config.db_url.value.expose(), LOCAL_DB_URL);
+        assert_eq!(config.db_url().unwrap().expose(), LOCAL_DB_URL);
         assert!(config.access_token.is_none());
     }
 
@@ -540,8 +563,8 @@ mod tests {
         assert_eq!(config.project_display(), "https://flag.supabase.co");
         assert_eq!(config.supabase_url.source, Source::Flag);
         assert_eq!(config.anon_key().unwrap().expose(), "from-env");
-        assert_eq!(config.db_url.value.expose(), "postgres://file");
-        assert_eq!(config.db_url.source, Source::EnvFile(file));
+        assert_eq!(config.db_url().unwrap().expose(), "postgres://file");
+        assert_eq!(config.db_url.unwrap().source, Source::EnvFile(file));
     }
 
     #[test]
@@ -573,6 +596,55 @@ mod tests {
         let err = config.anon_key().unwrap_err();
         assert!(err.message().contains("SUPABASE_ANON_KEY"));
         assert_eq!(err.kind().exit_code(), 3);
+    }
+
+    #[test]
+    fn a_hosted_project_has_no_default_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.env");
+        std::fs::write(&empty, "").unwrap();
+        // A running local stack is there to be picked up: it must not be.
+        let stack = dir.path().join("stack");
+        std::fs::create_dir(&stack).unwrap();
+        std::fs::write(
+            stack.join(crate::local_stack::STATE_FILE),
+            "export SUPABASE_DB_URL='postgresql://postgres:pw@127.0.0.1:7002/postgres'\n",
+        )
+        .unwrap();
+        let stack = stack.display().to_string();
+        let hosted = Overrides {
+            supabase_url: Some("https://abcdefgh.supabase.co".into()),
+            env_file: Some(empty.clone()),
+            ..Default::default()
+        };
+        let env = [
+            ("MAILSYNC_STACK_DIR", stack.as_str()),
+            ("MAILSYNC_DB_PORT", "7003"),
+        ];
+        let config = Config::load_with(&hosted, env_of(&env)).unwrap();
+        assert!(config.db_url.is_none());
+        let err = config.db_url().unwrap_err();
+        assert_eq!(err.kind().exit_code(), 3);
+        assert!(err.message().contains("SUPABASE_DB_URL"), "{err}");
+        assert!(!err.message().contains("7002") && !err.message().contains("7003"));
+
+        // Given, it is used; the local stack keeps its default.
+        let given = Overrides {
+            db_url: Some("postgresql://postgres.abcdefgh:pw@aws-0-eu-west-1.pooler.supabase.com:6543/postgres?pgbouncer=true".into()),
+            ..hosted
+        };
+        let config = Config::load_with(&given, env_of(&env)).unwrap();
+        assert!(config
+            .db_url()
+            .unwrap()
+            .expose()
+            .contains("pooler.supabase.com"));
+        let local = Overrides {
+            env_file: Some(empty),
+            ..Default::default()
+        };
+        let config = Config::load_with(&local, env_of(&env)).unwrap();
+        assert!(config.db_url().unwrap().expose().contains("127.0.0.1:7003"));
     }
 
     #[test]
@@ -679,11 +751,11 @@ STUDIO_URL="http://127.0.0.1:54323"
             format!("env file {} (ANON_KEY)", file.display())
         );
         assert_eq!(
-            config.db_url.value.expose(),
+            config.db_url().unwrap().expose(),
             "postgresql://postgres:p$ss!w\"rd`x@127.0.0.1:54322/postgres"
         );
         assert_eq!(
-            config.db_url.source,
+            config.db_url.as_ref().unwrap().source,
             Source::EnvFileAs(file.clone(), "DB_URL")
         );
         // Never the service role: its key is in the file but not used.
@@ -725,7 +797,7 @@ STUDIO_URL="http://127.0.0.1:54323"
         let config = Config::load_with(&overrides, env_of(&[])).unwrap();
         assert_eq!(config.project_display(), "https://ours.supabase.co");
         assert_eq!(config.supabase_url.source, Source::EnvFile(file.clone()));
-        assert_eq!(config.db_url.value.expose(), "postgres://ours");
+        assert_eq!(config.db_url().unwrap().expose(), "postgres://ours");
         // Not given under mailsync's name: the CLI's.
         assert_eq!(
             config.anon_key.as_ref().unwrap().source,

@@ -113,6 +113,19 @@ struct ParsedUrl {
     root_cert: Option<String>,
 }
 
+/// Query parameters of connection strings written for other clients:
+/// Supabase's Dashboard adds `pgbouncer=true` for Prisma, which also reads
+/// the others. None is a libpq setting, so tokio-postgres would refuse them.
+const CLIENT_PARAMS: &[&str] = &[
+    "pgbouncer",
+    "connection_limit",
+    "pool_timeout",
+    "socket_timeout",
+    "statement_cache_size",
+    "schema",
+    "sslaccept",
+];
+
 /// Takes `sslmode` and `sslrootcert` out of a URL or key=value string: the
 /// TLS setup here handles them (tokio-postgres knows only three modes).
 fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
@@ -129,6 +142,9 @@ fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
                 match k.as_str() {
                     "sslmode" => mode = Some(v),
                     "sslrootcert" => root = Some(v),
+                    // For other clients (Prisma, Supabase's Dashboard
+                    // strings), not libpq settings: ignored.
+                    k if CLIENT_PARAMS.contains(&k) => {}
                     _ => kept.push((k, v)),
                 }
             }
@@ -592,6 +608,18 @@ mod tests {
         let elsewhere = p("postgresql://postgres:pw@localhost:5432/postgres?hostaddr=10.1.2.3");
         assert!(!elsewhere.local);
         assert!(policy(&Secret::new("postgresql://u:pw@h/db?sslmode=bogus")).is_err());
+    }
+
+    #[test]
+    fn dashboard_and_prisma_parameters_are_accepted() {
+        let url = Secret::new(
+            "postgresql://postgres.abcdefgh:pw@aws-0-eu-west-1.pooler.supabase.com:6543/postgres?pgbouncer=true&connection_limit=1&sslmode=require&application_name=x",
+        );
+        let target = Target::of(&url).unwrap();
+        assert_eq!(target.port, 6543);
+        assert_eq!(policy(&url).unwrap().verification, Verification::Full);
+        // Not every unknown parameter: a typo is still refused.
+        assert!(Target::of(&Secret::new("postgresql://u:pw@h/db?sslmod=require")).is_err());
     }
 
     #[test]

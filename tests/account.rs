@@ -1,231 +1,18 @@
 //! Sign-in and sessions against an in-test server that answers like
-//! Supabase Auth (SUPABASE.md §4; the local stack has no Auth server), and
+//! Supabase Auth (tests/common/auth_server.rs: SUPABASE.md §4 and §6; the
+//! local stack has no Auth server), and
 //! one end-to-end import with a saved session on the real local stack.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use common::auth_server::{
+    auth_server, read_session, session_files, Scripted, Shared, ANON_KEY, PASSWORD,
+};
 use common::{stderr, stdout, Stack};
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-const PASSWORD: &str = "correct-horse-battery-staple";
-const ANON_KEY: &str = "anon-key-for-the-auth-tests-1234567890";
-
-/// A scripted answer the server gives to the next `/token` request instead
-/// of its normal one: how Supabase Auth (or a proxy before it) fails.
-enum Scripted {
-    /// A status, a content type and a body.
-    Reply(u16, &'static str, String),
-    /// Accepts the request and never answers.
-    Hang,
-}
-
-#[derive(Default)]
-struct AuthState {
-    /// (grant or path, body, apikey header, authorization header)
-    requests: Vec<(String, Value, String, String)>,
-    /// The refresh token that is still valid.
-    refresh_token: String,
-    /// Refresh tokens already spent (reuse is detected).
-    spent: Vec<String>,
-    /// Access tokens issued and not revoked.
-    live_access: Vec<String>,
-    issued: u32,
-    user: Uuid,
-    /// Answers for the next `/token` requests, first first.
-    scripted: std::collections::VecDeque<Scripted>,
-    /// Two commands refreshing at once: the config dir they share. The
-    /// first refresh is answered once the second has arrived; the second
-    /// (with the spent token) once the first command saved its session.
-    race: Option<PathBuf>,
-    /// Whether one of the racing refreshes has been answered.
-    race_claimed: bool,
-}
-
-type Shared = Arc<Mutex<AuthState>>;
-
-fn token_response(state: &mut AuthState, lifetime: i64) -> Value {
-    state.issued += 1;
-    if !state.refresh_token.is_empty() {
-        let old = std::mem::take(&mut state.refresh_token);
-        state.spent.push(old);
-    }
-    state.refresh_token = format!("refresh-token-{}", state.issued);
-    let stack = common::stack();
-    let access = common::sign(&stack, &state.user, "ana@example.test", lifetime);
-    state.live_access.push(access.clone());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    json!({"access_token": access, "token_type": "bearer", "expires_in": lifetime,
-           "expires_at": now + lifetime, "refresh_token": state.refresh_token,
-           "user": {"id": state.user, "aud": "authenticated", "role": "authenticated", "email": "ana@example.test"}})
-}
-
-fn reply(status: u16, content_type: &str, body: String) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(axum::body::Body::from(body))
-        .unwrap()
-}
-
-fn json_reply(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
-/// Waits (up to 10 s) until `done` holds, checking every 20 ms.
-async fn until(mut done: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-async fn token(
-    State(state): State<Shared>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    let grant = query.get("grant_type").cloned().unwrap_or_default();
-    let header = |k: &str| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let (scripted, race) = {
-        let mut s = state.lock().unwrap();
-        s.requests.push((
-            grant.clone(),
-            body.clone(),
-            header("apikey"),
-            header("authorization"),
-        ));
-        (s.scripted.pop_front(), s.race.clone())
-    };
-    match scripted {
-        Some(Scripted::Reply(status, content_type, body)) => {
-            return reply(status, content_type, body)
-        }
-        Some(Scripted::Hang) => std::future::pending::<()>().await,
-        None => {}
-    }
-    if header("apikey") != ANON_KEY {
-        return json_reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"message": "Invalid API key"}),
-        );
-    }
-    if let (Some(config), "refresh_token") = (race, grant.as_str()) {
-        // Both refreshes arrive first; the first to claim the token wins.
-        let refreshes = || {
-            state
-                .lock()
-                .unwrap()
-                .requests
-                .iter()
-                .filter(|r| r.0 == "refresh_token")
-                .count()
-        };
-        until(|| refreshes() >= 2).await;
-        let won = !std::mem::replace(&mut state.lock().unwrap().race_claimed, true);
-        if !won {
-            // The spent token: answered once the winner saved its session.
-            let sent = body["refresh_token"].clone();
-            until(|| {
-                let saved = read_session(&config)["refresh_token"].clone();
-                saved != sent && !saved.is_null()
-            })
-            .await;
-        }
-    }
-    let mut s = state.lock().unwrap();
-    match grant.as_str() {
-        "password" if body["password"] == PASSWORD && body["email"] == "ana@example.test" => {
-            // A short-lived token, so that the next use refreshes it.
-            json_reply(StatusCode::OK, token_response(&mut s, 30))
-        }
-        "password" => json_reply(
-            StatusCode::BAD_REQUEST,
-            json!({"code": 400, "error_code": "invalid_credentials", "msg": "Invalid login credentials"}),
-        ),
-        "refresh_token" if body["refresh_token"] == s.refresh_token.as_str() => {
-            json_reply(StatusCode::OK, token_response(&mut s, 3600))
-        }
-        "refresh_token" if s.spent.iter().any(|t| body["refresh_token"] == t.as_str()) => {
-            json_reply(
-                StatusCode::BAD_REQUEST,
-                json!({"code": 400, "error_code": "refresh_token_already_used", "msg": "Invalid Refresh Token: Already Used"}),
-            )
-        }
-        _ => json_reply(
-            StatusCode::BAD_REQUEST,
-            json!({"code": 400, "error_code": "refresh_token_not_found", "msg": "Invalid Refresh Token: Refresh Token Not Found"}),
-        ),
-    }
-}
-
-/// `/logout`: 204 only with the project's key and a live access token it
-/// issued, which it then revokes; 401 otherwise, as Supabase Auth answers.
-async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let header = |k: &str| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let auth = header("authorization");
-    let mut s = state.lock().unwrap();
-    s.requests
-        .push(("logout".into(), Value::Null, header("apikey"), auth.clone()));
-    if header("apikey") != ANON_KEY {
-        return json_reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"message": "Invalid API key"}),
-        );
-    }
-    let token = auth.strip_prefix("Bearer ").unwrap_or("").to_string();
-    match s.live_access.iter().position(|t| *t == token) {
-        Some(i) => {
-            s.live_access.remove(i);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => json_reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"code": 401, "error_code": "bad_jwt", "msg": "invalid JWT: unable to parse or verify signature, token is unverifiable"}),
-        ),
-    }
-}
-
-async fn auth_server() -> (String, Shared) {
-    let state: Shared = Arc::new(Mutex::new(AuthState {
-        user: Uuid::new_v4(),
-        ..Default::default()
-    }));
-    let app = Router::new()
-        .route("/auth/v1/token", post(token))
-        .route("/auth/v1/logout", post(logout))
-        .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, state)
-}
 
 /// Runs mailsync against the in-test Auth server with its own config dir.
 fn run(
@@ -253,23 +40,6 @@ fn run(
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-/// The saved sessions (not the temporary file of a save in progress).
-fn session_files(config: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(config.join("sessions"))
-        .map(|d| {
-            d.map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn read_session(config: &Path) -> Value {
-    let files = session_files(config);
-    assert_eq!(files.len(), 1, "{files:?}");
-    serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap()
 }
 
 /// No secret may appear in what a person or a log sees.
@@ -832,4 +602,269 @@ async fn logout_with_a_key_the_server_refuses_is_not_reported_as_revoked() {
         "the server revoked nothing"
     );
     assert_no_secret(&out, &["some-other-projects-key-0987654321", ANON_KEY]);
+}
+
+/// The saved session of `url` in `config`, written by hand: an access token
+/// the Auth server issued (signed with `lifetime`, negative for expired),
+/// the refresh token it knows, and `expires_at` to match.
+fn hand_written_session(url: &str, config: &Path, state: &Shared, lifetime: i64) -> String {
+    let mut s = state.lock().unwrap();
+    s.issued += 1;
+    s.refresh_token = format!("refresh-token-hand-{}", s.issued);
+    let access = common::auth_server::access_token(&common::stack(), &s, lifetime);
+    s.live_access.push(access.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    common::write_session_file(
+        config,
+        url,
+        &json!({"access_token": access, "refresh_token": s.refresh_token,
+                "expires_at": now + lifetime, "user_id": s.user, "email": "ana@example.test"}),
+    );
+    access
+}
+
+/// `logout` ends this session only (`scope=local`): the same user signed in
+/// on another machine stays signed in there.
+#[tokio::test]
+async fn logout_ends_only_this_session_not_the_users_others() {
+    let (url, state) = auth_server().await;
+    let laptop = tempfile::tempdir().unwrap();
+    let phone = tempfile::tempdir().unwrap();
+    let laptop_access = hand_written_session(&url, laptop.path(), &state, 3600);
+    let phone_access = hand_written_session(&url, phone.path(), &state, 3600);
+    let out = blocking(&url, laptop.path(), &["--json", "logout"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(common::json_of(&out)["revoked"], json!(true));
+    let s = state.lock().unwrap();
+    let (what, body, _, authorization) = s.requests.last().unwrap().clone();
+    assert_eq!(what, "logout");
+    assert_eq!(body["scope"], "local", "{body}");
+    assert_eq!(authorization, format!("Bearer {laptop_access}"));
+    assert_eq!(
+        s.live_access,
+        [phone_access],
+        "the other session is still signed in"
+    );
+    drop(s);
+    assert!(session_files(laptop.path()).is_empty());
+    assert_eq!(session_files(phone.path()).len(), 1);
+    assert_no_secret(&out, &[&laptop_access, ANON_KEY]);
+}
+
+/// An expired access token cannot sign anything out (Auth answers 401
+/// `bad_jwt`): `logout` refreshes the session first, then ends it with the
+/// fresh token.
+#[tokio::test]
+async fn logout_with_an_expired_access_token_refreshes_first_and_revokes() {
+    let (url, state) = auth_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let expired = hand_written_session(&url, dir.path(), &state, -120);
+    let out = blocking(&url, dir.path(), &["--json", "logout"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let done = common::json_of(&out);
+    assert_eq!(done["revoked"], json!(true), "{done}: {}", stderr(&out));
+    let s = state.lock().unwrap();
+    let asked: Vec<&str> = s.requests.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(asked, ["refresh_token", "logout"]);
+    let (_, _, _, authorization) = s.requests.last().unwrap().clone();
+    assert_ne!(authorization, format!("Bearer {expired}"));
+    assert_eq!(
+        s.live_access,
+        [expired.as_str()],
+        "the refreshed session's token was revoked; the expired one was never usable"
+    );
+    drop(s);
+    assert!(session_files(dir.path()).is_empty());
+    assert_no_secret(&out, &[&expired, "refresh-token-hand-1", ANON_KEY]);
+}
+
+/// A refresh that fails for a network error or a 5xx is tried again within
+/// the same command (bounded), and succeeds when Auth answers.
+#[tokio::test]
+async fn a_refresh_that_fails_transiently_is_retried_within_the_command() {
+    let (url, state) = auth_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    hand_written_session(&url, dir.path(), &state, 10);
+    {
+        let mut s = state.lock().unwrap();
+        s.scripted.push_back(Scripted::Broken);
+        s.scripted.push_back(Scripted::Reply(
+            502,
+            "text/html",
+            "<html>Bad Gateway</html>".into(),
+        ));
+        s.scripted.push_back(Scripted::Reply(
+            500,
+            "application/json",
+            r#"{"code":500,"error_code":"unexpected_failure","msg":"Unexpected failure"}"#.into(),
+        ));
+    }
+    let o = blocking(&url, dir.path(), &["--json", "whoami"], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(common::json_of(&o)["email"], "ana@example.test");
+    let refreshes = state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.0 == "refresh_token")
+        .count();
+    assert_eq!(refreshes, 4, "three failures, then the answer");
+    assert_eq!(read_session(dir.path())["refresh_token"], "refresh-token-2");
+
+    // Bounded: a server that keeps failing is asked four times in all.
+    let (url, state) = auth_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    hand_written_session(&url, dir.path(), &state, 10);
+    for _ in 0..10 {
+        state.lock().unwrap().scripted.push_back(Scripted::Broken);
+    }
+    let o = blocking(&url, dir.path(), &["whoami"], &[]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("session expired"), "{}", stderr(&o));
+    assert_eq!(state.lock().unwrap().requests.len(), 4);
+    assert_eq!(
+        read_session(dir.path())["refresh_token"],
+        "refresh-token-hand-1",
+        "kept for the next try"
+    );
+}
+
+/// Only Auth's "the session is over" answers, in either error shape, say
+/// to sign in again; any other refusal is reported as Auth gave it, and the
+/// session is kept.
+#[tokio::test]
+async fn only_session_over_codes_say_to_sign_in_again_in_both_error_shapes() {
+    let over: &[(&str, u16, &str)] = &[
+        (
+            "application/json",
+            400,
+            r#"{"code":400,"error_code":"refresh_token_already_used","msg":"Invalid Refresh Token: Already Used"}"#,
+        ),
+        (
+            "application/json",
+            400,
+            r#"{"code":400,"error_code":"refresh_token_not_found","msg":"Invalid Refresh Token: Refresh Token Not Found"}"#,
+        ),
+        (
+            "application/json",
+            403,
+            r#"{"code":403,"error_code":"session_not_found","msg":"Session from session_id claim in JWT does not exist"}"#,
+        ),
+        (
+            "application/json",
+            403,
+            r#"{"code":403,"error_code":"session_expired","msg":"Session expired"}"#,
+        ),
+        (
+            "application/json",
+            400,
+            r#"{"error":"invalid_grant","error_description":"Invalid Refresh Token: Already Used"}"#,
+        ),
+        (
+            "application/json",
+            400,
+            r#"{"error":"invalid_grant","error_description":"Invalid Refresh Token: Refresh Token Not Found"}"#,
+        ),
+    ];
+    for (content_type, status, body) in over {
+        let (url, state) = auth_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        hand_written_session(&url, dir.path(), &state, 10);
+        state.lock().unwrap().scripted.push_back(Scripted::Reply(
+            *status,
+            content_type,
+            body.to_string(),
+        ));
+        let o = blocking(&url, dir.path(), &["whoami"], &[]).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{body}: {err}");
+        assert!(err.contains("run `mailsync login`"), "{body}: {err}");
+        assert_eq!(
+            state.lock().unwrap().requests.len(),
+            1,
+            "{body}: not retried"
+        );
+    }
+    let not_over: &[(u16, &str, &str)] = &[
+        (
+            400,
+            r#"{"code":400,"error_code":"validation_failed","msg":"Unsupported grant type"}"#,
+            "Unsupported grant type",
+        ),
+        (
+            422,
+            r#"{"error":"unprocessable_entity","error_description":"Bad content type"}"#,
+            "Bad content type",
+        ),
+    ];
+    for (status, body, shown) in not_over {
+        let (url, state) = auth_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        hand_written_session(&url, dir.path(), &state, 10);
+        state.lock().unwrap().scripted.push_back(Scripted::Reply(
+            *status,
+            "application/json",
+            body.to_string(),
+        ));
+        let o = blocking(&url, dir.path(), &["whoami"], &[]).await;
+        let err = stderr(&o);
+        assert_ne!(o.status.code(), Some(0), "{body}: {err}");
+        assert!(!err.contains("session expired"), "{body}: {err}");
+        assert!(err.contains(shown), "{body}: Auth's words: {err}");
+        assert_eq!(session_files(dir.path()).len(), 1, "kept");
+    }
+}
+
+/// A server speaking the older error shape throughout: a wrong password,
+/// a spent refresh token (two commands racing) and a revoked session are
+/// read as with the newer one.
+#[tokio::test]
+async fn an_older_auth_server_is_understood() {
+    let (url, state) = auth_server().await;
+    state.lock().unwrap().older = true;
+    let dir = tempfile::tempdir().unwrap();
+    let (u, d) = (url.clone(), dir.path().to_path_buf());
+    let wrong = tokio::task::spawn_blocking(move || {
+        run(
+            &u,
+            &d,
+            &["login", "--email", "ana@example.test", "--password-stdin"],
+            "not-the-password\n",
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(wrong.status.code(), Some(3));
+    assert!(
+        stderr(&wrong).contains("email or password is wrong"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(login(&url, dir.path()).await.status.success());
+    // Racing refreshes: the second gets the older server's `invalid_grant`
+    // for the spent token and uses the session the first one saved.
+    state.lock().unwrap().race = Some(dir.path().to_path_buf());
+    let (a, b) = tokio::join!(
+        blocking(&url, dir.path(), &["--json", "whoami"], &[]),
+        blocking(&url, dir.path(), &["--json", "whoami"], &[]),
+    );
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    state.lock().unwrap().race = None;
+    // Revoked elsewhere: sign in again.
+    hand_written_session(&url, dir.path(), &state, 10);
+    state.lock().unwrap().refresh_token = "revoked".into();
+    let o = blocking(&url, dir.path(), &["whoami"], &[]).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("run `mailsync login`"),
+        "{}",
+        stderr(&o)
+    );
 }

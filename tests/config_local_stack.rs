@@ -1,17 +1,16 @@
 //! `mailsync config`: with no URL configured, the binary targets the local
 //! stack as `scripts/local-stack.sh` runs it (port variables, stack state).
+//! Processes run through the harness (`common::unconfigured`).
+
+mod common;
 
 use std::process::Command;
 
 use serde_json::Value;
 
 fn config_json(dir: &std::path::Path, env: &[(&str, &str)]) -> Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailsync"));
-    cmd.args(["config", "--json"])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MAILSYNC_CONFIG_DIR", dir.join("config"));
+    let mut cmd = common::unconfigured(dir);
+    cmd.args(["config", "--json"]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -77,12 +76,26 @@ fn the_running_stack_state_gives_password_and_ports() {
     assert!(!key.contains("anon-from-state"));
 }
 
-/// The script and the binary agree: the state `up` wrote is what `config` shows.
+/// The script and the binary agree: the state `up` wrote is what `config`
+/// shows, given the same stack variables (and nothing else).
 #[test]
 fn binary_and_script_agree() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stack_vars: Vec<(String, String)> = [
+        "MAILSYNC_STACK_DIR",
+        "MAILSYNC_API_PORT",
+        "MAILSYNC_DB_PORT",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
     let env_out = Command::new(root.join("scripts/local-stack.sh"))
         .arg("env")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .envs(stack_vars.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     let text = String::from_utf8(env_out.stdout).unwrap();
@@ -90,14 +103,11 @@ fn binary_and_script_agree() {
         .lines()
         .find_map(|l| l.strip_prefix("export SUPABASE_URL='"))
         .and_then(|l| l.strip_suffix('\''))
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+        .unwrap_or_else(|| panic!("no SUPABASE_URL in:\n{text}"));
+    let mut cmd = common::unconfigured(dir.path());
     cmd.args(["config", "--json"])
         .current_dir(root)
-        .env_remove("SUPABASE_URL")
-        .env_remove("SUPABASE_DB_URL")
-        .env_remove("SUPABASE_ANON_KEY")
-        .env("MAILSYNC_CONFIG_DIR", tempfile::tempdir().unwrap().path());
+        .envs(stack_vars.iter().map(|(k, v)| (k, v)));
     let out = cmd.output().unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value(&doc, "SUPABASE_URL").0, url);

@@ -64,12 +64,8 @@ async fn an_expired_token_gets_a_new_token_not_a_re_run() {
 async fn login_on_a_stack_without_auth_says_so() {
     let stack = common::ready().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+    let mut child = common::command(&stack, dir.path())
         .args(["login", "--email", "a@example.test", "--password-stdin"])
-        .current_dir(dir.path())
-        .env("MAILSYNC_CONFIG_DIR", dir.path().join("config"))
-        .env("SUPABASE_URL", &stack.url)
-        .env("SUPABASE_ANON_KEY", &stack.anon_key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -87,6 +83,64 @@ async fn login_on_a_stack_without_auth_says_so() {
     assert!(err.contains("has no Auth server"), "{err}");
     assert!(err.contains("scripts/local-stack.sh token"), "{err}");
     assert!(!err.contains("secret-password"), "{err}");
+}
+
+/// The gateway refuses a wrong API key with a 401 and no PostgREST code
+/// (`{"message":"Invalid API key"}`): the error names SUPABASE_ANON_KEY, not
+/// the session, whatever the command.
+#[tokio::test]
+async fn the_gateway_refusing_the_key_names_supabase_anon_key_not_the_session() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let gateway = common::gateway::Gateway::start(&stack.url, &stack.anon_key).await;
+    let wrong_key = "sb_publishable_not-this-projects-key-5551212";
+    for args in [
+        &["campaigns", "list"][..],
+        &["contacts", "list"][..],
+        &[
+            "templates",
+            "create",
+            "--name",
+            "T",
+            "--subject",
+            "S",
+            "--content",
+            "C",
+        ][..],
+    ] {
+        let (url, token) = (gateway.url.clone(), user.token.clone());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let o = tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            common::command_for(&url, wrong_key, dir.path())
+                .args(&args)
+                .env("MAILSYNC_ACCESS_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(err.contains("SUPABASE_ANON_KEY"), "{err}");
+        assert!(err.contains("Invalid API key"), "{err}");
+        assert!(!err.contains("access token"), "not the session: {err}");
+        assert!(!err.contains("mailsync login"), "not the session: {err}");
+        assert!(!err.contains(wrong_key), "{err}");
+    }
+    // The same commands with the right key pass the gateway.
+    let (url, token) = (gateway.url.clone(), user.token.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        common::command_for(&url, &common::stack().anon_key, dir.path())
+            .args(["campaigns", "list"])
+            .env("MAILSYNC_ACCESS_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// `-v` says what a command does (target, requests with timings, batch

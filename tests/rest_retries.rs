@@ -1,110 +1,37 @@
-//! The REST client's retries (src/supabase/rest.rs): 429, 502, 503 and 504
-//! are tried again, after `Retry-After` when the server gives one, and a
-//! server that keeps failing ends the command after five tries with nothing
-//! written. An in-test HTTP server stands in front of the local stack's
-//! REST API for these tests only: it answers the scripted statuses itself
-//! and passes every other request to the real stack.
+//! The REST client's retries (src/supabase/rest.rs), through a gateway in
+//! front of the local stack (tests/common/gateway.rs) that plays the
+//! failures of a hosted project's gateway:
+//! - 429, 502, 503 and 504 before the request reached the server are tried
+//!   again, after `Retry-After` when given (seconds or an HTTP date), a
+//!   bounded number of times; a wait longer than mailsync waits ends the
+//!   command at once, saying how long;
+//! - a write whose answer was lost after it was sent (the connection
+//!   dropped, or a gateway 502/504 after the server committed) is repeated
+//!   only when repeating it is harmless: `campaigns create` never creates two
+//!   campaigns, a retried `campaigns send` reports what it queued, and any
+//!   other write says it may have been applied instead of repeating it.
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
-use axum::response::Response;
-use axum::Router;
-use common::{json_of, stderr, Stack};
+use common::gateway::{Fault, Gateway};
+use common::{json_of, stderr, stdout, Stack, User};
 
-/// A failure to answer instead of the stack: status and `Retry-After`.
-type Failure = (u16, Option<&'static str>);
-
-struct Front {
-    upstream: String,
-    /// Failures for the next calls to `path_part`, first first.
-    script: VecDeque<Failure>,
-    path_part: &'static str,
-    /// (when, path, status answered) for each call to `path_part`.
-    seen: Vec<(Instant, u16)>,
+async fn gateway(stack: &Stack) -> Gateway {
+    Gateway::start(&stack.url, &stack.anon_key).await
 }
 
-type Shared = Arc<Mutex<Front>>;
-
-async fn handle(State(front): State<Shared>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let (failure, upstream, watched) = {
-        let mut f = front.lock().unwrap();
-        let watched = path.contains(f.path_part);
-        let failure = if watched { f.script.pop_front() } else { None };
-        (failure, f.upstream.clone(), watched)
-    };
-    if let Some((status, retry_after)) = failure {
-        front.lock().unwrap().seen.push((Instant::now(), status));
-        let mut response = Response::builder()
-            .status(status)
-            .header("content-type", "text/html");
-        if let Some(seconds) = retry_after {
-            response = response.header("Retry-After", seconds);
-        }
-        return response
-            .body(Body::from(format!("<html>{status}</html>")))
-            .unwrap();
-    }
-    let body = to_bytes(body, usize::MAX).await.unwrap();
-    let mut forward = reqwest::Client::new().request(
-        reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap(),
-        format!("{upstream}{path}"),
-    );
-    for (name, value) in parts.headers.iter() {
-        if name != "host" && name != "content-length" {
-            forward = forward.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let answer = forward.body(body.to_vec()).send().await.unwrap();
-    let status = answer.status().as_u16();
-    if watched {
-        front.lock().unwrap().seen.push((Instant::now(), status));
-    }
-    let mut response = Response::builder().status(status);
-    for (name, value) in answer.headers().iter() {
-        if name != "content-length" && name != "transfer-encoding" && name != "connection" {
-            response = response.header(name.as_str(), value.as_bytes());
-        }
-    }
-    response
-        .body(Body::from(answer.bytes().await.unwrap()))
-        .unwrap()
-}
-
-async fn front(stack: &Stack, path_part: &'static str, script: Vec<Failure>) -> (String, Shared) {
-    let state = Arc::new(Mutex::new(Front {
-        upstream: stack.url.trim_end_matches('/').to_string(),
-        script: script.into(),
-        path_part,
-        seen: Vec::new(),
-    }));
-    let app = Router::new().fallback(handle).with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, state)
-}
-
-async fn import_through(url: String, user: &common::User) -> std::process::Output {
+/// Runs mailsync through the gateway as `user`, from an empty directory.
+async fn through(gateway: &Gateway, user: &User, args: &[&str]) -> std::process::Output {
     let stack = common::stack();
+    let url = gateway.url.clone();
     let token = user.token.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.csv");
-        std::fs::write(&file, "Acme,a@example.fr\nBeta,b@example.fr\n").unwrap();
         common::command_for(&url, &stack.anon_key, dir.path())
-            .args(["--json", "import", file.to_str().unwrap()])
+            .args(&args)
             .env("MAILSYNC_ACCESS_TOKEN", token)
             .output()
             .unwrap()
@@ -113,37 +40,59 @@ async fn import_through(url: String, user: &common::User) -> std::process::Outpu
     .unwrap()
 }
 
-async fn contacts(user: &common::User) -> i64 {
+async fn import_through(gateway: &Gateway, user: &User) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    std::fs::write(&file, "Acme,a@example.fr\nBeta,b@example.fr\n").unwrap();
+    through(gateway, user, &["--json", "import", file.to_str().unwrap()]).await
+}
+
+async fn count(sql: &str, user: &User) -> i64 {
     common::admin()
         .await
-        .query_one(
-            "select count(*) from public.contacts where user_id = $1",
-            &[&user.id],
-        )
+        .query_one(sql, &[&user.id])
         .await
         .unwrap()
         .get(0)
+}
+
+async fn contacts(user: &User) -> i64 {
+    count(
+        "select count(*) from public.contacts where user_id = $1",
+        user,
+    )
+    .await
+}
+
+fn statuses(seen: &[common::gateway::Seen]) -> Vec<Option<u16>> {
+    seen.iter().map(|s| s.answered).collect()
 }
 
 #[tokio::test]
 async fn each_transient_status_is_retried_after_retry_after_and_the_import_completes() {
     let stack = common::ready().await;
     let user = common::new_user(&stack).await;
-    let (url, state) = front(
-        &stack,
+    let gw = gateway(&stack).await;
+    gw.fail(
         "/rpc/import_contacts",
-        vec![(429, Some("2")), (502, None), (503, None), (504, None)],
-    )
-    .await;
-    let o = import_through(url, &user).await;
+        [
+            Fault::Before(429, Some("2".into())),
+            Fault::Before(502, None),
+            Fault::Before(503, None),
+            Fault::Before(504, None),
+        ],
+    );
+    let o = import_through(&gw, &user).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json_of(&o)["contacts_created"], 2);
     assert_eq!(contacts(&user).await, 2);
-    let seen = state.lock().unwrap().seen.clone();
-    let statuses: Vec<u16> = seen.iter().map(|s| s.1).collect();
-    assert_eq!(statuses, [429, 502, 503, 504, 200]);
+    let seen = gw.seen("/rpc/import_contacts");
+    assert_eq!(
+        statuses(&seen),
+        [Some(429), Some(502), Some(503), Some(504), Some(200)]
+    );
     // `Retry-After: 2` is waited for (the first backoff is 250 ms).
-    let waited = seen[1].0 - seen[0].0;
+    let waited = seen[1].at - seen[0].at;
     assert!(
         waited >= Duration::from_millis(1900),
         "the next try came {waited:?} after Retry-After: 2"
@@ -151,15 +100,260 @@ async fn each_transient_status_is_retried_after_retry_after_and_the_import_compl
 }
 
 #[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured_and_a_long_one_ends_the_command() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let gw = gateway(&stack).await;
+    // An HTTP date 3 s ahead (whole seconds: at least 2 s from now).
+    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    gw.fail("/rpc/import_contacts", [Fault::Before(503, Some(date))]);
+    let o = import_through(&gw, &user).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let seen = gw.seen("/rpc/import_contacts");
+    let waited = seen[1].at - seen[0].at;
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the next try came {waited:?} before the date"
+    );
+
+    // An hour: not waited for; the command ends now, saying so, with
+    // nothing written.
+    let other = common::new_user(&stack).await;
+    let gw = gateway(&stack).await;
+    gw.fail(
+        "/rpc/import_contacts",
+        [Fault::Before(429, Some("3600".into()))],
+    );
+    let started = Instant::now();
+    let o = import_through(&gw, &other).await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3600 s"), "{}", stderr(&o));
+    assert_eq!(gw.seen("/rpc/import_contacts").len(), 1, "one try");
+    assert_eq!(contacts(&other).await, 0);
+}
+
+#[tokio::test]
 async fn a_server_that_keeps_failing_ends_the_command_after_five_tries_with_nothing_written() {
     let stack = common::ready().await;
     let user = common::new_user(&stack).await;
-    let (url, state) = front(&stack, "/rpc/import_contacts", vec![(503, None); 6]).await;
-    let o = import_through(url, &user).await;
+    let gw = gateway(&stack).await;
+    gw.fail("/rpc/import_contacts", vec![Fault::Before(503, None); 6]);
+    let o = import_through(&gw, &user).await;
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("503"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("<html"), "{}", stderr(&o));
-    assert_eq!(state.lock().unwrap().seen.len(), 5, "five tries");
+    assert_eq!(gw.seen("/rpc/import_contacts").len(), 5, "five tries");
     assert_eq!(contacts(&user).await, 0);
     assert!(!stderr(&o).contains(&user.token));
+}
+
+/// `campaigns create` chooses the campaign's id and inserts it ignoring a
+/// duplicate: when the answer of a committed insert is lost, the repeat
+/// finds it, and there is one campaign.
+#[tokio::test]
+async fn campaigns_create_never_creates_two_campaigns_when_an_answer_is_lost() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    for (i, fault) in [Fault::Drop, Fault::After(502), Fault::After(504)]
+        .into_iter()
+        .enumerate()
+    {
+        let gw = gateway(&stack).await;
+        gw.fail("/email_campaigns", [fault.clone()]);
+        let name = format!("Lost answer {i}");
+        let o = through(
+            &gw,
+            &user,
+            &[
+                "--json",
+                "campaigns",
+                "create",
+                "--name",
+                &name,
+                "--subject",
+                "S",
+                "--content",
+                "C",
+            ],
+        )
+        .await;
+        assert!(o.status.success(), "{fault:?}: {}", stderr(&o));
+        assert_eq!(json_of(&o)["name"], name.as_str());
+        let posts: Vec<_> = gw
+            .seen("/email_campaigns")
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .collect();
+        assert_eq!(posts.len(), 2, "{fault:?}: tried again: {posts:?}");
+        assert!(posts.iter().all(|p| p.forwarded), "{posts:?}");
+        let n: i64 = common::admin()
+            .await
+            .query_one(
+                "select count(*) from public.email_campaigns where user_id = $1 and name = $2",
+                &[&user.id, &name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{fault:?}: one campaign");
+    }
+}
+
+/// `campaigns send` whose first page's answer is lost: the page is asked
+/// again, and the report says this run queued every email.
+#[tokio::test]
+async fn a_retried_send_reports_what_it_queued() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let db = common::admin().await;
+    db.execute(
+        "insert into public.contacts (user_id, email) select $1, 'r' || g || '@example.fr' from generate_series(1, 3) g",
+        &[&user.id],
+    )
+    .await
+    .unwrap();
+    for (i, fault) in [Fault::Drop, Fault::After(502)].into_iter().enumerate() {
+        let gw = gateway(&stack).await;
+        let name = format!("Send {i}");
+        let made = through(
+            &gw,
+            &user,
+            &[
+                "--json",
+                "campaigns",
+                "create",
+                "--name",
+                &name,
+                "--subject",
+                "S",
+                "--content",
+                "C",
+            ],
+        )
+        .await;
+        assert!(made.status.success(), "{}", stderr(&made));
+        let id = json_of(&made)["id"].as_str().unwrap().to_string();
+        gw.fail("/rpc/queue_campaign_page", [fault.clone()]);
+        let json = through(&gw, &user, &["--json", "campaigns", "send", &id, "--yes"]).await;
+        assert!(json.status.success(), "{fault:?}: {}", stderr(&json));
+        let r = json_of(&json);
+        assert_eq!(r["queued"], 3, "{r}");
+        assert_eq!(r["queued_now"], 3, "{fault:?}: this run queued them: {r}");
+        assert_eq!(r["resumed"], false, "{r}");
+        let pages = gw.seen("/rpc/queue_campaign_page");
+        assert!(pages.len() >= 2 && pages[0].forwarded, "{pages:?}");
+        assert_eq!(pages[0].answered, if i == 0 { None } else { Some(502) });
+        let emails: i64 = db
+            .query_one(
+                "select count(*) from public.emails_sent where campaign_id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(emails, 3, "each contact once");
+    }
+
+    // The same, as a person reads it.
+    let gw = gateway(&stack).await;
+    let made = through(
+        &gw,
+        &user,
+        &[
+            "--json",
+            "campaigns",
+            "create",
+            "--name",
+            "Send human",
+            "--subject",
+            "S",
+            "--content",
+            "C",
+        ],
+    )
+    .await;
+    let id = json_of(&made)["id"].as_str().unwrap().to_string();
+    gw.fail("/rpc/queue_campaign_page", [Fault::Drop]);
+    let human = through(&gw, &user, &["campaigns", "send", &id, "--yes"]).await;
+    assert!(human.status.success(), "{}", stderr(&human));
+    let text = stdout(&human);
+    assert!(text.contains("3 emails queued"), "{text}");
+    assert!(
+        !text.contains("already") && !text.contains("nothing"),
+        "{text}"
+    );
+}
+
+/// Any other write whose answer is lost is not repeated: the command says
+/// it may have been applied (exit 3). A 429 or 503 before the server ran
+/// it is repeated.
+#[tokio::test]
+async fn a_write_that_may_have_committed_is_not_repeated() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let templates = |name: &str| {
+        let name = name.to_string();
+        let id = user.id;
+        async move {
+            common::admin()
+                .await
+                .query_one(
+                    "select count(*) from public.email_templates where user_id = $1 and name = $2",
+                    &[&id, &name],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    let create = |name: &str| {
+        [
+            "templates",
+            "create",
+            "--name",
+            name,
+            "--subject",
+            "S",
+            "--content",
+            "C",
+        ]
+        .map(str::to_string)
+    };
+    for (i, fault) in [Fault::Drop, Fault::After(502), Fault::After(504)]
+        .into_iter()
+        .enumerate()
+    {
+        let gw = gateway(&stack).await;
+        gw.fail("/email_templates", [fault.clone()]);
+        let name = format!("Lost {i}");
+        let args = create(&name);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = through(&gw, &user, &args).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{fault:?}: {err}");
+        assert!(err.contains("may or may not have been applied"), "{err}");
+        assert!(!err.contains("<html"), "{err}");
+        let posts = gw.seen("/email_templates");
+        assert_eq!(posts.len(), 1, "{fault:?}: not repeated: {posts:?}");
+        assert_eq!(templates(&name).await, 1, "it had committed");
+    }
+    for status in [429, 503] {
+        let gw = gateway(&stack).await;
+        gw.fail(
+            "/email_templates",
+            [Fault::Before(status, Some("1".into()))],
+        );
+        let name = format!("Refused {status}");
+        let args = create(&name);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = through(&gw, &user, &args).await;
+        assert!(o.status.success(), "{status}: {}", stderr(&o));
+        assert_eq!(
+            statuses(&gw.seen("/email_templates")),
+            [Some(status), Some(201)]
+        );
+        assert_eq!(templates(&name).await, 1);
+    }
 }

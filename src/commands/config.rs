@@ -93,8 +93,15 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         },
         Entry {
             name: "SUPABASE_DB_URL",
-            value: Some(crate::config::mask_url(config.db_url.value.expose())),
-            source: config.db_url.source.to_string(),
+            value: config
+                .db_url
+                .as_ref()
+                .map(|u| crate::config::mask_url(u.value.expose())),
+            source: config
+                .db_url
+                .as_ref()
+                .map(|u| u.source.to_string())
+                .unwrap_or_else(|| "not set (required by the db commands for this project)".into()),
         },
     ];
     let token = match &config.access_token {

@@ -22,6 +22,8 @@ use crate::t;
 const MAX_ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
+/// The longest `Retry-After` waited for; a longer one ends the command.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Rows asked for per page by [`RestClient::fetch_all`] (hosted Supabase's
 /// default row cap).
@@ -284,6 +286,15 @@ impl RestClient {
                         );
                     }
                     let wait = retry_after(&response);
+                    if let Some(wait) = wait.filter(|w| *w > MAX_RETRY_AFTER) {
+                        // Not waited for: say when, rather than hang.
+                        return Err(Error::unreachable(format!(
+                            "{what}: the REST API at {}/rest/v1 answered {status} and asks to wait {} s before trying again",
+                            self.project,
+                            wait.as_secs()
+                        ))
+                        .with_hint("nothing was changed by that request; run the command again after that"));
+                    }
                     if attempt >= MAX_ATTEMPTS {
                         return Err(self.decode_error(response, what).await);
                     }
@@ -543,11 +554,40 @@ fn is_transient_error(e: &reqwest::Error) -> bool {
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
 }
 
+/// `Retry-After`: seconds, or an HTTP date (RFC 9110 §10.2.3).
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get("Retry-After")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(30)))
+    let value = response.headers().get("Retry-After")?.to_str().ok()?.trim();
+    parse_retry_after(value, chrono::Utc::now())
+}
+
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let ahead = at.with_timezone(&chrono::Utc) - now;
+    Some(ahead.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:55Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(5))
+        );
+        // In the past: no wait.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 }

@@ -4,6 +4,8 @@
 //! reach it fails with a message saying how to start it; it never skips.
 #![allow(dead_code)]
 
+pub mod auth_server;
+pub mod gateway;
 pub mod realtime_server;
 pub mod smtp_server;
 
@@ -283,6 +285,22 @@ pub fn command_for(url: &str, anon_key: &str, dir: &Path) -> Command {
     cmd
 }
 
+/// A mailsync process with nothing configured: an empty environment (only
+/// `PATH` and `HOME`), run in `dir` (no stray .env), its sessions in
+/// `dir/config`, no colour, stdin closed. For the configuration tests, which
+/// set exactly what they need.
+pub fn unconfigured(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("MAILSYNC_CONFIG_DIR", dir.join("config"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// [`command_for`] the local stack, its database URL included.
 pub fn command(stack: &Stack, dir: &Path) -> Command {
     let mut cmd = command_for(&stack.url, &stack.anon_key, dir);
@@ -531,7 +549,24 @@ pub async fn rows_as(
 /// so a test never saves its session with the code under test. Valid for an
 /// hour.
 pub fn write_saved_session(stack: &Stack, user: &User, config: &Path, refresh_token: &str) {
-    let project = stack.url.trim_end_matches('/').to_string();
+    let expires_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3600;
+    write_session_file(
+        config,
+        &stack.url,
+        &json!({"access_token": user.token, "refresh_token": refresh_token,
+                "expires_at": expires_at, "user_id": user.id, "email": user.email}),
+    );
+}
+
+/// Writes the session file of `project_url` in `config` by hand: `fields`
+/// (access_token, refresh_token, expires_at, user_id, email) and the
+/// project's URL.
+pub fn write_session_file(config: &Path, project_url: &str, fields: &Value) {
+    let project = project_url.trim_end_matches('/').to_string();
     let readable: String = project
         .split("://")
         .last()
@@ -548,20 +583,14 @@ pub fn write_saved_session(stack: &Stack, user: &User, config: &Path, refresh_to
     let hash = project.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     }) as u32;
-    let expires_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
+    let mut session = fields.clone();
+    session["project_url"] = json!(project);
     std::fs::create_dir_all(config.join("sessions")).unwrap();
     std::fs::write(
         config
             .join("sessions")
             .join(format!("{readable}-{hash:08x}.json")),
-        json!({"project_url": project, "access_token": user.token,
-               "refresh_token": refresh_token, "expires_at": expires_at,
-               "user_id": user.id, "email": user.email})
-        .to_string(),
+        session.to_string(),
     )
     .unwrap();
 }

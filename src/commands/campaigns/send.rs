@@ -143,6 +143,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let mut calls = 0u32;
     let mut slowest = Duration::ZERO;
     let mut queued_now = 0i64;
+    // What this run queued is the total now less the total before it: a page
+    // whose answer was lost and was asked again answers `queued_now: 0`,
+    // though this run's first attempt queued it.
+    let queued_before = earlier.as_ref().map_or(0, |p| p.queued);
     let page = loop {
         let (page, took, tries) =
             queue_page(&client, &target, options.organization.as_deref(), &mut size)
@@ -150,7 +154,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 .map_err(|e| interrupted(e, name, queued_now))?;
         calls += tries;
         slowest = slowest.max(took);
-        queued_now += page.queued_now;
+        queued_now = (queued_now + page.queued_now).max(page.queued - queued_before);
         bar.set_position(page.contacts_scanned as u64);
         bar.set_message(t!("send-progress-queued", count = page.queued));
         if page.done {

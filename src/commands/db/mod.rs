@@ -198,7 +198,7 @@ pub async fn run_in_transaction(
     verb: &str,
 ) -> Result<SchemaReport> {
     let started = Instant::now();
-    let (mut client, target) = connect(&config.db_url.value, out).await?;
+    let (mut client, target) = connect(config.db_url()?, out).await?;
     let failed = |e: tokio_postgres::Error| {
         if let Some(db) = e.as_db_error().filter(|db| db.code().code() == NOT_OURS) {
             return Error::check_failed(format!(

@@ -21,7 +21,7 @@ pub struct Options {
 }
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
-    let target = Target::of(&config.db_url.value)?;
+    let target = Target::of(config.db_url()?)?;
     if options.dry_run {
         return print_dry_run(out, &target, &[CLEAN, SCHEMA]);
     }

@@ -81,7 +81,7 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
 }
 
 pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
-    let (mut client, target) = connect(&config.db_url.value, out).await?;
+    let (mut client, target) = connect(config.db_url()?, out).await?;
     let failed = |e: tokio_postgres::Error| {
         Error::refused(format!("verifying {target}: {}", describe_db_error(&e)))
     };
