@@ -454,7 +454,7 @@ async fn realtime_publishes_one_throttled_row_per_campaign_and_no_data_table() {
     let id = new_campaign(&stack, &user, "Throttled").await;
     while page(&stack, &user, &id, None, 1000).await.1["done"] != true {}
     // 200 emails delivered one by one over about 2 s: the live row moves at
-    // most once a second (plus once more at completion).
+    // most every 1.5 s (plus once more at completion).
     let db = admin().await;
     let uuid = Uuid::parse_str(&id).unwrap();
     let started = Instant::now();

@@ -1,7 +1,7 @@
 //! A Supabase Realtime client for `campaigns watch`: Phoenix channels over a
 //! websocket (protocol `vsn=1.0.0`, one JSON object per message), joined to
 //! `postgres_changes` on `campaign_live` (one row per campaign, moved at
-//! most once a second by the database) filtered to `user_id=eq.<the user>`,
+//! most every 1.5 s by the database) filtered to `user_id=eq.<the user>`,
 //! with the user's access token, so Realtime checks every change against the
 //! user's RLS. It only says *that* something changed: the watch then re-reads
 //! the views through the REST API (Realtime streams tables, never views).

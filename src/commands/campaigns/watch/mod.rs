@@ -61,10 +61,10 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// With Realtime, the views are still re-read this often, in case an event
 /// was missed while reconnecting.
 const SAFETY_POLL: Duration = Duration::from_secs(30);
-/// The database moves a campaign's live row at most once a second: a change
-/// is followed by a second re-read this much later, which shows what that
-/// limit held back.
-const TRAILING: Duration = Duration::from_millis(1500);
+/// The database moves a campaign's live row at most every 1.5 s: a change is
+/// followed by a second re-read this much later, which shows what that limit
+/// held back.
+const TRAILING: Duration = Duration::from_millis(2000);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
