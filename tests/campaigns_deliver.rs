@@ -590,8 +590,10 @@ async fn two_workers_share_one_campaign_without_overlap() {
         "campaigns",
         "deliver",
         campaign.as_str(),
+        // A claim is two seconds of sending: at 50/s, 100 emails, so one
+        // worker cannot claim the whole campaign before the other starts.
         "--rate",
-        "150",
+        "50",
         "--concurrency",
         "2",
     ];
