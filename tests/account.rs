@@ -54,14 +54,20 @@ fn assert_no_secret(o: &std::process::Output, secrets: &[&str]) {
 }
 
 async fn login(url: &str, config: &Path) -> std::process::Output {
+    login_with(url, config, PASSWORD).await
+}
+
+/// `mailsync login` as ana@example.test with this password on stdin.
+async fn login_with(url: &str, config: &Path, password: &str) -> std::process::Output {
     let url = url.to_string();
     let config = config.to_path_buf();
+    let stdin = format!("{password}\n");
     tokio::task::spawn_blocking(move || {
         run(
             &url,
             &config,
             &["login", "--email", "ana@example.test", "--password-stdin"],
-            &format!("{PASSWORD}\n"),
+            &stdin,
             &[],
         )
     })
@@ -163,18 +169,7 @@ async fn login_saves_a_private_session_and_a_near_expiry_token_is_refreshed_befo
 async fn a_wrong_password_exits_3_and_saves_nothing() {
     let (url, _) = auth_server().await;
     let dir = tempfile::tempdir().unwrap();
-    let (u, d) = (url.clone(), dir.path().to_path_buf());
-    let o = tokio::task::spawn_blocking(move || {
-        run(
-            &u,
-            &d,
-            &["login", "--email", "ana@example.test", "--password-stdin"],
-            "wrong-password-123\n",
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let o = login_with(&url, dir.path(), "wrong-password-123").await;
     assert_eq!(o.status.code(), Some(3));
     assert!(
         stderr(&o).contains("email or password is wrong"),
@@ -827,18 +822,7 @@ async fn an_older_auth_server_is_understood() {
     let (url, state) = auth_server().await;
     state.lock().unwrap().older = true;
     let dir = tempfile::tempdir().unwrap();
-    let (u, d) = (url.clone(), dir.path().to_path_buf());
-    let wrong = tokio::task::spawn_blocking(move || {
-        run(
-            &u,
-            &d,
-            &["login", "--email", "ana@example.test", "--password-stdin"],
-            "not-the-password\n",
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let wrong = login_with(&url, dir.path(), "not-the-password").await;
     assert_eq!(wrong.status.code(), Some(3));
     assert!(
         stderr(&wrong).contains("email or password is wrong"),
