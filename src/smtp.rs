@@ -276,8 +276,11 @@ impl Mailer {
                 Ok(())
             }
             Err(why) => Err(Error::config(format!(
-                "cannot use the SMTP server {}: {why} (set {ENV_SMTP_URL}; on the local stack: scripts/local-stack.sh up)",
+                "cannot use the SMTP server {}: {why}",
                 self.server.masked()
+            ))
+            .with_hint(format!(
+                "set {ENV_SMTP_URL} (on the local stack: scripts/local-stack.sh up)"
             ))),
         }
     }

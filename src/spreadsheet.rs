@@ -194,8 +194,9 @@ impl SheetWriter {
                 let row = rows[sheet];
                 if row >= 1_048_576 {
                     return Err(Error::data(format!(
-                        "{shown}: more than 1 048 576 rows, the most a worksheet holds; export to .csv"
-                    )));
+                        "{shown}: more than 1 048 576 rows, the most a worksheet holds"
+                    ))
+                    .with_hint("export to .csv"));
                 }
                 let ws = book.worksheet_from_index(sheet).map_err(|e| fail(&e))?;
                 for (col, cell) in cells.iter().enumerate() {

@@ -189,12 +189,31 @@ async fn a_failed_refresh_exits_3_and_says_to_log_in() {
     state.lock().unwrap().refresh_token = "something-else".into();
     let o = blocking(&url, dir.path(), &["whoami"], &[]).await;
     assert_eq!(o.status.code(), Some(3));
-    assert!(
-        stderr(&o).contains("your session expired; run `mailsync login`"),
-        "{}",
-        stderr(&o)
-    );
+    let err = stderr(&o);
+    assert!(err.contains("error: your session expired\n"), "{err}");
+    assert!(err.contains("hint: run `mailsync login`"), "{err}");
     assert_no_secret(&o, &["refresh-token-1"]);
+}
+
+/// A saved session that cannot be read as one: the cause, then the advice
+/// on a line of its own.
+#[tokio::test]
+async fn a_damaged_saved_session_says_so_and_hints_to_sign_in_again() {
+    let (url, state) = auth_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    common::write_session_file(dir.path(), &url, &json!({"access_token": 42}));
+    let o = blocking(&url, dir.path(), &["whoami"], &[]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(": the saved session is damaged\n"), "{err}");
+    assert!(
+        err.contains("\nhint: run `mailsync login` again\n"),
+        "{err}"
+    );
+    assert!(
+        state.lock().unwrap().requests.is_empty(),
+        "nothing was sent"
+    );
 }
 
 #[tokio::test]

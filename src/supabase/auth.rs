@@ -77,10 +77,8 @@ fn unreachable(config: &Config, e: &reqwest::Error) -> Error {
     } else {
         "cannot connect"
     };
-    Error::unreachable(format!(
-        "Supabase Auth at {}: {why}; check SUPABASE_URL",
-        config.auth_url()
-    ))
+    Error::unreachable(format!("Supabase Auth at {}: {why}", config.auth_url()))
+        .with_hint("check SUPABASE_URL")
 }
 
 async fn token_request(
@@ -208,7 +206,7 @@ pub async fn refresh(config: &Config, session: &Session) -> Result<Session> {
         let transient = match outcome {
             Ok(Ok(token)) => return Ok(session_of(config, token)),
             Ok(Err((status, e))) if is_session_over(status, &e) => {
-                return Err(Error::config("your session expired; run `mailsync login`"));
+                return Err(Error::config("your session expired").with_hint("run `mailsync login`"));
             }
             Ok(Err((status, _))) if server_trouble(status) => trouble(config, status),
             Ok(Err((status, e))) => {

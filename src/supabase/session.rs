@@ -61,7 +61,9 @@ pub fn config_dir() -> Result<PathBuf> {
     }
     dirs::config_dir()
         .map(|d| d.join("mailsync"))
-        .ok_or_else(|| Error::config(format!("no config directory: set HOME or {ENV_CONFIG_DIR}")))
+        .ok_or_else(|| {
+            Error::config("no config directory").with_hint(format!("set HOME or {ENV_CONFIG_DIR}"))
+        })
 }
 
 /// The session file of a project: `sessions/<host>-<port>-<hash>.json`.
@@ -103,10 +105,8 @@ pub fn load(project_url: &str) -> Result<Option<(Session, PathBuf)>> {
         }
     };
     let session: Session = serde_json::from_str(&text).map_err(|_| {
-        Error::config(format!(
-            "{}: the saved session is damaged; run `mailsync login` again",
-            path.display()
-        ))
+        Error::config(format!("{}: the saved session is damaged", path.display()))
+            .with_hint("run `mailsync login` again")
     })?;
     Ok(Some((session, path)))
 }

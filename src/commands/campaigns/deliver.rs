@@ -458,8 +458,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     }
     if not_recorded > 0 {
         return Err(Error::failure(format!(
-            "{not_recorded} outcome(s) could not be recorded: those emails now have an unknown outcome (see the next run's report)"
-        )));
+            "{not_recorded} outcome(s) could not be recorded: those emails now have an unknown outcome"
+        ))
+        .with_hint("the next run of `mailsync campaigns deliver` reports them"));
     }
     if interrupted {
         return Err(Error::new(

@@ -61,9 +61,10 @@ struct Summary {
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     if Kind::of(&options.file)? != Kind::Xlsx || options.file.as_os_str() == "-" {
         return Err(Error::usage(format!(
-            "{}: a report is a workbook of two sheets: name an .xlsx file",
+            "{}: a report is a workbook of two sheets",
             options.file.display()
-        )));
+        ))
+        .with_hint("name an .xlsx file"));
     }
     let client = crate::supabase::user::user_client(config, out).await?;
     let campaign = crate::supabase::lookup::campaign(&client, &options.campaign).await?;

@@ -164,8 +164,9 @@ async fn adopt(tx: &tokio_postgres::Transaction<'_>, out: &Output, name: &str) -
                         ("v", "view") => "view",
                         _ => {
                             return Err(Error::check_failed(format!(
-                                "--adopt {name}: public.{name} is not a {kind}, so mailsync cannot take it over; rename it (nothing was changed)"
-                            )))
+                                "--adopt {name}: public.{name} is not a {kind}, so mailsync cannot take it over (nothing was changed)"
+                            ))
+                            .with_hint(format!("rename public.{name}")))
                         }
                     };
                     Some(format!("comment on {what} public.\"{entry}\" is '{mark}'"))

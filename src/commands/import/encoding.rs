@@ -30,7 +30,10 @@ pub fn parse(label: &str) -> Result<&'static Encoding> {
     };
     found
         .filter(|e| [UTF_8, UTF_16LE, UTF_16BE, WINDOWS_1252].contains(e))
-        .ok_or_else(|| Error::usage(format!("--encoding {label:?}: unknown; use one of {NAMES}")))
+        .ok_or_else(|| {
+            Error::usage(format!("--encoding {label:?}: unknown"))
+                .with_hint(format!("use one of {NAMES}"))
+        })
 }
 
 /// The encoding a file is in (see the module's rules) and the length of its

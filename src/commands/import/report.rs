@@ -192,10 +192,11 @@ pub fn check_rejects_path(input: &Path, rejects: &Path) -> Result<()> {
     };
     if existing || resolved {
         return Err(Error::usage(format!(
-            "--rejects {} is the input file {}; writing the rejects there would replace it. Name another file",
+            "--rejects {} is the input file {}; writing the rejects there would replace it",
             rejects.display(),
             input.display()
-        )));
+        ))
+        .with_hint("name another file"));
     }
     Ok(())
 }
