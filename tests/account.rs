@@ -75,6 +75,18 @@ async fn login_with(url: &str, config: &Path, password: &str) -> std::process::O
     .unwrap()
 }
 
+/// A login with a wrong password: exit 3, saying so.
+async fn wrong_login(url: &str, config: &Path, password: &str) -> std::process::Output {
+    let o = login_with(url, config, password).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("email or password is wrong"),
+        "{}",
+        stderr(&o)
+    );
+    o
+}
+
 async fn blocking(
     url: &str,
     config: &Path,
@@ -94,6 +106,21 @@ async fn blocking(
     })
     .await
     .unwrap()
+}
+
+/// Two `whoami --json` at once with the session saved in `config`, the
+/// server set to make their refreshes race: both arrive before either is
+/// answered, and only the first may use the refresh token.
+async fn racing_whoamis(
+    url: &str,
+    config: &Path,
+    state: &Shared,
+) -> (std::process::Output, std::process::Output) {
+    state.lock().unwrap().race = Some(config.to_path_buf());
+    tokio::join!(
+        blocking(url, config, &["--json", "whoami"], &[]),
+        blocking(url, config, &["--json", "whoami"], &[]),
+    )
 }
 
 #[tokio::test]
@@ -169,13 +196,7 @@ async fn login_saves_a_private_session_and_a_near_expiry_token_is_refreshed_befo
 async fn a_wrong_password_exits_3_and_saves_nothing() {
     let (url, _) = auth_server().await;
     let dir = tempfile::tempdir().unwrap();
-    let o = login_with(&url, dir.path(), "wrong-password-123").await;
-    assert_eq!(o.status.code(), Some(3));
-    assert!(
-        stderr(&o).contains("email or password is wrong"),
-        "{}",
-        stderr(&o)
-    );
+    let o = wrong_login(&url, dir.path(), "wrong-password-123").await;
     assert_no_secret(&o, &["wrong-password-123"]);
     assert!(session_files(dir.path()).is_empty());
 }
@@ -558,11 +579,7 @@ async fn two_commands_refreshing_at_once_both_succeed_with_the_one_saved_session
     // The saved token expires in 30 s: both commands refresh it, with the
     // same single-use refresh token. The server answers the first, then
     // tells the second its token was already used.
-    state.lock().unwrap().race = Some(dir.path().to_path_buf());
-    let (a, b) = tokio::join!(
-        blocking(&url, dir.path(), &["--json", "whoami"], &[]),
-        blocking(&url, dir.path(), &["--json", "whoami"], &[]),
-    );
+    let (a, b) = racing_whoamis(&url, dir.path(), &state).await;
     for o in [&a, &b] {
         assert!(o.status.success(), "{}", stderr(o));
         assert_eq!(common::json_of(o)["email"], "ana@example.test");
@@ -841,21 +858,11 @@ async fn an_older_auth_server_is_understood() {
     let (url, state) = auth_server().await;
     state.lock().unwrap().older = true;
     let dir = tempfile::tempdir().unwrap();
-    let wrong = login_with(&url, dir.path(), "not-the-password").await;
-    assert_eq!(wrong.status.code(), Some(3));
-    assert!(
-        stderr(&wrong).contains("email or password is wrong"),
-        "{}",
-        stderr(&wrong)
-    );
+    wrong_login(&url, dir.path(), "not-the-password").await;
     assert!(login(&url, dir.path()).await.status.success());
     // Racing refreshes: the second gets the older server's `invalid_grant`
     // for the spent token and uses the session the first one saved.
-    state.lock().unwrap().race = Some(dir.path().to_path_buf());
-    let (a, b) = tokio::join!(
-        blocking(&url, dir.path(), &["--json", "whoami"], &[]),
-        blocking(&url, dir.path(), &["--json", "whoami"], &[]),
-    );
+    let (a, b) = racing_whoamis(&url, dir.path(), &state).await;
     for o in [&a, &b] {
         assert!(o.status.success(), "{}", stderr(o));
     }

@@ -5,14 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{json_of, mailsync, new_user, rest, stderr, stdout, Stack, User};
+use common::{json_of, new_user, rest, run_as, stderr, stdout, Stack, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
-    mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
-}
 
 /// Contacts for `user`: `n` in Acme SARL, `m` in Beta.
 async fn contacts(stack: &Stack, user: &User, n: usize, m: usize) {
@@ -40,25 +36,30 @@ async fn insert(stack: &Stack, user: &User, table: &str, rows: Value) {
 }
 
 fn create(stack: &Stack, user: &User, name: &str) -> String {
-    let o = run_as(
+    let mut args = vec!["--json"];
+    args.extend(common::create_args("campaigns", name));
+    let o = run_as(stack, user, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row = json_of(&o);
+    assert_eq!(row["status"], "draft");
+    row["id"].as_str().unwrap().to_string()
+}
+
+/// `campaigns send --json ID --organization ORGANIZATION --yes`.
+fn send_json(stack: &Stack, user: &User, id: &str, organization: &str) -> std::process::Output {
+    run_as(
         stack,
         user,
         &[
             "--json",
             "campaigns",
-            "create",
-            "--name",
-            name,
-            "--subject",
-            "S",
-            "--content",
-            "C",
+            "send",
+            id,
+            "--organization",
+            organization,
+            "--yes",
         ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let row = json_of(&o);
-    assert_eq!(row["status"], "draft");
-    row["id"].as_str().unwrap().to_string()
+    )
 }
 
 async fn campaign_row(id: &str) -> (String, bool, bool) {
@@ -188,19 +189,7 @@ async fn send_can_target_one_organisation_and_refuses_unknown_ones() {
     );
     assert_eq!(campaign_row(&id).await.0, "draft");
 
-    let o = run_as(
-        &stack,
-        &user,
-        &[
-            "--json",
-            "campaigns",
-            "send",
-            &id,
-            "--organization",
-            "  beta ",
-            "--yes",
-        ],
-    );
+    let o = send_json(&stack, &user, &id, "  beta ");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json_of(&o)["queued"], 2);
     assert!(email_statuses(&id)
@@ -730,19 +719,7 @@ async fn the_prompt_counts_what_is_queued_for_tricky_organisation_names() {
             .and_then(|rest| rest.split(" recipient").next())
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no count in the prompt for {typed:?}: {screen}"));
-        let sent = run_as(
-            &stack,
-            &user,
-            &[
-                "--json",
-                "campaigns",
-                "send",
-                &id,
-                "--organization",
-                typed,
-                "--yes",
-            ],
-        );
+        let sent = send_json(&stack, &user, &id, typed);
         assert!(sent.status.success(), "{typed:?}: {}", stderr(&sent));
         let queued = json_of(&sent)["queued"].as_i64().unwrap();
         assert_eq!(

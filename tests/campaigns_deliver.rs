@@ -11,15 +11,17 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::smtp_server::{Action, Phase, ScriptedSmtp};
-use common::{mailsync, new_user, rest, stderr, stdout, Stack, User};
+use common::{json_of, new_user, rest, stderr, stdout, Stack, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// A campaign queued for `user` to `emails` (organisation `Org <i>` each).
-async fn queued_campaign(
+/// Contacts for `user` at `emails` (organisation `Org <i % 3>` each) and a
+/// draft campaign `name` to send them; its id.
+async fn draft_campaign(
     stack: &Stack,
     user: &User,
     emails: &[String],
+    name: &str,
     subject: &str,
     content: &str,
 ) -> String {
@@ -43,12 +45,24 @@ async fn queued_campaign(
         Method::POST,
         "email_campaigns",
         Some(&user.token),
-        Some(json!({"name": format!("c-{}", uuid::Uuid::new_v4().simple()), "subject": subject, "content": content})),
+        Some(json!({"name": name, "subject": subject, "content": content})),
         Some("return=representation"),
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let id = body[0]["id"].as_str().unwrap().to_string();
+    body[0]["id"].as_str().unwrap().to_string()
+}
+
+/// A campaign queued for `user` to `emails` (organisation `Org <i % 3>` each).
+async fn queued_campaign(
+    stack: &Stack,
+    user: &User,
+    emails: &[String],
+    subject: &str,
+    content: &str,
+) -> String {
+    let name = format!("c-{}", uuid::Uuid::new_v4().simple());
+    let id = draft_campaign(stack, user, emails, &name, subject, content).await;
     let o = run(
         stack,
         user,
@@ -68,22 +82,21 @@ fn addresses(user: &User, names: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Runs the binary off the async runtime (the scripted server runs on it).
+/// `n` addresses of `user`: `<prefix>0`, `<prefix>1`, ...
+fn numbered_addresses(user: &User, prefix: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    addresses(user, &names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Runs the binary as `user` off the async runtime (the scripted server
+/// runs on it).
 async fn run(stack: &Stack, user: &User, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let stack = stack.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let mut env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    env.push(("MAILSYNC_ACCESS_TOKEN".into(), user.token.clone()));
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        mailsync(&stack, &args, &env)
-    })
-    .await
-    .unwrap()
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::command(stack, dir.path());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token);
+    common::output_off_runtime(cmd).await
 }
 
 /// `deliver --json` with fast retries, through `smtp_url`.
@@ -106,20 +119,56 @@ async fn deliver(stack: &Stack, user: &User, smtp_url: &str, extra: &[&str]) -> 
 /// The binary started in the background (for kill -9 and Ctrl-C).
 fn spawn(stack: &Stack, user: &User, args: &[&str], smtp_url: &str) -> Child {
     let dir = tempfile::tempdir().unwrap().keep();
-    Command::new(env!("CARGO_BIN_EXE_mailsync"))
+    common::command_for(&stack.url, &stack.anon_key, &dir)
         .args(args)
-        .current_dir(&dir)
-        .env("MAILSYNC_CONFIG_DIR", dir.join("config"))
-        .env("SUPABASE_URL", &stack.url)
-        .env("SUPABASE_ANON_KEY", &stack.anon_key)
         .env("MAILSYNC_ACCESS_TOKEN", &user.token)
         .env("MAILSYNC_SMTP_URL", smtp_url)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting mailsync")
+}
+
+/// A campaign queued to `n` addresses (`<prefix><i>`), an SMTP server
+/// accepting each message after `delay`, and `deliver --json` with
+/// `concurrency` connections at full speed started in the background;
+/// returns once the server has accepted `accepted` messages.
+async fn delivering(
+    stack: &Stack,
+    user: &User,
+    prefix: &str,
+    n: usize,
+    delay: Duration,
+    concurrency: &str,
+    accepted: usize,
+) -> (String, ScriptedSmtp, Child) {
+    let to = numbered_addresses(user, prefix, n);
+    let campaign = queued_campaign(stack, user, &to, "S", "C").await;
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, delay).await;
+    let child = spawn(
+        stack,
+        user,
+        &[
+            "--json",
+            "campaigns",
+            "deliver",
+            &campaign,
+            "--rate",
+            "0",
+            "--concurrency",
+            concurrency,
+        ],
+        &server.url(),
+    );
+    let started = Instant::now();
+    while server.accepted().len() < accepted {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing was delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (campaign, server, child)
 }
 
 #[derive(Debug, Clone)]
@@ -217,7 +266,7 @@ async fn delivers_to_the_stack_inbox_with_merge_fields_and_headers() {
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let summary: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let summary: Value = json_of(&o);
     assert_eq!(summary["sent"], 3, "{summary}");
     assert_eq!(summary["bounced"], 0);
 
@@ -460,33 +509,8 @@ async fn a_server_down_at_start_is_exit_3_and_nothing_is_claimed() {
 async fn kill_9_leaves_no_false_sent_and_a_rerun_never_resends_unknown_emails() {
     let stack = common::ready().await;
     let user = new_user(&stack).await;
-    let names: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
-    let to = addresses(&user, &names.iter().map(String::as_str).collect::<Vec<_>>());
-    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
-    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::from_millis(40)).await;
-    let mut child = spawn(
-        &stack,
-        &user,
-        &[
-            "--json",
-            "campaigns",
-            "deliver",
-            &campaign,
-            "--rate",
-            "0",
-            "--concurrency",
-            "2",
-        ],
-        &server.url(),
-    );
-    let started = Instant::now();
-    while server.accepted().len() < 10 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "nothing was delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (campaign, server, mut child) =
+        delivering(&stack, &user, "k", 60, Duration::from_millis(40), "2", 10).await;
     child.kill().unwrap(); // SIGKILL: no chance to record anything more
     let _ = child.wait();
 
@@ -581,8 +605,7 @@ async fn kill_9_leaves_no_false_sent_and_a_rerun_never_resends_unknown_emails() 
 async fn two_workers_share_one_campaign_without_overlap() {
     let stack = common::ready().await;
     let user = new_user(&stack).await;
-    let names: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
-    let to = addresses(&user, &names.iter().map(String::as_str).collect::<Vec<_>>());
+    let to = numbered_addresses(&user, "w", 300);
     let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
     let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::from_millis(2)).await;
     let args = [
@@ -606,8 +629,8 @@ async fn two_workers_share_one_campaign_without_overlap() {
     .unwrap();
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(b.status.success(), "{}", stderr(&b));
-    let sa: Value = serde_json::from_str(stdout(&a).trim()).unwrap();
-    let sb: Value = serde_json::from_str(stdout(&b).trim()).unwrap();
+    let sa: Value = json_of(&a);
+    let sb: Value = json_of(&b);
     let (na, nb) = (sa["sent"].as_u64().unwrap(), sb["sent"].as_u64().unwrap());
     assert_eq!(na + nb, 300, "{sa} {sb}");
     assert!(na > 0 && nb > 0, "both workers took part: {na} and {nb}");
@@ -622,33 +645,8 @@ async fn two_workers_share_one_campaign_without_overlap() {
 async fn ctrl_c_finishes_the_emails_in_flight_records_them_and_exits_130() {
     let stack = common::ready().await;
     let user = new_user(&stack).await;
-    let names: Vec<String> = (0..80).map(|i| format!("i{i}")).collect();
-    let to = addresses(&user, &names.iter().map(String::as_str).collect::<Vec<_>>());
-    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
-    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::from_millis(150)).await;
-    let child = spawn(
-        &stack,
-        &user,
-        &[
-            "--json",
-            "campaigns",
-            "deliver",
-            &campaign,
-            "--rate",
-            "0",
-            "--concurrency",
-            "3",
-        ],
-        &server.url(),
-    );
-    let started = Instant::now();
-    while server.accepted().len() < 6 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "nothing was delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (campaign, server, child) =
+        delivering(&stack, &user, "i", 80, Duration::from_millis(150), "3", 6).await;
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -658,7 +656,7 @@ async fn ctrl_c_finishes_the_emails_in_flight_records_them_and_exits_130() {
         .await
         .unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    let summary: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let summary: Value = json_of(&o);
     assert_eq!(summary["interrupted"], true);
 
     let rows = emails(&campaign).await;
@@ -701,27 +699,7 @@ async fn suppressed_addresses_are_left_out_by_send_and_skipped_by_deliver() {
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let rows: Vec<Value> = to.iter().map(|e| json!({"email": e})).collect();
-    let (status, _) = rest(
-        &stack,
-        Method::POST,
-        "contacts",
-        Some(&user.token),
-        Some(json!(rows)),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (_, body) = rest(
-        &stack,
-        Method::POST,
-        "email_campaigns",
-        Some(&user.token),
-        Some(json!({"name": "sup", "subject": "S", "content": "C"})),
-        Some("return=representation"),
-    )
-    .await;
-    let campaign = body[0]["id"].as_str().unwrap().to_string();
+    let campaign = draft_campaign(&stack, &user, &to, "sup", "S", "C").await;
     let o = run(
         &stack,
         &user,
@@ -730,7 +708,7 @@ async fn suppressed_addresses_are_left_out_by_send_and_skipped_by_deliver() {
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let queued: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let queued: Value = json_of(&o);
     assert_eq!(queued["queued"], 2, "{queued}");
     assert_eq!(
         queued["suppressed"], 1,
@@ -745,7 +723,7 @@ async fn suppressed_addresses_are_left_out_by_send_and_skipped_by_deliver() {
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let again: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let again: Value = json_of(&o);
     assert_eq!(
         (again["queued"].clone(), again["queued_now"].clone()),
         (json!(2), json!(0)),
@@ -796,7 +774,7 @@ async fn suppressed_addresses_are_left_out_by_send_and_skipped_by_deliver() {
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    let undone: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let undone: Value = json_of(&o);
     assert_eq!(undone["removed"], json!([to[1].clone()]));
 }
 

@@ -8,13 +8,9 @@ mod common;
 use std::path::Path;
 
 use calamine::{open_workbook, Data, Reader, Xlsx};
-use common::{mailsync, new_user, rest, stderr, stdout, Stack, User};
+use common::{mailsync, new_user, rest, run_as, stderr, stdout, Stack, User};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
-    mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
-}
 
 fn json_of(o: &std::process::Output) -> Value {
     serde_json::from_str(stdout(o).trim())

@@ -17,22 +17,14 @@ fn run(stack: &Stack, db: &ScratchDb, args: &[&str]) -> std::process::Output {
 /// Every table, view and function of public, with its comment: what a
 /// refused command must leave exactly as it was.
 async fn public_snapshot(db: &ScratchDb) -> Vec<String> {
-    db.client()
-        .await
-        .query(
-            "select format('%s %s %s', c.relkind, c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''))
+    let client = db.client().await;
+    common::column_in(&client, "select format('%s %s %s', c.relkind, c.relname, coalesce(obj_description(c.oid, 'pg_class'), ''))
                from pg_class c where c.relnamespace = 'public'::regnamespace
              union all
              select format('f %s %s', p.oid::regprocedure, md5(p.prosrc))
                from pg_proc p where p.pronamespace = 'public'::regnamespace
              order by 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+            &[]).await
 }
 
 /// (kind, name) of what the schema creates, from its own list.
@@ -116,11 +108,9 @@ async fn a_projects_own_table_view_or_function_of_a_mailsync_name_is_refused_and
             "verify reports the foreign {kind} {name}"
         );
         if kind == "table" {
-            let rows: i64 = client
-                .query_one(&format!("select count(*) from public.{name}"), &[])
-                .await
-                .unwrap()
-                .get(0);
+            let rows: i64 =
+                common::scalar_in(&client, &format!("select count(*) from public.{name}"), &[])
+                    .await;
             assert_eq!(rows, 1, "the project's rows in {name} are kept");
         }
         client.batch_execute(&drop).await.unwrap();
@@ -145,39 +135,33 @@ async fn a_projects_update_updated_at_column_and_its_triggers_keep_working() {
         )
         .await
         .unwrap();
-    let before: String = client
-        .query_one(
-            "select md5(prosrc) from pg_proc where proname = 'update_updated_at_column'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let before: String = common::scalar_in(
+        &client,
+        "select md5(prosrc) from pg_proc where proname = 'update_updated_at_column'",
+        &[],
+    )
+    .await;
     for args in [&["db", "apply"][..], &["db", "reset", "--yes"][..]] {
         let out = run(&stack, &db, args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
-    let after: String = client
-        .query_one(
-            "select md5(prosrc) from pg_proc where proname = 'update_updated_at_column'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let after: String = common::scalar_in(
+        &client,
+        "select md5(prosrc) from pg_proc where proname = 'update_updated_at_column'",
+        &[],
+    )
+    .await;
     assert_eq!(before, after, "the project's function is untouched");
     client
         .batch_execute("update public.notes set body = 'b' where id = 1")
         .await
         .expect("the project's own trigger still works");
-    let notes: i64 = client
-        .query_one(
-            "select count(*) from public.notes where modified is not null",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let notes: i64 = common::scalar_in(
+        &client,
+        "select count(*) from public.notes where modified is not null",
+        &[],
+    )
+    .await;
     assert_eq!(notes, 1);
     db.drop(&stack).await;
 }
@@ -238,9 +222,9 @@ async fn old_all_granting_defaults_leave_no_dangerous_privilege_and_verify_catch
         .unwrap();
     let out = run(&stack, &db, &["db", "apply"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let granted: Vec<String> = client
-        .query(
-            "select format('%s %s on %s', r.role, p.privilege, c.relname)
+    let granted: Vec<String> = common::column_in(
+        &client,
+        "select format('%s %s on %s', r.role, p.privilege, c.relname)
                from pg_class c
               cross join (values ('anon'), ('authenticated')) r(role)
               cross join (values ('TRUNCATE'), ('REFERENCES'), ('TRIGGER')) p(privilege)
@@ -252,22 +236,12 @@ async fn old_all_granting_defaults_leave_no_dangerous_privilege_and_verify_catch
               where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
                 and a.attname in ('id', 'user_id', 'created_at')
                 and has_column_privilege('authenticated', c.oid, a.attnum, 'UPDATE')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        &[],
+    )
+    .await;
     assert!(granted.is_empty(), "still granted: {granted:?}");
-    let relations: i64 = client
-        .query_one(
-            "select count(*) from pg_class where relnamespace = 'public'::regnamespace and relkind in ('r', 'v')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let relations: i64 = common::scalar_in(&client, "select count(*) from pg_class where relnamespace = 'public'::regnamespace and relkind in ('r', 'v')",
+            &[]).await;
     let listed = mailsync_objects()
         .iter()
         .filter(|(k, _)| k == "table" || k == "view")

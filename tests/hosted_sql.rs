@@ -61,24 +61,35 @@ async fn page(
 }
 
 async fn scalar_i64(sql: &str, campaign: &str) -> i64 {
-    admin()
-        .await
-        .query_one(sql, &[&Uuid::parse_str(campaign).unwrap()])
-        .await
-        .unwrap()
-        .get(0)
+    common::scalar(sql, &[&Uuid::parse_str(campaign).unwrap()]).await
 }
 
 async fn status_of(campaign: &str) -> String {
-    admin()
-        .await
-        .query_one(
-            "select status from public.email_campaigns where id = $1",
-            &[&Uuid::parse_str(campaign).unwrap()],
+    common::scalar(
+        "select status from public.email_campaigns where id = $1",
+        &[&Uuid::parse_str(campaign).unwrap()],
+    )
+    .await
+}
+
+/// `campaign` has `n` emails, one for each of `n` contacts.
+async fn assert_each_contact_queued_once(campaign: &str, n: i64) {
+    assert_eq!(
+        scalar_i64(
+            "select count(distinct contact_id) from public.emails_sent where campaign_id = $1",
+            campaign
         )
-        .await
-        .unwrap()
-        .get(0)
+        .await,
+        n
+    );
+    assert_eq!(
+        scalar_i64(
+            "select count(*) from public.emails_sent where campaign_id = $1",
+            campaign
+        )
+        .await,
+        n
+    );
 }
 
 #[tokio::test]
@@ -130,22 +141,7 @@ async fn a_paged_send_queues_each_contact_once_and_becomes_sending_only_at_the_e
     assert_eq!(again["queued"], 2500);
     assert_eq!(again["queued_now"], 0);
     assert_eq!(again["done"], true);
-    assert_eq!(
-        scalar_i64(
-            "select count(distinct contact_id) from public.emails_sent where campaign_id = $1",
-            &id
-        )
-        .await,
-        2500
-    );
-    assert_eq!(
-        scalar_i64(
-            "select count(*) from public.emails_sent where campaign_id = $1",
-            &id
-        )
-        .await,
-        2500
-    );
+    assert_each_contact_queued_once(&id, 2500).await;
 }
 
 #[tokio::test]
@@ -170,22 +166,7 @@ async fn concurrent_callers_never_queue_a_contact_twice() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 3000);
     }
-    assert_eq!(
-        scalar_i64(
-            "select count(*) from public.emails_sent where campaign_id = $1",
-            &id
-        )
-        .await,
-        3000
-    );
-    assert_eq!(
-        scalar_i64(
-            "select count(distinct contact_id) from public.emails_sent where campaign_id = $1",
-            &id
-        )
-        .await,
-        3000
-    );
+    assert_each_contact_queued_once(&id, 3000).await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{json_of, mailsync, new_user, stderr, stdout, Stack, User};
+use common::{json_of, mailsync, new_user, run_as, stderr, stdout, Stack, User};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 use serde_json::Value;
 
@@ -54,8 +54,19 @@ fn write_xlsx(path: &Path, sheets: &[(&str, Vec<Vec<Cell>>)]) {
     book.save(path).unwrap();
 }
 
-fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
-    mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
+/// `import --json FILE --rejects REJECTS` as `user`.
+fn import_json(stack: &Stack, user: &User, file: &Path, rejects: &Path) -> std::process::Output {
+    run_as(
+        stack,
+        user,
+        &[
+            "--json",
+            "import",
+            path_str(file),
+            "--rejects",
+            path_str(rejects),
+        ],
+    )
 }
 
 fn path_str(p: &Path) -> &str {
@@ -136,17 +147,7 @@ async fn every_rule_of_the_contract_and_a_second_import_is_a_no_op() {
     write_xlsx(&file, &[("Feuille1", messy_sheet())]);
     let rejects = dir.path().join("rejects.csv");
 
-    let first = run_as(
-        &stack,
-        &user,
-        &[
-            "--json",
-            "import",
-            path_str(&file),
-            "--rejects",
-            path_str(&rejects),
-        ],
-    );
+    let first = import_json(&stack, &user, &file, &rejects);
     assert!(first.status.success(), "{}", stderr(&first));
     let report = json_of(&first);
     assert_eq!(report["sheet"], "Feuille1");
@@ -720,17 +721,7 @@ async fn rejects_past_the_memory_bound_all_reach_the_rejects_file() {
     }
     std::fs::write(&file, text).unwrap();
     let rejects = dir.path().join("rejects.csv");
-    let o = run_as(
-        &stack,
-        &user,
-        &[
-            "--json",
-            "import",
-            path_str(&file),
-            "--rejects",
-            path_str(&rejects),
-        ],
-    );
+    let o = import_json(&stack, &user, &file, &rejects);
     assert!(o.status.success(), "{}", stderr(&o));
     let report = json_of(&o);
     assert_eq!(report["invalid"], 1500);

@@ -6,14 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{mailsync, new_user, stderr, Stack, User};
+use common::{new_user, run_as, stderr, User};
 
 const TEXT: &str =
     "Organisation,Email\nSociété Générale,zoë@example.test\nCafé Noël,noel@example.test\n";
-
-fn run_as(stack: &Stack, user: &User, args: &[&str]) -> std::process::Output {
-    mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
-}
 
 async fn organizations_of(user: &User) -> Vec<String> {
     common::admin()

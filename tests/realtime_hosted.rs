@@ -81,31 +81,21 @@ async fn join_subscribed(ws: &mut Socket, token: &str, filter: Option<String>) -
 /// mailsync publishes `campaign_live` and nothing else (a DELETE of any
 /// published table reaches every subscriber).
 async fn only_campaign_live_is_published() {
-    let tables: Vec<String> = common::admin()
-        .await
-        .query(
-            "select schemaname || '.' || tablename from pg_publication_tables
-             where pubname = 'supabase_realtime' order by 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables: Vec<String> = common::column(
+        "select schemaname || '.' || tablename from pg_publication_tables
+         where pubname = 'supabase_realtime' order by 1",
+        &[],
+    )
+    .await;
     assert_eq!(tables, ["public.campaign_live"]);
 }
 
 async fn new_campaign(user: &common::User, name: &str) -> uuid::Uuid {
-    common::admin()
-        .await
-        .query_one(
-            "insert into public.email_campaigns (user_id, name, subject) values ($1, $2, 'S') returning id",
-            &[&user.id, &name],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    common::scalar(
+        "insert into public.email_campaigns (user_id, name, subject) values ($1, $2, 'S') returning id",
+        &[&user.id, &name],
+    )
+    .await
 }
 
 #[tokio::test]

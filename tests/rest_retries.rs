@@ -22,22 +22,38 @@ async fn gateway(stack: &Stack) -> Gateway {
     Gateway::start(&stack.url, &stack.anon_key).await
 }
 
+/// The ways an answer is lost after the server committed a write: the
+/// connection dropped, or a gateway 502 or 504.
+fn lost_answers() -> impl Iterator<Item = (usize, Fault)> {
+    [Fault::Drop, Fault::After(502), Fault::After(504)]
+        .into_iter()
+        .enumerate()
+}
+
+/// A new gateway failing the first request to `path` with `fault`.
+async fn gateway_failing(stack: &Stack, path: &str, fault: &Fault) -> Gateway {
+    let gw = gateway(stack).await;
+    gw.fail(path, [fault.clone()]);
+    gw
+}
+
 /// Runs mailsync through the gateway as `user`, from an empty directory.
 async fn through(gateway: &Gateway, user: &User, args: &[&str]) -> std::process::Output {
-    let stack = common::stack();
-    let url = gateway.url.clone();
-    let token = user.token.clone();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().unwrap();
-        common::command_for(&url, &stack.anon_key, dir.path())
-            .args(&args)
-            .env("MAILSYNC_ACCESS_TOKEN", token)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::command_for(&gateway.url, &common::stack().anon_key, dir.path());
+    cmd.args(args).env("MAILSYNC_ACCESS_TOKEN", &user.token);
+    common::output_off_runtime(cmd).await
+}
+
+/// `campaigns create --json` through the gateway.
+async fn create_campaign_through(
+    gateway: &Gateway,
+    user: &User,
+    name: &str,
+) -> std::process::Output {
+    let mut args = vec!["--json"];
+    args.extend(common::create_args("campaigns", name));
+    through(gateway, user, &args).await
 }
 
 async fn import_through(gateway: &Gateway, user: &User) -> std::process::Output {
@@ -47,19 +63,10 @@ async fn import_through(gateway: &Gateway, user: &User) -> std::process::Output 
     through(gateway, user, &["--json", "import", file.to_str().unwrap()]).await
 }
 
-async fn count(sql: &str, user: &User) -> i64 {
-    common::admin()
-        .await
-        .query_one(sql, &[&user.id])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 async fn contacts(user: &User) -> i64 {
-    count(
+    common::scalar(
         "select count(*) from public.contacts where user_id = $1",
-        user,
+        &[&user.id],
     )
     .await
 }
@@ -156,29 +163,10 @@ async fn a_server_that_keeps_failing_ends_the_command_after_five_tries_with_noth
 async fn campaigns_create_never_creates_two_campaigns_when_an_answer_is_lost() {
     let stack = common::ready().await;
     let user = common::new_user(&stack).await;
-    for (i, fault) in [Fault::Drop, Fault::After(502), Fault::After(504)]
-        .into_iter()
-        .enumerate()
-    {
-        let gw = gateway(&stack).await;
-        gw.fail("/email_campaigns", [fault.clone()]);
+    for (i, fault) in lost_answers() {
+        let gw = gateway_failing(&stack, "/email_campaigns", &fault).await;
         let name = format!("Lost answer {i}");
-        let o = through(
-            &gw,
-            &user,
-            &[
-                "--json",
-                "campaigns",
-                "create",
-                "--name",
-                &name,
-                "--subject",
-                "S",
-                "--content",
-                "C",
-            ],
-        )
-        .await;
+        let o = create_campaign_through(&gw, &user, &name).await;
         assert!(o.status.success(), "{fault:?}: {}", stderr(&o));
         assert_eq!(json_of(&o)["name"], name.as_str());
         let posts: Vec<_> = gw
@@ -188,15 +176,11 @@ async fn campaigns_create_never_creates_two_campaigns_when_an_answer_is_lost() {
             .collect();
         assert_eq!(posts.len(), 2, "{fault:?}: tried again: {posts:?}");
         assert!(posts.iter().all(|p| p.forwarded), "{posts:?}");
-        let n: i64 = common::admin()
-            .await
-            .query_one(
-                "select count(*) from public.email_campaigns where user_id = $1 and name = $2",
-                &[&user.id, &name],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = common::scalar(
+            "select count(*) from public.email_campaigns where user_id = $1 and name = $2",
+            &[&user.id, &name],
+        )
+        .await;
         assert_eq!(n, 1, "{fault:?}: one campaign");
     }
 }
@@ -216,23 +200,7 @@ async fn a_retried_send_reports_what_it_queued() {
     .unwrap();
     for (i, fault) in [Fault::Drop, Fault::After(502)].into_iter().enumerate() {
         let gw = gateway(&stack).await;
-        let name = format!("Send {i}");
-        let made = through(
-            &gw,
-            &user,
-            &[
-                "--json",
-                "campaigns",
-                "create",
-                "--name",
-                &name,
-                "--subject",
-                "S",
-                "--content",
-                "C",
-            ],
-        )
-        .await;
+        let made = create_campaign_through(&gw, &user, &format!("Send {i}")).await;
         assert!(made.status.success(), "{}", stderr(&made));
         let id = json_of(&made)["id"].as_str().unwrap().to_string();
         gw.fail("/rpc/queue_campaign_page", [fault.clone()]);
@@ -245,35 +213,17 @@ async fn a_retried_send_reports_what_it_queued() {
         let pages = gw.seen("/rpc/queue_campaign_page");
         assert!(pages.len() >= 2 && pages[0].forwarded, "{pages:?}");
         assert_eq!(pages[0].answered, if i == 0 { None } else { Some(502) });
-        let emails: i64 = db
-            .query_one(
-                "select count(*) from public.emails_sent where campaign_id = $1::text::uuid",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let emails: i64 = common::scalar(
+            "select count(*) from public.emails_sent where campaign_id = $1::text::uuid",
+            &[&id],
+        )
+        .await;
         assert_eq!(emails, 3, "each contact once");
     }
 
     // The same, as a person reads it.
     let gw = gateway(&stack).await;
-    let made = through(
-        &gw,
-        &user,
-        &[
-            "--json",
-            "campaigns",
-            "create",
-            "--name",
-            "Send human",
-            "--subject",
-            "S",
-            "--content",
-            "C",
-        ],
-    )
-    .await;
+    let made = create_campaign_through(&gw, &user, "Send human").await;
     let id = json_of(&made)["id"].as_str().unwrap().to_string();
     gw.fail("/rpc/queue_campaign_page", [Fault::Drop]);
     let human = through(&gw, &user, &["campaigns", "send", &id, "--yes"]).await;
@@ -297,40 +247,17 @@ async fn a_write_that_may_have_committed_is_not_repeated() {
         let name = name.to_string();
         let id = user.id;
         async move {
-            common::admin()
-                .await
-                .query_one(
-                    "select count(*) from public.email_templates where user_id = $1 and name = $2",
-                    &[&id, &name],
-                )
-                .await
-                .unwrap()
-                .get::<_, i64>(0)
+            common::scalar::<i64>(
+                "select count(*) from public.email_templates where user_id = $1 and name = $2",
+                &[&id, &name],
+            )
+            .await
         }
     };
-    let create = |name: &str| {
-        [
-            "templates",
-            "create",
-            "--name",
-            name,
-            "--subject",
-            "S",
-            "--content",
-            "C",
-        ]
-        .map(str::to_string)
-    };
-    for (i, fault) in [Fault::Drop, Fault::After(502), Fault::After(504)]
-        .into_iter()
-        .enumerate()
-    {
-        let gw = gateway(&stack).await;
-        gw.fail("/email_templates", [fault.clone()]);
+    for (i, fault) in lost_answers() {
+        let gw = gateway_failing(&stack, "/email_templates", &fault).await;
         let name = format!("Lost {i}");
-        let args = create(&name);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = through(&gw, &user, &args).await;
+        let o = through(&gw, &user, &common::create_args("templates", &name)).await;
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(3), "{fault:?}: {err}");
         assert!(err.contains("may or may not have been applied"), "{err}");
@@ -346,9 +273,7 @@ async fn a_write_that_may_have_committed_is_not_repeated() {
             [Fault::Before(status, Some("1".into()))],
         );
         let name = format!("Refused {status}");
-        let args = create(&name);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = through(&gw, &user, &args).await;
+        let o = through(&gw, &user, &common::create_args("templates", &name)).await;
         assert!(o.status.success(), "{status}: {}", stderr(&o));
         assert_eq!(
             statuses(&gw.seen("/email_templates")),

@@ -140,6 +140,23 @@ fn json_reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A request header's text ("" when it is missing).
+fn header_text(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Auth's answer to a request without the project's key.
+fn invalid_api_key() -> Response {
+    json_reply(
+        StatusCode::UNAUTHORIZED,
+        json!({"message": "Invalid API key"}),
+    )
+}
+
 /// Waits (up to 10 s) until `done` holds, checking every 20 ms.
 async fn until(mut done: impl FnMut() -> bool) {
     for _ in 0..500 {
@@ -157,13 +174,7 @@ async fn token(
     Json(body): Json<Value>,
 ) -> Response {
     let grant = query.get("grant_type").cloned().unwrap_or_default();
-    let header = |k: &str| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let header = |k: &str| header_text(&headers, k);
     let (scripted, race, key) = {
         let mut s = state.lock().unwrap();
         s.requests.push((
@@ -192,10 +203,7 @@ async fn token(
         None => {}
     }
     if header("apikey") != key {
-        return json_reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"message": "Invalid API key"}),
-        );
+        return invalid_api_key();
     }
     if let (Some(config), "refresh_token") = (race, grant.as_str()) {
         // Both refreshes arrive first; the first to claim the token wins.
@@ -262,13 +270,7 @@ async fn logout(
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let header = |k: &str| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let header = |k: &str| header_text(&headers, k);
     let auth = header("authorization");
     let scope = query.get("scope").cloned();
     let mut s = state.lock().unwrap();
@@ -279,10 +281,7 @@ async fn logout(
         auth.clone(),
     ));
     if header("apikey") != s.anon_key {
-        return json_reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"message": "Invalid API key"}),
-        );
+        return invalid_api_key();
     }
     let token = auth.strip_prefix("Bearer ").unwrap_or("").to_string();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
@@ -318,6 +319,29 @@ fn isolate(cmd: &mut Command, url: &str, anon_key: &str, dir: &Path) {
         .stdin(Stdio::null());
 }
 
+/// Runs `cmd` to its end off the async runtime, so that the in-test servers
+/// running on it (gateway, Auth, SMTP) keep answering meanwhile.
+pub async fn output_off_runtime(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("running the mailsync binary"))
+        .await
+        .unwrap()
+}
+
+/// The arguments of `mailsync GROUP create` (`campaigns` or `templates`)
+/// for `name`, with subject "S" and content "C".
+pub fn create_args<'a>(group: &'a str, name: &'a str) -> [&'a str; 8] {
+    [
+        group,
+        "create",
+        "--name",
+        name,
+        "--subject",
+        "S",
+        "--content",
+        "C",
+    ]
+}
+
 /// Runs the mailsync binary against the stack, from an empty directory (no
 /// stray .env), with only the given extra environment.
 pub fn mailsync(stack: &Stack, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
@@ -325,6 +349,11 @@ pub fn mailsync(stack: &Stack, args: &[&str], extra_env: &[(&str, &str)]) -> Out
     let mut cmd = command(stack, dir.path());
     cmd.args(args).envs(extra_env.iter().copied());
     cmd.output().expect("running the mailsync binary")
+}
+
+/// [`mailsync`] as `user` (its token in `MAILSYNC_ACCESS_TOKEN`).
+pub fn run_as(stack: &Stack, user: &User, args: &[&str]) -> Output {
+    mailsync(stack, args, &[("MAILSYNC_ACCESS_TOKEN", &user.token)])
 }
 
 /// Runs mailsync on a pseudo-terminal (util-linux `script`), isolated as
@@ -397,6 +426,50 @@ pub fn on_terminal(
     reader.join().unwrap();
     output.stdout = std::mem::take(&mut *screen.lock().unwrap());
     output
+}
+
+/// The one value of a query answering one row of one column, read as the
+/// stack's superuser.
+pub async fn scalar<T>(sql: &str, params: &[&(dyn ToSql + Sync)]) -> T
+where
+    T: for<'a> FromSql<'a>,
+{
+    scalar_in(&admin().await, sql, params).await
+}
+
+/// [`scalar`] through `client` (a scratch database, a transaction's client).
+pub async fn scalar_in<T>(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> T
+where
+    T: for<'a> FromSql<'a>,
+{
+    client
+        .query_one(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .get(0)
+}
+
+/// The first column of every row a query answers, read as the stack's
+/// superuser.
+pub async fn column<T>(sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<T>
+where
+    T: for<'a> FromSql<'a>,
+{
+    column_in(&admin().await, sql, params).await
+}
+
+/// [`column`] through `client`.
+pub async fn column_in<T>(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<T>
+where
+    T: for<'a> FromSql<'a>,
+{
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// The checks a `db verify --json` report has failing.

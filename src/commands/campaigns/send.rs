@@ -22,6 +22,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::domain::{Campaign, CampaignStatus};
 use crate::error::{Error, ErrorKind, Result};
+use crate::i18n::FluentValue;
 use crate::output::Output;
 use crate::supabase::rest::RestClient;
 use crate::t;
@@ -201,34 +202,24 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         .as_deref()
         .map(|o| t!("send-for-organization", organization = format!("{o:?}")))
         .unwrap_or_default();
-    let (name, status) = (format!("{name:?}"), result.status.to_string());
-    let (name, status, organization) = (name.as_str(), status.as_str(), organization.as_str());
-    if queued_now == result.queued {
-        out.print(t!(
-            "send-queued",
-            name = name,
-            status = status,
-            count = result.queued,
-            organization = organization
-        ));
+    // All queued by this run, all by an earlier one, or some by each.
+    let message = if queued_now == result.queued {
+        "send-queued"
     } else if queued_now == 0 {
-        out.print(t!(
-            "send-already-queued",
-            name = name,
-            status = status,
-            count = result.queued,
-            organization = organization
-        ));
+        "send-already-queued"
     } else {
-        out.print(t!(
-            "send-queued-resumed",
-            name = name,
-            status = status,
-            count = result.queued,
-            organization = organization,
-            now = queued_now
-        ));
-    }
+        "send-queued-resumed"
+    };
+    out.print(crate::i18n::current().text(
+        message,
+        &[
+            ("name", FluentValue::from(format!("{name:?}"))),
+            ("status", FluentValue::from(result.status.to_string())),
+            ("count", FluentValue::from(result.queued)),
+            ("organization", FluentValue::from(organization)),
+            ("now", FluentValue::from(queued_now)),
+        ],
+    ));
     if result.suppressed > 0 {
         out.print(t!("send-suppressed", count = result.suppressed));
     }
