@@ -3,7 +3,7 @@
 //! manual page per command, naming the command and its global options.
 //! Needs no stack.
 
-use std::process::Command;
+mod common;
 
 use clap::CommandFactory;
 use mailsync::cli::Cli;
@@ -27,9 +27,9 @@ fn command_paths() -> Vec<Vec<String>> {
 }
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mailsync"))
+    let dir = tempfile::tempdir().unwrap();
+    common::unconfigured(dir.path())
         .args(args)
-        .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .output()
         .unwrap()

@@ -8,10 +8,10 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use common::{new_user, Stack, User};
 use flate2::{Compress, Compression, FlushCompress};
@@ -28,59 +28,24 @@ struct Run {
 const MAX_SECONDS: u64 = 60;
 const MAX_MIB: f64 = 512.0;
 
-/// Runs mailsync as `user` (or with no session for `--dry-run`), with its
-/// address space capped well above the 512 MiB goal so that a runaway
-/// allocation ends the run instead of the machine; returns the exit status
-/// and the peak resident memory from `wait4`.
-// `wait4` reaps the child: std's `wait` cannot report its peak memory.
-#[allow(clippy::zombie_processes)]
+/// Runs mailsync as `user` (or with no session for `--dry-run`), isolated
+/// by the harness, with its address space capped at 4 GiB, well above the
+/// 512 MiB goal; returns the exit status and the peak resident memory.
 fn run(stack: &Stack, user: Option<&User>, args: &[&str], env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("stdout");
-    let err = dir.path().join("stderr");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailsync"));
-    cmd.args(args)
-        .current_dir(dir.path())
-        .env_remove("MAILSYNC_ACCESS_TOKEN")
-        .env("MAILSYNC_CONFIG_DIR", dir.path().join("config"))
-        .env("SUPABASE_URL", &stack.url)
-        .env("SUPABASE_ANON_KEY", &stack.anon_key)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap());
+    let mut cmd = common::command_for(&stack.url, &stack.anon_key, dir.path());
+    cmd.args(args);
     if let Some(user) = user {
         cmd.env("MAILSYNC_ACCESS_TOKEN", &user.token);
     }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    unsafe {
-        cmd.pre_exec(|| {
-            let cap = 4u64 << 30;
-            let limit = libc::rlimit {
-                rlim_cur: cap,
-                rlim_max: cap,
-            };
-            libc::setrlimit(libc::RLIMIT_AS, &limit);
-            Ok(())
-        });
-    }
-    let started = Instant::now();
-    let child = cmd.spawn().expect("running the mailsync binary");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "waiting for mailsync");
-    let elapsed = started.elapsed();
+    cmd.envs(env.iter().copied());
+    let measured = common::output_measured(cmd, 4 << 30);
     Run {
-        status: ExitStatus::from_raw(status),
-        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-        elapsed,
-        // Linux reports ru_maxrss in KiB.
-        peak_mib: usage.ru_maxrss as f64 / 1024.0,
+        status: measured.output.status,
+        stdout: common::stdout(&measured.output),
+        stderr: common::stderr(&measured.output),
+        elapsed: measured.elapsed,
+        peak_mib: measured.peak_mib,
     }
 }
 
@@ -138,15 +103,11 @@ impl Run {
 }
 
 async fn contacts_count(user: &User) -> i64 {
-    common::admin()
-        .await
-        .query_one(
-            "select count(*) from public.contacts where user_id = $1",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    common::scalar(
+        "select count(*) from public.contacts where user_id = $1",
+        &[&user.id],
+    )
+    .await
 }
 
 // ---- building archives by hand, to say exactly what a hostile file says ----

@@ -4,28 +4,21 @@
 //! error before any request). The watch screen in both languages:
 //! tests/campaigns_watch_render.rs and tests/campaigns.rs.
 
-use std::process::{Command, Output};
+mod common;
 
-/// The binary with no language settings from the machine or from cargo's
-/// test environment, then `env` added.
+use std::process::Output;
+
+use common::stderr;
+
+/// The binary with nothing from the machine or from cargo's test
+/// environment (no language settings either), then `env` added.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_mailsync"))
+    common::unconfigured(dir.path())
         .args(args)
-        .current_dir(dir.path())
-        .env_remove("MAILSYNC_LANG")
-        .env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG")
-        .env("MAILSYNC_CONFIG_DIR", dir.path().join("config"))
-        .env("NO_COLOR", "1")
         .envs(env.iter().copied())
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const BAD_INTERVAL: &[&str] = &["campaigns", "watch", "--interval", "0.1"];

@@ -327,6 +327,61 @@ pub async fn output_off_runtime(mut cmd: Command) -> Output {
         .unwrap()
 }
 
+/// What a run measured by [`output_measured`] printed and cost.
+pub struct Measured {
+    pub output: Output,
+    pub elapsed: Duration,
+    /// The process's peak resident memory, in MiB.
+    pub peak_mib: f64,
+}
+
+/// Runs `cmd` (from [`command_for`] or [`command`]) to its end with its
+/// address space capped at `address_space` bytes, so that a runaway
+/// allocation ends the run instead of the machine, and measures its peak
+/// resident memory (`wait4`'s resource usage: std's `wait` cannot report
+/// it). Its output goes through files, so a large one cannot block it.
+// `wait4` reaps the child: std's `Child` is never waited for.
+#[allow(clippy::zombie_processes)]
+pub fn output_measured(mut cmd: Command, address_space: u64) -> Measured {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    cmd.stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    // SAFETY: between fork and exec the closure only calls setrlimit, which
+    // is async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: address_space,
+                rlim_max: address_space,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            Ok(())
+        });
+    }
+    let started = std::time::Instant::now();
+    let child = cmd.spawn().expect("running the mailsync binary");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zeroes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet reaped; both pointers are valid.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "waiting for mailsync");
+    let elapsed = started.elapsed();
+    Measured {
+        output: Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: std::fs::read(&out).unwrap_or_default(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        },
+        elapsed,
+        // Linux reports ru_maxrss in KiB.
+        peak_mib: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
 /// The arguments of `mailsync GROUP create` (`campaigns` or `templates`)
 /// for `name`, with subject "S" and content "C".
 pub fn create_args<'a>(group: &'a str, name: &'a str) -> [&'a str; 8] {
