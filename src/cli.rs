@@ -480,6 +480,9 @@ pub struct ImportArgs {
     /// Contacts per request
     #[arg(long, value_name = "N", default_value_t = commands::import::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Requests sent at once (1 to 8; 1 sends one batch at a time)
+    #[arg(long, value_name = "N", env = "MAILSYNC_IMPORT_IN_FLIGHT", default_value_t = commands::import::DEFAULT_IN_FLIGHT)]
+    pub in_flight: usize,
     /// Largest decompressed entry of an .xlsx/.xlsb/.ods archive [default: 256MiB]
     #[arg(long, value_name = "SIZE", env = "MAILSYNC_IMPORT_MAX_ENTRY_SIZE", value_parser = size_limit)]
     pub max_entry_size: Option<u64>,
@@ -682,6 +685,7 @@ impl From<ImportArgs> for commands::import::Options {
             strict: a.strict,
             rejects: a.rejects,
             batch_size: a.batch_size,
+            in_flight: a.in_flight,
             limits: commands::import::limits::Limits::with(
                 a.max_entry_size,
                 a.max_shared_strings,

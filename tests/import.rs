@@ -779,3 +779,52 @@ async fn the_rejects_file_is_written_when_nearly_all_rows_are_rejected() {
     }
     assert!(contacts_of(&user).await.is_empty());
 }
+
+#[tokio::test]
+async fn batches_in_flight_change_the_speed_and_never_the_counts() {
+    let stack = common::ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_csv(dir.path(), 1000);
+    let import = |user: &User, in_flight: &str| {
+        let o = run_as(
+            &stack,
+            user,
+            &[
+                "--json",
+                "import",
+                path_str(&file),
+                "--batch-size",
+                "50",
+                "--in-flight",
+                in_flight,
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "--in-flight {in_flight}: {}",
+            stderr(&o)
+        );
+        counts(&json_of(&o))
+    };
+    let (one, eight) = (new_user(&stack).await, new_user(&stack).await);
+    assert_eq!(import(&one, "1"), [1000, 0, 0, 0, 1000, 0, 0, 37]);
+    assert_eq!(import(&eight, "8"), [1000, 0, 0, 0, 1000, 0, 0, 37]);
+    // Twenty batches, eight at a time, over contacts that are all there.
+    assert_eq!(import(&one, "8"), [1000, 0, 0, 0, 0, 0, 1000, 0]);
+    assert_eq!(contacts_of(&one).await, contacts_of(&eight).await);
+    assert_eq!(organizations_of(&one).await.len(), 37);
+    for bad in ["0", "9"] {
+        let o = run_as(
+            &stack,
+            &one,
+            &["import", path_str(&file), "--in-flight", bad],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "--in-flight {bad}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("--in-flight"), "{}", stderr(&o));
+    }
+}

@@ -69,8 +69,9 @@ impl Batch {
 /// exactly in any order, and organisations are inserted in one fixed order
 /// by every batch, so concurrent batches wait for each other instead of
 /// deadlocking. Two in flight keep the reader, the network and the database
-/// busy at once without piling work on the server.
-pub const IN_FLIGHT: usize = 2;
+/// busy at once without piling work on the server (`--in-flight` changes it;
+/// 1 sends one batch at a time, as the first release did).
+pub const DEFAULT_IN_FLIGHT: usize = 2;
 
 /// The second pass: the winning rows, in batches, to the REST API.
 pub async fn send(
@@ -78,6 +79,7 @@ pub async fn send(
     book: &Workbook,
     scan: Scan,
     batch_size: usize,
+    in_flight_limit: usize,
     out: &Output,
     report: &mut Report,
 ) -> Result<Sent> {
@@ -183,11 +185,11 @@ pub async fn send(
     let mut failed_at: Option<u32> = None;
     let mut input_done = false;
     loop {
-        // Keep up to IN_FLIGHT batches going, unless stopping.
+        // Keep up to `in_flight_limit` batches going, unless stopping.
         while !input_done
             && interrupted_at.is_none()
             && failure.is_none()
-            && in_flight.len() < IN_FLIGHT
+            && in_flight.len() < in_flight_limit
         {
             match rx.recv().await {
                 Some(Ok(batch)) => {

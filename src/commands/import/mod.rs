@@ -50,15 +50,21 @@ pub struct Options {
     pub strict: bool,
     pub rejects: Option<PathBuf>,
     pub batch_size: usize,
+    /// Batches sent at once (see [`load::send`]).
+    pub in_flight: usize,
     /// What a file may ask for (see [`limits`]).
     pub limits: limits::Limits,
 }
 
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
+pub use load::DEFAULT_IN_FLIGHT;
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     if options.batch_size == 0 || options.batch_size > 50_000 {
         return Err(Error::usage("--batch-size must be between 1 and 50000"));
+    }
+    if !(1..=8).contains(&options.in_flight) {
+        return Err(Error::usage("--in-flight must be between 1 and 8"));
     }
     if let Some(rejects) = &options.rejects {
         report::check_rejects_path(&options.file, rejects)?;
@@ -116,7 +122,16 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return Ok(());
     };
 
-    let outcome = load::send(&client, &book, scan, options.batch_size, out, &mut report).await;
+    let outcome = load::send(
+        &client,
+        &book,
+        scan,
+        options.batch_size,
+        options.in_flight,
+        out,
+        &mut report,
+    )
+    .await;
     match outcome {
         Ok(Sent::All) => report.print(out, report::Outcome::Done),
         Ok(Sent::Interrupted { next_row }) => {
