@@ -1312,31 +1312,56 @@ declare
   -- transaction-local setting (reset at commit or rollback): a pooled
   -- connection keeps no per-campaign state from one transaction to the next.
   checked text := coalesce(current_setting('mailsync.settled_checked', true), '');
+  holds_live_row boolean := false;
 begin
   if pg_catalog.strpos(checked, campaign::text) > 0 then
     return null;
   end if;
   perform pg_catalog.set_config('mailsync.settled_checked', checked || campaign::text || ' ', true);
-  -- `no key update`: it serialises the checks of one campaign, and does not
-  -- conflict with the key-share locks that foreign-key checks (the counter
-  -- rows, new emails) take on the campaign. A campaign deleted in this
-  -- transaction (a cascade from its user) is simply not found.
-  perform 1 from public.email_campaigns c
-   where c.id = campaign and c.status = 'sending'
-     for no key update;
-  if not found then
-    return null;
-  end if;
-  if exists (
-    select 1 from public.emails_sent e
-    where e.campaign_id = campaign and e.status in ('pending', 'sending')
-  ) then
-    return null;
-  end if;
-  update public.email_campaigns c
-     set status = 'sent', completed_at = now()
-   where c.id = campaign;
-  return null;
+  loop
+    begin
+      -- `no key update`: it serialises the checks of one campaign, and does
+      -- not conflict with the key-share locks that foreign-key checks (the
+      -- counter rows, new emails) take on the campaign. A campaign deleted
+      -- in this transaction (a cascade from its user) is simply not found.
+      perform 1 from public.email_campaigns c
+       where c.id = campaign and c.status = 'sending'
+         for no key update;
+      if not found then
+        return null;
+      end if;
+      if exists (
+        select 1 from public.emails_sent e
+        where e.campaign_id = campaign and e.status in ('pending', 'sending')
+      ) then
+        return null;
+      end if;
+      -- Finishing the campaign moves its live row (`campaign_live`, below).
+      -- A writer whose counts moved that row holds it until it commits, and
+      -- at its commit it waits for the campaign row held here: waiting for
+      -- the live row now would deadlock the two. So the live row is taken
+      -- without waiting, or not at all.
+      perform 1 from public.campaign_live l
+       where l.campaign_id = campaign
+         for update nowait;
+      update public.email_campaigns c
+         set status = 'sent', completed_at = now()
+       where c.id = campaign;
+      return null;
+    exception when lock_not_available then
+      -- Leaving the block lets go of the campaign row; the live row is then
+      -- waited for (the order every writer takes them in: live row, then
+      -- campaign) and the check starts again with a fresh snapshot. Once
+      -- the live row is held, only a `lock_timeout` can land here.
+      if holds_live_row then
+        raise;
+      end if;
+    end;
+    perform 1 from public.campaign_live l
+     where l.campaign_id = campaign
+       for update;
+    holds_live_row := true;
+  end loop;
 end;
 $$;
 

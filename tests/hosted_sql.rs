@@ -404,6 +404,124 @@ async fn completing_campaigns_leaves_no_per_campaign_setting_on_the_connection()
     );
 }
 
+/// A writer whose counts moved a campaign's live row holds that row until
+/// it commits, and at its commit takes the campaign row to check whether the
+/// campaign is finished. A transaction finishing the campaign meanwhile must
+/// not wait for the live row while it holds the campaign row: the two
+/// deadlocked, and one commit failed (seen in the counters' concurrency test
+/// in tests/analytics.rs).
+#[tokio::test]
+async fn finishing_a_campaign_while_another_writer_holds_its_live_row_does_not_deadlock() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let db = admin().await;
+    let campaign: Uuid = db
+        .query_one(
+            "insert into public.email_campaigns (user_id, name, subject, status)
+             values ($1, 'Live row', 'S', 'sending') returning id",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // The live row last moved a minute ago: the next writer's counts move it.
+    db.execute(
+        "update public.campaign_live set changed_at = now() - interval '1 minute' where campaign_id = $1",
+        &[&campaign],
+    )
+    .await
+    .unwrap();
+    let claims = json!({"sub": user.id, "role": "authenticated"});
+    // A transaction, left open, that queues one email and settles it.
+    let writer = |email: &str| {
+        format!(
+            "begin;
+             select set_config('request.jwt.claims', '{claims}', true);
+             set local role authenticated;
+             insert into public.emails_sent (campaign_id, recipient_email) values ('{campaign}', '{email}');
+             update public.emails_sent set status = 'sent'
+              where campaign_id = '{campaign}' and recipient_email = '{email}';"
+        )
+    };
+    let live_row_free = move || async move {
+        admin()
+            .await
+            .query(
+                "select 1 from public.campaign_live where campaign_id = $1 for update skip locked",
+                &[&campaign],
+            )
+            .await
+            .unwrap()
+            .len()
+            == 1
+    };
+    let b = admin().await;
+    b.batch_execute(&writer("b@example.fr")).await.unwrap();
+    assert!(
+        !live_row_free().await,
+        "the first writer holds the live row"
+    );
+
+    // The second writer's emails are all the campaign has that is settled
+    // and visible: its commit finishes the campaign, which moves the live row.
+    let a = std::sync::Arc::new(admin().await);
+    let a_pid: i32 = a
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    a.batch_execute(&writer("a@example.fr")).await.unwrap();
+    let a_commit = tokio::spawn({
+        let a = a.clone();
+        async move { a.batch_execute("commit").await }
+    });
+    let started = Instant::now();
+    loop {
+        let waiting: Option<String> = db
+            .query_one(
+                "select wait_event_type from pg_stat_activity where pid = $1",
+                &[&a_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting.as_deref() == Some("Lock") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the finishing commit never waited for the live row"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The first writer commits: its own check takes the campaign row.
+    let b_commit = b.batch_execute("commit").await;
+    let a_commit = a_commit.await.unwrap();
+    assert!(
+        b_commit.is_ok() && a_commit.is_ok(),
+        "first writer: {b_commit:?}; finishing writer: {a_commit:?}"
+    );
+    let row = db
+        .query_one(
+            "select c.status, l.campaign_status,
+                    (select count(*) from public.emails_sent e where e.campaign_id = c.id)
+               from public.email_campaigns c join public.campaign_live l on l.campaign_id = c.id
+              where c.id = $1",
+            &[&campaign],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i64>(2)
+        ),
+        ("sent".to_string(), "sent".to_string(), 2)
+    );
+    assert!(live_row_free().await);
+}
+
 #[tokio::test]
 async fn realtime_publishes_one_throttled_row_per_campaign_and_no_data_table() {
     let stack = common::ready().await;
