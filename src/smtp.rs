@@ -1,6 +1,7 @@
 //! SMTP for `mailsync campaigns deliver`: the server's settings
 //! (`MAILSYNC_SMTP_URL`, `MAILSYNC_FROM`, `MAILSYNC_LIST_UNSUBSCRIBE`), the
-//! transport (lettre over rustls, pooled connections reused across emails),
+//! transport (lettre over rustls, one connection per sender reused across
+//! emails),
 //! building one message per email, and reading the server's answer as an
 //! outcome. It never talks to the database and never prints: the command
 //! does both. The password lives in a [`Secret`] and is shown masked.
