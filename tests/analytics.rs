@@ -432,6 +432,33 @@ async fn bench_analytics_checks_what_it_times_at_small_sizes() {
             "no timing row for {size}:\n{text}"
         );
     }
+    // The work of one refresh in buffers read, which the machine's load does
+    // not change: flat for the live views, growing with the emails for the
+    // counting views (which shows that the measure sees the difference).
+    let buffers = |size: u64| -> (f64, f64) {
+        let row: Vec<f64> = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{size} ")))
+            .unwrap()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(
+            row.len(),
+            6,
+            "size, three times, two buffer counts:\n{text}"
+        );
+        (row[4], row[5])
+    };
+    let ((live_small, count_small), (live_big, count_big)) = (buffers(2000), buffers(20000));
+    assert!(
+        live_big <= 2.0 * live_small,
+        "the live views read {live_small} buffers at 2 000 emails and {live_big} at 20 000:\n{text}"
+    );
+    assert!(
+        count_big >= 3.0 * count_small,
+        "the counting views read {count_small} buffers at 2 000 emails and {count_big} at 20 000:\n{text}"
+    );
     for batch in ["20 email(s) per statement", "1 email(s) per statement"] {
         assert!(text.contains(batch), "{text}");
     }
