@@ -356,3 +356,206 @@ async fn the_watch_ends_with_exit_3_when_the_session_expires() {
     assert!(err.to_lowercase().contains("expired"), "{err}");
     assert!(!err.contains(&token), "no token in messages");
 }
+
+/// Waits until `check` holds, at most `limit`; fails naming `what`.
+async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The claims of a token the stack signed.
+fn claims_of(stack: &common::Stack, token: &str) -> serde_json::Value {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(stack.jwt_secret.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims
+}
+
+/// The real binary with a saved session whose access token nears its end,
+/// behind one project address (the in-test Realtime server, which passes
+/// the rest to a gateway that sends `/auth/v1` to the in-test Auth server
+/// and `/rest/v1` to the stack): the watch starts with the saved token,
+/// refreshes the session through Auth once the token is within its last
+/// minute, saves the rotated refresh token, reads the views with the new
+/// token and hands it to the Realtime channel (`access_token`), which then
+/// acts as the new token and goes on streaming.
+#[tokio::test]
+async fn a_session_refreshed_while_watching_reaches_the_channel_the_reads_and_the_saved_file() {
+    use common::auth_server::{auth_server_for, read_session};
+    use common::gateway::Gateway;
+
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let (auth_url, auth) = auth_server_for(user.id, &user.email, &stack.anon_key).await;
+    auth.lock().unwrap().refresh_token = "refresh-token-0".into();
+    let gateway = Gateway::start_with_auth(&stack.url, &stack.anon_key, Some(&auth_url)).await;
+    // Record every REST request (no faults).
+    gateway.fail("/rest/v1/", std::iter::empty());
+    let server = RealtimeServer::start(RealtimeConfig {
+        upstream: Some(gateway.url.clone()),
+        ..RealtimeConfig::for_stack(&stack)
+    })
+    .await;
+
+    // The saved session: 66 s left, so the watch starts with this token (a
+    // session is refreshed in its last minute) and must refresh it a few
+    // seconds into the watch.
+    let left = mailsync::supabase::user::REFRESH_MARGIN + 6;
+    let old = common::sign(&stack, &user.id, &user.email, left);
+    let old_claims = claims_of(&stack, &old);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    common::write_session_file(
+        &config,
+        &server.url(),
+        &serde_json::json!({"access_token": old, "refresh_token": "refresh-token-0",
+                            "expires_at": old_claims["exp"], "user_id": user.id, "email": user.email}),
+    );
+    let mut child = tokio::process::Command::from(common::command_for(
+        &server.url(),
+        &stack.anon_key,
+        dir.path(),
+    ))
+    .args(["--json", "-v", "campaigns", "watch", "--mode", "realtime"])
+    .env("MAILSYNC_LANG", "en")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let bearer = |token: &str| Some(format!("Bearer {token}"));
+
+    // Live with the saved token, nothing refreshed yet.
+    until("a subscribed channel", Duration::from_secs(20), || {
+        server.subscribed_channels() == 1
+    })
+    .await;
+    assert_eq!(
+        server.channel_claims()[0]["exp"],
+        old_claims["exp"],
+        "joined with the saved token"
+    );
+    let reads = gateway.seen("/rest/v1/");
+    assert!(!reads.is_empty(), "the views were read");
+    assert!(
+        reads.iter().all(|r| r.authorization == bearer(&old)),
+        "read with the saved token"
+    );
+    assert!(auth.lock().unwrap().requests.is_empty(), "no refresh yet");
+
+    // Once the token is in its last minute, a change makes the watch re-read:
+    // it refreshes first.
+    let margin_reached =
+        old_claims["exp"].as_i64().unwrap() - mailsync::supabase::user::REFRESH_MARGIN;
+    until("the token's last minute", Duration::from_secs(15), || {
+        mailsync::supabase::session::now() > margin_reached
+    })
+    .await;
+    new_campaign(&user).await;
+    until("a refresh", Duration::from_secs(20), || {
+        !auth.lock().unwrap().issued_access.is_empty()
+    })
+    .await;
+    let new = auth.lock().unwrap().issued_access[0].clone();
+    let new_claims = claims_of(&stack, &new);
+
+    // The channel is handed the new token and acts as it.
+    until("an access_token message", Duration::from_secs(10), || {
+        !server.token_refreshes().is_empty()
+    })
+    .await;
+    let refresh = &server.token_refreshes()[0];
+    assert_eq!(
+        (refresh.token.as_str(), &refresh.outcome),
+        (new.as_str(), &Ok(()))
+    );
+    assert_eq!(
+        server.channel_claims()[0]["session_id"],
+        new_claims["session_id"]
+    );
+    // The reads use it from the refresh on.
+    until("a read with the new token", Duration::from_secs(10), || {
+        gateway
+            .seen("/rest/v1/")
+            .iter()
+            .any(|r| r.authorization == bearer(&new))
+    })
+    .await;
+    let reads: Vec<Option<String>> = gateway
+        .seen("/rest/v1/")
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect();
+    let first_new = reads.iter().position(|a| *a == bearer(&new)).unwrap();
+    assert!(
+        reads[..first_new].iter().all(|a| *a == bearer(&old))
+            && reads[first_new..].iter().all(|a| *a == bearer(&new)),
+        "the saved token until the refresh, the new one after"
+    );
+    // Auth was asked once, with the saved refresh token and the project's key,
+    // and the rotated refresh token is saved with the new access token.
+    {
+        let auth = auth.lock().unwrap();
+        let refreshes: Vec<_> = auth
+            .requests
+            .iter()
+            .map(|(grant, body, key, _)| {
+                (grant.as_str(), body["refresh_token"].clone(), key.as_str())
+            })
+            .collect();
+        assert_eq!(
+            refreshes,
+            [(
+                "refresh_token",
+                serde_json::json!("refresh-token-0"),
+                stack.anon_key.as_str()
+            )]
+        );
+    }
+    let saved = read_session(&config);
+    assert_eq!(
+        (
+            saved["refresh_token"].as_str(),
+            saved["access_token"].as_str()
+        ),
+        (Some("refresh-token-1"), Some(new.as_str()))
+    );
+    assert!(
+        saved["expires_at"].as_i64().unwrap() > mailsync::supabase::session::now() + 3000,
+        "{saved}"
+    );
+
+    // The channel goes on streaming the user's changes.
+    let after = server.deliveries().len();
+    new_campaign(&user).await;
+    until(
+        "a change after the hand-off",
+        Duration::from_secs(10),
+        || {
+            server.deliveries()[after..]
+                .iter()
+                .any(|d| d.event == "postgres_changes")
+        },
+    )
+    .await;
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("the session was refreshed"), "{err}");
+    for secret in [
+        old.as_str(),
+        new.as_str(),
+        "refresh-token-0",
+        "refresh-token-1",
+    ] {
+        assert!(!err.contains(secret), "a token was printed: {err}");
+    }
+}

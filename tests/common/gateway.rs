@@ -43,6 +43,8 @@ pub struct Seen {
     pub forwarded: bool,
     /// The status the client got (`None`: the connection was dropped).
     pub answered: Option<u16>,
+    /// The request's `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 struct State {
@@ -95,7 +97,8 @@ impl Gateway {
     }
 
     /// The next requests whose path contains `path_part` get these faults,
-    /// in order; later ones pass.
+    /// in order; later ones pass. With no faults, the requests are only
+    /// recorded (see [`Gateway::seen`]).
     pub fn fail(&self, path_part: &str, faults: impl IntoIterator<Item = Fault>) {
         self.state
             .lock()
@@ -235,6 +238,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                     path: request.path.clone(),
                     forwarded,
                     answered,
+                    authorization: request.header("authorization").map(str::to_string),
                 });
             }
         };
