@@ -26,6 +26,9 @@ insert into mailsync_objects (kind, name) values
   ('function', 'record_email_outcomes(jsonb, text)'),
   ('function', 'extend_email_leases(uuid[], text, integer)'),
   ('function', 'unknown_emails(uuid, integer)'),
+  -- Before the tables: its result is an email_campaigns row.
+  ('function', 'lock_campaign_to_send(uuid, text)'),
+  ('function', 'queue_send_recipients(uuid, uuid, text, uuid, integer)'),
   ('view', 'campaign_analytics'),
   ('view', 'contact_analytics'),
   ('view', 'dashboard_analytics'),
@@ -103,7 +106,8 @@ begin
             detail = 'mailsync only drops objects marked as its own (a comment starting "Managed by mailsync").',
             hint = 'rename or move your objects; or, to let mailsync take one over (and drop it), mailsync db reset --adopt NAME';
   end if;
-  -- Views, then tables (dependents first), then functions: the list's order.
+  -- In the list's order: dependents first (a function whose result is a
+  -- table's row before that table, views, tables, then the functions).
   for o in select m.kind, m.name from mailsync_objects m where m.kind <> 'index' loop
     if o.kind = 'view' and to_regclass('public.' || quote_ident(o.name)) is not null then
       execute format('drop view public.%I', o.name);

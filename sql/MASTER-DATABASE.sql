@@ -47,6 +47,9 @@ insert into mailsync_objects (kind, name) values
   ('function', 'record_email_outcomes(jsonb, text)'),
   ('function', 'extend_email_leases(uuid[], text, integer)'),
   ('function', 'unknown_emails(uuid, integer)'),
+  -- Before the tables: its result is an email_campaigns row.
+  ('function', 'lock_campaign_to_send(uuid, text)'),
+  ('function', 'queue_send_recipients(uuid, uuid, text, uuid, integer)'),
   ('view', 'campaign_analytics'),
   ('view', 'contact_analytics'),
   ('view', 'dashboard_analytics'),
@@ -1091,6 +1094,67 @@ begin
 end;
 $$;
 
+-- What `queue_campaign_page` and `send_campaign` do first and then in the
+-- same way, written once.
+
+-- The caller's campaign to send, locked for the rest of the transaction
+-- (`for no key update`): the calls for one campaign, paged or not, take
+-- turns. `caller` names the function in the error for a missing sign-in.
+create or replace function public.lock_campaign_to_send(campaign uuid, caller text)
+returns public.email_campaigns
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  target public.email_campaigns%rowtype;
+begin
+  if auth.uid() is null then
+    raise exception '% needs a signed-in user', caller using errcode = '42501';
+  end if;
+  select * into target from public.email_campaigns c where c.id = campaign for no key update;
+  if not found then
+    raise exception 'no campaign with id %', campaign
+      using errcode = 'P0001', hint = 'mailsync campaigns list shows your campaigns';
+  end if;
+  return target;
+end;
+$$;
+
+-- Queues the emails of a send for one range of the caller's contacts (those
+-- after `after_contact` in id order, `max_contacts` of them or all when
+-- null; see `send_recipients`): one `pending` email per recipient of
+-- organisation `org` (as stored; null: every contact), suppressed addresses
+-- left out. recipient_email and recipient_organization are filled here,
+-- set-wise, so the per-row lookup trigger has nothing to do. Answers the
+-- last contact scanned, how many were scanned, how many emails were queued
+-- and how many recipients were left out as suppressed.
+create or replace function public.queue_send_recipients(
+  me uuid, campaign uuid, org text, after_contact uuid, max_contacts integer,
+  out last_contact uuid, out scanned bigint, out queued bigint, out suppressed bigint)
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+begin
+  with page as materialized (
+    select * from public.send_recipients(me, public.mailsync_org_key(org), after_contact, max_contacts)
+  ), inserted as (
+    insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
+    select me, campaign, p.contact_id, p.contact_email, p.contact_organization
+    from page p
+    where p.is_recipient and not p.is_suppressed
+    order by p.contact_id
+    returning 1
+  )
+  select (select p.contact_id from page p order by p.contact_id desc limit 1),
+         (select count(*) from page),
+         (select count(*) from inserted),
+         (select count(*) from page p where p.is_recipient and p.is_suppressed)
+    into last_contact, scanned, queued, suppressed;
+end;
+$$;
+
 -- Queues the next page (at most `page_size` contacts scanned, 1..20000) of a
 -- campaign's send, as the caller (security invoker: RLS applies). Answers
 -- {"campaign_id", "name", "status", "organization", "queued" (emails queued
@@ -1115,15 +1179,8 @@ declare
   suppressed_now bigint;
   finished boolean;
 begin
-  if me is null then
-    raise exception 'queue_campaign_page needs a signed-in user' using errcode = '42501';
-  end if;
   -- Serialises the calls for one campaign (and `send_campaign`).
-  select * into target from public.email_campaigns c where c.id = campaign for no key update;
-  if not found then
-    raise exception 'no campaign with id %', campaign
-      using errcode = 'P0001', hint = 'mailsync campaigns list shows your campaigns';
-  end if;
+  target := public.lock_campaign_to_send(campaign, 'queue_campaign_page');
   select * into job from public.campaign_sends s where s.user_id = me and s.campaign_id = campaign;
 
   if target.status not in ('draft', 'scheduled') then
@@ -1154,24 +1211,10 @@ begin
                         else format('run mailsync campaigns send again with --organization "%s"', job.organization) end;
   end if;
 
-  -- The next page of contacts in id order (send_recipients); recipient_email
-  -- and recipient_organization are filled here, set-wise, so the per-row
-  -- lookup trigger has nothing to do.
-  with page as materialized (
-    select * from public.send_recipients(me, public.mailsync_org_key(org), job.after_contact, size)
-  ), inserted as (
-    insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
-    select me, target.id, p.contact_id, p.contact_email, p.contact_organization
-    from page p
-    where p.is_recipient and not p.is_suppressed
-    order by p.contact_id
-    returning 1
-  )
-  select (select p.contact_id from page p order by p.contact_id desc limit 1),
-         (select count(*) from page),
-         (select count(*) from inserted),
-         (select count(*) from page p where p.is_recipient and p.is_suppressed)
-    into last_contact, scanned, queued_now, suppressed_now;
+  -- The next page of contacts in id order.
+  select q.last_contact, q.scanned, q.queued, q.suppressed
+    into last_contact, scanned, queued_now, suppressed_now
+  from public.queue_send_recipients(me, target.id, org, job.after_contact, size) q;
 
   finished := scanned < size;
   update public.campaign_sends s
@@ -1231,14 +1274,7 @@ declare
   queued bigint;
   left_out bigint;
 begin
-  if me is null then
-    raise exception 'send_campaign needs a signed-in user' using errcode = '42501';
-  end if;
-  select * into target from public.email_campaigns c where c.id = campaign for no key update;
-  if not found then
-    raise exception 'no campaign with id %', campaign
-      using errcode = 'P0001', hint = 'mailsync campaigns list shows your campaigns';
-  end if;
+  target := public.lock_campaign_to_send(campaign, 'send_campaign');
   if target.status not in ('draft', 'scheduled') then
     raise exception 'campaign "%" is already %: nothing was queued', target.name, target.status
       using errcode = 'P0001', hint = 'create a new campaign to send again';
@@ -1249,18 +1285,8 @@ begin
   end if;
   org := public.resolve_send_organization(me, organization);
 
-  with everyone as materialized (
-    select * from public.send_recipients(me, public.mailsync_org_key(org), null, null)
-  ), inserted as (
-    insert into public.emails_sent (user_id, campaign_id, contact_id, recipient_email, recipient_organization)
-    select me, target.id, r.contact_id, r.contact_email, r.contact_organization
-    from everyone r
-    where r.is_recipient and not r.is_suppressed
-    returning 1
-  )
-  select (select count(*) from inserted),
-         (select count(*) from everyone r where r.is_recipient and r.is_suppressed)
-    into queued, left_out;
+  select q.queued, q.suppressed into queued, left_out
+  from public.queue_send_recipients(me, target.id, org, null, null) q;
   if queued = 0 then
     raise exception 'campaign "%" has no recipients%: nothing was queued', target.name,
       case when org is null then '' else format(' in organisation "%s"', org) end
@@ -1384,10 +1410,13 @@ create index if not exists emails_sent_unsettled_idx
   on public.emails_sent (campaign_id) where status in ('pending', 'sending');
 
 revoke all on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
-  public.resolve_send_organization(uuid, text), public.mailsync_complete_settled_campaign() from public, anon;
+  public.resolve_send_organization(uuid, text), public.lock_campaign_to_send(uuid, text),
+  public.queue_send_recipients(uuid, uuid, text, uuid, integer),
+  public.mailsync_complete_settled_campaign() from public, anon;
 revoke all on function public.mailsync_complete_settled_campaign() from authenticated;
 grant execute on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
-  public.resolve_send_organization(uuid, text) to authenticated, service_role;
+  public.resolve_send_organization(uuid, text), public.lock_campaign_to_send(uuid, text),
+  public.queue_send_recipients(uuid, uuid, text, uuid, integer) to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
 -- Live changes for `mailsync campaigns watch` (Supabase Realtime)

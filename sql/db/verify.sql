@@ -77,6 +77,9 @@ mailsync_objects(kind, name) as (
   ('function', 'record_email_outcomes(jsonb, text)'),
   ('function', 'extend_email_leases(uuid[], text, integer)'),
   ('function', 'unknown_emails(uuid, integer)'),
+  -- Before the tables: its result is an email_campaigns row.
+  ('function', 'lock_campaign_to_send(uuid, text)'),
+  ('function', 'queue_send_recipients(uuid, uuid, text, uuid, integer)'),
   ('view', 'campaign_analytics'),
   ('view', 'contact_analytics'),
   ('view', 'dashboard_analytics'),

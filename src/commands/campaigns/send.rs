@@ -6,7 +6,8 @@
 //! cursor lives on the server). The campaign becomes `sending` with the last
 //! page.
 //! Server side: `count_send_recipients(organization)` (the prompt's count),
-//! `queue_campaign_page(campaign, organization, page_size)`, both selecting
+//! `queue_campaign_page(campaign, organization, page_size)` (which queues
+//! through `queue_send_recipients`, as `send_campaign` does), both selecting
 //! through `send_recipients` and the organisation-name rule
 //! (`mailsync_org_key`), and table `campaign_sends`, in
 //! `sql/MASTER-DATABASE.sql`.
