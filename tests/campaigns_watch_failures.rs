@@ -6,7 +6,10 @@
 //! and an expired session. The client leaves, says why, is never "live"
 //! before the server confirms, waits longer each time, and joins again;
 //! `campaigns watch` polls meanwhile and ends with exit 3 when the session
-//! has expired.
+//! has expired. Also through the real binary: a saved session refreshed
+//! while watching (the new token reaches the channel, the reads and the
+//! session file), and failed reads (never the end of the watch; waits that
+//! double up to 30 s).
 
 mod common;
 
@@ -558,4 +561,132 @@ async fn a_session_refreshed_while_watching_reaches_the_channel_the_reads_and_th
     ] {
         assert!(!err.contains(secret), "a token was printed: {err}");
     }
+}
+
+/// Lines a child writes to a pipe, gathered as they come.
+fn gather(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use tokio::io::AsyncBufReadExt;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// `campaigns watch` (polling, the real binary, through a gateway in front
+/// of the stack) when reads fail: it never ends on a failed read, says it is
+/// reconnecting and when it tries again, doubles the wait each time, and
+/// shows the views once a read succeeds. The wait is capped at 30 s.
+#[tokio::test]
+async fn the_watch_outlives_failed_reads_with_doubling_waits_capped_at_30_s() {
+    use common::gateway::{Fault as GatewayFault, Gateway};
+
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let gateway = Gateway::start(&stack.url, &stack.anon_key).await;
+    let watch = |interval: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let child = tokio::process::Command::from(common::command_for(
+            &gateway.url,
+            &stack.anon_key,
+            dir.path(),
+        ))
+        .args([
+            "--json",
+            "campaigns",
+            "watch",
+            "--mode",
+            "poll",
+            "--interval",
+            interval,
+        ])
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .env("MAILSYNC_LANG", "en")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+        (child, dir)
+    };
+
+    // The first two reads fail (the gateway answers 500 for the dashboard).
+    gateway.fail(
+        "dashboard_analytics",
+        [
+            GatewayFault::Before(500, None),
+            GatewayFault::Before(500, None),
+        ],
+    );
+    let (mut child, _dir) = watch("0.5");
+    let out = gather(child.stdout.take().unwrap());
+    let err = gather(child.stderr.take().unwrap());
+    until(
+        "a refresh after the failed reads",
+        Duration::from_secs(20),
+        || !out.lock().unwrap().is_empty(),
+    )
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the watch ended: {:?}",
+        err.lock().unwrap()
+    );
+    let shown: serde_json::Value = serde_json::from_str(&out.lock().unwrap()[0]).unwrap();
+    assert_eq!(
+        shown["dashboard"]["user_id"],
+        user.id.to_string(),
+        "{shown}"
+    );
+    let notes = err.lock().unwrap().clone();
+    let retries: Vec<&String> = notes
+        .iter()
+        .filter(|l| l.contains("reconnecting"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{notes:?}");
+    assert!(
+        retries[0].contains("retrying in 1 s") && retries[1].contains("retrying in 2 s"),
+        "{notes:?}"
+    );
+    assert!(
+        retries[0].contains("dashboard_analytics"),
+        "says what failed: {notes:?}"
+    );
+    let at: Vec<Instant> = gateway
+        .seen("dashboard_analytics")
+        .iter()
+        .map(|s| s.at)
+        .collect();
+    assert_eq!(at.len(), 3, "two failed reads, then one that succeeded");
+    let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    assert!(
+        gaps[0] >= 0.95 && gaps[1] >= 1.95,
+        "waits of 1 s then 2 s between reads: {gaps:?}"
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+
+    // At --interval 16 the first failure would double to 32 s: capped at 30.
+    gateway.fail("dashboard_analytics", [GatewayFault::Before(500, None)]);
+    let (mut child, _dir) = watch("16");
+    let err = gather(child.stderr.take().unwrap());
+    until("a retry note", Duration::from_secs(20), || {
+        err.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("reconnecting"))
+    })
+    .await;
+    let notes = err.lock().unwrap().clone();
+    assert!(
+        notes.iter().any(|l| l.contains("retrying in 30 s")),
+        "{notes:?}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "{notes:?}");
 }
