@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{json_of, mailsync, new_user, run_as, stderr, stdout, Stack, User};
+use common::{json_of, mailsync, new_user, rest, run_as, stderr, stdout, Stack, User};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 use serde_json::Value;
 
@@ -827,4 +827,107 @@ async fn batches_in_flight_change_the_speed_and_never_the_counts() {
         );
         assert!(stderr(&o).contains("--in-flight"), "{}", stderr(&o));
     }
+}
+
+/// Organisation cells with every kind of white space, as a sheet brings
+/// them: what import stores for each is what the database's rule
+/// (`mailsync_org_name`, `mailsync_org_key`) makes of the same cell, and
+/// `campaigns send` (its prompt's count) finds them by any spelling of the
+/// name.
+#[tokio::test]
+async fn import_stores_organisation_names_by_the_databases_rule() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orgs.xlsx");
+    let cells = [
+        ("nbsp@example.fr", "Acme\u{a0}Corp"),
+        ("spaces@example.fr", "  acme   corp "),
+        ("tabs@example.fr", "ACME\t\tCORP"),
+        ("em@example.fr", "Acme\u{2003}Corp\u{202f}"),
+        ("blank@example.fr", "\u{a0}\u{3000}\t"),
+        ("empty@example.fr", ""),
+        ("zero@example.fr", "Zero\u{200b}Width"),
+        ("ecole@example.fr", "\u{2028}École  Saint_Jean"),
+    ];
+    let rows: Vec<Vec<Cell>> = cells
+        .iter()
+        .map(|(email, org)| vec![Text(org), Text(email)])
+        .collect();
+    write_xlsx(&file, &[("Feuille1", rows)]);
+    let o = run_as(&stack, &user, &["--json", "import", path_str(&file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_of(&o)["organizations_created"], 3);
+
+    let db = common::admin().await;
+    for (email, cell) in cells {
+        let (stored_key, rule_key, rule_name): (Option<String>, Option<String>, Option<String>) = {
+            let row = db
+                .query_one(
+                    "select lower(c.organization_name), public.mailsync_org_key($3),
+                            public.mailsync_org_name($3)
+                       from public.contacts c where c.user_id = $1 and c.email = $2",
+                    &[&user.id, &email, &cell],
+                )
+                .await
+                .unwrap();
+            (row.get(0), row.get(1), row.get(2))
+        };
+        assert_eq!(stored_key, rule_key, "{cell:?}");
+        assert!(
+            rule_name
+                .as_deref()
+                .is_none_or(|n| !n.starts_with(' ') && !n.ends_with(' ') && !n.contains("  ")),
+            "{cell:?} -> {rule_name:?}"
+        );
+    }
+    // One organisation per key, spelled as one of its cells.
+    let organizations = organizations_of(&user).await;
+    let keys: Vec<String> = organizations.iter().map(|o| o.to_lowercase()).collect();
+    assert_eq!(
+        keys,
+        ["acme corp", "zero\u{200b}width", "école saint_jean"],
+        "{organizations:?}"
+    );
+    for typed in ["ACME\u{a0}corp", " acme\u{2003}\u{2003}Corp\t"] {
+        let (status, count) = rest(
+            &stack,
+            reqwest::Method::POST,
+            "rpc/count_send_recipients",
+            Some(&user.token),
+            Some(serde_json::json!({ "organization": typed })),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{count}");
+        assert_eq!(
+            count["organization"],
+            organizations[0].as_str(),
+            "{typed:?}"
+        );
+        assert_eq!(count["recipients"], 4, "{typed:?}: {count}");
+    }
+}
+
+/// The database's white space (`mailsync_org_name`) is exactly Rust's
+/// (`char::is_whitespace`, Unicode's White_Space), which import uses to trim
+/// its cells and tell a blank row: every Unicode scalar value is tried as
+/// the separator of "a" and "b".
+#[tokio::test]
+async fn the_databases_white_space_is_unicodes_white_space() {
+    common::ready().await;
+    let collapsed: Vec<i32> = common::column(
+        "select g from generate_series(1, 1114111) g
+          where (g < 55296 or g > 57343)
+            and public.mailsync_org_name('a' || chr(g) || 'b') = 'a b'
+          order by g",
+        &[],
+    )
+    .await;
+    let unicode: Vec<i32> = (1..=0x10FFFFu32)
+        .filter_map(char::from_u32)
+        .filter(|c| c.is_whitespace())
+        .map(|c| c as i32)
+        .collect();
+    assert_eq!(collapsed, unicode);
 }

@@ -1,6 +1,7 @@
 //! The import rules of the contract, row by row: which columns, which row is
-//! a header, what a valid email is, how cells are normalised, and why a row
-//! is rejected.
+//! a header, what a valid email is, how cells are trimmed, and why a row is
+//! rejected. Organisation names are left to the server's one rule
+//! (`mailsync_org_name` in `sql/MASTER-DATABASE.sql`).
 
 use email_address::{EmailAddress, Options};
 use serde::Serialize;
@@ -116,14 +117,13 @@ pub enum Classified {
     Rejected(Reject),
     Contact {
         email: String,
+        /// The organisation cell as read (trimmed), `None` when empty. The
+        /// organisation-name rule (inner white space, blank names) is the
+        /// server's: `import_contacts` applies `mailsync_org_name`, as
+        /// `campaigns send` and `contacts list` do, so an import and a send
+        /// can never disagree about a name.
         organization: Option<String>,
     },
-}
-
-/// Trims, and collapses inner runs of white space to one space.
-pub fn normalize_organization(text: &str) -> Option<String> {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    (!collapsed.is_empty()).then_some(collapsed)
 }
 
 /// The email as stored (trimmed, lower-cased), or why it is not one.
@@ -163,7 +163,7 @@ pub fn classify(row: &SheetRow, columns: Columns) -> Classified {
     match normalize_email(email_cell) {
         Ok(email) => Classified::Contact {
             email,
-            organization: normalize_organization(org_cell),
+            organization: (!org_cell.is_empty()).then(|| org_cell.to_string()),
         },
         Err(reason) => Classified::Rejected(Reject {
             row: row.row,
@@ -234,11 +234,12 @@ mod tests {
     fn rows_are_blank_rejected_or_contacts() {
         assert_eq!(classify(&row(&["", "  "]), AB), Classified::Blank);
         assert_eq!(classify(&row(&[]), AB), Classified::Blank);
+        // Inner white space is the server's to collapse (tests/import.rs).
         assert_eq!(
             classify(&row(&["  Acme   Inc ", "A@X.FR"]), AB),
             Classified::Contact {
                 email: "a@x.fr".into(),
-                organization: Some("Acme Inc".into())
+                organization: Some("Acme   Inc".into())
             }
         );
         assert_eq!(
