@@ -8,8 +8,9 @@
 //! `campaigns watch` polls meanwhile and ends with exit 3 when the session
 //! has expired. Also through the real binary: a saved session refreshed
 //! while watching (the new token reaches the channel, the reads and the
-//! session file), and failed reads (never the end of the watch; waits that
-//! double up to 30 s).
+//! session file), a saved session Auth refuses to refresh (exit 3 at once),
+//! and failed reads (never the end of the watch; waits that double up to
+//! 30 s).
 
 mod common;
 
@@ -689,4 +690,88 @@ async fn the_watch_outlives_failed_reads_with_doubling_waits_capped_at_30_s() {
         "{notes:?}"
     );
     assert!(child.try_wait().unwrap().is_none(), "{notes:?}");
+}
+
+/// The real binary (polling, through the gateway) with a saved session that
+/// Auth no longer knows (signed out elsewhere): the watch reads with the
+/// saved token until its last minute, then the refresh is refused and the
+/// watch ends at once with exit 3 saying the session expired, rather than
+/// reading on with a token about to expire.
+#[tokio::test]
+async fn a_watch_whose_session_cannot_be_refreshed_ends_with_exit_3() {
+    use common::auth_server::auth_server_for;
+    use common::gateway::Gateway;
+
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let (auth_url, auth) = auth_server_for(user.id, &user.email, &stack.anon_key).await;
+    auth.lock().unwrap().refresh_token = "the-session-ended-elsewhere".into();
+    let gateway = Gateway::start_with_auth(&stack.url, &stack.anon_key, Some(&auth_url)).await;
+    let left = mailsync::supabase::user::REFRESH_MARGIN + 6;
+    let old = common::sign(&stack, &user.id, &user.email, left);
+    let expires_at = claims_of(&stack, &old)["exp"].clone();
+    let dir = tempfile::tempdir().unwrap();
+    common::write_session_file(
+        &dir.path().join("config"),
+        &gateway.url,
+        &serde_json::json!({"access_token": old, "refresh_token": "refresh-token-0",
+                            "expires_at": expires_at, "user_id": user.id, "email": user.email}),
+    );
+    let mut child = tokio::process::Command::from(common::command_for(
+        &gateway.url,
+        &stack.anon_key,
+        dir.path(),
+    ))
+    .args([
+        "--json",
+        "campaigns",
+        "watch",
+        "--mode",
+        "poll",
+        "--interval",
+        "0.5",
+    ])
+    .env("MAILSYNC_LANG", "en")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let out = gather(child.stdout.take().unwrap());
+    let err = gather(child.stderr.take().unwrap());
+    until("a first refresh", Duration::from_secs(20), || {
+        !out.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(auth.lock().unwrap().requests.is_empty(), "no refresh yet");
+    // The token enters its last minute about 6 s in; the next read asks Auth.
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the watch ended within 30 s")
+        .unwrap();
+    // Let the readers drain what the watch wrote last.
+    until("the watch's last words", Duration::from_secs(5), || {
+        err.lock().unwrap().iter().any(|l| l.starts_with("hint:"))
+    })
+    .await;
+    let notes = err.lock().unwrap().join("\n");
+    assert_eq!(status.code(), Some(3), "{notes}");
+    assert!(
+        notes.contains("error: your session expired")
+            && notes.contains("hint: run `mailsync login`"),
+        "{notes}"
+    );
+    let refreshes: Vec<serde_json::Value> = auth
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|(grant, body, _, _)| serde_json::json!([grant, body["refresh_token"]]))
+        .collect();
+    assert_eq!(
+        refreshes,
+        [serde_json::json!(["refresh_token", "refresh-token-0"])],
+        "one refresh, not retried: the session is over"
+    );
+    assert!(!notes.contains(&old) && !notes.contains("refresh-token-0"));
 }
