@@ -409,10 +409,10 @@ async fn a_session_refreshed_while_watching_reaches_the_channel_the_reads_and_th
     })
     .await;
 
-    // The saved session: 66 s left, so the watch starts with this token (a
+    // The saved session: 70 s left, so the watch starts with this token (a
     // session is refreshed in its last minute) and must refresh it a few
-    // seconds into the watch.
-    let left = mailsync::supabase::user::REFRESH_MARGIN + 6;
+    // seconds into the watch (10 s leave room for a slow start).
+    let left = mailsync::supabase::user::REFRESH_MARGIN + 10;
     let old = common::sign(&stack, &user.id, &user.email, left);
     let old_claims = claims_of(&stack, &old);
     let dir = tempfile::tempdir().unwrap();
@@ -459,7 +459,7 @@ async fn a_session_refreshed_while_watching_reaches_the_channel_the_reads_and_th
     // it refreshes first.
     let margin_reached =
         old_claims["exp"].as_i64().unwrap() - mailsync::supabase::user::REFRESH_MARGIN;
-    until("the token's last minute", Duration::from_secs(15), || {
+    until("the token's last minute", Duration::from_secs(20), || {
         mailsync::supabase::session::now() > margin_reached
     })
     .await;
@@ -707,7 +707,7 @@ async fn a_watch_whose_session_cannot_be_refreshed_ends_with_exit_3() {
     let (auth_url, auth) = auth_server_for(user.id, &user.email, &stack.anon_key).await;
     auth.lock().unwrap().refresh_token = "the-session-ended-elsewhere".into();
     let gateway = Gateway::start_with_auth(&stack.url, &stack.anon_key, Some(&auth_url)).await;
-    let left = mailsync::supabase::user::REFRESH_MARGIN + 6;
+    let left = mailsync::supabase::user::REFRESH_MARGIN + 10;
     let old = common::sign(&stack, &user.id, &user.email, left);
     let expires_at = claims_of(&stack, &old)["exp"].clone();
     let dir = tempfile::tempdir().unwrap();
@@ -744,7 +744,7 @@ async fn a_watch_whose_session_cannot_be_refreshed_ends_with_exit_3() {
     })
     .await;
     assert!(auth.lock().unwrap().requests.is_empty(), "no refresh yet");
-    // The token enters its last minute about 6 s in; the next read asks Auth.
+    // The token enters its last minute about 10 s in; the next read asks Auth.
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("the watch ended within 30 s")
