@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::i18n::Lang;
+use crate::{t, t_in};
 
 /// The local stack's URL, the default when nothing is configured.
 pub const LOCAL_SUPABASE_URL: &str = "http://127.0.0.1:54321";
@@ -145,10 +147,19 @@ impl Secret {
 
     /// A masked form that shows only the length class, for `mailsync config`.
     pub fn masked(&self) -> String {
+        self.masked_in(crate::i18n::current())
+    }
+
+    /// [`Secret::masked`] in `lang` (English for `--json`).
+    pub fn masked_in(&self, lang: Lang) -> String {
         if self.0.is_empty() {
-            "(empty)".to_string()
+            t_in!(lang, "secret-empty")
         } else {
-            format!("****** ({} chars)", self.0.chars().count())
+            t_in!(
+                lang,
+                "secret-masked",
+                chars = self.0.chars().count().to_string()
+            )
         }
     }
 }
@@ -174,21 +185,38 @@ pub enum Source {
     /// An env file, under the Supabase CLI's name for the setting.
     EnvFileAs(PathBuf, &'static str),
     SavedSession(PathBuf),
-    /// The running local stack (its state file and port variables).
-    LocalStack(String),
+    /// The running local stack: its state file and/or port variables.
+    LocalStack(Vec<String>),
     Default,
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(crate::i18n::current()))
+    }
+}
+
+impl Source {
+    /// Where the value came from, in `lang` (`mailsync config --json`
+    /// writes it in English whatever the run's language).
+    pub fn describe(&self, lang: Lang) -> String {
         match self {
-            Source::Flag => f.write_str("flag"),
-            Source::Environment => f.write_str("environment"),
-            Source::EnvFile(p) => write!(f, "env file {}", p.display()),
-            Source::EnvFileAs(p, name) => write!(f, "env file {} ({name})", p.display()),
-            Source::SavedSession(p) => write!(f, "saved session {}", p.display()),
-            Source::LocalStack(origin) => f.write_str(origin),
-            Source::Default => f.write_str("default (local stack)"),
+            Source::Flag => t_in!(lang, "source-flag"),
+            Source::Environment => t_in!(lang, "source-environment"),
+            Source::EnvFile(p) => t_in!(lang, "source-env-file", file = p.display().to_string()),
+            Source::EnvFileAs(p, name) => t_in!(
+                lang,
+                "source-env-file-as",
+                file = p.display().to_string(),
+                name = *name
+            ),
+            Source::SavedSession(p) => {
+                t_in!(lang, "source-saved-session", file = p.display().to_string())
+            }
+            Source::LocalStack(origin) => {
+                t_in!(lang, "source-local-stack", origin = origin.join(", "))
+            }
+            Source::Default => t_in!(lang, "source-default"),
         }
     }
 }
@@ -258,9 +286,12 @@ impl Config {
         // With no URL configured: the local stack as it is running.
         let cwd = std::env::current_dir().unwrap_or_default();
         let stack = crate::local_stack::resolve(&env, &cwd);
-        let stack_source = || match stack.origin.as_str() {
-            "default (local stack)" => Source::Default,
-            origin => Source::LocalStack(origin.to_string()),
+        let stack_source = || {
+            if stack.origin.is_empty() {
+                Source::Default
+            } else {
+                Source::LocalStack(stack.origin.clone())
+            }
         };
         let (url_text, url_source) = lookup(&overrides.supabase_url, ENV_URL)
             .unwrap_or_else(|| (stack.url.clone(), stack_source()));
@@ -367,48 +398,55 @@ impl Config {
     /// the variable: a project that is not the local stack has no default.
     pub fn db_url(&self) -> Result<&Secret> {
         self.db_url.as_ref().map(|s| &s.value).ok_or_else(|| {
-            Error::config(format!(
-                "{ENV_DB_URL} is not set; it is required for the db commands on {} (the local stack's database is the default only for the local stack)",
-                self.project_display()
+            Error::config(t!(
+                "config-error-no-db-url",
+                name = ENV_DB_URL,
+                project = self.project_display()
             ))
-            .with_hint(format!(
-                "set {ENV_DB_URL} to the project's connection string, from the Dashboard's Connect dialog (e.g. postgresql://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres), in the environment or an env file"
-            ))
+            .with_hint(t!("config-hint-db-url", name = ENV_DB_URL))
         })
     }
 
     /// The anon (publishable) key, or a configuration error naming the variable.
     pub fn anon_key(&self) -> Result<&Secret> {
         self.anon_key.as_ref().map(|s| &s.value).ok_or_else(|| {
-            Error::config(format!(
-                "{ENV_ANON_KEY} is not set; it is required for {} (find it in the project's API settings)",
-                self.project_display()
+            Error::config(t!(
+                "config-error-no-anon-key",
+                name = ENV_ANON_KEY,
+                project = self.project_display()
             ))
         })
     }
 }
 
 fn parse_project_url(text: &str, source: &Source, allow_http: bool) -> Result<Url> {
-    let url = Url::parse(text.trim())
-        .map_err(|e| Error::config(format!("{ENV_URL} ({source}) is not a valid URL: {e}")))?;
+    let setting = format!("{ENV_URL} ({source})");
+    let url = Url::parse(text.trim()).map_err(|e| {
+        Error::config(t!(
+            "config-error-url-invalid",
+            setting = setting.as_str(),
+            reason = e.to_string()
+        ))
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::config(format!(
-            "{ENV_URL} ({source}) must start with http:// or https://"
+        return Err(Error::config(t!(
+            "config-error-url-scheme",
+            setting = setting.as_str()
         )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::config(format!(
-            "{ENV_URL} ({source}) must not contain credentials"
+        return Err(Error::config(t!(
+            "config-error-url-credentials",
+            setting = setting.as_str()
         )));
     }
     if url.scheme() == "http" && !is_local_url(&url) && !allow_http {
-        return Err(Error::config(format!(
-            "{ENV_URL} ({source}) is {} over plain http://: keys, passwords and tokens would cross the network unencrypted",
-            url.host_str().unwrap_or("?")
+        return Err(Error::config(t!(
+            "config-error-url-plain-http",
+            setting = setting.as_str(),
+            host = url.host_str().unwrap_or("?")
         ))
-        .with_hint(format!(
-            "use https://; for a trusted network only, pass --allow-insecure-http or set {ENV_ALLOW_HTTP}=1"
-        )));
+        .with_hint(t!("config-hint-plain-http", name = ENV_ALLOW_HTTP)));
     }
     Ok(url)
 }
@@ -436,7 +474,11 @@ impl EnvFile {
             Ok(text) => Some(godotenv_escapes(&text)),
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                return Err(Error::config(format!("reading {}: {e}", path.display())));
+                return Err(Error::config(t!(
+                    "config-error-reading",
+                    file = path.display().to_string(),
+                    reason = e.to_string()
+                )));
             }
         };
         match text.map(|t| dotenvy::from_read_iter(std::io::Cursor::new(t))) {
@@ -444,10 +486,10 @@ impl EnvFile {
             Some(iter) => {
                 for item in iter {
                     let (k, v) = item.map_err(|e| {
-                        Error::config(format!(
-                            "reading {}: {}",
-                            path.display(),
-                            describe_dotenv(&e)
+                        Error::config(t!(
+                            "config-error-reading",
+                            file = path.display().to_string(),
+                            reason = describe_dotenv(&e)
                         ))
                     })?;
                     vars.insert(k, v);
@@ -508,9 +550,11 @@ fn godotenv_escapes(text: &str) -> String {
 /// A dotenv error without the offending line's text (it may hold a secret).
 fn describe_dotenv(e: &dotenvy::Error) -> String {
     match e {
-        dotenvy::Error::LineParse(_, index) => format!("cannot parse the line at byte {index}"),
+        dotenvy::Error::LineParse(_, index) => {
+            t!("config-env-line-unparsable", byte = index.to_string())
+        }
         dotenvy::Error::Io(io) => io.to_string(),
-        _ => "cannot read it".to_string(),
+        _ => t!("config-env-unreadable"),
     }
 }
 

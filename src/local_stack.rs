@@ -28,8 +28,9 @@ pub struct LocalStack {
     pub url: String,
     pub anon_key: String,
     pub db_url: String,
-    /// Why these values: the state file and/or the port variables.
-    pub origin: String,
+    /// Why these values: the state file and/or the port variables (none:
+    /// the stack's defaults).
+    pub origin: Vec<String>,
 }
 
 /// The local stack for this environment (`env` looks variables up), starting
@@ -85,11 +86,7 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> LocalStack {
         url,
         anon_key,
         db_url,
-        origin: if origin.is_empty() {
-            "default (local stack)".to_string()
-        } else {
-            format!("local stack ({})", origin.join(", "))
-        },
+        origin,
     }
 }
 
@@ -142,7 +139,11 @@ mod tests {
             s.db_url,
             "postgresql://postgres:postgres@127.0.0.1:61322/postgres"
         );
-        assert!(s.origin.contains("MAILSYNC_API_PORT"), "{}", s.origin);
+        assert!(
+            s.origin.iter().any(|o| o == "MAILSYNC_API_PORT"),
+            "{:?}",
+            s.origin
+        );
     }
 
     #[test]

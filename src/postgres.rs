@@ -31,7 +31,9 @@ use tokio_postgres::Client;
 
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::i18n::Lang;
 use crate::output::Output;
+use crate::{t, t_in};
 
 /// Supabase's database root certificate ("Supabase Root 2021 CA", valid to
 /// 2031-04-26), the file the dashboard offers as `prod-ca-2021.crt`.
@@ -46,13 +48,30 @@ pub struct Target {
     pub user: String,
 }
 
+impl Target {
+    /// `database "postgres" on 127.0.0.1:54322 as postgres`, in `lang`.
+    pub fn describe(&self, lang: Lang) -> String {
+        t_in!(
+            lang,
+            "pg-target",
+            database = self.database.as_str(),
+            host = self.host.as_str(),
+            port = self.port.to_string(),
+            user = self.user.as_str()
+        )
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "database \"{}\" on {}:{} as {}",
-            self.database, self.host, self.port, self.user
-        )
+        f.write_str(&self.describe(crate::i18n::current()))
+    }
+}
+
+/// In JSON (`--json` of the db commands) the target is written in English.
+impl serde::Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.describe(Lang::En))
     }
 }
 
@@ -77,10 +96,8 @@ impl Requested {
             "verify-ca" => Self::VerifyCa,
             "verify-full" => Self::VerifyFull,
             other => {
-                return Err(
-                    Error::config(format!("SUPABASE_DB_URL: unknown sslmode \"{other}\""))
-                        .with_hint("use verify-full, verify-ca, require, prefer or disable"),
-                )
+                return Err(Error::config(t!("pg-error-sslmode", mode = other))
+                    .with_hint(t!("pg-hint-sslmode")))
             }
         })
     }
@@ -175,11 +192,8 @@ fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
 fn parse(url: &Secret) -> Result<ParsedUrl> {
     let (cleaned, mode, root_cert) = take_tls_params(url.expose().trim());
     let requested = mode.as_deref().map(Requested::of).transpose()?;
-    let config = tokio_postgres::Config::from_str(&cleaned).map_err(|_| {
-        Error::config(
-            "SUPABASE_DB_URL is not a valid Postgres connection URL (expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE)",
-        )
-    })?;
+    let config = tokio_postgres::Config::from_str(&cleaned)
+        .map_err(|_| Error::config(t!("pg-error-url-invalid")))?;
     Ok(ParsedUrl {
         config,
         requested,
@@ -212,10 +226,11 @@ fn is_local(config: &tokio_postgres::Config) -> bool {
 
 fn policy_of(parsed: &ParsedUrl, target: &Target) -> Policy {
     let local = is_local(&parsed.config);
-    let exposed = |what: &str| {
-        Some(format!(
-            "warning: {what} to {target}: anyone on the network path can read the traffic, including the password. \
-             Remove sslmode from SUPABASE_DB_URL for a verified TLS connection."
+    let exposed = |what: String| {
+        Some(t!(
+            "pg-warning-exposed",
+            what = what,
+            target = target.to_string()
         ))
     };
     let (ssl_mode, verification, warning) = match (parsed.requested, local) {
@@ -225,7 +240,7 @@ fn policy_of(parsed: &ParsedUrl, target: &Target) -> Policy {
         (Some(Requested::Disable), false) => (
             SslMode::Disable,
             Verification::None,
-            exposed("sslmode=disable: connecting without TLS"),
+            exposed(t!("pg-exposed-disable")),
         ),
         (Some(Requested::Allow | Requested::Prefer), true) => {
             (SslMode::Prefer, Verification::None, None)
@@ -233,9 +248,13 @@ fn policy_of(parsed: &ParsedUrl, target: &Target) -> Policy {
         (Some(weak @ (Requested::Allow | Requested::Prefer)), false) => (
             SslMode::Prefer,
             Verification::None,
-            exposed(&format!(
-                "sslmode={}: connecting with an unverified certificate, or without TLS if the server offers none,",
-                if weak == Requested::Allow { "allow" } else { "prefer" }
+            exposed(t!(
+                "pg-exposed-weak",
+                mode = if weak == Requested::Allow {
+                    "allow"
+                } else {
+                    "prefer"
+                }
             )),
         ),
         // Stricter than libpq off this machine: `require` checks the
@@ -304,19 +323,22 @@ pub async fn connect(url: &Secret, out: &Output) -> Result<(Client, Target)> {
     let verified = policy.verification != Verification::None;
     let failed = |e: tokio_postgres::Error| {
         let reason = describe_connect_error(&e);
-        let message = format!("cannot connect to {target}: {reason}");
+        let message = t!(
+            "pg-error-connect",
+            target = target.to_string(),
+            reason = reason.as_str()
+        );
         // The server answered (a refused password, an unknown database):
         // configuration; no answer at all: unreachable.
         if e.as_db_error().is_some() {
             Error::config(message)
         } else if verified && is_tls_refusal(&reason) {
-            Error::config(format!(
-                "refusing to connect to {target} without a verified TLS connection (nothing was sent, not even the password): {reason}"
+            Error::config(t!(
+                "pg-error-unverified",
+                target = target.to_string(),
+                reason = reason.as_str()
             ))
-            .with_hint(
-                "a Supabase database chains to Supabase's root CA, shipped with mailsync; for another server give its CA with \
-                 ?sslrootcert=/path/ca.pem, or accept an unverified connection explicitly with ?sslmode=prefer",
-            )
+            .with_hint(t!("pg-hint-unverified"))
         } else {
             Error::unreachable(message)
         }
@@ -352,15 +374,20 @@ fn is_tls_refusal(reason: &str) -> bool {
 pub fn describe_db_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            // The server's own words, labelled in the run's language.
+            let mut text = t!(
+                "pg-db-error",
+                message = db.message(),
+                code = db.code().code()
+            );
             if let Some(detail) = db.detail() {
-                text.push_str(&format!("; detail: {detail}"));
+                text.push_str(&t!("pg-db-error-detail", detail = detail));
             }
             if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
+                text.push_str(&t!("pg-db-error-hint", hint = hint));
             }
             if let Some(where_) = db.where_() {
-                text.push_str(&format!("; where: {where_}"));
+                text.push_str(&t!("pg-db-error-where", place = where_));
             }
             text
         }
@@ -390,13 +417,16 @@ fn root_store(root_cert: Option<&str>) -> Result<RootCertStore> {
     match root_cert {
         Some("system") => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| Error::config(format!("reading sslrootcert {path}: {e}")))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::config(t!(
+                    "pg-error-rootcert-read",
+                    path = path,
+                    reason = e.to_string()
+                ))
+            })?;
             let certs = rustls_pemfile_certs(&pem);
             if certs.is_empty() {
-                return Err(Error::config(format!(
-                    "sslrootcert {path} holds no PEM certificate"
-                )));
+                return Err(Error::config(t!("pg-error-rootcert-empty", path = path)));
             }
             for cert in certs {
                 roots
@@ -406,9 +436,9 @@ fn root_store(root_cert: Option<&str>) -> Result<RootCertStore> {
         }
         None => {
             for cert in rustls_pemfile_certs(SUPABASE_ROOT_CA.as_bytes()) {
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::failure(format!("the bundled Supabase root CA: {e}")))?;
+                roots.add(cert).map_err(|e| {
+                    Error::failure(t!("pg-error-bundled-ca", reason = e.to_string()))
+                })?;
             }
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
@@ -420,7 +450,7 @@ fn tls_config(verification: Verification, root_cert: Option<&str>) -> Result<Cli
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::failure(format!("setting up TLS: {e}")))?;
+        .map_err(|e| Error::failure(t!("error-tls-setup", reason = e.to_string())))?;
     let config = match verification {
         Verification::Full => builder
             .with_root_certificates(root_store(root_cert)?)
@@ -431,7 +461,7 @@ fn tls_config(verification: Verification, root_cert: Option<&str>) -> Result<Cli
                 provider.clone(),
             )
             .build()
-            .map_err(|e| Error::failure(format!("setting up TLS: {e}")))?;
+            .map_err(|e| Error::failure(t!("error-tls-setup", reason = e.to_string())))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))

@@ -18,6 +18,7 @@ use url::Url;
 
 use crate::config::{Secret, Source};
 use crate::error::{Error, Result};
+use crate::t;
 
 pub const ENV_SMTP_URL: &str = "MAILSYNC_SMTP_URL";
 pub const ENV_FROM: &str = "MAILSYNC_FROM";
@@ -63,12 +64,14 @@ impl SmtpServer {
     /// `source` names where the value came from, for the error message
     /// (which never repeats the value: it may hold the password).
     pub fn parse(text: &str, source: &Source) -> Result<Self> {
-        let bad = |why: &str| Error::config(format!("{ENV_SMTP_URL} ({source}) {why}"));
-        let url = Url::parse(text.trim()).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
+        let setting = format!("{ENV_SMTP_URL} ({source})");
+        let bad = |why: String| Error::config(format!("{setting} {why}"));
+        let url = Url::parse(text.trim())
+            .map_err(|e| bad(t!("smtp-url-invalid", reason = e.to_string())))?;
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("has no host"))?
+            .ok_or_else(|| bad(t!("smtp-url-no-host")))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -77,23 +80,16 @@ impl SmtpServer {
             "smtps" => (Security::ImplicitTls, 465),
             "smtp" if local => (Security::Plain, 587),
             "smtp" => (Security::StartTls, 587),
-            _ => {
-                return Err(bad(
-                    "must start with smtp:// (STARTTLS) or smtps:// (implicit TLS)",
-                ))
-            }
+            _ => return Err(bad(t!("smtp-url-scheme"))),
         };
-        let decode = |s: &str| {
-            percent_decode(s)
-                .map_err(|_| bad("has a user name or password that is not valid UTF-8"))
-        };
+        let decode = |s: &str| percent_decode(s).map_err(|_| bad(t!("smtp-url-not-utf8")));
         let user = match url.username() {
             "" => None,
             u => Some(decode(u)?),
         };
         let password = url.password().map(decode).transpose()?.map(Secret::new);
         if password.is_some() && user.is_none() {
-            return Err(bad("has a password but no user name"));
+            return Err(bad(t!("smtp-url-password-no-user")));
         }
         Ok(Self {
             host,
@@ -189,35 +185,34 @@ impl SmtpSettings {
                     },
                     Source::Default,
                 ),
-                None => {
-                    return Err(Error::config(format!(
-                        "{ENV_SMTP_URL} is not set: say which SMTP server delivers, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS) or smtps://…:465"
-                    )))
-                }
+                None => return Err(Error::config(t!("smtp-error-no-url", name = ENV_SMTP_URL))),
             },
         };
         let (from_text, from_source) = match lookup(ENV_FROM) {
             Some(found) => found,
             None if is_local_host(&server.host) => (LOCAL_FROM.to_string(), Source::Default),
-            None => {
-                return Err(Error::config(format!(
-                    "{ENV_FROM} is not set: the sender of your campaigns, e.g. \"Acme <news@acme.example>\""
-                )))
-            }
+            None => return Err(Error::config(t!("smtp-error-no-from", name = ENV_FROM))),
         };
-        let from: Mailbox = from_text.trim().parse().map_err(|e| {
-            Error::config(format!(
-                "{ENV_FROM} ({from_source}) is not a mailbox such as \"Acme <news@acme.example>\": {e}"
-            ))
-        })?;
+        let from: Mailbox =
+            from_text
+                .trim()
+                .parse()
+                .map_err(|e: lettre::address::AddressError| {
+                    Error::config(t!(
+                        "smtp-error-from-invalid",
+                        setting = format!("{ENV_FROM} ({from_source})"),
+                        reason = e.to_string()
+                    ))
+                })?;
         let list_unsubscribe = match lookup(ENV_LIST_UNSUBSCRIBE) {
             None => None,
             Some((text, source)) => {
                 let text = text.trim().to_string();
                 let lower = text.to_ascii_lowercase();
                 if !(lower.starts_with("mailto:") || lower.starts_with("https://")) {
-                    return Err(Error::config(format!(
-                        "{ENV_LIST_UNSUBSCRIBE} ({source}) must be a mailto: or https:// URL, e.g. https://acme.example/unsubscribe?email={{{{email}}}}"
+                    return Err(Error::config(t!(
+                        "smtp-error-list-unsubscribe",
+                        setting = format!("{ENV_LIST_UNSUBSCRIBE} ({source})")
                     )));
                 }
                 Some(text)
@@ -257,7 +252,11 @@ impl Mailer {
         if server.security != Security::Plain {
             // Fail early on a host rustls cannot check certificates for.
             TlsParameters::new(server.host.clone()).map_err(|e| {
-                Error::config(format!("TLS for the SMTP server {}: {e}", server.address()))
+                Error::config(t!(
+                    "smtp-error-tls",
+                    server = server.address(),
+                    reason = e.to_string()
+                ))
             })?;
         }
         Ok(Self {
@@ -276,13 +275,12 @@ impl Mailer {
                 let _ = conn.quit().await;
                 Ok(())
             }
-            Err(why) => Err(Error::config(format!(
-                "cannot use the SMTP server {}: {why}",
-                self.server.masked()
+            Err(why) => Err(Error::config(t!(
+                "smtp-error-unusable",
+                server = self.server.masked(),
+                reason = why
             ))
-            .with_hint(format!(
-                "set {ENV_SMTP_URL} (on the local stack: scripts/local-stack.sh up)"
-            ))),
+            .with_hint(t!("smtp-hint-unusable", name = ENV_SMTP_URL))),
         }
     }
 

@@ -290,3 +290,117 @@ login-error-email-flag = --email is required without a terminal
 login-error-email-empty = an email is required
 login-error-password-terminal = no terminal to ask for the password on
 login-error-password-terminal-hint = pass --password-stdin and pipe it
+
+## configuration (src/config.rs, src/commands/config.rs, src/postgres.rs, src/smtp.rs)
+
+secret-empty = (empty)
+secret-masked = ****** ({ $chars } chars)
+source-flag = flag
+source-environment = environment
+source-env-file = env file { $file }
+source-env-file-as = env file { $file } ({ $name })
+source-saved-session = saved session { $file }
+source-local-stack = local stack ({ $origin })
+source-default = default (local stack)
+config-col-setting = setting
+config-col-value = value
+config-col-from = from
+config-smtp-url-invalid = ****** (not a valid smtp:// or smtps:// URL)
+config-unset-for-deliver = not set (required by campaigns deliver)
+config-unset-list-unsubscribe = not set (no List-Unsubscribe header)
+config-unset-required = not set (required for this project)
+config-unset-for-db = not set (required by the db commands for this project)
+config-unset-token = not set; run `mailsync login`
+config-error-no-db-url = { $name } is not set; it is required for the db commands on { $project } (the local stack's database is the default only for the local stack)
+config-hint-db-url = set { $name } to the project's connection string, from the Dashboard's Connect dialog (e.g. postgresql://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres), in the environment or an env file
+config-error-no-anon-key = { $name } is not set; it is required for { $project } (find it in the project's API settings)
+config-error-url-invalid = { $setting } is not a valid URL: { $reason }
+config-error-url-scheme = { $setting } must start with http:// or https://
+config-error-url-credentials = { $setting } must not contain credentials
+config-error-url-plain-http = { $setting } is { $host } over plain http://: keys, passwords and tokens would cross the network unencrypted
+config-hint-plain-http = use https://; for a trusted network only, pass --allow-insecure-http or set { $name }=1
+config-error-reading = reading { $file }: { $reason }
+config-env-line-unparsable = cannot parse the line at byte { $byte }
+config-env-unreadable = cannot read it
+pg-target = database "{ $database }" on { $host }:{ $port } as { $user }
+pg-error-sslmode = SUPABASE_DB_URL: unknown sslmode "{ $mode }"
+pg-hint-sslmode = use verify-full, verify-ca, require, prefer or disable
+pg-error-url-invalid = SUPABASE_DB_URL is not a valid Postgres connection URL (expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE)
+pg-warning-exposed = warning: { $what } to { $target }: anyone on the network path can read the traffic, including the password. Remove sslmode from SUPABASE_DB_URL for a verified TLS connection.
+pg-exposed-disable = sslmode=disable: connecting without TLS
+pg-exposed-weak = sslmode={ $mode }: connecting with an unverified certificate, or without TLS if the server offers none,
+pg-error-connect = cannot connect to { $target }: { $reason }
+pg-error-unverified = refusing to connect to { $target } without a verified TLS connection (nothing was sent, not even the password): { $reason }
+pg-hint-unverified = a Supabase database chains to Supabase's root CA, shipped with mailsync; for another server give its CA with ?sslrootcert=/path/ca.pem, or accept an unverified connection explicitly with ?sslmode=prefer
+# The server's message and its parts, as the server wrote them.
+pg-db-error = { $message } (SQLSTATE { $code })
+pg-db-error-detail = ; detail: { $detail }
+pg-db-error-hint = ; hint: { $hint }
+pg-db-error-where = ; where: { $place }
+pg-error-rootcert-read = reading sslrootcert { $path }: { $reason }
+pg-error-rootcert-empty = sslrootcert { $path } holds no PEM certificate
+pg-error-bundled-ca = the bundled Supabase root CA: { $reason }
+error-tls-setup = setting up TLS: { $reason }
+smtp-url-invalid = is not a valid URL: { $reason }
+smtp-url-no-host = has no host
+smtp-url-scheme = must start with smtp:// (STARTTLS) or smtps:// (implicit TLS)
+smtp-url-not-utf8 = has a user name or password that is not valid UTF-8
+smtp-url-password-no-user = has a password but no user name
+smtp-error-no-url = { $name } is not set: say which SMTP server delivers, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS) or smtps://…:465
+smtp-error-no-from = { $name } is not set: the sender of your campaigns, e.g. "Acme <news@acme.example>"
+smtp-error-from-invalid = { $setting } is not a mailbox such as "Acme <news@acme.example>": { $reason }
+smtp-error-list-unsubscribe = { $setting } must be a mailto: or https:// URL, e.g. https://acme.example/unsubscribe?email={"{{"}email{"}}"}
+smtp-error-tls = TLS for the SMTP server { $server }: { $reason }
+smtp-error-unusable = cannot use the SMTP server { $server }: { $reason }
+smtp-hint-unusable = set { $name } (on the local stack: scripts/local-stack.sh up)
+
+## db commands (src/commands/db/)
+
+# $verb is reset or apply.
+db-report = { $verb ->
+        [reset] Reset
+       *[other] Applied
+    } { $target }: { $tables } tables, { $views } views, { $policies } policies, { $triggers } triggers in { $ms } ms
+db-error-not-ours = { $verb ->
+        [reset] reset
+       *[other] apply
+    } of { $target } refused, nothing changed: { $reason }
+db-hint-not-ours = mailsync drops or replaces only its own objects (marked "Managed by mailsync"). Rename or move yours, or let mailsync take one over with --adopt NAME (reset then drops it with its rows)
+db-error-rolled-back = { $verb ->
+        [reset] reset
+       *[other] apply
+    } of { $target } failed and was rolled back, nothing changed: { $reason }
+# $kind is table, view or function.
+adopt-error-unknown = --adopt { $name }: mailsync uses no object of that name (it uses: { $names })
+adopt-error-failed = adopting { $name } failed, nothing changed: { $reason }
+adopt-error-wrong-kind = --adopt { $name }: public.{ $name } is not a { $kind }, so mailsync cannot take it over (nothing was changed)
+adopt-hint-rename = rename public.{ $name }
+adopt-error-missing = --adopt { $name }: there is no public.{ $name } to adopt (nothing was changed)
+adopt-done = Adopted { $kind } public.{ $entry }: it is mailsync's from now on
+verify-summary = { $checks } checks, { $passed } passed, { $failed } failed
+verify-error-drift = the database does not match the schema: { $count } check(s) failed
+verify-hint-apply = run `mailsync db apply` to repair
+verify-error = verifying { $target }: { $reason }
+migration-up-to-date = { $file } already holds this schema (mailsync { $version }); nothing written
+migration-error-exists = { $file }: exists; mailsync never overwrites a migration
+migration-hint-exists = run the command again in a second, or remove the file if it was never applied
+migration-written = Wrote { $file }
+migration-next = Apply it with `supabase db push` (hosted) or `supabase db reset` (local), then check with `mailsync db verify`.
+
+## files
+
+file-error-create-folder = { $file }: cannot create the folder: { $reason }
+file-error-read = { $file }: cannot read: { $reason }
+file-error-write = { $file }: cannot write: { $reason }
+
+## campaigns, contacts, templates, account, files written
+
+whoami-user = user
+whoami-email = email
+whoami-role = role
+whoami-project = project
+whoami-token-expires = token expires
+whoami-token-from = token from
+whoami-expired = expired
+whoami-expires-in = in { $minutes } min (unix { $at })
+whoami-unknown = unknown

@@ -117,7 +117,7 @@ import-to-import = contacts à importer
 import-rejected-rows = Lignes refusées :
 import-more-rejects = … et { $count } de plus (--rejects CHEMIN les écrit toutes dans un fichier CSV)
 
-## campaigns deliver (« envoyé » = parti de l’expéditeur : accepté ou rebond)
+## campaigns deliver (« envoyé » = parti de l’expéditeur : accepté ou rebond)
 
 deliver-progress = Envoi
 deliver-progress-counts = envoyés { $sent } · rebonds { $bounced } · échecs { $failed }
@@ -189,7 +189,7 @@ send-suppressed = { $count ->
     } : désabonnés ou en rebond (mailsync contacts unsubscribe --undo EMAIL en reprend un)
 send-next = Remettez-la avec : mailsync campaigns deliver ; suivez-la avec : mailsync campaigns watch --until-done
 
-## erreurs ($what est ce qui était en cours, p. ex. « creating the template »)
+## erreurs ($what est ce qui était en cours, p. ex. « creating the template »)
 
 error-line = erreur : { $message }
 hint-line = conseil : { $hint }
@@ -301,3 +301,149 @@ login-error-email-flag = --email est requis sans terminal
 login-error-email-empty = un e-mail est requis
 login-error-password-terminal = pas de terminal où demander le mot de passe
 login-error-password-terminal-hint = passez --password-stdin et envoyez-le par un tube
+
+## configuration (src/config.rs, src/commands/config.rs, src/postgres.rs, src/smtp.rs)
+
+secret-empty = (vide)
+secret-masked = ****** ({ $chars } caractères)
+source-flag = option
+source-environment = environnement
+source-env-file = fichier env { $file }
+source-env-file-as = fichier env { $file } ({ $name })
+source-saved-session = session enregistrée { $file }
+source-local-stack = pile locale ({ $origin })
+source-default = par défaut (pile locale)
+config-col-setting = réglage
+config-col-value = valeur
+config-col-from = origine
+config-smtp-url-invalid = ****** (pas une URL smtp:// ou smtps:// valide)
+config-unset-for-deliver = non défini (requis par campaigns deliver)
+config-unset-list-unsubscribe = non défini (pas d’en-tête List-Unsubscribe)
+config-unset-required = non défini (requis pour ce projet)
+config-unset-for-db = non défini (requis par les commandes db pour ce projet)
+config-unset-token = non défini ; lancez `mailsync login`
+config-error-no-db-url = { $name } n’est pas défini ; les commandes db en ont besoin sur { $project } (la base de la pile locale n’est la valeur par défaut que pour la pile locale)
+config-hint-db-url = donnez à { $name } la chaîne de connexion du projet, prise dans la fenêtre Connect du Dashboard (p. ex. postgresql://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres), dans l’environnement ou un fichier env
+config-error-no-anon-key = { $name } n’est pas défini ; il est requis pour { $project } (il se trouve dans les réglages d’API du projet)
+config-error-url-invalid = { $setting } n’est pas une URL valide : { $reason }
+config-error-url-scheme = { $setting } doit commencer par http:// ou https://
+config-error-url-credentials = { $setting } ne doit pas contenir d’identifiants
+config-error-url-plain-http = { $setting } désigne { $host } en http:// simple : clés, mots de passe et jetons traverseraient le réseau en clair
+config-hint-plain-http = utilisez https:// ; sur un réseau de confiance seulement, passez --allow-insecure-http ou définissez { $name }=1
+config-error-reading = lecture de { $file } : { $reason }
+config-env-line-unparsable = ligne illisible à l’octet { $byte }
+config-env-unreadable = fichier illisible
+pg-target = base « { $database } » sur { $host }:{ $port } en tant que { $user }
+pg-error-sslmode = SUPABASE_DB_URL : sslmode « { $mode } » inconnu
+pg-hint-sslmode = utilisez verify-full, verify-ca, require, prefer ou disable
+pg-error-url-invalid = SUPABASE_DB_URL n’est pas une URL de connexion Postgres valide (attendu : postgresql://USER:PASSWORD@HOST:PORT/DATABASE)
+pg-warning-exposed = avertissement : { $what } vers { $target } : n’importe qui sur le chemin réseau peut lire le trafic, mot de passe compris. Retirez sslmode de SUPABASE_DB_URL pour une connexion TLS vérifiée.
+pg-exposed-disable = sslmode=disable : connexion sans TLS
+pg-exposed-weak = sslmode={ $mode } : connexion avec un certificat non vérifié, ou sans TLS si le serveur n’en propose pas,
+pg-error-connect = connexion impossible à { $target } : { $reason }
+pg-error-unverified = connexion à { $target } refusée sans TLS vérifié (rien n’a été envoyé, pas même le mot de passe) : { $reason }
+pg-hint-unverified = une base Supabase est signée par l’autorité racine de Supabase, fournie avec mailsync ; pour un autre serveur, donnez son autorité avec ?sslrootcert=/chemin/ca.pem, ou acceptez explicitement une connexion non vérifiée avec ?sslmode=prefer
+# Le message du serveur et ses parties, tels que le serveur les a écrits.
+pg-db-error = { $message } (SQLSTATE { $code })
+pg-db-error-detail = {" "}; détail : { $detail }
+pg-db-error-hint = {" "}; conseil : { $hint }
+pg-db-error-where = {" "}; contexte : { $place }
+pg-error-rootcert-read = lecture de sslrootcert { $path } : { $reason }
+pg-error-rootcert-empty = sslrootcert { $path } ne contient aucun certificat PEM
+pg-error-bundled-ca = l’autorité racine de Supabase fournie avec mailsync : { $reason }
+error-tls-setup = préparation de TLS : { $reason }
+smtp-url-invalid = n’est pas une URL valide : { $reason }
+smtp-url-no-host = n’a pas d’hôte
+smtp-url-scheme = doit commencer par smtp:// (STARTTLS) ou smtps:// (TLS implicite)
+smtp-url-not-utf8 = a un nom d’utilisateur ou un mot de passe qui n’est pas de l’UTF-8 valide
+smtp-url-password-no-user = a un mot de passe mais pas de nom d’utilisateur
+smtp-error-no-url = { $name } n’est pas défini : indiquez le serveur SMTP qui remet les e-mails, p. ex. smtp://user:password@smtp.example.com:587 (STARTTLS) ou smtps://…:465
+smtp-error-no-from = { $name } n’est pas défini : l’expéditeur de vos campagnes, p. ex. "Acme <news@acme.example>"
+smtp-error-from-invalid = { $setting } n’est pas une adresse comme "Acme <news@acme.example>" : { $reason }
+smtp-error-list-unsubscribe = { $setting } doit être une URL mailto: ou https://, p. ex. https://acme.example/unsubscribe?email={"{{"}email{"}}"}
+smtp-error-tls = TLS pour le serveur SMTP { $server } : { $reason }
+smtp-error-unusable = le serveur SMTP { $server } est inutilisable : { $reason }
+smtp-hint-unusable = définissez { $name } (sur la pile locale : scripts/local-stack.sh up)
+
+## commandes db (src/commands/db/)
+
+# $verb vaut reset ou apply.
+db-report = { $verb ->
+        [reset] Réinitialisation de
+       *[other] Application à
+    } { $target } : { $tables ->
+        [one] { $tables } table
+       *[other] { $tables } tables
+    }, { $views ->
+        [one] { $views } vue
+       *[other] { $views } vues
+    }, { $policies ->
+        [one] { $policies } politique
+       *[other] { $policies } politiques
+    }, { $triggers ->
+        [one] { $triggers } déclencheur
+       *[other] { $triggers } déclencheurs
+    } en { $ms } ms
+db-error-not-ours = { $verb ->
+        [reset] réinitialisation
+       *[other] application
+    } de { $target } refusée, rien n’a changé : { $reason }
+db-hint-not-ours = mailsync ne supprime ou ne remplace que ses propres objets (marqués « Managed by mailsync »). Renommez ou déplacez les vôtres, ou laissez mailsync en reprendre un avec --adopt NOM (reset le supprime alors avec ses lignes)
+db-error-rolled-back = { $verb ->
+        [reset] la réinitialisation
+       *[other] l’application
+    } de { $target } a échoué et a été annulée, rien n’a changé : { $reason }
+# $kind vaut table, view ou function.
+adopt-error-unknown = --adopt { $name } : mailsync n’utilise aucun objet de ce nom (il utilise : { $names })
+adopt-error-failed = la reprise de { $name } a échoué, rien n’a changé : { $reason }
+adopt-error-wrong-kind = --adopt { $name } : public.{ $name } n’est pas { $kind ->
+        [table] une table
+        [view] une vue
+       *[other] une fonction
+    }, mailsync ne peut donc pas le reprendre (rien n’a été changé)
+adopt-hint-rename = renommez public.{ $name }
+adopt-error-missing = --adopt { $name } : il n’y a pas de public.{ $name } à reprendre (rien n’a été changé)
+adopt-done = { $kind ->
+        [table] Table public.{ $entry } reprise
+        [view] Vue public.{ $entry } reprise
+       *[other] Fonction public.{ $entry } reprise
+    } : elle appartient désormais à mailsync
+verify-summary = { $checks ->
+        [one] { $checks } vérification
+       *[other] { $checks } vérifications
+    }, { $passed ->
+        [one] { $passed } réussie
+       *[other] { $passed } réussies
+    }, { $failed ->
+        [one] { $failed } en échec
+       *[other] { $failed } en échec
+    }
+verify-error-drift = la base ne correspond pas au schéma : { $count ->
+        [one] { $count } vérification en échec
+       *[other] { $count } vérifications en échec
+    }
+verify-hint-apply = lancez `mailsync db apply` pour la réparer
+verify-error = vérification de { $target } : { $reason }
+migration-up-to-date = { $file } contient déjà ce schéma (mailsync { $version }) ; rien n’a été écrit
+migration-error-exists = { $file } : existe déjà ; mailsync n’écrase jamais une migration
+migration-hint-exists = relancez la commande dans une seconde, ou supprimez le fichier s’il n’a jamais été appliqué
+migration-written = { $file } écrit
+migration-next = Appliquez-le avec `supabase db push` (projet hébergé) ou `supabase db reset` (local), puis vérifiez avec `mailsync db verify`.
+
+## fichiers
+
+file-error-create-folder = { $file } : impossible de créer le dossier : { $reason }
+file-error-read = { $file } : lecture impossible : { $reason }
+file-error-write = { $file } : écriture impossible : { $reason }
+
+## campagnes, contacts, modèles, compte, fichiers écrits
+
+whoami-user = utilisateur
+whoami-email = e-mail
+whoami-role = rôle
+whoami-project = projet
+whoami-token-expires = expiration du jeton
+whoami-token-from = origine du jeton
+whoami-expired = expiré
+whoami-expires-in = dans { $minutes } min (unix { $at })
+whoami-unknown = inconnue

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::i18n::Lang;
 use crate::output::Output;
+use crate::{t, t_in};
 
 #[derive(Serialize)]
 struct Entry {
@@ -17,7 +19,8 @@ struct Entry {
 }
 
 /// `campaigns deliver`'s settings: the SMTP URL with its password masked.
-fn delivery_entries(config: &Config) -> Vec<Entry> {
+/// Sources are written in `lang` (English for `--json`).
+fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
     use crate::smtp::{SmtpServer, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_SMTP_URL, LOCAL_FROM};
     let local_smtp = config
         .is_local()
@@ -35,13 +38,13 @@ fn delivery_entries(config: &Config) -> Vec<Entry> {
                 Some((value, source)) => Entry {
                     name,
                     value: Some(shown.unwrap_or(value)),
-                    source: source.to_string(),
+                    source: source.describe(lang),
                 },
                 None => Entry {
                     name,
                     value: default.clone(),
                     source: if default.is_some() {
-                        crate::config::Source::Default.to_string()
+                        crate::config::Source::Default.describe(lang)
                     } else {
                         required.to_string()
                     },
@@ -51,45 +54,72 @@ fn delivery_entries(config: &Config) -> Vec<Entry> {
     let smtp_shown = config.setting(ENV_SMTP_URL).map(|(value, source)| {
         SmtpServer::parse(&value, &source)
             .map(|s| s.masked())
-            .unwrap_or_else(|_| "****** (not a valid smtp:// or smtps:// URL)".into())
+            .unwrap_or_else(|_| t_in!(lang, "config-smtp-url-invalid"))
     });
     vec![
         entry(
             ENV_SMTP_URL,
             smtp_shown,
             local_smtp.clone(),
-            "not set (required by campaigns deliver)",
+            &t_in!(lang, "config-unset-for-deliver"),
         ),
         entry(
             ENV_FROM,
             None,
             local_smtp.map(|_| LOCAL_FROM.to_string()),
-            "not set (required by campaigns deliver)",
+            &t_in!(lang, "config-unset-for-deliver"),
         ),
         entry(
             ENV_LIST_UNSUBSCRIBE,
             None,
             None,
-            "not set (no List-Unsubscribe header)",
+            &t_in!(lang, "config-unset-list-unsubscribe"),
         ),
     ]
 }
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
+    // Where each value came from is an interface under --json: English.
+    let lang = if out.json {
+        Lang::En
+    } else {
+        crate::i18n::current()
+    };
+    let entries = entries(config, lang);
+    if out.json {
+        return out.json(&entries);
+    }
+    let mut table = out.table([
+        t!("config-col-setting"),
+        t!("config-col-value"),
+        t!("config-col-from"),
+    ]);
+    for e in &entries {
+        table.add_row(vec![
+            e.name.to_string(),
+            e.value.clone().unwrap_or_else(|| "—".into()),
+            e.source.clone(),
+        ]);
+    }
+    out.print(table.to_string());
+    Ok(())
+}
+
+fn entries(config: &Config, lang: Lang) -> Vec<Entry> {
     let mut entries = vec![
         Entry {
             name: "SUPABASE_URL",
             value: Some(config.project_display()),
-            source: config.supabase_url.source.to_string(),
+            source: config.supabase_url.source.describe(lang),
         },
         Entry {
             name: "SUPABASE_ANON_KEY",
-            value: config.anon_key.as_ref().map(|k| k.value.masked()),
+            value: config.anon_key.as_ref().map(|k| k.value.masked_in(lang)),
             source: config
                 .anon_key
                 .as_ref()
-                .map(|k| k.source.to_string())
-                .unwrap_or_else(|| "not set (required for this project)".into()),
+                .map(|k| k.source.describe(lang))
+                .unwrap_or_else(|| t_in!(lang, "config-unset-required")),
         },
         Entry {
             name: "SUPABASE_DB_URL",
@@ -100,44 +130,32 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
             source: config
                 .db_url
                 .as_ref()
-                .map(|u| u.source.to_string())
-                .unwrap_or_else(|| "not set (required by the db commands for this project)".into()),
+                .map(|u| u.source.describe(lang))
+                .unwrap_or_else(|| t_in!(lang, "config-unset-for-db")),
         },
     ];
     let token = match &config.access_token {
         Some(t) => Entry {
             name: "MAILSYNC_ACCESS_TOKEN",
-            value: Some(t.value.masked()),
-            source: t.source.to_string(),
+            value: Some(t.value.masked_in(lang)),
+            source: t.source.describe(lang),
         },
         None => match crate::supabase::session::load(&config.project_display()) {
             Ok(Some((session, path))) => Entry {
                 name: "MAILSYNC_ACCESS_TOKEN",
-                value: Some(session.access().masked()),
-                source: crate::config::Source::SavedSession(path).to_string(),
+                value: Some(session.access().masked_in(lang)),
+                source: crate::config::Source::SavedSession(path).describe(lang),
             },
             _ => Entry {
                 name: "MAILSYNC_ACCESS_TOKEN",
                 value: None,
-                source: "not set; run `mailsync login`".into(),
+                source: t_in!(lang, "config-unset-token"),
             },
         },
     };
     entries.push(token);
-    entries.extend(delivery_entries(config));
-    if out.json {
-        return out.json(&entries);
-    }
-    let mut table = out.table(["setting", "value", "from"]);
-    for e in &entries {
-        table.add_row(vec![
-            e.name.to_string(),
-            e.value.clone().unwrap_or_else(|| "—".into()),
-            e.source.clone(),
-        ]);
-    }
-    out.print(table.to_string());
-    Ok(())
+    entries.extend(delivery_entries(config, lang));
+    entries
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::output::Output;
 use crate::supabase::session;
+use crate::t;
 
 #[derive(Serialize)]
 struct WhoAmI {
@@ -34,26 +35,34 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         project: config.project_display(),
         expires_at,
         expires_in_seconds: expires_at.map(|e| e - session::now()),
-        token_source: token.source.to_string(),
+        // An interface under --json: English whatever the run's language.
+        token_source: token.source.describe(crate::i18n::Lang::En),
     };
     if out.json {
         return out.json(&me);
     }
     let mut table = out.table(["", ""]);
     let expiry = match (me.expires_at, me.expires_in_seconds) {
-        (Some(_), Some(left)) if left <= 0 => "expired".to_string(),
-        (Some(at), Some(left)) => format!("in {} min (unix {at})", left / 60),
-        _ => "unknown".to_string(),
+        (Some(_), Some(left)) if left <= 0 => t!("whoami-expired"),
+        (Some(at), Some(left)) => t!(
+            "whoami-expires-in",
+            minutes = (left / 60).to_string(),
+            at = at.to_string()
+        ),
+        _ => t!("whoami-unknown"),
     };
     for (k, v) in [
-        ("user", me.user_id.clone().unwrap_or_else(|| "?".into())),
-        ("email", me.email.clone().unwrap_or_default()),
-        ("role", me.role.clone().unwrap_or_default()),
-        ("project", me.project.clone()),
-        ("token expires", expiry),
-        ("token from", me.token_source.clone()),
+        (
+            t!("whoami-user"),
+            me.user_id.clone().unwrap_or_else(|| "?".into()),
+        ),
+        (t!("whoami-email"), me.email.clone().unwrap_or_default()),
+        (t!("whoami-role"), me.role.clone().unwrap_or_default()),
+        (t!("whoami-project"), me.project.clone()),
+        (t!("whoami-token-expires"), expiry),
+        (t!("whoami-token-from"), token.source.to_string()),
     ] {
-        table.add_row(vec![k.to_string(), v]);
+        table.add_row(vec![k, v]);
     }
     out.print(table.to_string());
     Ok(())

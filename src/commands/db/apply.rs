@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::output::Output;
 use crate::postgres::Target;
+use crate::t;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -22,7 +23,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if options.dry_run {
         return print_dry_run(out, &target, &[SCHEMA]);
     }
-    out.note(format!("Target: {target}"));
+    out.note(t!("db-target", target = target.to_string()));
     let report = run_in_transaction(config, out, &options.adopt, &[SCHEMA], "apply").await?;
-    print_report(out, "Applied", &report)
+    print_report(out, "apply", &report)
 }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::MASTER_DATABASE;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::t;
 
 /// The folder the Supabase CLI reads migrations from.
 pub const DEFAULT_DIR: &str = "supabase/migrations";
@@ -70,8 +71,13 @@ pub async fn run(options: &Options, out: &Output) -> Result<()> {
     let dir = &options.dir;
     let hash = schema_hash();
     let version = env!("CARGO_PKG_VERSION");
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::failure(format!("{}: cannot create the folder: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::failure(t!(
+            "file-error-create-folder",
+            file = dir.display().to_string(),
+            reason = e.to_string()
+        ))
+    })?;
     if let Some(latest) = latest_mailsync_migration(dir)? {
         if recorded_hash(&latest)?.as_deref() == Some(hash.as_str()) {
             let report = Written {
@@ -83,9 +89,10 @@ pub async fn run(options: &Options, out: &Output) -> Result<()> {
             if out.json {
                 return out.json(&report);
             }
-            out.print(format!(
-                "{} already holds this schema (mailsync {version}); nothing written",
-                report.file
+            out.print(t!(
+                "migration-up-to-date",
+                file = report.file.as_str(),
+                version = version
             ));
             return Ok(());
         }
@@ -98,15 +105,17 @@ pub async fn run(options: &Options, out: &Output) -> Result<()> {
         .open(&path)
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::refused(format!(
-                    "{}: exists; mailsync never overwrites a migration",
-                    path.display()
+                Error::refused(t!(
+                    "migration-error-exists",
+                    file = path.display().to_string()
                 ))
-                .with_hint(
-                    "run the command again in a second, or remove the file if it was never applied",
-                )
+                .with_hint(t!("migration-hint-exists"))
             } else {
-                Error::failure(format!("{}: cannot write: {e}", path.display()))
+                Error::failure(t!(
+                    "file-error-write",
+                    file = path.display().to_string(),
+                    reason = e.to_string()
+                ))
             }
         })?;
     let written = file
@@ -114,9 +123,10 @@ pub async fn run(options: &Options, out: &Output) -> Result<()> {
         .and_then(|()| file.sync_all());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&path);
-        return Err(Error::failure(format!(
-            "{}: cannot write: {e}",
-            path.display()
+        return Err(Error::failure(t!(
+            "file-error-write",
+            file = path.display().to_string(),
+            reason = e.to_string()
         )));
     }
     let report = Written {
@@ -128,15 +138,20 @@ pub async fn run(options: &Options, out: &Output) -> Result<()> {
     if out.json {
         return out.json(&report);
     }
-    out.print(format!("Wrote {}", report.file));
-    out.note("Apply it with `supabase db push` (hosted) or `supabase db reset` (local), then check with `mailsync db verify`.");
+    out.print(t!("migration-written", file = report.file.as_str()));
+    out.note(t!("migration-next"));
     Ok(())
 }
 
 /// The mailsync migration of `dir` with the latest timestamp, if any.
 fn latest_mailsync_migration(dir: &Path) -> Result<Option<PathBuf>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::failure(format!("{}: cannot read: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::failure(t!(
+            "file-error-read",
+            file = dir.display().to_string(),
+            reason = e.to_string()
+        ))
+    })?;
     let mut latest: Option<(String, PathBuf)> = None;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -160,8 +175,13 @@ fn latest_mailsync_migration(dir: &Path) -> Result<Option<PathBuf>> {
 
 /// The schema hash a migration's header records.
 fn recorded_hash(path: &Path) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::failure(format!("{}: cannot read: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::failure(t!(
+            "file-error-read",
+            file = path.display().to_string(),
+            reason = e.to_string()
+        ))
+    })?;
     Ok(text
         .lines()
         .take(20)

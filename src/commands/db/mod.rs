@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::postgres::{connect, describe_db_error, Target};
+use crate::t;
 
 /// `sql/MASTER-CLEAN.sql`: drops what MASTER-DATABASE.sql creates.
 pub const MASTER_CLEAN: &str = include_str!("../../../sql/MASTER-CLEAN.sql");
@@ -55,7 +56,7 @@ pub const SCHEMA: Script = Script {
 /// What `db reset` / `db apply` report (`--json`).
 #[derive(Debug, Serialize)]
 pub struct SchemaReport {
-    pub target: String,
+    pub target: Target,
     pub tables: i64,
     pub views: i64,
     pub policies: i64,
@@ -66,7 +67,7 @@ pub struct SchemaReport {
 /// What `--dry-run` prints with `--json`: the scripts it would run.
 #[derive(Debug, Serialize)]
 struct DryRun<'a> {
-    target: String,
+    target: &'a Target,
     dry_run: bool,
     scripts: &'a [Script],
 }
@@ -75,7 +76,7 @@ struct DryRun<'a> {
 pub fn print_dry_run(out: &Output, target: &Target, scripts: &[Script]) -> Result<()> {
     if out.json {
         return out.json(&DryRun {
-            target: target.to_string(),
+            target,
             dry_run: true,
             scripts,
         });
@@ -123,15 +124,17 @@ async fn adopt(tx: &tokio_postgres::Transaction<'_>, out: &Output, name: &str) -
             .filter(|(kind, _)| *kind != "index")
             .map(|(_, n)| n.split('(').next().unwrap_or(n))
             .collect();
-        return Err(Error::usage(format!(
-            "--adopt {name}: mailsync uses no object of that name (it uses: {})",
-            names.join(", ")
+        return Err(Error::usage(t!(
+            "adopt-error-unknown",
+            name = name,
+            names = names.join(", ")
         )));
     }
     let failed = |e: tokio_postgres::Error| {
-        Error::refused(format!(
-            "adopting {name} failed, nothing changed: {}",
-            describe_db_error(&e)
+        Error::refused(t!(
+            "adopt-error-failed",
+            name = name,
+            reason = describe_db_error(&e)
         ))
     };
     let mark = "Managed by mailsync (adopted with --adopt): mailsync db reset drops it; keep this comment.";
@@ -163,10 +166,12 @@ async fn adopt(tx: &tokio_postgres::Transaction<'_>, out: &Output, name: &str) -
                         ("r" | "p", "table") => "table",
                         ("v", "view") => "view",
                         _ => {
-                            return Err(Error::check_failed(format!(
-                                "--adopt {name}: public.{name} is not a {kind}, so mailsync cannot take it over (nothing was changed)"
+                            return Err(Error::check_failed(t!(
+                                "adopt-error-wrong-kind",
+                                name = name,
+                                kind = *kind
                             ))
-                            .with_hint(format!("rename public.{name}")))
+                            .with_hint(t!("adopt-hint-rename", name = name)))
                         }
                     };
                     Some(format!("comment on {what} public.\"{entry}\" is '{mark}'"))
@@ -175,45 +180,43 @@ async fn adopt(tx: &tokio_postgres::Transaction<'_>, out: &Output, name: &str) -
         };
         if let Some(statement) = statement {
             tx.batch_execute(&statement).await.map_err(failed)?;
-            out.note(format!(
-                "Adopted {kind} public.{entry}: it is mailsync's from now on"
-            ));
+            out.note(t!("adopt-done", kind = *kind, entry = *entry));
             found = true;
         }
     }
     if !found {
-        return Err(Error::usage(format!(
-            "--adopt {name}: there is no public.{name} to adopt (nothing was changed)"
-        )));
+        return Err(Error::usage(t!("adopt-error-missing", name = name)));
     }
     Ok(())
 }
 
 /// Runs `scripts` in one transaction, all or nothing, and reports what the
-/// schema then holds. `adopt` names objects to take over first.
+/// schema then holds. `adopt` names objects to take over first. `verb`
+/// (`reset` or `apply`) selects the wording of messages.
 pub async fn run_in_transaction(
     config: &Config,
     out: &Output,
     adopt_names: &[String],
     scripts: &[Script],
-    verb: &str,
+    verb: &'static str,
 ) -> Result<SchemaReport> {
     let started = Instant::now();
     let (mut client, target) = connect(config.db_url()?, out).await?;
     let failed = |e: tokio_postgres::Error| {
         if let Some(db) = e.as_db_error().filter(|db| db.code().code() == NOT_OURS) {
-            return Error::check_failed(format!(
-                "{verb} of {target} refused, nothing changed: {}",
-                db.message()
+            return Error::check_failed(t!(
+                "db-error-not-ours",
+                verb = verb,
+                target = target.to_string(),
+                reason = db.message()
             ))
-            .with_hint(
-                "mailsync drops or replaces only its own objects (marked \"Managed by mailsync\"). Rename or move yours, \
-                 or let mailsync take one over with --adopt NAME (reset then drops it with its rows)",
-            );
+            .with_hint(t!("db-hint-not-ours"));
         }
-        Error::refused(format!(
-            "{verb} of {target} failed and was rolled back, nothing changed: {}",
-            describe_db_error(&e)
+        Error::refused(t!(
+            "db-error-rolled-back",
+            verb = verb,
+            target = target.to_string(),
+            reason = describe_db_error(&e)
         ))
     };
     let tx = client.transaction().await.map_err(failed)?;
@@ -253,7 +256,7 @@ async fn inventory(
             .unwrap_or(0)
     };
     Ok(SchemaReport {
-        target: target.to_string(),
+        target: target.clone(),
         tables: count("tables"),
         views: count("views"),
         policies: count("policies"),
@@ -262,19 +265,20 @@ async fn inventory(
     })
 }
 
-/// The report of `reset` / `apply`: one JSON document, or one line.
-pub fn print_report(out: &Output, verb: &str, report: &SchemaReport) -> Result<()> {
+/// The report of `reset` / `apply` (`verb`): one JSON document, or one line.
+pub fn print_report(out: &Output, verb: &'static str, report: &SchemaReport) -> Result<()> {
     if out.json {
         return out.json(report);
     }
-    out.print(format!(
-        "{verb} {}: {} tables, {} views, {} policies, {} triggers in {} ms",
-        report.target,
-        report.tables,
-        report.views,
-        report.policies,
-        report.triggers,
-        report.elapsed_ms
+    out.print(t!(
+        "db-report",
+        verb = verb,
+        target = report.target.to_string(),
+        tables = report.tables,
+        views = report.views,
+        policies = report.policies,
+        triggers = report.triggers,
+        ms = report.elapsed_ms.to_string()
     ));
     Ok(())
 }

@@ -42,5 +42,5 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         }
     }
     let report = run_in_transaction(config, out, &options.adopt, &[CLEAN, SCHEMA], "reset").await?;
-    print_report(out, "Reset", &report)
+    print_report(out, "reset", &report)
 }

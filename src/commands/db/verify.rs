@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::postgres::{connect, describe_db_error};
+use crate::t;
 
 const VERIFY: &str = include_str!("../../../sql/db/verify.sql");
 const VERIFY_COUNTERS: &str = include_str!("../../../sql/db/verify-counters.sql");
@@ -63,19 +64,19 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
             out.print(format!("{mark} {} — {}", check.name, check.detail));
         }
         let failed = report.failures().count();
-        out.print(format!(
-            "{} checks, {} passed, {} failed",
-            report.checks.len(),
-            report.checks.len() - failed,
-            failed
+        out.print(t!(
+            "verify-summary",
+            checks = report.checks.len(),
+            passed = report.checks.len() - failed,
+            failed = failed
         ));
     }
     if !report.ok {
-        return Err(Error::check_failed(format!(
-            "the database does not match the schema: {} check(s) failed",
-            report.failures().count()
+        return Err(Error::check_failed(t!(
+            "verify-error-drift",
+            count = report.failures().count()
         ))
-        .with_hint("run `mailsync db apply` to repair"));
+        .with_hint(t!("verify-hint-apply")));
     }
     Ok(())
 }
@@ -83,7 +84,11 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
 pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
     let (mut client, target) = connect(config.db_url()?, out).await?;
     let failed = |e: tokio_postgres::Error| {
-        Error::refused(format!("verifying {target}: {}", describe_db_error(&e)))
+        Error::refused(t!(
+            "verify-error",
+            target = target.to_string(),
+            reason = describe_db_error(&e)
+        ))
     };
     // One read-only transaction with its own statement timeout (the recount
     // may outlast hosted Supabase's 2-minute limit), through the simple query
