@@ -354,6 +354,58 @@ smtp-error-tls = TLS for the SMTP server { $server }: { $reason }
 smtp-error-unusable = cannot use the SMTP server { $server }: { $reason }
 smtp-hint-unusable = set { $name } (on the local stack: scripts/local-stack.sh up)
 
+## the REST API (src/supabase/rest.rs)
+
+rest-the-access-token = the access token
+rest-error-header = { $name } contains characters not allowed in an HTTP header
+error-http-client = creating the HTTP client: { $reason }
+rest-error-unexpected-answer = { $what }: the server's answer is not what mailsync expects: { $reason }
+rest-error-building = { $what }: building the request: { $reason }
+rest-error-prefer = invalid Prefer header
+rest-error-not-retryable = { $what }: the request cannot be retried
+rest-cause-gateway = the gateway answered { $status }
+rest-cause-no-answer = no answer in time
+rest-cause-timeout = the request timed out
+rest-cause-connect = cannot connect to { $project }
+rest-error-retry-after = { $what }: the REST API at { $project }/rest/v1 answered { $status } and asks to wait { $seconds } s before trying again
+rest-hint-retry-after = nothing was changed by that request; run the command again after that
+rest-error-maybe-applied = { $what }: { $cause } after the request was sent (REST API at { $project }/rest/v1); it may or may not have been applied, so it was not repeated
+rest-hint-maybe-applied = check the result (e.g. mailsync campaigns list) before running the command again
+rest-error-transport = { $what }: { $cause } (REST API at { $project }/rest/v1)
+rest-error-no-row = { $what }: the server returned no row
+rest-not-found = not found
+rest-error-value = { $what }: the server refused a value ({ $message })
+rest-invalid-value = invalid value
+rest-error-status = { $what }: the REST API answered { $status }
+
+## what was being done, at the start of an error ("listing contacts: ...")
+
+doing-organisation-lookup = looking up the organisation
+doing-finding-campaign = finding the campaign
+doing-listing-templates = listing templates
+doing-creating-template = creating template { $name }
+doing-listing-contacts = listing contacts
+doing-unsuppressing = removing addresses from the suppression list
+doing-suppressing = adding addresses to the suppression list
+doing-reading-dashboard = reading dashboard_analytics
+doing-reading-campaign-analytics = reading campaign_analytics
+doing-unknown-outcomes = looking for emails with an unknown outcome
+doing-claiming = claiming emails to deliver
+doing-counting-queued = counting the queued emails
+doing-reading-content = reading the campaign's subject and content
+doing-recording-outcomes = recording delivery outcomes
+doing-extending-leases = extending the leases of the emails in flight
+doing-reading-template = reading the template
+doing-creating-campaign = creating the campaign
+doing-reading-created-campaign = reading the created campaign
+doing-listing-campaigns = listing campaigns
+doing-reading-figures = reading the campaign's figures
+doing-listing-recipients = listing the campaign's recipients
+doing-reading-send = reading the campaign's send
+doing-counting-recipients = counting recipients
+doing-queueing-campaign-named = queueing campaign { $name }
+doing-queueing-campaign = queueing the campaign
+
 ## db commands (src/commands/db/)
 
 # $verb is reset or apply.
@@ -395,6 +447,59 @@ file-error-write = { $file }: cannot write: { $reason }
 
 ## campaigns, contacts, templates, account, files written
 
+campaign-error-no-template = no template named { $name }
+hint-templates-list = mailsync templates list shows yours
+campaign-error-subject = --subject is required
+report-error-not-xlsx = { $file }: a report is a workbook of two sheets
+report-hint-xlsx = name an .xlsx file
+send-in-organization = {" "}in organisation { $organization }
+send-error-no-recipients = campaign { $name } has no recipients{ $organization }: nothing was queued
+send-hint-import-first = import contacts first: mailsync import FILE
+send-error-queued-before = { $count } email(s) of { $name } were queued before this
+send-hint-continue = run the same mailsync campaigns send again: it continues where it stopped
+deliver-already-sent = the campaign is already sent: nothing to deliver
+deliver-error-not-recorded = { $count } outcome(s) could not be recorded: those emails now have an unknown outcome
+deliver-hint-not-recorded = the next run of `mailsync campaigns deliver` reports them
+deliver-error-interrupted = interrupted: the emails in flight were finished and recorded; the others are pending again
+deliver-error-rate = --rate must be a number of emails per second, 0 for no limit
+deliver-error-concurrency = --concurrency must be between 1 and 64
+deliver-error-attempts = --attempts must be between 1 and 10
+deliver-error-lease = --lease must be at least 10 seconds
+deliver-error-retry-delay = --retry-delay must be a number of seconds
+deliver-error-no-id = finding the campaign: the server's answer has no id
+deliver-error-not-queued = campaign { $name } is { $status }: nothing is queued yet
+deliver-hint-send-first = queue it first: mailsync campaigns send { $id }
+# $resend is yes with --resend-unknown.
+deliver-unknown = { $count } email(s) have an unknown outcome: a worker stopped between claiming and recording them, so the SMTP server may or may not have accepted them; { $resend ->
+        [yes] they will be sent again now (--resend-unknown)
+       *[other] they are left alone: re-send them with --resend-unknown once you know they did not go out
+    }.
+deliver-unknown-email = {"  "}{ $email }  Message-ID { $message_id }  claimed { $claimed_at } by { $owner }
+deliver-unknown-more = {"  "}… and { $count } more
+deliver-stopping = stopping: finishing the emails in flight and recording them (Ctrl-C again to quit at once)
+deliver-error-smtp-down = the SMTP server { $server } failed { $count } times in a row (last: { $reply }); stopped: the emails not yet accepted are pending again
+watch-note-realtime-refused = watch: { $reason }; { $polling }, trying Realtime again later
+realtime-at = Realtime at { $project }/realtime/v1
+realtime-no-answer = no answer
+realtime-error-key = { $place }: the API key was refused ({ $reason })
+realtime-hint-key = check SUPABASE_ANON_KEY: it must be the project's anon (publishable) key
+realtime-closed-before-join = closed before joining
+realtime-no-join-reply = no reply to the join
+realtime-join-refused = join refused
+realtime-connection-lost = connection lost
+realtime-heartbeat = heartbeat not answered
+realtime-closed-by-server = closed by the server
+realtime-subscription-failed = subscription failed
+realtime-channel-closed-because = Realtime closed the channel: { $reason }
+realtime-channel-closed = the channel was closed by the server
+realtime-http = the server answered HTTP { $status }
+realtime-connection-closed = connection closed
+realtime-tls = TLS error
+realtime-url = invalid Realtime URL
+unsubscribe-error-not-email = { $email } is not an email address (nothing was changed)
+unsubscribe-error-none = name at least one email address
+export-error-json-stdout = --json and `-` both want stdout: write the export to a file to get the JSON summary
+export-error-no-organisation = no organisation named { $name }; nothing was written
 whoami-user = user
 whoami-email = email
 whoami-role = role

@@ -365,6 +365,58 @@ smtp-error-tls = TLS pour le serveur SMTP { $server } : { $reason }
 smtp-error-unusable = le serveur SMTP { $server } est inutilisable : { $reason }
 smtp-hint-unusable = définissez { $name } (sur la pile locale : scripts/local-stack.sh up)
 
+## l’API REST (src/supabase/rest.rs)
+
+rest-the-access-token = le jeton d’accès
+rest-error-header = { $name } contient des caractères interdits dans un en-tête HTTP
+error-http-client = création du client HTTP : { $reason }
+rest-error-unexpected-answer = { $what } : la réponse du serveur n’est pas celle qu’attend mailsync : { $reason }
+rest-error-building = { $what } : préparation de la requête : { $reason }
+rest-error-prefer = en-tête Prefer invalide
+rest-error-not-retryable = { $what } : la requête ne peut pas être relancée
+rest-cause-gateway = la passerelle a répondu { $status }
+rest-cause-no-answer = pas de réponse à temps
+rest-cause-timeout = la requête a expiré
+rest-cause-connect = connexion impossible à { $project }
+rest-error-retry-after = { $what } : l’API REST de { $project }/rest/v1 a répondu { $status } et demande d’attendre { $seconds } s avant de réessayer
+rest-hint-retry-after = cette requête n’a rien changé ; relancez la commande passé ce délai
+rest-error-maybe-applied = { $what } : { $cause } après l’envoi de la requête (API REST de { $project }/rest/v1) ; elle a pu être appliquée ou non, elle n’a donc pas été répétée
+rest-hint-maybe-applied = vérifiez le résultat (p. ex. mailsync campaigns list) avant de relancer la commande
+rest-error-transport = { $what } : { $cause } (API REST de { $project }/rest/v1)
+rest-error-no-row = { $what } : le serveur n’a renvoyé aucune ligne
+rest-not-found = introuvable
+rest-error-value = { $what } : le serveur a refusé une valeur ({ $message })
+rest-invalid-value = valeur invalide
+rest-error-status = { $what } : l’API REST a répondu { $status }
+
+## ce qui était en cours, au début d’une erreur (« liste des contacts : … »)
+
+doing-organisation-lookup = recherche de l’organisation
+doing-finding-campaign = recherche de la campagne
+doing-listing-templates = liste des modèles
+doing-creating-template = création du modèle { $name }
+doing-listing-contacts = liste des contacts
+doing-unsuppressing = retrait d’adresses de la liste d’exclusion
+doing-suppressing = ajout d’adresses à la liste d’exclusion
+doing-reading-dashboard = lecture de dashboard_analytics
+doing-reading-campaign-analytics = lecture de campaign_analytics
+doing-unknown-outcomes = recherche des e-mails à l’issue inconnue
+doing-claiming = prise des e-mails à remettre
+doing-counting-queued = décompte des e-mails en file
+doing-reading-content = lecture de l’objet et du contenu de la campagne
+doing-recording-outcomes = enregistrement des résultats de remise
+doing-extending-leases = prolongation des baux des e-mails en cours d’envoi
+doing-reading-template = lecture du modèle
+doing-creating-campaign = création de la campagne
+doing-reading-created-campaign = relecture de la campagne créée
+doing-listing-campaigns = liste des campagnes
+doing-reading-figures = lecture des chiffres de la campagne
+doing-listing-recipients = liste des destinataires de la campagne
+doing-reading-send = lecture de l’envoi de la campagne
+doing-counting-recipients = décompte des destinataires
+doing-queueing-campaign-named = mise en file de la campagne { $name }
+doing-queueing-campaign = mise en file de la campagne
+
 ## commandes db (src/commands/db/)
 
 # $verb vaut reset ou apply.
@@ -438,6 +490,68 @@ file-error-write = { $file } : écriture impossible : { $reason }
 
 ## campagnes, contacts, modèles, compte, fichiers écrits
 
+campaign-error-no-template = aucun modèle nommé { $name }
+hint-templates-list = mailsync templates list montre les vôtres
+campaign-error-subject = --subject est requis
+report-error-not-xlsx = { $file } : un rapport est un classeur de deux feuilles
+report-hint-xlsx = donnez un fichier .xlsx
+send-in-organization = {" "}dans l’organisation { $organization }
+send-error-no-recipients = la campagne { $name } n’a aucun destinataire{ $organization } : rien n’a été mis en file
+send-hint-import-first = importez d’abord des contacts : mailsync import FICHIER
+send-error-queued-before = { $count ->
+        [one] { $count } e-mail de { $name } a été mis en file avant cela
+       *[other] { $count } e-mails de { $name } ont été mis en file avant cela
+    }
+send-hint-continue = relancez le même mailsync campaigns send : il reprend là où il s’est arrêté
+deliver-already-sent = la campagne est déjà envoyée : rien à remettre
+deliver-error-not-recorded = { $count ->
+        [one] { $count } résultat n’a pas pu être enregistré : cet e-mail a maintenant une issue inconnue
+       *[other] { $count } résultats n’ont pas pu être enregistrés : ces e-mails ont maintenant une issue inconnue
+    }
+deliver-hint-not-recorded = la prochaine exécution de `mailsync campaigns deliver` les signale
+deliver-error-interrupted = interrompu : les e-mails en cours d’envoi ont été terminés et enregistrés ; les autres attendent de nouveau
+deliver-error-rate = --rate doit être un nombre d’e-mails par seconde, 0 pour aucune limite
+deliver-error-concurrency = --concurrency doit être compris entre 1 et 64
+deliver-error-attempts = --attempts doit être compris entre 1 et 10
+deliver-error-lease = --lease doit valoir au moins 10 secondes
+deliver-error-retry-delay = --retry-delay doit être un nombre de secondes
+deliver-error-no-id = recherche de la campagne : la réponse du serveur n’a pas d’id
+deliver-error-not-queued = la campagne { $name } est { $status } : rien n’est encore en file
+deliver-hint-send-first = mettez-la d’abord en file : mailsync campaigns send { $id }
+# $resend vaut yes avec --resend-unknown.
+deliver-unknown = { $count ->
+        [one] { $count } e-mail a une issue inconnue
+       *[other] { $count } e-mails ont une issue inconnue
+    } : un processus d’envoi s’est arrêté entre leur prise et l’enregistrement du résultat, le serveur SMTP les a donc peut-être acceptés, peut-être pas ; { $resend ->
+        [yes] ils sont renvoyés maintenant (--resend-unknown)
+       *[other] ils sont laissés tels quels : renvoyez-les avec --resend-unknown une fois sûr qu’ils ne sont pas partis
+    }.
+deliver-unknown-email = {"  "}{ $email }  Message-ID { $message_id }  pris le { $claimed_at } par { $owner }
+deliver-unknown-more = {"  "}… et { $count } de plus
+deliver-stopping = arrêt : les e-mails en cours d’envoi sont terminés et enregistrés (Ctrl-C de nouveau pour quitter tout de suite)
+deliver-error-smtp-down = le serveur SMTP { $server } a échoué { $count } fois de suite (dernière réponse : { $reply }) ; arrêt : les e-mails pas encore acceptés attendent de nouveau
+watch-note-realtime-refused = watch : { $reason } ; { $polling }, nouvel essai de Realtime plus tard
+realtime-at = Realtime sur { $project }/realtime/v1
+realtime-no-answer = pas de réponse
+realtime-error-key = { $place } : la clé d’API a été refusée ({ $reason })
+realtime-hint-key = vérifiez SUPABASE_ANON_KEY : ce doit être la clé anon (publishable) du projet
+realtime-closed-before-join = fermé avant l’abonnement
+realtime-no-join-reply = pas de réponse à l’abonnement
+realtime-join-refused = abonnement refusé
+realtime-connection-lost = connexion perdue
+realtime-heartbeat = battement de cœur sans réponse
+realtime-closed-by-server = fermé par le serveur
+realtime-subscription-failed = l’abonnement a échoué
+realtime-channel-closed-because = Realtime a fermé le canal : { $reason }
+realtime-channel-closed = le canal a été fermé par le serveur
+realtime-http = le serveur a répondu HTTP { $status }
+realtime-connection-closed = connexion fermée
+realtime-tls = erreur TLS
+realtime-url = URL Realtime invalide
+unsubscribe-error-not-email = { $email } n’est pas une adresse e-mail (rien n’a été changé)
+unsubscribe-error-none = donnez au moins une adresse e-mail
+export-error-json-stdout = --json et `-` veulent tous deux la sortie standard : exportez dans un fichier pour avoir le bilan JSON
+export-error-no-organisation = aucune organisation nommée { $name } ; rien n’a été écrit
 whoami-user = utilisateur
 whoami-email = e-mail
 whoami-role = rôle

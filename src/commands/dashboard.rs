@@ -13,7 +13,7 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let rows: Vec<DashboardAnalytics> = client
         .fetch(
             client.from("dashboard_analytics").select("*"),
-            "reading dashboard_analytics",
+            &t!("doing-reading-dashboard"),
         )
         .await?;
     let row = rows.into_iter().next().unwrap_or_default();

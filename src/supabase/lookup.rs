@@ -10,7 +10,7 @@ use crate::t;
 /// `sql/MASTER-DATABASE.sql`: white space trimmed and collapsed, case
 /// ignored). `None` when the user has no such organisation.
 pub async fn organization(client: &RestClient, name: &str) -> Result<Option<String>> {
-    let what = "looking up the organisation";
+    let what = &t!("doing-organisation-lookup");
     client
         .execute_idempotent(
             client.rpc("organization_named", &serde_json::json!({ "name": name })),
@@ -43,7 +43,7 @@ pub async fn campaign(client: &RestClient, text: &str) -> Result<crate::domain::
             .from("email_campaigns")
             .select(columns)
             .eq("id", text);
-        let mut found: Vec<Campaign> = client.fetch(query, "finding the campaign").await?;
+        let mut found: Vec<Campaign> = client.fetch(query, &t!("doing-finding-campaign")).await?;
         return match found.pop() {
             Some(c) => Ok(c),
             None => Err(Error::refused(t!("error-no-campaign-id", id = text))
@@ -54,7 +54,7 @@ pub async fn campaign(client: &RestClient, text: &str) -> Result<crate::domain::
         .from("email_campaigns")
         .select(columns)
         .order("created_at.desc");
-    let all: Vec<Campaign> = client.fetch(query, "finding the campaign").await?;
+    let all: Vec<Campaign> = client.fetch(query, &t!("doing-finding-campaign")).await?;
     let mut found = matching(&all, text);
     match found.len() {
         0 => Err(

@@ -23,6 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::t;
 
 /// The table whose changes the watch listens to.
 pub const TABLE: &str = "campaign_live";
@@ -141,24 +142,25 @@ pub fn join_payload(token: &str, user_id: Option<&str>) -> Value {
 
 /// Connects and joins; an error when Realtime is not there or refuses.
 pub async fn connect(settings: &Settings) -> Result<Connection> {
-    let where_ = format!("Realtime at {}/realtime/v1", settings.project);
+    let where_ = t!("realtime-at", project = settings.project.as_str());
     let (mut ws, _) = tokio::time::timeout(
         settings.timeout,
         tokio_tungstenite::connect_async(settings.url.as_str()),
     )
     .await
-    .map_err(|_| Error::failure(format!("{where_}: no answer")))?
+    .map_err(|_| Error::failure(format!("{where_}: {}", t!("realtime-no-answer"))))?
     .map_err(|e| match &e {
         // The server refused the key (or the gateway did): waiting a
         // moment will not help.
         tokio_tungstenite::tungstenite::Error::Http(r)
             if matches!(r.status().as_u16(), 401 | 403) =>
         {
-            Error::refused(format!(
-                "{where_}: the API key was refused ({})",
-                describe(&e)
+            Error::refused(t!(
+                "realtime-error-key",
+                place = where_.as_str(),
+                reason = describe(&e)
             ))
-            .with_hint("check SUPABASE_ANON_KEY: it must be the project's anon (publishable) key")
+            .with_hint(t!("realtime-hint-key"))
         }
         _ => Error::failure(format!("{where_}: {}", describe(&e))),
     })?;
@@ -186,16 +188,20 @@ pub async fn connect(settings: &Settings) -> Result<Connection> {
                 return Ok(frame);
             }
         }
-        Err(Error::failure(format!("{where_}: closed before joining")))
+        Err(Error::failure(format!(
+            "{where_}: {}",
+            t!("realtime-closed-before-join")
+        )))
     })
     .await
-    .map_err(|_| Error::failure(format!("{where_}: no reply to the join")))??;
+    .map_err(|_| Error::failure(format!("{where_}: {}", t!("realtime-no-join-reply"))))??;
 
     let payload = &reply["payload"];
     if payload["status"] != "ok" {
         let reason = payload["response"]["reason"]
             .as_str()
-            .unwrap_or("join refused");
+            .map(str::to_string)
+            .unwrap_or_else(|| t!("realtime-join-refused"));
         return Err(Error::refused(format!("{where_}: {reason}")));
     }
     let ids = payload["response"]["postgres_changes"]
@@ -312,26 +318,26 @@ async fn serve(
                     let refresh = json!({"topic": settings.topic, "event": "access_token",
                                          "payload": {"access_token": token}, "ref": r, "join_ref": "1"});
                     if connection.ws.send(Message::Text(refresh.to_string().into())).await.is_err() {
-                        return lost("connection lost");
+                        return lost(&t!("realtime-connection-lost"));
                     }
                     connection.sent_token = token;
                 }
             }
             _ = heartbeat.tick() => {
                 if unanswered.is_some() {
-                    return lost("heartbeat not answered");
+                    return lost(&t!("realtime-heartbeat"));
                 }
                 let r = connection.next_ref.to_string();
                 connection.next_ref += 1;
                 let beat = json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": r});
                 if connection.ws.send(Message::Text(beat.to_string().into())).await.is_err() {
-                    return lost("connection lost");
+                    return lost(&t!("realtime-connection-lost"));
                 }
                 unanswered = Some(r);
             }
             message = connection.ws.next() => {
                 let message = match message {
-                    None => return lost("closed by the server"),
+                    None => return lost(&t!("realtime-closed-by-server")),
                     Some(Err(e)) => return lost(&describe(&e)),
                     Some(Ok(m)) => m,
                 };
@@ -339,7 +345,7 @@ async fn serve(
                     // A close with a reason (a quota) is the server's refusal.
                     return match frame.filter(|f| !f.reason.is_empty()) {
                         Some(f) => Some(Ended { reason: format!("Realtime: {}", f.reason), refused: true }),
-                        None => lost("closed by the server"),
+                        None => lost(&t!("realtime-closed-by-server")),
                     };
                 }
                 let Some(frame) = parse(&message) else { continue };
@@ -371,7 +377,7 @@ async fn serve(
                             // The subscription failed, or a quota was hit:
                             // leave (the server closes the channel anyway)
                             // and join again later.
-                            let reason = if message.is_empty() { "subscription failed".to_string() } else { message };
+                            let reason = if message.is_empty() { t!("realtime-subscription-failed") } else { message };
                             let leave = json!({"topic": settings.topic, "event": "phx_leave",
                                                "payload": {}, "ref": connection.next_ref.to_string(), "join_ref": "1"});
                             connection.next_ref += 1;
@@ -383,8 +389,8 @@ async fn serve(
                     "phx_error" | "phx_close" if frame["topic"] == settings.topic.as_str() => {
                         return Some(Ended {
                             reason: frame["payload"]["reason"].as_str()
-                                .map(|r| format!("Realtime closed the channel: {r}"))
-                                .unwrap_or_else(|| "the channel was closed by the server".into()),
+                                .map(|r| t!("realtime-channel-closed-because", reason = r))
+                                .unwrap_or_else(|| t!("realtime-channel-closed")),
                             refused: true,
                         });
                     }
@@ -409,11 +415,11 @@ fn parse(message: &Message) -> Option<Value> {
 fn describe(e: &tokio_tungstenite::tungstenite::Error) -> String {
     use tokio_tungstenite::tungstenite::Error as E;
     match e {
-        E::Http(response) => format!("the server answered HTTP {}", response.status()),
+        E::Http(response) => t!("realtime-http", status = response.status().to_string()),
         E::Io(io) => io.to_string(),
-        E::ConnectionClosed | E::AlreadyClosed => "connection closed".into(),
-        E::Tls(_) => "TLS error".into(),
-        E::Url(_) => "invalid Realtime URL".into(),
+        E::ConnectionClosed | E::AlreadyClosed => t!("realtime-connection-closed"),
+        E::Tls(_) => t!("realtime-tls"),
+        E::Url(_) => t!("realtime-url"),
         other => other.to_string(),
     }
 }

@@ -105,8 +105,10 @@ pub struct RestResponse {
 impl RestResponse {
     pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            Error::data(format!(
-                "{what}: the server's answer is not what mailsync expects: {e}"
+            Error::data(t!(
+                "rest-error-unexpected-answer",
+                what = what,
+                reason = e.to_string()
             ))
         })
     }
@@ -150,7 +152,7 @@ impl RestClient {
             "Authorization",
             header_value(
                 &Secret::new(format!("Bearer {}", access_token.expose())),
-                "the access token",
+                &t!("rest-the-access-token"),
             )?,
         );
         let http = reqwest::Client::builder()
@@ -158,7 +160,7 @@ impl RestClient {
             .timeout(Duration::from_secs(120))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| Error::failure(format!("creating the HTTP client: {e}")))?;
+            .map_err(|e| Error::failure(t!("error-http-client", reason = e.to_string())))?;
         Ok(Self {
             base: config.rest_url(),
             http,
@@ -229,7 +231,11 @@ impl RestClient {
         idempotent: bool,
     ) -> Result<RestResponse> {
         let mut request = query.build().build().map_err(|e| {
-            Error::failure(format!("{what}: building the request: {}", e.without_url()))
+            Error::failure(t!(
+                "rest-error-building",
+                what = what,
+                reason = e.without_url().to_string()
+            ))
         })?;
         // The query is form-encoded (a space is `+`, a plus `%2B`), which
         // PostgREST, and the local stack's proxy, read as a form.
@@ -237,7 +243,7 @@ impl RestClient {
             request.headers_mut().insert(
                 "Prefer",
                 HeaderValue::from_str(prefer)
-                    .map_err(|_| Error::failure("invalid Prefer header"))?,
+                    .map_err(|_| Error::failure(t!("rest-error-prefer")))?,
             );
         }
         let idempotent = idempotent || matches!(*request.method(), Method::GET | Method::HEAD);
@@ -246,7 +252,7 @@ impl RestClient {
         loop {
             let this_try = request
                 .try_clone()
-                .ok_or_else(|| Error::failure(format!("{what}: the request cannot be retried")))?;
+                .ok_or_else(|| Error::failure(t!("rest-error-not-retryable", what = what)))?;
             let started = std::time::Instant::now();
             let method = this_try.method().clone();
             let target = format!(
@@ -281,19 +287,22 @@ impl RestClient {
                 Ok(response) if is_transient_status(response.status()) => {
                     let status = response.status();
                     if !idempotent && !is_not_processed_status(status) {
-                        return Err(
-                            self.maybe_applied(&format!("the gateway answered {status}"), what)
-                        );
+                        return Err(self.maybe_applied(
+                            &t!("rest-cause-gateway", status = status.to_string()),
+                            what,
+                        ));
                     }
                     let wait = retry_after(&response);
                     if let Some(wait) = wait.filter(|w| *w > MAX_RETRY_AFTER) {
                         // Not waited for: say when, rather than hang.
-                        return Err(Error::unreachable(format!(
-                            "{what}: the REST API at {}/rest/v1 answered {status} and asks to wait {} s before trying again",
-                            self.project,
-                            wait.as_secs()
+                        return Err(Error::unreachable(t!(
+                            "rest-error-retry-after",
+                            what = what,
+                            project = self.project.as_str(),
+                            status = status.to_string(),
+                            seconds = wait.as_secs().to_string()
                         ))
-                        .with_hint("nothing was changed by that request; run the command again after that"));
+                        .with_hint(t!("rest-hint-retry-after")));
                     }
                     if attempt >= MAX_ATTEMPTS {
                         return Err(self.decode_error(response, what).await);
@@ -324,7 +333,7 @@ impl RestClient {
                 Err(e) if idempotent && is_transient_error(&e) && attempt < MAX_ATTEMPTS => None,
                 Err(e) if !idempotent && !e.is_connect() && is_transient_error(&e) => {
                     let cause = if e.is_timeout() {
-                        "no answer in time".to_string()
+                        t!("rest-cause-no-answer")
                     } else {
                         e.without_url().to_string()
                     };
@@ -353,17 +362,19 @@ impl RestClient {
             .json(what)?;
         rows.into_iter()
             .next()
-            .ok_or_else(|| Error::data(format!("{what}: the server returned no row")))
+            .ok_or_else(|| Error::data(t!("rest-error-no-row", what = what)))
     }
 
     /// A write whose fate is unknown: it was sent, and no answer says
     /// whether it committed.
     fn maybe_applied(&self, cause: &str, what: &str) -> Error {
-        Error::unreachable(format!(
-            "{what}: {cause} after the request was sent (REST API at {}/rest/v1); it may or may not have been applied, so it was not repeated",
-            self.project
+        Error::unreachable(t!(
+            "rest-error-maybe-applied",
+            what = what,
+            cause = cause,
+            project = self.project.as_str()
         ))
-        .with_hint("check the result (e.g. mailsync campaigns list) before running the command again")
+        .with_hint(t!("rest-hint-maybe-applied"))
     }
 
     /// [`RestClient::execute`] and decode the JSON body.
@@ -397,13 +408,18 @@ impl RestClient {
     fn transport_error(&self, e: reqwest::Error, what: &str) -> Error {
         let is_unreachable = e.is_connect() || e.is_timeout();
         let cause = if e.is_timeout() {
-            "the request timed out".to_string()
+            t!("rest-cause-timeout")
         } else if e.is_connect() {
-            format!("cannot connect to {}", self.project)
+            t!("rest-cause-connect", project = self.project.as_str())
         } else {
             e.without_url().to_string()
         };
-        let message = format!("{what}: {cause} (REST API at {}/rest/v1)", self.project);
+        let message = t!(
+            "rest-error-transport",
+            what = what,
+            cause = cause,
+            project = self.project.as_str()
+        );
         if is_unreachable {
             Error::unreachable(message)
         } else {
@@ -470,7 +486,10 @@ impl RestClient {
             return detailed(
                 Error::refused(format!(
                     "{what}: {}",
-                    error.message.as_deref().unwrap_or("not found")
+                    error
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| t!("rest-not-found"))
                 ))
                 .with_hint(t!("hint-db-apply")),
             );
@@ -501,17 +520,23 @@ impl RestClient {
             )));
         }
         if code == "23502" || code == "23514" || code.starts_with("22") {
-            return detailed(Error::refused(format!(
-                "{what}: the server refused a value ({})",
-                error.message.as_deref().unwrap_or("invalid value")
+            return detailed(Error::refused(t!(
+                "rest-error-value",
+                what = what,
+                message = error
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| t!("rest-invalid-value"))
             )));
         }
         // A SQL function's own message (RAISE, P0001) is already a sentence.
         if let Some(message) = error.message.as_deref().filter(|m| !m.is_empty()) {
             return detailed(Error::refused(format!("{what}: {message}")));
         }
-        detailed(Error::refused(format!(
-            "{what}: the REST API answered {status}"
+        detailed(Error::refused(t!(
+            "rest-error-status",
+            what = what,
+            status = status.to_string()
         )))
     }
 
@@ -531,11 +556,8 @@ impl RestClient {
 }
 
 fn header_value(secret: &Secret, name: &str) -> Result<HeaderValue> {
-    let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
-        Error::config(format!(
-            "{name} contains characters not allowed in an HTTP header"
-        ))
-    })?;
+    let mut value = HeaderValue::from_str(secret.expose())
+        .map_err(|_| Error::config(t!("rest-error-header", name = name)))?;
     value.set_sensitive(true);
     Ok(value)
 }

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::domain::{Campaign, Content, Template, CAMPAIGN_COLUMNS};
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::t;
 
 /// Where a campaign's content comes from.
 #[derive(Debug, Clone)]
@@ -38,12 +39,15 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                         .from("email_templates")
                         .select("id,name,subject,content,created_at")
                         .eq("name", template),
-                    "reading the template",
+                    &t!("doing-reading-template"),
                 )
                 .await?;
             let t = found.into_iter().next().ok_or_else(|| {
-                Error::failure(format!("no template named {template:?}"))
-                    .with_hint("mailsync templates list shows yours")
+                Error::failure(t!(
+                    "campaign-error-no-template",
+                    name = format!("{template:?}")
+                ))
+                .with_hint(t!("hint-templates-list"))
             })?;
             (
                 options.subject.clone().or(Some(t.subject)),
@@ -51,7 +55,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             )
         }
     };
-    let subject = subject.ok_or_else(|| Error::usage("--subject is required"))?;
+    let subject = subject.ok_or_else(|| Error::usage(t!("campaign-error-subject")))?;
     // The id is chosen here and the insert ignores a duplicate of it: when
     // an attempt's answer is lost (a gateway 502/504, a timeout), sending it
     // again cannot create a second campaign, and the row is read back by id.
@@ -65,10 +69,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 .on_conflict("id")
                 .insert(body.to_string()),
             Some("return=representation,resolution=ignore-duplicates"),
-            "creating the campaign",
+            &t!("doing-creating-campaign"),
         )
         .await?
-        .json("creating the campaign")?;
+        .json(&t!("doing-creating-campaign"))?;
     let campaign = match created.into_iter().next() {
         Some(campaign) => campaign,
         // An earlier attempt committed: the insert was ignored.
@@ -78,12 +82,17 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                     .from("email_campaigns")
                     .select(CAMPAIGN_COLUMNS)
                     .eq("id", &id),
-                "reading the created campaign",
+                &t!("doing-reading-created-campaign"),
             )
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| Error::data("creating the campaign: the server returned no row"))?,
+            .ok_or_else(|| {
+                Error::data(t!(
+                    "rest-error-no-row",
+                    what = t!("doing-creating-campaign")
+                ))
+            })?,
     };
     if out.json {
         return out.json(&campaign);

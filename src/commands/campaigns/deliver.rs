@@ -31,6 +31,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
 use crate::smtp::{Attempt, Mailer, Recipient, SmtpSession, SmtpSettings, Template};
 use crate::supabase::rest::RestClient;
+use crate::t;
 
 /// Emails per second unless `--rate` says otherwise: under the sending
 /// limits of common providers (Amazon SES starts production accounts at 14/s).
@@ -254,7 +255,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let campaign_id = campaign.as_ref().map(|(id, _)| *id);
     if let Some((_, status)) = &campaign {
         if status == "sent" {
-            out.note("the campaign is already sent: nothing to deliver");
+            out.note(t!("deliver-already-sent"));
         }
     }
 
@@ -263,7 +264,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         .call(
             "unknown_emails",
             &with_campaign(json!({"max_rows": 20}), campaign_id),
-            "looking for emails with an unknown outcome",
+            &t!("doing-unknown-outcomes"),
         )
         .await?;
     if unknown.count > 0 {
@@ -363,7 +364,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                     }),
                     campaign_id,
                 ),
-                "claiming emails to deliver",
+                &t!("doing-claiming"),
             )
             .await;
         let claimed = match claim {
@@ -457,15 +458,15 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return Err(e);
     }
     if not_recorded > 0 {
-        return Err(Error::failure(format!(
-            "{not_recorded} outcome(s) could not be recorded: those emails now have an unknown outcome"
-        ))
-        .with_hint("the next run of `mailsync campaigns deliver` reports them"));
+        return Err(
+            Error::failure(t!("deliver-error-not-recorded", count = not_recorded))
+                .with_hint(t!("deliver-hint-not-recorded")),
+        );
     }
     if interrupted {
         return Err(Error::new(
             ErrorKind::Interrupted,
-            "interrupted: the emails in flight were finished and recorded; the others are pending again",
+            t!("deliver-error-interrupted"),
         ));
     }
     Ok(())
@@ -473,21 +474,19 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 
 fn validate(options: &Options) -> Result<()> {
     if !options.rate.is_finite() || options.rate < 0.0 {
-        return Err(Error::usage(
-            "--rate must be a number of emails per second, 0 for no limit",
-        ));
+        return Err(Error::usage(t!("deliver-error-rate")));
     }
     if options.concurrency == 0 || options.concurrency > 64 {
-        return Err(Error::usage("--concurrency must be between 1 and 64"));
+        return Err(Error::usage(t!("deliver-error-concurrency")));
     }
     if options.attempts == 0 || options.attempts > 10 {
-        return Err(Error::usage("--attempts must be between 1 and 10"));
+        return Err(Error::usage(t!("deliver-error-attempts")));
     }
     if options.lease_secs < 10 {
-        return Err(Error::usage("--lease must be at least 10 seconds"));
+        return Err(Error::usage(t!("deliver-error-lease")));
     }
     if !options.retry_delay_secs.is_finite() || options.retry_delay_secs < 0.0 {
-        return Err(Error::usage("--retry-delay must be a number of seconds"));
+        return Err(Error::usage(t!("deliver-error-retry-delay")));
     }
     Ok(())
 }
@@ -528,17 +527,14 @@ fn worker_id() -> String {
 /// id, unique id prefix or unique name); it must have been queued.
 async fn target_campaign(client: &RestClient, campaign: &str) -> Result<(Uuid, String)> {
     let found = crate::supabase::lookup::campaign(client, campaign).await?;
-    let id = Uuid::parse_str(&found.id)
-        .map_err(|_| Error::data("finding the campaign: the server's answer has no id"))?;
+    let id = Uuid::parse_str(&found.id).map_err(|_| Error::data(t!("deliver-error-no-id")))?;
     if found.status.can_send() {
-        return Err(Error::refused(format!(
-            "campaign {:?} is {}: nothing is queued yet",
-            found.name, found.status
+        return Err(Error::refused(t!(
+            "deliver-error-not-queued",
+            name = format!("{:?}", found.name),
+            status = found.status.to_string()
         ))
-        .with_hint(format!(
-            "queue it first: mailsync campaigns send {}",
-            found.id
-        )));
+        .with_hint(t!("deliver-hint-send-first", id = found.id.as_str())));
     }
     Ok((id, found.status.as_str().to_string()))
 }
@@ -551,7 +547,7 @@ async fn pending_count(client: &RestClient, campaign: Option<Uuid>) -> Result<u6
     if let Some(id) = campaign {
         query = query.eq("campaign_id", id.to_string());
     }
-    let rows: Vec<Value> = client.fetch(query, "counting the queued emails").await?;
+    let rows: Vec<Value> = client.fetch(query, &t!("doing-counting-queued")).await?;
     Ok(rows
         .iter()
         .map(|r| r["pending_count"].as_u64().unwrap_or(0))
@@ -559,26 +555,22 @@ async fn pending_count(client: &RestClient, campaign: Option<Uuid>) -> Result<u6
 }
 
 fn report_unknown(unknown: &UnknownReport, resend: bool, out: &Output) {
-    let verb = if resend {
-        "they will be sent again now (--resend-unknown)"
-    } else {
-        "they are left alone: re-send them with --resend-unknown once you know they did not go out"
-    };
-    out.note(format!(
-        "{} email(s) have an unknown outcome: a worker stopped between claiming and recording them, so the SMTP server may or may not have accepted them; {verb}.",
-        unknown.count
+    out.note(t!(
+        "deliver-unknown",
+        count = unknown.count,
+        resend = if resend { "yes" } else { "no" }
     ));
     for e in unknown.emails.iter().take(5) {
-        out.note(format!(
-            "  {}  Message-ID {}  claimed {} by {}",
-            e.recipient_email,
-            e.message_id.as_deref().unwrap_or("?"),
-            e.claimed_at.as_deref().unwrap_or("?"),
-            e.lease_owner.as_deref().unwrap_or("?")
+        out.note(t!(
+            "deliver-unknown-email",
+            email = e.recipient_email.as_str(),
+            message_id = e.message_id.as_deref().unwrap_or("?"),
+            claimed_at = e.claimed_at.as_deref().unwrap_or("?"),
+            owner = e.lease_owner.as_deref().unwrap_or("?")
         ));
     }
     if unknown.count > 5 {
-        out.note(format!("  … and {} more", unknown.count - 5));
+        out.note(t!("deliver-unknown-more", count = unknown.count - 5));
     }
 }
 
@@ -602,7 +594,7 @@ async fn load_templates(
                 .from("email_campaigns")
                 .select("id,subject,content")
                 .in_("id", ids),
-            "reading the campaign's subject and content",
+            &t!("doing-reading-content"),
         )
         .await?;
     for row in rows {
@@ -619,7 +611,7 @@ async fn watch_ctrl_c(stop: Arc<Stop>) {
     if tokio::signal::ctrl_c().await.is_ok() {
         stop.interrupted.store(true, Ordering::SeqCst);
         stop.request();
-        eprintln!("\nstopping: finishing the emails in flight and recording them (Ctrl-C again to quit at once)");
+        eprintln!("\n{}", t!("deliver-stopping"));
         if tokio::signal::ctrl_c().await.is_ok() {
             std::process::exit(130);
         }
@@ -808,9 +800,11 @@ async fn deliver_one(
             Attempt::Temporary(reply) => {
                 let streak = s.tally.temporary_streak.fetch_add(1, Ordering::Relaxed) + 1;
                 if streak >= GIVE_UP_AFTER {
-                    s.stop.fail(Error::failure(format!(
-                        "the SMTP server {} failed {streak} times in a row (last: {reply}); stopped: the emails not yet accepted are pending again",
-                        s.settings.server.masked()
+                    s.stop.fail(Error::failure(t!(
+                        "deliver-error-smtp-down",
+                        server = s.settings.server.masked(),
+                        count = streak.to_string(),
+                        reply = reply.as_str()
                     )));
                 }
                 // A temporary refusal means the server did not take it: when
@@ -878,7 +872,7 @@ async fn record_outcomes(
             .call(
                 "record_email_outcomes",
                 &json!({"outcomes": outcomes, "worker": db.worker}),
-                "recording delivery outcomes",
+                &t!("doing-recording-outcomes"),
             )
             .await;
         match result {
@@ -918,7 +912,7 @@ async fn keep_leases(db: Db, held: Arc<Mutex<HashSet<Uuid>>>, lease: Duration, s
             .call(
                 "extend_email_leases",
                 &json!({"ids": ids, "worker": db.worker, "lease_seconds": lease.as_secs()}),
-                "extending the leases of the emails in flight",
+                &t!("doing-extending-leases"),
             )
             .await;
         if let Err(e) = result {

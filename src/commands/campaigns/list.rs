@@ -23,7 +23,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if let Some(status) = options.status {
         query = query.eq("campaign_status", status.as_str());
     }
-    let rows: Vec<CampaignAnalytics> = client.fetch_all(query, "listing campaigns").await?;
+    let rows: Vec<CampaignAnalytics> = client
+        .fetch_all(query, &t!("doing-listing-campaigns"))
+        .await?;
     if out.json {
         return out.json(&rows);
     }

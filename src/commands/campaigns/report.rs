@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::spreadsheet::{Cell, Kind, SheetWriter};
 use crate::supabase::rest::RestClient;
+use crate::t;
 
 /// Rows asked for per request; a lower server cap only means more pages.
 const PAGE: usize = 1000;
@@ -60,11 +61,11 @@ struct Summary {
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     if Kind::of(&options.file)? != Kind::Xlsx || options.file.as_os_str() == "-" {
-        return Err(Error::usage(format!(
-            "{}: a report is a workbook of two sheets",
-            options.file.display()
+        return Err(Error::usage(t!(
+            "report-error-not-xlsx",
+            file = options.file.display().to_string()
         ))
-        .with_hint("name an .xlsx file"));
+        .with_hint(t!("report-hint-xlsx")));
     }
     let client = crate::supabase::user::user_client(config, out).await?;
     let campaign = crate::supabase::lookup::campaign(&client, &options.campaign).await?;
@@ -74,7 +75,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 .from("campaign_analytics")
                 .select("*")
                 .eq("campaign_id", &campaign.id),
-            "reading the campaign's figures",
+            &t!("doing-reading-figures"),
         )
         .await?;
     let figures = figures.into_iter().next().unwrap_or_default();
@@ -163,9 +164,7 @@ async fn page(client: &RestClient, campaign: &str, after: Option<&str>) -> Resul
     if let Some(id) = after {
         query = query.gt("id", id);
     }
-    client
-        .fetch(query, "listing the campaign's recipients")
-        .await
+    client.fetch(query, &t!("doing-listing-recipients")).await
 }
 
 /// An optional text cell: empty when absent.

@@ -172,15 +172,17 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     bar.finish_and_clear();
 
     if page.queued == 0 {
-        return Err(Error::refused(format!(
-            "campaign {name:?} has no recipients{}: nothing was queued",
-            page.organization
+        return Err(Error::refused(t!(
+            "send-error-no-recipients",
+            name = format!("{name:?}"),
+            organization = page
+                .organization
                 .as_deref()
                 .or(options.organization.as_deref())
-                .map(|o| format!(" in organisation {o:?}"))
+                .map(|o| t!("send-in-organization", organization = format!("{o:?}")))
                 .unwrap_or_default()
         ))
-        .with_hint("import contacts first: mailsync import FILE"));
+        .with_hint(t!("send-hint-import-first")));
     }
     let result = Queued {
         campaign_id: target.id.clone(),
@@ -247,10 +249,13 @@ async fn queue_page(
             .execute_idempotent(
                 client.rpc("queue_campaign_page", &args),
                 None,
-                &format!("queueing campaign {:?}", target.name),
+                &t!(
+                    "doing-queueing-campaign-named",
+                    name = format!("{:?}", target.name)
+                ),
             )
             .await
-            .and_then(|r| r.json::<Page>("queueing the campaign"));
+            .and_then(|r| r.json::<Page>(&t!("doing-queueing-campaign")));
         match outcome {
             Ok(page) => return Ok((page, started.elapsed(), tries)),
             // Cut by the statement timeout: nothing of that page was kept.
@@ -271,12 +276,12 @@ fn interrupted(e: Error, name: &str, queued_now: i64) -> Error {
         return e;
     }
     let hint = e.hint().map(str::to_string);
-    let e = e.context(format!(
-        "{queued_now} email(s) of {name:?} were queued before this"
+    let e = e.context(t!(
+        "send-error-queued-before",
+        count = queued_now,
+        name = format!("{name:?}")
     ));
-    e.with_hint(hint.unwrap_or_else(|| {
-        "run the same mailsync campaigns send again: it continues where it stopped".into()
-    }))
+    e.with_hint(hint.unwrap_or_else(|| t!("send-hint-continue")))
 }
 
 /// How far an earlier send of this campaign got.
@@ -295,7 +300,7 @@ async fn progress_of(client: &RestClient, campaign: &str) -> Result<Option<Earli
                 .from("campaign_sends")
                 .select("queued,contacts_scanned,queued_at")
                 .eq("campaign_id", campaign),
-            "reading the campaign's send",
+            &t!("doing-reading-send"),
         )
         .await?;
     Ok(rows.into_iter().next())
@@ -342,7 +347,7 @@ struct Recipients {
 /// The recipients a send would queue, counted by the server (one call,
 /// through its indexes; an unknown organisation is refused there).
 async fn count_recipients(client: &RestClient, organization: Option<&str>) -> Result<Recipients> {
-    let what = "counting recipients";
+    let what = &t!("doing-counting-recipients");
     client
         .execute_idempotent(
             client.rpc(

@@ -64,9 +64,7 @@ struct Summary {
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     let to_stdout = options.file.as_os_str() == "-";
     if to_stdout && out.json {
-        return Err(Error::usage(
-            "--json and `-` both want stdout: write the export to a file to get the JSON summary",
-        ));
+        return Err(Error::usage(crate::t!("export-error-json-stdout")));
     }
     let kind = Kind::of(&options.file)?;
     let client = crate::supabase::user::user_client(config, out).await?;
@@ -76,8 +74,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             crate::supabase::lookup::organization(&client, name)
                 .await?
                 .ok_or_else(|| {
-                    Error::failure(format!(
-                        "no organisation named {name:?}; nothing was written"
+                    Error::failure(crate::t!(
+                        "export-error-no-organisation",
+                        name = format!("{name:?}")
                     ))
                 })?,
         ),
@@ -90,9 +89,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let (mut contacts, mut pages) = (0u64, 0u64);
     let mut next = tokio::spawn(page(client.clone(), organization.clone(), None));
     loop {
-        let rows = next
-            .await
-            .map_err(|e| Error::failure(format!("listing contacts: {e}")))??;
+        let rows = next.await.map_err(|e| {
+            Error::failure(format!("{}: {e}", crate::t!("doing-listing-contacts")))
+        })??;
         pages += 1;
         let Some(last) = rows.last() else { break };
         // Fetch the next page while this one is written.
@@ -174,7 +173,9 @@ async fn page(
     if let Some(last) = &after {
         query = query.gt("email", last);
     }
-    client.fetch(query, "listing contacts").await
+    client
+        .fetch(query, &crate::t!("doing-listing-contacts"))
+        .await
 }
 
 fn progress(out: &Output, to_stdout: bool) -> ProgressBar {

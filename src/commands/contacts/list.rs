@@ -63,7 +63,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         if let Some(last) = &after {
             query = query.gt("email", last);
         }
-        let page: Vec<Contact> = client.fetch(query, "listing contacts").await?;
+        let page: Vec<Contact> = client
+            .fetch(query, &crate::t!("doing-listing-contacts"))
+            .await?;
         // A page may be shorter than asked (the project's row cap): only an
         // empty page ends the list.
         if page.is_empty() {

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::t;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -33,8 +34,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     for raw in &options.emails {
         let email = raw.trim().to_lowercase();
         if !email_address::EmailAddress::is_valid(&email) {
-            return Err(Error::usage(format!(
-                "{raw:?} is not an email address (nothing was changed)"
+            return Err(Error::usage(t!(
+                "unsubscribe-error-not-email",
+                email = format!("{raw:?}")
             )));
         }
         if !addresses.contains(&email) {
@@ -42,7 +44,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         }
     }
     if addresses.is_empty() {
-        return Err(Error::usage("name at least one email address"));
+        return Err(Error::usage(t!("unsubscribe-error-none")));
     }
     let client = crate::supabase::user::user_client(config, out).await?;
     let report = if undo {
@@ -53,10 +55,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                     .in_("email", addresses.clone())
                     .delete(),
                 Some("return=representation"),
-                "removing addresses from the suppression list",
+                &t!("doing-unsuppressing"),
             )
             .await?
-            .json("removing addresses from the suppression list")?;
+            .json(&t!("doing-unsuppressing"))?;
         UnsubscribeReport {
             suppressed: Vec::new(),
             removed: removed
@@ -76,7 +78,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                     .upsert(Value::Array(rows).to_string())
                     .on_conflict("user_id,email"),
                 Some("resolution=merge-duplicates,return=minimal"),
-                "adding addresses to the suppression list",
+                &t!("doing-suppressing"),
             )
             .await?;
         UnsubscribeReport {

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::domain::{Content, Template};
 use crate::error::Result;
 use crate::output::Output;
+use crate::t;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -25,7 +26,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             "email_templates",
             "id,name,subject,content,created_at",
             &json!({"name": name, "subject": options.subject, "content": content}),
-            &format!("creating template {name:?}"),
+            &t!("doing-creating-template", name = format!("{name:?}")),
         )
         .await?;
     if out.json {

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::domain::Template;
 use crate::error::Result;
 use crate::output::{timestamp_cell, Output};
+use crate::t;
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let client = crate::supabase::user::user_client(config, out).await?;
@@ -15,7 +16,7 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
                 .from("email_templates")
                 .select("id,name,subject,created_at")
                 .order("name.asc,id.asc"),
-            "listing templates",
+            &t!("doing-listing-templates"),
         )
         .await?;
     if out.json {

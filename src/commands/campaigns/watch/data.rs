@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{CampaignAnalytics, CampaignStatus, DashboardAnalytics};
 use crate::error::Result;
 use crate::supabase::rest::RestClient;
+use crate::t;
 
 /// One refresh: `{"dashboard": {...}, "sending": [...], "sent": [...]}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -30,10 +31,12 @@ pub async fn fetch(client: &RestClient) -> Result<Snapshot> {
         .eq("campaign_status", CampaignStatus::Sent.as_str())
         .order("completed_at.desc.nullslast,campaign_name.asc,campaign_id.asc");
     let dashboard = client.from("dashboard_analytics").select("*");
+    let reading_campaigns = t!("doing-reading-campaign-analytics");
+    let reading_dashboard = t!("doing-reading-dashboard");
     let (sending, sent, dashboard) = tokio::try_join!(
-        client.fetch_all::<CampaignAnalytics>(sending, "reading campaign_analytics"),
-        client.fetch_all::<CampaignAnalytics>(sent, "reading campaign_analytics"),
-        client.fetch::<Vec<DashboardAnalytics>>(dashboard, "reading dashboard_analytics"),
+        client.fetch_all::<CampaignAnalytics>(sending, &reading_campaigns),
+        client.fetch_all::<CampaignAnalytics>(sent, &reading_campaigns),
+        client.fetch::<Vec<DashboardAnalytics>>(dashboard, &reading_dashboard),
     )?;
     Ok(Snapshot {
         dashboard: dashboard.into_iter().next(),

@@ -116,8 +116,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             // The server answered and refused (a transient join failure, a
             // quota): say why, poll, and try again later.
             Err(e) => {
-                out.note(format!(
-                    "watch: {e}; {polling}, trying Realtime again later"
+                out.note(t!(
+                    "watch-note-realtime-refused",
+                    reason = e.to_string(),
+                    polling = polling.as_str()
                 ));
                 realtime_token = Some(settings.token.clone());
                 status = format!("{polling} ({})", e.message());
