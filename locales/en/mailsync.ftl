@@ -389,6 +389,7 @@ doing-unsuppressing = removing addresses from the suppression list
 doing-suppressing = adding addresses to the suppression list
 doing-reading-dashboard = reading dashboard_analytics
 doing-reading-campaign-analytics = reading campaign_analytics
+doing-importing-rows = importing rows { $first }–{ $last } of { $file }
 doing-unknown-outcomes = looking for emails with an unknown outcome
 doing-claiming = claiming emails to deliver
 doing-counting-queued = counting the queued emails
@@ -444,6 +445,53 @@ migration-next = Apply it with `supabase db push` (hosted) or `supabase db reset
 file-error-create-folder = { $file }: cannot create the folder: { $reason }
 file-error-read = { $file }: cannot read: { $reason }
 file-error-write = { $file }: cannot write: { $reason }
+file-error-read-file = { $file }: cannot read the file: { $reason }
+
+## import: files, sheets, limits (src/commands/import/)
+
+file-not-found = no such file
+file-permission-denied = permission denied
+hint-join = { $first }; { $then }
+import-error-batch-size = --batch-size must be between 1 and 50000
+import-error-reading = reading the file: { $reason }
+import-error-no-rows = { $file }: sheet { $sheet } has no rows
+import-error-file-type = { $file }: unsupported file type; mailsync reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv
+import-error-directory = { $file }: is a directory, not a spreadsheet
+import-error-empty-file = { $file }: the file is empty
+import-error-no-sheet = { $file }: the workbook has no sheet
+import-error-sheet-not-found = { $file }: no sheet named { $sheet }; the sheets are: { $sheets }
+import-malformed-workbook = malformed workbook
+import-error-protected = { $file }: the workbook is password-protected; save an unprotected copy and import that
+import-error-corrupt = { $file }: not a readable workbook (corrupt, truncated, or not the format its name says): { $detail }
+import-error-unreadable = { $file }: not a readable workbook: { $detail }
+import-error-csv = { $file }: not a readable CSV file near line { $line }: { $reason }
+import-error-encoding = --encoding { $label }: unknown
+import-hint-encodings = use one of { $names }
+import-error-undecodable = { $file }: row { $row } is not valid { $encoding } text; nothing was imported
+import-hint-encoding = save the sheet as "CSV UTF-8", or name its encoding, e.g. --encoding { $other }
+import-line-undecodable = line { $line } is not valid { $encoding } text
+import-error-rejects-is-input = --rejects { $rejects } is the input file { $file }; writing the rejects there would replace it
+import-hint-another-file = name another file
+import-error-rejects-write = { $file }: cannot write the rejects file: { $reason }
+import-hint-rerun-to-finish = rows before { $row } are imported; run the same command again to finish (nothing is duplicated)
+import-hint-rerun-when-up = nothing was imported; run the same command again when the server answers
+import-hint-fix-then-rerun = rows before { $row } are imported; once this is fixed, importing the file again adds the rest (nothing is duplicated)
+import-hint-nothing-imported = nothing was imported
+limit-error = { $file }: { $what }; nothing was imported
+limit-hint = if the file is genuine, raise the limit with { $flag } (or { $env })
+limit-entry-size = the archive entry { $entry } decompresses to more than { $limit }, the limit for one entry
+limit-shared-strings = the shared-strings table { $declared ->
+        [yes] declares
+       *[other] holds
+    } { $count } entries, more than the limit of { $limit }
+limit-ods-cells = sheet { $sheet } expands to { $count } cells or more (repeated rows and columns included), more than the limit of { $limit } cells
+limit-xls-cells = a sheet spans { $count } cells or more, more than the limit of { $limit } cells
+limit-sheet-cells = sheet { $sheet } has more than { $limit } cells, the limit for a sheet
+limit-cell-length = cell { $cell } of sheet { $sheet } holds { $count } characters, more than the limit of { $limit }
+size-bytes = { $count } bytes
+size-kib = KiB
+size-mib = MiB
+size-gib = GiB
 
 ## campaigns, contacts, templates, account, files written
 
@@ -500,6 +548,15 @@ unsubscribe-error-not-email = { $email } is not an email address (nothing was ch
 unsubscribe-error-none = name at least one email address
 export-error-json-stdout = --json and `-` both want stdout: write the export to a file to get the JSON summary
 export-error-no-organisation = no organisation named { $name }; nothing was written
+import-error-column-spec = a column is a letter (B) or a header name (Email)
+# $what is organisation or email; $headers lists the first row, or is empty.
+import-error-no-column-headed = { $file }: no { $what ->
+        [email] email
+       *[other] organisation
+    } column headed { $name } in the first row{ $headers ->
+        [none] {""}
+       *[other] {" "}(its headers: { $headers })
+    }
 whoami-user = user
 whoami-email = email
 whoami-role = role

@@ -400,6 +400,7 @@ doing-unsuppressing = retrait d’adresses de la liste d’exclusion
 doing-suppressing = ajout d’adresses à la liste d’exclusion
 doing-reading-dashboard = lecture de dashboard_analytics
 doing-reading-campaign-analytics = lecture de campaign_analytics
+doing-importing-rows = import des lignes { $first } à { $last } de { $file }
 doing-unknown-outcomes = recherche des e-mails à l’issue inconnue
 doing-claiming = prise des e-mails à remettre
 doing-counting-queued = décompte des e-mails en file
@@ -487,6 +488,53 @@ migration-next = Appliquez-le avec `supabase db push` (projet hébergé) ou `sup
 file-error-create-folder = { $file } : impossible de créer le dossier : { $reason }
 file-error-read = { $file } : lecture impossible : { $reason }
 file-error-write = { $file } : écriture impossible : { $reason }
+file-error-read-file = { $file } : impossible de lire le fichier : { $reason }
+
+## import : fichiers, feuilles, limites (src/commands/import/)
+
+file-not-found = fichier introuvable
+file-permission-denied = permission refusée
+hint-join = { $first } ; { $then }
+import-error-batch-size = --batch-size doit être compris entre 1 et 50000
+import-error-reading = lecture du fichier : { $reason }
+import-error-no-rows = { $file } : la feuille { $sheet } n’a aucune ligne
+import-error-file-type = { $file } : type de fichier non pris en charge ; mailsync lit les fichiers .xlsx, .xlsm, .xlsb, .xls, .ods et .csv
+import-error-directory = { $file } : c’est un dossier, pas un tableur
+import-error-empty-file = { $file } : le fichier est vide
+import-error-no-sheet = { $file } : le classeur n’a aucune feuille
+import-error-sheet-not-found = { $file } : aucune feuille nommée { $sheet } ; les feuilles sont : { $sheets }
+import-malformed-workbook = classeur mal formé
+import-error-protected = { $file } : le classeur est protégé par un mot de passe ; enregistrez-en une copie non protégée et importez-la
+import-error-corrupt = { $file } : classeur illisible (abîmé, tronqué, ou pas du format qu’annonce son nom) : { $detail }
+import-error-unreadable = { $file } : classeur illisible : { $detail }
+import-error-csv = { $file } : fichier CSV illisible vers la ligne { $line } : { $reason }
+import-error-encoding = --encoding { $label } : encodage inconnu
+import-hint-encodings = utilisez l’un de { $names }
+import-error-undecodable = { $file } : la ligne { $row } n’est pas du texte { $encoding } valide ; rien n’a été importé
+import-hint-encoding = enregistrez la feuille en « CSV UTF-8 », ou indiquez son encodage, p. ex. --encoding { $other }
+import-line-undecodable = la ligne { $line } n’est pas du texte { $encoding } valide
+import-error-rejects-is-input = --rejects { $rejects } est le fichier importé { $file } ; y écrire les rejets le remplacerait
+import-hint-another-file = choisissez un autre fichier
+import-error-rejects-write = { $file } : impossible d’écrire le fichier des rejets : { $reason }
+import-hint-rerun-to-finish = les lignes avant la ligne { $row } sont importées ; relancez la même commande pour finir (rien n’est importé deux fois)
+import-hint-rerun-when-up = rien n’a été importé ; relancez la même commande quand le serveur répondra
+import-hint-fix-then-rerun = les lignes avant la ligne { $row } sont importées ; une fois le problème corrigé, importer de nouveau le fichier ajoute le reste (rien n’est importé deux fois)
+import-hint-nothing-imported = rien n’a été importé
+limit-error = { $file } : { $what } ; rien n’a été importé
+limit-hint = si le fichier est authentique, relevez la limite avec { $flag } (ou { $env })
+limit-entry-size = l’élément d’archive { $entry } se décompresse en plus de { $limit }, la limite pour un élément
+limit-shared-strings = la table des chaînes partagées { $declared ->
+        [yes] annonce
+       *[other] contient
+    } { $count } entrées, plus que la limite de { $limit }
+limit-ods-cells = la feuille { $sheet } s’étend sur { $count } cellules ou plus (lignes et colonnes répétées comprises), plus que la limite de { $limit } cellules
+limit-xls-cells = une feuille couvre { $count } cellules ou plus, plus que la limite de { $limit } cellules
+limit-sheet-cells = la feuille { $sheet } a plus de { $limit } cellules, la limite pour une feuille
+limit-cell-length = la cellule { $cell } de la feuille { $sheet } contient { $count } caractères, plus que la limite de { $limit }
+size-bytes = { $count } octets
+size-kib = Kio
+size-mib = Mio
+size-gib = Gio
 
 ## campagnes, contacts, modèles, compte, fichiers écrits
 
@@ -552,6 +600,15 @@ unsubscribe-error-not-email = { $email } n’est pas une adresse e-mail (rien n�
 unsubscribe-error-none = donnez au moins une adresse e-mail
 export-error-json-stdout = --json et `-` veulent tous deux la sortie standard : exportez dans un fichier pour avoir le bilan JSON
 export-error-no-organisation = aucune organisation nommée { $name } ; rien n’a été écrit
+import-error-column-spec = une colonne est une lettre (B) ou un nom d’en-tête (Email)
+# $what vaut organisation ou email ; $headers liste la première ligne, ou vaut none.
+import-error-no-column-headed = { $file } : aucune colonne { $what ->
+        [email] d’e-mails
+       *[other] d’organisations
+    } intitulée { $name } dans la première ligne{ $headers ->
+        [none] {""}
+       *[other] {" "}(ses en-têtes : { $headers })
+    }
 whoami-user = utilisateur
 whoami-email = e-mail
 whoami-role = rôle

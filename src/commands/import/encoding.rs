@@ -15,6 +15,7 @@ use std::path::Path;
 use encoding_rs::{Decoder, Encoding, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_1252};
 
 use crate::error::{Error, Result};
+use crate::t;
 
 /// The encodings `--encoding` accepts, for help and errors.
 pub const NAMES: &str = "utf-8, utf-16le, utf-16be, windows-1252 (or latin-1)";
@@ -31,8 +32,8 @@ pub fn parse(label: &str) -> Result<&'static Encoding> {
     found
         .filter(|e| [UTF_8, UTF_16LE, UTF_16BE, WINDOWS_1252].contains(e))
         .ok_or_else(|| {
-            Error::usage(format!("--encoding {label:?}: unknown"))
-                .with_hint(format!("use one of {NAMES}"))
+            Error::usage(t!("import-error-encoding", label = format!("{label:?}")))
+                .with_hint(t!("import-hint-encodings", names = NAMES))
         })
 }
 
@@ -128,14 +129,13 @@ fn undecodable(path: &Path, row: u32, encoding: &'static Encoding) -> Error {
     } else {
         "utf-8"
     };
-    Error::data(format!(
-        "{}: row {row} is not valid {} text; nothing was imported",
-        path.display(),
-        encoding.name()
+    Error::data(t!(
+        "import-error-undecodable",
+        file = path.display().to_string(),
+        row = row.to_string(),
+        encoding = encoding.name()
     ))
-    .with_hint(format!(
-        "save the sheet as \"CSV UTF-8\", or name its encoding, e.g. --encoding {other}"
-    ))
+    .with_hint(t!("import-hint-encoding", other = other))
 }
 
 /// Decodes a stream into UTF-8 as it is read. Malformed input (an odd byte
@@ -184,10 +184,10 @@ impl<R: Read> Read for Transcoder<R> {
                 encoding_rs::DecoderResult::Malformed(_, _) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
-                        format!(
-                            "line {} is not valid {} text",
-                            self.line,
-                            self.encoding.name()
+                        t!(
+                            "import-line-undecodable",
+                            line = self.line.to_string(),
+                            encoding = self.encoding.name()
                         ),
                     ));
                 }
@@ -207,7 +207,11 @@ fn open(path: &Path) -> Result<File> {
 }
 
 fn read_error(path: &Path, e: &std::io::Error) -> Error {
-    Error::data(format!("{}: cannot read the file: {e}", path.display()))
+    Error::data(t!(
+        "file-error-read-file",
+        file = path.display().to_string(),
+        reason = e.to_string()
+    ))
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {

@@ -22,6 +22,8 @@ use quick_xml::events::{BytesStart, Event};
 
 use super::reader::Format;
 use crate::error::{Error, Result};
+use crate::i18n::Lang;
+use crate::t;
 
 /// The bounds an import works within. `Default` is what a user gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +91,12 @@ impl Limit {
 
     /// The error for `file` going past this limit: `what` says how.
     pub fn exceeded(self, file: &Path, what: impl std::fmt::Display) -> Error {
-        Error::data(format!("{}: {what}; nothing was imported", file.display())).with_hint(format!(
-            "if the file is genuine, raise the limit with {} (or {})",
-            self.flag(),
-            self.env()
+        Error::data(t!(
+            "limit-error",
+            file = file.display().to_string(),
+            what = what.to_string()
         ))
+        .with_hint(t!("limit-hint", flag = self.flag(), env = self.env()))
     }
 }
 
@@ -156,22 +159,31 @@ pub fn parse_limit(text: &str, size: bool) -> std::result::Result<u64, String> {
     Ok(value)
 }
 
-/// `268435456` → `256 MiB`.
+/// `268435456` → `256 MiB` (French: `1,5 Mio`).
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (unit, name) in UNITS {
+    let lang = crate::i18n::current();
+    let units = [
+        (1 << 30, t!("size-gib")),
+        (1 << 20, t!("size-mib")),
+        (1 << 10, t!("size-kib")),
+    ];
+    for (unit, name) in units {
         if bytes >= unit && bytes % unit == 0 {
             return format!("{} {name}", bytes / unit);
         }
         if bytes >= unit {
-            return format!("{:.1} {name}", bytes as f64 / unit as f64);
+            return format!("{} {name}", lang.decimal(bytes as f64 / unit as f64, 1));
         }
     }
-    format!("{bytes} bytes")
+    t!("size-bytes", count = bytes.to_string())
 }
 
-/// `5000000` → `5 000 000`.
+/// `5000000` → `5 000 000` in English (the README's limit table writes
+/// limits so), `5 000 000` with narrow no-break spaces in French.
 pub fn grouped(n: u64) -> String {
+    if crate::i18n::current() == Lang::Fr {
+        return Lang::Fr.count(n);
+    }
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -238,16 +250,22 @@ impl<R: Read> Read for Bounded<R> {
 fn entry_too_large(path: &Path, entry: &str, limits: &Limits) -> Error {
     Limit::EntrySize.exceeded(
         path,
-        format!(
-            "the archive entry {entry:?} decompresses to more than {}, the limit for one entry",
-            human_size(limits.max_entry_size)
+        t!(
+            "limit-entry-size",
+            entry = format!("{entry:?}"),
+            limit = human_size(limits.max_entry_size)
         ),
     )
 }
 
 fn check_archive(path: &Path, format: Format, limits: &Limits) -> Result<()> {
-    let file = File::open(path)
-        .map_err(|e| Error::failure(format!("{}: cannot read the file: {e}", path.display())))?;
+    let file = File::open(path).map_err(|e| {
+        Error::failure(t!(
+            "file-error-read-file",
+            file = path.display().to_string(),
+            reason = e.to_string()
+        ))
+    })?;
     let Ok(mut zip) = zip::ZipArchive::new(BufReader::new(file)) else {
         // Not a zip archive: the reader says so in its own words.
         return Ok(());
@@ -311,11 +329,11 @@ fn number_attr(e: &BytesStart<'_>, name: &str) -> Option<u64> {
 fn too_many_strings(path: &Path, n: u64, declared: bool, limits: &Limits) -> Error {
     Limit::SharedStrings.exceeded(
         path,
-        format!(
-            "the shared-strings table {} {} entries, more than the limit of {}",
-            if declared { "declares" } else { "holds" },
-            grouped(n),
-            grouped(limits.max_shared_strings)
+        t!(
+            "limit-shared-strings",
+            declared = if declared { "yes" } else { "no" },
+            count = grouped(n),
+            limit = grouped(limits.max_shared_strings)
         ),
     )
 }
@@ -441,11 +459,11 @@ fn count_ods_cells<R: Read>(path: &Path, entry: R, limits: &Limits) -> Result<()
     let fail = |sheet: &Sheet, cells: u64| {
         Limit::Cells.exceeded(
             path,
-            format!(
-                "sheet {:?} expands to {} cells or more (repeated rows and columns included), more than the limit of {} cells",
-                sheet.name,
-                grouped(cells),
-                grouped(max_cells)
+            t!(
+                "limit-ods-cells",
+                sheet = format!("{:?}", sheet.name),
+                count = grouped(cells),
+                limit = grouped(max_cells)
             ),
         )
     };
@@ -596,10 +614,10 @@ fn check_xls(path: &Path, limits: &Limits) -> Result<()> {
     let fail = |cells: u64| {
         Limit::Cells.exceeded(
             path,
-            format!(
-                "a sheet spans {} cells or more, more than the limit of {} cells",
-                grouped(cells),
-                grouped(max_cells)
+            t!(
+                "limit-xls-cells",
+                count = grouped(cells),
+                limit = grouped(max_cells)
             ),
         )
     };

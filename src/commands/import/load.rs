@@ -18,6 +18,7 @@ use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::supabase::rest::RestClient;
+use crate::t;
 
 pub enum Sent {
     All,
@@ -162,11 +163,11 @@ pub async fn send(
             "batch: rows {}–{}, {} contacts",
             batch.first_row, batch.last_row, batch.rows
         ));
-        let what = format!(
-            "importing rows {}–{} of {}",
-            batch.first_row,
-            batch.last_row,
-            book.path.display()
+        let what = t!(
+            "doing-importing-rows",
+            first = batch.first_row.to_string(),
+            last = batch.last_row.to_string(),
+            file = book.path.display().to_string()
         );
         let outcome = match client
             // An upsert: repeating a batch whose answer was lost leaves the
@@ -244,21 +245,24 @@ fn after_failed_batch(e: Error, first_row: u32, written: bool) -> Error {
     use crate::error::ErrorKind;
     match (e.kind(), written) {
         (ErrorKind::Config, _) => e,
-        (ErrorKind::Unreachable | ErrorKind::Failure, true) => e.with_hint(format!(
-            "rows before {first_row} are imported; run the same command again to finish (nothing is duplicated)"
+        (ErrorKind::Unreachable | ErrorKind::Failure, true) => e.with_hint(t!(
+            "import-hint-rerun-to-finish",
+            row = first_row.to_string()
         )),
         (ErrorKind::Unreachable | ErrorKind::Failure, false) => {
-            e.with_hint("nothing was imported; run the same command again when the server answers")
+            e.with_hint(t!("import-hint-rerun-when-up"))
         }
-        (_, true) => {
-            let hint = e.hint().map(|h| format!("{h}; ")).unwrap_or_default();
-            e.with_hint(format!(
-                "{hint}rows before {first_row} are imported; once this is fixed, importing the file again adds the rest (nothing is duplicated)"
-            ))
-        }
-        (_, false) => {
-            let hint = e.hint().map(|h| format!("{h}; ")).unwrap_or_default();
-            e.with_hint(format!("{hint}nothing was imported"))
+        (_, written) => {
+            let more = if written {
+                t!("import-hint-fix-then-rerun", row = first_row.to_string())
+            } else {
+                t!("import-hint-nothing-imported")
+            };
+            let hint = match e.hint() {
+                Some(first) => t!("hint-join", first = first, then = more),
+                None => more,
+            };
+            e.with_hint(hint)
         }
     }
 }

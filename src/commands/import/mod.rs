@@ -61,7 +61,7 @@ pub use load::DEFAULT_IN_FLIGHT;
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     if options.batch_size == 0 || options.batch_size > 50_000 {
-        return Err(Error::usage("--batch-size must be between 1 and 50000"));
+        return Err(Error::usage(crate::t!("import-error-batch-size")));
     }
     if !(1..=8).contains(&options.in_flight) {
         return Err(Error::usage("--in-flight must be between 1 and 8"));
@@ -154,7 +154,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::failure(format!("reading the file: {e}")))?
+        .map_err(|e| Error::failure(crate::t!("import-error-reading", reason = e.to_string())))?
 }
 
 /// What the first pass learned.
@@ -214,9 +214,10 @@ pub fn read_rows(
         }
     }
     let Some(first) = first else {
-        return Err(Error::data(format!(
-            "{file}: sheet {:?} has no rows",
-            book.sheet
+        return Err(Error::data(crate::t!(
+            "import-error-no-rows",
+            file = file.as_str(),
+            sheet = format!("{:?}", book.sheet)
         )));
     };
     let columns = resolve_columns(org, email, Some(&first), &file)?;

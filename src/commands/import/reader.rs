@@ -20,6 +20,7 @@ use calamine::{open_workbook, Data, DataRef, Reader, Sheets, Xlsb, Xlsx};
 use super::limits::{self, grouped, Limit, Limits};
 use super::validate::column_letter;
 use crate::error::{Error, Result};
+use crate::t;
 
 /// Only the first columns are kept: column letters go up to `ZZZ` in a
 /// sheet, but a contact list that needs more than this is not one.
@@ -60,9 +61,9 @@ impl Format {
             "xls" | "xla" => Ok(Format::Xls),
             "ods" => Ok(Format::Ods),
             "csv" | "txt" => Ok(Format::Csv),
-            _ => Err(Error::usage(format!(
-                "{}: unsupported file type; mailsync reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv",
-                path.display()
+            _ => Err(Error::usage(t!(
+                "import-error-file-type",
+                file = path.display().to_string()
             ))),
         }
     }
@@ -92,16 +93,16 @@ impl Workbook {
         let format = Format::of(path)?;
         let meta = std::fs::metadata(path).map_err(|e| file_error(path, &e))?;
         if meta.is_dir() {
-            return Err(Error::data(format!(
-                "{}: is a directory, not a spreadsheet",
-                path.display()
+            return Err(Error::data(t!(
+                "import-error-directory",
+                file = path.display().to_string()
             )));
         }
         File::open(path).map_err(|e| file_error(path, &e))?;
         if meta.len() == 0 {
-            return Err(Error::data(format!(
-                "{}: the file is empty",
-                path.display()
+            return Err(Error::data(t!(
+                "import-error-empty-file",
+                file = path.display().to_string()
             )));
         }
         limits::check_file(path, format, &limits)?;
@@ -110,9 +111,9 @@ impl Workbook {
             _ => open_sheets(path)?.sheet_names(),
         };
         if sheets.is_empty() {
-            return Err(Error::data(format!(
-                "{}: the workbook has no sheet",
-                path.display()
+            return Err(Error::data(t!(
+                "import-error-no-sheet",
+                file = path.display().to_string()
             )));
         }
         let sheet = match sheet {
@@ -123,10 +124,11 @@ impl Workbook {
                 .or_else(|| sheets.iter().find(|s| s.eq_ignore_ascii_case(name)))
                 .cloned()
                 .ok_or_else(|| {
-                    Error::usage(format!(
-                        "{}: no sheet named {name:?}; the sheets are: {}",
-                        path.display(),
-                        sheets
+                    Error::usage(t!(
+                        "import-error-sheet-not-found",
+                        file = path.display().to_string(),
+                        sheet = format!("{name:?}"),
+                        sheets = sheets
                             .iter()
                             .map(|s| format!("{s:?}"))
                             .collect::<Vec<_>>()
@@ -209,13 +211,14 @@ impl Iterator for RowStream {
 
 fn file_error(path: &Path, e: &std::io::Error) -> Error {
     let reason = match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::NotFound => t!("file-not-found"),
+        std::io::ErrorKind::PermissionDenied => t!("file-permission-denied"),
         _ => e.to_string(),
     };
-    Error::data(format!(
-        "{}: cannot read the file: {reason}",
-        path.display()
+    Error::data(t!(
+        "file-error-read-file",
+        file = path.display().to_string(),
+        reason = reason
     ))
 }
 
@@ -233,21 +236,21 @@ fn open_sheets(path: &Path) -> Result<Sheets<BufReader<File>>> {
     match opened {
         Ok(Ok(sheets)) => Ok(sheets),
         Ok(Err(e)) => Err(workbook_error(path, &e.to_string())),
-        Err(_) => Err(workbook_error(path, "malformed workbook")),
+        Err(_) => Err(workbook_error(path, &t!("import-malformed-workbook"))),
     }
 }
 
 /// A message for a workbook calamine refused, saying what it most likely is.
 fn workbook_error(path: &Path, detail: &str) -> Error {
     let lower = detail.to_ascii_lowercase();
-    let what = if lower.contains("password") || lower.contains("encrypt") {
-        "the workbook is password-protected; save an unprotected copy and import that".to_string()
+    let file = path.display().to_string();
+    Error::data(if lower.contains("password") || lower.contains("encrypt") {
+        t!("import-error-protected", file = file)
     } else if lower.contains("zip") || lower.contains("invalid") && lower.contains("archive") {
-        format!("not a readable workbook (corrupt, truncated, or not the format its name says): {detail}")
+        t!("import-error-corrupt", file = file, detail = detail)
     } else {
-        format!("not a readable workbook: {detail}")
-    };
-    Error::data(format!("{}: {what}", path.display()))
+        t!("import-error-unreadable", file = file, detail = detail)
+    })
 }
 
 /// Holds a sheet to [`Limits`] as its cells arrive.
@@ -268,10 +271,10 @@ impl<'a> Guard<'a> {
         if self.cells > max {
             return Err(Limit::Cells.exceeded(
                 &self.book.path,
-                format!(
-                    "sheet {:?} has more than {} cells, the limit for a sheet",
-                    self.book.sheet,
-                    grouped(max)
+                t!(
+                    "limit-sheet-cells",
+                    sheet = format!("{:?}", self.book.sheet),
+                    limit = grouped(max)
                 ),
             ));
         }
@@ -287,12 +290,12 @@ impl<'a> Guard<'a> {
             if chars > max {
                 return Err(Limit::CellLength.exceeded(
                     &self.book.path,
-                    format!(
-                        "cell {}{row} of sheet {:?} holds {} characters, more than the limit of {}",
-                        column_letter(column),
-                        self.book.sheet,
-                        grouped(chars),
-                        grouped(max)
+                    t!(
+                        "limit-cell-length",
+                        cell = format!("{}{row}", column_letter(column)),
+                        sheet = format!("{:?}", self.book.sheet),
+                        count = grouped(chars),
+                        limit = grouped(max)
                     ),
                 ));
             }
@@ -347,7 +350,7 @@ fn stream_cells(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(outcome) => outcome,
-        Err(_) => Err(workbook_error(&book.path, "malformed workbook")),
+        Err(_) => Err(workbook_error(&book.path, &t!("import-malformed-workbook"))),
     }
 }
 
@@ -421,7 +424,7 @@ fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(outcome) => outcome,
-        Err(_) => Err(workbook_error(&book.path, "malformed workbook")),
+        Err(_) => Err(workbook_error(&book.path, &t!("import-malformed-workbook"))),
     }
 }
 
@@ -454,10 +457,11 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                return Err(Error::data(format!(
-                    "{}: not a readable CSV file near line {}: {e}",
-                    book.path.display(),
-                    number + 1
+                return Err(Error::data(t!(
+                    "import-error-csv",
+                    file = book.path.display().to_string(),
+                    line = (number + 1).to_string(),
+                    reason = e.to_string()
                 )))
             }
         }

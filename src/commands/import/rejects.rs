@@ -101,9 +101,10 @@ impl std::fmt::Debug for RejectsFile {
 }
 
 fn cannot_write(path: &Path, e: &dyn std::fmt::Display) -> Error {
-    Error::failure(format!(
-        "{}: cannot write the rejects file: {e}",
-        path.display()
+    Error::failure(crate::t!(
+        "import-error-rejects-write",
+        file = path.display().to_string(),
+        reason = e.to_string()
     ))
 }
 

@@ -191,12 +191,12 @@ pub fn check_rejects_path(input: &Path, rejects: &Path) -> Result<()> {
         _ => false,
     };
     if existing || resolved {
-        return Err(Error::usage(format!(
-            "--rejects {} is the input file {}; writing the rejects there would replace it",
-            rejects.display(),
-            input.display()
+        return Err(Error::usage(t!(
+            "import-error-rejects-is-input",
+            rejects = rejects.display().to_string(),
+            file = input.display().to_string()
         ))
-        .with_hint("name another file"));
+        .with_hint(t!("import-hint-another-file")));
     }
     Ok(())
 }

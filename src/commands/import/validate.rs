@@ -22,9 +22,7 @@ impl ColumnSpec {
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         if text.is_empty() {
-            return Err(Error::usage(
-                "a column is a letter (B) or a header name (Email)",
-            ));
+            return Err(Error::usage(crate::t!("import-error-column-spec")));
         }
         if text.len() <= 3 && text.chars().all(|c| c.is_ascii_alphabetic()) {
             let index = text
@@ -83,12 +81,15 @@ pub fn resolve_columns(
                             .map(|(i, h)| format!("{} {:?}", column_letter(i), h.trim()))
                             .collect::<Vec<_>>()
                             .join(", ");
-                        Error::usage(format!(
-                            "{file}: no {what} column headed {name:?} in the first row{}",
-                            if listed.is_empty() {
-                                String::new()
+                        Error::usage(crate::t!(
+                            "import-error-no-column-headed",
+                            file = file,
+                            what = what,
+                            name = format!("{name:?}"),
+                            headers = if listed.is_empty() {
+                                "none".to_string()
                             } else {
-                                format!(" (its headers: {listed})")
+                                listed
                             }
                         ))
                     })
