@@ -203,7 +203,11 @@ impl Content {
         match self {
             Content::Text(text) => Ok(text.clone()),
             Content::File(path) => std::fs::read_to_string(path).map_err(|e| {
-                Error::data(format!("{}: cannot read the content: {e}", path.display()))
+                Error::data(crate::t!(
+                    "content-error-read",
+                    file = path.display().to_string(),
+                    reason = e.to_string()
+                ))
             }),
         }
     }

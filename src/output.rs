@@ -89,7 +89,7 @@ impl Output {
     /// Asks for a secret on the terminal, without echo.
     pub fn ask_secret(&self, prompt: &str) -> Result<String> {
         rpassword::prompt_password(prompt)
-            .map_err(|e| Error::failure(format!("reading the password: {e}")))
+            .map_err(|e| Error::failure(crate::t!("prompt-error-password", reason = e.to_string())))
     }
 
     /// Whether progress bars and prompts make sense (stderr is a terminal).
@@ -167,7 +167,8 @@ pub fn can_ask() -> bool {
 
 /// One JSON document on one line.
 pub fn json_line<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::failure(format!("encoding JSON output: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::failure(crate::t!("json-error-encoding", reason = e.to_string())))
 }
 
 /// Whether a terminal could act on `c` rather than show it: C0 controls

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use rust_xlsxwriter::{Format, Workbook};
 
 use crate::error::{Error, Result};
+use crate::t;
 
 /// The first characters that make a spreadsheet read a cell as a formula.
 const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
@@ -66,9 +67,9 @@ impl Kind {
         match ext.as_str() {
             "xlsx" => Ok(Kind::Xlsx),
             "csv" => Ok(Kind::Csv),
-            _ => Err(Error::usage(format!(
-                "{}: mailsync writes .xlsx or .csv files (or `-` for CSV on stdout)",
-                path.display()
+            _ => Err(Error::usage(t!(
+                "sheet-error-file-type",
+                file = path.display().to_string()
             ))),
         }
     }
@@ -165,8 +166,9 @@ impl SheetWriter {
             }
             Sink::Csv { sheets, .. } => {
                 if *sheets > 0 {
-                    return Err(Error::usage(format!(
-                        "{shown}: a CSV file holds one sheet; write an .xlsx file"
+                    return Err(Error::usage(t!(
+                        "sheet-error-csv-one-sheet",
+                        file = shown.as_str()
                     )));
                 }
                 *sheets += 1;
@@ -188,15 +190,22 @@ impl SheetWriter {
 
     fn write(&mut self, sheet: usize, cells: &[Cell], bold: bool) -> Result<()> {
         let shown = self.path_display();
-        let fail = |e: &dyn std::fmt::Display| Error::failure(format!("writing {shown}: {e}"));
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::failure(t!(
+                "sheet-error-writing",
+                file = shown.as_str(),
+                reason = e.to_string()
+            ))
+        };
         match &mut self.sink {
             Sink::Xlsx { book, rows } => {
                 let row = rows[sheet];
                 if row >= 1_048_576 {
-                    return Err(Error::data(format!(
-                        "{shown}: more than 1 048 576 rows, the most a worksheet holds"
+                    return Err(Error::data(t!(
+                        "sheet-error-too-many-rows",
+                        file = shown.as_str()
                     ))
-                    .with_hint("export to .csv"));
+                    .with_hint(t!("sheet-hint-csv")));
                 }
                 let ws = book.worksheet_from_index(sheet).map_err(|e| fail(&e))?;
                 for (col, cell) in cells.iter().enumerate() {
@@ -232,11 +241,17 @@ impl SheetWriter {
     /// renames the temporary file into place.
     pub fn finish(self) -> Result<()> {
         let shown = self.path_display();
-        let fail = |e: &dyn std::fmt::Display| Error::failure(format!("writing {shown}: {e}"));
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::failure(t!(
+                "sheet-error-writing",
+                file = shown.as_str(),
+                reason = e.to_string()
+            ))
+        };
         match self.sink {
             Sink::Xlsx { mut book, .. } => {
                 let Some((_, tmp)) = &self.file else {
-                    return Err(Error::usage("a workbook cannot be written to stdout"));
+                    return Err(Error::usage(t!("sheet-error-stdout")));
                 };
                 let file = tmp.reopen().map_err(|e| fail(&e))?;
                 book.save_to_writer(std::io::BufWriter::new(file))
@@ -264,7 +279,11 @@ impl SheetWriter {
 }
 
 fn write_error(path: &Path, e: &dyn std::fmt::Display) -> Error {
-    Error::failure(format!("{}: cannot write the file: {e}", path.display()))
+    Error::failure(t!(
+        "file-error-write-file",
+        file = path.display().to_string(),
+        reason = e.to_string()
+    ))
 }
 
 #[cfg(test)]

@@ -446,6 +446,7 @@ file-error-create-folder = { $file }: cannot create the folder: { $reason }
 file-error-read = { $file }: cannot read: { $reason }
 file-error-write = { $file }: cannot write: { $reason }
 file-error-read-file = { $file }: cannot read the file: { $reason }
+file-error-write-file = { $file }: cannot write the file: { $reason }
 
 ## import: files, sheets, limits (src/commands/import/)
 
@@ -557,6 +558,12 @@ import-error-no-column-headed = { $file }: no { $what ->
         [none] {""}
        *[other] {" "}(its headers: { $headers })
     }
+login-error-password-empty = an empty password
+login-done = Signed in to { $project } as { $email } ({ $user })
+login-session-saved = Session saved in { $file }
+logout-not-signed-in = Not signed in to { $project }; nothing to do
+logout-not-revoked = could not revoke the session at { $auth } (unreachable or already expired); the local session is deleted all the same
+logout-done = Signed out of { $project }; deleted { $file }
 whoami-user = user
 whoami-email = email
 whoami-role = role
@@ -566,3 +573,40 @@ whoami-token-from = token from
 whoami-expired = expired
 whoami-expires-in = in { $minutes } min (unix { $at })
 whoami-unknown = unknown
+auth-no-detail = no detail
+auth-no-answer = no answer
+auth-cannot-connect = cannot connect
+auth-error-unreachable = Supabase Auth at { $auth }: { $why }
+auth-hint-check-url = check SUPABASE_URL
+auth-error-not-understood = Supabase Auth at { $auth } answered something mailsync does not understand
+auth-error-not-confirmed = this email address is not confirmed yet
+auth-hint-not-confirmed = open the link Supabase sent to it, then run `mailsync login` again
+auth-error-wrong-password = email or password is wrong
+auth-error-no-auth-server = { $project } has no Auth server (the local stack has none): `mailsync login` cannot sign in there
+auth-hint-token = act as a user with a token: export MAILSYNC_ACCESS_TOKEN="$(scripts/local-stack.sh token <uuid>)"
+auth-error-sign-in-refused = Supabase Auth at { $auth } refused the sign-in (HTTP { $status }, { $code }): { $text }
+auth-error-session-expired = your session expired
+hint-run-login = run `mailsync login`
+hint-run-login-again = run `mailsync login` again
+auth-error-refresh-refused = Supabase Auth at { $auth } refused to refresh the session (HTTP { $status }, { $code }): { $text }
+auth-hint-session-kept = the saved session is kept; run the command again when Supabase Auth answers
+auth-error-rate-limited = Supabase Auth at { $auth } is limiting requests (HTTP 429)
+auth-error-failed = Supabase Auth at { $auth } failed (HTTP { $status })
+auth-hint-wait = nothing was changed; wait a minute and try again
+session-error-no-dir = no config directory
+session-hint-no-dir = set HOME or { $name }
+session-error-read = { $file }: cannot read the saved session: { $reason }
+session-error-damaged = { $file }: the saved session is damaged
+session-error-save = { $file }: cannot save the session: { $reason }
+session-error-delete = { $file }: cannot delete the session: { $reason }
+man-error-write = { $dir }: cannot write the manual pages: { $reason }
+man-done = Wrote { $count } manual pages to { $dir }; read one with: man { $dir }/mailsync.1
+sheet-error-file-type = { $file }: mailsync writes .xlsx or .csv files (or `-` for CSV on stdout)
+sheet-error-csv-one-sheet = { $file }: a CSV file holds one sheet; write an .xlsx file
+sheet-error-writing = writing { $file }: { $reason }
+sheet-error-too-many-rows = { $file }: more than 1 048 576 rows, the most a worksheet holds
+sheet-hint-csv = export to .csv
+sheet-error-stdout = a workbook cannot be written to stdout
+content-error-read = { $file }: cannot read the content: { $reason }
+prompt-error-password = reading the password: { $reason }
+json-error-encoding = encoding JSON output: { $reason }

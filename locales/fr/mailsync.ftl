@@ -489,6 +489,7 @@ file-error-create-folder = { $file } : impossible de créer le dossier : { $reas
 file-error-read = { $file } : lecture impossible : { $reason }
 file-error-write = { $file } : écriture impossible : { $reason }
 file-error-read-file = { $file } : impossible de lire le fichier : { $reason }
+file-error-write-file = { $file } : impossible d’écrire le fichier : { $reason }
 
 ## import : fichiers, feuilles, limites (src/commands/import/)
 
@@ -609,6 +610,12 @@ import-error-no-column-headed = { $file } : aucune colonne { $what ->
         [none] {""}
        *[other] {" "}(ses en-têtes : { $headers })
     }
+login-error-password-empty = mot de passe vide
+login-done = Connecté à { $project } en tant que { $email } ({ $user })
+login-session-saved = Session enregistrée dans { $file }
+logout-not-signed-in = Pas de session ouverte sur { $project } ; rien à faire
+logout-not-revoked = impossible de révoquer la session sur { $auth } (injoignable ou déjà expirée) ; la session locale est supprimée quand même
+logout-done = Déconnecté de { $project } ; { $file } supprimé
 whoami-user = utilisateur
 whoami-email = e-mail
 whoami-role = rôle
@@ -618,3 +625,43 @@ whoami-token-from = origine du jeton
 whoami-expired = expiré
 whoami-expires-in = dans { $minutes } min (unix { $at })
 whoami-unknown = inconnue
+auth-no-detail = sans détail
+auth-no-answer = pas de réponse
+auth-cannot-connect = connexion impossible
+auth-error-unreachable = Supabase Auth sur { $auth } : { $why }
+auth-hint-check-url = vérifiez SUPABASE_URL
+auth-error-not-understood = Supabase Auth sur { $auth } a répondu quelque chose que mailsync ne comprend pas
+auth-error-not-confirmed = cette adresse e-mail n’est pas encore confirmée
+auth-hint-not-confirmed = ouvrez le lien que Supabase lui a envoyé, puis relancez `mailsync login`
+auth-error-wrong-password = e-mail ou mot de passe incorrect
+auth-error-no-auth-server = { $project } n’a pas de serveur Auth (la pile locale n’en a pas) : `mailsync login` ne peut pas s’y connecter
+auth-hint-token = agissez en tant qu’utilisateur avec un jeton : export MAILSYNC_ACCESS_TOKEN="$(scripts/local-stack.sh token <uuid>)"
+auth-error-sign-in-refused = Supabase Auth sur { $auth } a refusé la connexion (HTTP { $status }, { $code }) : { $text }
+auth-error-session-expired = votre session a expiré
+hint-run-login = lancez `mailsync login`
+hint-run-login-again = relancez `mailsync login`
+auth-error-refresh-refused = Supabase Auth sur { $auth } a refusé de renouveler la session (HTTP { $status }, { $code }) : { $text }
+auth-hint-session-kept = la session enregistrée est conservée ; relancez la commande quand Supabase Auth répondra
+auth-error-rate-limited = Supabase Auth sur { $auth } limite les requêtes (HTTP 429)
+auth-error-failed = Supabase Auth sur { $auth } a échoué (HTTP { $status })
+auth-hint-wait = rien n’a été changé ; attendez une minute et réessayez
+session-error-no-dir = pas de dossier de configuration
+session-hint-no-dir = définissez HOME ou { $name }
+session-error-read = { $file } : impossible de lire la session enregistrée : { $reason }
+session-error-damaged = { $file } : la session enregistrée est abîmée
+session-error-save = { $file } : impossible d’enregistrer la session : { $reason }
+session-error-delete = { $file } : impossible de supprimer la session : { $reason }
+man-error-write = { $dir } : impossible d’écrire les pages de manuel : { $reason }
+man-done = { $count ->
+        [one] { $count } page de manuel écrite
+       *[other] { $count } pages de manuel écrites
+    } dans { $dir } ; pour en lire une : man { $dir }/mailsync.1
+sheet-error-file-type = { $file } : mailsync écrit des fichiers .xlsx ou .csv (ou `-` pour du CSV sur la sortie standard)
+sheet-error-csv-one-sheet = { $file } : un fichier CSV ne contient qu’une feuille ; écrivez un fichier .xlsx
+sheet-error-writing = écriture de { $file } : { $reason }
+sheet-error-too-many-rows = { $file } : plus de 1 048 576 lignes, le maximum d’une feuille de calcul
+sheet-hint-csv = exportez en .csv
+sheet-error-stdout = un classeur ne peut pas être écrit sur la sortie standard
+content-error-read = { $file } : impossible de lire le contenu : { $reason }
+prompt-error-password = lecture du mot de passe : { $reason }
+json-error-encoding = encodage de la sortie JSON : { $reason }

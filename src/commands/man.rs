@@ -31,9 +31,10 @@ struct Written {
 pub fn run(options: &Options, out: &Output) -> Result<()> {
     let dir = &options.dir;
     let fail = |e: &dyn std::fmt::Display| {
-        Error::failure(format!(
-            "{}: cannot write the manual pages: {e}",
-            dir.display()
+        Error::failure(crate::t!(
+            "man-error-write",
+            dir = dir.display().to_string(),
+            reason = e.to_string()
         ))
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
@@ -49,11 +50,10 @@ pub fn run(options: &Options, out: &Output) -> Result<()> {
     if out.json {
         return out.json(&written);
     }
-    out.print(format!(
-        "Wrote {} manual pages to {}; read one with: man {}/mailsync.1",
-        written.pages.len(),
-        written.dir,
-        written.dir
+    out.print(crate::t!(
+        "man-done",
+        count = written.pages.len(),
+        dir = written.dir.as_str()
     ));
     Ok(())
 }

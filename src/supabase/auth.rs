@@ -10,6 +10,7 @@ use serde_json::json;
 use super::session::{now, Session};
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::t;
 
 /// What `/token` answers on success.
 #[derive(Deserialize)]
@@ -59,7 +60,7 @@ impl AuthError {
             .clone()
             .or_else(|| self.error_description.clone())
             .or_else(|| self.message.clone())
-            .unwrap_or_else(|| "no detail".into())
+            .unwrap_or_else(|| t!("auth-no-detail"))
     }
 }
 
@@ -68,17 +69,21 @@ fn http() -> Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| Error::failure(format!("creating the HTTP client: {e}")))
+        .map_err(|e| Error::failure(t!("error-http-client", reason = e.to_string())))
 }
 
 fn unreachable(config: &Config, e: &reqwest::Error) -> Error {
     let why = if e.is_timeout() {
-        "no answer"
+        t!("auth-no-answer")
     } else {
-        "cannot connect"
+        t!("auth-cannot-connect")
     };
-    Error::unreachable(format!("Supabase Auth at {}: {why}", config.auth_url()))
-        .with_hint("check SUPABASE_URL")
+    Error::unreachable(t!(
+        "auth-error-unreachable",
+        auth = config.auth_url(),
+        why = why
+    ))
+    .with_hint(t!("auth-hint-check-url"))
 }
 
 async fn token_request(
@@ -106,10 +111,7 @@ async fn token_request(
         .map_err(|e| unreachable(config, &e))?;
     if (200..300).contains(&status) {
         let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
-            Error::failure(format!(
-                "Supabase Auth at {} answered something mailsync does not understand",
-                config.auth_url()
-            ))
+            Error::failure(t!("auth-error-not-understood", auth = config.auth_url()))
         })?;
         Ok(Ok(token))
     } else {
@@ -148,27 +150,26 @@ pub async fn sign_in(config: &Config, email: &str, password: &Secret) -> Result<
         Err((_, e))
             if e.code() == "email_not_confirmed" || e.text().contains("Email not confirmed") =>
         {
-            Err(Error::config("this email address is not confirmed yet")
-                .with_hint("open the link Supabase sent to it, then run `mailsync login` again"))
+            Err(Error::config(t!("auth-error-not-confirmed"))
+                .with_hint(t!("auth-hint-not-confirmed")))
         }
         Err((400, e))
             if matches!(e.code(), "invalid_credentials" | "invalid_grant")
                 || e.text().contains("Invalid login credentials") =>
         {
-            Err(Error::config("email or password is wrong"))
+            Err(Error::config(t!("auth-error-wrong-password")))
         }
-        Err((404, _)) => Err(Error::config(format!(
-            "{} has no Auth server (the local stack has none): `mailsync login` cannot sign in there",
-            config.project_display()
+        Err((404, _)) => Err(Error::config(t!(
+            "auth-error-no-auth-server",
+            project = config.project_display()
         ))
-        .with_hint(
-            "act as a user with a token: export MAILSYNC_ACCESS_TOKEN=\"$(scripts/local-stack.sh token <uuid>)\"",
-        )),
-        Err((status, e)) => Err(Error::config(format!(
-            "Supabase Auth at {} refused the sign-in (HTTP {status}, {}): {}",
-            config.auth_url(),
-            e.code(),
-            e.text()
+        .with_hint(t!("auth-hint-token"))),
+        Err((status, e)) => Err(Error::config(t!(
+            "auth-error-sign-in-refused",
+            auth = config.auth_url(),
+            status = status.to_string(),
+            code = e.code(),
+            text = e.text()
         ))),
     }
 }
@@ -206,20 +207,21 @@ pub async fn refresh(config: &Config, session: &Session) -> Result<Session> {
         let transient = match outcome {
             Ok(Ok(token)) => return Ok(session_of(config, token)),
             Ok(Err((status, e))) if is_session_over(status, &e) => {
-                return Err(Error::config("your session expired").with_hint("run `mailsync login`"));
+                return Err(
+                    Error::config(t!("auth-error-session-expired")).with_hint(t!("hint-run-login"))
+                );
             }
             Ok(Err((status, _))) if server_trouble(status) => trouble(config, status),
             Ok(Err((status, e))) => {
-                return Err(Error::refused(format!(
-                    "Supabase Auth at {} refused to refresh the session (HTTP {status}, {}): {}",
-                    config.auth_url(),
-                    e.code(),
-                    e.text()
+                return Err(Error::refused(t!(
+                    "auth-error-refresh-refused",
+                    auth = config.auth_url(),
+                    status = status.to_string(),
+                    code = e.code(),
+                    text = e.text()
                 )));
             }
-            Err(e) if e.kind().is_transient() => e.with_hint(
-                "the saved session is kept; run the command again when Supabase Auth answers",
-            ),
+            Err(e) if e.kind().is_transient() => e.with_hint(t!("auth-hint-session-kept")),
             Err(e) => return Err(e),
         };
         // A server that left a request unanswered until the client's
@@ -252,17 +254,15 @@ fn server_trouble(status: u16) -> bool {
 
 fn trouble(config: &Config, status: u16) -> Error {
     let message = if status == 429 {
-        format!(
-            "Supabase Auth at {} is limiting requests (HTTP 429)",
-            config.auth_url()
-        )
+        t!("auth-error-rate-limited", auth = config.auth_url())
     } else {
-        format!(
-            "Supabase Auth at {} failed (HTTP {status})",
-            config.auth_url()
+        t!(
+            "auth-error-failed",
+            auth = config.auth_url(),
+            status = status.to_string()
         )
     };
-    Error::unreachable(message).with_hint("nothing was changed; wait a minute and try again")
+    Error::unreachable(message).with_hint(t!("auth-hint-wait"))
 }
 
 /// `POST /logout?scope=local` with the access token: ends this session

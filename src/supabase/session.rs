@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::t;
 
 pub const ENV_CONFIG_DIR: &str = "MAILSYNC_CONFIG_DIR";
 
@@ -62,7 +63,8 @@ pub fn config_dir() -> Result<PathBuf> {
     dirs::config_dir()
         .map(|d| d.join("mailsync"))
         .ok_or_else(|| {
-            Error::config("no config directory").with_hint(format!("set HOME or {ENV_CONFIG_DIR}"))
+            Error::config(t!("session-error-no-dir"))
+                .with_hint(t!("session-hint-no-dir", name = ENV_CONFIG_DIR))
         })
 }
 
@@ -98,15 +100,19 @@ pub fn load(project_url: &str) -> Result<Option<(Session, PathBuf)>> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Error::config(format!(
-                "{}: cannot read the saved session: {e}",
-                path.display()
+            return Err(Error::config(t!(
+                "session-error-read",
+                file = path.display().to_string(),
+                reason = e.to_string()
             )))
         }
     };
     let session: Session = serde_json::from_str(&text).map_err(|_| {
-        Error::config(format!("{}: the saved session is damaged", path.display()))
-            .with_hint("run `mailsync login` again")
+        Error::config(t!(
+            "session-error-damaged",
+            file = path.display().to_string()
+        ))
+        .with_hint(t!("hint-run-login-again"))
     })?;
     Ok(Some((session, path)))
 }
@@ -116,7 +122,11 @@ pub fn save(session: &Session) -> Result<PathBuf> {
     let path = path_for(&session.project_url)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let fail = |e: &dyn std::fmt::Display| {
-        Error::config(format!("{}: cannot save the session: {e}", path.display()))
+        Error::config(t!(
+            "session-error-save",
+            file = path.display().to_string(),
+            reason = e.to_string()
+        ))
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
     #[cfg(unix)]
@@ -139,9 +149,10 @@ pub fn delete(project_url: &str) -> Result<Option<PathBuf>> {
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(Some(path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::config(format!(
-            "{}: cannot delete the session: {e}",
-            path.display()
+        Err(e) => Err(Error::config(t!(
+            "session-error-delete",
+            file = path.display().to_string(),
+            reason = e.to_string()
         ))),
     }
 }

@@ -55,7 +55,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             .with_hint(crate::t!("login-error-password-terminal-hint")));
     };
     if password.expose().is_empty() {
-        return Err(Error::usage("an empty password"));
+        return Err(Error::usage(crate::t!("login-error-password-empty")));
     }
     let session = crate::supabase::auth::sign_in(config, &email, &password).await?;
     let path = session::save(&session)?;
@@ -68,12 +68,15 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             session_file: &path,
         });
     }
-    out.print(format!(
-        "Signed in to {} as {} ({})",
-        session.project_url,
-        session.email.as_deref().unwrap_or(&email),
-        session.user_id
+    out.print(crate::t!(
+        "login-done",
+        project = session.project_url.as_str(),
+        email = session.email.as_deref().unwrap_or(&email),
+        user = session.user_id.as_str()
     ));
-    out.note(format!("Session saved in {}", path.display()));
+    out.note(crate::t!(
+        "login-session-saved",
+        file = path.display().to_string()
+    ));
     Ok(())
 }

@@ -35,7 +35,10 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
                 session_file: None,
             });
         }
-        out.print(format!("Not signed in to {project}; nothing to do"));
+        out.print(crate::t!(
+            "logout-not-signed-in",
+            project = project.as_str()
+        ));
         return Ok(());
     };
     // An expired access token cannot sign anything out: refresh first. A
@@ -59,10 +62,7 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     };
     let path = session::delete(&project)?;
     if !revoked {
-        out.note(format!(
-            "could not revoke the session at {} (unreachable or already expired); the local session is deleted all the same",
-            config.auth_url()
-        ));
+        out.note(crate::t!("logout-not-revoked", auth = config.auth_url()));
     }
     if out.json {
         return out.json(&SignedOut {
@@ -73,9 +73,10 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
         });
     }
     if let Some(path) = path {
-        out.print(format!(
-            "Signed out of {project}; deleted {}",
-            path.display()
+        out.print(crate::t!(
+            "logout-done",
+            project = project.as_str(),
+            file = path.display().to_string()
         ));
     }
     Ok(())
