@@ -454,6 +454,7 @@ file-not-found = no such file
 file-permission-denied = permission denied
 hint-join = { $first }; { $then }
 import-error-batch-size = --batch-size must be between 1 and 50000
+import-error-in-flight = --in-flight must be between 1 and 8
 import-error-reading = reading the file: { $reason }
 import-error-no-rows = { $file }: sheet { $sheet } has no rows
 import-error-file-type = { $file }: unsupported file type; mailsync reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv

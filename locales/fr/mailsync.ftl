@@ -497,6 +497,7 @@ file-not-found = fichier introuvable
 file-permission-denied = permission refusée
 hint-join = { $first } ; { $then }
 import-error-batch-size = --batch-size doit être compris entre 1 et 50000
+import-error-in-flight = --in-flight doit être compris entre 1 et 8
 import-error-reading = lecture du fichier : { $reason }
 import-error-no-rows = { $file } : la feuille { $sheet } n’a aucune ligne
 import-error-file-type = { $file } : type de fichier non pris en charge ; mailsync lit les fichiers .xlsx, .xlsm, .xlsb, .xls, .ods et .csv

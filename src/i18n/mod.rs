@@ -245,6 +245,8 @@ macro_rules! t_in {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
@@ -330,35 +332,44 @@ mod tests {
         );
     }
 
-    /// Every message id the code uses exists in both languages, and the two
-    /// files hold the same ids: a message can only be missing by a test
-    /// failing.
-    #[test]
-    fn both_languages_have_every_message() {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let ids = |lang: &str| -> std::collections::BTreeSet<String> {
-            let mut ids = std::collections::BTreeSet::new();
-            let dir = format!("{root}/locales/{lang}");
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-                for line in text.lines() {
-                    if let Some((id, _)) = line.split_once(" =") {
-                        if !id.is_empty() && !id.starts_with([' ', '#', '-']) {
-                            ids.insert(id.to_string());
-                        }
-                    }
+    /// Each message of a language file: its id and the `$variables` it uses.
+    fn messages(lang: &str) -> BTreeMap<String, BTreeSet<String>> {
+        let path = format!("{}/locales/{lang}/mailsync.ftl", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut messages = BTreeMap::new();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            if line.starts_with(|c: char| c.is_ascii_lowercase()) {
+                let (id, body) = line.split_once(" =").expect("a message line");
+                current = Some(id.to_string());
+                let previous = messages.insert(id.to_string(), BTreeSet::new());
+                assert!(previous.is_none(), "{lang}: {id} is written twice");
+                variables(body, messages.get_mut(id).unwrap());
+            } else if line.starts_with(' ') {
+                if let Some(id) = &current {
+                    variables(line, messages.get_mut(id).unwrap());
                 }
+            } else {
+                current = None;
             }
-            ids
-        };
-        let en = ids("en");
-        let fr = ids("fr");
-        assert_eq!(
-            en.symmetric_difference(&fr).collect::<Vec<_>>(),
-            Vec::<&String>::new(),
-            "messages in one language only"
-        );
-        let mut used = Vec::new();
+        }
+        messages
+    }
+
+    fn variables(text: &str, into: &mut BTreeSet<String>) {
+        for (i, _) in text.match_indices('$') {
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            into.insert(name);
+        }
+    }
+
+    /// The non-test code of `src/`, file by file.
+    fn sources() -> Vec<(String, String)> {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut files = Vec::new();
         let mut stack = vec![std::path::PathBuf::from(format!("{root}/src"))];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(dir).unwrap() {
@@ -367,31 +378,251 @@ mod tests {
                     stack.push(path);
                 } else if path.extension().is_some_and(|e| e == "rs") {
                     let text = std::fs::read_to_string(&path).unwrap();
-                    for macro_open in ["t!(", "t_in!("] {
-                        for (i, _) in text.match_indices(macro_open) {
-                            let before = text[..i].chars().next_back();
-                            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                                continue; // format!(, print!(
-                            }
-                            let rest = &text[i + macro_open.len()..];
-                            let id = rest.split('"').nth(1).unwrap_or_default();
-                            let is_id = id.starts_with(|c: char| c.is_ascii_lowercase())
-                                && id.chars().all(|c| {
-                                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
-                                });
-                            if is_id {
-                                used.push((path.clone(), id.to_string()));
-                            }
+                    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                    let code: Vec<&str> = code
+                        .lines()
+                        .filter(|l| !l.trim_start().starts_with("//"))
+                        .collect();
+                    let name = path.strip_prefix(root).unwrap().display().to_string();
+                    files.push((name, code.join("\n")));
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// The ids given to `t!` and `t_in!` in `code`.
+    fn used_ids(code: &str) -> Vec<String> {
+        let mut used = Vec::new();
+        for macro_open in ["t!(", "t_in!("] {
+            for (i, _) in code.match_indices(macro_open) {
+                let before = code[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue; // format!(, print!(
+                }
+                let rest = &code[i + macro_open.len()..];
+                let id = rest.split('"').nth(1).unwrap_or_default();
+                let is_id = id.starts_with(|c: char| c.is_ascii_lowercase())
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                if is_id {
+                    used.push(id.to_string());
+                }
+            }
+        }
+        used
+    }
+
+    /// The two files hold the same messages with the same variables; every
+    /// message the code uses is written, and every message written is used:
+    /// a message can only be missing, or left behind, by a test failing.
+    #[test]
+    fn both_languages_have_every_message() {
+        let en = messages("en");
+        let fr = messages("fr");
+        let only: Vec<_> = en.keys().filter(|id| !fr.contains_key(*id)).collect();
+        assert_eq!(only, Vec::<&String>::new(), "messages in English only");
+        let only: Vec<_> = fr.keys().filter(|id| !en.contains_key(*id)).collect();
+        assert_eq!(only, Vec::<&String>::new(), "messages in French only");
+        for (id, vars) in &en {
+            assert_eq!(vars, &fr[id], "{id}: the two languages use other variables");
+        }
+        let mut used = BTreeSet::new();
+        for (file, code) in sources() {
+            for id in used_ids(&code) {
+                assert!(en.contains_key(&id), "{file}: message {id} is not written");
+                used.insert(id);
+            }
+        }
+        assert!(used.len() > 300, "{}", used.len());
+        // An id chosen at run time (`Lang::text(id, …)`) is a literal too.
+        let code: String = sources().into_iter().map(|(_, code)| code).collect();
+        let unused: Vec<_> = en
+            .keys()
+            .filter(|id| !used.contains(*id) && id.as_str() != "test-count")
+            .filter(|id| !code.contains(&format!("\"{id}\"")))
+            .collect();
+        assert_eq!(unused, Vec::<&String>::new(), "messages no code uses");
+    }
+
+    /// Every message renders in both languages, given its variables: a
+    /// syntax error, or a French message naming a variable the code does not
+    /// pass, would otherwise fall back to English (or to the id) silently.
+    #[test]
+    fn every_message_renders_in_both_languages() {
+        for (id, vars) in messages("en") {
+            let args: HashMap<Cow<'static, str>, FluentValue> = vars
+                .iter()
+                .map(|v| (Cow::Owned(v.clone()), FluentValue::from("x")))
+                .collect();
+            for lang in [Lang::En, Lang::Fr] {
+                let text = LOCALES.try_lookup_complete(&lang.id(), &id, Some(&args));
+                assert!(
+                    text.as_deref().is_some_and(|t| !t.trim().is_empty()),
+                    "{id} does not render in {}",
+                    lang.code()
+                );
+            }
+        }
+    }
+
+    /// No new hard-coded English where mailsync words something for a
+    /// person: the text given to `Error::…(`, `.with_hint(`, `.context(`,
+    /// `out.print(`, `out.note(` and `eprintln!(` comes from a message
+    /// (`t!`), or is a literal of at most one word (a frame such as
+    /// `"{what}: {}"`). The few sentences that stay English on purpose are
+    /// listed with their reason.
+    #[test]
+    fn words_for_people_come_from_the_message_files() {
+        const ENGLISH_ON_PURPOSE: &[(&str, &str)] = &[
+            // Before the language is known: it is the language setting that failed.
+            ("src/i18n/mod.rs", "mailsync speaks en and fr"),
+            (
+                "src/i18n/mod.rs",
+                "set MAILSYNC_LANG=en or MAILSYNC_LANG=fr",
+            ),
+            // Before `run` has read the language.
+            ("src/main.rs", "starting the async runtime"),
+        ];
+        const OPENERS: &[&str] = &[
+            "Error::new(",
+            "Error::failure(",
+            "Error::usage(",
+            "Error::config(",
+            "Error::unreachable(",
+            "Error::refused(",
+            "Error::data(",
+            "Error::check_failed(",
+            ".with_hint(",
+            ".context(",
+            "out.print(",
+            "out.note(",
+            "eprintln!(",
+        ];
+        let mut found = Vec::new();
+        for (file, code) in sources() {
+            for opener in OPENERS {
+                for (i, _) in code.match_indices(opener) {
+                    let args = call_arguments(&code[i + opener.len()..]);
+                    for literal in literals(&without_messages(args)) {
+                        let on_purpose = ENGLISH_ON_PURPOSE
+                            .iter()
+                            .any(|(f, text)| *f == file && literal.contains(text));
+                        if has_two_words(&literal) && !on_purpose {
+                            found.push(format!("{file}: {opener}\"{literal}\""));
                         }
                     }
                 }
             }
         }
-        assert!(used.len() > 3, "{used:?}");
-        let missing: Vec<_> = used.iter().filter(|(_, id)| !en.contains(id)).collect();
         assert!(
-            missing.is_empty(),
-            "messages used but not written: {missing:?}"
+            found.is_empty(),
+            "words for people written in the code, not in locales/*/mailsync.ftl:\n{}",
+            found.join("\n")
         );
+        // The check itself sees what it must.
+        let sample = r#"Error::usage(format!("{name} is not a number"))"#;
+        let args = call_arguments(&sample["Error::usage(".len()..]);
+        assert!(literals(&without_messages(args))
+            .iter()
+            .any(|l| has_two_words(l)));
+        let sample = r#"Error::usage(t!("some-id", file = format!("{x}: {y}")))"#;
+        let args = call_arguments(&sample["Error::usage(".len()..]);
+        assert!(!literals(&without_messages(args))
+            .iter()
+            .any(|l| has_two_words(l)));
+    }
+
+    /// The text up to the parenthesis that closes a call (strings skipped).
+    fn call_arguments(text: &str) -> &str {
+        let mut depth = 1;
+        let mut in_string = false;
+        let mut escaped = false;
+        for (i, c) in text.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_string => escaped = true,
+                '"' => in_string = !in_string,
+                '(' if !in_string => depth += 1,
+                ')' if !in_string => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return &text[..i];
+                    }
+                }
+                _ => {}
+            }
+        }
+        text
+    }
+
+    /// `text` without the ids of `t!("id"` and `t_in!(lang, "id"`.
+    fn without_messages(text: &str) -> String {
+        let mut cut = Vec::new();
+        for open in ["t!(", "t_in!("] {
+            for (i, _) in text.match_indices(open) {
+                let before = text[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue; // format!(, print!(
+                }
+                // The id is the first literal of the call.
+                let from = i + open.len();
+                if let Some(quote) = text[from..].find('"').map(|q| from + q) {
+                    if let Some(close) = text[quote + 1..].find('"') {
+                        cut.push(quote..quote + close + 2);
+                    }
+                }
+            }
+        }
+        text.char_indices()
+            .filter(|(i, _)| !cut.iter().any(|r| r.contains(i)))
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// The string literals in `code`, with `{placeholders}` removed.
+    fn literals(code: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut chars = code.chars();
+        while let Some(c) = chars.next() {
+            if c != '"' {
+                continue;
+            }
+            let mut literal = String::new();
+            let mut escaped = false;
+            for c in chars.by_ref() {
+                match c {
+                    _ if escaped => {
+                        escaped = false;
+                        literal.push(c);
+                    }
+                    '\\' => escaped = true,
+                    '"' => break,
+                    _ => literal.push(c),
+                }
+            }
+            let mut plain = String::new();
+            let mut depth = 0;
+            for c in literal.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth = (depth - 1).max(0),
+                    _ if depth == 0 => plain.push(c),
+                    _ => {}
+                }
+            }
+            found.push(plain);
+        }
+        found
+    }
+
+    fn has_two_words(text: &str) -> bool {
+        let words: Vec<&str> = text
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|w| w.chars().count() >= 2)
+            .collect();
+        words.len() >= 2
     }
 }

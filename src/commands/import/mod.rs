@@ -64,7 +64,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return Err(Error::usage(crate::t!("import-error-batch-size")));
     }
     if !(1..=8).contains(&options.in_flight) {
-        return Err(Error::usage("--in-flight must be between 1 and 8"));
+        return Err(Error::usage(crate::t!("import-error-in-flight")));
     }
     if let Some(rejects) = &options.rejects {
         report::check_rejects_path(&options.file, rejects)?;
