@@ -18,7 +18,8 @@ use url::Url;
 
 use crate::config::{Secret, Source};
 use crate::error::{Error, Result};
-use crate::t;
+use crate::i18n::Lang;
+use crate::{t, t_in};
 
 pub const ENV_SMTP_URL: &str = "MAILSYNC_SMTP_URL";
 pub const ENV_FROM: &str = "MAILSYNC_FROM";
@@ -278,7 +279,7 @@ impl Mailer {
             Err(why) => Err(Error::config(t!(
                 "smtp-error-unusable",
                 server = self.server.masked(),
-                reason = why
+                reason = why.describe(crate::i18n::current())
             ))
             .with_hint(t!("smtp-hint-unusable", name = ENV_SMTP_URL))),
         }
@@ -291,17 +292,18 @@ impl Mailer {
         }
     }
 
-    async fn connect(&self) -> std::result::Result<AsyncSmtpConnection, String> {
+    async fn connect(&self) -> std::result::Result<AsyncSmtpConnection, ConnectFailure> {
         match tokio::time::timeout(self.timeout, self.open()).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
+            Err(_) => Err(ConnectFailure::Timeout(self.timeout.as_secs())),
         }
     }
 
-    async fn open(&self) -> std::result::Result<AsyncSmtpConnection, String> {
+    async fn open(&self) -> std::result::Result<AsyncSmtpConnection, ConnectFailure> {
+        use ConnectFailure::Other;
         let server = &self.server;
         let mut conn = if server.security == Security::ImplicitTls {
-            let tls = TlsParameters::new(server.host.clone()).map_err(|e| e.to_string())?;
+            let tls = TlsParameters::new(server.host.clone()).map_err(|e| Other(e.to_string()))?;
             AsyncSmtpConnection::connect_tokio1(
                 (server.host.as_str(), server.port),
                 Some(self.timeout),
@@ -310,27 +312,25 @@ impl Mailer {
                 None,
             )
             .await
-            .map_err(|e| describe_error(&e))?
+            .map_err(|e| Other(describe_error(&e)))?
         } else {
             let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
                 .await
-                .map_err(|e| format!("cannot connect to {}: {e}", server.address()))?;
+                .map_err(|e| ConnectFailure::Connect(server.address(), e.to_string()))?;
             let _ = tcp.set_nodelay(true);
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
                 .await
-                .map_err(|e| describe_error(&e))?;
+                .map_err(|e| Other(describe_error(&e)))?;
             if server.security == Security::StartTls {
                 if !conn.can_starttls() {
                     let _ = conn.quit().await;
-                    return Err(
-                        "the server does not offer STARTTLS, and mailsync never sends mail or a password in clear to another machine (use smtps:// for implicit TLS)"
-                            .into(),
-                    );
+                    return Err(ConnectFailure::NoStartTls);
                 }
-                let tls = TlsParameters::new(server.host.clone()).map_err(|e| e.to_string())?;
+                let tls =
+                    TlsParameters::new(server.host.clone()).map_err(|e| Other(e.to_string()))?;
                 conn.starttls(tls, &self.hello)
                     .await
-                    .map_err(|e| format!("STARTTLS failed: {}", describe_error(&e)))?;
+                    .map_err(|e| ConnectFailure::StartTls(describe_error(&e)))?;
             }
             conn
         };
@@ -345,14 +345,54 @@ impl Mailer {
             );
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "the server refused the login of {user}: {}",
-                        describe_error(&e)
-                    )
-                })?;
+                .map_err(|e| ConnectFailure::Login(user.clone(), describe_error(&e)))?;
         }
         Ok(conn)
+    }
+}
+
+/// Why a connection to the SMTP server failed: in the run's language for
+/// the person ([`Mailer::check`]), in English for what is stored with an
+/// email (its `smtp_response`), which other tools read.
+#[derive(Debug, Clone)]
+enum ConnectFailure {
+    /// No answer within this many seconds.
+    Timeout(u64),
+    /// No TCP connection to the address, for the system's reason.
+    Connect(String, String),
+    /// A remote server without STARTTLS: nothing is sent in clear.
+    NoStartTls,
+    StartTls(String),
+    /// The server refused this user's login.
+    Login(String, String),
+    /// lettre's or rustls' own words.
+    Other(String),
+}
+
+impl ConnectFailure {
+    fn describe(&self, lang: Lang) -> String {
+        match self {
+            ConnectFailure::Timeout(seconds) => {
+                t_in!(lang, "smtp-no-answer", seconds = seconds.to_string())
+            }
+            ConnectFailure::Connect(address, reason) => t_in!(
+                lang,
+                "smtp-cannot-connect",
+                address = address.as_str(),
+                reason = reason.as_str()
+            ),
+            ConnectFailure::NoStartTls => t_in!(lang, "smtp-no-starttls"),
+            ConnectFailure::StartTls(reason) => {
+                t_in!(lang, "smtp-starttls-failed", reason = reason.as_str())
+            }
+            ConnectFailure::Login(user, reason) => t_in!(
+                lang,
+                "smtp-login-refused",
+                user = user.as_str(),
+                reason = reason.as_str()
+            ),
+            ConnectFailure::Other(text) => text.clone(),
+        }
     }
 }
 
@@ -369,7 +409,7 @@ impl SmtpSession {
             Some(conn) if !conn.has_broken() => conn,
             _ => match self.mailer.connect().await {
                 Ok(conn) => conn,
-                Err(why) => return Attempt::Temporary(why),
+                Err(why) => return Attempt::Temporary(why.describe(Lang::En)),
             },
         };
         let envelope = message.envelope();
@@ -377,10 +417,8 @@ impl SmtpSession {
         let answer = tokio::time::timeout(self.mailer.timeout, conn.send(envelope, &bytes)).await;
         let attempt = match answer {
             Err(_) => {
-                return Attempt::Temporary(format!(
-                    "no answer within {} s",
-                    self.mailer.timeout.as_secs()
-                ))
+                let timeout = ConnectFailure::Timeout(self.mailer.timeout.as_secs());
+                return Attempt::Temporary(timeout.describe(Lang::En));
             }
             Ok(Ok(response)) => Attempt::Accepted(format!(
                 "{} {}",

@@ -498,6 +498,27 @@ async fn a_server_down_at_start_is_exit_3_and_nothing_is_claimed() {
         !err.contains("s3cr3t-pass"),
         "the password is never printed: {err}"
     );
+    // In French, mailsync's own words about the connection too.
+    let o = run(
+        &stack,
+        &user,
+        &["--lang", "fr", "campaigns", "deliver", &campaign],
+        &[("MAILSYNC_SMTP_URL", &url)],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "erreur : le serveur SMTP smtp://mailer:******@127.0.0.1:{port} est inutilisable : connexion impossible à 127.0.0.1:{port} : "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nconseil : définissez MAILSYNC_SMTP_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t-pass"), "{err}");
     let rows = emails(&campaign).await;
     assert_eq!(count(&rows, "pending"), 2);
     assert!(rows

@@ -353,6 +353,11 @@ smtp-error-list-unsubscribe = { $setting } must be a mailto: or https:// URL, e.
 smtp-error-tls = TLS for the SMTP server { $server }: { $reason }
 smtp-error-unusable = cannot use the SMTP server { $server }: { $reason }
 smtp-hint-unusable = set { $name } (on the local stack: scripts/local-stack.sh up)
+smtp-no-answer = no answer within { $seconds } s
+smtp-cannot-connect = cannot connect to { $address }: { $reason }
+smtp-no-starttls = the server does not offer STARTTLS, and mailsync never sends mail or a password in clear to another machine (use smtps:// for implicit TLS)
+smtp-starttls-failed = STARTTLS failed: { $reason }
+smtp-login-refused = the server refused the login of { $user }: { $reason }
 
 ## the REST API (src/supabase/rest.rs)
 

@@ -364,6 +364,11 @@ smtp-error-list-unsubscribe = { $setting } doit être une URL mailto: ou https:/
 smtp-error-tls = TLS pour le serveur SMTP { $server } : { $reason }
 smtp-error-unusable = le serveur SMTP { $server } est inutilisable : { $reason }
 smtp-hint-unusable = définissez { $name } (sur la pile locale : scripts/local-stack.sh up)
+smtp-no-answer = pas de réponse en { $seconds } s
+smtp-cannot-connect = connexion impossible à { $address } : { $reason }
+smtp-no-starttls = le serveur ne propose pas STARTTLS, et mailsync n’envoie jamais d’e-mail ni de mot de passe en clair vers une autre machine (utilisez smtps:// pour le TLS implicite)
+smtp-starttls-failed = échec de STARTTLS : { $reason }
+smtp-login-refused = le serveur a refusé la connexion de { $user } : { $reason }
 
 ## l’API REST (src/supabase/rest.rs)
 
