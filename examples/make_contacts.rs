@@ -68,7 +68,7 @@ fn sample(path: &str) -> Result<(), XlsxError> {
     book.save(path)
 }
 
-fn clean(rows: u32, path: &str, csv: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+pub fn clean(rows: u32, path: &str, csv: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
     let mut book = Workbook::new();
     let sheet = book.add_worksheet_with_constant_memory();
     sheet.write_string(0, 0, "Organisation")?;
