@@ -193,7 +193,23 @@ async fn updated_at_moves_and_status_timestamps_follow_the_status() {
     )
     .await;
     let before = rows_as(&mut db, &user, "select updated_at from email_campaigns").await;
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let before = get(&before[0], "updated_at").to_string();
+    // The next transaction starts once the database's clock has passed it.
+    let later = |a: &str, b: &str| {
+        let (a, b) = (a.to_string(), b.to_string());
+        async move {
+            admin()
+                .await
+                .query_one(
+                    "select coalesce($1::text::timestamptz, clock_timestamp()) > $2::text::timestamptz",
+                    &[&(!a.is_empty()).then_some(a), &b],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    while !later("", &before).await {}
     rows_as(&mut db, &user, "update email_campaigns set subject = 'S2'").await;
     let after = rows_as(
         &mut db,
@@ -201,8 +217,15 @@ async fn updated_at_moves_and_status_timestamps_follow_the_status() {
         "select created_at, updated_at from email_campaigns",
     )
     .await;
-    assert_ne!(get(&before[0], "updated_at"), get(&after[0], "updated_at"));
-    assert_ne!(get(&after[0], "created_at"), get(&after[0], "updated_at"));
+    let (created, updated) = (get(&after[0], "created_at"), get(&after[0], "updated_at"));
+    assert!(
+        later(updated, &before).await,
+        "updated_at moved on: {before} then {updated}"
+    );
+    assert!(
+        later(updated, created).await,
+        "created {created}, updated {updated}"
+    );
 
     rows_as(
         &mut db,
