@@ -45,6 +45,7 @@ insert into mailsync_objects (kind, name) values
   ('function', 'mailsync_org_name(text)'),
   ('function', 'mailsync_org_key(text)'),
   ('function', 'organization_named(text)'),
+  ('function', 'contact_organization_spellings(text)'),
   ('function', 'mailsync_normalize_contact()'),
   ('function', 'mailsync_normalize_organization()'),
   ('function', 'mailsync_create_missing_organizations()'),

@@ -66,6 +66,7 @@ insert into mailsync_objects (kind, name) values
   ('function', 'mailsync_org_name(text)'),
   ('function', 'mailsync_org_key(text)'),
   ('function', 'organization_named(text)'),
+  ('function', 'contact_organization_spellings(text)'),
   ('function', 'mailsync_normalize_contact()'),
   ('function', 'mailsync_normalize_organization()'),
   ('function', 'mailsync_create_missing_organizations()'),
@@ -272,7 +273,8 @@ end $$;
 -- Used by the triggers, `import_contacts` (`mailsync import` sends the cells
 -- as read and leaves the rule to it), `send_recipients` (`send_campaign`,
 -- `queue_campaign_page`), `count_send_recipients` (the count `mailsync
--- campaigns send` asks about) and `organization_named` (`--organization`).
+-- campaigns send` asks about), `organization_named` and
+-- `contact_organization_spellings` (`--organization`).
 -- ---------------------------------------------------------------------------
 
 create or replace function public.mailsync_org_name(name text)
@@ -311,10 +313,30 @@ as $$
   where o.user_id = (select auth.uid()) and o.name_key = public.mailsync_org_key($1)
 $$;
 
+-- The spellings the caller's contacts give the organisation that `name`
+-- names (`contacts list` and `contacts export` with `--organization`, which
+-- then filter on them): a contact keeps the case it was written in, so "ACME
+-- corp" and "Acme Corp" are one organisation with two spellings, both sent
+-- to by `campaigns send`. One scan of contacts_user_organization_idx.
+create or replace function public.contact_organization_spellings(name text)
+returns text[]
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  -- organization_name is kept (normalize_contact): lower() is its key.
+  select coalesce(pg_catalog.array_agg(distinct c.organization_name order by c.organization_name), '{}')
+  from public.contacts c
+  where c.user_id = (select auth.uid())
+    and pg_catalog.lower(c.organization_name) = public.mailsync_org_key($1)
+$$;
+
 revoke all on function public.mailsync_org_name(text), public.mailsync_org_key(text),
-  public.organization_named(text) from public, anon;
+  public.organization_named(text), public.contact_organization_spellings(text) from public, anon;
 grant execute on function public.mailsync_org_name(text), public.mailsync_org_key(text),
-  public.organization_named(text) to authenticated, service_role;
+  public.organization_named(text), public.contact_organization_spellings(text)
+  to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
 -- Trigger functions (search_path pinned; everything schema-qualified)

@@ -21,6 +21,63 @@ pub async fn organization(client: &RestClient, name: &str) -> Result<Option<Stri
         .json(what)
 }
 
+/// The contacts of one organisation, by the organisation-name rule: the
+/// organisation's name as stored, and the spellings its contacts carry (a
+/// contact keeps the case it was written in: "ACME corp" belongs to "Acme
+/// Corp", as `campaigns send` counts it).
+#[derive(Debug, Clone)]
+pub struct OrganizationContacts {
+    pub name: String,
+    spellings: Vec<String>,
+}
+
+impl OrganizationContacts {
+    /// Whether no contact has the organisation (nothing to ask the server).
+    pub fn is_empty(&self) -> bool {
+        self.spellings.is_empty()
+    }
+
+    /// Restricts a query of `contacts` to them.
+    pub fn filter(&self, query: postgrest::Builder) -> postgrest::Builder {
+        // PostgREST's list syntax: each value quoted, so that commas,
+        // parentheses and quotes in a name are plain characters.
+        let quoted = self
+            .spellings
+            .iter()
+            .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")));
+        query.in_("organization_name", quoted)
+    }
+}
+
+/// The user's organisation named `name` (see [`organization`]) and the
+/// spellings of it its contacts carry (`contact_organization_spellings` in
+/// `sql/MASTER-DATABASE.sql`). `None` when the user has no such
+/// organisation.
+pub async fn organization_contacts(
+    client: &RestClient,
+    name: &str,
+) -> Result<Option<OrganizationContacts>> {
+    let Some(stored) = organization(client, name).await? else {
+        return Ok(None);
+    };
+    let what = "looking up the organisation's contacts";
+    let spellings: Vec<String> = client
+        .execute_idempotent(
+            client.rpc(
+                "contact_organization_spellings",
+                &serde_json::json!({ "name": name }),
+            ),
+            None,
+            what,
+        )
+        .await?
+        .json(what)?;
+    Ok(Some(OrganizationContacts {
+        name: stored,
+        spellings,
+    }))
+}
+
 /// How many characters of a campaign's id `campaigns list` shows.
 pub const SHORT_ID: usize = 8;
 

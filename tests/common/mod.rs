@@ -150,6 +150,7 @@ async fn wait_for_rest(stack: &Stack, table: &str) {
 /// has loaded each of them.
 const RPC_PROBES: &[(&str, &str)] = &[
     ("import_contacts", r#"{"rows": []}"#),
+    ("contact_organization_spellings", r#"{"name": ""}"#),
     ("claim_emails", r#"{"max_emails": 1}"#),
     (
         "queue_campaign_page",

@@ -10,7 +10,9 @@
 //! memory mode), while the next page is being fetched: memory does not grow
 //! with the number of contacts.
 //! Server side: table `contacts` and its index `contacts_user_email_key` /
-//! `contacts_user_organization_idx` in `sql/MASTER-DATABASE.sql`.
+//! `contacts_user_organization_idx`, and for `--organization` the
+//! organisation-name rule (`organization_named`,
+//! `contact_organization_spellings`) in `sql/MASTER-DATABASE.sql`.
 //! Tests: `tests/contacts_export.rs`; benchmark: `scripts/bench-export`.
 
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::spreadsheet::{Cell, Kind, SheetWriter};
+use crate::supabase::lookup::OrganizationContacts;
 use crate::supabase::rest::RestClient;
 
 /// Rows asked for per request (Supabase caps an answer at 1000 by default;
@@ -71,7 +74,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let organization = match &options.organization {
         None => None,
         Some(name) => Some(
-            crate::supabase::lookup::organization(&client, name)
+            crate::supabase::lookup::organization_contacts(&client, name)
                 .await?
                 .ok_or_else(|| {
                     Error::failure(crate::t!(
@@ -129,7 +132,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             Kind::Xlsx => "xlsx",
             Kind::Csv => "csv",
         },
-        organization,
+        organization: organization.map(|o| o.name),
         contacts,
         pages,
         seconds: (elapsed * 1000.0).round() / 1000.0,
@@ -159,16 +162,19 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 /// The contacts after `after` (by email), at most [`PAGE`].
 async fn page(
     client: RestClient,
-    organization: Option<String>,
+    organization: Option<OrganizationContacts>,
     after: Option<String>,
 ) -> Result<Vec<Row>> {
+    if organization.as_ref().is_some_and(|o| o.is_empty()) {
+        return Ok(Vec::new());
+    }
     let mut query = client
         .from("contacts")
         .select("id,email,organization_name,created_at,updated_at")
         .order("email.asc")
         .limit(PAGE);
     if let Some(org) = &organization {
-        query = query.eq("organization_name", org);
+        query = org.filter(query);
     }
     if let Some(last) = &after {
         query = query.gt("email", last);

@@ -1,8 +1,9 @@
 //! `mailsync contacts list`: the user's contacts through PostgREST, paged by
 //! email (keyset paging, so the millionth contact costs what the first does,
 //! and the server's row cap never truncates the answer).
-//! Server side: tables `contacts` and `organizations` in
-//! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`
+//! Server side: tables `contacts` and `organizations`, and for
+//! `--organization` the organisation-name rule (`organization_named`,
+//! `contact_organization_spellings`) in `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`
 //! (`contacts_list_pages_past_the_servers_row_cap_and_filters_by_organisation`).
 
 use crate::config::Config;
@@ -24,11 +25,12 @@ pub struct Options {
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     let limit = options.limit;
     let client = crate::supabase::user::user_client(config, out).await?;
-    // Organisations match by the one rule: find the user's spelling.
+    // Organisations match by the one rule: the spellings of the user's
+    // organisation among their contacts.
     let organization = match &options.organization {
         None => None,
-        Some(name) => match crate::supabase::lookup::organization(&client, name).await? {
-            Some(stored) => Some(stored),
+        Some(name) => match crate::supabase::lookup::organization_contacts(&client, name).await? {
+            Some(found) => Some(found),
             None => {
                 out.note(crate::t!(
                     "contacts-no-organisation",
@@ -43,8 +45,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     };
     let mut contacts: Vec<Contact> = Vec::new();
     let mut after: Option<String> = None;
+    // An organisation none of the contacts has: nothing to ask for.
+    let nobody = organization.as_ref().is_some_and(|o| o.is_empty());
     loop {
-        let want = if limit == 0 {
+        let want = if nobody {
+            0
+        } else if limit == 0 {
             PAGE
         } else {
             PAGE.min(limit - contacts.len() as u64)
@@ -58,7 +64,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             .order("email.asc")
             .limit(want as usize);
         if let Some(org) = &organization {
-            query = query.eq("organization_name", org);
+            query = org.filter(query);
         }
         if let Some(last) = &after {
             query = query.gt("email", last);
