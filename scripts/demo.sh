@@ -15,7 +15,8 @@ eval "$(scripts/local-stack.sh env)"
 
 step "Building mailsync"
 cargo build --quiet
-mailsync() { target/debug/mailsync "$@"; }
+BIN="${CARGO_TARGET_DIR:-target}/debug/mailsync"
+mailsync() { "$BIN" "$@"; }
 
 step "mailsync db reset --yes"
 mailsync db reset --yes
