@@ -24,9 +24,7 @@ use error::Result;
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    i18n::set(i18n::detect_from_environment(
-        cli.global.lang.map(Into::into),
-    )?);
+    i18n::set_from_environment(cli.global.lang.map(Into::into))?;
     let out = cli.global.output();
     output::set_verbose(out.verbose > 0 && !out.quiet);
     let overrides = cli.global.overrides();

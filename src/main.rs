@@ -5,13 +5,16 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = mailsync::cli::Cli::parse();
     let verbose = cli.global.verbose > 0;
+    // The language, for an error before `run` (which sets it too) starts.
+    let _ = mailsync::i18n::set_from_environment(cli.global.lang.map(Into::into));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            let message = mailsync::t!("error-runtime", reason = e.to_string());
+            eprintln!("{}", mailsync::t!("error-line", message = message));
             return ExitCode::FAILURE;
         }
     };

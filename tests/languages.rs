@@ -80,6 +80,17 @@ fn an_unknown_language_is_a_usage_error() {
     let o = run(BAD_INTERVAL, &[("MAILSYNC_LANG", "de")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("MAILSYNC_LANG=de"), "{}", stderr(&o));
+    // Worded in the locale's language, the one the user reads.
+    let o = run(
+        BAD_INTERVAL,
+        &[("MAILSYNC_LANG", "de"), ("LANG", "fr_FR.UTF-8")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "erreur : MAILSYNC_LANG=de : mailsync parle en et fr\n\
+         conseil : définissez MAILSYNC_LANG=en ou MAILSYNC_LANG=fr, ou retirez-la pour suivre la locale\n"
+    );
     let o = run(&["--lang", "de", "dashboard"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

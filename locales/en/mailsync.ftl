@@ -183,6 +183,9 @@ send-next = Deliver it with: mailsync campaigns deliver; follow it with: mailsyn
 error-line = error: { $message }
 hint-line = hint: { $hint }
 detail-line = detail: { $detail }
+lang-error-unknown = MAILSYNC_LANG={ $value }: mailsync speaks en and fr
+lang-hint-unknown = set MAILSYNC_LANG=en or MAILSYNC_LANG=fr, or unset it to follow the locale
+error-runtime = starting the async runtime: { $reason }
 error-not-signed-in = not signed in to { $project }
 error-not-signed-in-hint = run `mailsync login`, or set MAILSYNC_ACCESS_TOKEN (on the local stack: `scripts/local-stack.sh token <uuid>`)
 error-no-campaign-id = no campaign with id { $id }

@@ -194,6 +194,9 @@ send-next = Remettez-la avec : mailsync campaigns deliver ; suivez-la avec : mai
 error-line = erreur : { $message }
 hint-line = conseil : { $hint }
 detail-line = détail : { $detail }
+lang-error-unknown = MAILSYNC_LANG={ $value } : mailsync parle en et fr
+lang-hint-unknown = définissez MAILSYNC_LANG=en ou MAILSYNC_LANG=fr, ou retirez-la pour suivre la locale
+error-runtime = démarrage de l’environnement d’exécution asynchrone : { $reason }
 error-not-signed-in = pas de session ouverte sur { $project }
 error-not-signed-in-hint = lancez `mailsync login`, ou définissez MAILSYNC_ACCESS_TOKEN (sur la pile locale : `scripts/local-stack.sh token <uuid>`)
 error-no-campaign-id = aucune campagne d’id { $id }
