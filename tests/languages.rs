@@ -251,8 +251,8 @@ fn the_database_target_is_french_on_screen_and_english_in_json() {
     let fr = stderr(&fr);
     assert!(
         fr.starts_with(
-            "Cible : base «\u{a0}postgres\u{a0}» sur 127.0.0.1:54322 en tant que postgres\n\
-             erreur : réinitialisation de base «\u{a0}postgres\u{a0}» sur 127.0.0.1:54322 en tant que postgres refusée sans confirmation"
+            "Cible : la base «\u{a0}postgres\u{a0}» sur 127.0.0.1:54322 en tant que postgres\n\
+             erreur : réinitialisation de la base «\u{a0}postgres\u{a0}» sur 127.0.0.1:54322 en tant que postgres refusée sans confirmation"
         ),
         "{fr}"
     );

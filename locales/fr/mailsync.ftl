@@ -336,7 +336,7 @@ config-hint-plain-http = utilisez https:// ; sur un réseau de confiance seuleme
 config-error-reading = lecture de { $file } : { $reason }
 config-env-line-unparsable = ligne illisible à l’octet { $byte }
 config-env-unreadable = fichier illisible
-pg-target = base « { $database } » sur { $host }:{ $port } en tant que { $user }
+pg-target = la base « { $database } » sur { $host }:{ $port } en tant que { $user }
 pg-error-sslmode = SUPABASE_DB_URL : sslmode « { $mode } » inconnu
 pg-hint-sslmode = utilisez verify-full, verify-ca, require, prefer ou disable
 pg-error-url-invalid = SUPABASE_DB_URL n’est pas une URL de connexion Postgres valide (attendu : postgresql://USER:PASSWORD@HOST:PORT/DATABASE)
@@ -430,8 +430,8 @@ doing-queueing-campaign = mise en file de la campagne
 
 # $verb vaut reset ou apply.
 db-report = { $verb ->
-        [reset] Réinitialisation de
-       *[other] Application à
+        [reset] Schéma recréé dans
+       *[other] Schéma appliqué à
     } { $target } : { $tables ->
         [one] { $tables } table
        *[other] { $tables } tables
@@ -582,7 +582,7 @@ deliver-unknown = { $count ->
        *[other] { $count } e-mails ont une issue inconnue
     } : un processus d’envoi s’est arrêté entre leur prise et l’enregistrement du résultat, le serveur SMTP les a donc peut-être acceptés, peut-être pas ; { $resend ->
         [yes] ils sont renvoyés maintenant (--resend-unknown)
-       *[other] ils sont laissés tels quels : renvoyez-les avec --resend-unknown une fois sûr qu’ils ne sont pas partis
+       *[other] ils sont laissés tels quels : renvoyez-les avec --resend-unknown quand vous saurez qu’ils ne sont pas partis
     }.
 deliver-unknown-email = {"  "}{ $email }  Message-ID { $message_id }  pris le { $claimed_at } par { $owner }
 deliver-unknown-more = {"  "}… et { $count } de plus
