@@ -135,6 +135,13 @@ async fn a_join_with_no_reply_is_abandoned_and_retried_with_growing_waits() {
     }
     changes_flow(&mut events, &user).await;
     assert_eq!(server.silent_joins(), 3);
+    // Each silent server was left: its socket closed, only the live one open.
+    until(
+        "the abandoned sockets closed",
+        Duration::from_secs(10),
+        || server.open_sockets() == 1,
+    )
+    .await;
     // One socket per attempt; the wait between attempts doubles (0.5 s,
     // 1 s, 2 s after each join timeout).
     let at: Vec<f64> = server

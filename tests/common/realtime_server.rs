@@ -213,6 +213,8 @@ struct Shared {
     joins_seen: AtomicUsize,
     silent_seen: AtomicUsize,
     connections: Mutex<Vec<mpsc::UnboundedSender<Outgoing>>>,
+    /// Websockets accepted and not yet closed by either side.
+    open_sockets: AtomicUsize,
 }
 
 /// A running server; stops when dropped (its tasks end with the test's runtime).
@@ -237,6 +239,7 @@ impl RealtimeServer {
             joins_seen: AtomicUsize::new(0),
             silent_seen: AtomicUsize::new(0),
             connections: Mutex::new(Vec::new()),
+            open_sockets: AtomicUsize::new(0),
         });
         start_wal_reader(shared.clone()).await;
         start_token_checker(shared.clone());
@@ -331,6 +334,11 @@ impl RealtimeServer {
     /// Every `access_token` message received, with its outcome.
     pub fn token_refreshes(&self) -> Vec<TokenRefresh> {
         self.shared.stats.lock().unwrap().token_refreshes.clone()
+    }
+
+    /// Websockets open now: a client that leaves a socket closes it.
+    pub fn open_sockets(&self) -> usize {
+        self.shared.open_sockets.load(Ordering::SeqCst)
     }
 
     /// Joins left without a reply.
@@ -508,6 +516,7 @@ async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
     let Ok(ws) = accepted else {
         return;
     };
+    shared.open_sockets.fetch_add(1, Ordering::SeqCst);
     let (mut sink, mut source) = ws.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     shared.connections.lock().unwrap().push(out.clone());
@@ -603,6 +612,7 @@ async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
     }
     shared.channels.lock().unwrap().retain(|c| c.conn != conn);
     writer.abort();
+    shared.open_sockets.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn join(
