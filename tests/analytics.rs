@@ -131,15 +131,7 @@ async fn seed(db: &Client, user: &User, campaigns: usize, contacts: usize) -> Ve
     .unwrap();
     let mut ids = Vec::new();
     for i in 0..campaigns {
-        let id: Uuid = db
-            .query_one(
-                "insert into public.email_campaigns (user_id, name, subject, status) values ($1, $2, 'S', 'sending') returning id",
-                &[&user.id, &format!("C{i}")],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        ids.push(id);
+        ids.push(common::insert_campaign(user, &format!("C{i}"), "sending").await);
     }
     ids
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{json_of, new_user, rest, run_as, stderr, stdout, Stack, User};
+use common::{insert_as, json_of, new_user, rest, run_as, stderr, stdout, Stack, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -18,21 +18,7 @@ async fn contacts(stack: &Stack, user: &User, n: usize, m: usize) {
                    "organization_name": if i < n { "Acme SARL" } else { "Beta" }})
         })
         .collect();
-    insert(stack, user, "contacts", json!(rows)).await;
-}
-
-/// Inserts `rows` into `table` as `user`, through REST.
-async fn insert(stack: &Stack, user: &User, table: &str, rows: Value) {
-    let (status, body) = rest(
-        stack,
-        Method::POST,
-        table,
-        Some(&user.token),
-        Some(rows),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    insert_as(stack, user, "contacts", json!(rows)).await;
 }
 
 fn create(stack: &Stack, user: &User, name: &str) -> String {
@@ -694,9 +680,9 @@ async fn the_prompt_counts_what_is_queued_for_tricky_organisation_names() {
         .iter()
         .map(|(email, org)| json!({"email": email, "organization_name": org}))
         .collect();
-    insert(&stack, &user, "contacts", json!(rows)).await;
+    insert_as(&stack, &user, "contacts", json!(rows)).await;
     let unsubscribed = json!({"email": "d@ecole.test", "reason": "unsubscribed"});
-    insert(&stack, &user, "suppressions", unsubscribed).await;
+    insert_as(&stack, &user, "suppressions", unsubscribed).await;
 
     for (typed, expected) in [
         ("école   SAINT_JEAN", 3),

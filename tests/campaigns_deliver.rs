@@ -30,16 +30,7 @@ async fn draft_campaign(
         .enumerate()
         .map(|(i, e)| json!({"email": e, "organization_name": format!("Org {}", i % 3)}))
         .collect();
-    let (status, body) = rest(
-        stack,
-        Method::POST,
-        "contacts",
-        Some(&user.token),
-        Some(json!(rows)),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    common::insert_as(stack, user, "contacts", json!(rows)).await;
     let (status, body) = rest(
         stack,
         Method::POST,

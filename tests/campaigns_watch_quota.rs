@@ -60,15 +60,7 @@ async fn a_watch_during_a_100_000_email_send_at_1_000_a_second_stays_within_the_
     let admin = common::admin().await;
 
     // The send: a campaign with every email queued (pending).
-    let campaign: uuid::Uuid = admin
-        .query_one(
-            "insert into public.email_campaigns (user_id, name, subject, status)
-             values ($1, 'Quota', 'S', 'sending') returning id",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let campaign = common::insert_campaign(&user, "Quota", "sending").await;
     admin
         .execute(
             "insert into public.emails_sent (user_id, campaign_id, recipient_email)

@@ -39,16 +39,7 @@ async fn seed(stack: &Stack, user: &User, bulk: usize) {
                "organization_name": format!("Org {}", i % 7)})
     }));
     for chunk in rows.chunks(1000) {
-        let (status, body) = rest(
-            stack,
-            Method::POST,
-            "contacts",
-            Some(&user.token),
-            Some(json!(chunk)),
-            None,
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        common::insert_as(stack, user, "contacts", json!(chunk)).await;
     }
 }
 
@@ -236,16 +227,7 @@ async fn list_and_export_of_an_organisation_find_every_spelling_send_counts() {
         .iter()
         .map(|(email, org)| json!({"email": email, "organization_name": org}))
         .collect();
-    let (status, body) = rest(
-        &stack,
-        Method::POST,
-        "contacts",
-        Some(&user.token),
-        Some(json!(rows)),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    common::insert_as(&stack, &user, "contacts", json!(rows)).await;
 
     for (typed, expected) in [
         (

@@ -9,13 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{mailsync, stderr, stdout, ScratchDb};
-use serde_json::Value;
-
-fn json_of(o: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(o).trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", stdout(o), stderr(o)))
-}
+use common::{json_of, mailsync, stderr, stdout, ScratchDb};
 
 fn migrations(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -4,19 +4,14 @@
 
 mod common;
 
-use common::{admin, mailsync, new_user, rest, stderr, stdout, Stack, User};
+use common::{admin, json_of, mailsync, new_user, rest, stderr, Stack, User};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn run_as(stack: &Stack, user: &User, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut all = vec![("MAILSYNC_ACCESS_TOKEN", user.token.as_str())];
     all.extend_from_slice(env);
     mailsync(stack, args, &all)
-}
-
-fn json_of(o: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(o).trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", stdout(o), stderr(o)))
 }
 
 fn capped_url(stack: &Stack) -> String {

@@ -415,15 +415,7 @@ async fn finishing_a_campaign_while_another_writer_holds_its_live_row_does_not_d
     let stack = common::ready().await;
     let user = new_user(&stack).await;
     let db = admin().await;
-    let campaign: Uuid = db
-        .query_one(
-            "insert into public.email_campaigns (user_id, name, subject, status)
-             values ($1, 'Live row', 'S', 'sending') returning id",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let campaign = common::insert_campaign(&user, "Live row", "sending").await;
     // The live row last moved a minute ago: the next writer's counts move it.
     db.execute(
         "update public.campaign_live set changed_at = now() - interval '1 minute' where campaign_id = $1",

@@ -91,11 +91,7 @@ async fn only_campaign_live_is_published() {
 }
 
 async fn new_campaign(user: &common::User, name: &str) -> uuid::Uuid {
-    common::scalar(
-        "insert into public.email_campaigns (user_id, name, subject) values ($1, $2, 'S') returning id",
-        &[&user.id, &name],
-    )
-    .await
+    common::insert_campaign(user, name, "draft").await
 }
 
 #[tokio::test]

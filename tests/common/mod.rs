@@ -273,6 +273,21 @@ pub async fn rest(
     (status, value)
 }
 
+/// Inserts `rows` (an object or an array of them) into `table` as `user`
+/// through the REST API, and checks that it answered 201.
+pub async fn insert_as(stack: &Stack, user: &User, table: &str, rows: Value) {
+    let (status, body) = rest(
+        stack,
+        reqwest::Method::POST,
+        table,
+        Some(&user.token),
+        Some(rows),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "inserting into {table}: {body}");
+}
+
 /// The mailsync binary the tests run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_mailsync");
 
@@ -526,6 +541,17 @@ where
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// A campaign of `user` named `name` (subject "S") with `status`, written
+/// directly as the superuser; its id.
+pub async fn insert_campaign(user: &User, name: &str, status: &str) -> Uuid {
+    scalar(
+        "insert into public.email_campaigns (user_id, name, subject, status)
+         values ($1, $2, 'S', $3) returning id",
+        &[&user.id, &name, &status],
+    )
+    .await
 }
 
 /// The checks a `db verify --json` report has failing.
