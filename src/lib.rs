@@ -35,7 +35,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         output::trace(format!(
             "target: {} ({})",
             config.project_display(),
-            config.supabase_url.source
+            // The -v trace is English, like the rest of it.
+            config.supabase_url.source.describe(i18n::Lang::En)
         ));
         Ok::<_, error::Error>(config)
     };

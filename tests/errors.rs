@@ -38,6 +38,23 @@ async fn a_duplicate_template_name_is_a_sentence_and_the_code_is_for_v() {
     let again = mailsync(&stack, &verbose, &token);
     let err = stderr(&again);
     assert!(err.contains("detail: code 23505"), "{err}");
+
+    // In French from start to end: what was being done, the sentence, the
+    // advice; the server's code stays as the server gave it.
+    let mut french = vec!["--lang", "fr", "-v"];
+    french.extend_from_slice(&args);
+    let again = mailsync(&stack, &french, &token);
+    let err = stderr(&again);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\nerreur : création du modèle \"Welcome\" : vous avez déjà un modèle"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nconseil : choisissez un autre nom, ou utilisez le modèle existant\n"),
+        "{err}"
+    );
+    assert!(err.contains("\ndétail : code 23505"), "{err}");
 }
 
 #[tokio::test]
