@@ -430,18 +430,14 @@ async fn a_session_refreshed_while_watching_reaches_the_channel_the_reads_and_th
         &serde_json::json!({"access_token": old, "refresh_token": "refresh-token-0",
                             "expires_at": old_claims["exp"], "user_id": user.id, "email": user.email}),
     );
-    let mut child = tokio::process::Command::from(common::command_for(
+    let mut child = spawn_watch(
         &server.url(),
         &stack.anon_key,
         dir.path(),
-    ))
-    .args(["--json", "-v", "campaigns", "watch", "--mode", "realtime"])
-    .env("MAILSYNC_LANG", "en")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true)
-    .spawn()
-    .unwrap();
+        &["-v", "campaigns", "watch", "--mode", "realtime"],
+        None,
+    );
+    let _shown = gather(child.stdout.take().unwrap());
     let bearer = |token: &str| Some(format!("Bearer {token}"));
 
     // Live with the saved token, nothing refreshed yet.
@@ -571,6 +567,30 @@ async fn a_session_refreshed_while_watching_reaches_the_channel_the_reads_and_th
     }
 }
 
+/// The real `--json campaigns watch` with these arguments, against `url`
+/// with the configuration directory `dir` (isolated by the harness), its
+/// stdout and stderr piped, killed when dropped.
+fn spawn_watch(
+    url: &str,
+    anon_key: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+    token: Option<&str>,
+) -> tokio::process::Child {
+    let mut command = tokio::process::Command::from(common::command_for(url, anon_key, dir));
+    command
+        .args(["--json"])
+        .args(args)
+        .env("MAILSYNC_LANG", "en")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.env("MAILSYNC_ACCESS_TOKEN", token);
+    }
+    command.spawn().unwrap()
+}
+
 /// Lines a child writes to a pipe, gathered as they come.
 fn gather(
     pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -600,27 +620,20 @@ async fn the_watch_outlives_failed_reads_with_doubling_waits_capped_at_30_s() {
     let gateway = Gateway::start(&stack.url, &stack.anon_key).await;
     let watch = |interval: &str| {
         let dir = tempfile::tempdir().unwrap();
-        let child = tokio::process::Command::from(common::command_for(
+        let child = spawn_watch(
             &gateway.url,
             &stack.anon_key,
             dir.path(),
-        ))
-        .args([
-            "--json",
-            "campaigns",
-            "watch",
-            "--mode",
-            "poll",
-            "--interval",
-            interval,
-        ])
-        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
-        .env("MAILSYNC_LANG", "en")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+            &[
+                "campaigns",
+                "watch",
+                "--mode",
+                "poll",
+                "--interval",
+                interval,
+            ],
+            Some(&user.token),
+        );
         (child, dir)
     };
 
@@ -724,26 +737,13 @@ async fn a_watch_whose_session_cannot_be_refreshed_ends_with_exit_3() {
         &serde_json::json!({"access_token": old, "refresh_token": "refresh-token-0",
                             "expires_at": expires_at, "user_id": user.id, "email": user.email}),
     );
-    let mut child = tokio::process::Command::from(common::command_for(
+    let mut child = spawn_watch(
         &gateway.url,
         &stack.anon_key,
         dir.path(),
-    ))
-    .args([
-        "--json",
-        "campaigns",
-        "watch",
-        "--mode",
-        "poll",
-        "--interval",
-        "0.5",
-    ])
-    .env("MAILSYNC_LANG", "en")
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true)
-    .spawn()
-    .unwrap();
+        &["campaigns", "watch", "--mode", "poll", "--interval", "0.5"],
+        None,
+    );
     let out = gather(child.stdout.take().unwrap());
     let err = gather(child.stderr.take().unwrap());
     until("a first refresh", Duration::from_secs(20), || {
