@@ -118,7 +118,7 @@ pub enum Command {
     /// Provision and check the schema over a direct Postgres connection
     #[command(subcommand)]
     Db(DbCommand),
-    /// Import contacts from a spreadsheet (.xlsx .xlsm .xlsb .xls .ods .csv) as the signed-in user
+    /// Import contacts from a spreadsheet (.xlsx .xlsm .xlsb .xls .ods .csv .tsv) as the signed-in user
     #[command(
         after_help = "Column A is the organisation and column B the email unless told otherwise; a
 first row whose email cell is not an email is a header. Rows go through the REST

@@ -175,11 +175,11 @@ fn import_file_errors_and_limits_are_translated() {
     assert_eq!(en.status.code(), Some(2));
     assert_eq!(
         stderr(&en),
-        format!("error: {pdf}: unsupported file type; mailsync reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv\n")
+        format!("error: {pdf}: unsupported file type; mailsync reads .xlsx, .xlsm, .xlsb, .xls, .ods, .csv and .tsv\n")
     );
     assert_eq!(
         stderr(&fr),
-        format!("erreur : {pdf} : type de fichier non pris en charge ; mailsync lit les fichiers .xlsx, .xlsm, .xlsb, .xls, .ods et .csv\n")
+        format!("erreur : {pdf} : type de fichier non pris en charge ; mailsync lit les fichiers .xlsx, .xlsm, .xlsb, .xls, .ods, .csv et .tsv\n")
     );
 
     let empty = dir.path().join("vide.csv");

@@ -1,7 +1,8 @@
 //! Reading a sheet as a stream of rows: `.xlsx`/`.xlsm` cell by cell
 //! (calamine's streaming cell reader, so memory does not grow with the
-//! sheet), `.xlsb`/`.xls`/`.ods` through calamine's ranges, `.csv` with the
-//! `csv` crate. Every cell arrives as the text a person sees in the sheet.
+//! sheet), `.xlsb`/`.xls`/`.ods` through calamine's ranges, `.csv`/`.tsv`
+//! with the `csv` crate. Every cell arrives as the text a person sees in the
+//! sheet.
 //!
 //! A pass over the rows runs on its own thread and hands rows over a bounded
 //! channel; [`Workbook::rows`] starts a fresh pass each time it is called.
@@ -60,7 +61,7 @@ impl Format {
             "xlsb" => Ok(Format::Xlsb),
             "xls" | "xla" => Ok(Format::Xls),
             "ods" => Ok(Format::Ods),
-            "csv" | "txt" => Ok(Format::Csv),
+            "csv" | "txt" | "tsv" | "tab" => Ok(Format::Csv),
             _ => Err(Error::usage(t!(
                 "import-error-file-type",
                 file = path.display().to_string()
@@ -439,11 +440,16 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
         .map_err(|e| file_error(&book.path, &e))?;
     let first_line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
     let count = |c: u8| first_line.iter().filter(|b| **b == c).count();
-    let delimiter = [b',', b';', b'\t']
-        .into_iter()
-        .max_by_key(|c| count(*c))
-        .filter(|c| count(*c) > 0)
-        .unwrap_or(b',');
+    let delimiter = if tab_separated(&book.path) {
+        // A name that says tabs: a comma in a cell cannot outvote them.
+        b'\t'
+    } else {
+        [b',', b';', b'\t']
+            .into_iter()
+            .max_by_key(|c| count(*c))
+            .filter(|c| count(*c) > 0)
+            .unwrap_or(b',')
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -484,6 +490,13 @@ fn stream_csv(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result
         }
     }
     Ok(())
+}
+
+/// `.tsv` and `.tab`: tab-separated values, whatever the first line holds.
+fn tab_separated(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv") || e.eq_ignore_ascii_case("tab"))
 }
 
 /// A cell as a person sees it: `1234`, not `1234.0`; dates as `2024-03-31`.
@@ -555,5 +568,28 @@ mod tests {
         assert_eq!(display_float(12.5), "12.5");
         assert_eq!(display_float(-3.0), "-3");
         assert_eq!(display_float(0.1 + 0.2), "0.30000000000000004");
+    }
+
+    #[test]
+    fn a_tsv_is_split_at_tabs_whatever_its_first_line_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "Dupont, Martin, associés\tcontact@dupont.fr\nA, B, C\tb@x.fr\n";
+        for (name, cells) in [
+            (
+                "list.tsv",
+                vec!["Dupont, Martin, associés", "contact@dupont.fr"],
+            ),
+            // The same text as .csv: more commas than tabs on the first line.
+            (
+                "list.csv",
+                vec!["Dupont", " Martin", " associés\tcontact@dupont.fr"],
+            ),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let book = Workbook::open(&path, None).unwrap();
+            let first = book.rows().next().unwrap().unwrap();
+            assert_eq!(first.cells, cells, "{name}");
+        }
     }
 }
