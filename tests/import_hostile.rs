@@ -6,6 +6,7 @@
 //! repeated 100 000 × 100 times, oversized cells.
 
 mod common;
+mod workbooks;
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -644,4 +645,225 @@ async fn terminal_control_sequences_in_cells_are_printed_escaped_and_stored_as_t
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
     assert_no_control("error", &r.stderr);
     assert!(r.stderr.contains(r"evil\u{1b}[2J.csv"), "{}", r.stderr);
+}
+
+// ---- .xls: the OLE container and the BIFF records inside it ----
+
+fn write_xls(path: &Path, ole: &workbooks::Ole) {
+    std::fs::write(path, &ole.bytes).unwrap();
+    assert!(ole.bytes.len() <= 4 << 20, "{} bytes", ole.bytes.len());
+}
+
+#[tokio::test]
+async fn an_xls_built_here_imports_so_its_hostile_variants_test_the_limits() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(dir.path(), "built.xls");
+    let stream = workbooks::contacts(&[("Organisation", "Email"), ("Acme", "a@acme.fr")]);
+    write_xls(&path, &workbooks::compound_file(&stream, 0));
+    let r = run(
+        &stack,
+        Some(&user),
+        &["--json", "import", path_str(&path)],
+        &[],
+    );
+    r.assert_bounded("built xls");
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    assert_eq!(contacts_count(&user).await, 1);
+}
+
+#[tokio::test]
+async fn xls_shared_strings_repeated_by_many_cells_are_refused() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    // One 32 000-character shared string named by 250 000 cells: 3.5 MB of
+    // records, 8 GB of text once each cell holds its own copy.
+    let long = "x".repeat(32_000);
+    let mut cells = Vec::new();
+    for row in 0..250_000u32 {
+        cells.extend(workbooks::label_sst(
+            (row % 65_536) as u16,
+            (row / 65_536) as u16,
+            0,
+        ));
+    }
+    let stream = workbooks::workbook(&workbooks::sst((1, 1), &[&long]), &[cells], &[("S", 0)]);
+    let path = file(dir.path(), "repeated-strings.xls");
+    write_xls(&path, &workbooks::compound_file(&stream, 0));
+    let r = run(&stack, Some(&user), &["import", path_str(&path)], &[]);
+    r.assert_refused(
+        "one shared string in 250 000 cells",
+        &path,
+        &["shared strings", "256 MiB", "--max-entry-size"],
+    );
+    assert_eq!(contacts_count(&user).await, 0);
+}
+
+#[tokio::test]
+async fn xls_declared_counts_and_dimensions_are_refused() {
+    let stack = common::ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    // An SST that declares four billion strings and holds two.
+    let stream = workbooks::workbook(
+        &workbooks::sst((4_000_000_000, 4_000_000_000), &["Acme", "a@acme.fr"]),
+        &[[workbooks::label_sst(0, 0, 0), workbooks::label_sst(0, 1, 1)].concat()],
+        &[("S", 0)],
+    );
+    let path = file(dir.path(), "sst-count.xls");
+    write_xls(&path, &workbooks::compound_file(&stream, 0));
+    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    r.assert_refused(
+        "sst count 4 000 000 000",
+        &path,
+        &["4 000 000 000", "--max-shared-strings"],
+    );
+    // DIMENSIONS that declare every row and column of a sheet.
+    let stream = workbooks::workbook(
+        &[],
+        &[[
+            workbooks::dimensions((0, 1_048_576), (0, 256)),
+            workbooks::label(0, 0, "Acme"),
+        ]
+        .concat()],
+        &[("S", 0)],
+    );
+    let path = file(dir.path(), "dimensions.xls");
+    write_xls(&path, &workbooks::compound_file(&stream, 0));
+    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    r.assert_refused(
+        "dimensions 1 048 576 × 256",
+        &path,
+        &["cells", "--max-cells"],
+    );
+    // DIMENSIONS whose last row comes before its first.
+    let stream = workbooks::workbook(
+        &[],
+        &[[
+            workbooks::dimensions((10, 5), (0, 2)),
+            workbooks::label(0, 0, "Acme"),
+        ]
+        .concat()],
+        &[("S", 0)],
+    );
+    let path = file(dir.path(), "backwards.xls");
+    write_xls(&path, &workbooks::compound_file(&stream, 0));
+    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    r.assert_bounded("dimensions backwards");
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    // Twenty sheet records naming one sheet of 1.8 million cells: each is
+    // parsed and held on its own.
+    let sheet = [
+        workbooks::label(0, 0, "Acme"),
+        workbooks::label(7_000, 255, "a@acme.fr"),
+    ]
+    .concat();
+    let names: Vec<String> = (0..20).map(|i| format!("S{i}")).collect();
+    let bound: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 0)).collect();
+    let stream = workbooks::workbook(&[], &[sheet], &bound);
+    let path = file(dir.path(), "aliases.xls");
+    write_xls(&path, &workbooks::compound_file(&stream, 0));
+    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    r.assert_refused("one sheet named 20 times", &path, &["cells", "--max-cells"]);
+}
+
+#[tokio::test]
+async fn a_damaged_xls_container_is_refused_without_looping() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stream = workbooks::contacts(&[("Organisation", "Email"), ("Acme", "a@acme.fr")]);
+    let valid = workbooks::compound_file(&stream, 0);
+    let damaged = "OLE container is damaged";
+
+    // Truncated: half the file.
+    let path = file(dir.path(), "truncated.xls");
+    std::fs::write(&path, &valid.bytes[..valid.bytes.len() / 2]).unwrap();
+    let r = run(&stack, Some(&user), &["import", path_str(&path)], &[]);
+    r.assert_refused("truncated", &path, &["not a readable workbook"]);
+
+    // The directory's chain of sectors points back to itself.
+    let mut ole = workbooks::compound_file(&stream, 0);
+    ole.set_fat(ole.dir_sector, ole.dir_sector);
+    let path = file(dir.path(), "directory-loop.xls");
+    write_xls(&path, &ole);
+    let r = run(&stack, Some(&user), &["import", path_str(&path)], &[]);
+    r.assert_refused("directory chain loop", &path, &[damaged, "loops"]);
+
+    // The stream's chain loops and the stream declares 4 GiB.
+    let mut ole = workbooks::compound_file(&stream, 0);
+    let last = *ole.stream_sectors.last().unwrap();
+    ole.set_fat(last, ole.stream_sectors[0]);
+    ole.set_size(1, 0xFFFF_FF00);
+    let path = file(dir.path(), "stream-loop.xls");
+    write_xls(&path, &ole);
+    let r = run(&stack, Some(&user), &["import", path_str(&path)], &[]);
+    r.assert_refused(
+        "stream chain loop, 4 GiB declared",
+        &path,
+        &[damaged, "loops"],
+    );
+
+    // A DIFAT chain that loops on one sector which names the first FAT
+    // sector 127 times: each pass would read the FAT again (4 MiB of file,
+    // half a GiB of allocation table).
+    let mut ole = workbooks::compound_file(&stream, 4_150_000);
+    let difat = *ole.stream_sectors.last().unwrap() + 1;
+    let at = workbooks::Ole::at(difat);
+    for i in 0..127 {
+        ole.bytes[at + i * 4..at + i * 4 + 4].copy_from_slice(&0u32.to_le_bytes());
+    }
+    ole.bytes[at + 508..at + 512].copy_from_slice(&difat.to_le_bytes());
+    ole.set_header_u32(68, difat);
+    ole.set_header_u32(72, 1);
+    let path = file(dir.path(), "difat-loop.xls");
+    write_xls(&path, &ole);
+    let r = run(&stack, Some(&user), &["import", path_str(&path)], &[]);
+    r.assert_refused("DIFAT loop", &path, &[damaged]);
+    assert_eq!(contacts_count(&user).await, 0);
+}
+
+#[tokio::test]
+async fn a_workbook_named_for_another_format_is_read_only_as_that_format() {
+    let stack = common::ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The nine-billion-strings .xlsx, named .XLS: checked as an .xls, it
+    // must not then be read as the .xlsx it is.
+    let xlsx = file(dir.path(), "nine-billion.xlsx");
+    nine_billion_strings(&xlsx);
+    for name in [
+        "contacts.XLS",
+        "contacts.xls",
+        "contacts.ODS",
+        "contacts.XLSB",
+    ] {
+        let path = file(dir.path(), name);
+        std::fs::copy(&xlsx, &path).unwrap();
+        let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+        r.assert_refused(name, &path, &["not a readable workbook"]);
+    }
+}
+
+#[tokio::test]
+async fn an_ods_cell_of_long_text_repeated_a_million_times_is_refused() {
+    let stack = common::ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 1 000 000 cells, under the cells limit, each given its own copy of
+    // 30 000 characters: 30 GB from a file of a few KB.
+    let path = file(dir.path(), "repeated-text.ods");
+    ods(
+        &path,
+        &format!(
+            r#"<table:table-row table:number-rows-repeated="10000"><table:table-cell table:number-columns-repeated="100" office:value-type="string"><text:p>{}</text:p></table:table-cell></table:table-row>"#,
+            "y".repeat(30_000)
+        ),
+    );
+    assert!(std::fs::metadata(&path).unwrap().len() < 4096);
+    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    r.assert_refused(
+        "ods 30 000 characters × 1 000 000",
+        &path,
+        &["repeats its cells' text", "256 MiB", "--max-entry-size"],
+    );
 }

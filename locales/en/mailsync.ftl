@@ -495,7 +495,20 @@ limit-shared-strings = the shared-strings table { $declared ->
        *[other] holds
     } { $count } entries, more than the limit of { $limit }
 limit-ods-cells = sheet { $sheet } expands to { $count } cells or more (repeated rows and columns included), more than the limit of { $limit } cells
-limit-xls-cells = a sheet spans { $count } cells or more, more than the limit of { $limit } cells
+limit-xls-cells = its sheets span { $count } cells or more, more than the limit of { $limit } cells
+limit-xls-text = its cells repeat shared strings to more than { $limit } of text, the limit for one entry
+limit-ods-text = sheet { $sheet } repeats its cells' text to more than { $limit }, the limit for one entry
+import-error-ole-damaged = { $file }: not a readable workbook: its OLE container is damaged ({ $reason }); nothing was imported
+ole-sector-past-end = sector { $sector } lies past the end of the file
+ole-sector-unreadable = cannot read sector { $sector }: { $reason }
+ole-chain-loops = a chain of sectors loops back to sector { $sector }
+ole-sector-not-in-fat = sector { $sector } is not in the allocation table
+ole-difat-loops = the DIFAT chain loops back to sector { $sector }
+ole-difat-empty = the DIFAT chain is empty
+ole-fat-twice = the allocation table names sector { $sector } twice
+ole-no-root = the file has no root directory
+ole-no-mini-stream = a short stream but no mini stream
+ole-mini-sector-past-end = mini sector { $sector } lies past the mini stream
 limit-sheet-cells = sheet { $sheet } has more than { $limit } cells, the limit for a sheet
 limit-cell-length = cell { $cell } of sheet { $sheet } holds { $count } characters, more than the limit of { $limit }
 size-bytes = { $count } bytes

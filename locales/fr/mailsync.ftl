@@ -538,7 +538,20 @@ limit-shared-strings = la table des chaînes partagées { $declared ->
        *[other] contient
     } { $count } entrées, plus que la limite de { $limit }
 limit-ods-cells = la feuille { $sheet } s’étend sur { $count } cellules ou plus (lignes et colonnes répétées comprises), plus que la limite de { $limit } cellules
-limit-xls-cells = une feuille couvre { $count } cellules ou plus, plus que la limite de { $limit } cellules
+limit-xls-cells = ses feuilles couvrent { $count } cellules ou plus, plus que la limite de { $limit } cellules
+limit-xls-text = ses cellules répètent des chaînes partagées en plus de { $limit } de texte, la limite pour un élément
+limit-ods-text = la feuille { $sheet } répète le texte de ses cellules en plus de { $limit }, la limite pour un élément
+import-error-ole-damaged = { $file } : classeur illisible : son conteneur OLE est abîmé ({ $reason }) ; rien n’a été importé
+ole-sector-past-end = le secteur { $sector } est au-delà de la fin du fichier
+ole-sector-unreadable = lecture impossible du secteur { $sector } : { $reason }
+ole-chain-loops = une chaîne de secteurs revient au secteur { $sector }
+ole-sector-not-in-fat = le secteur { $sector } n’est pas dans la table d’allocation
+ole-difat-loops = la chaîne DIFAT revient au secteur { $sector }
+ole-difat-empty = la chaîne DIFAT est vide
+ole-fat-twice = la table d’allocation nomme deux fois le secteur { $sector }
+ole-no-root = le fichier n’a pas de répertoire racine
+ole-no-mini-stream = un flux court mais pas de mini-flux
+ole-mini-sector-past-end = le mini-secteur { $sector } est au-delà du mini-flux
 limit-sheet-cells = la feuille { $sheet } a plus de { $limit } cellules, la limite pour une feuille
 limit-cell-length = la cellule { $cell } de la feuille { $sheet } contient { $count } caractères, plus que la limite de { $limit }
 size-bytes = { $count } octets

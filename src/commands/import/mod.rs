@@ -18,6 +18,7 @@
 pub mod encoding;
 pub mod limits;
 pub mod load;
+mod ole;
 pub mod reader;
 pub mod rejects;
 pub mod report;

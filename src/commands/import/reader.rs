@@ -109,7 +109,7 @@ impl Workbook {
         limits::check_file(path, format, &limits)?;
         let sheets = match format {
             Format::Csv => vec![csv_sheet_name(path)],
-            _ => open_sheets(path)?.sheet_names(),
+            format => open_sheets(path, format)?.sheet_names(),
         };
         if sheets.is_empty() {
             return Err(Error::data(t!(
@@ -230,13 +230,59 @@ fn csv_sheet_name(path: &Path) -> String {
         .to_string()
 }
 
-fn open_sheets(path: &Path) -> Result<Sheets<BufReader<File>>> {
+thread_local! {
+    /// Set while the spreadsheet library runs on this thread.
+    static IN_LIBRARY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, the spreadsheet library at work, catching its panic: a bad
+/// file must be an error that names it, never a crash, and the panic's own
+/// message (a line of the library's source) is not for the user, so the
+/// panic hook stays silent for it. Panics anywhere else are reported as
+/// usual.
+fn guarded<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_LIBRARY.with(|c| c.get()) {
+                report(info);
+            }
+        }));
+    });
+    IN_LIBRARY.with(|c| c.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_LIBRARY.with(|c| c.set(false));
+    outcome
+}
+
+/// Opens `path` as `format`, the format [`super::limits::check_file`]
+/// checked it as: never as whatever calamine would guess from its content
+/// (a zip named `.XLS`, an OLE file named `.ods`), which no check has seen.
+fn open_sheets(path: &Path, format: Format) -> Result<Sheets<BufReader<File>>> {
+    fn open<R: Reader<BufReader<File>>>(
+        path: &Path,
+        sheets: fn(R) -> Sheets<BufReader<File>>,
+    ) -> std::result::Result<Sheets<BufReader<File>>, String>
+    where
+        R::Error: std::fmt::Display,
+    {
+        open_workbook::<R, _>(path)
+            .map(sheets)
+            .map_err(|e| e.to_string())
+    }
     // calamine can panic on some malformed files; a bad file must be an
     // error that names it, never a crash.
-    let opened = std::panic::catch_unwind(|| calamine::open_workbook_auto(path));
+    let opened = guarded(|| match format {
+        Format::Xlsx => open(path, Sheets::Xlsx),
+        Format::Xlsb => open(path, Sheets::Xlsb),
+        Format::Xls => open(path, Sheets::Xls),
+        Format::Ods => open(path, Sheets::Ods),
+        Format::Csv => Err("not a workbook".to_string()),
+    });
     match opened {
         Ok(Ok(sheets)) => Ok(sheets),
-        Ok(Err(e)) => Err(workbook_error(path, &e.to_string())),
+        Ok(Err(e)) => Err(workbook_error(path, &e)),
         Err(_) => Err(workbook_error(path, &t!("import-malformed-workbook"))),
     }
 }
@@ -349,7 +395,7 @@ fn stream_cells(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
             }
         }
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+    match guarded(run) {
         Ok(outcome) => outcome,
         Err(_) => Err(workbook_error(&book.path, &t!("import-malformed-workbook"))),
     }
@@ -395,7 +441,7 @@ fn rows_of_cells(
 
 fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
     let run = || -> Result<()> {
-        let mut sheets = open_sheets(&book.path)?;
+        let mut sheets = open_sheets(&book.path, book.format)?;
         let range = sheets
             .worksheet_range(&book.sheet)
             .map_err(|e| workbook_error(&book.path, &e.to_string()))?;
@@ -423,7 +469,7 @@ fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
         }
         Ok(())
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+    match guarded(run) {
         Ok(outcome) => outcome,
         Err(_) => Err(workbook_error(&book.path, &t!("import-malformed-workbook"))),
     }
