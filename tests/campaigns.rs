@@ -532,17 +532,11 @@ async fn concurrent_writers_settling_the_last_emails_always_finish_the_campaign(
         assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
             .status
             .success());
-        let ids: Vec<Uuid> = common::admin()
-            .await
-            .query(
-                "select id from public.emails_sent where campaign_id = $1::text::uuid",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let ids: Vec<Uuid> = common::column(
+            "select id from public.emails_sent where campaign_id = $1::text::uuid",
+            &[&id],
+        )
+        .await;
         let chunks: Vec<Vec<Uuid>> = ids.chunks(20).map(|c| c.to_vec()).collect();
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(chunks.len()));
         let mut tasks = Vec::new();

@@ -69,16 +69,12 @@ async fn a_watch_during_a_100_000_email_send_at_1_000_a_second_stays_within_the_
         )
         .await
         .unwrap();
-    let ids: Vec<uuid::Uuid> = admin
-        .query(
-            "select id from public.emails_sent where campaign_id = $1 order by id",
-            &[&campaign],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids: Vec<uuid::Uuid> = common::column_in(
+        &admin,
+        "select id from public.emails_sent where campaign_id = $1 order by id",
+        &[&campaign],
+    )
+    .await;
     assert_eq!(ids.len(), emails);
 
     // Realtime as hosted on the Free plan: 100 messages a second.

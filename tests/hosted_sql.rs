@@ -235,14 +235,12 @@ async fn pages_of_five_thousand_recipients_finish_within_the_api_limit() {
 /// and holds no privilege there; it may delete from `auth.users`.
 async fn auth_admin_role() -> String {
     let db = admin().await;
-    let exists: bool = db
-        .query_one(
-            "select exists (select 1 from pg_roles where rolname = 'supabase_auth_admin')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let exists: bool = common::scalar_in(
+        &db,
+        "select exists (select 1 from pg_roles where rolname = 'supabase_auth_admin')",
+        &[],
+    )
+    .await;
     if exists {
         return "supabase_auth_admin".into();
     }
@@ -369,34 +367,26 @@ async fn completing_campaigns_leaves_no_per_campaign_setting_on_the_connection()
         .await
         .unwrap();
     }
-    let done: i64 = db
-        .query_one(
-            "select count(*) from public.email_campaigns where id = any($1) and status = 'sent'",
-            &[&ids],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let done: i64 = common::scalar_in(
+        &db,
+        "select count(*) from public.email_campaigns where id = any($1) and status = 'sent'",
+        &[&ids],
+    )
+    .await;
     assert_eq!(done, 5, "every campaign completed");
-    let names: Vec<String> = db
-        .query(
-            "select name from pg_catalog.pg_settings where name like 'mailsync.%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let names: Vec<String> = common::column_in(
+        &db,
+        "select name from pg_catalog.pg_settings where name like 'mailsync.%'",
+        &[],
+    )
+    .await;
     assert!(names.len() <= 1, "per-campaign settings: {names:?}");
-    let value: Option<String> = db
-        .query_one(
-            "select current_setting('mailsync.settled_checked', true)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let value: Option<String> = common::scalar_in(
+        &db,
+        "select current_setting('mailsync.settled_checked', true)",
+        &[],
+    )
+    .await;
     assert_eq!(
         value.unwrap_or_default(),
         "",
@@ -457,11 +447,7 @@ async fn finishing_a_campaign_while_another_writer_holds_its_live_row_does_not_d
     // The second writer's emails are all the campaign has that is settled
     // and visible: its commit finishes the campaign, which moves the live row.
     let a = std::sync::Arc::new(admin().await);
-    let a_pid: i32 = a
-        .query_one("select pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let a_pid: i32 = common::scalar_in(&a, "select pg_backend_pid()", &[]).await;
     a.batch_execute(&writer("a@example.fr")).await.unwrap();
     let a_commit = tokio::spawn({
         let a = a.clone();
@@ -469,14 +455,12 @@ async fn finishing_a_campaign_while_another_writer_holds_its_live_row_does_not_d
     });
     let started = Instant::now();
     loop {
-        let waiting: Option<String> = db
-            .query_one(
-                "select wait_event_type from pg_stat_activity where pid = $1",
-                &[&a_pid],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let waiting: Option<String> = common::scalar_in(
+            &db,
+            "select wait_event_type from pg_stat_activity where pid = $1",
+            &[&a_pid],
+        )
+        .await;
         if waiting.as_deref() == Some("Lock") {
             break;
         }
@@ -517,18 +501,14 @@ async fn finishing_a_campaign_while_another_writer_holds_its_live_row_does_not_d
 #[tokio::test]
 async fn realtime_publishes_one_throttled_row_per_campaign_and_no_data_table() {
     let stack = common::ready().await;
-    let published: HashSet<String> = admin()
-        .await
-        .query(
-            "select tablename::text from pg_catalog.pg_publication_tables
+    let published: HashSet<String> = common::column::<String>(
+        "select tablename::text from pg_catalog.pg_publication_tables
              where pubname = 'supabase_realtime' and schemaname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        &[],
+    )
+    .await
+    .into_iter()
+    .collect();
     assert!(published.contains("campaign_live"), "{published:?}");
     for table in [
         "organizations",
@@ -550,16 +530,12 @@ async fn realtime_publishes_one_throttled_row_per_campaign_and_no_data_table() {
     let uuid = Uuid::parse_str(&id).unwrap();
     let started = Instant::now();
     let mut stamps = HashSet::new();
-    let emails: Vec<Uuid> = db
-        .query(
-            "select id from public.emails_sent where campaign_id = $1",
-            &[&uuid],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let emails: Vec<Uuid> = common::column_in(
+        &db,
+        "select id from public.emails_sent where campaign_id = $1",
+        &[&uuid],
+    )
+    .await;
     for email in emails {
         db.execute(
             "update public.emails_sent set status = 'delivered' where id = $1",
@@ -567,14 +543,8 @@ async fn realtime_publishes_one_throttled_row_per_campaign_and_no_data_table() {
         )
         .await
         .unwrap();
-        let stamp: String = db
-            .query_one(
-                "select changed_at::text || campaign_status from public.campaign_live where campaign_id = $1",
-                &[&uuid],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let stamp: String = common::scalar_in(&db, "select changed_at::text || campaign_status from public.campaign_live where campaign_id = $1",
+                &[&uuid]).await;
         stamps.insert(stamp);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -589,14 +559,12 @@ async fn realtime_publishes_one_throttled_row_per_campaign_and_no_data_table() {
         "it moves while emails change: {stamps:?}"
     );
     assert_eq!(status_of(&id).await, "sent");
-    let last: String = db
-        .query_one(
-            "select campaign_status from public.campaign_live where campaign_id = $1",
-            &[&uuid],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let last: String = common::scalar_in(
+        &db,
+        "select campaign_status from public.campaign_live where campaign_id = $1",
+        &[&uuid],
+    )
+    .await;
     assert_eq!(last, "sent");
 }
 

@@ -143,15 +143,17 @@ pub async fn run(options: &Options, out: &Output) -> Result<()> {
     Ok(())
 }
 
+fn cannot_read(path: &Path, e: &std::io::Error) -> Error {
+    Error::failure(t!(
+        "file-error-read",
+        file = path.display().to_string(),
+        reason = e.to_string()
+    ))
+}
+
 /// The mailsync migration of `dir` with the latest timestamp, if any.
 fn latest_mailsync_migration(dir: &Path) -> Result<Option<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::failure(t!(
-            "file-error-read",
-            file = dir.display().to_string(),
-            reason = e.to_string()
-        ))
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(|e| cannot_read(dir, &e))?;
     let mut latest: Option<(String, PathBuf)> = None;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -175,13 +177,7 @@ fn latest_mailsync_migration(dir: &Path) -> Result<Option<PathBuf>> {
 
 /// The schema hash a migration's header records.
 fn recorded_hash(path: &Path) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::failure(t!(
-            "file-error-read",
-            file = path.display().to_string(),
-            reason = e.to_string()
-        ))
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| cannot_read(path, &e))?;
     Ok(text
         .lines()
         .take(20)
