@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{json_of, mailsync, new_user, rest, run_as, stderr, stdout, Stack, User};
+use common::{
+    contacts_of, import_counts, json_of, mailsync, new_user, organizations_of, rest, run_as,
+    stderr, stdout, Stack, User,
+};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
-use serde_json::Value;
 
 /// A cell of a generated sheet.
 enum Cell<'a> {
@@ -73,53 +75,6 @@ fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// The user's contacts as (email, organisation), read directly.
-async fn contacts_of(user: &User) -> Vec<(String, Option<String>)> {
-    common::admin()
-        .await
-        .query(
-            "select email, organization_name from public.contacts where user_id = $1 order by email",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
-
-async fn organizations_of(user: &User) -> Vec<String> {
-    common::admin()
-        .await
-        .query(
-            "select name from public.organizations where user_id = $1 order by name_key",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
-fn counts(report: &Value) -> [u64; 8] {
-    [
-        "rows",
-        "blank",
-        "invalid",
-        "duplicates",
-        "contacts_created",
-        "contacts_updated",
-        "contacts_unchanged",
-        "organizations_created",
-    ]
-    .map(|k| {
-        report[k]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{k} missing in {report}"))
-    })
-}
-
 /// A sheet exercising every rule of the import contract.
 fn messy_sheet() -> Vec<Vec<Cell<'static>>> {
     vec![
@@ -153,7 +108,7 @@ async fn every_rule_of_the_contract_and_a_second_import_is_a_no_op() {
     assert_eq!(report["sheet"], "Feuille1");
     assert!(report["file"].as_str().unwrap().ends_with("contacts.xlsx"));
     // rows, blank, invalid, duplicates, created, updated, unchanged, orgs
-    assert_eq!(counts(&report), [11, 1, 3, 1, 6, 0, 0, 5]);
+    assert_eq!(import_counts(&report), [11, 1, 3, 1, 6, 0, 0, 5]);
     let rows: Vec<u64> = report["rejects"]
         .as_array()
         .unwrap()
@@ -191,7 +146,7 @@ async fn every_rule_of_the_contract_and_a_second_import_is_a_no_op() {
 
     let second = run_as(&stack, &user, &["--json", "import", path_str(&file)]);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert_eq!(counts(&json_of(&second)), [11, 1, 3, 1, 0, 0, 6, 0]);
+    assert_eq!(import_counts(&json_of(&second)), [11, 1, 3, 1, 0, 0, 6, 0]);
     assert_eq!(contacts_of(&user).await.len(), 6);
 }
 
@@ -217,7 +172,7 @@ async fn header_names_pick_the_columns_and_a_changed_organisation_is_an_update()
     ];
     let first = run_as(&stack, &user, &args);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(counts(&json_of(&first)), [2, 0, 0, 0, 2, 0, 0, 1]);
+    assert_eq!(import_counts(&json_of(&first)), [2, 0, 0, 0, 2, 0, 0, 1]);
 
     std::fs::write(
         &file,
@@ -225,7 +180,7 @@ async fn header_names_pick_the_columns_and_a_changed_organisation_is_an_update()
     )
     .unwrap();
     let second = run_as(&stack, &user, &args);
-    assert_eq!(counts(&json_of(&second)), [2, 0, 0, 0, 0, 1, 1, 1]);
+    assert_eq!(import_counts(&json_of(&second)), [2, 0, 0, 0, 0, 1, 1, 1]);
     assert_eq!(
         contacts_of(&user).await,
         vec![
@@ -279,7 +234,7 @@ async fn two_users_importing_the_same_file_get_separate_contacts() {
     write_xlsx(&file, &[("S", messy_sheet())]);
     for user in [&a, &b] {
         let o = run_as(&stack, user, &["--json", "import", path_str(&file)]);
-        assert_eq!(counts(&json_of(&o))[4..], [6, 0, 0, 5]);
+        assert_eq!(import_counts(&json_of(&o))[4..], [6, 0, 0, 5]);
     }
     assert_eq!(contacts_of(&a).await, contacts_of(&b).await);
     assert_eq!(organizations_of(&a).await.len(), 5);
@@ -303,7 +258,7 @@ async fn dry_run_and_strict_write_nothing() {
         &["--json", "import", path_str(&file), "--dry-run"],
     );
     assert!(dry.status.success(), "{}", stderr(&dry));
-    assert_eq!(counts(&json_of(&dry))[..4], [11, 1, 3, 1]);
+    assert_eq!(import_counts(&json_of(&dry))[..4], [11, 1, 3, 1]);
     let strict = run_as(&stack, &user, &["import", path_str(&file), "--strict"]);
     assert_eq!(strict.status.code(), Some(4), "{}", stderr(&strict));
     assert!(
@@ -529,7 +484,7 @@ async fn a_dropped_connection_is_retried_and_the_import_completes() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let report = json_of(&o);
-    let c = counts(&report);
+    let c = import_counts(&report);
     // A batch whose answer was lost may have been committed before the
     // retry: it then counts as unchanged. Every contact is there once.
     assert_eq!(c[4] + c[6], 1000, "{report}");
@@ -594,7 +549,7 @@ async fn an_import_cut_off_midway_completes_when_run_again() {
         &["--json", "import", path_str(&file), "--batch-size", "100"],
     );
     assert!(again.status.success(), "{}", stderr(&again));
-    let c = counts(&json_of(&again));
+    let c = import_counts(&json_of(&again));
     assert_eq!(
         (c[4], c[5], c[6]),
         (1000 - partial as u64, 0, partial as u64)
@@ -697,7 +652,7 @@ async fn ctrl_c_stops_after_the_batch_in_flight_and_a_re_run_finishes() {
 
     let again = run_as(&stack, &user, &["--json", "import", path_str(&file)]);
     assert!(again.status.success(), "{}", stderr(&again));
-    let c = counts(&json_of(&again));
+    let c = import_counts(&json_of(&again));
     assert_eq!((c[4], c[6]), (30_000 - partial as u64, partial as u64));
     assert_eq!(contacts_of(&user).await.len(), 30_000);
 }
@@ -804,7 +759,7 @@ async fn batches_in_flight_change_the_speed_and_never_the_counts() {
             "--in-flight {in_flight}: {}",
             stderr(&o)
         );
-        counts(&json_of(&o))
+        import_counts(&json_of(&o))
     };
     let (one, eight) = (new_user(&stack).await, new_user(&stack).await);
     assert_eq!(import(&one, "1"), [1000, 0, 0, 0, 1000, 0, 0, 37]);

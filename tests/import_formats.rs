@@ -8,7 +8,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{json_of, mailsync, new_user, stderr, Stack, User};
+use common::{
+    contacts_of, import_counts, json_of, mailsync, new_user, organizations_of, stderr, Stack, User,
+};
 use serde_json::Value;
 
 fn fixture(ext: &str) -> PathBuf {
@@ -27,53 +29,6 @@ fn import_as(stack: &Stack, user: &User, ext: &str, extra: &[&str]) -> Value {
         stderr(&out)
     );
     json_of(&out)
-}
-
-/// The user's contacts as (email, organisation), read directly.
-async fn contacts_of(user: &User) -> Vec<(String, Option<String>)> {
-    common::admin()
-        .await
-        .query(
-            "select email, organization_name from public.contacts where user_id = $1 order by email",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-}
-
-async fn organizations_of(user: &User) -> Vec<String> {
-    common::admin()
-        .await
-        .query(
-            "select name from public.organizations where user_id = $1 order by name",
-            &[&user.id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
-fn counts(report: &Value) -> [u64; 8] {
-    [
-        "rows",
-        "blank",
-        "invalid",
-        "duplicates",
-        "contacts_created",
-        "contacts_updated",
-        "contacts_unchanged",
-        "organizations_created",
-    ]
-    .map(|k| {
-        report[k]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{k} missing in {report}"))
-    })
 }
 
 /// The contacts in email order, with `organisation` as each one's row gives
@@ -109,7 +64,7 @@ async fn imports_as_the_sheet_says(ext: &str) {
     assert_eq!(report["sheet"], sheet, "{report}");
     // 12 data rows: one blank, one invalid email, one email twice.
     assert_eq!(
-        counts(&report),
+        import_counts(&report),
         [12, 1, 1, 1, 9, 0, 0, 7],
         "{ext}: {report}"
     );
@@ -155,7 +110,11 @@ async fn imports_as_the_sheet_says(ext: &str) {
 
     // The same file again changes nothing.
     let again = import_as(&stack, &user, ext, &[]);
-    assert_eq!(counts(&again), [12, 1, 1, 1, 0, 0, 9, 0], "{ext}: {again}");
+    assert_eq!(
+        import_counts(&again),
+        [12, 1, 1, 1, 0, 0, 9, 0],
+        "{ext}: {again}"
+    );
 
     // Dates and numbers read as the sheet shows them: column C (dates) and
     // column D (numbers with decimals) taken as the organisation.

@@ -543,6 +543,50 @@ where
         .collect()
 }
 
+/// `user`'s contacts as (email, organisation), by email, read directly.
+pub async fn contacts_of(user: &User) -> Vec<(String, Option<String>)> {
+    admin()
+        .await
+        .query(
+            "select email, organization_name from public.contacts where user_id = $1 order by email",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// `user`'s organisations' names, by key, read directly.
+pub async fn organizations_of(user: &User) -> Vec<String> {
+    column(
+        "select name from public.organizations where user_id = $1 order by name_key, name",
+        &[&user.id],
+    )
+    .await
+}
+
+/// An `import --json` report's counts: rows, blank, invalid, duplicates,
+/// contacts created, updated, unchanged, organisations created.
+pub fn import_counts(report: &Value) -> [u64; 8] {
+    [
+        "rows",
+        "blank",
+        "invalid",
+        "duplicates",
+        "contacts_created",
+        "contacts_updated",
+        "contacts_unchanged",
+        "organizations_created",
+    ]
+    .map(|k| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} missing in {report}"))
+    })
+}
+
 /// A campaign of `user` named `name` (subject "S") with `status`, written
 /// directly as the superuser; its id.
 pub async fn insert_campaign(user: &User, name: &str, status: &str) -> Uuid {
