@@ -181,6 +181,14 @@ async fn tsv_written_by_libreoffice_imports_as_the_sheet_says() {
     imports_as_the_sheet_says("tsv").await;
 }
 
+#[tokio::test]
+async fn xlsb_written_by_sheetjs_imports_as_the_sheet_says() {
+    // SheetJS writes every cell after the first of a row in the short
+    // form, which calamine skips: without the full-form copy, each row had
+    // only its organisation and every email was missing.
+    imports_as_the_sheet_says("xlsb").await;
+}
+
 /// The fixtures are the files the README describes: each opens as its
 /// format (a renamed file would pass the import tests above too).
 #[test]

@@ -23,6 +23,7 @@ pub mod reader;
 pub mod rejects;
 pub mod report;
 pub mod validate;
+mod xlsb;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -362,8 +362,11 @@ fn stream_cells(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
     let run = || -> Result<()> {
         match book.format {
             Format::Xlsb => {
+                // Short cell records, which calamine skips, in full form.
+                let copy = super::xlsb::full_form_copy(&book.path);
+                let path = copy.as_ref().map_or(book.path.as_path(), |c| c.path());
                 let mut workbook: Xlsb<BufReader<File>> =
-                    open_workbook(&book.path).map_err(|e: calamine::XlsbError| fail(&e))?;
+                    open_workbook(path).map_err(|e: calamine::XlsbError| fail(&e))?;
                 let mut cells = workbook
                     .worksheet_cells_reader(&book.sheet)
                     .map_err(|e| fail(&e))?;
