@@ -103,6 +103,11 @@ impl Run {
     }
 }
 
+/// `import --dry-run FILE` (no session needed: nothing is sent).
+fn dry_run(stack: &Stack, path: &Path) -> Run {
+    run(stack, None, &["import", "--dry-run", path_str(path)], &[])
+}
+
 async fn contacts_count(user: &User) -> i64 {
     common::scalar(
         "select count(*) from public.contacts where user_id = $1",
@@ -472,7 +477,7 @@ async fn cells_and_cell_length_are_bounded_and_the_limits_can_be_raised() {
         &long,
         &["cell A2", "32 767 characters", "--max-cell-length"],
     );
-    let r = run(&stack, None, &["import", "--dry-run", path_str(&long)], &[]);
+    let r = dry_run(&stack, &long);
     r.assert_bounded("long cell, default limit");
     assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
 
@@ -641,13 +646,20 @@ async fn terminal_control_sequences_in_cells_are_printed_escaped_and_stored_as_t
 
     // A file name is data too: errors print it escaped.
     let evil = dir.path().join(format!("evil{CLEAR}.csv"));
-    let r = run(&stack, None, &["import", "--dry-run", path_str(&evil)], &[]);
+    let r = dry_run(&stack, &evil);
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
     assert_no_control("error", &r.stderr);
     assert!(r.stderr.contains(r"evil\u{1b}[2J.csv"), "{}", r.stderr);
 }
 
 // ---- .xls: the OLE container and the BIFF records inside it ----
+
+/// `name` in `dir`: the workbook `stream` in an OLE container.
+fn xls_file(dir: &Path, name: &str, stream: &[u8]) -> PathBuf {
+    let path = file(dir, name);
+    write_xls(&path, &workbooks::compound_file(stream, 0));
+    path
+}
 
 fn write_xls(path: &Path, ole: &workbooks::Ole) {
     std::fs::write(path, &ole.bytes).unwrap();
@@ -690,8 +702,7 @@ async fn xls_shared_strings_repeated_by_many_cells_are_refused() {
         ));
     }
     let stream = workbooks::workbook(&workbooks::sst((1, 1), &[&long]), &[cells], &[("S", 0)]);
-    let path = file(dir.path(), "repeated-strings.xls");
-    write_xls(&path, &workbooks::compound_file(&stream, 0));
+    let path = xls_file(dir.path(), "repeated-strings.xls", &stream);
     let r = run(&stack, Some(&user), &["import", path_str(&path)], &[]);
     r.assert_refused(
         "one shared string in 250 000 cells",
@@ -711,9 +722,8 @@ async fn xls_declared_counts_and_dimensions_are_refused() {
         &[[workbooks::label_sst(0, 0, 0), workbooks::label_sst(0, 1, 1)].concat()],
         &[("S", 0)],
     );
-    let path = file(dir.path(), "sst-count.xls");
-    write_xls(&path, &workbooks::compound_file(&stream, 0));
-    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    let path = xls_file(dir.path(), "sst-count.xls", &stream);
+    let r = dry_run(&stack, &path);
     r.assert_refused(
         "sst count 4 000 000 000",
         &path,
@@ -729,9 +739,8 @@ async fn xls_declared_counts_and_dimensions_are_refused() {
         .concat()],
         &[("S", 0)],
     );
-    let path = file(dir.path(), "dimensions.xls");
-    write_xls(&path, &workbooks::compound_file(&stream, 0));
-    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    let path = xls_file(dir.path(), "dimensions.xls", &stream);
+    let r = dry_run(&stack, &path);
     r.assert_refused(
         "dimensions 1 048 576 × 256",
         &path,
@@ -747,9 +756,8 @@ async fn xls_declared_counts_and_dimensions_are_refused() {
         .concat()],
         &[("S", 0)],
     );
-    let path = file(dir.path(), "backwards.xls");
-    write_xls(&path, &workbooks::compound_file(&stream, 0));
-    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    let path = xls_file(dir.path(), "backwards.xls", &stream);
+    let r = dry_run(&stack, &path);
     r.assert_bounded("dimensions backwards");
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
     // Twenty sheet records naming one sheet of 1.8 million cells: each is
@@ -762,9 +770,8 @@ async fn xls_declared_counts_and_dimensions_are_refused() {
     let names: Vec<String> = (0..20).map(|i| format!("S{i}")).collect();
     let bound: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 0)).collect();
     let stream = workbooks::workbook(&[], &[sheet], &bound);
-    let path = file(dir.path(), "aliases.xls");
-    write_xls(&path, &workbooks::compound_file(&stream, 0));
-    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    let path = xls_file(dir.path(), "aliases.xls", &stream);
+    let r = dry_run(&stack, &path);
     r.assert_refused("one sheet named 20 times", &path, &["cells", "--max-cells"]);
 }
 
@@ -840,7 +847,7 @@ async fn a_workbook_named_for_another_format_is_read_only_as_that_format() {
     ] {
         let path = file(dir.path(), name);
         std::fs::copy(&xlsx, &path).unwrap();
-        let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+        let r = dry_run(&stack, &path);
         r.assert_refused(name, &path, &["not a readable workbook"]);
     }
 }
@@ -860,7 +867,7 @@ async fn an_ods_cell_of_long_text_repeated_a_million_times_is_refused() {
         ),
     );
     assert!(std::fs::metadata(&path).unwrap().len() < 4096);
-    let r = run(&stack, None, &["import", "--dry-run", path_str(&path)], &[]);
+    let r = dry_run(&stack, &path);
     r.assert_refused(
         "ods 30 000 characters × 1 000 000",
         &path,
