@@ -1185,7 +1185,7 @@ fn fuzz(ext: &str) {
 }
 
 const SEED: u64 = 0x6d61_696c_7379_6e63;
-const CASES_PER_FORMAT: usize = 16;
+const CASES_PER_FORMAT: usize = 32;
 
 #[test]
 fn mutated_xlsx_ends_in_a_report_or_a_clear_error_within_bounds() {
