@@ -107,6 +107,13 @@ async fn a_projects_own_table_view_or_function_of_a_mailsync_name_is_refused_and
                         .contains(&format!("{kind} public.{bare}"))),
             "verify reports the foreign {kind} {name}"
         );
+        // The ownership line says why.
+        for (name, ok, detail) in ownership_checks(&report) {
+            assert!(
+                !ok && detail.starts_with("not mailsync's"),
+                "{name}: {detail}"
+            );
+        }
         if kind == "table" {
             let rows: i64 =
                 common::scalar_in(&client, &format!("select count(*) from public.{name}"), &[])
@@ -203,8 +210,19 @@ async fn adopt_hands_an_object_over_to_mailsync() {
         "the adopted table was dropped and created as mailsync's"
     );
     assert!(marked);
-    let verify = run(&stack, &db, &["db", "verify"]);
+    let verify = run(&stack, &db, &["db", "verify", "--json"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
+    // Every ownership line of an installed schema says why it passes.
+    let report: serde_json::Value = serde_json::from_str(&stdout(&verify)).unwrap();
+    let checks = ownership_checks(&report);
+    assert!(checks.len() > 40, "{} ownership checks", checks.len());
+    for (name, ok, detail) in checks {
+        assert!(
+            ok && (detail == "marked \"Managed by mailsync\""
+                || detail == "an index of a mailsync table"),
+            "{name}: {detail}"
+        );
+    }
     db.drop(&stack).await;
 }
 
@@ -384,4 +402,21 @@ async fn counters_stay_exact_when_the_schema_owner_rekeys_emails() {
     let verify = run(&stack, &db, &["db", "verify", "--json"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
     db.drop(&stack).await;
+}
+
+/// The ownership checks of a `db verify --json` report: (name, ok, detail).
+fn ownership_checks(report: &serde_json::Value) -> Vec<(String, bool, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().ends_with("is mailsync's"))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["ok"] == true,
+                c["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }

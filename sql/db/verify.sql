@@ -333,18 +333,10 @@ checks(ord, name, ok, detail) as (
   where r.kind = 'view'
   union all
   -- Ownership: every name mailsync uses holds mailsync's object (marked).
-  select 80, format('%s public.%s is mailsync''s', m.kind, m.name),
-         case m.kind
-           when 'index' then exists (select 1 from pg_catalog.pg_index i
-                                      join pg_catalog.pg_class t on t.oid = i.indrelid
-                                      where i.indexrelid = c.oid
-                                        and t.relname in (select x.name from mailsync_objects x where x.kind = 'table')
-                                        and t.relnamespace = 'public'::regnamespace)
-           when 'function' then coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false)
-           else c.relkind = any (case m.kind when 'view' then array['v'::"char"] else array['r'::"char", 'p'::"char"] end)
-                and coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)
-         end,
-         case when (select yes from earlier)
+  select 80, format('%s public.%s is mailsync''s', m.kind, m.name), marked.ok,
+         case when marked.ok and m.kind = 'index' then 'an index of a mailsync table'
+              when marked.ok then 'marked "Managed by mailsync"'
+              when (select yes from earlier)
               then 'not marked yet (set up by an earlier mailsync): mailsync db apply marks it'
               else 'not mailsync''s: db apply and db reset refuse to touch it; rename it, or hand it over with --adopt ' || split_part(m.name, '(', 1)
          end
@@ -353,6 +345,17 @@ checks(ord, name, ok, detail) as (
     on m.kind <> 'function' and c.oid = to_regclass('public.' || quote_ident(m.name))
   left join pg_catalog.pg_proc p
     on p.oid = to_regprocedure(case when m.kind = 'function' then 'public.' || m.name end)
+  cross join lateral (select
+         case m.kind
+             when 'index' then exists (select 1 from pg_catalog.pg_index i
+                                        join pg_catalog.pg_class t on t.oid = i.indrelid
+                                        where i.indexrelid = c.oid
+                                          and t.relname in (select x.name from mailsync_objects x where x.kind = 'table')
+                                          and t.relnamespace = 'public'::regnamespace)
+             when 'function' then coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false)
+             else c.relkind = any (case m.kind when 'view' then array['v'::"char"] else array['r'::"char", 'p'::"char"] end)
+                  and coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)
+           end as ok) marked
   where c.oid is not null or p.oid is not null
   union all
   -- Every foreign key is covered by an index that starts with its columns.
