@@ -1052,6 +1052,21 @@ fn limit_cases() -> Vec<Case> {
         splice(e, (start, end), rows.as_bytes());
     });
     add("limit-cells.xlsx", "26 000 cells", bytes, "--max-cells");
+    // .xlsb: a row of 30 000 cells in the short form, read through the
+    // full-form copy.
+    let bytes = with_entry("xlsb", "xl/worksheets/sheet1.bin", &|e| {
+        let mut records = xlsb_records(e);
+        let short = records.iter().position(|r| r.0 == 0x12).unwrap();
+        let copy = records[short].clone();
+        records.splice(short..short, std::iter::repeat_n(copy, 30_000));
+        *e = xlsb_write(&records, &[]);
+    });
+    add(
+        "limit-cells.xlsb",
+        "30 000 short cell records in a row",
+        bytes,
+        "--max-cells",
+    );
     let mut csv = Vec::new();
     for i in 0..11_000 {
         csv.extend(format!("Org {i}\tp{i}@example.fr\n").as_bytes());

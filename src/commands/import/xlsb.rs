@@ -37,26 +37,52 @@ fn has_column(typ: u32) -> bool {
     matches!(typ, 0x01..=0x0B | 0x3E)
 }
 
-/// One record: its type, its body, and where the next one starts; `None`
-/// past the end or where the record is cut short.
-fn record(bin: &[u8], at: usize) -> Option<(u32, &[u8], usize)> {
-    let mut at = at;
-    let mut varint = |max: usize| -> Option<u32> {
-        let mut value = 0u32;
-        for i in 0..max {
-            let b = *bin.get(at)?;
-            at += 1;
-            value |= u32::from(b & 0x7F) << (7 * i);
-            if b & 0x80 == 0 {
-                break;
-            }
+fn next_byte(r: &mut impl Read) -> std::io::Result<Option<u8>> {
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(b[0])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        Some(value)
+    }
+}
+
+fn cut_short() -> std::io::Error {
+    std::io::Error::from(std::io::ErrorKind::UnexpectedEof)
+}
+
+/// A number of at most `max` bytes, seven bits a byte, `first` read already.
+fn varint(r: &mut impl Read, max: usize, first: u8) -> std::io::Result<u32> {
+    let mut value = 0u32;
+    let mut b = first;
+    for i in 0..max {
+        value |= u32::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 || i + 1 == max {
+            break;
+        }
+        b = next_byte(r)?.ok_or_else(cut_short)?;
+    }
+    Ok(value)
+}
+
+/// Reads the next record of a part into `body` and returns its type;
+/// `None` at the end of the part, an error where a record is cut short.
+/// Records are read one at a time: a sheet is never held whole.
+fn read_record(r: &mut impl Read, body: &mut Vec<u8>) -> std::io::Result<Option<u32>> {
+    let Some(first) = next_byte(r)? else {
+        return Ok(None);
     };
-    let typ = varint(2)?;
-    let len = varint(4)? as usize;
-    let body = bin.get(at..at.checked_add(len)?)?;
-    Some((typ, body, at + len))
+    let typ = varint(r, 2, first)?;
+    let first = next_byte(r)?.ok_or_else(cut_short)?;
+    let len = varint(r, 4, first)?;
+    body.clear();
+    r.take(u64::from(len)).read_to_end(body)?;
+    if body.len() != len as usize {
+        return Err(cut_short());
+    }
+    Ok(Some(typ))
 }
 
 fn push_varint(out: &mut Vec<u8>, mut value: u32, max: usize) {
@@ -70,23 +96,24 @@ fn push_varint(out: &mut Vec<u8>, mut value: u32, max: usize) {
     }
 }
 
-/// The sheet part `bin` with its short records in full form, or `None`
-/// when it has none (or is damaged: calamine then reads it as it is).
-fn with_full_forms(bin: &[u8]) -> Option<Vec<u8>> {
-    let mut at = 0;
-    let mut found = false;
-    while let Some((typ, _, next)) = record(bin, at) {
-        found |= full_form(typ).is_some();
-        at = next;
+/// Whether the part holds a short record (a damaged part: no, and calamine
+/// reads it as it is).
+fn has_short_records(mut r: impl Read) -> bool {
+    let mut body = Vec::new();
+    while let Ok(Some(typ)) = read_record(&mut r, &mut body) {
+        if full_form(typ).is_some() {
+            return true;
+        }
     }
-    if !found || at != bin.len() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bin.len() + bin.len() / 2);
-    let mut at = 0;
+    false
+}
+
+/// Copies the part from `r` to `out` with each short record in full form.
+fn write_full_forms(mut r: impl Read, out: &mut impl Write) -> std::io::Result<()> {
+    let mut body = Vec::new();
+    let mut head = Vec::with_capacity(10);
     let mut column: Option<u32> = None;
-    while let Some((typ, body, next)) = record(bin, at) {
-        at = next;
+    while let Some(typ) = read_record(&mut r, &mut body)? {
         let (typ, column_bytes) = match full_form(typ) {
             Some(full) => {
                 let c = column.map_or(0, |c| c.wrapping_add(1));
@@ -106,14 +133,21 @@ fn with_full_forms(bin: &[u8]) -> Option<Vec<u8>> {
             }
         };
         let len = body.len() + column_bytes.map_or(0, |c| c.len());
-        push_varint(&mut out, typ, 2);
-        push_varint(&mut out, u32::try_from(len).ok()?, 4);
+        let len = u32::try_from(len).map_err(|_| cut_short())?;
+        head.clear();
+        push_varint(&mut head, typ, 2);
+        push_varint(&mut head, len, 4);
+        out.write_all(&head)?;
         if let Some(c) = column_bytes {
-            out.extend(c);
+            out.write_all(&c)?;
         }
-        out.extend(body);
+        out.write_all(&body)?;
     }
-    Some(out)
+    Ok(())
+}
+
+fn is_sheet(name: &str) -> bool {
+    name.starts_with("xl/worksheets/") && name.ends_with(".bin")
 }
 
 /// A copy of the `.xlsb` at `path` with its sheets' short records in full
@@ -124,15 +158,10 @@ pub fn full_form_copy(path: &Path) -> Option<tempfile::NamedTempFile> {
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).ok()?;
     let mut sheets = Vec::new();
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).ok()?;
+        let entry = zip.by_index(i).ok()?;
         let name = entry.name().ok()?.into_owned();
-        if name.starts_with("xl/worksheets/") && name.ends_with(".bin") {
-            // Its size was checked against the entry-size limit already.
-            let mut bin = Vec::new();
-            entry.read_to_end(&mut bin).ok()?;
-            if let Some(full) = with_full_forms(&bin) {
-                sheets.push((i, full));
-            }
+        if is_sheet(&name) && has_short_records(BufReader::new(entry)) {
+            sheets.push(i);
         }
     }
     if sheets.is_empty() {
@@ -143,20 +172,22 @@ pub fn full_form_copy(path: &Path) -> Option<tempfile::NamedTempFile> {
         .suffix(".xlsb")
         .tempfile()
         .ok()?;
-    let mut out = zip::ZipWriter::new(copy.reopen().ok()?);
-    let deflated = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let mut out = zip::ZipWriter::new(std::io::BufWriter::new(copy.reopen().ok()?));
+    // Stored, not deflated: the copy lives only while the sheet is read,
+    // and compressing it would cost more than the read.
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for i in 0..zip.len() {
-        match sheets.iter().find(|(index, _)| *index == i) {
-            Some((_, full)) => {
-                let name = zip.by_index(i).ok()?.name().ok()?.into_owned();
-                out.start_file(name, deflated).ok()?;
-                out.write_all(full).ok()?;
-            }
-            None => out.raw_copy_file(zip.by_index_raw(i).ok()?).ok()?,
+        if sheets.contains(&i) {
+            let entry = zip.by_index(i).ok()?;
+            let name = entry.name().ok()?.into_owned();
+            out.start_file(name, stored).ok()?;
+            write_full_forms(BufReader::new(entry), &mut out).ok()?;
+        } else {
+            out.raw_copy_file(zip.by_index_raw(i).ok()?).ok()?;
         }
     }
-    out.finish().ok()?;
+    out.finish().ok()?.flush().ok()?;
     Some(copy)
 }
 
@@ -186,29 +217,35 @@ mod tests {
             rec(0x12, &isst(3)),
         ]
         .concat();
-        let full = with_full_forms(&sheet).unwrap();
-        let mut at = 0;
+        assert!(has_short_records(&sheet[..]));
+        let mut full = Vec::new();
+        write_full_forms(&sheet[..], &mut full).unwrap();
+        let mut reader = &full[..];
+        let mut body = Vec::new();
         let mut cells = Vec::new();
-        while let Some((typ, body, next)) = record(&full, at) {
+        while let Some(typ) = read_record(&mut reader, &mut body).unwrap() {
             if typ == 0x07 {
                 let column = u32::from_le_bytes(body[..4].try_into().unwrap());
                 let index = u32::from_le_bytes(body[8..12].try_into().unwrap());
                 cells.push((column, index));
             }
             assert_ne!(typ, 0x12);
-            at = next;
         }
-        assert_eq!(at, full.len());
         // Columns D, E, F on the first row; A on the next.
         assert_eq!(cells, [(3, 0), (4, 1), (5, 2), (0, 3)]);
         // A sheet of full records only is left alone.
-        assert!(with_full_forms(
-            &[
-                row(0),
-                rec(0x07, &[&0u32.to_le_bytes()[..], &isst(0)].concat())
-            ]
-            .concat()
-        )
-        .is_none());
+        let full_only = [
+            row(0),
+            rec(0x07, &[&0u32.to_le_bytes()[..], &isst(0)].concat()),
+        ]
+        .concat();
+        assert!(!has_short_records(&full_only[..]));
+        // A record cut short: left to calamine.
+        assert!(
+            !has_short_records(&sheet[..sheet.len() - 3]) || {
+                let mut out = Vec::new();
+                write_full_forms(&sheet[..sheet.len() - 3], &mut out).is_err()
+            }
+        );
     }
 }
