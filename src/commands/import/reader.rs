@@ -80,6 +80,9 @@ pub struct Workbook {
     pub limits: Limits,
     /// For CSV: the encoding `--encoding` forced (else detected).
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// For `.xlsb`: the copy with short cell records in full form, made once
+    /// when opened and read by every pass (`None`: the file needs none).
+    full_form: Option<std::sync::Arc<tempfile::NamedTempFile>>,
 }
 
 impl Workbook {
@@ -144,6 +147,10 @@ impl Workbook {
             sheets,
             limits,
             encoding: None,
+            full_form: match format {
+                Format::Xlsb => super::xlsb::full_form_copy(path).map(std::sync::Arc::new),
+                _ => None,
+            },
         })
     }
 
@@ -359,43 +366,37 @@ type StreamedCell = (u32, u32, Option<String>);
 fn stream_cells(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Result<()> {
     let fail = |e: &dyn std::fmt::Display| workbook_error(&book.path, &e.to_string());
     let keep = |column: u32| (column as usize) < MAX_COLUMNS;
+    // The two readers share no trait: the same cell loop over either.
+    macro_rules! stream {
+        ($workbook:expr) => {{
+            let mut workbook = $workbook;
+            let mut cells = workbook
+                .worksheet_cells_reader(&book.sheet)
+                .map_err(|e| fail(&e))?;
+            rows_of_cells(book, emit, &mut || match cells.next_cell() {
+                Ok(Some(cell)) => {
+                    let (row, column) = cell.get_position();
+                    let text = keep(column).then(|| display_ref(cell.get_value()));
+                    Ok(Some((row, column, text)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(fail(&e)),
+            })
+        }};
+    }
     let run = || -> Result<()> {
         match book.format {
             Format::Xlsb => {
                 // Short cell records, which calamine skips, in full form.
-                let copy = super::xlsb::full_form_copy(&book.path);
-                let path = copy.as_ref().map_or(book.path.as_path(), |c| c.path());
-                let mut workbook: Xlsb<BufReader<File>> =
-                    open_workbook(path).map_err(|e: calamine::XlsbError| fail(&e))?;
-                let mut cells = workbook
-                    .worksheet_cells_reader(&book.sheet)
-                    .map_err(|e| fail(&e))?;
-                rows_of_cells(book, emit, &mut || match cells.next_cell() {
-                    Ok(Some(cell)) => {
-                        let (row, column) = cell.get_position();
-                        let text = keep(column).then(|| display_ref(cell.get_value()));
-                        Ok(Some((row, column, text)))
-                    }
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(fail(&e)),
-                })
+                let path = book
+                    .full_form
+                    .as_ref()
+                    .map_or(book.path.as_path(), |c| c.path());
+                stream!(open_workbook::<Xlsb<BufReader<File>>, _>(path)
+                    .map_err(|e: calamine::XlsbError| fail(&e))?)
             }
-            _ => {
-                let mut workbook: Xlsx<BufReader<File>> =
-                    open_workbook(&book.path).map_err(|e: calamine::XlsxError| fail(&e))?;
-                let mut cells = workbook
-                    .worksheet_cells_reader(&book.sheet)
-                    .map_err(|e| fail(&e))?;
-                rows_of_cells(book, emit, &mut || match cells.next_cell() {
-                    Ok(Some(cell)) => {
-                        let (row, column) = cell.get_position();
-                        let text = keep(column).then(|| display_ref(cell.get_value()));
-                        Ok(Some((row, column, text)))
-                    }
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(fail(&e)),
-                })
-            }
+            _ => stream!(open_workbook::<Xlsx<BufReader<File>>, _>(&book.path)
+                .map_err(|e: calamine::XlsxError| fail(&e))?),
         }
     };
     match guarded(run) {
