@@ -15,7 +15,7 @@
 # drift or rejected rows), after writing that step's JSON and, for the
 # import, the rejected rows.
 #
-# On the local stack (run by tests/ci_recipe.rs in CI, so the recipe cannot rot):
+# On the local stack (run by tests/it/ci_recipe.rs in CI, so the recipe cannot rot):
 #   eval "$(scripts/local-stack.sh env)"
 #   MAILSYNC_ACCESS_TOKEN="$(scripts/local-stack.sh token "$(cat /proc/sys/kernel/random/uuid)")" \
 #     scripts/ci-recipe.sh examples/contacts.csv

@@ -1,7 +1,7 @@
 //! `mailsync completions SHELL`: the shell completion script. `cli.rs`
 //! generates it (only it knows the command line); this prints it, or with
 //! `--json` one document `{"shell", "script"}`.
-//! Server side: none. Tests: `tests/account.rs`
+//! Server side: none. Tests: `tests/it/account.rs`
 //! (`completions_and_every_help_have_what_they_promise`,
 //! `completions_json_is_one_document_with_the_script`).
 

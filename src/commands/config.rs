@@ -1,7 +1,7 @@
 //! `mailsync config`: each setting, masked where secret, and where it came
 //! from (flag > environment > env file > default; the token may come from a
-//! saved session). Server side: none. Tests: `tests/config.rs`,
-//! `tests/account.rs`, and the unit test below.
+//! saved session). Server side: none. Tests: `tests/it/config.rs`,
+//! `tests/it/account.rs`, and the unit test below.
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! `mailsync dashboard`: the user's `dashboard_analytics` row.
 //! Server side: view `dashboard_analytics` (fed by `user_daily_sent_counts`)
-//! in `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns.rs`.
+//! in `sql/MASTER-DATABASE.sql`. Tests: `tests/it/campaigns.rs`.
 
 use crate::config::Config;
 use crate::domain::DashboardAnalytics;

@@ -2,7 +2,7 @@
 //! `mailsync-db-reset.1`, ...), generated from the same clap definitions as
 //! `--help`. `cli.rs` renders the pages (only it knows the command line);
 //! this writes them, each through a temporary file renamed into place.
-//! Server side: none. Tests: `tests/help.rs`.
+//! Server side: none. Tests: `tests/it/help.rs`.
 
 use std::io::Write;
 use std::path::PathBuf;

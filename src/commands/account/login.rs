@@ -1,7 +1,7 @@
 //! `mailsync login`: sign in with email and password (Supabase Auth) and
 //! save the session. Server side: Supabase Auth `/auth/v1/token` (an
 //! in-test server in the tests, following SUPABASE.md); client in
-//! `src/supabase/auth.rs`. Tests: `tests/account.rs`.
+//! `src/supabase/auth.rs`. Tests: `tests/it/account.rs`.
 
 use std::io::{BufRead, IsTerminal};
 

@@ -1,7 +1,7 @@
 //! `mailsync logout`: revoke this session (only this one: `scope=local`) on
 //! the server when reachable, refreshing it first when its access token has
 //! expired, and delete it here. Server side: Supabase Auth `/auth/v1/logout`; client in
-//! `src/supabase/auth.rs`. Tests: `tests/account.rs`.
+//! `src/supabase/auth.rs`. Tests: `tests/it/account.rs`.
 
 use std::path::PathBuf;
 

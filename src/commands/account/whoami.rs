@@ -1,7 +1,7 @@
 //! `mailsync whoami`: who mailsync acts as (the token's claims), the
 //! project, the token's expiry and where the token came from. Server side:
 //! none (the claims are read locally; the server checks the signature on
-//! every request). Tests: `tests/account.rs`.
+//! every request). Tests: `tests/it/account.rs`.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! Server side: table `email_campaigns` (and `email_templates` for
 //! `--template`) in `sql/MASTER-DATABASE.sql`, through the REST API under RLS.
 //! Idempotent: the id is generated here and a repeated insert is ignored.
-//! Tests: `tests/campaigns.rs`, `tests/hosted_client.rs`.
+//! Tests: `tests/it/campaigns.rs`, `tests/it/hosted_client.rs`.
 
 use serde_json::json;
 

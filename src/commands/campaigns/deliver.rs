@@ -14,7 +14,7 @@
 //! "Delivery"): `claim_emails`, `record_email_outcomes`,
 //! `extend_email_leases`, `unknown_emails`. This module never uses the
 //! service role or a database URL.
-//! Tests: `tests/campaigns_deliver.rs`.
+//! Tests: `tests/it/campaigns_deliver.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

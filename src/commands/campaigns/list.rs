@@ -1,6 +1,6 @@
 //! `mailsync campaigns list`: campaigns with their totals, newest first.
 //! Server side: view `campaign_analytics` in `sql/MASTER-DATABASE.sql`.
-//! Tests: `tests/campaigns.rs`.
+//! Tests: `tests/it/campaigns.rs`.
 
 use crate::config::Config;
 use crate::domain::{CampaignAnalytics, CampaignStatus};

@@ -4,7 +4,7 @@
 //! campaign with its recipient and status, keyset paged by id through the
 //! REST API under the user's JWT and written as it arrives (constant memory).
 //! Server side: view `campaign_analytics`, table `emails_sent` in
-//! `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns_report.rs`.
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/it/campaigns_report.rs`.
 
 use std::path::PathBuf;
 

@@ -11,7 +11,7 @@
 //! through `send_recipients` and the organisation-name rule
 //! (`mailsync_org_key`), and table `campaign_sends`, in
 //! `sql/MASTER-DATABASE.sql`.
-//! Tests: `tests/campaigns.rs`, `tests/hosted_client.rs`; benchmark:
+//! Tests: `tests/it/campaigns.rs`, `tests/it/hosted_client.rs`; benchmark:
 //! `scripts/bench-send`.
 
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@
 //! `contacts_user_organization_idx`, and for `--organization` the
 //! organisation-name rule (`organization_named`,
 //! `contact_organization_spellings`) in `sql/MASTER-DATABASE.sql`.
-//! Tests: `tests/contacts_export.rs`; benchmark: `scripts/bench-export`.
+//! Tests: `tests/it/contacts_export.rs`; benchmark: `scripts/bench-export`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! and the server's row cap never truncates the answer).
 //! Server side: tables `contacts` and `organizations`, and for
 //! `--organization` the organisation-name rule (`organization_named`,
-//! `contact_organization_spellings`) in `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`
+//! `contact_organization_spellings`) in `sql/MASTER-DATABASE.sql`. Tests: `tests/it/import.rs`
 //! (`contacts_list_pages_past_the_servers_row_cap_and_filters_by_organisation`).
 
 use crate::config::Config;

@@ -3,7 +3,7 @@
 //! suppressed address is left out by later `campaigns send` and skipped by
 //! `campaigns deliver`. `--undo` takes addresses off the list again.
 //! Server side: table `suppressions` in `sql/MASTER-DATABASE.sql`.
-//! Tests: `tests/campaigns_deliver.rs`.
+//! Tests: `tests/it/campaigns_deliver.rs`.
 
 use serde::Serialize;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! `mailsync db apply`: apply the schema without dropping anything
 //! (idempotent, keeps every row), in one transaction.
 //! Server side: `sql/MASTER-DATABASE.sql`, counted by `sql/db/inventory.sql`.
-//! Tests: `tests/db.rs`.
+//! Tests: `tests/it/db.rs`.
 
 use super::{print_dry_run, print_report, run_in_transaction, SCHEMA};
 use crate::config::Config;

@@ -11,7 +11,7 @@
 //! it again as a new, later migration. When the latest mailsync migration in
 //! the folder already carries this schema's hash, nothing is written. An
 //! existing file is never overwritten.
-//! Server side: `sql/MASTER-DATABASE.sql`. Tests: `tests/db_migration.rs`.
+//! Server side: `sql/MASTER-DATABASE.sql`. Tests: `tests/it/db_migration.rs`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `mailsync db reset`: drop the mailsync schema and create it again, in one
 //! transaction, after a confirmation. Every mailsync row is deleted.
 //! Server side: `sql/MASTER-CLEAN.sql` then `sql/MASTER-DATABASE.sql`,
-//! counted by `sql/db/inventory.sql`. Tests: `tests/db.rs`.
+//! counted by `sql/db/inventory.sql`. Tests: `tests/it/db.rs`.
 
 use super::{print_dry_run, print_report, run_in_transaction, CLEAN, SCHEMA};
 use crate::config::Config;

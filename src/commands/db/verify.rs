@@ -3,7 +3,7 @@
 //! grants, pinned `search_path`, indexed foreign keys, the counters behind
 //! the views). Read-only; exit 4 on drift.
 //! Server side: the checks are SQL in `sql/db/verify.sql` and
-//! `sql/db/verify-counters.sql`. Tests: `tests/db.rs`.
+//! `sql/db/verify-counters.sql`. Tests: `tests/it/db.rs`.
 
 use serde::Serialize;
 use tokio_postgres::SimpleQueryMessage;

@@ -13,7 +13,7 @@
 //! server), `report` (what is printed), `rejects` (the rejected rows, in
 //! bounded memory, streamed to `--rejects`).
 //! Server side: `import_contacts(rows)` and `import_rows(rows)` in
-//! `sql/MASTER-DATABASE.sql`. Tests: `tests/import.rs`, `tests/import_fuzz.rs`.
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/it/import.rs`, `tests/it/import_fuzz.rs`.
 
 pub mod encoding;
 pub mod limits;

@@ -235,7 +235,7 @@ mod tests {
     fn rows_are_blank_rejected_or_contacts() {
         assert_eq!(classify(&row(&["", "  "]), AB), Classified::Blank);
         assert_eq!(classify(&row(&[]), AB), Classified::Blank);
-        // Inner white space is the server's to collapse (tests/import.rs).
+        // Inner white space is the server's to collapse (tests/it/import.rs).
         assert_eq!(
             classify(&row(&["  Acme   Inc ", "A@X.FR"]), AB),
             Classified::Contact {

@@ -1,6 +1,6 @@
 //! `mailsync templates create`: a reusable subject and content.
 //! Server side: table `email_templates` (unique name per user) in
-//! `sql/MASTER-DATABASE.sql`. Tests: `tests/campaigns.rs`.
+//! `sql/MASTER-DATABASE.sql`. Tests: `tests/it/campaigns.rs`.
 
 use serde_json::json;
 

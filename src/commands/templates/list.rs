@@ -1,6 +1,6 @@
 //! `mailsync templates list`: the user's templates by name.
 //! Server side: table `email_templates` in `sql/MASTER-DATABASE.sql`.
-//! Tests: `tests/campaigns.rs`.
+//! Tests: `tests/it/campaigns.rs`.
 
 use crate::config::Config;
 use crate::domain::Template;

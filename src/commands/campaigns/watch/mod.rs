@@ -10,9 +10,9 @@
 //! publication), in `sql/MASTER-DATABASE.sql`.
 //! With Realtime, the screen says "live" only once the server confirmed the
 //! subscription; a refusal or a quota close is shown with its reason, the
-//! watch polls meanwhile and joins again later. Tests: `tests/campaigns.rs` (watch against the
-//! stack), `tests/campaigns_watch_render.rs` (the screen),
-//! `tests/campaigns_watch_realtime.rs`.
+//! watch polls meanwhile and joins again later. Tests: `tests/it/campaigns.rs` (watch against the
+//! stack), `tests/it/campaigns_watch_render.rs` (the screen),
+//! `tests/it/campaigns_watch_realtime.rs`.
 
 pub mod data;
 pub mod render;

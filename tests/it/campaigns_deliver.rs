@@ -1,0 +1,839 @@
+//! `mailsync campaigns deliver` and `contacts unsubscribe` against real SMTP
+//! servers: the local stack's maildev (messages read back from its REST
+//! API) and a scripted in-test server for refusals, dropped connections and
+//! slow answers. Everything goes through the real binary, the REST API and
+//! real JWTs; the database is read back as the superuser only to check.
+
+use crate::common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::smtp_server::{Action, Phase, ScriptedSmtp};
+use common::{json_of, new_user, rest, stderr, stdout, Stack, User};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Contacts for `user` at `emails` (organisation `Org <i % 3>` each) and a
+/// draft campaign `name` to send them; its id.
+async fn draft_campaign(
+    stack: &Stack,
+    user: &User,
+    emails: &[String],
+    name: &str,
+    subject: &str,
+    content: &str,
+) -> String {
+    let rows: Vec<Value> = emails
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"email": e, "organization_name": format!("Org {}", i % 3)}))
+        .collect();
+    common::insert_as(stack, user, "contacts", json!(rows)).await;
+    let (status, body) = rest(
+        stack,
+        Method::POST,
+        "email_campaigns",
+        Some(&user.token),
+        Some(json!({"name": name, "subject": subject, "content": content})),
+        Some("return=representation"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body[0]["id"].as_str().unwrap().to_string()
+}
+
+/// A campaign queued for `user` to `emails` (organisation `Org <i % 3>` each).
+async fn queued_campaign(
+    stack: &Stack,
+    user: &User,
+    emails: &[String],
+    subject: &str,
+    content: &str,
+) -> String {
+    let name = format!("c-{}", uuid::Uuid::new_v4().simple());
+    let id = draft_campaign(stack, user, emails, &name, subject, content).await;
+    let o = run(
+        stack,
+        user,
+        &["--json", "campaigns", "send", &id, "--yes"],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    id
+}
+
+fn addresses(user: &User, names: &[&str]) -> Vec<String> {
+    let tag = &user.id.simple().to_string()[..10];
+    names
+        .iter()
+        .map(|n| format!("{n}.{tag}@example.test"))
+        .collect()
+}
+
+/// `n` addresses of `user`: `<prefix>0`, `<prefix>1`, ...
+fn numbered_addresses(user: &User, prefix: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    addresses(user, &names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Runs the binary as `user` off the async runtime (the scripted server
+/// runs on it).
+async fn run(stack: &Stack, user: &User, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::command(stack, dir.path());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token);
+    common::output_off_runtime(cmd).await
+}
+
+/// `deliver --json` with fast retries, through `smtp_url`.
+async fn deliver(stack: &Stack, user: &User, smtp_url: &str, extra: &[&str]) -> (Output, Value) {
+    let mut args = vec![
+        "--json",
+        "campaigns",
+        "deliver",
+        "--rate",
+        "0",
+        "--retry-delay",
+        "0.05",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(stack, user, &args, &[("MAILSYNC_SMTP_URL", smtp_url)]).await;
+    let summary = serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null);
+    (o, summary)
+}
+
+/// The binary started in the background (for kill -9 and Ctrl-C).
+fn spawn(stack: &Stack, user: &User, args: &[&str], smtp_url: &str) -> Child {
+    let dir = tempfile::tempdir().unwrap().keep();
+    common::command_for(&stack.url, &stack.anon_key, &dir)
+        .args(args)
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .env("MAILSYNC_SMTP_URL", smtp_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting mailsync")
+}
+
+/// A campaign queued to `n` addresses (`<prefix><i>`), an SMTP server
+/// accepting each message after `delay`, and `deliver --json` with
+/// `concurrency` connections at full speed started in the background;
+/// returns once the server has accepted `accepted` messages.
+async fn delivering(
+    stack: &Stack,
+    user: &User,
+    prefix: &str,
+    n: usize,
+    delay: Duration,
+    concurrency: &str,
+    accepted: usize,
+) -> (String, ScriptedSmtp, Child) {
+    let to = numbered_addresses(user, prefix, n);
+    let campaign = queued_campaign(stack, user, &to, "S", "C").await;
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, delay).await;
+    let child = spawn(
+        stack,
+        user,
+        &[
+            "--json",
+            "campaigns",
+            "deliver",
+            &campaign,
+            "--rate",
+            "0",
+            "--concurrency",
+            concurrency,
+        ],
+        &server.url(),
+    );
+    let started = Instant::now();
+    while server.accepted().len() < accepted {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing was delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (campaign, server, child)
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    status: String,
+    message_id: Option<String>,
+    smtp_response: Option<String>,
+    error_message: Option<String>,
+    attempts: i32,
+    sent_at: bool,
+}
+
+/// Each email of the campaign by recipient, as stored.
+async fn emails(campaign: &str) -> HashMap<String, Row> {
+    common::admin()
+        .await
+        .query(
+            "select recipient_email, status, message_id, smtp_response, error_message, attempts, sent_at is not null
+               from public.emails_sent where campaign_id = $1::text::uuid",
+            &[&campaign],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Row {
+                    status: r.get(1),
+                    message_id: r.get(2),
+                    smtp_response: r.get(3),
+                    error_message: r.get(4),
+                    attempts: r.get(5),
+                    sent_at: r.get(6),
+                },
+            )
+        })
+        .collect()
+}
+
+async fn campaign_status(campaign: &str) -> String {
+    common::admin()
+        .await
+        .query_one(
+            "select status from public.email_campaigns where id = $1::text::uuid",
+            &[&campaign],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn count(rows: &HashMap<String, Row>, status: &str) -> usize {
+    rows.values().filter(|r| r.status == status).count()
+}
+
+/// The stack's web inbox (maildev's REST API).
+fn inbox_url(stack: &Stack) -> String {
+    std::env::var("MAILSYNC_INBOX_URL").unwrap_or_else(|_| {
+        let port = url::Url::parse(&stack.url).unwrap().port().unwrap_or(54321);
+        format!("http://127.0.0.1:{}", port + 3)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_to_the_stack_inbox_with_merge_fields_and_headers() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["lea", "marc", "nina"]);
+    let campaign = queued_campaign(
+        &stack,
+        &user,
+        &to,
+        "Nouveautés pour {{organization}} — été",
+        "Bonjour {{email}},\nles nouveautés de {{ organization }} arrivent. À bientôt !",
+    )
+    .await;
+    // No MAILSYNC_SMTP_URL given to the command beyond the stack's own.
+    let smtp = std::env::var("MAILSYNC_SMTP_URL").unwrap_or_else(|_| {
+        let port = url::Url::parse(&stack.url).unwrap().port().unwrap_or(54321);
+        format!("smtp://127.0.0.1:{}", port + 4)
+    });
+    let o = run(
+        &stack,
+        &user,
+        &["--json", "campaigns", "deliver", &campaign],
+        &[
+            ("MAILSYNC_SMTP_URL", &smtp),
+            ("MAILSYNC_FROM", "Équipe Acme <news@acme.example>"),
+            (
+                "MAILSYNC_LIST_UNSUBSCRIBE",
+                "https://acme.example/unsubscribe?e={{email}}",
+            ),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: Value = json_of(&o);
+    assert_eq!(summary["sent"], 3, "{summary}");
+    assert_eq!(summary["bounced"], 0);
+
+    let rows = emails(&campaign).await;
+    assert_eq!(count(&rows, "sent"), 3, "{rows:?}");
+    assert_eq!(campaign_status(&campaign).await, "sent");
+
+    let inbox: Vec<Value> = reqwest::get(format!("{}/email", inbox_url(&stack)))
+        .await
+        .expect("the stack's web inbox answers")
+        .json()
+        .await
+        .unwrap();
+    for (i, address) in to.iter().enumerate() {
+        let row = &rows[address];
+        assert!(row.sent_at);
+        assert!(
+            row.smtp_response
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("250"),
+            "{row:?}"
+        );
+        let mail = inbox
+            .iter()
+            .find(|m| m["to"][0]["address"].as_str() == Some(address.as_str()))
+            .unwrap_or_else(|| panic!("{address} is not in the inbox"));
+        let org = format!("Org {}", i % 3);
+        assert_eq!(mail["subject"], format!("Nouveautés pour {org} — été"));
+        let text = mail["text"].as_str().unwrap();
+        assert!(text.contains(&format!("Bonjour {address},")), "{text}");
+        assert!(
+            text.contains(&format!("les nouveautés de {org} arrivent")),
+            "{text}"
+        );
+        let headers = &mail["headers"];
+        assert_eq!(
+            headers["message-id"].as_str(),
+            row.message_id.as_deref(),
+            "{headers}"
+        );
+        assert!(row
+            .message_id
+            .as_deref()
+            .unwrap()
+            .ends_with("@acme.example>"));
+        assert!(headers["date"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(headers["from"]
+            .as_str()
+            .unwrap()
+            .contains("news@acme.example"));
+        assert_eq!(
+            headers["list-unsubscribe"].as_str().unwrap(),
+            format!(
+                "<https://acme.example/unsubscribe?e={}>",
+                address.replace('@', "%40")
+            )
+        );
+        assert_eq!(
+            headers["list-unsubscribe-post"],
+            "List-Unsubscribe=One-Click"
+        );
+    }
+    let ids: HashSet<_> = rows.values().map(|r| r.message_id.clone()).collect();
+    assert_eq!(ids.len(), 3, "each email has its own Message-ID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_at_rcpt_and_at_data_are_recorded_with_the_servers_reply() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(
+        &user,
+        &["ok", "nouser", "policy", "busy", "greylisted", "full"],
+    );
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    let server = ScriptedSmtp::start(
+        |rcpt, phase, n| match (rcpt.split('.').next().unwrap(), phase) {
+            ("nouser", Phase::Rcpt) => {
+                Action::Reply("550 5.1.1 <nouser>: Recipient address rejected: User unknown".into())
+            }
+            ("policy", Phase::Data) => Action::Reply("554 5.7.1 Message rejected as spam".into()),
+            ("busy", Phase::Rcpt) => Action::Reply("451 4.3.0 Try again later".into()),
+            ("greylisted", Phase::Data) if n < 2 => {
+                Action::Reply("450 4.2.0 Greylisted, come back later".into())
+            }
+            ("full", Phase::Data) => Action::Reply("552 5.2.2 Mailbox full".into()),
+            _ => Action::Accept,
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let (o, summary) = deliver(&stack, &user, &server.url(), &[&campaign]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = emails(&campaign).await;
+    let by = |name: &str| {
+        rows.iter()
+            .find(|(k, _)| k.starts_with(&format!("{name}.")))
+            .unwrap()
+            .1
+            .clone()
+    };
+
+    assert_eq!(by("ok").status, "sent");
+    assert!(by("ok")
+        .smtp_response
+        .unwrap()
+        .starts_with("250 2.0.0 Ok: queued"));
+    let nouser = by("nouser");
+    assert_eq!(
+        nouser.status, "bounced",
+        "5.1.1 at RCPT is an unknown mailbox"
+    );
+    assert!(nouser.error_message.unwrap().contains("550 5.1.1"));
+    let policy = by("policy");
+    assert_eq!(
+        policy.status, "failed",
+        "a 5xx that is not 5.1.x is a failure"
+    );
+    assert!(policy
+        .error_message
+        .unwrap()
+        .contains("554 5.7.1 Message rejected as spam"));
+    assert_eq!(by("full").status, "failed");
+    let busy = by("busy");
+    assert_eq!(
+        busy.status, "failed",
+        "4xx every time: failed after the tries"
+    );
+    assert!(
+        busy.error_message.as_deref().unwrap().contains("451 4.3.0"),
+        "{busy:?}"
+    );
+    assert!(busy.error_message.unwrap().contains("3 tries"));
+    let grey = by("greylisted");
+    assert_eq!(grey.status, "sent", "4xx twice then accepted");
+
+    assert_eq!(summary["sent"], 2, "{summary}");
+    assert_eq!(summary["bounced"], 1);
+    assert_eq!(summary["failed"], 3);
+    assert_eq!(summary["retries"], 4, "busy twice, greylisted twice");
+    // Exactly the accepted ones reached the server, once each.
+    let accepted = server.accepted_count();
+    assert_eq!(accepted.len(), 2);
+    assert!(accepted.values().all(|n| *n == 1));
+    assert_eq!(
+        campaign_status(&campaign).await,
+        "sent",
+        "the last settled email finishes it"
+    );
+
+    // The bounced address is suppressed for the next send.
+    let (status, body) = rest(
+        &stack,
+        Method::GET,
+        "suppressions?select=email,reason",
+        Some(&user.token),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!([{"email": by_key(&rows, "nouser"), "reason": "bounced"}])
+    );
+}
+
+fn by_key(rows: &HashMap<String, Row>, name: &str) -> String {
+    rows.keys()
+        .find(|k| k.starts_with(&format!("{name}.")))
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_message_is_retried_and_sent_once() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["drop", "after1", "after2"]);
+    let campaign =
+        queued_campaign(&stack, &user, &to, "S", &"Long enough content. ".repeat(20)).await;
+    let server = ScriptedSmtp::start(
+        |rcpt, phase, n| {
+            if rcpt.starts_with("drop.") && phase == Phase::Data && n == 0 {
+                Action::Drop
+            } else {
+                Action::Accept
+            }
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let (o, summary) = deliver(&stack, &user, &server.url(), &["--concurrency", "1"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary["sent"], 3, "{summary}");
+    assert_eq!(summary["retries"], 1);
+    let rows = emails(&campaign).await;
+    assert_eq!(count(&rows, "sent"), 3);
+    assert!(server.accepted_count().values().all(|n| *n == 1));
+    assert!(server.connections() >= 2, "a new connection after the drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_down_at_start_is_exit_3_and_nothing_is_claimed() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["a", "b"]);
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("smtp://mailer:s3cr3t-pass@127.0.0.1:{port}");
+    let o = run(
+        &stack,
+        &user,
+        &["campaigns", "deliver", &campaign],
+        &[("MAILSYNC_SMTP_URL", &url)],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cannot use the SMTP server"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        !err.contains("s3cr3t-pass"),
+        "the password is never printed: {err}"
+    );
+    // In French, mailsync's own words about the connection too.
+    let o = run(
+        &stack,
+        &user,
+        &["--lang", "fr", "campaigns", "deliver", &campaign],
+        &[("MAILSYNC_SMTP_URL", &url)],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "erreur : le serveur SMTP smtp://mailer:******@127.0.0.1:{port} est inutilisable : connexion impossible à 127.0.0.1:{port} : "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nconseil : définissez MAILSYNC_SMTP_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t-pass"), "{err}");
+    let rows = emails(&campaign).await;
+    assert_eq!(count(&rows, "pending"), 2);
+    assert!(rows
+        .values()
+        .all(|r| r.attempts == 0 && r.message_id.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_no_false_sent_and_a_rerun_never_resends_unknown_emails() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let (campaign, server, mut child) =
+        delivering(&stack, &user, "k", 60, Duration::from_millis(40), "2", 10).await;
+    child.kill().unwrap(); // SIGKILL: no chance to record anything more
+    let _ = child.wait();
+
+    let accepted: HashSet<String> = server.accepted_count().keys().cloned().collect();
+    let rows = emails(&campaign).await;
+    for (address, row) in &rows {
+        if row.status == "sent" {
+            assert!(
+                accepted.contains(address),
+                "{address} is marked sent but the server never accepted it"
+            );
+        }
+    }
+    // Every email the server took is recorded as sent or left `sending` (unknown).
+    for address in &accepted {
+        let s = &rows[address].status;
+        assert!(s == "sent" || s == "sending", "{address}: {s}");
+    }
+    let in_doubt: HashSet<String> = rows
+        .iter()
+        .filter(|(_, r)| r.status == "sending")
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        !in_doubt.is_empty(),
+        "a worker killed mid-run leaves claimed emails"
+    );
+
+    // Time passes: the dead worker's leases expire.
+    common::admin()
+        .await
+        .execute(
+            "update public.emails_sent set lease_expires_at = now() - interval '1 second'
+              where campaign_id = $1::text::uuid and status = 'sending'",
+            &[&campaign],
+        )
+        .await
+        .unwrap();
+
+    // A re-run reports them and does not send them again.
+    let (o, summary) = deliver(&stack, &user, &server.url(), &[&campaign]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary["unknown"], in_doubt.len(), "{summary}");
+    assert!(stderr(&o).contains("unknown outcome"), "{}", stderr(&o));
+    let reported: HashSet<String> = summary["unknown_emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["recipient_email"].as_str().unwrap().to_string())
+        .collect();
+    assert!(reported.iter().all(|a| in_doubt.contains(a)));
+    let counts = server.accepted_count();
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "nothing was sent twice: {counts:?}"
+    );
+    let rows = emails(&campaign).await;
+    assert_eq!(
+        count(&rows, "sending"),
+        in_doubt.len(),
+        "the unknown ones are left alone"
+    );
+    assert_eq!(count(&rows, "sent"), 60 - in_doubt.len());
+    assert_eq!(campaign_status(&campaign).await, "sending");
+
+    // With --resend-unknown they go out, with the Message-ID they had.
+    let before: HashMap<String, Option<String>> = rows
+        .iter()
+        .map(|(k, r)| (k.clone(), r.message_id.clone()))
+        .collect();
+    let (o, summary) = deliver(
+        &stack,
+        &user,
+        &server.url(),
+        &[&campaign, "--resend-unknown"],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary["sent"], in_doubt.len(), "{summary}");
+    let rows = emails(&campaign).await;
+    assert_eq!(count(&rows, "sent"), 60);
+    for address in &in_doubt {
+        assert_eq!(
+            rows[address].message_id, before[address],
+            "same Message-ID on a re-send"
+        );
+    }
+    assert_eq!(campaign_status(&campaign).await, "sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_one_campaign_without_overlap() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = numbered_addresses(&user, "w", 300);
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::from_millis(2)).await;
+    let args = [
+        "--json",
+        "campaigns",
+        "deliver",
+        campaign.as_str(),
+        // A claim is two seconds of sending: at 50/s, 100 emails, so one
+        // worker cannot claim the whole campaign before the other starts.
+        "--rate",
+        "50",
+        "--concurrency",
+        "2",
+    ];
+    let a = spawn(&stack, &user, &args, &server.url());
+    let b = spawn(&stack, &user, &args, &server.url());
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let sa: Value = json_of(&a);
+    let sb: Value = json_of(&b);
+    let (na, nb) = (sa["sent"].as_u64().unwrap(), sb["sent"].as_u64().unwrap());
+    assert_eq!(na + nb, 300, "{sa} {sb}");
+    assert!(na > 0 && nb > 0, "both workers took part: {na} and {nb}");
+    let counts = server.accepted_count();
+    assert_eq!(counts.len(), 300);
+    assert!(counts.values().all(|n| *n == 1), "no email went out twice");
+    assert_eq!(count(&emails(&campaign).await, "sent"), 300);
+    assert_eq!(campaign_status(&campaign).await, "sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_finishes_the_emails_in_flight_records_them_and_exits_130() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let (campaign, server, child) =
+        delivering(&stack, &user, "i", 80, Duration::from_millis(150), "3", 6).await;
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let summary: Value = json_of(&o);
+    assert_eq!(summary["interrupted"], true);
+
+    let rows = emails(&campaign).await;
+    let accepted = server.accepted_count();
+    assert_eq!(
+        count(&rows, "sending"),
+        0,
+        "nothing is left in doubt after Ctrl-C: {rows:?}"
+    );
+    assert_eq!(
+        count(&rows, "sent"),
+        accepted.len(),
+        "every accepted email is recorded"
+    );
+    assert_eq!(summary["sent"], accepted.len());
+    assert!(
+        count(&rows, "pending") > 0,
+        "the emails not tried are pending again"
+    );
+    assert_eq!(count(&rows, "sent") + count(&rows, "pending"), 80);
+
+    // A later run finishes the campaign.
+    let (o, _) = deliver(&stack, &user, &server.url(), &[&campaign]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(count(&emails(&campaign).await, "sent"), 80);
+    assert!(server.accepted_count().values().all(|n| *n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppressed_addresses_are_left_out_by_send_and_skipped_by_deliver() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["stay", "leave", "late"]);
+    // "leave" unsubscribes before the first send.
+    let o = run(
+        &stack,
+        &user,
+        &["contacts", "unsubscribe", &to[1].to_uppercase()],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let campaign = draft_campaign(&stack, &user, &to, "sup", "S", "C").await;
+    let o = run(
+        &stack,
+        &user,
+        &["--json", "campaigns", "send", &campaign, "--yes"],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let queued: Value = json_of(&o);
+    assert_eq!(queued["queued"], 2, "{queued}");
+    assert_eq!(
+        queued["suppressed"], 1,
+        "send reports how many were left out: {queued}"
+    );
+    // Sending it again queues nothing more and says what was queued.
+    let o = run(
+        &stack,
+        &user,
+        &["--json", "campaigns", "send", "sup", "--yes"],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: Value = json_of(&o);
+    assert_eq!(
+        (again["queued"].clone(), again["queued_now"].clone()),
+        (json!(2), json!(0)),
+        "{again}"
+    );
+
+    // "late" unsubscribes after the campaign was queued: deliver skips it.
+    let o = run(&stack, &user, &["contacts", "unsubscribe", &to[2]], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::ZERO).await;
+    let (o, summary) = deliver(&stack, &user, &server.url(), &[&campaign]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary["sent"], 1, "{summary}");
+    assert_eq!(summary["suppressed"], 1);
+    let rows = emails(&campaign).await;
+    assert_eq!(rows[&to[0]].status, "sent");
+    assert_eq!(rows[&to[2]].status, "failed");
+    assert!(rows[&to[2]]
+        .error_message
+        .as_deref()
+        .unwrap()
+        .contains("suppressed (unsubscribed)"));
+    assert!(!rows.contains_key(&to[1]));
+    assert_eq!(
+        server.accepted_count().keys().cloned().collect::<Vec<_>>(),
+        vec![to[0].clone()]
+    );
+
+    // Another user's suppression list is theirs alone.
+    let other = new_user(&stack).await;
+    let (status, body) = rest(
+        &stack,
+        Method::GET,
+        "suppressions?select=email",
+        Some(&other.token),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!([])));
+
+    // --undo takes an address off the list.
+    let o = run(
+        &stack,
+        &user,
+        &["--json", "contacts", "unsubscribe", "--undo", &to[1]],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let undone: Value = json_of(&o);
+    assert_eq!(undone["removed"], json!([to[1].clone()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_checks_and_counts_but_claims_nothing() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["d1", "d2"]);
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::ZERO).await;
+    let (o, summary) = deliver(&stack, &user, &server.url(), &[&campaign, "--dry-run"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(summary["pending"], 2);
+    assert!(server.accepted().is_empty());
+    assert_eq!(count(&emails(&campaign).await, "pending"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_shows_the_smtp_settings_with_the_password_masked() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let o = run(
+        &stack,
+        &user,
+        &["--json", "config"],
+        &[
+            (
+                "MAILSYNC_SMTP_URL",
+                "smtp://apikey:hunter2-secret@smtp.acme.example:587",
+            ),
+            ("MAILSYNC_FROM", "news@acme.example"),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    let entries: Vec<Value> = serde_json::from_str(text.trim()).unwrap();
+    let smtp = entries
+        .iter()
+        .find(|e| e["name"] == "MAILSYNC_SMTP_URL")
+        .expect("MAILSYNC_SMTP_URL is shown");
+    assert_eq!(smtp["value"], "smtp://apikey:******@smtp.acme.example:587");
+    let from = entries
+        .iter()
+        .find(|e| e["name"] == "MAILSYNC_FROM")
+        .unwrap();
+    assert_eq!(from["value"], "news@acme.example");
+}

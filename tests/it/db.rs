@@ -1,0 +1,562 @@
+//! `mailsync db reset | apply | verify` against scratch databases on the
+//! local stack's real PostgreSQL, through the real binary.
+
+use crate::common;
+
+use common::{json_of, mailsync, stderr, stdout, ScratchDb, Stack};
+use serde_json::Value;
+use uuid::Uuid;
+
+fn run(stack: &Stack, db: &ScratchDb, args: &[&str]) -> std::process::Output {
+    mailsync(stack, args, &[("SUPABASE_DB_URL", &db.url)])
+}
+
+async fn seed_one_of_each(db: &ScratchDb) -> Uuid {
+    let client = db.client().await;
+    let user = Uuid::new_v4();
+    common::insert_user(&client, user, "seed@example.test").await;
+    client
+        .execute(
+            "insert into public.contacts (user_id, email, organization_name) values ($1, 'a@b.test', 'Org')",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "insert into public.email_campaigns (user_id, name, subject) values ($1, 'C', 'S')",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    user
+}
+
+async fn count(db: &ScratchDb, table: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(&format!("select count(*) from public.{table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn reset_twice_succeeds_and_leaves_zero_rows() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+
+    let first = run(&stack, &db, &["db", "reset", "--yes", "--json"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    seed_one_of_each(&db).await;
+    assert_eq!(
+        count(&db, "organizations").await,
+        1,
+        "the trigger created the organisation"
+    );
+
+    let second = run(&stack, &db, &["db", "reset", "--yes", "--json"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let report = json_of(&second);
+    // The five tables of the guide, the two counter tables behind the views,
+    // the paged sends, the live-change rows and the suppressed addresses.
+    assert_eq!(report["tables"], 10, "{report}");
+    assert_eq!(report["views"], 3, "{report}");
+    assert_eq!(report["policies"], 31, "{report}");
+    assert_eq!(report["triggers"], 22, "{report}");
+    assert!(report["elapsed_ms"].is_u64());
+    let target = report["target"].as_str().unwrap();
+    assert!(
+        target.contains(&db.name) && !target.contains("postgres:postgres"),
+        "{target}"
+    );
+    for table in [
+        "organizations",
+        "contacts",
+        "email_campaigns",
+        "emails_sent",
+        "email_templates",
+    ] {
+        assert_eq!(count(&db, table).await, 0, "{table} after reset");
+    }
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn apply_twice_keeps_rows() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+    let again = run(&stack, &db, &["db", "apply", "--json"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let third = run(&stack, &db, &["db", "apply", "--yes"]);
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(stdout(&third).contains("10 tables"), "{}", stdout(&third));
+    assert_eq!(count(&db, "contacts").await, 1);
+    assert_eq!(count(&db, "email_campaigns").await, 1);
+    assert_eq!(count(&db, "organizations").await, 1);
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn verify_passes_after_reset_and_catches_a_dropped_policy() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+
+    let ok = run(&stack, &db, &["db", "verify", "--json"]);
+    let report = json_of(&ok);
+    let failures = common::failing_checks(&report);
+    assert!(
+        ok.status.success() && report["ok"] == true,
+        "failing checks: {failures:#?}"
+    );
+    // Exactly the checks of tests/snapshots/db_verify_checks.txt (its first
+    // line is the count; schema_sql.rs compares the names).
+    let listed = include_str!("../snapshots/db_verify_checks.txt")
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(report["checks"].as_array().unwrap().len(), listed);
+
+    db.client()
+        .await
+        .batch_execute("drop policy contacts_delete_own on public.contacts")
+        .await
+        .unwrap();
+    let drift = run(&stack, &db, &["db", "verify", "--json"]);
+    assert_eq!(drift.status.code(), Some(4), "{}", stderr(&drift));
+    let report = json_of(&drift);
+    assert_eq!(report["ok"], false);
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec!["policy for delete on contacts"]);
+    let text = stdout(&run(&stack, &db, &["db", "verify"]));
+    assert!(
+        text.contains("FAIL policy for delete on contacts — missing: contacts_delete_own"),
+        "the failure names the policy and says missing: {text}"
+    );
+
+    // A plain view (not security_invoker) and an anon grant are caught too.
+    db.client()
+        .await
+        .batch_execute(
+            "alter view public.contact_analytics reset (security_invoker);
+             grant select on public.email_templates to anon;",
+        )
+        .await
+        .unwrap();
+    let drift = run(&stack, &db, &["db", "verify"]);
+    assert_eq!(drift.status.code(), Some(4));
+    let text = stdout(&drift);
+    assert!(
+        text.contains("FAIL view contact_analytics is security_invoker"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL anon has no privileges on email_templates"),
+        "{text}"
+    );
+
+    // `apply` repairs all of it.
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    assert!(run(&stack, &db, &["db", "verify"]).status.success());
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn reset_without_yes_and_without_a_terminal_refuses_and_changes_nothing() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+
+    let refused = run(&stack, &db, &["db", "reset"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = stderr(&refused);
+    assert!(
+        err.contains("--yes") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(count(&db, "contacts").await, 1);
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn wrong_db_url_exits_3_naming_host_and_port_but_not_the_password() {
+    let stack = common::ready().await;
+    let out = mailsync(
+        &stack,
+        &["db", "apply"],
+        &[(
+            "SUPABASE_DB_URL",
+            "postgresql://postgres:Sup3rS3cretPw@127.0.0.1:1/postgres",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(
+        !err.contains("Sup3rS3cretPw") && !stdout(&out).contains("Sup3rS3cretPw"),
+        "{err}"
+    );
+
+    // A wrong password: the server refuses, still no password in the message.
+    let mut url = url::Url::parse(&stack.db_url).unwrap();
+    url.set_password(Some("WrongPw9")).unwrap();
+    let url = url.to_string();
+    let out = mailsync(&stack, &["db", "verify"], &[("SUPABASE_DB_URL", &url)]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("WrongPw9"));
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_sql_without_connecting() {
+    let stack = common::ready().await;
+    let out = mailsync(
+        &stack,
+        &["db", "reset", "--dry-run"],
+        &[(
+            "SUPABASE_DB_URL",
+            "postgresql://postgres:x@127.0.0.1:1/postgres",
+        )],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = stdout(&out);
+    // MASTER-CLEAN drops the tables (the listed ones that are mailsync's).
+    assert!(sql.contains("-- ===== sql/MASTER-CLEAN.sql") && sql.contains("drop table"));
+    assert!(sql.contains("public.emails_sent") || sql.contains("'emails_sent'"));
+    assert!(sql.contains("create table if not exists public.emails_sent"));
+
+    // With --json: one document naming the scripts, for reset and apply.
+    for (command, files) in [("reset", 2), ("apply", 1)] {
+        let out = mailsync(
+            &stack,
+            &["--json", "db", command, "--dry-run"],
+            &[(
+                "SUPABASE_DB_URL",
+                "postgresql://postgres:x@127.0.0.1:1/postgres",
+            )],
+        );
+        let plan = json_of(&out);
+        assert_eq!(plan["dry_run"], true, "{plan}");
+        let scripts = plan["scripts"].as_array().unwrap();
+        assert_eq!(scripts.len(), files, "{plan}");
+        assert_eq!(scripts[files - 1]["file"], "sql/MASTER-DATABASE.sql");
+        assert!(!plan.to_string().contains(":x@"), "no password in {plan}");
+    }
+}
+
+#[tokio::test]
+async fn reset_is_all_or_nothing() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+    // Something of the user's depends on a mailsync table: MASTER-CLEAN does
+    // not cascade, so the reset fails part-way and must roll back entirely.
+    db.client()
+        .await
+        .batch_execute("create view public.my_report as select email from public.contacts")
+        .await
+        .unwrap();
+    let out = run(&stack, &db, &["db", "reset", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    assert_eq!(count(&db, "contacts").await, 1);
+    db.drop(&stack).await;
+}
+
+/// Runs `mailsync db reset` on a pseudo-terminal, typing `answer` at the
+/// prompt.
+fn reset_on_a_terminal(stack: &Stack, db: &ScratchDb, answer: &str) -> std::process::Output {
+    common::on_terminal(
+        stack,
+        &["db", "reset"],
+        &[("SUPABASE_DB_URL", &db.url)],
+        answer,
+        "[y/N]",
+    )
+}
+
+#[tokio::test]
+async fn reset_on_a_terminal_asks_and_defaults_to_no() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    seed_one_of_each(&db).await;
+
+    let declined = reset_on_a_terminal(&stack, &db, "\n");
+    let screen = stdout(&declined);
+    assert_eq!(
+        declined.status.code(),
+        Some(0),
+        "declining is not an error: {screen}"
+    );
+    assert!(screen.contains("Continue? [y/N]"), "{screen}");
+    assert!(
+        screen.contains("127.0.0.1"),
+        "the prompt names the target: {screen}"
+    );
+    assert!(
+        !screen.contains(":postgres@"),
+        "no password on screen: {screen}"
+    );
+    assert!(screen.contains("nothing changed"), "{screen}");
+    assert_eq!(count(&db, "contacts").await, 1);
+
+    let accepted = reset_on_a_terminal(&stack, &db, "y\n");
+    assert!(accepted.status.success(), "{}", stdout(&accepted));
+    assert_eq!(count(&db, "contacts").await, 0);
+    db.drop(&stack).await;
+}
+
+/// On a hosted project `postgres` is not a superuser: it owns `public`, has
+/// `BYPASSRLS`, and may reference `auth.users`. `db reset` and `db verify`
+/// must work with exactly that.
+#[tokio::test]
+async fn reset_and_verify_work_without_superuser_as_on_a_hosted_project() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    let owner = format!("hosted_owner_{}", Uuid::new_v4().simple());
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "create role {owner} login password 'owner-pw' nosuperuser bypassrls;
+             alter schema public owner to {owner};
+             grant usage on schema auth to {owner};
+             grant select, references on auth.users to {owner};
+             alter publication supabase_realtime owner to {owner};"
+        ))
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&owner).unwrap();
+    url.set_password(Some("owner-pw")).unwrap();
+    let url = url.to_string();
+
+    let reset = mailsync(
+        &stack,
+        &["--json", "db", "reset", "--yes"],
+        &[("SUPABASE_DB_URL", &url)],
+    );
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let verify = mailsync(&stack, &["db", "verify"], &[("SUPABASE_DB_URL", &url)]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+    let superuser: bool = admin
+        .query_one(
+            "select rolsuper from pg_roles where rolname = $1",
+            &[&owner],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!superuser);
+
+    drop(admin);
+    db.drop(&stack).await;
+    common::admin()
+        .await
+        .batch_execute(&format!("drop role if exists {owner}"))
+        .await
+        .unwrap();
+}
+
+/// The names of the checks `db verify --json` reported, and which failed.
+fn check_names(o: &std::process::Output) -> (Vec<String>, Vec<String>) {
+    let report = json_of(o);
+    let checks = report["checks"].as_array().unwrap();
+    let name = |c: &Value| c["name"].as_str().unwrap().to_string();
+    (
+        checks.iter().map(name).collect(),
+        checks
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(name)
+            .collect(),
+    )
+}
+
+/// The first column of every row `sql` returns.
+async fn column(db: &ScratchDb, sql: &str) -> Vec<String> {
+    db.client()
+        .await
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn verify_checks_what_the_schema_defines_and_catches_rls_search_path_and_fk_index_drift() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    let ok = run(&stack, &db, &["db", "verify", "--json"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    let (names, failed) = check_names(&ok);
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut seen = names.clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), names.len(), "no check is reported twice");
+
+    // One check per table, per function and per foreign key the schema made.
+    let expected = |prefix: &str, suffix: &str, items: Vec<String>| {
+        let mut of_kind: Vec<String> = names
+            .iter()
+            .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            .cloned()
+            .collect();
+        of_kind.sort();
+        (of_kind, items)
+    };
+    let tables = column(
+        &db,
+        "select format('RLS enabled on %s', relname) from pg_class
+         where relnamespace = 'public'::regnamespace and relkind in ('r', 'p') order by 1",
+    )
+    .await;
+    assert!(tables.len() >= 7, "{tables:?}");
+    let (got, want) = expected("RLS enabled on ", "", tables);
+    assert_eq!(got, want);
+    let functions = column(
+        &db,
+        "select format('function %s(%s) pins search_path', proname, pg_get_function_identity_arguments(oid))
+         from pg_proc where pronamespace = 'public'::regnamespace order by 1",
+    )
+    .await;
+    assert!(functions.len() >= 9, "{functions:?}");
+    let (got, want) = expected("function ", " pins search_path", functions);
+    assert_eq!(got, want);
+    let foreign_keys = column(
+        &db,
+        "select format('foreign key %s is indexed', conname) from pg_constraint
+         where contype = 'f' and connamespace = 'public'::regnamespace order by 1",
+    )
+    .await;
+    assert!(foreign_keys.len() >= 5, "{foreign_keys:?}");
+    let (got, want) = expected("foreign key ", " is indexed", foreign_keys);
+    assert_eq!(got, want);
+
+    // Each drift fails exactly its check (exit 4); `apply` repairs it.
+    let function = column(
+        &db,
+        "select proname from pg_proc where pronamespace = 'public'::regnamespace
+         and proname = 'import_contacts'",
+    )
+    .await;
+    assert_eq!(function.len(), 1);
+    let fk_index = db
+        .client()
+        .await
+        .query_one(
+            "select fk.conname::text, ic.relname::text
+             from pg_constraint fk
+             join pg_index i on i.indrelid = fk.conrelid
+              and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] @> fk.conkey
+              and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] <@ fk.conkey
+             join pg_class ic on ic.oid = i.indexrelid
+             where fk.contype = 'f' and fk.connamespace = 'public'::regnamespace
+               and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)
+               and (select count(*) from pg_index j where j.indrelid = fk.conrelid
+                     and (j.indkey::int2[])[0:cardinality(fk.conkey) - 1] @> fk.conkey
+                     and (j.indkey::int2[])[0:cardinality(fk.conkey) - 1] <@ fk.conkey) = 1
+             order by 1 limit 1",
+            &[],
+        )
+        .await
+        .expect("a foreign key covered by exactly one plain index");
+    let (fk, index): (String, String) = (fk_index.get(0), fk_index.get(1));
+    let args = column(
+        &db,
+        "select pg_get_function_identity_arguments(oid) from pg_proc
+         where pronamespace = 'public'::regnamespace and proname = 'import_contacts'",
+    )
+    .await;
+    let drifts = [
+        (
+            "alter table public.contacts disable row level security".to_string(),
+            "RLS enabled on contacts".to_string(),
+        ),
+        (
+            format!(
+                "alter function public.import_contacts({}) reset search_path",
+                args[0]
+            ),
+            format!("function import_contacts({}) pins search_path", args[0]),
+        ),
+        (
+            format!("drop index public.{index}"),
+            format!("foreign key {fk} is indexed"),
+        ),
+    ];
+    for (sql, check) in drifts {
+        db.client().await.batch_execute(&sql).await.unwrap();
+        let drift = run(&stack, &db, &["db", "verify", "--json"]);
+        assert_eq!(drift.status.code(), Some(4), "{sql}: {}", stderr(&drift));
+        assert_eq!(check_names(&drift).1, vec![check], "after {sql}");
+        let apply = run(&stack, &db, &["db", "apply"]);
+        assert!(apply.status.success(), "{}", stderr(&apply));
+        let again = run(&stack, &db, &["db", "verify", "--json"]);
+        assert!(
+            again.status.success(),
+            "apply repairs {sql}: {:?}",
+            check_names(&again).1
+        );
+    }
+    db.drop(&stack).await;
+}
+
+#[tokio::test]
+async fn reset_leaves_auth_users_and_an_unrelated_table_untouched() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    let user = seed_one_of_each(&db).await;
+    db.client()
+        .await
+        .batch_execute(
+            "create table public.team_notes (id int primary key, body text not null);
+             alter table public.team_notes enable row level security;
+             insert into public.team_notes values (1, 'keep me'), (2, 'me too');",
+        )
+        .await
+        .unwrap();
+    let reset = run(&stack, &db, &["db", "reset", "--yes"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert_eq!(
+        count(&db, "contacts").await,
+        0,
+        "mailsync's tables are emptied"
+    );
+    let client = db.client().await;
+    let users: i64 = client
+        .query_one("select count(*) from auth.users where id = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1, "auth.users is Supabase's, not mailsync's");
+    let notes: Vec<String> = client
+        .query("select body from public.team_notes order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(notes, ["keep me", "me too"]);
+    db.drop(&stack).await;
+}

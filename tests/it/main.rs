@@ -1,0 +1,44 @@
+//! The integration tests, one binary: a module per command group (or
+//! concern), the harness in `common`, workbook builders in `workbooks`.
+//! Tests that need the local stack fail, never skip, when `CI` is set.
+
+mod common;
+mod workbooks;
+
+mod account;
+mod analytics;
+mod bench_import;
+mod campaigns;
+mod campaigns_deliver;
+mod campaigns_watch_failures;
+mod campaigns_watch_quota;
+mod campaigns_watch_realtime;
+mod campaigns_watch_render;
+mod campaigns_watch_terminal;
+mod ci_recipe;
+mod cli;
+mod completions;
+mod config;
+mod config_local_stack;
+mod contacts_export;
+mod db;
+mod db_migration;
+mod db_ownership;
+mod db_tls;
+mod errors;
+mod help;
+mod hosted_client;
+mod hosted_sql;
+mod hosted_stack;
+mod import;
+mod import_encoding;
+mod import_formats;
+mod import_fuzz;
+mod import_hostile;
+mod languages;
+mod readme;
+mod realtime_hosted;
+mod rest_retries;
+mod rls;
+mod schema_sql;
+mod secrets;
