@@ -632,3 +632,22 @@ sheet-error-stdout = a workbook cannot be written to stdout
 content-error-read = { $file }: cannot read the content: { $reason }
 prompt-error-password = reading the password: { $reason }
 json-error-encoding = encoding JSON output: { $reason }
+
+## The bounce mailbox (IMAP)
+mailbox-url-invalid = is not a valid URL: { $reason }
+mailbox-url-no-host = has no host
+mailbox-url-scheme = must start with imaps:// (TLS), or imap:// for a mailbox on this machine
+mailbox-url-plain-remote = uses imap:// for { $host }, which is not this machine: the password would travel unencrypted; use imaps://
+mailbox-url-not-text = has a user name, password or folder that is not valid text
+mailbox-url-no-user = has no user name: imaps://user:password@host/FOLDER
+mailbox-error-unreachable = could not reach the bounce mailbox { $address }: { $cause }
+mailbox-error-lost = the connection to the bounce mailbox { $address } failed: { $cause }
+mailbox-hint-rerun = what was recorded stays recorded; run the command again to go on
+mailbox-error-login = the bounce mailbox { $address } refused the login of { $user }
+mailbox-hint-login = check the user and password in { $name }; nothing was read or recorded
+mailbox-error-folder = the bounce mailbox { $address } has no folder { $folder } (or refused to open it)
+mailbox-error-tls = TLS with the bounce mailbox { $address } failed: { $reason }
+mailbox-hint-tls = the server must present a valid certificate for its name; nothing was sent to it
+mailbox-cause-timeout = no answer in time
+mailbox-cause-closed = the server closed the connection
+mailbox-cause-bad-name = the host is not a valid name for a certificate

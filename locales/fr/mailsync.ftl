@@ -687,3 +687,22 @@ sheet-error-stdout = un classeur ne peut pas être écrit sur la sortie standard
 content-error-read = { $file } : impossible de lire le contenu : { $reason }
 prompt-error-password = lecture du mot de passe : { $reason }
 json-error-encoding = encodage de la sortie JSON : { $reason }
+
+## La boîte des retours (IMAP)
+mailbox-url-invalid = n'est pas une URL valide : { $reason }
+mailbox-url-no-host = n'a pas d'hôte
+mailbox-url-scheme = doit commencer par imaps:// (TLS), ou imap:// pour une boîte sur cette machine
+mailbox-url-plain-remote = utilise imap:// pour { $host }, qui n'est pas cette machine : le mot de passe circulerait en clair ; utilisez imaps://
+mailbox-url-not-text = a un nom d'utilisateur, un mot de passe ou un dossier qui n'est pas du texte valide
+mailbox-url-no-user = n'a pas de nom d'utilisateur : imaps://utilisateur:motdepasse@hôte/DOSSIER
+mailbox-error-unreachable = impossible de joindre la boîte des retours { $address } : { $cause }
+mailbox-error-lost = la connexion à la boîte des retours { $address } a échoué : { $cause }
+mailbox-hint-rerun = ce qui a été enregistré le reste ; relancez la commande pour continuer
+mailbox-error-login = la boîte des retours { $address } a refusé la connexion de { $user }
+mailbox-hint-login = vérifiez l'utilisateur et le mot de passe dans { $name } ; rien n'a été lu ni enregistré
+mailbox-error-folder = la boîte des retours { $address } n'a pas de dossier { $folder } (ou a refusé de l'ouvrir)
+mailbox-error-tls = TLS avec la boîte des retours { $address } a échoué : { $reason }
+mailbox-hint-tls = le serveur doit présenter un certificat valide pour son nom ; rien ne lui a été envoyé
+mailbox-cause-timeout = pas de réponse à temps
+mailbox-cause-closed = le serveur a fermé la connexion
+mailbox-cause-bad-name = l'hôte n'est pas un nom valide pour un certificat

@@ -1,0 +1,453 @@
+//! One IMAP session on the bounce mailbox: the connection (TCP, then TLS
+//! for `imaps://`), the login, the folder, and the few commands
+//! `bounces fetch` needs. Every network step has a time limit. The password
+//! is sent once, inside LOGIN, and is in no message, error or trace.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::Flag;
+use async_imap::{Client, Session};
+use futures_util::TryStreamExt;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::address::BounceMailbox;
+use crate::error::{Error, ErrorKind, Result};
+use crate::output::trace;
+use crate::t;
+
+/// The keyword a message gets once its reports are recorded.
+pub const RECORDED: &str = "$MailsyncRecorded";
+
+/// The longest a server's error text is quoted in a message.
+const QUOTE_MAX: usize = 200;
+
+/// How long each network step may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connection and TLS handshake, each.
+    pub connect: Duration,
+    /// One command and its answer (a FETCH of one batch included).
+    pub command: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(15),
+            command: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A connection, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// A message as read from the mailbox.
+#[derive(Debug)]
+pub struct Fetched {
+    pub uid: u32,
+    /// Its whole size, as the server counts it.
+    pub size: u64,
+    /// Its first bytes, at most the cap given to [`Reader::fetch`].
+    pub raw: Vec<u8>,
+    /// The message is larger than what was read.
+    pub truncated: bool,
+    /// When the server received it (RFC 3339), for a report without a date.
+    pub received_at: Option<String>,
+}
+
+/// The open folder of the bounce mailbox, after login.
+pub struct Reader {
+    session: Option<Session<Stream>>,
+    address: String,
+    folder: String,
+    timeouts: Timeouts,
+    /// `UIDVALIDITY` of the folder: UIDs mean the same messages while it stays.
+    pub uid_validity: Option<u32>,
+    /// The server keeps the [`RECORDED`] keyword.
+    pub keywords: bool,
+    /// The server offers IDLE.
+    pub idle: bool,
+}
+
+impl Reader {
+    /// Connects, logs in and selects the folder.
+    pub async fn open(mailbox: &BounceMailbox, timeouts: Timeouts) -> Result<Self> {
+        let address = mailbox.address();
+        trace(format!(
+            "imap: connecting to {address} ({})",
+            if mailbox.tls {
+                "TLS"
+            } else {
+                "plain, loopback"
+            }
+        ));
+        let tcp = within(
+            timeouts.connect,
+            TcpStream::connect((mailbox.host.as_str(), mailbox.port)),
+        )
+        .await
+        .ok_or_else(|| unreachable(&address, &t!("mailbox-cause-timeout")))?
+        .map_err(|e| unreachable(&address, &e.to_string()))?;
+        let stream: Stream = if mailbox.tls {
+            Box::new(tls_connect(tcp, &mailbox.host, &address, timeouts).await?)
+        } else {
+            Box::new(tcp)
+        };
+        let mut client = Client::new(stream);
+        // The greeting: `* OK ...` (or `* BYE` from a server that refuses us).
+        match within(timeouts.command, client.read_response()).await {
+            None => return Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
+            Some(Err(e)) => return Err(unreachable(&address, &e.to_string())),
+            Some(Ok(None)) => return Err(unreachable(&address, &t!("mailbox-cause-closed"))),
+            Some(Ok(Some(_))) => {}
+        }
+        trace(format!("imap: logging in as {}", mailbox.user));
+        let session = match within(
+            timeouts.command,
+            client.login(&mailbox.user, mailbox.password.expose()),
+        )
+        .await
+        {
+            None => return Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
+            Some(Ok(session)) => session,
+            Some(Err((async_imap::error::Error::No(text), _))) => {
+                trace(format!("imap: LOGIN refused: {}", quote(&text)));
+                return Err(Error::config(t!(
+                    "mailbox-error-login",
+                    user = mailbox.user.as_str(),
+                    address = address.as_str()
+                ))
+                .with_hint(t!("mailbox-hint-login", name = super::ENV_BOUNCES_URL)));
+            }
+            Some(Err((e, _))) => return Err(lost(&address, e)),
+        };
+        let mut reader = Reader {
+            session: Some(session),
+            address,
+            folder: mailbox.folder.clone(),
+            timeouts,
+            uid_validity: None,
+            keywords: false,
+            idle: false,
+        };
+        reader.select().await?;
+        Ok(reader)
+    }
+
+    fn session(&mut self) -> Result<&mut Session<Stream>> {
+        let address = self.address.clone();
+        self.session
+            .as_mut()
+            .ok_or_else(|| unreachable(&address, &t!("mailbox-cause-closed")))
+    }
+
+    async fn select(&mut self) -> Result<()> {
+        let (address, folder, limit) = (
+            self.address.clone(),
+            self.folder.clone(),
+            self.timeouts.command,
+        );
+        let session = self.session()?;
+        let capabilities = step(limit, &address, session.capabilities()).await?;
+        let idle = capabilities.has_str("IDLE");
+        let selected = match within(limit, session.select(&folder)).await {
+            None => return Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
+            Some(Ok(m)) => m,
+            Some(Err(async_imap::error::Error::No(text))) => {
+                trace(format!("imap: SELECT refused: {}", quote(&text)));
+                return Err(Error::config(t!(
+                    "mailbox-error-folder",
+                    folder = folder.as_str(),
+                    address = address.as_str()
+                )));
+            }
+            Some(Err(e)) => return Err(lost(&address, e)),
+        };
+        let keywords = selected
+            .permanent_flags
+            .iter()
+            .any(|f| matches!(f, Flag::MayCreate) || matches!(f, Flag::Custom(k) if k == RECORDED));
+        trace(format!(
+            "imap: selected {folder}: {} message(s), UIDVALIDITY {:?}, keywords {}, IDLE {}",
+            selected.exists,
+            selected.uid_validity,
+            if keywords { "kept" } else { "not kept" },
+            if idle { "offered" } else { "not offered" }
+        ));
+        self.uid_validity = selected.uid_validity;
+        self.keywords = keywords;
+        self.idle = idle;
+        Ok(())
+    }
+
+    /// The UIDs of the messages not marked [`RECORDED`] (every message when
+    /// the server keeps no keywords), in ascending order.
+    pub async fn unrecorded(&mut self) -> Result<Vec<u32>> {
+        let query = if self.keywords {
+            format!("UNKEYWORD {RECORDED}")
+        } else {
+            "ALL".to_string()
+        };
+        let (address, limit) = (self.address.clone(), self.timeouts.command);
+        let session = self.session()?;
+        let found = step(limit, &address, session.uid_search(&query)).await?;
+        let mut uids: Vec<u32> = found.into_iter().collect();
+        uids.sort_unstable();
+        trace(format!(
+            "imap: UID SEARCH {query}: {} message(s)",
+            uids.len()
+        ));
+        Ok(uids)
+    }
+
+    /// Reads the messages `uids` (at most `cap` bytes of each) without
+    /// setting `\Seen`. A message deleted meanwhile is simply missing from
+    /// the answer.
+    pub async fn fetch(&mut self, uids: &[u32], cap: usize) -> Result<Vec<Fetched>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = uid_set(uids);
+        let (address, limit) = (self.address.clone(), self.timeouts.command);
+        let session = self.session()?;
+        trace(format!("imap: UID FETCH {set} (at most {cap} bytes each)"));
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let fetch = async {
+            let stream = session
+                .uid_fetch(
+                    &set,
+                    format!("(UID RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{cap}>)"),
+                )
+                .await?;
+            stream.try_collect::<Vec<_>>().await
+        };
+        let answers = match within(limit, fetch).await {
+            None => return Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
+            Some(Err(e)) => return Err(lost(&address, e)),
+            Some(Ok(a)) => a,
+        };
+        let mut messages = Vec::new();
+        for answer in answers {
+            // Unsolicited FETCHes (flag changes by another client) are not ours.
+            let Some(uid) = answer.uid.filter(|u| wanted.contains(u)) else {
+                continue;
+            };
+            let Some(body) = answer.body() else {
+                continue;
+            };
+            let raw = body[..body.len().min(cap)].to_vec();
+            let size = answer.size.map(u64::from).unwrap_or(raw.len() as u64);
+            messages.push(Fetched {
+                uid,
+                size,
+                truncated: size > raw.len() as u64,
+                raw,
+                received_at: answer.internal_date().map(|d| d.to_rfc3339()),
+            });
+        }
+        messages.sort_by_key(|m| m.uid);
+        Ok(messages)
+    }
+
+    /// Marks the messages `uids` [`RECORDED`] (nothing when the server keeps
+    /// no keywords).
+    pub async fn mark_recorded(&mut self, uids: &[u32]) -> Result<()> {
+        if uids.is_empty() || !self.keywords {
+            return Ok(());
+        }
+        let set = uid_set(uids);
+        let (address, limit) = (self.address.clone(), self.timeouts.command);
+        let session = self.session()?;
+        trace(format!("imap: UID STORE {set} +FLAGS.SILENT ({RECORDED})"));
+        let store = async {
+            let stream = session
+                .uid_store(&set, format!("+FLAGS.SILENT ({RECORDED})"))
+                .await?;
+            stream.try_collect::<Vec<_>>().await
+        };
+        match within(limit, store).await {
+            None => Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
+            Some(Err(e)) => Err(lost(&address, e)),
+            Some(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Waits until the server says something changed in the folder (IDLE),
+    /// or `wait` passes, or `stop` resolves; without IDLE, just waits.
+    /// Returns whether `stop` ended the wait.
+    pub async fn wait_for_news(
+        &mut self,
+        wait: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<bool> {
+        if !self.idle {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => return Ok(false),
+                _ = stop => return Ok(true),
+            }
+        }
+        let address = self.address.clone();
+        let limit = self.timeouts.command;
+        let session = self
+            .session
+            .take()
+            .ok_or_else(|| unreachable(&address, &t!("mailbox-cause-closed")))?;
+        let mut handle = session.idle();
+        step(limit, &address, handle.init()).await?;
+        trace("imap: IDLE");
+        let stopped = {
+            let (news, _interrupt) = handle.wait_with_timeout(wait);
+            tokio::select! {
+                answer = news => match answer {
+                    Ok(IdleResponse::NewData(_)) => { trace("imap: IDLE: the folder changed"); false }
+                    Ok(_) => false,
+                    Err(e) => return Err(lost(&address, e)),
+                },
+                _ = stop => true,
+            }
+        };
+        let session = step(limit, &address, handle.done()).await?;
+        self.session = Some(session);
+        Ok(stopped)
+    }
+
+    /// Logs out (best effort: the work is already recorded).
+    pub async fn close(mut self) {
+        if let Some(mut session) = self.session.take() {
+            let _ = within(Duration::from_secs(5), session.logout()).await;
+        }
+    }
+}
+
+async fn tls_connect(
+    tcp: TcpStream,
+    host: &str,
+    address: &str,
+    timeouts: Timeouts,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::failure(t!("error-tls-setup", reason = e.to_string())))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| tls_refused(address, &t!("mailbox-cause-bad-name")))?;
+    let connector = TlsConnector::from(Arc::new(config));
+    match within(timeouts.connect, connector.connect(name, tcp)).await {
+        None => Err(unreachable(address, &t!("mailbox-cause-timeout"))),
+        Some(Ok(stream)) => Ok(stream),
+        Some(Err(e)) => {
+            let reason = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map(|r| r.to_string());
+            match reason {
+                Some(reason) => Err(tls_refused(address, &reason)),
+                None => Err(unreachable(address, &e.to_string())),
+            }
+        }
+    }
+}
+
+/// The UID set of a command: `3,5,7`.
+fn uid_set(uids: &[u32]) -> String {
+    uids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn within<F: std::future::Future>(limit: Duration, f: F) -> Option<F::Output> {
+    tokio::time::timeout(limit, f).await.ok()
+}
+
+/// One command with its time limit; a failure is a lost connection.
+async fn step<T>(
+    limit: Duration,
+    address: &str,
+    f: impl std::future::Future<Output = async_imap::error::Result<T>>,
+) -> Result<T> {
+    match within(limit, f).await {
+        None => Err(unreachable(address, &t!("mailbox-cause-timeout"))),
+        Some(Err(e)) => Err(lost(address, e)),
+        Some(Ok(v)) => Ok(v),
+    }
+}
+
+fn unreachable(address: &str, cause: &str) -> Error {
+    Error::unreachable(t!(
+        "mailbox-error-unreachable",
+        address = address,
+        cause = quote(cause)
+    ))
+    .with_hint(t!("mailbox-hint-rerun"))
+}
+
+fn tls_refused(address: &str, reason: &str) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        t!(
+            "mailbox-error-tls",
+            address = address,
+            reason = quote(reason)
+        ),
+    )
+    .with_hint(t!("mailbox-hint-tls"))
+}
+
+/// A failure after login: the connection dropped, or the server answered
+/// something unexpected. The work recorded so far stays; a re-run goes on.
+fn lost(address: &str, e: async_imap::error::Error) -> Error {
+    let cause = match &e {
+        async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => quote(text),
+        async_imap::error::Error::Io(io) => quote(&io.to_string()),
+        async_imap::error::Error::ConnectionLost => t!("mailbox-cause-closed"),
+        other => quote(&other.to_string()),
+    };
+    Error::unreachable(t!("mailbox-error-lost", address = address, cause = cause))
+        .with_hint(t!("mailbox-hint-rerun"))
+}
+
+/// A server's words, one line, bounded, without control characters.
+fn quote(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    match line.char_indices().nth(QUOTE_MAX) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_list_each_uid() {
+        assert_eq!(uid_set(&[3, 5, 7]), "3,5,7");
+        assert_eq!(uid_set(&[42]), "42");
+    }
+
+    #[test]
+    fn server_words_are_one_bounded_line() {
+        assert_eq!(quote(" a\r\nb\u{7}c "), "a  b c");
+        let long = "x".repeat(500);
+        assert_eq!(quote(&long).chars().count(), QUOTE_MAX + 1);
+    }
+}
