@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_imap::extensions::idle::IdleResponse;
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
 use async_imap::types::Flag;
 use async_imap::{Client, Session};
-use futures_util::TryStreamExt;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -194,19 +194,20 @@ impl Reader {
     /// the server keeps no keywords), in ascending order.
     pub async fn unrecorded(&mut self) -> Result<Vec<u32>> {
         let query = if self.keywords {
-            format!("UNKEYWORD {RECORDED}")
+            format!("UID SEARCH UNKEYWORD {RECORDED}")
         } else {
-            "ALL".to_string()
+            "UID SEARCH ALL".to_string()
         };
-        let (address, limit) = (self.address.clone(), self.timeouts.command);
-        let session = self.session()?;
-        let found = step(limit, &address, session.uid_search(&query)).await?;
-        let mut uids: Vec<u32> = found.into_iter().collect();
+        let mut uids: Vec<u32> = Vec::new();
+        self.command(&query, |answer| {
+            if let Response::MailboxData(MailboxDatum::Search(ids)) = answer {
+                uids.extend_from_slice(ids);
+            }
+        })
+        .await?;
         uids.sort_unstable();
-        trace(format!(
-            "imap: UID SEARCH {query}: {} message(s)",
-            uids.len()
-        ));
+        uids.dedup();
+        trace(format!("imap: {query}: {} message(s)", uids.len()));
         Ok(uids)
     }
 
@@ -218,44 +219,45 @@ impl Reader {
             return Ok(Vec::new());
         }
         let set = uid_set(uids);
-        let (address, limit) = (self.address.clone(), self.timeouts.command);
-        let session = self.session()?;
         trace(format!("imap: UID FETCH {set} (at most {cap} bytes each)"));
         let wanted: HashSet<u32> = uids.iter().copied().collect();
-        let fetch = async {
-            let stream = session
-                .uid_fetch(
-                    &set,
-                    format!("(UID RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{cap}>)"),
-                )
-                .await?;
-            stream.try_collect::<Vec<_>>().await
-        };
-        let answers = match within(limit, fetch).await {
-            None => return Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
-            Some(Err(e)) => return Err(lost(&address, e)),
-            Some(Ok(a)) => a,
-        };
         let mut messages = Vec::new();
-        for answer in answers {
-            // Unsolicited FETCHes (flag changes by another client) are not ours.
-            let Some(uid) = answer.uid.filter(|u| wanted.contains(u)) else {
-                continue;
+        let query = format!("UID FETCH {set} (UID RFC822.SIZE INTERNALDATE BODY.PEEK[]<0.{cap}>)");
+        self.command(&query, |answer| {
+            let Response::Fetch(_, attributes) = answer else {
+                return;
             };
-            let Some(body) = answer.body() else {
-                continue;
+            let (mut uid, mut size, mut received_at, mut body) = (None, None, None, None);
+            for attribute in attributes {
+                match attribute {
+                    AttributeValue::Uid(u) => uid = Some(*u),
+                    AttributeValue::Rfc822Size(n) => size = Some(u64::from(*n)),
+                    AttributeValue::InternalDate(d) => received_at = internal_date(d),
+                    AttributeValue::BodySection {
+                        section: None,
+                        data: Some(data),
+                        ..
+                    } => body = Some(data),
+                    _ => {}
+                }
+            }
+            // Unsolicited FETCHes (flag changes by another client) are not ours.
+            let (Some(uid), Some(body)) = (uid.filter(|u| wanted.contains(u)), body) else {
+                return;
             };
             let raw = body[..body.len().min(cap)].to_vec();
-            let size = answer.size.map(u64::from).unwrap_or(raw.len() as u64);
+            let size = size.unwrap_or(raw.len() as u64);
             messages.push(Fetched {
                 uid,
                 size,
                 truncated: size > raw.len() as u64,
                 raw,
-                received_at: answer.internal_date().map(|d| d.to_rfc3339()),
+                received_at,
             });
-        }
+        })
+        .await?;
         messages.sort_by_key(|m| m.uid);
+        messages.dedup_by_key(|m| m.uid);
         Ok(messages)
     }
 
@@ -265,20 +267,64 @@ impl Reader {
         if uids.is_empty() || !self.keywords {
             return Ok(());
         }
-        let set = uid_set(uids);
+        let command = format!("UID STORE {} +FLAGS.SILENT ({RECORDED})", uid_set(uids));
+        trace(format!("imap: {command}"));
+        self.command(&command, |_| {}).await
+    }
+
+    /// Sends one tagged command and reads the answers up to its completion,
+    /// which must be OK. A connection that ends before the completion is
+    /// an error, never an empty answer.
+    async fn command(&mut self, command: &str, mut each: impl FnMut(&Response<'_>)) -> Result<()> {
         let (address, limit) = (self.address.clone(), self.timeouts.command);
         let session = self.session()?;
-        trace(format!("imap: UID STORE {set} +FLAGS.SILENT ({RECORDED})"));
-        let store = async {
-            let stream = session
-                .uid_store(&set, format!("+FLAGS.SILENT ({RECORDED})"))
-                .await?;
-            stream.try_collect::<Vec<_>>().await
+        let exchange = async {
+            let tag = session.run_command(command).await?;
+            loop {
+                let Some(answer) = session.read_response().await? else {
+                    return Err(async_imap::error::Error::ConnectionLost);
+                };
+                if let Response::Done {
+                    tag: done,
+                    status,
+                    information,
+                    ..
+                } = answer.parsed()
+                {
+                    if *done == tag {
+                        return match status {
+                            Status::Ok => Ok(()),
+                            Status::No => Err(async_imap::error::Error::No(
+                                information.as_deref().unwrap_or_default().to_string(),
+                            )),
+                            _ => Err(async_imap::error::Error::Bad(
+                                information.as_deref().unwrap_or_default().to_string(),
+                            )),
+                        };
+                    }
+                    continue;
+                }
+                if let Response::Data {
+                    status: Status::Bye,
+                    ..
+                } = answer.parsed()
+                {
+                    return Err(async_imap::error::Error::ConnectionLost);
+                }
+                each(answer.parsed());
+            }
         };
-        match within(limit, store).await {
-            None => Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
-            Some(Err(e)) => Err(lost(&address, e)),
-            Some(Ok(_)) => Ok(()),
+        match within(limit, exchange).await {
+            None => {
+                // A half-read answer leaves the connection unusable.
+                self.session = None;
+                Err(unreachable(&address, &t!("mailbox-cause-timeout")))
+            }
+            Some(Err(e)) => {
+                self.session = None;
+                Err(lost(&address, e))
+            }
+            Some(Ok(())) => Ok(()),
         }
     }
 
@@ -362,6 +408,13 @@ async fn tls_connect(
     }
 }
 
+/// An IMAP `INTERNALDATE` (` 5-Dec-2026 10:00:00 +0000`) in RFC 3339.
+fn internal_date(text: &str) -> Option<String> {
+    chrono::DateTime::parse_from_str(text.trim(), "%d-%b-%Y %H:%M:%S %z")
+        .ok()
+        .map(|d| d.to_rfc3339())
+}
+
 /// The UID set of a command: `3,5,7`.
 fn uid_set(uids: &[u32]) -> String {
     uids.iter()
@@ -437,6 +490,15 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_dates_read_as_rfc3339() {
+        assert_eq!(
+            internal_date(" 5-Dec-2026 10:00:00 +0100").as_deref(),
+            Some("2026-12-05T10:00:00+01:00")
+        );
+        assert_eq!(internal_date("yesterday"), None);
+    }
 
     #[test]
     fn uid_sets_list_each_uid() {
