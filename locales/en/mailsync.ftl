@@ -651,3 +651,27 @@ mailbox-hint-tls = the server must present a valid certificate for its name; not
 mailbox-cause-timeout = no answer in time
 mailbox-cause-closed = the server closed the connection
 mailbox-cause-bad-name = the host is not a valid name for a certificate
+
+## bounces fetch
+fetch-error-interval = --interval must be at least 1 second
+fetch-error-no-mailbox = { $name } is not set: say which mailbox the reports come back to, e.g. imaps://bounces%40acme.example:password@imap.acme.example/INBOX
+fetch-error-interrupted = interrupted: the messages read so far are recorded; run the command again to go on
+fetch-retrying = { $reason }; trying again
+fetch-no-keywords = the mailbox keeps no keywords: recorded messages cannot be marked, so each run reads every message again (each report still counts once)
+fetch-what-record = recording the delivery reports
+fetch-too-large = { $size } MB, only the first { $read } MB read;
+fetch-line-not-report = UID { $uid }: { $size }not a report, left in the mailbox
+fetch-line-no-recipient = UID { $uid }: { $size }a report naming no recipient that could be read, left in the mailbox ({ $problem })
+fetch-line-report = UID { $uid }: { $size }{ $kind }: { $recipients }
+fetch-kind-delivery = delivery report
+fetch-kind-complaint = complaint
+fetch-recipient = { $address } { $action }{ $status } → { $outcome }
+fetch-outcome-recorded = recorded
+fetch-outcome-duplicate = already recorded
+fetch-outcome-unmatched = matches none of your emails, left in the mailbox
+fetch-outcome-invalid = not accepted by the database, left in the mailbox
+fetch-outcome-dry-run = would be recorded (dry run)
+fetch-done = { $mailbox }: { $messages } message(s) read; { $recorded } report(s) recorded, { $duplicates } already recorded, { $unmatched } not recorded, { $not_reports } not a report
+fetch-dry-run-done = Dry run, nothing recorded or marked: { $mailbox }: { $messages } message(s) read, { $reports } report(s), { $not_reports } not a report
+fetch-progress = Reading reports
+fetch-stopping = stopping: finishing the messages in hand and recording them (Ctrl-C again to quit at once)

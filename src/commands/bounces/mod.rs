@@ -1,0 +1,3 @@
+//! `mailsync bounces`: the reports the mail system sends back.
+
+pub mod fetch;
