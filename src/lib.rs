@@ -18,7 +18,9 @@ pub mod smtp;
 pub mod spreadsheet;
 pub mod supabase;
 
-use cli::{CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand};
+use cli::{
+    BouncesCommand, CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand,
+};
 use commands::{account, campaigns, completions, contacts, dashboard, db, import, templates};
 use config::Config;
 use error::Result;
@@ -73,6 +75,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Campaigns(CampaignsCommand::Report(a)) => {
             campaigns::report::run(&a.into(), &config()?, &out).await
+        }
+        Command::Bounces(BouncesCommand::Fetch(a)) => {
+            commands::bounces::fetch::run(&a.into(), &config()?, &out).await
         }
         Command::Templates(TemplatesCommand::Create(a)) => {
             templates::create::run(&a.into(), &config()?, &out).await
