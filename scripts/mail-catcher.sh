@@ -34,17 +34,31 @@ die() { log "$*"; exit 1; }
 pid_alive() { [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; }
 
 # npm ci from the committed lock file: the same package tree on every machine.
+# Stacks started at the same time share the cache: the install holds a lock,
+# is made in a scratch directory and moved into place whole, and counts only
+# once its lock file copy is there (written last), so a half-written tree is
+# never taken for an install.
 install() {
   local lock="$ROOT/scripts/mail-catcher/package-lock.json"
-  if [ -x "$MAILDEV_BIN" ] && cmp -s "$lock" "$INSTALL_DIR/package-lock.json"; then
-    return
-  fi
+  installed() { [ -x "$MAILDEV_BIN" ] && cmp -s "$lock" "$INSTALL_DIR/package-lock.json"; }
+  installed && return
   command -v npm >/dev/null || die "npm is missing (Node.js 18 or newer is needed for maildev $MAILDEV_VERSION)"
-  log "installing maildev $MAILDEV_VERSION into $INSTALL_DIR (once per machine)"
-  mkdir -p "$INSTALL_DIR"
-  cp "$ROOT/scripts/mail-catcher/package.json" "$lock" "$INSTALL_DIR/"
-  (cd "$INSTALL_DIR" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) \
-    || die "npm ci failed in $INSTALL_DIR"
+  mkdir -p "$CACHE_DIR"
+  exec 9>"$INSTALL_DIR.lock"
+  flock 9
+  if ! installed; then
+    log "installing maildev $MAILDEV_VERSION into $INSTALL_DIR (once per machine)"
+    local scratch="$INSTALL_DIR.partial.$$"
+    rm -rf "$scratch" && mkdir -p "$scratch"
+    cp "$ROOT/scripts/mail-catcher/package.json" "$scratch/"
+    cp "$lock" "$scratch/package-lock.json"
+    (cd "$scratch" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) \
+      || { rm -rf "$scratch"; die "npm ci failed in $scratch"; }
+    rm -rf "$INSTALL_DIR"
+    mv "$scratch" "$INSTALL_DIR"
+  fi
+  flock -u 9
+  exec 9>&-
 }
 
 wait_ready() {
