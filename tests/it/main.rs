@@ -25,6 +25,7 @@ mod db;
 mod db_migration;
 mod db_ownership;
 mod db_tls;
+mod delivery_reports;
 mod errors;
 mod help;
 mod hosted_client;
