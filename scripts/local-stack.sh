@@ -4,6 +4,15 @@
 #   PgBouncer in transaction mode (Supavisor's 6543 on hosted) on 127.0.0.1:54329
 #   postrust 3.1.0 (PostgREST-compatible) behind nginx at http://127.0.0.1:54321/rest/v1
 #   the same REST API with a row cap of 100 at http://127.0.0.1:54328/rest/v1
+#   maildev, the web inbox, on http://127.0.0.1:54324 (its SMTP on 54325)
+#   Postfix, the mail relay (DSN, PIPELINING), on 127.0.0.1:54326
+#   Dovecot, IMAP over the return path's mailbox (bounces@mailsync.test), on 127.0.0.1:54327
+# The relay delivers deliver.test itself (reports say `delivered`; a copy
+# goes to the web inbox), accepts then bounces nouser.test (5.1.1), defers
+# later.test (a `delayed` report within seconds; it fails after 5 minutes),
+# and relays every other domain to the web inbox. Reports go to the return
+# path's mailbox (VERP bounces+TOKEN@mailsync.test lands there too). The
+# mail servers need root; for another user the stack runs without them.
 #
 # It models hosted Supabase's limits: statement timeouts (anon 3 s,
 # authenticated and authenticator 8 s, 2 minutes for every other role), the
@@ -14,8 +23,10 @@
 #   scripts/local-stack.sh down      stop it (the cluster's files are kept)
 #   scripts/local-stack.sh status    what is running
 #   scripts/local-stack.sh env       export lines for SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_DB_URL,
-#                                    SUPABASE_POOLER_URL, MAILSYNC_CAPPED_URL
-#                                    MAILSYNC_SMTP_URL, MAILSYNC_INBOX_URL (scripts/mail-catcher.sh)
+#                                    SUPABASE_POOLER_URL, MAILSYNC_CAPPED_URL,
+#                                    MAILSYNC_SMTP_URL (the relay), MAILSYNC_RETURN_PATH,
+#                                    MAILSYNC_BOUNCES_URL (imap://bounces:PASSWORD@...:PORT/INBOX),
+#                                    MAILSYNC_INBOX_URL and MAILSYNC_INBOX_SMTP_URL (scripts/mail-catcher.sh)
 #   scripts/local-stack.sh token UUID [EMAIL]
 #                                    a one-hour JWT for that user (creates the user if missing)
 #   scripts/local-stack.sh delete-user UUID [DATABASE]
@@ -25,7 +36,9 @@
 # Overrides (to run several stacks side by side): MAILSYNC_STACK_DIR,
 # MAILSYNC_API_PORT (54321), MAILSYNC_DB_PORT (54322), MAILSYNC_REST_PORT (API+10),
 # MAILSYNC_POOLER_PORT (API+8), MAILSYNC_CAPPED_API_PORT (API+7),
-# MAILSYNC_CAPPED_REST_PORT (API+11). Row caps: MAILSYNC_MAX_ROWS (1000, as
+# MAILSYNC_CAPPED_REST_PORT (API+11), MAILSYNC_INBOX_PORT (API+3),
+# MAILSYNC_SMTP_PORT (web inbox's SMTP, API+4), MAILSYNC_MTA_PORT (API+5),
+# MAILSYNC_IMAP_PORT (API+6). Row caps: MAILSYNC_MAX_ROWS (1000, as
 # hosted), MAILSYNC_CAPPED_MAX_ROWS (100); `up` restarts the REST servers
 # when a cap changed.
 set -euo pipefail
@@ -970,5 +983,5 @@ case "${1:-}" in
   env) cmd_env ;;
   token) shift; cmd_token "$@" ;;
   delete-user) shift; cmd_delete_user "$@" ;;
-  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
