@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The local stack's SMTP server with a web inbox: maildev, pinned in
+# The local stack's web inbox and its SMTP server: maildev, pinned in
 # scripts/mail-catcher/package-lock.json, installed from the npm registry on
-# first use into the machine's cache. `mailsync campaigns deliver` sends to it
-# when no MAILSYNC_SMTP_URL is set; open the inbox in a browser to read what
-# was delivered.
+# first use into the machine's cache. The stack's Postfix relays to it every
+# address outside its test domains (and copies deliver.test mail to it), so
+# open the inbox in a browser to read what `mailsync campaigns deliver` sent;
+# its SMTP server also takes mail directly (MAILSYNC_INBOX_SMTP_URL).
 #
 #   scripts/mail-catcher.sh up        start it (idempotent; installs on first use)
 #   scripts/mail-catcher.sh down      stop it (the caught messages go with it)
 #   scripts/mail-catcher.sh status    running or not, and where
-#   scripts/mail-catcher.sh env       export lines for MAILSYNC_SMTP_URL and MAILSYNC_INBOX_URL
+#   scripts/mail-catcher.sh env       export lines for MAILSYNC_INBOX_SMTP_URL and MAILSYNC_INBOX_URL
 #   scripts/mail-catcher.sh clear     delete every caught message
 #
 # Ports (Supabase's local mail catcher uses the same offsets from the API port):
@@ -111,7 +112,7 @@ cmd_status() {
 
 cmd_env() {
   cat <<ENV
-export MAILSYNC_SMTP_URL='smtp://127.0.0.1:$SMTP_PORT'
+export MAILSYNC_INBOX_SMTP_URL='smtp://127.0.0.1:$SMTP_PORT'
 export MAILSYNC_INBOX_URL='$INBOX_URL'
 ENV
 }
@@ -123,5 +124,5 @@ case "${1:-}" in
   env) cmd_env ;;
   clear) curl -sf -X DELETE -o /dev/null "$INBOX_URL/email/all" || die "the inbox at $INBOX_URL did not answer" ;;
   install) install ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -37,6 +37,7 @@ mod import_formats;
 mod import_fuzz;
 mod import_hostile;
 mod languages;
+mod mail_stack;
 mod readme;
 mod realtime_hosted;
 mod rest_retries;
