@@ -14,13 +14,14 @@ mod arf;
 mod dsn;
 mod freetext;
 mod parse;
+pub mod source;
 
 mod text;
 
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use parse::{parse, MAX_INPUT, MAX_PARTS};
+pub use parse::{parse, parse_prefix, MAX_INPUT, MAX_PARTS};
 
 /// How the report was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

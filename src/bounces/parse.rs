@@ -22,7 +22,13 @@ const MAX_TEXT: usize = 256 * 1024;
 /// Reads one raw message. Never panics; what could not be read is said in
 /// [`Report::problem`].
 pub fn parse(raw: &[u8]) -> Report {
-    let (input, cut) = bounded(raw);
+    parse_prefix(raw, raw.len() as u64)
+}
+
+/// Reads the first bytes of a message of `size` bytes whose rest was not
+/// kept (a source keeps at most [`MAX_INPUT`] bytes of each message).
+pub fn parse_prefix(raw: &[u8], size: u64) -> Report {
+    let (input, cut) = bounded(raw, size);
     let read = std::panic::catch_unwind(|| read(input));
     let mut report = read.unwrap_or_else(|_| {
         let mut report = Report::empty();
@@ -39,16 +45,16 @@ pub fn parse(raw: &[u8]) -> Report {
 }
 
 /// The part of `raw` that is read, and why it was cut when it was.
-fn bounded(raw: &[u8]) -> (&[u8], Option<String>) {
-    let mut input = raw;
+fn bounded(raw: &[u8], size: u64) -> (&[u8], Option<String>) {
+    let input = &raw[..raw.len().min(MAX_INPUT)];
     let mut cut = None;
-    if input.len() > MAX_INPUT {
-        input = &input[..MAX_INPUT];
+    if size > input.len() as u64 {
         cut = Some(format!(
-            "the message is {} bytes; only its first {MAX_INPUT} were read",
-            raw.len()
+            "the message is {size} bytes; only its first {} were read",
+            input.len()
         ));
     }
+    let mut input = input;
     let mut boundaries = 0;
     let mut at = 0;
     while let Some(p) = input[at..].iter().position(|b| *b == b'\n') {
