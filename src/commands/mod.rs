@@ -6,6 +6,7 @@
 //! lives below them, in `domain`, `supabase`, `postgres` or `output`.
 
 pub mod account;
+pub mod bounces;
 pub mod campaigns;
 pub mod completions;
 pub mod config;
