@@ -45,7 +45,7 @@ async fn draft_campaign(
 }
 
 /// A campaign queued for `user` to `emails` (organisation `Org <i % 3>` each).
-async fn queued_campaign(
+pub(crate) async fn queued_campaign(
     stack: &Stack,
     user: &User,
     emails: &[String],
@@ -65,7 +65,7 @@ async fn queued_campaign(
     id
 }
 
-fn addresses(user: &User, names: &[&str]) -> Vec<String> {
+pub(crate) fn addresses(user: &User, names: &[&str]) -> Vec<String> {
     let tag = &user.id.simple().to_string()[..10];
     names
         .iter()
@@ -81,7 +81,7 @@ fn numbered_addresses(user: &User, prefix: &str, n: usize) -> Vec<String> {
 
 /// Runs the binary as `user` off the async runtime (the scripted server
 /// runs on it).
-async fn run(stack: &Stack, user: &User, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn run(stack: &Stack, user: &User, args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = common::command(stack, dir.path());
     cmd.args(args)
@@ -91,7 +91,12 @@ async fn run(stack: &Stack, user: &User, args: &[&str], env: &[(&str, &str)]) ->
 }
 
 /// `deliver --json` with fast retries, through `smtp_url`.
-async fn deliver(stack: &Stack, user: &User, smtp_url: &str, extra: &[&str]) -> (Output, Value) {
+pub(crate) async fn deliver(
+    stack: &Stack,
+    user: &User,
+    smtp_url: &str,
+    extra: &[&str],
+) -> (Output, Value) {
     let mut args = vec![
         "--json",
         "campaigns",

@@ -10,6 +10,7 @@ mod analytics;
 mod bench_import;
 mod campaigns;
 mod campaigns_deliver;
+mod campaigns_deliver_dsn;
 mod campaigns_watch_failures;
 mod campaigns_watch_quota;
 mod campaigns_watch_realtime;
