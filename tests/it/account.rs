@@ -1,5 +1,5 @@
 //! Sign-in and sessions against an in-test server that answers like
-//! Supabase Auth (tests/it/common/auth_server.rs: SUPABASE.md §4 and §6; the
+//! Supabase Auth (tests/it/common/auth_server.rs, after supabase/auth; the
 //! local stack has no Auth server), and
 //! one end-to-end import with a saved session on the real local stack.
 
