@@ -4,6 +4,7 @@
 //! Layers, top to bottom (see docs/ARCHITECTURE.md): `cli` (clap) →
 //! `commands` → `domain`, `supabase`, `postgres`, `config`, `output`, `error`.
 
+pub mod bounces;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -537,6 +537,9 @@ deliver-error-concurrency = --concurrency must be between 1 and 64
 deliver-error-attempts = --attempts must be between 1 and 10
 deliver-error-lease = --lease must be at least 10 seconds
 deliver-error-retry-delay = --retry-delay must be a number of seconds
+deliver-error-verp-plus = --verp writes each email's id after a "+" in the return path's local part, and { $address } already has a "+"
+deliver-error-verp-too-long = --verp writes each email's id (36 characters) after a "+" in the return path's local part, and { $address } would then pass the 64 characters a local part may have
+deliver-hint-verp = set { $name } to a plain address such as bounces@your-domain.example
 deliver-error-no-id = finding the campaign: the server's answer has no id
 deliver-error-not-queued = campaign { $name } is { $status }: nothing is queued yet
 deliver-hint-send-first = queue it first: mailsync campaigns send { $id }
@@ -632,6 +635,22 @@ sheet-error-stdout = a workbook cannot be written to stdout
 content-error-read = { $file }: cannot read the content: { $reason }
 prompt-error-password = reading the password: { $reason }
 json-error-encoding = encoding JSON output: { $reason }
+bounces-scan-message = { $source }: { $kind } ({ $format })
+bounces-scan-recipient = {"  "}{ $address }: { $action } { $status } { $diagnostic }
+bounces-scan-problem = {"  "}only partly read: { $problem }
+bounces-scan-summary = { $messages } messages: { $reports } delivery reports, { $complaints } complaints, { $others } not reports
+bounces-scan-error-read = { $path }: cannot read: { $reason }
+bounces-scan-hint-paths = give .eml files, Maildir folders, mbox files or directories holding them
+bounces-kind-delivery-status = delivery report
+bounces-kind-complaint = complaint
+bounces-kind-not-a-report = not a report
+bounces-action-failed = failed
+bounces-action-delayed = delayed
+bounces-action-delivered = delivered
+bounces-action-relayed = relayed
+bounces-action-expanded = expanded
+bounces-action-complained = complained
+
 
 ## The bounce mailbox (IMAP)
 mailbox-url-invalid = is not a valid URL: { $reason }

@@ -586,6 +586,9 @@ deliver-error-concurrency = --concurrency doit être compris entre 1 et 64
 deliver-error-attempts = --attempts doit être compris entre 1 et 10
 deliver-error-lease = --lease doit valoir au moins 10 secondes
 deliver-error-retry-delay = --retry-delay doit être un nombre de secondes
+deliver-error-verp-plus = --verp écrit l’identifiant de chaque e-mail après un « + » dans la partie locale de l’adresse de retour, et { $address } contient déjà un « + »
+deliver-error-verp-too-long = --verp écrit l’identifiant de chaque e-mail (36 caractères) après un « + » dans la partie locale de l’adresse de retour, et { $address } dépasserait alors les 64 caractères permis pour une partie locale
+deliver-hint-verp = donnez à { $name } une adresse simple, par exemple bounces@votre-domaine.example
 deliver-error-no-id = recherche de la campagne : la réponse du serveur n’a pas d’id
 deliver-error-not-queued = la campagne { $name } est { $status } : rien n’est encore en file
 deliver-hint-send-first = mettez-la d’abord en file : mailsync campaigns send { $id }
@@ -687,6 +690,22 @@ sheet-error-stdout = un classeur ne peut pas être écrit sur la sortie standard
 content-error-read = { $file } : impossible de lire le contenu : { $reason }
 prompt-error-password = lecture du mot de passe : { $reason }
 json-error-encoding = encodage de la sortie JSON : { $reason }
+bounces-scan-message = { $source } : { $kind } ({ $format })
+bounces-scan-recipient = {"  "}{ $address } : { $action } { $status } { $diagnostic }
+bounces-scan-problem = {"  "}lu en partie seulement : { $problem }
+bounces-scan-summary = { $messages } messages : { $reports } rapports de remise, { $complaints } plaintes, { $others } autres messages
+bounces-scan-error-read = { $path } : lecture impossible : { $reason }
+bounces-scan-hint-paths = donnez des fichiers .eml, des dossiers Maildir, des fichiers mbox ou des dossiers qui en contiennent
+bounces-kind-delivery-status = rapport de remise
+bounces-kind-complaint = plainte
+bounces-kind-not-a-report = pas un rapport
+bounces-action-failed = échec
+bounces-action-delayed = retardé
+bounces-action-delivered = remis
+bounces-action-relayed = relayé
+bounces-action-expanded = développé
+bounces-action-complained = plainte
+
 
 ## La boîte des retours (IMAP)
 mailbox-url-invalid = n'est pas une URL valide : { $reason }

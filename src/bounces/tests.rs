@@ -1,0 +1,530 @@
+//! Every fixture in tests/fixtures/bounces/{vendor,not-reports}, every field
+//! of its report; then hostile input.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn fixture(path: &str) -> Report {
+    let full = format!(
+        "{}/tests/fixtures/bounces/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    parse(&std::fs::read(&full).unwrap())
+}
+
+fn some(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
+fn recipient(
+    address: &str,
+    action: Action,
+    status: Option<&str>,
+    diagnostic: Option<&str>,
+) -> RecipientReport {
+    RecipientReport {
+        address: address.to_string(),
+        original_recipient: None,
+        action,
+        status: status.map(str::to_string),
+        diagnostic: diagnostic.map(str::to_string),
+    }
+}
+
+fn report(format: Format, kind: Kind) -> Report {
+    Report {
+        format,
+        kind,
+        ..Report::empty()
+    }
+}
+
+fn uuid(s: &str) -> Option<Uuid> {
+    Some(Uuid::parse_str(s).unwrap())
+}
+
+#[test]
+fn office365_ndr_is_a_delivery_status_report() {
+    let r = fixture("vendor/office365-ndr.eml");
+    assert_eq!(
+        r,
+        Report {
+            message_id: some("b1e2a5c4-1f0d-4d3c-9a8b-7e6f5d4c3b2a@DM6PR11MB4691.namprd11.prod.outlook.com"),
+            date: some("2026-12-01T09:14:58Z"),
+            reporting_mta: some("DM6PR11MB4691.namprd11.prod.outlook.com"),
+            original_message_id: some("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6@news.example.com"),
+            return_token: some("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6"),
+            recipients: vec![recipient(
+                "adele.vance@contoso.com",
+                Action::Failed,
+                Some("5.1.10"),
+                Some("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient Adele.Vance@contoso.com not found by SMTP address lookup"),
+            )],
+            ..report(Format::Rfc3464, Kind::DeliveryStatus)
+        }
+    );
+    assert_eq!(r.email_id(), uuid("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6"));
+}
+
+#[test]
+fn exchange_2010_text_ndr_reads_the_administrators_section() {
+    assert_eq!(
+        fixture("vendor/exchange2010-ndr.eml"),
+        Report {
+            message_id: some("0a1b2c3d4e5f@EX2010.fabrikam.com"),
+            date: some("2026-12-02T14:03:11+01:00"),
+            reporting_mta: some("EX2010.fabrikam.com"),
+            original_message_id: some("0b7e3d9a-2c4f-4a61-8e5d-3f2a1b0c9d8e@news.example.com"),
+            recipients: vec![recipient(
+                "kim.akers@fabrikam.com",
+                Action::Failed,
+                Some("5.1.1"),
+                Some("kim.akers@fabrikam.com #550 5.1.1 RESOLVER.ADR.RecipientNotFound; not found ##"),
+            )],
+            ..report(Format::Exchange, Kind::DeliveryStatus)
+        }
+    );
+}
+
+#[test]
+fn exchange_2003_text_ndr_reads_the_code_under_the_address() {
+    let r = fixture("vendor/exchange2003-ndr.eml");
+    assert_eq!(
+        r,
+        Report {
+            message_id: some("A1B2C3D4E5F6@mail.litwareinc.com"),
+            date: some("2026-12-03T08:00:00-05:00"),
+            recipients: vec![recipient(
+                "dan.park@litwareinc.com",
+                Action::Failed,
+                Some("5.1.1"),
+                Some("<mail.litwareinc.com #5.1.1 smtp;550 5.1.1 <Dan.Park@litwareinc.com>... User unknown>"),
+            )],
+            ..report(Format::Exchange, Kind::DeliveryStatus)
+        }
+    );
+    // Nothing in it names the email: no id rather than a wrong one.
+    assert_eq!(r.email_id(), None);
+}
+
+#[test]
+fn gmail_text_bounce_takes_the_other_servers_answer() {
+    let r = fixture("vendor/gmail-failure.eml");
+    assert_eq!(
+        r,
+        Report {
+            message_id: some("000000000000a1b2c3d4e5f6a7b8@google.com"),
+            date: some("2026-12-04T10:20:30Z"),
+            original_message_id: some("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a@news.example.com"),
+            return_token: some("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a"),
+            recipients: vec![recipient(
+                "no.such.user@example.net",
+                Action::Failed,
+                Some("5.1.1"),
+                Some("550 5.1.1 <no.such.user@example.net>: Recipient address rejected: User unknown in virtual mailbox table"),
+            )],
+            ..report(Format::Gmail, Kind::DeliveryStatus)
+        }
+    );
+    assert_eq!(r.email_id(), uuid("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a"));
+}
+
+#[test]
+fn qmail_bounce_lists_each_address_with_its_reason() {
+    assert_eq!(
+        fixture("vendor/qmail.eml"),
+        Report {
+            message_id: some("20261205074112.12345.qmail@mail.example.org"),
+            date: some("2026-12-05T07:41:12Z"),
+            reporting_mta: some("mail.example.org"),
+            original_message_id: some("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a@news.example.com"),
+            return_token: some("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a"),
+            recipients: vec![
+                recipient(
+                    "jane@example.org",
+                    Action::Failed,
+                    Some("5.1.1"),
+                    Some("Sorry, no mailbox here by that name. (#5.1.1)"),
+                ),
+                recipient(
+                    "bob@example.org",
+                    Action::Failed,
+                    Some("5.7.1"),
+                    Some("192.0.2.55 does not like recipient. Remote host said: 550 5.7.1 <bob@example.org>... Relaying denied Giving up on 192.0.2.55."),
+                ),
+            ],
+            ..report(Format::Qmail, Kind::DeliveryStatus)
+        }
+    );
+}
+
+#[test]
+fn exim_text_bounce_reads_every_failed_address() {
+    assert_eq!(
+        fixture("vendor/exim-failed.eml"),
+        Report {
+            message_id: some("E1tQ9xY-0004Ab-Cd@mx.example.com"),
+            date: some("2026-12-05T11:02:03Z"),
+            original_message_id: some("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d@news.example.com"),
+            return_token: some("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"),
+            recipients: vec![
+                recipient(
+                    "paul@example.com",
+                    Action::Failed,
+                    Some("5.1.1"),
+                    Some("host mx2.example.com [203.0.113.7] SMTP error from remote mail server after RCPT TO:<paul@example.com>: 550 5.1.1 <paul@example.com>: Recipient address rejected: User unknown in local recipient table"),
+                ),
+                recipient("carol@example.com", Action::Failed, None, Some("Unrouteable address")),
+            ],
+            ..report(Format::Exim, Kind::DeliveryStatus)
+        }
+    );
+}
+
+#[test]
+fn exim_delay_warning_is_delayed_not_failed() {
+    assert_eq!(
+        fixture("vendor/exim-delayed.eml"),
+        Report {
+            message_id: some("E1tQAAA-0005Zz-Ee@mx.example.com"),
+            date: some("2026-12-06T11:02:03Z"),
+            recipients: vec![recipient(
+                "slow@example.com",
+                Action::Delayed,
+                Some("4.7.1"),
+                Some("host mx.slow.example.com [203.0.113.9] Delay reason: SMTP error from remote mail server after RCPT TO:<slow@example.com>: 451 4.7.1 Greylisted, please try again later"),
+            )],
+            ..report(Format::Exim, Kind::DeliveryStatus)
+        }
+    );
+}
+
+#[test]
+fn postfix_text_bounce_reads_the_continued_lines() {
+    assert_eq!(
+        fixture("vendor/postfix-plain.eml"),
+        Report {
+            message_id: some("20261207090000.1A2B3C4D5E@mail.example.net"),
+            date: some("2026-12-07T09:00:00Z"),
+            reporting_mta: some("mail.example.net"),
+            original_message_id: some("7e8f9a0b-1c2d-4e3f-8a4b-5c6d7e8f9a0b@news.example.com"),
+            recipients: vec![recipient(
+                "lucy@example.net",
+                Action::Failed,
+                Some("5.2.2"),
+                Some("host mx.example.net[198.51.100.3] said: 552 5.2.2 <lucy@example.net>: Mailbox full (in reply to RCPT TO command)"),
+            )],
+            ..report(Format::Postfix, Kind::DeliveryStatus)
+        }
+    );
+}
+
+#[test]
+fn generic_free_text_with_a_code_is_a_bounce() {
+    let r = fixture("vendor/generic-5xx.eml");
+    assert_eq!(
+        r,
+        Report {
+            message_id: some("gw-20261208-164500-77@gw.example.biz"),
+            date: some("2026-12-08T16:45:00+02:00"),
+            original_message_id: some("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d@news.example.com"),
+            recipients: vec![recipient(
+                "ops-team@example.biz",
+                Action::Failed,
+                Some("5.7.1"),
+                Some("Recipient: ops-team@example.biz Reason: 550 5.7.1 Message rejected by content policy"),
+            )],
+            ..report(Format::FreeText, Kind::DeliveryStatus)
+        }
+    );
+    assert_eq!(r.email_id(), uuid("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"));
+}
+
+#[test]
+fn ses_bounce_carries_the_envelope_id() {
+    let r = fixture("vendor/ses-bounce.eml");
+    assert_eq!(
+        r,
+        Report {
+            message_id: some(
+                "0100018c4f2d3e5a-7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e-000000@email.amazonses.com"
+            ),
+            date: some("2026-12-09T11:59:58Z"),
+            reporting_mta: some("a48-112.smtp-out.amazonses.com"),
+            envelope_id: some("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"),
+            original_message_id: some("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a@news.example.com"),
+            recipients: vec![recipient(
+                "bounce@simulator.amazonses.com",
+                Action::Failed,
+                Some("5.1.1"),
+                Some("550 5.1.1 user unknown"),
+            )],
+            ..report(Format::Rfc3464, Kind::DeliveryStatus)
+        }
+    );
+    assert_eq!(r.email_id(), uuid("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"));
+}
+
+#[test]
+fn ses_complaint_is_a_complaint_about_its_recipient() {
+    let r = fixture("vendor/ses-complaint.eml");
+    assert_eq!(
+        r,
+        Report {
+            message_id: some(
+                "0100018c4f6e7a8b-1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f-000000@email.amazonses.com"
+            ),
+            date: some("2026-12-09T13:09:58Z"),
+            original_message_id: some("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f@news.example.com"),
+            recipients: vec![recipient(
+                "complaint@simulator.amazonses.com",
+                Action::Complained,
+                None,
+                None
+            )],
+            feedback_type: some("abuse"),
+            ..report(Format::Arf, Kind::Complaint)
+        }
+    );
+    assert_eq!(r.email_id(), uuid("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"));
+}
+
+#[test]
+fn yahoo_complaint_reads_original_rcpt_to_and_received_date() {
+    assert_eq!(
+        fixture("vendor/yahoo-arf.eml"),
+        Report {
+            message_id: some("1765348200.123456@arf.mail.yahoo.com"),
+            date: some("2026-12-10T06:29:00Z"),
+            original_message_id: some("4b5c6d7e-8f9a-4b0c-9d1e-2f3a4b5c6d7e@news.example.com"),
+            recipients: vec![recipient(
+                "reader.one@yahoo.com",
+                Action::Complained,
+                None,
+                None
+            )],
+            feedback_type: some("abuse"),
+            ..report(Format::Arf, Kind::Complaint)
+        }
+    );
+}
+
+#[test]
+fn aol_complaint_without_original_rcpt_to_uses_the_returned_to() {
+    assert_eq!(
+        fixture("vendor/aol-arf.eml"),
+        Report {
+            message_id: some("201212110100.aol.scomp.77@aol.net"),
+            date: some("2026-12-11T19:59:00-05:00"),
+            original_message_id: some("7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a@news.example.com"),
+            recipients: vec![recipient(
+                "reader.two@aol.com",
+                Action::Complained,
+                None,
+                None
+            )],
+            feedback_type: some("abuse"),
+            ..report(Format::Arf, Kind::Complaint)
+        }
+    );
+}
+
+#[test]
+fn messages_that_are_not_reports_name_no_recipient() {
+    let cases = [
+        (
+            "not-reports/out-of-office.eml",
+            Format::AutoReply,
+            "oof-20261204-1021@example.org",
+            "2026-12-04T10:21:00Z",
+        ),
+        (
+            "not-reports/reply.eml",
+            Format::None,
+            "CAF=reply123@mail.example.com",
+            "2026-12-04T11:00:00Z",
+        ),
+        (
+            "not-reports/newsletter.eml",
+            Format::None,
+            "nl-20261205-0600-abc@shop.example.net",
+            "2026-12-05T06:00:00Z",
+        ),
+    ];
+    for (path, format, id, date) in cases {
+        let r = fixture(path);
+        assert_eq!(
+            r,
+            Report {
+                message_id: some(id),
+                date: some(date),
+                ..report(format, Kind::NotAReport)
+            },
+            "{path}"
+        );
+        assert_eq!(r.email_id(), None, "{path}");
+    }
+}
+
+#[test]
+fn dsn_reads_original_recipient_and_several_blocks() {
+    let raw = b"From: MAILER-DAEMON@mx.example.com\r\nSubject: Delivery Status\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example.com\r\nOriginal-Envelope-Id: 11111111-2222-4333-8444-555555555555\r\n\r\n\
+Final-Recipient: rfc822; A@Example.com\r\nOriginal-Recipient: rfc822;a+x@example.com\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n\
+Final-Recipient: rfc822; b@example.com\r\nAction: delayed\r\nStatus: 4.4.1\r\nDiagnostic-Code: smtp; 421 4.4.1\r\n  connection timed out\r\n\r\n\
+Final-Recipient: rfc822; c@example.com\r\nAction: relayed (to a non-DSN MTA)\r\nStatus: 2.0.0\r\n\r\n\
+Final-Recipient: rfc822; d@example.com\r\nAction: expanded\r\nStatus: 2.0.0\r\n\r\n\
+--b--\r\n";
+    let r = parse(raw);
+    assert_eq!(r.format, Format::Rfc3464);
+    assert_eq!(r.reporting_mta.as_deref(), Some("mx.example.com"));
+    assert_eq!(r.email_id(), uuid("11111111-2222-4333-8444-555555555555"));
+    assert_eq!(
+        r.recipients,
+        vec![
+            RecipientReport {
+                original_recipient: some("a+x@example.com"),
+                ..recipient("a@example.com", Action::Delivered, Some("2.0.0"), None)
+            },
+            recipient(
+                "b@example.com",
+                Action::Delayed,
+                Some("4.4.1"),
+                Some("421 4.4.1 connection timed out")
+            ),
+            recipient("c@example.com", Action::Relayed, Some("2.0.0"), None),
+            recipient("d@example.com", Action::Expanded, Some("2.0.0"), None),
+        ]
+    );
+    assert_eq!(r.problem, None);
+}
+
+#[test]
+fn email_id_prefers_the_envelope_id_then_verp_then_message_id() {
+    let mut r = Report::empty();
+    r.original_message_id = some("33333333-3333-4333-8333-333333333333@x.example");
+    assert_eq!(r.email_id(), uuid("33333333-3333-4333-8333-333333333333"));
+    r.return_token = some("22222222-2222-4222-8222-222222222222");
+    assert_eq!(r.email_id(), uuid("22222222-2222-4222-8222-222222222222"));
+    r.envelope_id = some("not-a-uuid");
+    assert_eq!(r.email_id(), uuid("22222222-2222-4222-8222-222222222222"));
+    r.envelope_id = some("11111111-1111-4111-8111-111111111111");
+    assert_eq!(r.email_id(), uuid("11111111-1111-4111-8111-111111111111"));
+}
+
+#[test]
+fn report_key_is_stable_distinct_and_bounded() {
+    let r = fixture("vendor/qmail.eml");
+    let sha = "ab".repeat(32);
+    let a = r.report_key(&sha, &r.recipients[0]);
+    let b = r.report_key(&sha, &r.recipients[1]);
+    assert_eq!(
+        a,
+        fixture("vendor/qmail.eml").report_key(&sha, &r.recipients[0])
+    );
+    assert_ne!(a, b);
+    assert_eq!(a, format!("{sha}:failed:jane@example.org"));
+    let long = recipient(
+        &format!("{}@example.com", "x".repeat(240)),
+        Action::Failed,
+        None,
+        None,
+    );
+    let key = r.report_key(&sha, &long);
+    assert!(key.len() <= 200, "{}", key.len());
+    assert_ne!(
+        key,
+        r.report_key(
+            &sha,
+            &recipient(
+                &format!("{}@example.com", "y".repeat(240)),
+                Action::Failed,
+                None,
+                None
+            )
+        )
+    );
+}
+
+fn bounded(what: &str, raw: &[u8]) -> Report {
+    let started = Instant::now();
+    let r = parse(raw);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{what}: {took:?}");
+    r
+}
+
+#[test]
+fn a_50_mb_message_is_read_up_to_the_cap() {
+    let mut raw = b"From: MAILER-DAEMON@x.example\r\nSubject: failure notice\r\n\r\n".to_vec();
+    raw.extend(std::iter::repeat_n(b'a', 50 * 1024 * 1024));
+    let r = bounded("50 MB", &raw);
+    assert_eq!(r.kind, Kind::NotAReport);
+    assert!(
+        r.problem.as_deref().unwrap().contains("only its first"),
+        "{:?}",
+        r.problem
+    );
+}
+
+#[test]
+fn nesting_10000_deep_is_cut() {
+    let mut raw =
+        b"From: a@x.example\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n".to_vec();
+    for i in 1..10_000 {
+        raw.extend(
+            format!(
+                "--b{}\r\nContent-Type: multipart/mixed; boundary=b{i}\r\n\r\n",
+                i - 1
+            )
+            .bytes(),
+        );
+    }
+    let r = bounded("deep", &raw);
+    assert!(
+        r.problem.as_deref().unwrap().contains("MIME parts"),
+        "{:?}",
+        r.problem
+    );
+}
+
+#[test]
+fn ten_thousand_parts_are_cut() {
+    let mut raw =
+        b"From: a@x.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    for _ in 0..10_000 {
+        raw.extend(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+    }
+    raw.extend(b"--b--\r\n");
+    let r = bounded("wide", &raw);
+    assert!(
+        r.problem.as_deref().unwrap().contains("MIME parts"),
+        "{:?}",
+        r.problem
+    );
+}
+
+#[test]
+fn broken_encodings_and_truncated_mime_do_not_stop_the_reading() {
+    let invalid = b"From: MAILER-DAEMON@x.example\r\nSubject: =?x-unknown?B?////?=\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=q\r\n\r\n\
+--q\r\nContent-Type: text/plain; charset=x-no-such-charset\r\nContent-Transfer-Encoding: base64\r\n\r\n\xff\xfe!!notbase64\r\n\
+--q\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; \xff\xfemx\r\n\r\n\
+Final-Recipient: rfc822; u@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 \x00\x1b[31m\xc3\x28 bad\r\n";
+    let r = bounded("invalid", invalid);
+    assert_eq!(r.format, Format::Rfc3464);
+    assert_eq!(r.recipients.len(), 1);
+    let diagnostic = r.recipients[0].diagnostic.as_deref().unwrap();
+    assert!(!diagnostic.chars().any(char::is_control), "{diagnostic:?}");
+    for cut in [10, 100, 200, 300, invalid.len() - 5] {
+        let _ = bounded("truncated", &invalid[..cut]);
+    }
+    let r = bounded("empty", b"");
+    assert_eq!(r.kind, Kind::NotAReport);
+    let r = bounded("binary", &[0u8, 255, 13, 10, 13, 10, 1, 2, 3]);
+    assert_eq!(r.kind, Kind::NotAReport);
+}
