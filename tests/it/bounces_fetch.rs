@@ -841,3 +841,198 @@ async fn hostile_messages_get_a_line_each_in_bounded_memory_and_nothing_wrong_is
     assert_eq!(count(&again, "recorded"), 0, "{again}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// Everything a user sees of `campaign`'s outcome, as text: each email
+/// (recipient, status, delivered_at = its delivered report's arrival,
+/// error_message, reports stored), the user's suppressions, and the three
+/// views, read as the user.
+async fn outcome(user: &User, campaign: &str) -> Vec<String> {
+    let mut client = common::admin().await;
+    let sql = format!(
+        "select e.recipient_email, e.status,
+                e.delivered_at is not null as has_delivered_at,
+                e.delivered_at is not distinct from
+                  (select min(r.arrived_at) from public.delivery_reports r
+                   where r.email_id = e.id and r.kind = 'delivered') as delivered_at_is_report,
+                e.error_message,
+                (select string_agg(r.kind || ' ' || coalesce(r.status, '-'), ', ' order by r.kind)
+                   from public.delivery_reports r where r.email_id = e.id) as reports
+         from public.emails_sent e where e.campaign_id = '{campaign}'
+         order by e.recipient_email;
+         select email, reason from public.suppressions order by email;
+         select total_emails, pending_count, sending_count, sent_count, delivered_count,
+                failed_count, bounced_count, success_rate, progress
+         from public.campaign_analytics where campaign_id = '{campaign}';
+         select email, emails_received, emails_delivered, delivery_rate
+         from public.contact_analytics order by email;
+         select total_contacts, total_organizations, active_campaigns, emails_sent_today
+         from public.dashboard_analytics;"
+    );
+    let mut lines = Vec::new();
+    for message in common::as_user_sql(&mut client, user, &sql).await {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            let cells: Vec<String> = (0..row.len())
+                .map(|i| format!("{}={}", row.columns()[i].name(), row.get(i).unwrap_or("∅")))
+                .collect();
+            lines.push(cells.join(" "));
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn end_to_end_through_the_stacks_relay_and_mailbox() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let tag = &user.id.simple().to_string()[..10];
+    let mut to: Vec<String> = [
+        "ana@deliver.test",
+        "ben@deliver.test",
+        "cleo@nouser.test",
+        "dan@nouser.test",
+        "eve@later.test",
+    ]
+    .iter()
+    .map(|a| {
+        let (local, domain) = a.split_once('@').unwrap();
+        format!("{local}.{tag}@{domain}")
+    })
+    .collect();
+    to.sort();
+    let campaign =
+        crate::campaigns_deliver::queued_campaign(&stack, &user, &to, "Hello", "Hi").await;
+    let return_path =
+        std::env::var("MAILSYNC_RETURN_PATH").unwrap_or_else(|_| "bounces@mailsync.test".into());
+    let (out, summary) = {
+        let from = format!("Campaign <{return_path}>");
+        let o = crate::campaigns_deliver::run(
+            &stack,
+            &user,
+            &["--json", "campaigns", "deliver", &campaign, "--rate", "0"],
+            &[("MAILSYNC_FROM", from.as_str())],
+        )
+        .await;
+        let summary: Value = serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null);
+        (o, summary)
+    };
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary["sent"], 5, "{summary}");
+
+    // Fetch until the relay's reports are all in (bounded).
+    let inbox = Folder {
+        mailbox: stack_mailbox(),
+        name: "INBOX".into(),
+    };
+    let started = Instant::now();
+    let settled = loop {
+        let report = fetch_json(&stack, &user, &inbox.url());
+        let now = outcome(&user, &campaign).await;
+        let emails: Vec<&String> = now.iter().take(5).collect();
+        let done = emails.len() == 5
+            && emails.iter().all(|e| {
+                (e.contains("@deliver.test") && e.contains("status=delivered"))
+                    || (e.contains("@nouser.test") && e.contains("status=bounced"))
+                    || (e.contains("@later.test") && e.contains("reports=delayed"))
+            });
+        if done {
+            break now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the reports did not all come within 90 s; last fetch: {report}\n{}",
+            now.join("\n")
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+
+    let expected_emails: Vec<String> = to
+        .iter()
+        .map(|a| {
+            let (status, delivered, error, reports) = if a.contains("@deliver.test") {
+                ("delivered", "t", "∅".to_string(), "delivered 2.0.0")
+            } else if a.contains("@nouser.test") {
+                ("bounced", "f", "5.1.1".to_string(), "failed 5.1.1")
+            } else {
+                ("sent", "f", "∅".to_string(), "delayed 4.2.1")
+            };
+            format!(
+                "recipient_email={a} status={status} has_delivered_at={delivered} \
+                 delivered_at_is_report=t error_message={error} reports={reports}"
+            )
+        })
+        .collect();
+    for (line, expected) in settled.iter().zip(&expected_emails) {
+        let expected_error = expected.contains("error_message=5.1.1");
+        if expected_error {
+            // The relay's own words follow the code.
+            let (head, tail) = expected.split_once("error_message=5.1.1").unwrap();
+            assert!(
+                line.starts_with(&format!("{head}error_message=5.1.1 ")),
+                "{line}\n{expected}"
+            );
+            assert!(line.ends_with(tail), "{line}\n{expected}");
+        } else {
+            assert_eq!(line, expected);
+        }
+    }
+    let rest: Vec<&str> = settled[5..].iter().map(String::as_str).collect();
+    let suppressed: Vec<String> = to
+        .iter()
+        .filter(|a| a.contains("@nouser.test"))
+        .map(|a| format!("email={a} reason=bounced"))
+        .collect();
+    assert_eq!(&rest[..2], &suppressed[..], "{}", settled.join("\n"));
+    assert_eq!(
+        rest[2],
+        "total_emails=5 pending_count=0 sending_count=0 sent_count=1 delivered_count=2 \
+         failed_count=0 bounced_count=2 success_rate=60.00 progress=100.00"
+    );
+    let contacts: Vec<String> = to
+        .iter()
+        .map(|a| {
+            if a.contains("@deliver.test") {
+                format!("email={a} emails_received=1 emails_delivered=1 delivery_rate=100.00")
+            } else {
+                format!("email={a} emails_received=1 emails_delivered=0 delivery_rate=0.00")
+            }
+        })
+        .collect();
+    assert_eq!(&rest[3..8], &contacts[..], "{}", settled.join("\n"));
+    assert_eq!(
+        rest[8],
+        "total_contacts=5 total_organizations=3 active_campaigns=0 emails_sent_today=5"
+    );
+    assert_eq!(rest.len(), 9, "{}", settled.join("\n"));
+
+    // A second fetch changes nothing.
+    let again = fetch_json(&stack, &user, &inbox.url());
+    assert_eq!(count(&again, "recorded"), 0, "{again}");
+    assert_eq!(outcome(&user, &campaign).await, settled);
+
+    // Every message unmarked, then two fetches at once: nothing recorded again.
+    inbox.unmark().await;
+    let (a, b) = tokio::join!(
+        tokio::task::spawn_blocking({
+            let (stack, user, url) = (stack.clone(), user_clone(&user), inbox.url());
+            move || fetch_json(&stack, &user, &url)
+        }),
+        tokio::task::spawn_blocking({
+            let (stack, user, url) = (stack.clone(), user_clone(&user), inbox.url());
+            move || fetch_json(&stack, &user, &url)
+        })
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(count(&a, "recorded") + count(&b, "recorded"), 0, "{a} {b}");
+    assert_eq!(outcome(&user, &campaign).await, settled);
+
+    // Another user reading the same reports cannot touch these emails.
+    inbox.unmark().await;
+    let other = common::new_user(&stack).await;
+    let theirs = fetch_json(&stack, &other, &inbox.url());
+    assert_eq!(count(&theirs, "recorded"), 0, "{theirs}");
+    assert!(count(&theirs, "unmatched") >= 5, "{theirs}");
+    assert_eq!(outcome(&user, &campaign).await, settled);
+    // Left for their owner: marked again by the owner's next fetch.
+    let last = fetch_json(&stack, &user, &inbox.url());
+    assert_eq!(count(&last, "recorded"), 0, "{last}");
+}
