@@ -129,6 +129,13 @@ impl Folder {
             .count()
     }
 
+    /// Deletes the folder (at the end of a test that passed).
+    async fn remove(self) {
+        let mut session = imap(&self.mailbox).await;
+        session.delete(&self.name).await.unwrap();
+        session.logout().await.unwrap();
+    }
+
     /// Takes the recorded keyword off every message (as if never marked).
     async fn unmark(&self) {
         let mut session = imap(&self.mailbox).await;
@@ -319,8 +326,15 @@ async fn reports_are_recorded_once_and_other_messages_left_as_they_were() {
     assert_eq!(status_of(ids[0]).await, "sent");
     assert_eq!(folder.marked().await, 0);
 
-    let first = fetch(&stack, &user, &folder.url(), &[]);
+    let first = fetch(&stack, &user, &folder.url(), &["-v"]);
     assert!(first.status.success(), "{}", stderr(&first));
+    let password = folder.mailbox.password.expose();
+    assert!(!stderr(&first).contains(password) && !stdout(&first).contains(password));
+    assert!(
+        stderr(&first).contains("imap: logging in as"),
+        "{}",
+        stderr(&first)
+    );
     let text = stdout(&first);
     assert!(
         text.contains(&format!(
@@ -390,6 +404,7 @@ async fn reports_are_recorded_once_and_other_messages_left_as_they_were() {
         assert_eq!(state, (status.to_string(), 1), "email {id}");
     }
     assert_eq!(folder.marked().await, 3);
+    folder.remove().await;
 }
 
 fn user_clone(user: &User) -> User {
@@ -427,6 +442,7 @@ async fn another_users_fetch_cannot_touch_these_emails() {
     assert_eq!(count(&by_owner, "recorded"), 2, "{by_owner}");
     assert_eq!(status_of(ids[0]).await, "bounced");
     assert_eq!(status_of(ids[1]).await, "delivered");
+    folder.remove().await;
 }
 
 #[tokio::test]
@@ -454,6 +470,7 @@ async fn a_refused_login_exits_3_and_changes_nothing() {
     assert_eq!(status_of(ids[0]).await, "sent");
     assert_eq!(reports_of(ids[0]).await, 0);
     assert_eq!(folder.marked().await, 0);
+    folder.remove().await;
 }
 
 /// A TCP proxy to the stack's IMAP server that cuts the connection at the
@@ -582,6 +599,7 @@ async fn cut_then_rerun(trigger: &'static str, forward: bool, recorded_by_rerun:
     for (id, state) in ids.iter().zip(states(&ids).await) {
         assert_eq!(state, ("bounced".to_string(), 1), "email {id}");
     }
+    folder.remove().await;
 }
 
 #[tokio::test]
@@ -840,6 +858,61 @@ async fn hostile_messages_get_a_line_each_in_bounded_memory_and_nothing_wrong_is
     assert_eq!(count(&again, "unmatched"), 2, "{again}");
     assert_eq!(count(&again, "recorded"), 0, "{again}");
     assert!(started.elapsed() < Duration::from_secs(60));
+    folder.remove().await;
+}
+
+#[tokio::test]
+async fn follow_records_new_messages_as_they_arrive_and_ctrl_c_ends_cleanly() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let folder = Folder::new().await;
+    let to = addresses(2, "example.test");
+    let ids = sent_emails(&user, &to).await;
+    folder
+        .append(&[dsn(ids[0], &to[0], "delivered", "2.0.0", "f0")])
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let child = common::command(&stack, dir.path())
+        .args(["--json", "bounces", "fetch", "--follow"])
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .env("MAILSYNC_BOUNCES_URL", folder.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting mailsync");
+    let wait_for = |id: Uuid, status: &'static str| async move {
+        let started = Instant::now();
+        while states(&[id]).await[0].0 != status {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "email {id} is not {status} after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    wait_for(ids[0], "delivered").await;
+    // A report arriving while it waits (IDLE) is recorded too.
+    folder
+        .append(&[dsn(ids[1], &to[1], "failed", "5.1.1", "f1")])
+        .await;
+    wait_for(ids[1], "bounced").await;
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = json_of(&out);
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    assert_eq!(count(&summary, "recorded"), 2, "{summary}");
+    assert_eq!(count(&summary, "marked"), 2, "{summary}");
+    assert_eq!(folder.marked().await, 2);
+    folder.remove().await;
 }
 
 /// Everything a user sees of `campaign`'s outcome, as text: each email
