@@ -579,3 +579,107 @@ async fn watch_ctrl_c(stop: watch::Sender<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(raw: &[u8]) -> Fetched {
+        Fetched {
+            uid: 7,
+            size: raw.len() as u64,
+            raw: raw.to_vec(),
+            truncated: false,
+            received_at: Some("2026-12-05T10:00:00+00:00".into()),
+        }
+    }
+
+    const DSN: &str = "From: MAILER-DAEMON@relay.example\r\n\
+        To: bounces@acme.example\r\n\
+        Date: Sat, 05 Dec 2026 10:00:00 +0000\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\
+        \r\n\
+        --b\r\n\
+        Content-Type: text/plain\r\n\
+        \r\n\
+        Your message could not be delivered.\r\n\
+        --b\r\n\
+        Content-Type: message/delivery-status\r\n\
+        \r\n\
+        Reporting-MTA: dns; relay.example\r\n\
+        Original-Envelope-Id: 0b7e3d9a-2c4f-4a61-8e5d-3f2a1b0c9d8e\r\n\
+        Arrival-Date: Sat, 05 Dec 2026 09:59:00 +0000\r\n\
+        \r\n\
+        Final-Recipient: rfc822; ana@example.net\r\n\
+        Action: failed\r\n\
+        Status: 5.1.1\r\n\
+        \r\n\
+        Final-Recipient: rfc822; ben@example.net\r\n\
+        Action: delivered\r\n\
+        Status: 2.0.0\r\n\
+        \r\n\
+        --b--\r\n";
+
+    #[test]
+    fn a_report_yields_one_row_per_recipient_with_stable_keys() {
+        let parsed = parse(fetched(DSN.as_bytes()));
+        assert_eq!(parsed.rows.len(), 2);
+        let row = &parsed.rows[0];
+        assert_eq!(row.kind, "failed");
+        assert_eq!(row.status.as_deref(), Some("5.1.1"));
+        assert_eq!(
+            row.email_id.map(|u| u.to_string()).as_deref(),
+            Some("0b7e3d9a-2c4f-4a61-8e5d-3f2a1b0c9d8e")
+        );
+        assert_eq!(row.reporting_mta.as_deref(), Some("relay.example"));
+        assert!(chrono::DateTime::parse_from_rfc3339(&row.arrived_at).is_ok());
+        assert_eq!(parsed.rows[1].kind, "delivered");
+        assert_ne!(row.key, parsed.rows[1].key);
+        // The same message read again gives the same keys.
+        let again = parse(fetched(DSN.as_bytes()));
+        assert_eq!(again.rows[0].key, row.key);
+    }
+
+    #[test]
+    fn a_failure_without_a_code_is_recorded_as_permanent() {
+        assert_eq!(status_of(Action::Failed, None).as_deref(), Some("5.0.0"));
+        assert_eq!(
+            status_of(Action::Failed, Some("4.4.7")).as_deref(),
+            Some("4.4.7")
+        );
+        assert_eq!(status_of(Action::Delivered, None), None);
+        assert_eq!(kind_of(Action::Complained), "complaint");
+        assert_eq!(kind_of(Action::Delayed), "delayed");
+    }
+
+    #[test]
+    fn a_message_is_marked_only_when_all_its_reports_are_recorded() {
+        let parsed = parse(fetched(DSN.as_bytes()));
+        let keys: Vec<String> = parsed.rows.iter().map(|r| r.key.clone()).collect();
+        let mut summary = FetchSummary::default();
+        let outcomes = HashMap::from([
+            (keys[0].clone(), "recorded".to_string()),
+            (keys[1].clone(), "duplicate".to_string()),
+        ]);
+        assert!(tally(&parsed, &outcomes, false, &mut summary));
+        let outcomes = HashMap::from([
+            (keys[0].clone(), "recorded".to_string()),
+            (keys[1].clone(), "unmatched".to_string()),
+        ]);
+        assert!(!tally(&parsed, &outcomes, false, &mut summary));
+        assert!(!tally(&parsed, &HashMap::new(), true, &mut summary));
+        assert_eq!(summary.messages, 3);
+        assert_eq!(summary.reports, 6);
+        assert_eq!(summary.recorded, 2);
+        assert_eq!(summary.duplicates, 1);
+        assert_eq!(summary.unmatched, 1);
+
+        let reply = parse(fetched(
+            b"From: a@b.example\r\nSubject: Re: hi\r\n\r\nThanks!\r\n",
+        ));
+        assert!(reply.rows.is_empty());
+        assert!(!tally(&reply, &HashMap::new(), false, &mut summary));
+        assert_eq!(summary.not_reports, 1);
+    }
+}
