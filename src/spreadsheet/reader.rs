@@ -7,7 +7,7 @@
 //! A pass over the rows runs on its own thread and hands rows over a bounded
 //! channel; [`Workbook::rows`] starts a fresh pass each time it is called.
 //!
-//! Before any library reads a file, [`super::limits::check_file`] bounds
+//! Before any library reads a file, [`limits::check_file`] bounds
 //! what it may ask for; while rows stream, the cells of the sheet and the
 //! length of each cell are held to the same [`Limits`].
 
@@ -18,8 +18,8 @@ use std::sync::mpsc::{sync_channel, Receiver};
 
 use calamine::{open_workbook, Data, DataRef, Reader, Sheets, Xlsb, Xlsx};
 
+use super::format::{column_letter, Format};
 use super::limits::{self, grouped, Limit, Limits};
-use super::validate::column_letter;
 use crate::error::{Error, Result};
 use crate::t;
 
@@ -37,36 +37,6 @@ pub struct SheetRow {
 impl SheetRow {
     pub fn cell(&self, column: usize) -> &str {
         self.cells.get(column).map(String::as_str).unwrap_or("")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Xlsx,
-    Xlsb,
-    Xls,
-    Ods,
-    Csv,
-}
-
-impl Format {
-    fn of(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
-        match ext.as_str() {
-            "xlsx" | "xlsm" | "xlam" => Ok(Format::Xlsx),
-            "xlsb" => Ok(Format::Xlsb),
-            "xls" | "xla" => Ok(Format::Xls),
-            "ods" => Ok(Format::Ods),
-            "csv" | "txt" | "tsv" | "tab" => Ok(Format::Csv),
-            _ => Err(Error::usage(t!(
-                "import-error-file-type",
-                file = path.display().to_string()
-            ))),
-        }
     }
 }
 
@@ -263,7 +233,7 @@ fn guarded<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     outcome
 }
 
-/// Opens `path` as `format`, the format [`super::limits::check_file`]
+/// Opens `path` as `format`, the format [`limits::check_file`]
 /// checked it as: never as whatever calamine would guess from its content
 /// (a zip named `.XLS`, an OLE file named `.ods`), which no check has seen.
 fn open_sheets(path: &Path, format: Format) -> Result<Sheets<BufReader<File>>> {
