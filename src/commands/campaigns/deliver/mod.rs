@@ -14,25 +14,42 @@
 //! "Delivery"): `claim_emails`, `record_email_outcomes`,
 //! `extend_email_leases`, `unknown_emails`. This module never uses the
 //! service role or a database URL.
+//!
+//! Here: the run's story, step by step; `claims` (the database side:
+//! claims, outcomes, leases), `senders` (the SMTP connections), `pacing`
+//! (the rate limiter), `queue` (emails on their way to the connections),
+//! `stop` (Ctrl-C and errors), `summary` (counters, progress, the report).
 //! Tests: `tests/it/campaigns_deliver.rs`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod claims;
+mod pacing;
+mod queue;
+mod senders;
+mod stop;
+mod summary;
+
+pub use summary::{DeliverySummary, UnknownEmail};
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::domain::{CampaignStatus, EmailStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
-use crate::smtp::{Attempt, Mailer, Recipient, SmtpSession, SmtpSettings, Template};
-use crate::supabase::rest::RestClient;
+use crate::smtp::{Mailer, SmtpSettings, Template};
 use crate::t;
+use claims::{Claim, Claimed, Db, Held, Record};
+use pacing::Pace;
+use queue::{queue, QueueSender};
+use senders::{Job, Sender};
+use stop::Stop;
+use summary::Tally;
 
 /// Emails per second unless `--rate` says otherwise: under the sending
 /// limits of common providers (Amazon SES starts production accounts at 14/s).
@@ -41,9 +58,6 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Most emails one claim takes (one REST call, far inside the 8 s timeout).
 pub const MAX_BATCH: usize = 200;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
-/// Consecutive temporary failures (any worker) after which the run stops:
-/// the server is gone, and trying on would only burn the emails' retries.
-const GIVE_UP_AFTER: u64 = 25;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -70,174 +84,8 @@ pub struct Options {
     pub poll_secs: f64,
 }
 
-/// An email the database handed to this worker.
-#[derive(Debug, Clone, Deserialize)]
-struct Claimed {
-    id: Uuid,
-    campaign_id: Uuid,
-    recipient_email: String,
-    recipient_organization: Option<String>,
-    message_id: String,
-    status: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct CampaignText {
-    id: Uuid,
-    subject: String,
-    content: String,
-}
-
-/// One email's unknown outcome, as `unknown_emails` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UnknownEmail {
-    pub recipient_email: String,
-    pub message_id: Option<String>,
-    pub claimed_at: Option<String>,
-    pub lease_owner: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct UnknownReport {
-    count: u64,
-    emails: Vec<UnknownEmail>,
-}
-
-/// The `--json` summary (the contract is in the README).
-#[derive(Debug, Default, Serialize)]
-pub struct DeliverySummary {
-    pub smtp: String,
-    pub worker: String,
-    pub campaign_id: Option<Uuid>,
-    pub dry_run: bool,
-    pub claimed: u64,
-    pub sent: u64,
-    pub bounced: u64,
-    pub failed: u64,
-    pub suppressed: u64,
-    pub retries: u64,
-    pub released: u64,
-    pub not_recorded: u64,
-    pub pending: Option<u64>,
-    pub unknown: u64,
-    pub unknown_emails: Vec<UnknownEmail>,
-    pub resend_unknown: bool,
-    pub interrupted: bool,
-    pub elapsed_secs: f64,
-    pub emails_per_sec: f64,
-    pub db_secs: f64,
-}
-
-/// Counters shared by the workers, the recorder and the progress bar.
-#[derive(Default)]
-struct Tally {
-    claimed: AtomicU64,
-    sent: AtomicU64,
-    bounced: AtomicU64,
-    failed: AtomicU64,
-    suppressed: AtomicU64,
-    retries: AtomicU64,
-    released: AtomicU64,
-    not_recorded: AtomicU64,
-    temporary_streak: AtomicU64,
-    db: Mutex<DbClock>,
-}
-
-/// Wall-clock time during which at least one database call was in flight
-/// (calls overlap: claims, outcomes and leases run side by side).
-#[derive(Default)]
-struct DbClock {
-    in_flight: u32,
-    since: Option<Instant>,
-    busy: Duration,
-}
-
-impl Tally {
-    fn db_enter(&self) {
-        let mut c = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        if c.in_flight == 0 {
-            c.since = Some(Instant::now());
-        }
-        c.in_flight += 1;
-    }
-
-    fn db_leave(&self) {
-        let mut c = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        c.in_flight = c.in_flight.saturating_sub(1);
-        if c.in_flight == 0 {
-            if let Some(since) = c.since.take() {
-                c.busy += since.elapsed();
-            }
-        }
-    }
-
-    fn db_busy(&self) -> Duration {
-        self.db.lock().unwrap_or_else(|p| p.into_inner()).busy
-    }
-}
-
-/// Asking the run to stop: Ctrl-C, a database error, or the SMTP server gone.
-#[derive(Default)]
-struct Stop {
-    requested: AtomicBool,
-    interrupted: AtomicBool,
-    notify: Notify,
-    error: Mutex<Option<Error>>,
-}
-
-impl Stop {
-    fn is_set(&self) -> bool {
-        self.requested.load(Ordering::SeqCst)
-    }
-    fn request(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-    fn fail(&self, error: Error) {
-        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(error);
-        }
-        drop(slot);
-        self.request();
-    }
-}
-
-/// An outcome on its way to the database.
-struct Record {
-    id: Uuid,
-    status: &'static str,
-    response: Option<String>,
-}
-
-/// The REST calls of a run, timed (the share of time in the database).
-#[derive(Clone)]
-struct Db {
-    client: RestClient,
-    worker: String,
-    tally: Arc<Tally>,
-}
-
-impl Db {
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        function: &str,
-        args: &Value,
-        what: &str,
-    ) -> Result<T> {
-        self.tally.db_enter();
-        let result = self
-            .client
-            .fetch(self.client.rpc(function, args), what)
-            .await;
-        self.tally.db_leave();
-        result
-    }
-}
-
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     validate(options)?;
-    let lease = Duration::from_secs(options.lease_secs);
     let settings = smtp_settings(config)?;
     let client = crate::supabase::user::user_client(config, out).await?;
     let worker = worker_id();
@@ -250,29 +98,22 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 
     // The campaign, when one is named: it must be queued.
     let campaign = match &options.campaign {
-        Some(name) => Some(target_campaign(&client, name).await?),
+        Some(name) => Some(claims::target_campaign(&client, name).await?),
         None => None,
     };
-    let campaign_id = campaign.as_ref().map(|(id, _)| *id);
-    if let Some((_, status)) = &campaign {
-        if status == "sent" {
-            out.note(t!("deliver-already-sent"));
-        }
+    let campaign_id = campaign.map(|(id, _)| id);
+    if let Some((_, CampaignStatus::Sent)) = campaign {
+        out.note(t!("deliver-already-sent"));
     }
 
-    // Emails an earlier run left without an outcome.
-    let unknown: UnknownReport = db
-        .call(
-            "unknown_emails",
-            &with_campaign(json!({"max_rows": 20}), campaign_id),
-            &t!("doing-unknown-outcomes"),
-        )
-        .await?;
+    // Emails an earlier run left without an outcome, and the queue's size.
+    let unknown = db.unknown(campaign_id).await?;
     if unknown.count > 0 {
         report_unknown(&unknown, options.resend_unknown, out);
     }
-    let pending = pending_count(&client, campaign_id).await?;
+    let pending = claims::pending_count(&client, campaign_id).await?;
 
+    // A server that is down or refuses us: say so before claiming anything.
     let mailer = Mailer::new(&settings.server, Duration::from_secs(30))?;
     out.debug(format!(
         "deliver: SMTP {} ({}), from {} ({}), worker {worker}",
@@ -281,12 +122,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         settings.from,
         settings.from_source
     ));
-    // A server that is down or refuses us: say so before claiming anything.
     mailer.check().await?;
 
     let mut summary = DeliverySummary {
         smtp: settings.server.masked(),
-        worker: worker.clone(),
+        worker,
         campaign_id,
         dry_run: options.dry_run,
         pending: Some(pending),
@@ -296,131 +136,76 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         ..Default::default()
     };
     if options.dry_run {
-        return finish(summary, out);
+        return summary::finish(summary, out);
     }
 
+    // Claim, send, record, until nothing is left (or Ctrl-C).
     let stop = Arc::new(Stop::default());
-    let ctrl_c = tokio::spawn(watch_ctrl_c(stop.clone()));
-    let progress = progress_bar(
-        out,
-        pending
-            + if options.resend_unknown {
-                unknown.count
-            } else {
-                0
-            },
-    );
+    let ctrl_c = tokio::spawn(stop::watch_ctrl_c(stop.clone()));
+    let expected = pending
+        + if options.resend_unknown {
+            unknown.count
+        } else {
+            0
+        };
+    let progress = summary::progress_bar(out, expected);
     let started = Instant::now();
 
     // Outcomes go to the recorder, which writes them in small batches as
     // they come; the emails still held are kept leased by a heartbeat.
-    let held: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let held = Held::default();
     let (record_tx, record_rx) = mpsc::unbounded_channel::<Record>();
-    let recorder = tokio::spawn(record_outcomes(
+    let recorder = tokio::spawn(claims::record_outcomes(
         db.clone(),
         record_rx,
         held.clone(),
         stop.clone(),
     ));
-    let heartbeat = tokio::spawn(keep_leases(db.clone(), held.clone(), lease, stop.clone()));
+    let lease = Duration::from_secs(options.lease_secs);
+    let heartbeat = tokio::spawn(claims::keep_leases(
+        db.clone(),
+        held.clone(),
+        lease,
+        stop.clone(),
+    ));
 
-    // The senders.
+    // The senders, one per connection. The queue holds one claim ahead: the
+    // senders never wait for the next claim, and a worker killed at any
+    // instant holds at most two claims' worth.
+    let batch = batch_size(options);
+    let (jobs, job_rx) = queue(batch);
     let settings = Arc::new(settings);
     let pace = Arc::new(Pace::new(options.rate));
-    // One claim ahead: the senders never wait for the next claim, and a
-    // worker killed at any instant holds at most two claims' worth.
-    let batch = batch_size(options);
-    let (job_tx, job_rx) = async_channel(batch);
-    let mut senders = Vec::new();
-    for _ in 0..options.concurrency {
-        senders.push(tokio::spawn(send_emails(Sender {
-            jobs: job_rx.clone(),
-            mailer: mailer.clone(),
-            settings: settings.clone(),
-            pace: pace.clone(),
-            records: record_tx.clone(),
-            tally: tally.clone(),
-            stop: stop.clone(),
-            progress: progress.clone(),
-            attempts: options.attempts.max(1),
-            retry_delay: Duration::from_secs_f64(options.retry_delay_secs),
-        })));
-    }
+    let senders: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            tokio::spawn(senders::send_emails(Sender {
+                jobs: job_rx.clone(),
+                mailer: mailer.clone(),
+                settings: settings.clone(),
+                pace: pace.clone(),
+                records: record_tx.clone(),
+                tally: tally.clone(),
+                stop: stop.clone(),
+                progress: progress.clone(),
+                attempts: options.attempts.max(1),
+                retry_delay: Duration::from_secs_f64(options.retry_delay_secs),
+            }))
+        })
+        .collect();
     drop(job_rx);
     drop(record_tx);
 
-    // Claim, hand out, claim again.
-    let mut templates: HashMap<Uuid, Arc<Template>> = HashMap::new();
-    while !stop.is_set() {
-        let claim: Result<Vec<Claimed>> = db
-            .call(
-                "claim_emails",
-                &with_campaign(
-                    json!({
-                        "max_emails": batch,
-                        "lease_seconds": options.lease_secs,
-                        "worker": worker,
-                        "message_id_domain": settings.message_id_domain(),
-                        "resend_unknown": options.resend_unknown,
-                    }),
-                    campaign_id,
-                ),
-                &t!("doing-claiming"),
-            )
-            .await;
-        let claimed = match claim {
-            Ok(rows) => rows,
-            Err(e) => {
-                stop.fail(e);
-                break;
-            }
-        };
-        if claimed.is_empty() {
-            if !options.follow {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(options.poll_secs.max(0.1))) => {}
-                _ = stop.notify.notified() => {}
-            }
-            continue;
-        }
-        tally
-            .claimed
-            .fetch_add(claimed.len() as u64, Ordering::Relaxed);
-        if let Err(e) = load_templates(&client, &claimed, &mut templates).await {
-            // Give the claims back untouched: nothing was sent.
-            for email in &claimed {
-                held_insert(&held, email.id);
-                let _ = job_tx.release(email.id).await;
-            }
-            stop.fail(e);
-            break;
-        }
-        for email in claimed {
-            if email.status != "sending" {
-                // Suppressed: the database settled it without sending.
-                tally.suppressed.fetch_add(1, Ordering::Relaxed);
-                progress.inc(1);
-                continue;
-            }
-            held_insert(&held, email.id);
-            let template = templates
-                .get(&email.campaign_id)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(Template::new("", "")));
-            if job_tx.send(Job::Send(email, template)).await.is_err() {
-                break;
-            }
-        }
-        progress.set_length(
-            progress
-                .length()
-                .unwrap_or(0)
-                .max(tally.claimed.load(Ordering::Relaxed)),
-        );
-    }
-    job_tx.close();
+    let claim = Claim {
+        campaign: campaign_id,
+        max: batch,
+        lease_secs: options.lease_secs,
+        message_id_domain: &settings.message_id_domain(),
+        resend_unknown: options.resend_unknown,
+    };
+    hand_out_claims(&db, &claim, options, &jobs, &held, &stop, &progress).await;
+
+    // Every claimed email sent or released, every outcome recorded.
+    drop(jobs);
     for sender in senders {
         let _ = sender.await;
     }
@@ -429,33 +214,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     ctrl_c.abort();
     progress.finish_and_clear();
 
-    let elapsed = started.elapsed().as_secs_f64();
-    let attempted = tally.sent.load(Ordering::Relaxed)
-        + tally.bounced.load(Ordering::Relaxed)
-        + tally.failed.load(Ordering::Relaxed);
-    summary.claimed = tally.claimed.load(Ordering::Relaxed);
-    summary.sent = tally.sent.load(Ordering::Relaxed);
-    summary.bounced = tally.bounced.load(Ordering::Relaxed);
-    summary.failed = tally.failed.load(Ordering::Relaxed);
-    summary.suppressed = tally.suppressed.load(Ordering::Relaxed);
-    summary.retries = tally.retries.load(Ordering::Relaxed);
-    summary.released = tally.released.load(Ordering::Relaxed);
-    summary.not_recorded = tally.not_recorded.load(Ordering::Relaxed);
-    summary.interrupted = stop.interrupted.load(Ordering::SeqCst);
-    summary.elapsed_secs = round3(elapsed);
-    summary.emails_per_sec = if elapsed > 0.0 {
-        round3(attempted as f64 / elapsed)
-    } else {
-        0.0
-    };
-    summary.db_secs = round3(tally.db_busy().as_secs_f64());
-    summary.pending = None;
-
-    let error = stop.error.lock().unwrap_or_else(|p| p.into_inner()).take();
+    summary.count(&tally, started.elapsed(), stop.interrupted());
     let interrupted = summary.interrupted;
     let not_recorded = summary.not_recorded;
-    finish(summary, out)?;
-    if let Some(e) = error {
+    summary::finish(summary, out)?;
+    if let Some(e) = stop.take_error() {
         return Err(e);
     }
     if not_recorded > 0 {
@@ -471,6 +234,74 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         ));
     }
     Ok(())
+}
+
+/// Claims a batch, hands its emails to the senders, claims again; until
+/// nothing is left (with `--follow`: until a stop), or an error stops it.
+async fn hand_out_claims(
+    db: &Db,
+    claim: &Claim<'_>,
+    options: &Options,
+    jobs: &QueueSender<Job>,
+    held: &Held,
+    stop: &Stop,
+    progress: &indicatif::ProgressBar,
+) {
+    let tally = &db.tally;
+    let mut templates: HashMap<Uuid, Arc<Template>> = HashMap::new();
+    while !stop.is_set() {
+        let claimed: Vec<Claimed> = match db.claim(claim).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                stop.fail(e);
+                return;
+            }
+        };
+        if claimed.is_empty() {
+            if !options.follow {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(options.poll_secs.max(0.1))) => {}
+                _ = stop.notify.notified() => {}
+            }
+            continue;
+        }
+        tally
+            .claimed
+            .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+        if let Err(e) = claims::load_templates(&db.client, &claimed, &mut templates).await {
+            // Give the claims back untouched: nothing was sent.
+            for email in &claimed {
+                claims::hold(held, email.id);
+                let _ = jobs.send(Job::Release(email.id)).await;
+            }
+            stop.fail(e);
+            return;
+        }
+        for email in claimed {
+            if email.status != EmailStatus::Sending {
+                // Suppressed: the database settled it without sending.
+                tally.suppressed.fetch_add(1, Ordering::Relaxed);
+                progress.inc(1);
+                continue;
+            }
+            claims::hold(held, email.id);
+            let template = templates
+                .get(&email.campaign_id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Template::new("", "")));
+            if jobs.send(Job::Send(email, template)).await.is_err() {
+                break;
+            }
+        }
+        progress.set_length(
+            progress
+                .length()
+                .unwrap_or(0)
+                .max(tally.claimed.load(Ordering::Relaxed)),
+        );
+    }
 }
 
 fn validate(options: &Options) -> Result<()> {
@@ -524,38 +355,7 @@ fn worker_id() -> String {
     format!("{host}:{}:{}", std::process::id(), &tag[..8])
 }
 
-/// The campaign named on the command line (the shared naming rule:
-/// id, unique id prefix or unique name); it must have been queued.
-async fn target_campaign(client: &RestClient, campaign: &str) -> Result<(Uuid, String)> {
-    let found = crate::supabase::lookup::campaign(client, campaign).await?;
-    let id = Uuid::parse_str(&found.id).map_err(|_| Error::data(t!("deliver-error-no-id")))?;
-    if found.status.can_send() {
-        return Err(Error::refused(t!(
-            "deliver-error-not-queued",
-            name = format!("{:?}", found.name),
-            status = found.status.to_string()
-        ))
-        .with_hint(t!("deliver-hint-send-first", id = found.id.as_str())));
-    }
-    Ok((id, found.status.as_str().to_string()))
-}
-
-async fn pending_count(client: &RestClient, campaign: Option<Uuid>) -> Result<u64> {
-    let mut query = client
-        .from("campaign_analytics")
-        .select("pending_count")
-        .eq("campaign_status", "sending");
-    if let Some(id) = campaign {
-        query = query.eq("campaign_id", id.to_string());
-    }
-    let rows: Vec<Value> = client.fetch(query, &t!("doing-counting-queued")).await?;
-    Ok(rows
-        .iter()
-        .map(|r| r["pending_count"].as_u64().unwrap_or(0))
-        .sum())
-}
-
-fn report_unknown(unknown: &UnknownReport, resend: bool, out: &Output) {
+fn report_unknown(unknown: &claims::UnknownReport, resend: bool, out: &Output) {
     out.note(t!(
         "deliver-unknown",
         count = unknown.count,
@@ -573,419 +373,4 @@ fn report_unknown(unknown: &UnknownReport, resend: bool, out: &Output) {
     if unknown.count > 5 {
         out.note(t!("deliver-unknown-more", count = unknown.count - 5));
     }
-}
-
-async fn load_templates(
-    client: &RestClient,
-    claimed: &[Claimed],
-    templates: &mut HashMap<Uuid, Arc<Template>>,
-) -> Result<()> {
-    let missing: HashSet<Uuid> = claimed
-        .iter()
-        .map(|e| e.campaign_id)
-        .filter(|id| !templates.contains_key(id))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<String> = missing.iter().map(Uuid::to_string).collect();
-    let rows: Vec<CampaignText> = client
-        .fetch(
-            client
-                .from("email_campaigns")
-                .select("id,subject,content")
-                .in_("id", ids),
-            &t!("doing-reading-content"),
-        )
-        .await?;
-    for row in rows {
-        templates.insert(row.id, Arc::new(Template::new(&row.subject, &row.content)));
-    }
-    Ok(())
-}
-
-fn held_insert(held: &Mutex<HashSet<Uuid>>, id: Uuid) {
-    held.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-}
-
-async fn watch_ctrl_c(stop: Arc<Stop>) {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        stop.interrupted.store(true, Ordering::SeqCst);
-        stop.request();
-        eprintln!("\n{}", t!("deliver-stopping"));
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    }
-}
-
-/// Spaces sends `1/rate` apart across all connections.
-struct Pace {
-    period: Option<Duration>,
-    next: Mutex<Instant>,
-}
-
-impl Pace {
-    fn new(rate: f64) -> Self {
-        Self {
-            period: (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate)),
-            next: Mutex::new(Instant::now()),
-        }
-    }
-
-    async fn wait(&self) {
-        let Some(period) = self.period else { return };
-        let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + period;
-            slot
-        };
-        tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
-    }
-}
-
-enum Job {
-    Send(Claimed, Arc<Template>),
-    Release(Uuid),
-}
-
-/// A bounded multi-consumer queue of jobs (tokio's mpsc has one consumer).
-#[derive(Clone)]
-struct JobSender(mpsc::Sender<Job>);
-
-impl JobSender {
-    async fn send(&self, job: Job) -> std::result::Result<(), ()> {
-        self.0.send(job).await.map_err(|_| ())
-    }
-    async fn release(&self, id: Uuid) -> std::result::Result<(), ()> {
-        self.send(Job::Release(id)).await
-    }
-    fn close(self) {}
-}
-
-#[derive(Clone)]
-struct JobReceiver(Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>);
-
-impl JobReceiver {
-    async fn recv(&self) -> Option<Job> {
-        self.0.lock().await.recv().await
-    }
-}
-
-fn async_channel(capacity: usize) -> (JobSender, JobReceiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    (
-        JobSender(tx),
-        JobReceiver(Arc::new(tokio::sync::Mutex::new(rx))),
-    )
-}
-
-struct Sender {
-    jobs: JobReceiver,
-    mailer: Mailer,
-    settings: Arc<SmtpSettings>,
-    pace: Arc<Pace>,
-    records: mpsc::UnboundedSender<Record>,
-    tally: Arc<Tally>,
-    stop: Arc<Stop>,
-    progress: ProgressBar,
-    attempts: u32,
-    retry_delay: Duration,
-}
-
-/// One connection's worth of work: take an email, send it (retrying
-/// temporary failures with backoff), hand its outcome to the recorder.
-/// Once a stop is asked, emails not yet tried are released untouched.
-async fn send_emails(s: Sender) {
-    let mut session = s.mailer.session();
-    while let Some(job) = s.jobs.recv().await {
-        let (email, template) = match job {
-            Job::Send(email, template) => (email, template),
-            Job::Release(id) => {
-                release(&s, id);
-                continue;
-            }
-        };
-        if s.stop.is_set() {
-            release(&s, email.id);
-            continue;
-        }
-        let record = deliver_one(&s, &mut session, &email, &template).await;
-        match record.status {
-            "sent" => &s.tally.sent,
-            "bounced" => &s.tally.bounced,
-            "failed" => &s.tally.failed,
-            _ => &s.tally.released,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        if record.status != "pending" {
-            s.progress.inc(1);
-            let (accepted, bounced) = (
-                s.tally.sent.load(Ordering::Relaxed),
-                s.tally.bounced.load(Ordering::Relaxed),
-            );
-            s.progress.set_message(crate::t!(
-                "deliver-progress-counts",
-                sent = accepted + bounced,
-                bounced = bounced,
-                failed = s.tally.failed.load(Ordering::Relaxed)
-            ));
-        }
-        let _ = s.records.send(record);
-    }
-    session.close().await;
-}
-
-fn release(s: &Sender, id: Uuid) {
-    s.tally.released.fetch_add(1, Ordering::Relaxed);
-    let _ = s.records.send(Record {
-        id,
-        status: "pending",
-        response: None,
-    });
-}
-
-async fn deliver_one(
-    s: &Sender,
-    session: &mut SmtpSession,
-    email: &Claimed,
-    template: &Template,
-) -> Record {
-    let to = Recipient {
-        email: &email.recipient_email,
-        organization: email.recipient_organization.as_deref(),
-    };
-    let message = match template.message(&s.settings, &to, &email.message_id) {
-        Ok(m) => m,
-        Err(why) => {
-            return Record {
-                id: email.id,
-                status: "failed",
-                response: Some(format!("not sent: {why}")),
-            }
-        }
-    };
-    let mut delay = s.retry_delay;
-    let mut tried = 0;
-    loop {
-        s.pace.wait().await;
-        tried += 1;
-        let attempt = session.send(&message).await;
-        if !matches!(attempt, Attempt::Temporary(_)) {
-            s.tally.temporary_streak.store(0, Ordering::Relaxed);
-        }
-        match attempt {
-            Attempt::Accepted(reply) => {
-                return Record {
-                    id: email.id,
-                    status: "sent",
-                    response: Some(reply),
-                }
-            }
-            Attempt::Bounced(reply) => {
-                return Record {
-                    id: email.id,
-                    status: "bounced",
-                    response: Some(reply),
-                }
-            }
-            Attempt::Refused(reply) => {
-                return Record {
-                    id: email.id,
-                    status: "failed",
-                    response: Some(reply),
-                }
-            }
-            Attempt::Temporary(reply) => {
-                let streak = s.tally.temporary_streak.fetch_add(1, Ordering::Relaxed) + 1;
-                if streak >= GIVE_UP_AFTER {
-                    s.stop.fail(Error::failure(t!(
-                        "deliver-error-smtp-down",
-                        server = s.settings.server.masked(),
-                        count = streak.to_string(),
-                        reply = reply.as_str()
-                    )));
-                }
-                // A temporary refusal means the server did not take it: when
-                // stopping, or out of tries, nothing was delivered.
-                if s.stop.is_set() {
-                    return Record {
-                        id: email.id,
-                        status: "pending",
-                        response: None,
-                    };
-                }
-                if tried >= s.attempts {
-                    return Record {
-                        id: email.id,
-                        status: "failed",
-                        response: Some(format!("{reply} (gave up after {tried} tries)")),
-                    };
-                }
-                s.tally.retries.fetch_add(1, Ordering::Relaxed);
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = s.stop.notify.notified() => {}
-                }
-                delay = delay.saturating_mul(2);
-            }
-        }
-    }
-}
-
-/// Writes outcomes as they arrive, a batch at a time (at most 100 ms late).
-async fn record_outcomes(
-    db: Db,
-    mut rx: mpsc::UnboundedReceiver<Record>,
-    held: Arc<Mutex<HashSet<Uuid>>>,
-    stop: Arc<Stop>,
-) {
-    let mut buffer: Vec<Record> = Vec::new();
-    let mut open = true;
-    while open || !buffer.is_empty() {
-        if open {
-            let deadline = tokio::time::sleep(Duration::from_millis(100));
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    got = rx.recv() => match got {
-                        Some(r) => {
-                            buffer.push(r);
-                            if buffer.len() >= 500 { break; }
-                        }
-                        None => { open = false; break; }
-                    },
-                    _ = &mut deadline => break,
-                }
-            }
-        }
-        if buffer.is_empty() {
-            continue;
-        }
-        let batch: Vec<Record> = std::mem::take(&mut buffer);
-        let outcomes: Vec<Value> = batch
-            .iter()
-            .map(|r| json!({"id": r.id, "status": r.status, "response": r.response}))
-            .collect();
-        let result: Result<i64> = db
-            .call(
-                "record_email_outcomes",
-                &json!({"outcomes": outcomes, "worker": db.worker}),
-                &t!("doing-recording-outcomes"),
-            )
-            .await;
-        match result {
-            Ok(n) => {
-                let lost = batch.len() as u64 - (n.max(0) as u64).min(batch.len() as u64);
-                db.tally.not_recorded.fetch_add(lost, Ordering::Relaxed);
-            }
-            Err(e) => {
-                db.tally
-                    .not_recorded
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                stop.fail(e);
-            }
-        }
-        let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
-        for r in &batch {
-            held.remove(&r.id);
-        }
-    }
-}
-
-/// Moves the lease of the emails still held forward, every third of it.
-async fn keep_leases(db: Db, held: Arc<Mutex<HashSet<Uuid>>>, lease: Duration, stop: Arc<Stop>) {
-    let every = lease / 3;
-    loop {
-        tokio::time::sleep(every).await;
-        let ids: Vec<Uuid> = held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        let result: Result<i64> = db
-            .call(
-                "extend_email_leases",
-                &json!({"ids": ids, "worker": db.worker, "lease_seconds": lease.as_secs()}),
-                &t!("doing-extending-leases"),
-            )
-            .await;
-        if let Err(e) = result {
-            stop.fail(e);
-            return;
-        }
-    }
-}
-
-fn progress_bar(out: &Output, total: u64) -> ProgressBar {
-    if !out.interactive() || out.json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        crate::output::progress_style(&format!(
-            "{} [{{bar:30}}] {{count}}/{{total}} · {{msg}} · {{rate}} · {}",
-            crate::t!("deliver-progress"),
-            crate::t!("progress-eta", eta = "{eta}"),
-        ))
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
-fn finish(summary: DeliverySummary, out: &Output) -> Result<()> {
-    if out.json {
-        return out.json(&summary);
-    }
-    if summary.dry_run {
-        out.print(crate::t!(
-            "deliver-dry-run",
-            queued = summary.pending.unwrap_or(0),
-            unknown = summary.unknown,
-            smtp = summary.smtp.as_str()
-        ));
-        return Ok(());
-    }
-    // "sent" as on every screen: what left the sender, bounced included.
-    let lang = crate::i18n::current();
-    out.print(crate::t!(
-        "deliver-done",
-        smtp = summary.smtp.as_str(),
-        sent = summary.sent + summary.bounced,
-        accepted = summary.sent,
-        bounced = summary.bounced,
-        failed = summary.failed,
-        suppressed = summary.suppressed,
-        retries = summary.retries,
-        seconds = lang.seconds(summary.elapsed_secs),
-        rate = lang.per_second(summary.emails_per_sec)
-    ));
-    if summary.released > 0 {
-        out.print(crate::t!("deliver-released", count = summary.released));
-    }
-    if summary.claimed == 0 && summary.unknown == 0 {
-        out.print(crate::t!("deliver-nothing"));
-    }
-    Ok(())
-}
-
-/// The arguments with `campaign` when one is named; without it the SQL
-/// default (every sending campaign) applies. (A JSON null is not sent: some
-/// PostgREST-compatible servers pass it on as an empty string.)
-fn with_campaign(mut args: Value, campaign: Option<Uuid>) -> Value {
-    if let Some(id) = campaign {
-        args["campaign"] = json!(id);
-    }
-    args
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
