@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{too_many_strings, unreadable, Limits};
 use crate::error::Result;
+use crate::spreadsheet::xlsb::record_header;
 
 /// `.xlsb` shared strings: the counts of the `BrtBeginSst` record.
 pub(super) fn check_xlsb_shared_strings<R: Read>(
@@ -12,21 +13,9 @@ pub(super) fn check_xlsb_shared_strings<R: Read>(
     mut entry: R,
     limits: &Limits,
 ) -> Result<()> {
-    // Records: a 1–2 byte type, a 1–4 byte length (7 bits a byte), data.
-    fn varint(r: &mut impl Read, max_bytes: usize) -> Option<u32> {
-        let mut value = 0u32;
-        for i in 0..max_bytes {
-            let mut b = [0u8; 1];
-            r.read_exact(&mut b).ok()?;
-            value |= u32::from(b[0] & 0x7f) << (7 * i);
-            if b[0] & 0x80 == 0 {
-                break;
-            }
-        }
-        Some(value)
-    }
-    let typ = varint(&mut entry, 2).ok_or_else(unreadable)?;
-    let len = varint(&mut entry, 4).ok_or_else(unreadable)?;
+    let Ok(Some((typ, len))) = record_header(&mut entry) else {
+        return Err(unreadable());
+    };
     if typ != 0x9F || len < 8 {
         return Err(unreadable());
     }
