@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
-use crate::config::Overrides;
 use crate::domain::{CampaignStatus, Content};
 use crate::output::Output;
+use crate::settings::Overrides;
 
 #[derive(Debug, Parser)]
 #[command(

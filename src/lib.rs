@@ -2,29 +2,33 @@
 //! email-campaign data. The binary parses arguments and calls [`run`], which
 //! dispatches each command to its module in [`commands`] in one `match`.
 //! Layers, top to bottom (see docs/ARCHITECTURE.md): `cli` (clap) →
-//! `commands` → `domain`, `supabase`, `postgres`, `config`, `output`, `error`.
+//! `commands` → `domain`, `supabase`, `postgres`, `smtp`, `output` →
+//! `settings`, `local_stack`, `i18n`, `error`.
 
 pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod domain;
 pub mod error;
 pub mod i18n;
 pub mod local_stack;
 pub mod output;
 pub mod postgres;
+pub mod settings;
 pub mod smtp;
 pub mod spreadsheet;
 pub mod supabase;
 
 use cli::{CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand};
 use commands::{account, campaigns, completions, contacts, dashboard, db, import, templates};
-use config::Config;
 use error::Result;
+use settings::Config;
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    i18n::set_from_environment(cli.global.lang.map(Into::into))?;
+    settings::set_language(
+        cli.global.lang.map(Into::into),
+        cli.global.env_file.as_deref(),
+    )?;
     let out = cli.global.output();
     output::set_verbose(out.verbose > 0 && !out.quiet);
     let overrides = cli.global.overrides();

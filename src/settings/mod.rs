@@ -1,26 +1,41 @@
-//! Configuration: flags > environment > `.env` file > defaults, resolved once
-//! into a [`Config`] that remembers where each value came from (for
-//! `mailsync config`). Secrets are held in [`Secret`], whose `Debug` and
-//! `Display` never show the value. This module reads settings; it does not
-//! talk to any server.
+//! Settings: every value mailsync reads from outside, resolved the one same
+//! way (flag > environment > `.env` file > the local stack > default) into
+//! a [`Config`] that remembers where each value came from (for `mailsync
+//! config`), the language and the import limits included.
+//!
+//! The bottom layer: it reads settings and the local stack's state, and
+//! talks to no server. [`Secret`] holds what must never be shown,
+//! [`Source`] says where a value came from, [`is_loopback_host`] is the one
+//! rule for "this machine". Typed settings: the delivery settings
+//! ([`SmtpSettings`], by [`Config::smtp_settings`]) and the bounce mailbox
+//! ([`BounceMailbox`], by [`Config::bounce_mailbox`]), parsed when a command
+//! asks for them so that a wrong SMTP URL does not stop `contacts list`.
 
-use std::collections::HashMap;
-use std::fmt;
+mod bounces;
+pub mod delivery;
+mod env_file;
+mod loopback;
+mod secret;
+mod source;
+
 use std::path::{Path, PathBuf};
 
 use url::Url;
 
+pub use bounces::{BounceMailbox, ENV_BOUNCES_URL};
+pub use delivery::{
+    Security, SmtpServer, SmtpSettings, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_RETURN_PATH,
+    ENV_SMTP_URL,
+};
+pub use loopback::{is_loopback_host, is_loopback_url};
+pub use secret::{mask_url, Secret};
+pub use source::{Setting, Source};
+
 use crate::error::{Error, Result};
 use crate::i18n::Lang;
-use crate::{t, t_in};
-
-/// The local stack's URL, the default when nothing is configured.
-pub const LOCAL_SUPABASE_URL: &str = "http://127.0.0.1:54321";
-/// The local stack's database (Supabase's local-development convention).
-pub const LOCAL_DB_URL: &str = "postgresql://postgres:postgres@127.0.0.1:54322/postgres";
-/// The local stack's anon key: Supabase's documented local-development anon
-/// JWT, signed with the documented local secret. Not a secret.
-pub const LOCAL_ANON_KEY: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0";
+use crate::local_stack::LocalStack;
+use crate::t;
+use env_file::EnvFile;
 
 pub const ENV_URL: &str = "SUPABASE_URL";
 pub const ENV_ANON_KEY: &str = "SUPABASE_ANON_KEY";
@@ -28,98 +43,20 @@ pub const ENV_DB_URL: &str = "SUPABASE_DB_URL";
 pub const ENV_ACCESS_TOKEN: &str = "MAILSYNC_ACCESS_TOKEN";
 /// Set to 1 to allow a non-local `SUPABASE_URL` over plain `http://`.
 pub const ENV_ALLOW_HTTP: &str = "MAILSYNC_ALLOW_INSECURE_HTTP";
-
-/// URL query parameters and key=value settings whose values are secret.
-const SECRET_PARAMS: &[&str] = &["password", "sslpassword", "sslkey"];
-
-/// A connection URL (or libpq key=value string) as it may be shown: the
-/// password of the user part and the values of `password`, `sslpassword`
-/// and `sslkey` replaced by `******`. Works on text that does not parse.
-pub fn mask_url(text: &str) -> String {
-    const MASK: &str = "******";
-    let is_secret = |key: &str| {
-        let key = url::form_urlencoded::parse(format!("{key}=").as_bytes())
-            .next()
-            .map(|(k, _)| k.to_ascii_lowercase())
-            .unwrap_or_default();
-        SECRET_PARAMS.contains(&key.trim())
-    };
-    let Some(scheme_end) = text.find("://") else {
-        // key=value form: `password=x` (or `password = 'x y'`).
-        let mut out = String::new();
-        let mut rest = text;
-        while let Some(eq) = rest.find('=') {
-            let key = rest[..eq]
-                .trim_end()
-                .rsplit(char::is_whitespace)
-                .next()
-                .unwrap_or("");
-            let (head, tail) = rest.split_at(eq + 1);
-            out.push_str(head);
-            let tail_trimmed = tail.trim_start();
-            out.push_str(&tail[..tail.len() - tail_trimmed.len()]);
-            let value_len = if let Some(stripped) = tail_trimmed.strip_prefix('\'') {
-                stripped
-                    .find('\'')
-                    .map(|i| i + 2)
-                    .unwrap_or(tail_trimmed.len())
-            } else {
-                tail_trimmed
-                    .find(char::is_whitespace)
-                    .unwrap_or(tail_trimmed.len())
-            };
-            if is_secret(key) {
-                out.push_str(MASK);
-            } else {
-                out.push_str(&tail_trimmed[..value_len]);
-            }
-            rest = &tail_trimmed[value_len..];
-        }
-        out.push_str(rest);
-        return out;
-    };
-    let (scheme, after) = text.split_at(scheme_end + 3);
-    // The user part ends at the last '@' before the query (or anywhere, for
-    // a password with an unencoded '?').
-    let query_at = after.find('?').unwrap_or(after.len());
-    let at = after[..query_at].rfind('@').or_else(|| after.rfind('@'));
-    let mut out = String::from(scheme);
-    let rest = match at {
-        Some(at) => {
-            let user_part = &after[..at];
-            match user_part.find(':') {
-                Some(colon) => {
-                    out.push_str(&user_part[..colon + 1]);
-                    out.push_str(MASK);
-                }
-                None => out.push_str(user_part),
-            }
-            out.push('@');
-            &after[at + 1..]
-        }
-        None => after,
-    };
-    match rest.find('?') {
-        Some(q) => {
-            out.push_str(&rest[..q + 1]);
-            let (query, fragment) = match rest[q + 1..].find('#') {
-                Some(h) => (&rest[q + 1..q + 1 + h], &rest[q + 1 + h..]),
-                None => (&rest[q + 1..], ""),
-            };
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if is_secret(k) => format!("{k}={MASK}"),
-                    _ => pair.to_string(),
-                })
-                .collect();
-            out.push_str(&pairs.join("&"));
-            out.push_str(fragment);
-        }
-        None => out.push_str(rest),
-    }
-    out
-}
+/// The language of the messages (`en`, `fr`); else the locale's.
+pub const ENV_LANG: &str = "MAILSYNC_LANG";
+/// Where `mailsync login` saves sessions; else the user's config directory.
+pub const ENV_CONFIG_DIR: &str = "MAILSYNC_CONFIG_DIR";
+/// `import --in-flight`.
+pub const ENV_IMPORT_IN_FLIGHT: &str = "MAILSYNC_IMPORT_IN_FLIGHT";
+/// `import --max-entry-size`.
+pub const ENV_IMPORT_MAX_ENTRY_SIZE: &str = "MAILSYNC_IMPORT_MAX_ENTRY_SIZE";
+/// `import --max-shared-strings`.
+pub const ENV_IMPORT_MAX_SHARED_STRINGS: &str = "MAILSYNC_IMPORT_MAX_SHARED_STRINGS";
+/// `import --max-cells`.
+pub const ENV_IMPORT_MAX_CELLS: &str = "MAILSYNC_IMPORT_MAX_CELLS";
+/// `import --max-cell-length`.
+pub const ENV_IMPORT_MAX_CELL_LENGTH: &str = "MAILSYNC_IMPORT_MAX_CELL_LENGTH";
 
 /// The names `supabase status -o env` writes, read from an env file when
 /// mailsync's own name is not there (mailsync's names win), in order of
@@ -130,103 +67,6 @@ pub const SUPABASE_CLI_NAMES: [(&str, &[&str]); 3] = [
     (ENV_ANON_KEY, &["ANON_KEY", "PUBLISHABLE_KEY"]),
     (ENV_DB_URL, &["DB_URL"]),
 ];
-
-/// A value that must never reach a log, an error message or `--json` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself, for the one place that sends it (a header, a connection).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// A masked form that shows only the length class, for `mailsync config`.
-    pub fn masked(&self) -> String {
-        self.masked_in(crate::i18n::current())
-    }
-
-    /// [`Secret::masked`] in `lang` (English for `--json`).
-    pub fn masked_in(&self, lang: Lang) -> String {
-        if self.0.is_empty() {
-            t_in!(lang, "secret-empty")
-        } else {
-            t_in!(
-                lang,
-                "secret-masked",
-                chars = self.0.chars().count().to_string()
-            )
-        }
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(******)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("******")
-    }
-}
-
-/// Where a setting's value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Flag,
-    Environment,
-    EnvFile(PathBuf),
-    /// An env file, under the Supabase CLI's name for the setting.
-    EnvFileAs(PathBuf, &'static str),
-    SavedSession(PathBuf),
-    /// The running local stack: its state file and/or port variables.
-    LocalStack(Vec<String>),
-    Default,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe(crate::i18n::current()))
-    }
-}
-
-impl Source {
-    /// Where the value came from, in `lang` (`mailsync config --json`
-    /// writes it in English whatever the run's language).
-    pub fn describe(&self, lang: Lang) -> String {
-        match self {
-            Source::Flag => t_in!(lang, "source-flag"),
-            Source::Environment => t_in!(lang, "source-environment"),
-            Source::EnvFile(p) => t_in!(lang, "source-env-file", file = p.display().to_string()),
-            Source::EnvFileAs(p, name) => t_in!(
-                lang,
-                "source-env-file-as",
-                file = p.display().to_string(),
-                name = *name
-            ),
-            Source::SavedSession(p) => {
-                t_in!(lang, "source-saved-session", file = p.display().to_string())
-            }
-            Source::LocalStack(origin) => {
-                t_in!(lang, "source-local-stack", origin = origin.join(", "))
-            }
-            Source::Default => t_in!(lang, "source-default"),
-        }
-    }
-}
-
-/// A resolved value and its origin.
-#[derive(Debug, Clone)]
-pub struct Setting<T> {
-    pub value: T,
-    pub source: Source,
-}
 
 /// Values given on the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]
@@ -239,6 +79,31 @@ pub struct Overrides {
     pub allow_insecure_http: bool,
 }
 
+/// The delivery settings as given (flag > environment > `.env`), typed by
+/// [`Config::smtp_settings`] when `campaigns deliver` asks for them.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryValues {
+    /// `MAILSYNC_SMTP_URL` (may hold the password).
+    pub smtp_url: Option<Setting<Secret>>,
+    /// `MAILSYNC_FROM`.
+    pub from: Option<Setting<String>>,
+    /// `MAILSYNC_RETURN_PATH`.
+    pub return_path: Option<Setting<String>>,
+    /// `MAILSYNC_LIST_UNSUBSCRIBE`.
+    pub list_unsubscribe: Option<Setting<String>>,
+}
+
+/// The import's settings from the environment or `.env`, as written: the
+/// import reads them with the parser of its flags, and a flag wins.
+#[derive(Debug, Clone, Default)]
+pub struct ImportValues {
+    pub in_flight: Option<Setting<String>>,
+    pub max_entry_size: Option<Setting<String>>,
+    pub max_shared_strings: Option<Setting<String>>,
+    pub max_cells: Option<Setting<String>>,
+    pub max_cell_length: Option<Setting<String>>,
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -248,8 +113,60 @@ pub struct Config {
     /// is the local stack: a hosted project's database is never guessed.
     pub db_url: Option<Setting<Secret>>,
     pub access_token: Option<Setting<Secret>>,
-    /// Delivery settings (MAILSYNC_SMTP_URL, MAILSYNC_FROM, MAILSYNC_LIST_UNSUBSCRIBE), read by `crate::smtp`.
-    pub delivery: Vec<(&'static str, Setting<String>)>,
+    /// `campaigns deliver`'s settings, as given.
+    pub delivery: DeliveryValues,
+    /// `MAILSYNC_BOUNCES_URL`; defaults to the local stack's bounce mailbox
+    /// (its state file's) only when the project is the local stack.
+    pub bounces_url: Option<Setting<Secret>>,
+    /// Where sessions are saved: `MAILSYNC_CONFIG_DIR`, else the user's
+    /// config directory (none when the system has none).
+    pub session_dir: Option<Setting<PathBuf>>,
+    /// The import's settings.
+    pub import: ImportValues,
+}
+
+/// Where a setting can come from, read once: the flags, the process
+/// environment, the env file.
+struct Resolver<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: EnvFile,
+}
+
+impl Resolver<'_> {
+    /// The value of `name` and its source: the flag, else the environment,
+    /// else the env file (under mailsync's name, then the Supabase CLI's).
+    fn lookup(&self, flag: Option<&String>, name: &str) -> Option<(String, Source)> {
+        if let Some(v) = flag {
+            return Some((v.clone(), Source::Flag));
+        }
+        if let Some(v) = (self.env)(name).filter(|v| !v.is_empty()) {
+            return Some((v, Source::Environment));
+        }
+        if let Some(v) = self.file.get(name) {
+            return Some((v, Source::EnvFile(self.file.path.clone())));
+        }
+        let aliases = SUPABASE_CLI_NAMES
+            .iter()
+            .find(|(ours, _)| *ours == name)
+            .map(|(_, theirs)| *theirs)
+            .unwrap_or_default();
+        aliases.iter().find_map(|alias| {
+            self.file
+                .get(alias)
+                .map(|v| (v, Source::EnvFileAs(self.file.path.clone(), alias)))
+        })
+    }
+
+    /// [`Resolver::lookup`] without a flag, as a [`Setting`].
+    fn setting(&self, name: &str) -> Option<Setting<String>> {
+        self.lookup(None, name)
+            .map(|(value, source)| Setting { value, source })
+    }
+
+    /// The value alone: the environment, else the env file.
+    fn value(&self, name: &str) -> Option<String> {
+        self.lookup(None, name).map(|(v, _)| v)
+    }
 }
 
 impl Config {
@@ -261,55 +178,32 @@ impl Config {
 
     /// [`Config::load`] with the environment given as a function, for tests.
     pub fn load_with(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let file = EnvFile::read(overrides.env_file.as_deref())?;
-        let lookup = |flag: &Option<String>, name: &str| -> Option<(String, Source)> {
-            if let Some(v) = flag {
-                return Some((v.clone(), Source::Flag));
-            }
-            if let Some(v) = env(name).filter(|v| !v.is_empty()) {
-                return Some((v, Source::Environment));
-            }
-            if let Some(v) = file.get(name) {
-                return Some((v, Source::EnvFile(file.path.clone())));
-            }
-            let aliases = SUPABASE_CLI_NAMES
-                .iter()
-                .find(|(ours, _)| *ours == name)
-                .map(|(_, theirs)| *theirs)
-                .unwrap_or_default();
-            aliases.iter().find_map(|alias| {
-                file.get(alias)
-                    .map(|v| (v, Source::EnvFileAs(file.path.clone(), alias)))
-            })
+        let settings = Resolver {
+            env: &env,
+            file: EnvFile::read(overrides.env_file.as_deref())?,
         };
+        let lookup = |flag: &Option<String>, name: &str| settings.lookup(flag.as_ref(), name);
 
-        // With no URL configured: the local stack as it is running.
+        // With no URL configured: the local stack as it is running (found
+        // through the same settings: its directory and ports may be in .env).
         let cwd = std::env::current_dir().unwrap_or_default();
-        let stack = crate::local_stack::resolve(&env, &cwd);
-        let stack_source = || {
-            if stack.origin.is_empty() {
-                Source::Default
-            } else {
-                Source::LocalStack(stack.origin.clone())
-            }
-        };
+        let stack = crate::local_stack::resolve(&|name: &str| settings.value(name), &cwd);
+        let stack_source = || stack_source(&stack);
         let (url_text, url_source) = lookup(&overrides.supabase_url, ENV_URL)
             .unwrap_or_else(|| (stack.url.clone(), stack_source()));
         let allow_http = overrides.allow_insecure_http
             || lookup(&None, ENV_ALLOW_HTTP)
                 .is_some_and(|(v, _)| matches!(v.trim(), "1" | "true" | "yes"));
         let supabase_url = parse_project_url(&url_text, &url_source, allow_http)?;
-        let local = is_local_url(&supabase_url);
+        let local = is_loopback_url(&supabase_url);
 
+        let secret = |(value, source): (String, Source)| Setting {
+            value: Secret::new(value),
+            source,
+        };
         let anon_key = match lookup(&overrides.anon_key, ENV_ANON_KEY) {
-            Some((v, source)) => Some(Setting {
-                value: Secret::new(v),
-                source,
-            }),
-            None if local => Some(Setting {
-                value: Secret::new(stack.anon_key.clone()),
-                source: stack_source(),
-            }),
+            Some(found) => Some(secret(found)),
+            None if local => Some(secret((stack.anon_key.clone(), stack_source()))),
             None => None,
         };
 
@@ -317,29 +211,53 @@ impl Config {
         // with a hosted SUPABASE_URL, `db reset` must never reach this
         // machine's database because SUPABASE_DB_URL was forgotten.
         let db_url = match lookup(&overrides.db_url, ENV_DB_URL) {
-            Some((v, source)) => Some((v, source)),
-            None if local => Some((stack.db_url.clone(), stack_source())),
+            Some(found) => Some(secret(found)),
+            None if local => Some(secret((stack.db_url.clone(), stack_source()))),
             None => None,
-        }
-        .map(|(value, source)| Setting {
-            value: Secret::new(value),
-            source,
-        });
+        };
 
         let access_token = lookup(&None, ENV_ACCESS_TOKEN).map(|(v, source)| Setting {
             value: Secret::new(v.trim()),
             source,
         });
 
-        let delivery = crate::smtp::SETTINGS
-            .iter()
-            .filter_map(|name| {
-                lookup(&None, name).map(|(value, source)| (*name, Setting { value, source }))
-            })
-            .collect();
+        let delivery = DeliveryValues {
+            smtp_url: lookup(&None, ENV_SMTP_URL).map(secret),
+            from: settings.setting(ENV_FROM),
+            return_path: settings.setting(ENV_RETURN_PATH),
+            list_unsubscribe: settings.setting(ENV_LIST_UNSUBSCRIBE),
+        };
+
+        // Like the database: the local stack's mailbox only for the local stack.
+        let bounces_url = match lookup(&None, ENV_BOUNCES_URL) {
+            Some(found) => Some(secret(found)),
+            None if local => stack
+                .bounces_url
+                .clone()
+                .map(|url| secret((url, stack_source()))),
+            None => None,
+        };
+
+        let session_dir = match settings.setting(ENV_CONFIG_DIR) {
+            Some(Setting { value, source }) => Some(Setting {
+                value: PathBuf::from(value),
+                source,
+            }),
+            None => dirs::config_dir().map(|d| Setting {
+                value: d.join("mailsync"),
+                source: Source::Default,
+            }),
+        };
+
+        let import = ImportValues {
+            in_flight: settings.setting(ENV_IMPORT_IN_FLIGHT),
+            max_entry_size: settings.setting(ENV_IMPORT_MAX_ENTRY_SIZE),
+            max_shared_strings: settings.setting(ENV_IMPORT_MAX_SHARED_STRINGS),
+            max_cells: settings.setting(ENV_IMPORT_MAX_CELLS),
+            max_cell_length: settings.setting(ENV_IMPORT_MAX_CELL_LENGTH),
+        };
 
         Ok(Config {
-            delivery,
             supabase_url: Setting {
                 value: supabase_url,
                 source: url_source,
@@ -347,15 +265,11 @@ impl Config {
             anon_key,
             db_url,
             access_token,
+            delivery,
+            bounces_url,
+            session_dir,
+            import,
         })
-    }
-
-    /// A delivery setting's value and where it came from.
-    pub fn setting(&self, name: &str) -> Option<(String, Source)> {
-        self.delivery
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, s)| (s.value.clone(), s.source.clone()))
     }
 
     /// `{SUPABASE_URL}/rest/v1`, PostgREST's root.
@@ -391,7 +305,7 @@ impl Config {
 
     /// Whether the project is on this machine (the local stack or `supabase start`).
     pub fn is_local(&self) -> bool {
-        is_local_url(&self.supabase_url.value)
+        is_loopback_url(&self.supabase_url.value)
     }
 
     /// The database URL (the `db` commands), or a configuration error naming
@@ -417,6 +331,134 @@ impl Config {
             ))
         })
     }
+
+    /// The local stack's API port, when the project is the local stack
+    /// (whose SMTP relay is then the default).
+    pub fn local_api_port(&self) -> Option<u16> {
+        self.is_local()
+            .then(|| self.supabase_url.value.port_or_known_default())
+            .flatten()
+    }
+
+    /// The delivery settings, typed and checked: the SMTP server (the local
+    /// stack's relay by default, for the local stack), From (required but
+    /// for a loopback server), the return path (default: From) and
+    /// List-Unsubscribe. A configuration error (exit 3) names the variable.
+    pub fn smtp_settings(&self) -> Result<SmtpSettings> {
+        let d = &self.delivery;
+        SmtpSettings::resolve(
+            |name| match name {
+                ENV_SMTP_URL => d
+                    .smtp_url
+                    .as_ref()
+                    .map(|s| (s.value.expose().to_string(), s.source.clone())),
+                ENV_FROM => d.from.as_ref().map(Setting::pair),
+                ENV_RETURN_PATH => d.return_path.as_ref().map(Setting::pair),
+                ENV_LIST_UNSUBSCRIBE => d.list_unsubscribe.as_ref().map(Setting::pair),
+                _ => None,
+            },
+            self.local_api_port(),
+        )
+    }
+
+    /// The bounce mailbox, typed and checked, with where it came from; a
+    /// configuration error (exit 3) when it is not set or not valid.
+    pub fn bounce_mailbox(&self) -> Result<Setting<BounceMailbox>> {
+        let given = self.bounces_url.as_ref().ok_or_else(|| {
+            Error::config(t!(
+                "bounces-error-no-url",
+                name = ENV_BOUNCES_URL,
+                project = self.project_display()
+            ))
+            .with_hint(t!("bounces-url-hint", name = ENV_BOUNCES_URL))
+        })?;
+        Ok(Setting {
+            value: BounceMailbox::parse(given.value.expose(), &given.source)?,
+            source: given.source.clone(),
+        })
+    }
+
+    /// The directory sessions are saved in, or a configuration error when
+    /// neither `MAILSYNC_CONFIG_DIR` nor the system gives one.
+    pub fn session_dir(&self) -> Result<&Path> {
+        self.session_dir
+            .as_ref()
+            .map(|s| s.value.as_path())
+            .ok_or_else(|| {
+                Error::config(t!("session-error-no-dir"))
+                    .with_hint(t!("session-hint-no-dir", name = ENV_CONFIG_DIR))
+            })
+    }
+}
+
+fn stack_source(stack: &LocalStack) -> Source {
+    if stack.origin.is_empty() {
+        Source::Default
+    } else {
+        Source::LocalStack(stack.origin.clone())
+    }
+}
+
+/// The language of this run: `--lang`, else `MAILSYNC_LANG` from the
+/// environment or the env file, else the locale (see [`crate::i18n::detect`]).
+/// An env file that cannot be read is left for [`Config::load`] to report.
+pub fn language(flag: Option<Lang>, env_file: Option<&Path>) -> Result<Lang> {
+    language_with(flag, env_file, |name| std::env::var(name).ok())
+}
+
+/// [`language`] with the environment given as a function, for tests.
+pub fn language_with(
+    flag: Option<Lang>,
+    env_file: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Lang> {
+    let file = EnvFile::read(env_file).ok();
+    crate::i18n::detect(flag, |name| {
+        let from_env = env(name).filter(|v| !v.is_empty());
+        match (name, &file) {
+            (ENV_LANG, Some(file)) => from_env.or_else(|| file.get(name)),
+            _ => from_env,
+        }
+    })
+}
+
+/// Sets this run's language (see [`language`]); when `MAILSYNC_LANG` is
+/// wrong, the locale's language is set (the error is worded in it) and the
+/// error returned.
+pub fn set_language(flag: Option<Lang>, env_file: Option<&Path>) -> Result<()> {
+    match language(flag, env_file) {
+        Ok(lang) => {
+            crate::i18n::set(lang);
+            Ok(())
+        }
+        Err(e) => {
+            crate::i18n::set(crate::i18n::of_locale(|name| std::env::var(name).ok()));
+            Err(e)
+        }
+    }
+}
+
+/// `%XX` escapes decoded (a URL's user, password or path), as UTF-8.
+pub(crate) fn percent_decode(s: &str) -> std::result::Result<String, std::string::FromUtf8Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = s
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
 }
 
 fn parse_project_url(text: &str, source: &Source, allow_http: bool) -> Result<Url> {
@@ -440,7 +482,7 @@ fn parse_project_url(text: &str, source: &Source, allow_http: bool) -> Result<Ur
             setting = setting.as_str()
         )));
     }
-    if url.scheme() == "http" && !is_local_url(&url) && !allow_http {
+    if url.scheme() == "http" && !is_loopback_url(&url) && !allow_http {
         return Err(Error::config(t!(
             "config-error-url-plain-http",
             setting = setting.as_str(),
@@ -451,115 +493,10 @@ fn parse_project_url(text: &str, source: &Source, allow_http: bool) -> Result<Ur
     Ok(url)
 }
 
-fn is_local_url(url: &Url) -> bool {
-    url.host_str()
-        .is_some_and(crate::postgres::is_loopback_host)
-}
-
-/// The variables of a `.env` file, read without touching the process
-/// environment (so the environment keeps precedence).
-struct EnvFile {
-    path: PathBuf,
-    vars: HashMap<String, String>,
-}
-
-impl EnvFile {
-    fn read(explicit: Option<&Path>) -> Result<Self> {
-        let (path, required) = match explicit {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(".env"), false),
-        };
-        let mut vars = HashMap::new();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => Some(godotenv_escapes(&text)),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(Error::config(t!(
-                    "config-error-reading",
-                    file = path.display().to_string(),
-                    reason = e.to_string()
-                )));
-            }
-        };
-        match text.map(|t| dotenvy::from_read_iter(std::io::Cursor::new(t))) {
-            None => {}
-            Some(iter) => {
-                for item in iter {
-                    let (k, v) = item.map_err(|e| {
-                        Error::config(t!(
-                            "config-error-reading",
-                            file = path.display().to_string(),
-                            reason = describe_dotenv(&e)
-                        ))
-                    })?;
-                    vars.insert(k, v);
-                }
-            }
-        }
-        Ok(Self { path, vars })
-    }
-
-    fn get(&self, name: &str) -> Option<String> {
-        self.vars.get(name).filter(|v| !v.is_empty()).cloned()
-    }
-}
-
-/// `supabase status -o env` quotes values as Go's godotenv does: in double
-/// quotes, with `!`, `` ` `` and carriage returns escaped as well as `\\`,
-/// `"`, `$` and newlines. dotenvy refuses those three escapes, so inside
-/// double quotes they are turned back into their characters first; every
-/// other byte is left for dotenvy to read.
-fn godotenv_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut double = false;
-    for line in text.split_inclusive('\n') {
-        if !double && line.trim_start().starts_with('#') {
-            out.push_str(line);
-            continue;
-        }
-        let mut single = false;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' if double => match chars.peek() {
-                    Some('!') | Some('`') => out.extend(chars.next()),
-                    Some('r') => {
-                        chars.next();
-                        out.push('\r');
-                    }
-                    _ => {
-                        out.push(c);
-                        out.extend(chars.next());
-                    }
-                },
-                '"' if !single => {
-                    double = !double;
-                    out.push(c);
-                }
-                '\'' if !double => {
-                    single = !single;
-                    out.push(c);
-                }
-                _ => out.push(c),
-            }
-        }
-    }
-    out
-}
-
-/// A dotenv error without the offending line's text (it may hold a secret).
-fn describe_dotenv(e: &dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::LineParse(_, index) => {
-            t!("config-env-line-unparsable", byte = index.to_string())
-        }
-        dotenvy::Error::Io(io) => io.to_string(),
-        _ => t!("config-env-unreadable"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -583,8 +520,14 @@ mod tests {
         let config =
             Config::load_with(&overrides, env_of(&[("MAILSYNC_STACK_DIR", &nowhere)])).unwrap();
         assert_eq!(config.rest_url(), "http://127.0.0.1:54321/rest/v1");
-        assert_eq!(config.anon_key().unwrap().expose(), LOCAL_ANON_KEY);
-        assert_eq!(config.db_url().unwrap().expose(), LOCAL_DB_URL);
+        assert_eq!(
+            config.anon_key().unwrap().expose(),
+            crate::local_stack::LOCAL_ANON_KEY
+        );
+        assert_eq!(
+            config.db_url().unwrap().expose(),
+            crate::local_stack::LOCAL_DB_URL
+        );
         assert!(config.access_token.is_none());
     }
 
@@ -789,7 +732,10 @@ STUDIO_URL="http://127.0.0.1:54323"
             config.supabase_url.source,
             Source::EnvFileAs(file.clone(), "API_URL")
         );
-        assert_eq!(config.anon_key().unwrap().expose(), LOCAL_ANON_KEY);
+        assert_eq!(
+            config.anon_key().unwrap().expose(),
+            crate::local_stack::LOCAL_ANON_KEY
+        );
         assert_eq!(
             config.anon_key.as_ref().unwrap().source.to_string(),
             format!("env file {} (ANON_KEY)", file.display())
@@ -853,13 +799,132 @@ STUDIO_URL="http://127.0.0.1:54323"
         assert_eq!(config.anon_key().unwrap().expose(), "from-env");
     }
 
+    /// An env file holding `body`, and overrides reading it.
+    fn with_env_file(dir: &Path, body: &str) -> Overrides {
+        let file = dir.join("settings.env");
+        std::fs::write(&file, body).unwrap();
+        Overrides {
+            env_file: Some(file),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn godotenv_escapes_are_read_only_inside_double_quotes() {
-        assert_eq!(godotenv_escapes(r#"A="x\!y\`z\$w""#), r#"A="x!y`z\$w""#);
-        assert_eq!(godotenv_escapes(r"A='x\!y'"), r"A='x\!y'");
-        assert_eq!(
-            godotenv_escapes("# it's \"a\nB=\"c\\!\""),
-            "# it's \"a\nB=\"c!\""
+    fn every_setting_is_read_from_the_env_file_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = with_env_file(
+            dir.path(),
+            "MAILSYNC_LANG=fr\nMAILSYNC_CONFIG_DIR=/from/file\nMAILSYNC_IMPORT_MAX_CELLS=150\n\
+             MAILSYNC_IMPORT_IN_FLIGHT=2\nMAILSYNC_RETURN_PATH=bounces@acme.example\n\
+             MAILSYNC_FROM=news@acme.example\n",
         );
+        let file = overrides.env_file.clone().unwrap();
+        let nowhere = dir.path().join("no-stack").display().to_string();
+        let env = [("MAILSYNC_STACK_DIR", nowhere.as_str())];
+        let config = Config::load_with(&overrides, env_of(&env)).unwrap();
+        assert_eq!(config.session_dir().unwrap(), Path::new("/from/file"));
+        let cells = config.import.max_cells.as_ref().unwrap();
+        assert_eq!(cells.value, "150");
+        assert_eq!(cells.source, Source::EnvFile(file.clone()));
+        assert_eq!(config.import.in_flight.as_ref().unwrap().value, "2");
+        let delivery = config.smtp_settings().unwrap();
+        assert_eq!(delivery.return_path.to_string(), "bounces@acme.example");
+        assert_eq!(delivery.return_path_source, Source::EnvFile(file.clone()));
+        assert_eq!(
+            language_with(None, Some(&file), env_of(&[("LANG", "en_US.UTF-8")])).unwrap(),
+            Lang::Fr
+        );
+
+        let env = [
+            ("MAILSYNC_STACK_DIR", nowhere.as_str()),
+            ("MAILSYNC_CONFIG_DIR", "/from/env"),
+            ("MAILSYNC_IMPORT_MAX_CELLS", "200"),
+        ];
+        let config = Config::load_with(&overrides, env_of(&env)).unwrap();
+        assert_eq!(config.session_dir().unwrap(), Path::new("/from/env"));
+        let cells = config.import.max_cells.as_ref().unwrap();
+        assert_eq!(
+            (cells.value.as_str(), &cells.source),
+            ("200", &Source::Environment)
+        );
+        assert_eq!(
+            language_with(None, Some(&file), env_of(&[("MAILSYNC_LANG", "en")])).unwrap(),
+            Lang::En
+        );
+        assert_eq!(
+            language_with(Some(Lang::En), Some(&file), env_of(&[])).unwrap(),
+            Lang::En
+        );
+        // An unreadable env file leaves the language to the environment.
+        let missing = dir.path().join("missing.env");
+        assert_eq!(
+            language_with(None, Some(&missing), env_of(&[("LANG", "fr_FR")])).unwrap(),
+            Lang::Fr
+        );
+    }
+
+    #[test]
+    fn the_bounce_mailbox_defaults_to_the_local_stacks_only_for_the_local_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = dir.path().join("stack");
+        std::fs::create_dir(&stack).unwrap();
+        std::fs::write(
+            stack.join(crate::local_stack::STATE_FILE),
+            "export MAILSYNC_BOUNCES_URL='imap://bounces:pw@127.0.0.1:7143/INBOX'\n",
+        )
+        .unwrap();
+        let stack = stack.display().to_string();
+        let env = [("MAILSYNC_STACK_DIR", stack.as_str())];
+        let local = with_env_file(dir.path(), "");
+        let config = Config::load_with(&local, env_of(&env)).unwrap();
+        let mailbox = config.bounce_mailbox().unwrap();
+        assert!(matches!(mailbox.source, Source::LocalStack(_)));
+        assert_eq!(mailbox.value.address(), "127.0.0.1:7143");
+        assert!(!mailbox.value.tls);
+        assert_eq!(mailbox.value.user, "bounces");
+
+        let hosted = Overrides {
+            supabase_url: Some("https://abcdefgh.supabase.co".into()),
+            anon_key: Some("k".into()),
+            ..local.clone()
+        };
+        let config = Config::load_with(&hosted, env_of(&env)).unwrap();
+        let err = config.bounce_mailbox().unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Config);
+        assert!(err.message().contains(ENV_BOUNCES_URL), "{err}");
+
+        let given = [
+            ("MAILSYNC_STACK_DIR", stack.as_str()),
+            (
+                ENV_BOUNCES_URL,
+                "imaps://me:hunter2@imap.acme.example/Bounces",
+            ),
+        ];
+        let config = Config::load_with(&hosted, env_of(&given)).unwrap();
+        let mailbox = config.bounce_mailbox().unwrap();
+        assert_eq!(mailbox.source, Source::Environment);
+        assert_eq!(
+            (mailbox.value.port, mailbox.value.folder.as_str()),
+            (993, "Bounces")
+        );
+        let plain = [(ENV_BOUNCES_URL, "imap://me:hunter2@imap.acme.example/")];
+        let err = Config::load_with(&hosted, env_of(&plain))
+            .unwrap()
+            .bounce_mailbox()
+            .unwrap_err();
+        assert_eq!(err.kind().exit_code(), 3);
+        assert!(!err.message().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_host_that_only_looks_local_is_a_remote_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            supabase_url: Some("http://127.relay.example.com:54321".into()),
+            ..with_env_file(dir.path(), "")
+        };
+        let err = Config::load_with(&overrides, env_of(&[])).unwrap_err();
+        assert_eq!(err.kind().exit_code(), 3);
+        assert!(err.message().contains("http://"), "{err}");
     }
 }

@@ -27,9 +27,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
-use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
+use crate::settings::Config;
 use crate::smtp::{Attempt, Mailer, Recipient, SmtpSession, SmtpSettings, Template};
 use crate::supabase::rest::RestClient;
 use crate::t;
@@ -238,7 +238,7 @@ impl Db {
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     validate(options)?;
     let lease = Duration::from_secs(options.lease_secs);
-    let settings = smtp_settings(config)?;
+    let settings = config.smtp_settings()?;
     let client = crate::supabase::user::user_client(config, out).await?;
     let worker = worker_id();
     let tally = Arc::new(Tally::default());
@@ -490,16 +490,6 @@ fn validate(options: &Options) -> Result<()> {
         return Err(Error::usage(t!("deliver-error-retry-delay")));
     }
     Ok(())
-}
-
-/// The SMTP settings, from the same sources as every other setting.
-pub fn smtp_settings(config: &Config) -> Result<SmtpSettings> {
-    let local_api_port = if config.is_local() {
-        config.supabase_url.value.port_or_known_default()
-    } else {
-        None
-    };
-    SmtpSettings::resolve(|name| config.setting(name), local_api_port)
 }
 
 /// Claims are sized to about two seconds of sending at the requested rate,

@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::Config;
 use load::Sent;
 use reader::{SheetRow, Workbook};
 use report::Report;
