@@ -318,6 +318,7 @@ config-default-return-path = default (the From address)
 config-bounces-url-invalid = ****** (not a valid imaps:// URL)
 config-unset-bounces = not set (required to read bounces)
 settings-error-return-path-invalid = { $setting } is not an email address such as bounces@acme.example: { $reason }
+settings-error-limit = { $setting } is not valid for { $flag }: { $reason }
 bounces-error-no-url = { $name } is not set; it is required to read bounces from { $project } (the local stack's mailbox is the default only for the local stack)
 bounces-url-error = { $setting } { $reason }
 bounces-url-hint = set { $name } to imaps://user:password@host/FOLDER (imap:// only for this machine)

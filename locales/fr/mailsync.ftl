@@ -329,6 +329,7 @@ config-default-return-path = par défaut (l’adresse From)
 config-bounces-url-invalid = ****** (pas une URL imaps:// valide)
 config-unset-bounces = non défini (requis pour lire les retours)
 settings-error-return-path-invalid = { $setting } n’est pas une adresse e-mail comme bounces@acme.example : { $reason }
+settings-error-limit = { $setting } n’est pas valable pour { $flag } : { $reason }
 bounces-error-no-url = { $name } n’est pas défini ; il est requis pour lire les retours de { $project } (la boîte de la pile locale n’est la valeur par défaut que pour la pile locale)
 bounces-url-error = { $setting } { $reason }
 bounces-url-hint = définissez { $name } à imaps://utilisateur:mot-de-passe@hôte/DOSSIER (imap:// seulement pour cette machine)

@@ -41,6 +41,12 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Most emails one claim takes (one REST call, far inside the 8 s timeout).
 pub const MAX_BATCH: usize = 200;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// Tries per email for temporary failures.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// Seconds before the first retry.
+pub const DEFAULT_RETRY_DELAY_SECS: f64 = 2.0;
+/// Seconds between looks for new work with `--follow`.
+pub const DEFAULT_POLL_SECS: f64 = 2.0;
 /// Consecutive temporary failures (any worker) after which the run stops:
 /// the server is gone, and trying on would only burn the emails' retries.
 const GIVE_UP_AFTER: u64 = 25;

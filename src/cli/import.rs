@@ -1,0 +1,168 @@
+//! `mailsync import`: its arguments and their mapping to
+//! `commands::import::Options`. A flag wins over the setting of the same
+//! name (environment or `.env`, read by the settings layer), which wins over
+//! the import's own default.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::ConnectArgs;
+use crate::commands;
+use crate::commands::import::limits::{self, Limits};
+use crate::error::{Error, Result};
+use crate::settings::{
+    ImportValues, Setting, ENV_IMPORT_IN_FLIGHT, ENV_IMPORT_MAX_CELLS, ENV_IMPORT_MAX_CELL_LENGTH,
+    ENV_IMPORT_MAX_ENTRY_SIZE, ENV_IMPORT_MAX_SHARED_STRINGS,
+};
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The spreadsheet to read
+    pub file: PathBuf,
+    /// Sheet to read (default: the first)
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// CSV text encoding: utf-8, utf-16le, utf-16be, windows-1252 (latin-1). Default: detected
+    #[arg(long, value_name = "NAME")]
+    pub encoding: Option<String>,
+    /// Organisation column: a letter or a header name
+    #[arg(long, value_name = "COL", default_value = "A")]
+    pub org_column: String,
+    /// Email column: a letter or a header name
+    #[arg(long, value_name = "COL", default_value = "B")]
+    pub email_column: String,
+    /// Read and validate, report, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Exit 4 and write nothing when any row is rejected
+    #[arg(long)]
+    pub strict: bool,
+    /// Write the rejected rows to this CSV file
+    #[arg(long, value_name = "PATH")]
+    pub rejects: Option<PathBuf>,
+    /// Contacts per request
+    #[arg(long, value_name = "N", default_value_t = commands::import::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    /// Requests sent at once (1 to 8; 1 sends one batch at a time)
+    #[arg(long, value_name = "N", help = format!(
+        "Requests sent at once (1 to 8; 1 sends one batch at a time) [env: {ENV_IMPORT_IN_FLIGHT}] [default: {}]",
+        commands::import::DEFAULT_IN_FLIGHT
+    ))]
+    pub in_flight: Option<usize>,
+    #[arg(long, value_name = "SIZE", value_parser = size_limit, help = format!(
+        "Largest decompressed entry of an .xlsx/.xlsb/.ods archive [env: {ENV_IMPORT_MAX_ENTRY_SIZE}] [default: {}MiB]",
+        limits::DEFAULT_MAX_ENTRY_SIZE >> 20
+    ))]
+    pub max_entry_size: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = count_limit, help = format!(
+        "Most shared strings an .xlsx/.xlsb may declare or hold [env: {ENV_IMPORT_MAX_SHARED_STRINGS}] [default: {}]",
+        limits::DEFAULT_MAX_SHARED_STRINGS
+    ))]
+    pub max_shared_strings: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = count_limit, help = format!(
+        "Most cells in a sheet [env: {ENV_IMPORT_MAX_CELLS}] [default: {}; {} for .ods and .xls]",
+        limits::DEFAULT_MAX_CELLS, limits::DEFAULT_MAX_CELLS_IN_MEMORY
+    ))]
+    pub max_cells: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = count_limit, help = format!(
+        "Most characters in a cell [env: {ENV_IMPORT_MAX_CELL_LENGTH}] [default: {}]",
+        limits::DEFAULT_MAX_CELL_LENGTH
+    ))]
+    pub max_cell_length: Option<u64>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+fn size_limit(text: &str) -> std::result::Result<u64, String> {
+    limits::parse_limit(text, true)
+}
+
+fn count_limit(text: &str) -> std::result::Result<u64, String> {
+    limits::parse_limit(text, false)
+}
+
+/// A flag's value, else its setting's read with the flag's parser (a value
+/// that does not parse is a usage error naming both), else `None`.
+fn flag_or_setting<T>(
+    flag: Option<T>,
+    setting: &Option<Setting<String>>,
+    name: &str,
+    flag_name: &str,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    match (flag, setting) {
+        (Some(value), _) => Ok(Some(value)),
+        (None, None) => Ok(None),
+        (None, Some(Setting { value, source })) => parse(value).map(Some).map_err(|reason| {
+            Error::usage(crate::t!(
+                "settings-error-limit",
+                setting = format!("{name} ({source})"),
+                flag = flag_name,
+                reason = reason
+            ))
+        }),
+    }
+}
+
+impl ImportArgs {
+    /// The import's options: each flag, else its setting (`settings`: the
+    /// environment or `.env`), else the import's default.
+    pub fn options(self, settings: &ImportValues) -> Result<commands::import::Options> {
+        let count = |text: &str| count_limit(text);
+        let in_flight = flag_or_setting(
+            self.in_flight,
+            &settings.in_flight,
+            ENV_IMPORT_IN_FLIGHT,
+            "--in-flight",
+            |text| {
+                text.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("{text:?} is not a whole number"))
+            },
+        )?;
+        let limits = Limits::with(
+            flag_or_setting(
+                self.max_entry_size,
+                &settings.max_entry_size,
+                ENV_IMPORT_MAX_ENTRY_SIZE,
+                "--max-entry-size",
+                size_limit,
+            )?,
+            flag_or_setting(
+                self.max_shared_strings,
+                &settings.max_shared_strings,
+                ENV_IMPORT_MAX_SHARED_STRINGS,
+                "--max-shared-strings",
+                count,
+            )?,
+            flag_or_setting(
+                self.max_cells,
+                &settings.max_cells,
+                ENV_IMPORT_MAX_CELLS,
+                "--max-cells",
+                count,
+            )?,
+            flag_or_setting(
+                self.max_cell_length,
+                &settings.max_cell_length,
+                ENV_IMPORT_MAX_CELL_LENGTH,
+                "--max-cell-length",
+                count,
+            )?,
+        );
+        Ok(commands::import::Options {
+            file: self.file,
+            sheet: self.sheet,
+            encoding: self.encoding,
+            org_column: self.org_column,
+            email_column: self.email_column,
+            dry_run: self.dry_run,
+            strict: self.strict,
+            rejects: self.rejects,
+            batch_size: self.batch_size,
+            in_flight: in_flight.unwrap_or(commands::import::DEFAULT_IN_FLIGHT),
+            limits,
+        })
+    }
+}
