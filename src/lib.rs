@@ -107,8 +107,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             let config = config(a.connect.overrides(g))?;
             account::login::run(&a.into(), &config, &out).await
         }
-        Command::Logout(c) => account::logout::run(&config(c.overrides(g))?, &out).await,
-        Command::Whoami(c) => account::whoami::run(&config(c.overrides(g))?, &out).await,
+        Command::Logout(a) => account::logout::run(&config(a.connect.overrides(g))?, &out).await,
+        Command::Whoami(a) => account::whoami::run(&config(a.connect.overrides(g))?, &out).await,
         Command::Config(c) => commands::config::run(&config(c.overrides(g))?, &out).await,
         Command::Completions(a) => completions::run(&a.into(), &out),
         Command::Man(a) => commands::man::run(&a.into(), &out),

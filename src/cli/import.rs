@@ -17,6 +17,19 @@ use crate::settings::{
 };
 
 #[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Column A is the organisation and column B the email unless told otherwise; a
+first row whose email cell is not an email is a header. Rows go through the REST
+API with your access token, so Row Level Security applies. Re-importing the same
+file changes nothing.
+
+Examples:
+  mailsync import contacts.xlsx
+  mailsync import export.csv --email-column Courriel --org-column Entreprise
+  mailsync import contacts.xlsx --sheet Clients --dry-run
+  mailsync import contacts.xlsx --strict --rejects rejects.csv   # exit 4 and write nothing if a row is bad
+  mailsync --json import contacts.xlsx | jq .contacts_created"
+)]
 pub struct ImportArgs {
     /// The spreadsheet to read
     pub file: PathBuf,

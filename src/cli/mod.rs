@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-pub use account::LoginArgs;
+pub use account::{LoginArgs, LogoutArgs, WhoamiArgs};
 pub use campaigns::{CampaignsCommand, TemplatesCommand};
 pub use contacts::ContactsCommand;
 pub use db::DbCommand;
@@ -166,19 +166,6 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
     /// Import contacts from a spreadsheet (.xlsx .xlsm .xlsb .xls .ods .csv .tsv) as the signed-in user
-    #[command(
-        after_help = "Column A is the organisation and column B the email unless told otherwise; a
-first row whose email cell is not an email is a header. Rows go through the REST
-API with your access token, so Row Level Security applies. Re-importing the same
-file changes nothing.
-
-Examples:
-  mailsync import contacts.xlsx
-  mailsync import export.csv --email-column Courriel --org-column Entreprise
-  mailsync import contacts.xlsx --sheet Clients --dry-run
-  mailsync import contacts.xlsx --strict --rejects rejects.csv   # exit 4 and write nothing if a row is bad
-  mailsync --json import contacts.xlsx | jq .contacts_created"
-    )]
     Import(ImportArgs),
     /// The signed-in user's contacts
     #[command(subcommand)]
@@ -195,26 +182,11 @@ Examples:
   mailsync --json dashboard | jq .emails_sent_today")]
     Dashboard(ConnectArgs),
     /// Sign in to the project with email and password (Supabase Auth); saves the session
-    #[command(
-        after_help = "The session is saved in your config directory (one file per project URL, mode
-0600) and refreshed automatically. MAILSYNC_ACCESS_TOKEN, when set, wins over it.
-On the local stack (no Auth server) use: export MAILSYNC_ACCESS_TOKEN=$(scripts/local-stack.sh token UUID)
-
-Examples:
-  mailsync login                                  # asks for email and password
-  mailsync login --email me@example.com           # asks for the password only
-  printf '%s\\n' \"$PASSWORD\" | mailsync login --email ci@example.com --password-stdin"
-    )]
     Login(LoginArgs),
     /// Sign out: revoke the session on the server when reachable and delete it here
-    #[command(after_help = "Examples:
-  mailsync logout")]
-    Logout(ConnectArgs),
+    Logout(LogoutArgs),
     /// Who mailsync acts as: user, email, project, token expiry and where the token came from
-    #[command(after_help = "Examples:
-  mailsync whoami
-  mailsync --json whoami | jq -r .user_id")]
-    Whoami(ConnectArgs),
+    Whoami(WhoamiArgs),
     /// The settings in effect, secrets masked, and where each came from
     #[command(
         after_help = "Precedence: flags > environment > --env-file/.env > the local stack > defaults.
