@@ -179,3 +179,62 @@ impl ImportArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::settings::Source;
+
+    fn args(line: &[&str]) -> ImportArgs {
+        let cli = Cli::try_parse_from(["mailsync", "import", "f.csv"].iter().chain(line)).unwrap();
+        match cli.command {
+            Command::Import(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn given(value: &str) -> Option<Setting<String>> {
+        Some(Setting {
+            value: value.into(),
+            source: Source::Environment,
+        })
+    }
+
+    #[test]
+    fn a_flag_wins_over_its_setting_which_wins_over_the_default() {
+        let settings = ImportValues {
+            in_flight: given("3"),
+            max_cells: given("150"),
+            max_entry_size: given("4MiB"),
+            ..Default::default()
+        };
+        let o = args(&[]).options(&settings).unwrap();
+        assert_eq!(o.in_flight, 3);
+        assert_eq!(o.limits, Limits::with(Some(4 << 20), None, Some(150), None));
+        let o = args(&["--max-cells", "200", "--in-flight", "1"])
+            .options(&settings)
+            .unwrap();
+        assert_eq!(o.in_flight, 1);
+        assert_eq!(o.limits, Limits::with(Some(4 << 20), None, Some(200), None));
+        let o = args(&[]).options(&ImportValues::default()).unwrap();
+        assert_eq!(o.in_flight, commands::import::DEFAULT_IN_FLIGHT);
+        assert_eq!(o.limits, Limits::with(None, None, None, None));
+    }
+
+    #[test]
+    fn a_setting_that_does_not_parse_is_a_usage_error_naming_the_flag() {
+        let settings = ImportValues {
+            max_cells: given("lots"),
+            ..Default::default()
+        };
+        let e = args(&[]).options(&settings).unwrap_err();
+        assert_eq!(e.kind().exit_code(), 2);
+        assert!(e.message().contains("--max-cells"), "{e}");
+        assert!(e.message().contains(ENV_IMPORT_MAX_CELLS), "{e}");
+        // The flag, when given, is what counts.
+        assert!(args(&["--max-cells", "9"]).options(&settings).is_ok());
+    }
+}
