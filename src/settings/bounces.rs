@@ -97,22 +97,25 @@ impl BounceMailbox {
         })
     }
 
-    /// The URL with the password masked, for `mailsync config`, messages and logs.
+    /// The URL with the password masked, for `mailsync config`, messages and
+    /// logs: user and folder percent-encoded as a URL writes them.
     pub fn masked(&self) -> String {
         let scheme = if self.tls { "imaps" } else { "imap" };
-        let password = if self.password.expose().is_empty() {
-            ""
-        } else {
-            ":******"
-        };
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        let user: String = url::form_urlencoded::byte_serialize(self.user.as_bytes()).collect();
-        let folder: String = url::form_urlencoded::byte_serialize(self.folder.as_bytes()).collect();
-        format!("{scheme}://{user}{password}@{host}:{}/{folder}", self.port)
+        let shown = format!("{scheme}://{host}:{}/", self.port);
+        let Ok(mut url) = Url::parse(&shown) else {
+            return shown;
+        };
+        let _ = url.set_username(&self.user);
+        if !self.password.expose().is_empty() {
+            let _ = url.set_password(Some("******"));
+        }
+        url.set_path(&self.folder);
+        url.to_string()
     }
 
     /// `host:port`, for messages.
@@ -139,7 +142,10 @@ mod tests {
         assert_eq!(m.user, "bounces@acme.example");
         assert_eq!(m.password.expose(), "p@ss/w");
         assert_eq!(m.folder, "Bounces In");
-        assert!(!m.masked().contains("p@ss"), "{}", m.masked());
+        assert_eq!(
+            m.masked(),
+            "imaps://bounces%40acme.example:******@imap.acme.example:993/Bounces%20In"
+        );
         assert!(!format!("{m:?}").contains("p@ss"));
         let m = parse("imaps://u:p@imap.acme.example:1993").unwrap();
         assert_eq!((m.port, m.folder.as_str()), (1993, "INBOX"));
@@ -148,6 +154,7 @@ mod tests {
         let m = parse("imap://u@[::1]:1143/INBOX").unwrap();
         assert_eq!((m.host.as_str(), m.port), ("::1", 1143));
         assert_eq!(m.password.expose(), "");
+        assert_eq!(m.masked(), "imap://u@[::1]:1143/INBOX");
     }
 
     #[test]
