@@ -32,9 +32,9 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::Config;
 use crate::spreadsheet::reader::Workbook;
 use first_pass::{check, read_rows};
 use load::Sent;

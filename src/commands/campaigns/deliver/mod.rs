@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::config::Config;
 use crate::domain::{CampaignStatus, EmailStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
-use crate::smtp::{Mailer, SmtpSettings, Template, VerpProblem};
+use crate::settings::Config;
+use crate::smtp::{Mailer, Template, VerpProblem};
 use crate::t;
 use claims::{Claim, Claimed, Db, Held, Record};
 use pacing::Pace;
@@ -58,6 +58,12 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Most emails one claim takes (one REST call, far inside the 8 s timeout).
 pub const MAX_BATCH: usize = 200;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// Tries per email for temporary failures.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// Seconds before the first retry.
+pub const DEFAULT_RETRY_DELAY_SECS: f64 = 2.0;
+/// Seconds between looks for new work with `--follow`.
+pub const DEFAULT_POLL_SECS: f64 = 2.0;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -89,8 +95,8 @@ pub struct Options {
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     validate(options)?;
-    let settings = smtp_settings(config)?;
-    let return_path = settings.from.email.clone();
+    let settings = config.smtp_settings()?;
+    let return_path = settings.return_path.clone();
     if options.verp {
         check_verp(&return_path)?;
     }
@@ -347,16 +353,6 @@ fn check_verp(return_path: &lettre::Address) -> Result<()> {
         Some(VerpProblem::TooLong) => t!("deliver-error-verp-too-long", address = address),
     };
     Err(Error::usage(message).with_hint(t!("deliver-hint-verp", name = RETURN_PATH_SETTING)))
-}
-
-/// The SMTP settings, from the same sources as every other setting.
-pub fn smtp_settings(config: &Config) -> Result<SmtpSettings> {
-    let local_api_port = if config.is_local() {
-        config.supabase_url.value.port_or_known_default()
-    } else {
-        None
-    };
-    SmtpSettings::resolve(|name| config.setting(name), local_api_port)
 }
 
 /// Claims are sized to about two seconds of sending at the requested rate,
