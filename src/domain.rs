@@ -69,6 +69,15 @@ pub enum EmailStatus {
 }
 
 impl EmailStatus {
+    pub const ALL: [EmailStatus; 6] = [
+        EmailStatus::Pending,
+        EmailStatus::Sending,
+        EmailStatus::Sent,
+        EmailStatus::Delivered,
+        EmailStatus::Failed,
+        EmailStatus::Bounced,
+    ];
+
     /// The SQL text value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +88,18 @@ impl EmailStatus {
             EmailStatus::Failed => "failed",
             EmailStatus::Bounced => "bounced",
         }
+    }
+
+    /// Whether the email has its outcome: it left the queue for good
+    /// (`pending` waits to be claimed, `sending` is held by a worker).
+    pub fn is_settled(self) -> bool {
+        !matches!(self, EmailStatus::Pending | EmailStatus::Sending)
+    }
+}
+
+impl fmt::Display for EmailStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -250,6 +271,30 @@ mod tests {
             assert_eq!(back, status);
         }
         assert!(CampaignStatus::Draft.can_send() && !CampaignStatus::Sent.can_send());
+    }
+
+    #[test]
+    fn email_statuses_are_the_sql_text_values_and_settle_once_sent_or_refused() {
+        for status in EmailStatus::ALL {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json, status.as_str());
+            assert_eq!(status.to_string(), status.as_str());
+            let back: EmailStatus = serde_json::from_value(json).unwrap();
+            assert_eq!(back, status);
+        }
+        let settled: Vec<EmailStatus> = EmailStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_settled())
+            .collect();
+        assert_eq!(
+            settled,
+            [
+                EmailStatus::Sent,
+                EmailStatus::Delivered,
+                EmailStatus::Failed,
+                EmailStatus::Bounced
+            ]
+        );
     }
 
     #[test]

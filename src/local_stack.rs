@@ -8,11 +8,42 @@
 //! `<stack dir>/stack.env` (the anon key and the database password it really
 //! uses); they are read from there, never assumed. Without that file, the
 //! password is the stack's `db-password` file when there is one.
+//!
+//! The stack's own defaults (its URL, database, anon key, SMTP relay and
+//! sender) are written here and only here; the settings layer takes them
+//! as the last resort for a project that is the local stack.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{LOCAL_ANON_KEY, LOCAL_DB_URL, LOCAL_SUPABASE_URL};
+/// The local stack's URL, the default when nothing is configured.
+pub const LOCAL_SUPABASE_URL: &str = "http://127.0.0.1:54321";
+/// The local stack's database (Supabase's local-development convention).
+pub const LOCAL_DB_URL: &str = "postgresql://postgres:postgres@127.0.0.1:54322/postgres";
+/// The local stack's anon key: Supabase's documented local-development anon
+/// JWT, signed with the documented local secret. Not a secret.
+pub const LOCAL_ANON_KEY: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0";
+/// The local stack's SMTP server listens on the API port + 4 (54325 by
+/// default), as the Supabase CLI's mail catcher does.
+pub const LOCAL_SMTP_PORT_OFFSET: u16 = 4;
+/// The sender on the local stack when `MAILSYNC_FROM` is not set.
+pub const LOCAL_FROM: &str = "mailsync <mailsync@localhost.test>";
+/// The state file's line for the stack's bounce mailbox (`imap://...`).
+pub const STATE_BOUNCES_URL: &str = "MAILSYNC_BOUNCES_URL";
+/// The state file's line for the stack's relay (its mail transfer agent,
+/// which returns delivery reports), when the stack runs one.
+pub const STATE_SMTP_URL: &str = "MAILSYNC_SMTP_URL";
+/// The state file's line for the return path whose mailbox the stack serves.
+pub const STATE_RETURN_PATH: &str = "MAILSYNC_RETURN_PATH";
+
+/// The local stack's SMTP server for a stack whose API listens on `api_port`
+/// (plain SMTP: it is on this machine).
+pub fn smtp_url(api_port: u16) -> String {
+    format!(
+        "smtp://127.0.0.1:{}",
+        api_port.saturating_add(LOCAL_SMTP_PORT_OFFSET)
+    )
+}
 
 pub const ENV_STACK_DIR: &str = "MAILSYNC_STACK_DIR";
 pub const ENV_API_PORT: &str = "MAILSYNC_API_PORT";
@@ -28,6 +59,13 @@ pub struct LocalStack {
     pub url: String,
     pub anon_key: String,
     pub db_url: String,
+    /// The stack's bounce mailbox, when its state file names one.
+    pub bounces_url: Option<String>,
+    /// The stack's relay, when its state file names one (otherwise the
+    /// web inbox's SMTP port, [`smtp_url`]).
+    pub smtp_url: Option<String>,
+    /// The return path the stack's mailbox receives, when named.
+    pub return_path: Option<String>,
     /// Why these values: the state file and/or the port variables (none:
     /// the stack's defaults).
     pub origin: Vec<String>,
@@ -69,6 +107,16 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> LocalStack {
         })
         .unwrap_or_else(|| LOCAL_DB_URL.to_string());
 
+    let state_line = |name: &str| {
+        state
+            .as_ref()
+            .and_then(|(_, v)| v.get(name).cloned())
+            .filter(|v| !v.trim().is_empty())
+    };
+    let bounces_url = state_line(STATE_BOUNCES_URL);
+    let smtp_url = state_line(STATE_SMTP_URL);
+    let return_path = state_line(STATE_RETURN_PATH);
+
     let mut origin = Vec::new();
     if let Some((path, _)) = &state {
         origin.push(path.display().to_string());
@@ -86,6 +134,9 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> LocalStack {
         url,
         anon_key,
         db_url,
+        bounces_url,
+        smtp_url,
+        return_path,
         origin,
     }
 }
@@ -162,6 +213,7 @@ mod tests {
         assert_eq!(s.url, "http://127.0.0.1:7001");
         assert_eq!(s.anon_key, "k1");
         assert!(s.db_url.contains("s3cr3t@127.0.0.1:7002"));
+        assert_eq!(s.bounces_url, None);
         let s = resolve(&env_of(&[(ENV_DB_PORT, "7777".into())]), &nested);
         assert!(s.db_url.contains("s3cr3t@127.0.0.1:7777"), "{}", s.db_url);
     }

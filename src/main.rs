@@ -6,7 +6,10 @@ fn main() -> ExitCode {
     let cli = mailsync::cli::Cli::parse();
     let verbose = cli.global.verbose > 0;
     // The language, for an error before `run` (which sets it too) starts.
-    let _ = mailsync::i18n::set_from_environment(cli.global.lang.map(Into::into));
+    let _ = mailsync::settings::set_language(
+        cli.global.lang.map(Into::into),
+        cli.global.env_file.as_deref(),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

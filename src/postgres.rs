@@ -18,7 +18,6 @@
 //! Error messages name host, port, database and user, never the password.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -29,10 +28,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::Client;
 
-use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::i18n::Lang;
 use crate::output::Output;
+use crate::settings::{is_loopback_host, Secret};
 use crate::{t, t_in};
 
 /// Supabase's database root certificate ("Supabase Root 2021 CA", valid to
@@ -199,18 +198,6 @@ fn parse(url: &Secret) -> Result<ParsedUrl> {
         requested,
         root_cert,
     })
-}
-
-/// Whether a host name or address is this machine: `localhost` or a
-/// loopback address. Nothing is resolved: a name is judged as written.
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    bare.parse::<IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
 }
 
 fn is_local(config: &tokio_postgres::Config) -> bool {
@@ -637,6 +624,10 @@ mod tests {
         // Named local, reached elsewhere: not local either.
         let elsewhere = p("postgresql://postgres:pw@localhost:5432/postgres?hostaddr=10.1.2.3");
         assert!(!elsewhere.local);
+        // Only looks like loopback: another machine, verified TLS.
+        let lookalike = p("postgresql://postgres:pw@127.relay.example.com:5432/postgres");
+        assert!(!lookalike.local);
+        assert_eq!(lookalike.verification, Verification::Full);
         assert!(policy(&Secret::new("postgresql://u:pw@h/db?sslmode=bogus")).is_err());
     }
 

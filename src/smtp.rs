@@ -1,10 +1,9 @@
-//! SMTP for `mailsync campaigns deliver`: the server's settings
-//! (`MAILSYNC_SMTP_URL`, `MAILSYNC_FROM`, `MAILSYNC_LIST_UNSUBSCRIBE`), the
-//! transport (lettre over rustls, one connection per sender reused across
-//! emails),
-//! building one message per email, and reading the server's answer as an
-//! outcome. It never talks to the database and never prints: the command
-//! does both. The password lives in a [`Secret`] and is shown masked.
+//! SMTP for `mailsync campaigns deliver`: the transport (lettre over
+//! rustls, one connection per sender reused across emails), building one
+//! message per email, and reading the server's answer as an outcome. Its
+//! settings (server, From, return path, List-Unsubscribe) are typed and
+//! checked in [`crate::settings::delivery`], re-exported here. It never talks
+//! to the database and never prints: the command does both.
 //!
 //! Delivery reports (RFC 3461): when the server advertises `DSN`, each
 //! transaction asks for reports on success, failure and delay, returned to
@@ -23,225 +22,15 @@ use lettre::transport::smtp::extension::{
 };
 use lettre::transport::smtp::response::Response;
 use lettre::{Address, Message};
-use url::Url;
 
-use crate::config::{Secret, Source};
 use crate::error::{Error, Result};
 use crate::i18n::Lang;
 use crate::{t, t_in};
 
-pub const ENV_SMTP_URL: &str = "MAILSYNC_SMTP_URL";
-pub const ENV_FROM: &str = "MAILSYNC_FROM";
-pub const ENV_LIST_UNSUBSCRIBE: &str = "MAILSYNC_LIST_UNSUBSCRIBE";
-/// The settings `deliver` reads, in the order `mailsync config` shows them.
-pub const SETTINGS: [&str; 3] = [ENV_SMTP_URL, ENV_FROM, ENV_LIST_UNSUBSCRIBE];
-
-/// The local stack's SMTP server listens on the API port + 4 (54325 by
-/// default), as the Supabase CLI's mail catcher does.
-pub const LOCAL_SMTP_PORT_OFFSET: u16 = 4;
-/// The sender on the local stack when `MAILSYNC_FROM` is not set.
-pub const LOCAL_FROM: &str = "mailsync <mailsync@localhost.test>";
-
-/// How the connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// `smtps://`: TLS from the first byte (port 465).
-    ImplicitTls,
-    /// `smtp://` to another machine: STARTTLS, and refuse a server without it.
-    StartTls,
-    /// `smtp://` to this machine (the local stack's catcher): plain text.
-    Plain,
-}
-
-/// Where and how to send: parsed from `MAILSYNC_SMTP_URL`.
-#[derive(Clone)]
-pub struct SmtpServer {
-    pub host: String,
-    pub port: u16,
-    pub security: Security,
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-}
-
-impl std::fmt::Debug for SmtpServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.masked())
-    }
-}
-
-impl SmtpServer {
-    /// Parses `smtp://user:pass@host:587` or `smtps://user:pass@host:465`.
-    /// `source` names where the value came from, for the error message
-    /// (which never repeats the value: it may hold the password).
-    pub fn parse(text: &str, source: &Source) -> Result<Self> {
-        let setting = format!("{ENV_SMTP_URL} ({source})");
-        let bad = |why: String| Error::config(format!("{setting} {why}"));
-        let url = Url::parse(text.trim())
-            .map_err(|e| bad(t!("smtp-url-invalid", reason = e.to_string())))?;
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad(t!("smtp-url-no-host")))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let local = is_local_host(&host);
-        let (security, default_port) = match url.scheme() {
-            "smtps" => (Security::ImplicitTls, 465),
-            "smtp" if local => (Security::Plain, 587),
-            "smtp" => (Security::StartTls, 587),
-            _ => return Err(bad(t!("smtp-url-scheme"))),
-        };
-        let decode = |s: &str| percent_decode(s).map_err(|_| bad(t!("smtp-url-not-utf8")));
-        let user = match url.username() {
-            "" => None,
-            u => Some(decode(u)?),
-        };
-        let password = url.password().map(decode).transpose()?.map(Secret::new);
-        if password.is_some() && user.is_none() {
-            return Err(bad(t!("smtp-url-password-no-user")));
-        }
-        Ok(Self {
-            host,
-            port: url.port().unwrap_or(default_port),
-            security,
-            user,
-            password,
-        })
-    }
-
-    /// The URL with the password masked, for `mailsync config`, messages and logs.
-    pub fn masked(&self) -> String {
-        let scheme = if self.security == Security::ImplicitTls {
-            "smtps"
-        } else {
-            "smtp"
-        };
-        let auth = match (&self.user, &self.password) {
-            (Some(u), Some(_)) => format!("{u}:******@"),
-            (Some(u), None) => format!("{u}@"),
-            _ => String::new(),
-        };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!("{scheme}://{auth}{host}:{}", self.port)
-    }
-
-    /// `host:port`, for messages.
-    pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
-fn percent_decode(s: &str) -> std::result::Result<String, std::string::FromUtf8Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = s
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-}
-
-pub fn is_local_host(host: &str) -> bool {
-    matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]") || host.starts_with("127.")
-}
-
-/// Everything `deliver` needs to know about sending, resolved.
-#[derive(Debug, Clone)]
-pub struct SmtpSettings {
-    pub server: SmtpServer,
-    pub server_source: Source,
-    pub from: Mailbox,
-    pub from_source: Source,
-    /// A `mailto:` or `https:` URL, with merge fields, for `List-Unsubscribe`.
-    pub list_unsubscribe: Option<String>,
-}
-
-impl SmtpSettings {
-    /// Resolves the settings. `lookup` answers a variable's value and where
-    /// it came from (flag > environment > env file); `local_api_port` is the
-    /// local stack's API port when the project is the local stack, whose
-    /// SMTP server is then the default.
-    pub fn resolve(
-        lookup: impl Fn(&str) -> Option<(String, Source)>,
-        local_api_port: Option<u16>,
-    ) -> Result<Self> {
-        let (server, server_source) = match lookup(ENV_SMTP_URL) {
-            Some((text, source)) => (SmtpServer::parse(&text, &source)?, source),
-            None => match local_api_port {
-                Some(api) => (
-                    SmtpServer {
-                        host: "127.0.0.1".into(),
-                        port: api.saturating_add(LOCAL_SMTP_PORT_OFFSET),
-                        security: Security::Plain,
-                        user: None,
-                        password: None,
-                    },
-                    Source::Default,
-                ),
-                None => return Err(Error::config(t!("smtp-error-no-url", name = ENV_SMTP_URL))),
-            },
-        };
-        let (from_text, from_source) = match lookup(ENV_FROM) {
-            Some(found) => found,
-            None if is_local_host(&server.host) => (LOCAL_FROM.to_string(), Source::Default),
-            None => return Err(Error::config(t!("smtp-error-no-from", name = ENV_FROM))),
-        };
-        let from: Mailbox =
-            from_text
-                .trim()
-                .parse()
-                .map_err(|e: lettre::address::AddressError| {
-                    Error::config(t!(
-                        "smtp-error-from-invalid",
-                        setting = format!("{ENV_FROM} ({from_source})"),
-                        reason = e.to_string()
-                    ))
-                })?;
-        let list_unsubscribe = match lookup(ENV_LIST_UNSUBSCRIBE) {
-            None => None,
-            Some((text, source)) => {
-                let text = text.trim().to_string();
-                let lower = text.to_ascii_lowercase();
-                if !(lower.starts_with("mailto:") || lower.starts_with("https://")) {
-                    return Err(Error::config(t!(
-                        "smtp-error-list-unsubscribe",
-                        setting = format!("{ENV_LIST_UNSUBSCRIBE} ({source})")
-                    )));
-                }
-                Some(text)
-            }
-        };
-        Ok(Self {
-            server,
-            server_source,
-            from,
-            from_source,
-            list_unsubscribe,
-        })
-    }
-
-    /// The domain of the sender: the right-hand side of every Message-ID.
-    pub fn message_id_domain(&self) -> String {
-        self.from.email.domain().to_string()
-    }
-}
+pub use crate::settings::delivery::{
+    Security, SmtpServer, SmtpSettings, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_RETURN_PATH,
+    ENV_SMTP_URL,
+};
 
 /// How to open connections to the SMTP server. Each sender keeps one
 /// [`SmtpSession`] and reuses its connection for email after email.
@@ -880,72 +669,6 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lookup(
-        pairs: &'static [(&'static str, &'static str)],
-    ) -> impl Fn(&str) -> Option<(String, Source)> {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (v.to_string(), Source::Environment))
-        }
-    }
-
-    #[test]
-    fn remote_smtp_requires_starttls_and_masks_the_password() {
-        let s = SmtpServer::parse(
-            "smtp://me%40acme.example:p%40ss@smtp.acme.example",
-            &Source::Environment,
-        )
-        .unwrap();
-        assert_eq!(s.security, Security::StartTls);
-        assert_eq!(s.port, 587);
-        assert_eq!(s.user.as_deref(), Some("me@acme.example"));
-        assert_eq!(s.password.as_ref().unwrap().expose(), "p@ss");
-        assert!(!s.masked().contains("p@ss"));
-        assert!(!format!("{s:?}").contains("p@ss"));
-        let s =
-            SmtpServer::parse("smtps://u:secret@smtp.acme.example", &Source::Environment).unwrap();
-        assert_eq!((s.security, s.port), (Security::ImplicitTls, 465));
-        let s = SmtpServer::parse("smtp://127.0.0.1:2525", &Source::Environment).unwrap();
-        assert_eq!((s.security, s.port), (Security::Plain, 2525));
-    }
-
-    #[test]
-    fn bad_smtp_urls_name_the_variable_and_not_the_password() {
-        for bad in [
-            "http://u:hunter2@x",
-            "smtp://:hunter2@x.example",
-            "not a url hunter2",
-        ] {
-            let e = SmtpServer::parse(bad, &Source::Environment).unwrap_err();
-            assert_eq!(e.kind().exit_code(), 3);
-            assert!(e.message().contains(ENV_SMTP_URL), "{e}");
-            assert!(!e.message().contains("hunter2"), "{e}");
-        }
-    }
-
-    #[test]
-    fn no_configuration_means_the_local_catcher_and_remote_needs_from() {
-        let s = SmtpSettings::resolve(lookup(&[]), Some(57321)).unwrap();
-        assert_eq!(s.server.address(), "127.0.0.1:57325");
-        assert_eq!(s.message_id_domain(), "localhost.test");
-        let e = SmtpSettings::resolve(lookup(&[]), None).unwrap_err();
-        assert!(e.message().contains(ENV_SMTP_URL));
-        let e = SmtpSettings::resolve(
-            lookup(&[(ENV_SMTP_URL, "smtp://u:p@smtp.acme.example")]),
-            None,
-        )
-        .unwrap_err();
-        assert!(e.message().contains(ENV_FROM));
-        let e = SmtpSettings::resolve(
-            lookup(&[(ENV_LIST_UNSUBSCRIBE, "http://acme.example/u")]),
-            Some(54321),
-        )
-        .unwrap_err();
-        assert!(e.message().contains(ENV_LIST_UNSUBSCRIBE));
-    }
 
     #[test]
     fn xtext_encodes_plus_equals_and_every_byte_outside_bang_to_tilde() {

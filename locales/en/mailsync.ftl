@@ -314,6 +314,20 @@ config-unset-list-unsubscribe = not set (no List-Unsubscribe header)
 config-unset-required = not set (required for this project)
 config-unset-for-db = not set (required by the db commands for this project)
 config-unset-token = not set; run `mailsync login`
+config-default-return-path = default (the From address)
+config-bounces-url-invalid = ****** (not a valid imaps:// URL)
+config-unset-bounces = not set (required to read bounces)
+settings-error-return-path-invalid = { $setting } is not an email address such as bounces@acme.example: { $reason }
+settings-error-limit = { $setting } is not valid for { $flag }: { $reason }
+bounces-error-no-url = { $name } is not set; it is required to read bounces from { $project } (the local stack's mailbox is the default only for the local stack)
+bounces-url-error = { $setting } { $reason }
+bounces-url-hint = set { $name } to imaps://user:password@host/FOLDER (imap:// only for this machine)
+bounces-url-invalid = is not a valid URL: { $reason }
+bounces-url-no-host = has no host
+bounces-url-scheme = must start with imaps:// (imap:// only for this machine)
+bounces-url-plain-remote = uses imap:// to { $host }, another machine: the password would cross the network unencrypted (use imaps://)
+bounces-url-no-user = has no user name (imaps://user:password@host/FOLDER)
+bounces-url-not-utf8 = has a user name, password or folder that is not valid UTF-8
 config-error-no-db-url = { $name } is not set; it is required for the db commands on { $project } (the local stack's database is the default only for the local stack)
 config-hint-db-url = set { $name } to the project's connection string, from the Dashboard's Connect dialog (e.g. postgresql://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres), in the environment or an env file
 config-error-no-anon-key = { $name } is not set; it is required for { $project } (find it in the project's API settings)
@@ -653,12 +667,6 @@ bounces-action-complained = complained
 
 
 ## The bounce mailbox (IMAP)
-mailbox-url-invalid = is not a valid URL: { $reason }
-mailbox-url-no-host = has no host
-mailbox-url-scheme = must start with imaps:// (TLS), or imap:// for a mailbox on this machine
-mailbox-url-plain-remote = uses imap:// for { $host }, which is not this machine: the password would travel unencrypted; use imaps://
-mailbox-url-not-text = has a user name, password or folder that is not valid text
-mailbox-url-no-user = has no user name: imaps://user:password@host/FOLDER
 mailbox-error-unreachable = could not reach the bounce mailbox { $address }: { $cause }
 mailbox-error-lost = the connection to the bounce mailbox { $address } failed: { $cause }
 mailbox-hint-rerun = what was recorded stays recorded; run the command again to go on
@@ -673,7 +681,6 @@ mailbox-cause-bad-name = the host is not a valid name for a certificate
 
 ## bounces fetch
 fetch-error-interval = --interval must be at least 1 second
-fetch-error-no-mailbox = { $name } is not set: say which mailbox the reports come back to, e.g. imaps://bounces%40acme.example:password@imap.acme.example/INBOX
 fetch-error-interrupted = interrupted: the messages read so far are recorded; run the command again to go on
 fetch-retrying = { $reason }; trying again
 fetch-no-keywords = the mailbox keeps no keywords: recorded messages cannot be marked, so each run reads every message again (each report still counts once)

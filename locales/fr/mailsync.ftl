@@ -325,6 +325,20 @@ config-unset-list-unsubscribe = non défini (pas d’en-tête List-Unsubscribe)
 config-unset-required = non défini (requis pour ce projet)
 config-unset-for-db = non défini (requis par les commandes db pour ce projet)
 config-unset-token = non défini ; lancez `mailsync login`
+config-default-return-path = par défaut (l’adresse From)
+config-bounces-url-invalid = ****** (pas une URL imaps:// valide)
+config-unset-bounces = non défini (requis pour lire les retours)
+settings-error-return-path-invalid = { $setting } n’est pas une adresse e-mail comme bounces@acme.example : { $reason }
+settings-error-limit = { $setting } n’est pas valable pour { $flag } : { $reason }
+bounces-error-no-url = { $name } n’est pas défini ; il est requis pour lire les retours de { $project } (la boîte de la pile locale n’est la valeur par défaut que pour la pile locale)
+bounces-url-error = { $setting } { $reason }
+bounces-url-hint = définissez { $name } à imaps://utilisateur:mot-de-passe@hôte/DOSSIER (imap:// seulement pour cette machine)
+bounces-url-invalid = n’est pas une URL valide : { $reason }
+bounces-url-no-host = n’a pas d’hôte
+bounces-url-scheme = doit commencer par imaps:// (imap:// seulement pour cette machine)
+bounces-url-plain-remote = utilise imap:// vers { $host }, une autre machine : le mot de passe traverserait le réseau en clair (utilisez imaps://)
+bounces-url-no-user = n’a pas de nom d’utilisateur (imaps://utilisateur:mot-de-passe@hôte/DOSSIER)
+bounces-url-not-utf8 = a un nom d’utilisateur, un mot de passe ou un dossier qui n’est pas de l’UTF-8 valide
 config-error-no-db-url = { $name } n’est pas défini ; les commandes db en ont besoin sur { $project } (la base de la pile locale n’est la valeur par défaut que pour la pile locale)
 config-hint-db-url = donnez à { $name } la chaîne de connexion du projet, prise dans la fenêtre Connect du Dashboard (p. ex. postgresql://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres), dans l’environnement ou un fichier env
 config-error-no-anon-key = { $name } n’est pas défini ; il est requis pour { $project } (il se trouve dans les réglages d’API du projet)
@@ -708,12 +722,6 @@ bounces-action-complained = plainte
 
 
 ## La boîte des retours (IMAP)
-mailbox-url-invalid = n'est pas une URL valide : { $reason }
-mailbox-url-no-host = n'a pas d'hôte
-mailbox-url-scheme = doit commencer par imaps:// (TLS), ou imap:// pour une boîte sur cette machine
-mailbox-url-plain-remote = utilise imap:// pour { $host }, qui n'est pas cette machine : le mot de passe circulerait en clair ; utilisez imaps://
-mailbox-url-not-text = a un nom d'utilisateur, un mot de passe ou un dossier qui n'est pas du texte valide
-mailbox-url-no-user = n'a pas de nom d'utilisateur : imaps://utilisateur:motdepasse@hôte/DOSSIER
 mailbox-error-unreachable = impossible de joindre la boîte des retours { $address } : { $cause }
 mailbox-error-lost = la connexion à la boîte des retours { $address } a échoué : { $cause }
 mailbox-hint-rerun = ce qui a été enregistré le reste ; relancez la commande pour continuer
@@ -728,7 +736,6 @@ mailbox-cause-bad-name = l'hôte n'est pas un nom valide pour un certificat
 
 ## bounces fetch
 fetch-error-interval = --interval doit valoir au moins 1 seconde
-fetch-error-no-mailbox = { $name } n'est pas défini : indiquez la boîte où reviennent les rapports, par exemple imaps://bounces%40acme.example:motdepasse@imap.acme.example/INBOX
 fetch-error-interrupted = interrompu : les messages déjà lus sont enregistrés ; relancez la commande pour continuer
 fetch-retrying = { $reason } ; nouvel essai
 fetch-no-keywords = la boîte ne garde pas les mots-clés : les messages enregistrés ne peuvent pas être marqués, chaque passage relit donc tous les messages (chaque rapport ne compte qu'une fois)

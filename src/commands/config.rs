@@ -1,14 +1,14 @@
 //! `mailsync config`: each setting, masked where secret, and where it came
-//! from (flag > environment > env file > default; the token may come from a
-//! saved session). Server side: none. Tests: `tests/it/config.rs`,
+//! from (flag > environment > env file > the local stack > default; the
+//! token may come from a saved session). Server side: none. Tests: `tests/it/config.rs`,
 //! `tests/it/account.rs`, and the unit test below.
 
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::error::Result;
 use crate::i18n::Lang;
 use crate::output::Output;
+use crate::settings::{Config, Source};
 use crate::{t, t_in};
 
 #[derive(Serialize)]
@@ -18,64 +18,87 @@ struct Entry {
     source: String,
 }
 
-/// `campaigns deliver`'s settings: the SMTP URL with its password masked.
-/// Sources are written in `lang` (English for `--json`).
+/// `campaigns deliver`'s settings and the bounce mailbox: the URLs with
+/// their passwords masked. Sources are written in `lang` (English for
+/// `--json`).
 fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
-    use crate::smtp::{SmtpServer, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_SMTP_URL, LOCAL_FROM};
-    let local_smtp = config
-        .is_local()
-        .then(|| config.supabase_url.value.port_or_known_default())
-        .flatten()
-        .map(|api| {
-            format!(
-                "smtp://127.0.0.1:{}",
-                api.saturating_add(crate::smtp::LOCAL_SMTP_PORT_OFFSET)
-            )
-        });
-    let entry =
-        |name: &'static str, shown: Option<String>, default: Option<String>, required: &str| {
-            match config.setting(name) {
-                Some((value, source)) => Entry {
-                    name,
-                    value: Some(shown.unwrap_or(value)),
-                    source: source.describe(lang),
-                },
-                None => Entry {
-                    name,
-                    value: default.clone(),
-                    source: if default.is_some() {
-                        crate::config::Source::Default.describe(lang)
-                    } else {
-                        required.to_string()
-                    },
-                },
-            }
-        };
-    let smtp_shown = config.setting(ENV_SMTP_URL).map(|(value, source)| {
-        SmtpServer::parse(&value, &source)
-            .map(|s| s.masked())
-            .unwrap_or_else(|_| t_in!(lang, "config-smtp-url-invalid"))
-    });
-    vec![
-        entry(
+    use crate::local_stack::{self, LOCAL_FROM};
+    use crate::settings::{
+        BounceMailbox, Setting, SmtpServer, ENV_BOUNCES_URL, ENV_FROM, ENV_LIST_UNSUBSCRIBE,
+        ENV_RETURN_PATH, ENV_SMTP_URL,
+    };
+    let d = &config.delivery;
+    let given = |name: &'static str, value: String, source: &Source| Entry {
+        name,
+        value: Some(value),
+        source: source.describe(lang),
+    };
+    let default = |name: &'static str, value: Option<String>, unset: String| Entry {
+        name,
+        source: if value.is_some() {
+            Source::Default.describe(lang)
+        } else {
+            unset
+        },
+        value,
+    };
+    let local_smtp = config.local_api_port().map(local_stack::smtp_url);
+
+    let smtp = match &d.smtp_url {
+        Some(s) => given(
             ENV_SMTP_URL,
-            smtp_shown,
+            SmtpServer::parse(s.value.expose(), &s.source)
+                .map(|server| server.masked())
+                .unwrap_or_else(|_| t_in!(lang, "config-smtp-url-invalid")),
+            &s.source,
+        ),
+        None => default(
+            ENV_SMTP_URL,
             local_smtp.clone(),
-            &t_in!(lang, "config-unset-for-deliver"),
+            t_in!(lang, "config-unset-for-deliver"),
         ),
-        entry(
+    };
+    let from = match &d.from {
+        Some(s) => given(ENV_FROM, s.value.clone(), &s.source),
+        None => default(
             ENV_FROM,
-            None,
-            local_smtp.map(|_| LOCAL_FROM.to_string()),
-            &t_in!(lang, "config-unset-for-deliver"),
+            local_smtp.as_ref().map(|_| LOCAL_FROM.to_string()),
+            t_in!(lang, "config-unset-for-deliver"),
         ),
-        entry(
+    };
+    let return_path = match &d.return_path {
+        Some(s) => given(ENV_RETURN_PATH, s.value.clone(), &s.source),
+        // The From address, as the envelope writes it.
+        None => Entry {
+            name: ENV_RETURN_PATH,
+            value: from.value.as_deref().map(|text| {
+                text.trim()
+                    .parse::<lettre::message::Mailbox>()
+                    .map(|m| m.email.to_string())
+                    .unwrap_or_else(|_| text.trim().to_string())
+            }),
+            source: t_in!(lang, "config-default-return-path"),
+        },
+    };
+    let list_unsubscribe = match &d.list_unsubscribe {
+        Some(s) => given(ENV_LIST_UNSUBSCRIBE, s.value.clone(), &s.source),
+        None => default(
             ENV_LIST_UNSUBSCRIBE,
             None,
-            None,
-            &t_in!(lang, "config-unset-list-unsubscribe"),
+            t_in!(lang, "config-unset-list-unsubscribe"),
         ),
-    ]
+    };
+    let bounces = match &config.bounces_url {
+        Some(Setting { value, source }) => given(
+            ENV_BOUNCES_URL,
+            BounceMailbox::parse(value.expose(), source)
+                .map(|mailbox| mailbox.masked())
+                .unwrap_or_else(|_| t_in!(lang, "config-bounces-url-invalid")),
+            source,
+        ),
+        None => default(ENV_BOUNCES_URL, None, t_in!(lang, "config-unset-bounces")),
+    };
+    vec![smtp, from, return_path, list_unsubscribe, bounces]
 }
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
@@ -126,7 +149,7 @@ fn entries(config: &Config, lang: Lang) -> Vec<Entry> {
             value: config
                 .db_url
                 .as_ref()
-                .map(|u| crate::config::mask_url(u.value.expose())),
+                .map(|u| crate::settings::mask_url(u.value.expose())),
             source: config
                 .db_url
                 .as_ref()
@@ -140,11 +163,14 @@ fn entries(config: &Config, lang: Lang) -> Vec<Entry> {
             value: Some(t.value.masked_in(lang)),
             source: t.source.describe(lang),
         },
-        None => match crate::supabase::session::load(&config.project_display()) {
+        None => match config
+            .session_dir()
+            .and_then(|dir| crate::supabase::session::load(dir, &config.project_display()))
+        {
             Ok(Some((session, path))) => Entry {
                 name: "MAILSYNC_ACCESS_TOKEN",
                 value: Some(session.access().masked_in(lang)),
-                source: crate::config::Source::SavedSession(path).describe(lang),
+                source: Source::SavedSession(path).describe(lang),
             },
             _ => Entry {
                 name: "MAILSYNC_ACCESS_TOKEN",
@@ -162,8 +188,9 @@ fn entries(config: &Config, lang: Lang) -> Vec<Entry> {
 mod tests {
     #[test]
     fn db_url_passwords_are_hidden() {
-        let shown =
-            crate::config::mask_url("postgresql://postgres:hunter2@db.x.supabase.co:5432/postgres");
+        let shown = crate::settings::mask_url(
+            "postgresql://postgres:hunter2@db.x.supabase.co:5432/postgres",
+        );
         assert!(!shown.contains("hunter2"));
         assert!(shown.contains("db.x.supabase.co:5432"));
     }

@@ -2,10 +2,10 @@
 //! Server side: view `dashboard_analytics` (fed by `user_daily_sent_counts`)
 //! in `sql/MASTER-DATABASE.sql`. Tests: `tests/it/campaigns.rs`.
 
-use crate::config::Config;
 use crate::domain::DashboardAnalytics;
 use crate::error::Result;
 use crate::output::Output;
+use crate::settings::Config;
 use crate::t;
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {

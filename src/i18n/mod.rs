@@ -58,8 +58,10 @@ pub fn current() -> Lang {
     }
 }
 
-/// The language a run speaks: `--lang` when given, else `MAILSYNC_LANG`,
-/// else the POSIX locale for messages ([`of_locale`]). A `MAILSYNC_LANG`
+/// The language a run speaks: `--lang` when given, else `MAILSYNC_LANG`
+/// (as `env` answers it: the settings layer reads it from the environment
+/// or the env file, see [`crate::settings::language`]), else the POSIX
+/// locale for messages ([`of_locale`]). A `MAILSYNC_LANG`
 /// that names neither language is a usage error rather than a silent
 /// default, worded in the locale's language.
 pub fn detect(flag: Option<Lang>, env: impl Fn(&str) -> Option<String>) -> Result<Lang> {
@@ -98,27 +100,6 @@ pub fn of_locale(env: impl Fn(&str) -> Option<String>) -> Lang {
         Lang::Fr
     } else {
         Lang::En
-    }
-}
-
-/// [`detect`] with the process environment.
-pub fn detect_from_environment(flag: Option<Lang>) -> Result<Lang> {
-    detect(flag, |name| std::env::var(name).ok())
-}
-
-/// Sets this run's language from the flag and the environment; when
-/// `MAILSYNC_LANG` is wrong, the locale's language is set (the error is
-/// worded in it) and the error returned.
-pub fn set_from_environment(flag: Option<Lang>) -> Result<()> {
-    match detect_from_environment(flag) {
-        Ok(lang) => {
-            set(lang);
-            Ok(())
-        }
-        Err(e) => {
-            set(of_locale(|name| std::env::var(name).ok()));
-            Err(e)
-        }
     }
 }
 

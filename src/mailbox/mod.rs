@@ -1,4 +1,5 @@
-//! The bounce mailbox over IMAP, for `mailsync bounces fetch`: connect
+//! The bounce mailbox over IMAP, for `mailsync bounces fetch` (where it is:
+//! [`crate::settings::BounceMailbox`]): connect
 //! (TLS with the certificate verified; plain text only to this machine),
 //! log in, open the folder, list the messages not yet recorded, read each
 //! one without marking it read and with a size cap, and mark a message once
@@ -11,8 +12,6 @@
 //! (`PERMANENTFLAGS` without `\*`) gets nothing marked: every run reads every
 //! message again, and the database counts each report once by its key.
 
-mod address;
 mod session;
 
-pub use address::{BounceMailbox, ENV_BOUNCES_URL};
 pub use session::{Fetched, Reader, Timeouts, RECORDED};

@@ -17,9 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::address::BounceMailbox;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::trace;
+use crate::settings::{BounceMailbox, ENV_BOUNCES_URL};
 use crate::t;
 
 /// The keyword a message gets once its reports are recorded.
@@ -127,7 +127,7 @@ impl Reader {
                     user = mailbox.user.as_str(),
                     address = address.as_str()
                 ))
-                .with_hint(t!("mailbox-hint-login", name = super::ENV_BOUNCES_URL)));
+                .with_hint(t!("mailbox-hint-login", name = ENV_BOUNCES_URL)));
             }
             Some(Err((e, _))) => return Err(lost(&address, e)),
         };

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::session::{now, Session};
-use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::settings::{Config, Secret};
 use crate::t;
 
 /// What `/token` answers on success.

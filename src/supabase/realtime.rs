@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::settings::{Config, Secret};
 use crate::t;
 
 /// The table whose changes the watch listens to.

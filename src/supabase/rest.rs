@@ -14,8 +14,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::settings::{Config, Secret};
 use crate::t;
 
 /// How many times a transient failure is tried before giving up.

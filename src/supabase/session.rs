@@ -1,6 +1,7 @@
 //! The session `mailsync login` saves: one file per project URL in the
-//! user's config directory (`$MAILSYNC_CONFIG_DIR`, else
-//! `$XDG_CONFIG_HOME/mailsync`, else `~/.config/mailsync`), mode 0600,
+//! session directory the settings give ([`crate::settings::Config::session_dir`]:
+//! `MAILSYNC_CONFIG_DIR`, else `$XDG_CONFIG_HOME/mailsync`, else
+//! `~/.config/mailsync`), mode 0600,
 //! written to a temporary file and renamed so it is never half-written.
 
 use std::io::Write;
@@ -8,11 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::settings::Secret;
 use crate::t;
-
-pub const ENV_CONFIG_DIR: &str = "MAILSYNC_CONFIG_DIR";
 
 /// A signed-in user's tokens for one project.
 #[derive(Clone, Serialize, Deserialize)]
@@ -55,21 +54,8 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The directory sessions live in.
-pub fn config_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(ENV_CONFIG_DIR).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    dirs::config_dir()
-        .map(|d| d.join("mailsync"))
-        .ok_or_else(|| {
-            Error::config(t!("session-error-no-dir"))
-                .with_hint(t!("session-hint-no-dir", name = ENV_CONFIG_DIR))
-        })
-}
-
 /// The session file of a project: `sessions/<host>-<port>-<hash>.json`.
-pub fn path_for(project_url: &str) -> Result<PathBuf> {
+pub fn path_for(dir: &Path, project_url: &str) -> PathBuf {
     let key = project_url.trim_end_matches('/');
     let readable: String = key
         .split("://")
@@ -88,14 +74,13 @@ pub fn path_for(project_url: &str) -> Result<PathBuf> {
     let hash = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });
-    Ok(config_dir()?
-        .join("sessions")
-        .join(format!("{readable}-{:08x}.json", hash as u32)))
+    dir.join("sessions")
+        .join(format!("{readable}-{:08x}.json", hash as u32))
 }
 
-/// The saved session for a project, if there is one.
-pub fn load(project_url: &str) -> Result<Option<(Session, PathBuf)>> {
-    let path = path_for(project_url)?;
+/// The saved session for a project, if there is one, in `dir`.
+pub fn load(dir: &Path, project_url: &str) -> Result<Option<(Session, PathBuf)>> {
+    let path = path_for(dir, project_url);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -117,10 +102,10 @@ pub fn load(project_url: &str) -> Result<Option<(Session, PathBuf)>> {
     Ok(Some((session, path)))
 }
 
-/// Saves atomically, readable by the user only.
-pub fn save(session: &Session) -> Result<PathBuf> {
-    let path = path_for(&session.project_url)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
+/// Saves atomically in `dir`, readable by the user only.
+pub fn save(dir: &Path, session: &Session) -> Result<PathBuf> {
+    let path = path_for(dir, &session.project_url);
+    let folder = path.parent().unwrap_or(Path::new("."));
     let fail = |e: &dyn std::fmt::Display| {
         Error::config(t!(
             "session-error-save",
@@ -128,14 +113,14 @@ pub fn save(session: &Session) -> Result<PathBuf> {
             reason = e.to_string()
         ))
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    std::fs::create_dir_all(folder).map_err(|e| fail(&e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        let _ = std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700));
     }
     // tempfile creates the file with mode 0600 on Unix.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(folder).map_err(|e| fail(&e))?;
     let text = serde_json::to_string_pretty(session).map_err(|e| fail(&e))?;
     tmp.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
     tmp.as_file().sync_all().map_err(|e| fail(&e))?;
@@ -143,9 +128,9 @@ pub fn save(session: &Session) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Deletes the saved session; whether there was one.
-pub fn delete(project_url: &str) -> Result<Option<PathBuf>> {
-    let path = path_for(project_url)?;
+/// Deletes the saved session from `dir`; whether there was one.
+pub fn delete(dir: &Path, project_url: &str) -> Result<Option<PathBuf>> {
+    let path = path_for(dir, project_url);
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(Some(path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -4,9 +4,9 @@
 //! within a minute. Never the service role: RLS must apply to everything a
 //! user-facing command reads or writes.
 
-use crate::config::{Config, Secret, Source};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
+use crate::settings::{Config, Secret, Source};
 use crate::supabase::rest::RestClient;
 
 /// A saved session is refreshed when it has less than this left (seconds).
@@ -32,7 +32,9 @@ pub async fn token(config: &Config, out: &Output) -> Result<Token> {
         });
     }
     let project = config.project_display();
-    let Some((mut session, path)) = crate::supabase::session::load(&project)? else {
+    let Some((mut session, path)) =
+        crate::supabase::session::load(config.session_dir()?, &project)?
+    else {
         return Err(
             Error::config(crate::t!("error-not-signed-in", project = project.as_str()))
                 .with_hint(crate::t!("error-not-signed-in-hint")),
@@ -43,13 +45,13 @@ pub async fn token(config: &Config, out: &Output) -> Result<Token> {
         session = match crate::supabase::auth::refresh(config, &session).await {
             Ok(fresh) => {
                 // The old refresh token is spent: save the new one at once.
-                crate::supabase::session::save(&fresh)?;
+                crate::supabase::session::save(config.session_dir()?, &fresh)?;
                 fresh
             }
             // Refresh tokens are single-use: another mailsync that refreshed
             // this session at the same moment saved the new one; use it.
             Err(e) if e.kind() == ErrorKind::Config => {
-                match crate::supabase::session::load(&project)? {
+                match crate::supabase::session::load(config.session_dir()?, &project)? {
                     Some((saved, _))
                         if saved.refresh_token != session.refresh_token
                             && !saved.expires_within(REFRESH_MARGIN) =>

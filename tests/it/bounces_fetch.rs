@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use async_imap::types::Flag;
 use common::{json_of, stderr, stdout, Stack, User};
 use futures_util::TryStreamExt;
-use mailsync::config::Source;
-use mailsync::mailbox::BounceMailbox;
+use mailsync::settings::{BounceMailbox, Source};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -974,20 +973,14 @@ async fn end_to_end_through_the_stacks_relay_and_mailbox() {
     to.sort();
     let campaign =
         crate::campaigns_deliver::queued_campaign(&stack, &user, &to, "Hello", "Hi").await;
-    let return_path =
-        std::env::var("MAILSYNC_RETURN_PATH").unwrap_or_else(|_| "bounces@mailsync.test".into());
-    let (out, summary) = {
-        let from = format!("Campaign <{return_path}>");
-        let o = crate::campaigns_deliver::run(
-            &stack,
-            &user,
-            &["--json", "campaigns", "deliver", &campaign, "--rate", "0"],
-            &[("MAILSYNC_FROM", from.as_str())],
-        )
-        .await;
-        let summary: Value = serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null);
-        (o, summary)
-    };
+    // The stack's return path (MAILSYNC_RETURN_PATH) is its bounce mailbox.
+    let (out, summary) = crate::campaigns_deliver::deliver(
+        &stack,
+        &user,
+        &std::env::var("MAILSYNC_SMTP_URL").expect("the stack's relay"),
+        &[&campaign],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary["sent"], 5, "{summary}");
 

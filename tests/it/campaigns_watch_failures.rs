@@ -17,7 +17,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::realtime_server::{Fault, RealtimeConfig, RealtimeServer};
-use mailsync::config::Secret;
+use mailsync::settings::Secret;
 use mailsync::supabase::realtime::{self, Event, Settings};
 use tokio::sync::mpsc;
 

@@ -223,3 +223,84 @@ async fn a_dashboard_connection_string_with_pgbouncer_true_is_accepted() {
     );
     assert!(db["value"].as_str().unwrap().contains("******"), "{db}");
 }
+
+/// The return path and the bounce mailbox: shown with where they came from
+/// (here `./.env`), the mailbox's password masked; the return path is the
+/// From address unless set. No stack needed.
+#[test]
+fn config_shows_the_return_path_and_the_bounce_mailbox_from_the_env_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env_file: &str| {
+        std::fs::write(dir.path().join(".env"), env_file).unwrap();
+        let o = common::unconfigured(dir.path())
+            .args(["config", "--json"])
+            .env("MAILSYNC_STACK_DIR", dir.path().join("no-stack"))
+            .env("MAILSYNC_FROM", "Acme <news@acme.example>")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!stdout(&o).contains("S3cretImap"), "{}", stdout(&o));
+        o
+    };
+    let o = run("MAILSYNC_RETURN_PATH=bounces@acme.example\n\
+         MAILSYNC_BOUNCES_URL=imaps://bounces%40acme.example:S3cretImap@imap.acme.example/Retours\n");
+    let return_path = entry(&o, "MAILSYNC_RETURN_PATH");
+    assert_eq!(return_path["value"], "bounces@acme.example");
+    assert!(
+        return_path["source"].as_str().unwrap().contains(".env"),
+        "{return_path}"
+    );
+    let bounces = entry(&o, "MAILSYNC_BOUNCES_URL");
+    assert_eq!(
+        bounces["value"],
+        "imaps://bounces%40acme.example:******@imap.acme.example:993/Retours"
+    );
+    assert!(
+        bounces["source"].as_str().unwrap().contains(".env"),
+        "{bounces}"
+    );
+
+    // Unset: the From address, and no mailbox for a project with none.
+    let o = run("");
+    let return_path = entry(&o, "MAILSYNC_RETURN_PATH");
+    assert_eq!(return_path["value"], "news@acme.example");
+    assert!(
+        return_path["source"].as_str().unwrap().contains("From"),
+        "{return_path}"
+    );
+    let bounces = entry(&o, "MAILSYNC_BOUNCES_URL");
+    assert!(bounces["value"].is_null(), "{bounces}");
+
+    // Plain IMAP to another machine is not shown as a usable mailbox.
+    let o = run("MAILSYNC_BOUNCES_URL=imap://u:S3cretImap@127.relay.example.com/INBOX\n");
+    let bounces = entry(&o, "MAILSYNC_BOUNCES_URL");
+    assert!(
+        bounces["value"].as_str().unwrap().contains("not a valid"),
+        "{bounces}"
+    );
+}
+
+/// `.env` sets the language as it sets every other setting, and the
+/// environment still wins over it.
+#[test]
+fn the_env_file_sets_the_language_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env_file: &str, env: &[(&str, &str)]| {
+        std::fs::write(dir.path().join(".env"), env_file).unwrap();
+        let mut cmd = common::unconfigured(dir.path());
+        cmd.arg("config")
+            .env("MAILSYNC_STACK_DIR", dir.path().join("no-stack"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let o = run("MAILSYNC_LANG=fr\n", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("réglage"), "{}", stdout(&o));
+    let o = run("MAILSYNC_LANG=fr\n", &[("MAILSYNC_LANG", "en")]);
+    assert!(stdout(&o).contains("setting"), "{}", stdout(&o));
+    let o = run("MAILSYNC_LANG=de\n", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("MAILSYNC_LANG=de"), "{}", stderr(&o));
+}

@@ -1,7 +1,9 @@
 //! `--help` and `mailsync man`, for every command of the clap definitions:
-//! the global options under their own heading (and only there), and one
-//! manual page per command, naming the command and its global options.
-//! Needs no stack.
+//! the global options under their own heading (and only there), the
+//! connection options under theirs on the commands that connect and on no
+//! other (the database URL only on the `db` commands that connect and
+//! `config`), and one manual page per command, naming the command and its
+//! global options. Needs no stack.
 
 use crate::common;
 
@@ -49,23 +51,57 @@ fn every_help_puts_the_global_options_under_their_own_heading() {
             panic!("mailsync {path:?} --help has no Global options heading:\n{help}")
         });
         let global = &help[heading..];
+        let connection = help.find("\nConnection options:\n");
+        // The command's own options: before both headings.
+        let own = &help[..connection.unwrap_or(heading)];
         for flag in [
             "--json",
             "--quiet",
             "--verbose",
             "--no-color",
             "--env-file",
-            "--supabase-url",
-            "--anon-key",
-            "--db-url",
+            "--lang",
         ] {
             assert!(
                 global.contains(flag),
                 "{path:?}: {flag} not under Global options"
             );
             assert!(
-                !help[..heading].contains(flag),
+                !own.contains(flag),
                 "{path:?}: {flag} also among the command's own options:\n{help}"
+            );
+        }
+        // The connection options: only where a connection is made.
+        let name = path.join(" ");
+        let leaf = !matches!(
+            name.as_str(),
+            "" | "db" | "contacts" | "campaigns" | "templates" | "bounces"
+        );
+        let connects = leaf && !matches!(name.as_str(), "db migration" | "completions" | "man");
+        let uses_db = matches!(
+            name.as_str(),
+            "db reset" | "db apply" | "db verify" | "config"
+        );
+        assert_eq!(connection.is_some(), connects, "{path:?}:\n{help}");
+        let connection_part = connection.map(|at| &help[at..heading]).unwrap_or("");
+        for (flag, expected) in [
+            ("--supabase-url", connects),
+            ("--anon-key", connects),
+            ("--allow-insecure-http", connects),
+            ("--db-url", uses_db),
+        ] {
+            assert_eq!(
+                connection_part.contains(flag),
+                expected,
+                "{path:?}: {flag} under Connection options:\n{help}"
+            );
+            assert!(
+                !global.contains(flag),
+                "{path:?}: {flag} among the global options"
+            );
+            assert!(
+                !own.contains(&format!("{flag} ")),
+                "{path:?}: {flag} among the command's own options:\n{help}"
             );
         }
     }

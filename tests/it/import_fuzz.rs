@@ -10,9 +10,9 @@ use crate::workbooks;
 use std::path::Path;
 
 use indicatif::ProgressBar;
-use mailsync::commands::import::reader::Workbook;
 use mailsync::commands::import::scan;
 use mailsync::commands::import::validate::ColumnSpec;
+use mailsync::spreadsheet::reader::Workbook;
 use proptest::prelude::*;
 
 const EXTENSIONS: [&str; 6] = ["xlsx", "xlsm", "xlsb", "xls", "ods", "csv"];

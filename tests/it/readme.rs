@@ -439,10 +439,11 @@ fn config_example() {
         "MAILSYNC_DB_PORT",
         "MAILSYNC_SMTP_URL",
         "MAILSYNC_FROM",
-        "MAILSYNC_LIST_UNSUBSCRIBE",
         "MAILSYNC_RETURN_PATH",
+        "MAILSYNC_LIST_UNSUBSCRIBE",
         "MAILSYNC_BOUNCES_URL",
         "MAILSYNC_ALLOW_INSECURE_HTTP",
+        "MAILSYNC_LANG",
     ]
     .into_iter()
     .map(|k| (k, ""))

@@ -7,9 +7,9 @@ use std::io::{BufRead, IsTerminal};
 
 use serde::Serialize;
 
-use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::{Config, Secret};
 use crate::supabase::session;
 
 #[derive(Debug, Clone, Default)]
@@ -58,7 +58,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return Err(Error::usage(crate::t!("login-error-password-empty")));
     }
     let session = crate::supabase::auth::sign_in(config, &email, &password).await?;
-    let path = session::save(&session)?;
+    let path = session::save(config.session_dir()?, &session)?;
     if out.json {
         return out.json(&SignedIn {
             user_id: &session.user_id,

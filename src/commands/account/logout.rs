@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::error::Result;
 use crate::output::Output;
+use crate::settings::Config;
 use crate::supabase::session;
 
 /// `--json`: what was done.
@@ -26,7 +26,7 @@ struct SignedOut {
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {
     let project = config.project_display();
-    let Some((session, _)) = session::load(&project)? else {
+    let Some((session, _)) = session::load(config.session_dir()?, &project)? else {
         if out.json {
             return out.json(&SignedOut {
                 project,
@@ -60,7 +60,7 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
             .unwrap_or(false),
         None => false,
     };
-    let path = session::delete(&project)?;
+    let path = session::delete(config.session_dir()?, &project)?;
     if !revoked {
         out.note(crate::t!("logout-not-revoked", auth = config.auth_url()));
     }

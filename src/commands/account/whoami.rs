@@ -6,9 +6,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::Config;
 use crate::error::Result;
 use crate::output::Output;
+use crate::settings::Config;
 use crate::supabase::session;
 use crate::t;
 

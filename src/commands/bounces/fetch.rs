@@ -32,10 +32,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::bounces::{self, Action, Kind, Report};
-use crate::config::{Config, Source};
 use crate::error::{Error, ErrorKind, Result};
-use crate::mailbox::{BounceMailbox, Fetched, Reader, Timeouts, ENV_BOUNCES_URL};
+use crate::mailbox::{Fetched, Reader, Timeouts};
 use crate::output::Output;
+use crate::settings::{BounceMailbox, Config};
 use crate::supabase::rest::RestClient;
 use crate::t;
 
@@ -119,7 +119,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if !(options.interval_secs.is_finite() && options.interval_secs >= 1.0) {
         return Err(Error::usage(t!("fetch-error-interval")));
     }
-    let mailbox = bounce_mailbox(config)?;
+    let mailbox = config.bounce_mailbox()?.value;
     let client = if options.dry_run {
         None
     } else {
@@ -153,20 +153,6 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         ));
     }
     Ok(())
-}
-
-/// The bounce mailbox setting.
-fn bounce_mailbox(_config: &Config) -> Result<BounceMailbox> {
-    match std::env::var(ENV_BOUNCES_URL)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    {
-        Some(text) => BounceMailbox::parse(&text, &Source::Environment),
-        None => Err(Error::config(t!(
-            "fetch-error-no-mailbox",
-            name = ENV_BOUNCES_URL
-        ))),
-    }
 }
 
 /// Reads the mailbox until nothing is left (or, with `--follow`, until

@@ -7,10 +7,10 @@
 
 use serde_json::json;
 
-use crate::config::Config;
 use crate::domain::{Campaign, Content, Template, CAMPAIGN_COLUMNS};
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::Config;
 use crate::t;
 
 /// Where a campaign's content comes from.

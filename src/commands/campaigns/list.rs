@@ -2,10 +2,10 @@
 //! Server side: view `campaign_analytics` in `sql/MASTER-DATABASE.sql`.
 //! Tests: `tests/it/campaigns.rs`.
 
-use crate::config::Config;
 use crate::domain::{CampaignAnalytics, CampaignStatus};
 use crate::error::Result;
 use crate::output::{timestamp_cell, Output};
+use crate::settings::Config;
 use crate::t;
 
 #[derive(Debug, Clone, Default)]

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::domain::CampaignAnalytics;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::Config;
 use crate::spreadsheet::{Cell, Kind, SheetWriter};
 use crate::supabase::rest::RestClient;
 use crate::t;

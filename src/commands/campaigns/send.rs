@@ -20,11 +20,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::Config;
 use crate::domain::{Campaign, CampaignStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::FluentValue;
 use crate::output::Output;
+use crate::settings::Config;
 use crate::supabase::rest::RestClient;
 use crate::t;
 

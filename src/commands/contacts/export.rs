@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::Config;
 use crate::spreadsheet::{Cell, Kind, SheetWriter};
 use crate::supabase::lookup::OrganizationContacts;
 use crate::supabase::rest::RestClient;

@@ -6,10 +6,10 @@
 //! `contact_organization_spellings`) in `sql/MASTER-DATABASE.sql`. Tests: `tests/it/import.rs`
 //! (`contacts_list_pages_past_the_servers_row_cap_and_filters_by_organisation`).
 
-use crate::config::Config;
 use crate::domain::Contact;
 use crate::error::Result;
 use crate::output::{timestamp_cell, Output};
+use crate::settings::Config;
 
 /// Rows per request; Supabase caps a response at 1000 by default.
 const PAGE: u64 = 1000;

@@ -8,9 +8,9 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::Config;
 use crate::t;
 
 #[derive(Debug, Clone)]

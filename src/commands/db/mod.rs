@@ -14,10 +14,10 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::postgres::{connect, describe_db_error, Target};
+use crate::settings::Config;
 use crate::t;
 
 /// `sql/MASTER-CLEAN.sql`: drops what MASTER-DATABASE.sql creates.

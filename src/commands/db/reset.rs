@@ -4,10 +4,10 @@
 //! counted by `sql/db/inventory.sql`. Tests: `tests/it/db.rs`.
 
 use super::{print_dry_run, print_report, run_in_transaction, CLEAN, SCHEMA};
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::postgres::Target;
+use crate::settings::Config;
 use crate::t;
 
 #[derive(Debug, Clone, Default)]

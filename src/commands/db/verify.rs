@@ -8,10 +8,10 @@
 use serde::Serialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::postgres::{connect, describe_db_error};
+use crate::settings::Config;
 use crate::t;
 
 const VERIFY: &str = include_str!("../../../sql/db/verify.sql");

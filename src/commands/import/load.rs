@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::reader::Workbook;
-use super::report::Report;
+use super::first_pass::Scan;
+use super::report::{BatchCounts, Report};
 use super::validate::{classify, Classified};
-use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::spreadsheet::reader::Workbook;
 use crate::supabase::rest::RestClient;
 use crate::t;
 
@@ -29,15 +29,6 @@ pub enum Sent {
 struct BatchRow {
     email: String,
     organization: Option<String>,
-}
-
-/// What `rpc/import_contacts` answers for one batch.
-#[derive(Debug, Default, Deserialize)]
-pub struct BatchCounts {
-    pub contacts_created: u64,
-    pub contacts_updated: u64,
-    pub contacts_unchanged: u64,
-    pub organizations_created: u64,
 }
 
 struct Batch {

@@ -4,15 +4,23 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::load::BatchCounts;
-use super::reader::Workbook;
+use super::first_pass::Scan;
 use super::validate::Reject;
-use super::Scan;
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::spreadsheet::reader::Workbook;
 use crate::t;
+
+/// What `rpc/import_contacts` answers for one batch.
+#[derive(Debug, Default, Deserialize)]
+pub struct BatchCounts {
+    pub contacts_created: u64,
+    pub contacts_updated: u64,
+    pub contacts_unchanged: u64,
+    pub organizations_created: u64,
+}
 
 /// How many rejects the summary shows on screen.
 const SHOWN_REJECTS: usize = 10;

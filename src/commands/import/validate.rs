@@ -6,8 +6,9 @@
 use email_address::{EmailAddress, Options};
 use serde::Serialize;
 
-use super::reader::SheetRow;
 use crate::error::{Error, Result};
+use crate::spreadsheet::format::column_letter;
+use crate::spreadsheet::reader::SheetRow;
 use crate::spreadsheet::restore;
 
 /// A column given as a letter (`B`) or a header name (`Courriel`).
@@ -34,20 +35,6 @@ impl ColumnSpec {
         }
         Ok(ColumnSpec::Header(text.to_string()))
     }
-}
-
-/// `0` → `A`, `27` → `AB`.
-pub fn column_letter(mut index: usize) -> String {
-    let mut letters = Vec::new();
-    loop {
-        letters.push(b'A' + (index % 26) as u8);
-        if index < 26 {
-            break;
-        }
-        index = index / 26 - 1;
-    }
-    letters.reverse();
-    String::from_utf8(letters).unwrap_or_default()
 }
 
 /// The two columns an import reads, resolved against the sheet's first row.

@@ -4,10 +4,10 @@
 
 use serde_json::json;
 
-use crate::config::Config;
 use crate::domain::{Content, Template};
 use crate::error::Result;
 use crate::output::Output;
+use crate::settings::Config;
 use crate::t;
 
 #[derive(Debug, Clone)]

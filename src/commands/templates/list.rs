@@ -2,10 +2,10 @@
 //! Server side: table `email_templates` in `sql/MASTER-DATABASE.sql`.
 //! Tests: `tests/it/campaigns.rs`.
 
-use crate::config::Config;
 use crate::domain::Template;
 use crate::error::Result;
 use crate::output::{timestamp_cell, Output};
+use crate::settings::Config;
 use crate::t;
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:54321";
 pub const DEFAULT_DB_URL: &str = "postgresql://postgres:postgres@127.0.0.1:54322/postgres";
-pub const DEFAULT_ANON_KEY: &str = mailsync::config::LOCAL_ANON_KEY;
+pub const DEFAULT_ANON_KEY: &str = mailsync::local_stack::LOCAL_ANON_KEY;
 /// Supabase's documented local-development JWT secret.
 pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
 

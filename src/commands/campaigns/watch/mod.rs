@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n;
 use crate::output::Output;
+use crate::settings::Config;
 use crate::supabase::realtime;
 use crate::t;
 use data::Snapshot;

@@ -7,7 +7,7 @@
 //! A pass over the rows runs on its own thread and hands rows over a bounded
 //! channel; [`Workbook::rows`] starts a fresh pass each time it is called.
 //!
-//! Before any library reads a file, [`super::limits::check_file`] bounds
+//! Before any library reads a file, [`limits::check_file`] bounds
 //! what it may ask for; while rows stream, the cells of the sheet and the
 //! length of each cell are held to the same [`Limits`].
 
@@ -16,10 +16,10 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 
-use calamine::{open_workbook, Data, DataRef, Reader, Sheets, Xlsb, Xlsx};
+use calamine::{open_workbook, Data, Reader, Sheets, Xlsb, Xlsx};
 
+use super::format::{column_letter, Format};
 use super::limits::{self, grouped, Limit, Limits};
-use super::validate::column_letter;
 use crate::error::{Error, Result};
 use crate::t;
 
@@ -37,36 +37,6 @@ pub struct SheetRow {
 impl SheetRow {
     pub fn cell(&self, column: usize) -> &str {
         self.cells.get(column).map(String::as_str).unwrap_or("")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Xlsx,
-    Xlsb,
-    Xls,
-    Ods,
-    Csv,
-}
-
-impl Format {
-    fn of(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
-        match ext.as_str() {
-            "xlsx" | "xlsm" | "xlam" => Ok(Format::Xlsx),
-            "xlsb" => Ok(Format::Xlsb),
-            "xls" | "xla" => Ok(Format::Xls),
-            "ods" => Ok(Format::Ods),
-            "csv" | "txt" | "tsv" | "tab" => Ok(Format::Csv),
-            _ => Err(Error::usage(t!(
-                "import-error-file-type",
-                file = path.display().to_string()
-            ))),
-        }
     }
 }
 
@@ -263,7 +233,7 @@ fn guarded<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     outcome
 }
 
-/// Opens `path` as `format`, the format [`super::limits::check_file`]
+/// Opens `path` as `format`, the format [`limits::check_file`]
 /// checked it as: never as whatever calamine would guess from its content
 /// (a zip named `.XLS`, an OLE file named `.ods`), which no check has seen.
 fn open_sheets(path: &Path, format: Format) -> Result<Sheets<BufReader<File>>> {
@@ -376,7 +346,7 @@ fn stream_cells(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
             rows_of_cells(book, emit, &mut || match cells.next_cell() {
                 Ok(Some(cell)) => {
                     let (row, column) = cell.get_position();
-                    let text = keep(column).then(|| display_ref(cell.get_value()));
+                    let text = keep(column).then(|| display(Data::from(cell.get_value().clone())));
                     Ok(Some((row, column, text)))
                 }
                 Ok(None) => Ok(None),
@@ -462,7 +432,7 @@ fn stream_range(book: &Workbook, emit: &mut dyn FnMut(SheetRow) -> bool) -> Resu
                 if column >= MAX_COLUMNS {
                     break;
                 }
-                cells.push(guard.text(display_data(value), number, column)?);
+                cells.push(guard.text(display(value.clone()), number, column)?);
             }
             while cells.last().is_some_and(String::is_empty) {
                 cells.pop();
@@ -550,29 +520,16 @@ fn tab_separated(path: &Path) -> bool {
 }
 
 /// A cell as a person sees it: `1234`, not `1234.0`; dates as `2024-03-31`.
-fn display_ref(value: &DataRef<'_>) -> String {
-    match value {
-        DataRef::Empty => String::new(),
-        DataRef::String(s) => s.clone(),
-        DataRef::SharedString(s) => (*s).to_string(),
-        DataRef::Int(i) => i.to_string(),
-        DataRef::Float(f) => display_float(*f),
-        DataRef::Bool(b) => display_bool(*b),
-        DataRef::DateTime(d) => display_datetime(d),
-        DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
-        DataRef::Error(e) => e.to_string(),
-    }
-}
-
-fn display_data(value: &Data) -> String {
+/// (The streaming reader's `DataRef` comes as a `Data`: the one copy of its
+/// text either way.)
+fn display(value: Data) -> String {
     match value {
         Data::Empty => String::new(),
-        Data::String(s) => s.clone(),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s,
         Data::Int(i) => i.to_string(),
-        Data::Float(f) => display_float(*f),
-        Data::Bool(b) => display_bool(*b),
-        Data::DateTime(d) => display_datetime(d),
-        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Float(f) => display_float(f),
+        Data::Bool(b) => display_bool(b),
+        Data::DateTime(d) => display_datetime(&d),
         Data::Error(e) => e.to_string(),
     }
 }

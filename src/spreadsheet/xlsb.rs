@@ -67,16 +67,25 @@ fn varint(r: &mut impl Read, max: usize, first: u8) -> std::io::Result<u32> {
     Ok(value)
 }
 
-/// Reads the next record of a part into `body` and returns its type;
-/// `None` at the end of the part, an error where a record is cut short.
-/// Records are read one at a time: a sheet is never held whole.
-fn read_record(r: &mut impl Read, body: &mut Vec<u8>) -> std::io::Result<Option<u32>> {
+/// The type (1–2 bytes) and length (1–4 bytes) that start a record, seven
+/// bits a byte; `None` at the end of the part.
+pub(super) fn record_header(r: &mut impl Read) -> std::io::Result<Option<(u32, u32)>> {
     let Some(first) = next_byte(r)? else {
         return Ok(None);
     };
     let typ = varint(r, 2, first)?;
     let first = next_byte(r)?.ok_or_else(cut_short)?;
     let len = varint(r, 4, first)?;
+    Ok(Some((typ, len)))
+}
+
+/// Reads the next record of a part into `body` and returns its type;
+/// `None` at the end of the part, an error where a record is cut short.
+/// Records are read one at a time: a sheet is never held whole.
+fn read_record(r: &mut impl Read, body: &mut Vec<u8>) -> std::io::Result<Option<u32>> {
+    let Some((typ, len)) = record_header(r)? else {
+        return Ok(None);
+    };
     body.clear();
     r.take(u64::from(len)).read_to_end(body)?;
     if body.len() != len as usize {

@@ -4,10 +4,9 @@
 //! when complete (a crash never leaves half a file), or CSV on stdout.
 //!
 //! Every text cell goes through [`neutralize`]: a cell that a spreadsheet
-//! would run as a formula is written with a leading apostrophe. The import
-//! reads such a cell back through [`restore`], so a file mailsync wrote
-//! imports unchanged. Used by `contacts export`, `campaigns report` and the
-//! import's rejects file.
+//! would run as a formula is written with a leading apostrophe, and
+//! [`restore`] takes it off again when such a cell is read back, so a file
+//! written here reads back unchanged.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,12 +58,7 @@ impl Kind {
         if path.as_os_str() == "-" {
             return Ok(Kind::Csv);
         }
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
-        match ext.as_str() {
+        match super::format::extension(path).as_str() {
             "xlsx" => Ok(Kind::Xlsx),
             "csv" => Ok(Kind::Csv),
             _ => Err(Error::usage(t!(
@@ -190,13 +184,7 @@ impl SheetWriter {
 
     fn write(&mut self, sheet: usize, cells: &[Cell], bold: bool) -> Result<()> {
         let shown = self.path_display();
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::failure(t!(
-                "sheet-error-writing",
-                file = shown.as_str(),
-                reason = e.to_string()
-            ))
-        };
+        let fail = |e: &dyn std::fmt::Display| writing_error(&shown, e);
         match &mut self.sink {
             Sink::Xlsx { book, rows } => {
                 let row = rows[sheet];
@@ -241,13 +229,7 @@ impl SheetWriter {
     /// renames the temporary file into place.
     pub fn finish(self) -> Result<()> {
         let shown = self.path_display();
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::failure(t!(
-                "sheet-error-writing",
-                file = shown.as_str(),
-                reason = e.to_string()
-            ))
-        };
+        let fail = |e: &dyn std::fmt::Display| writing_error(&shown, e);
         match self.sink {
             Sink::Xlsx { mut book, .. } => {
                 let Some((_, tmp)) = &self.file else {
@@ -276,6 +258,15 @@ impl SheetWriter {
         }
         Ok(())
     }
+}
+
+/// A failure while writing the sheet `shown` (its path, or stdout).
+fn writing_error(shown: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::failure(t!(
+        "sheet-error-writing",
+        file = shown,
+        reason = e.to_string()
+    ))
 }
 
 fn write_error(path: &Path, e: &dyn std::fmt::Display) -> Error {

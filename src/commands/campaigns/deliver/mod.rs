@@ -1,0 +1,398 @@
+//! `mailsync campaigns deliver`: sends the queued emails of a campaign (or
+//! of all the user's sending campaigns) through SMTP, as the signed-in user.
+//!
+//! The steps, as a user would tell them: read the SMTP settings; find the
+//! campaign; say which emails have an unknown outcome from an earlier run;
+//! check that the SMTP server answers (nothing is claimed when it does not);
+//! then claim a batch in the database, send each email, record each outcome
+//! as it comes, and claim the next batch, until nothing is left (or, with
+//! `--follow`, until Ctrl-C).
+//!
+//! Never twice: an email is claimed (`pending` → `sending`, with a lease)
+//! before the SMTP server sees it, and settled after. The claims, outcomes
+//! and leases are SQL functions in `sql/MASTER-DATABASE.sql` (section
+//! "Delivery"): `claim_emails`, `record_email_outcomes`,
+//! `extend_email_leases`, `unknown_emails`. This module never uses the
+//! service role or a database URL.
+//!
+//! Here: the run's story, step by step; `claims` (the database side:
+//! claims, outcomes, leases), `senders` (the SMTP connections), `pacing`
+//! (the rate limiter), `queue` (emails on their way to the connections),
+//! `stop` (Ctrl-C and errors), `summary` (counters, progress, the report).
+//! Tests: `tests/it/campaigns_deliver.rs`.
+
+mod claims;
+mod pacing;
+mod queue;
+mod senders;
+mod stop;
+mod summary;
+
+pub use summary::{DeliverySummary, UnknownEmail};
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::domain::{CampaignStatus, EmailStatus};
+use crate::error::{Error, ErrorKind, Result};
+use crate::output::Output;
+use crate::settings::Config;
+use crate::smtp::{Mailer, Template, VerpProblem};
+use crate::t;
+use claims::{Claim, Claimed, Db, Held, Record};
+use pacing::Pace;
+use queue::{queue, QueueSender};
+use senders::{Job, Sender};
+use stop::Stop;
+use summary::Tally;
+
+/// Emails per second unless `--rate` says otherwise: under the sending
+/// limits of common providers (Amazon SES starts production accounts at 14/s).
+pub const DEFAULT_RATE: f64 = 10.0;
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Most emails one claim takes (one REST call, far inside the 8 s timeout).
+pub const MAX_BATCH: usize = 200;
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// Tries per email for temporary failures.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// Seconds before the first retry.
+pub const DEFAULT_RETRY_DELAY_SECS: f64 = 2.0;
+/// Seconds between looks for new work with `--follow`.
+pub const DEFAULT_POLL_SECS: f64 = 2.0;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The campaign (id, or name when unique); `None`: all sending campaigns.
+    pub campaign: Option<String>,
+    /// Emails per second across all connections; 0 means no limit.
+    pub rate: f64,
+    /// SMTP connections used at once.
+    pub concurrency: usize,
+    /// Keep running and pick up campaigns queued later.
+    pub follow: bool,
+    /// Check and count; claim and send nothing.
+    pub dry_run: bool,
+    /// Also claim the emails whose outcome is unknown.
+    pub resend_unknown: bool,
+    /// Tries per email for temporary failures (4xx, dropped connection).
+    pub attempts: u32,
+    /// Seconds before the first retry; the wait doubles each time.
+    pub retry_delay_secs: f64,
+    /// Seconds a claim is held before it counts as abandoned.
+    pub lease_secs: u64,
+    /// Seconds between looks for new work with `--follow`.
+    pub poll_secs: f64,
+    /// Each email's envelope sender is `local+<email id>@domain` of the
+    /// return path (VERP), so a report names its email by its address.
+    pub verp: bool,
+}
+
+pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
+    validate(options)?;
+    let settings = config.smtp_settings()?;
+    let return_path = settings.return_path.clone();
+    if options.verp {
+        check_verp(&return_path)?;
+    }
+    let client = crate::supabase::user::user_client(config, out).await?;
+    let worker = worker_id();
+    let tally = Arc::new(Tally::default());
+    let db = Db {
+        client: client.clone(),
+        worker: worker.clone(),
+        tally: tally.clone(),
+    };
+
+    // The campaign, when one is named: it must be queued.
+    let campaign = match &options.campaign {
+        Some(name) => Some(claims::target_campaign(&client, name).await?),
+        None => None,
+    };
+    let campaign_id = campaign.map(|(id, _)| id);
+    if let Some((_, CampaignStatus::Sent)) = campaign {
+        out.note(t!("deliver-already-sent"));
+    }
+
+    // Emails an earlier run left without an outcome, and the queue's size.
+    let unknown = db.unknown(campaign_id).await?;
+    if unknown.count > 0 {
+        report_unknown(&unknown, options.resend_unknown, out);
+    }
+    let pending = claims::pending_count(&client, campaign_id).await?;
+
+    // A server that is down or refuses us: say so before claiming anything.
+    let mailer = Mailer::new(&settings.server, Duration::from_secs(30))?;
+    out.debug(format!(
+        "deliver: SMTP {} ({}), from {} ({}), return path {return_path}{}, worker {worker}",
+        settings.server.masked(),
+        settings.server_source,
+        settings.from,
+        settings.from_source,
+        if options.verp { " (VERP)" } else { "" }
+    ));
+    mailer.check().await?;
+
+    let mut summary = DeliverySummary {
+        smtp: settings.server.masked(),
+        worker,
+        campaign_id,
+        dry_run: options.dry_run,
+        pending: Some(pending),
+        unknown: unknown.count,
+        unknown_emails: unknown.emails.clone(),
+        resend_unknown: options.resend_unknown,
+        ..Default::default()
+    };
+    if options.dry_run {
+        return summary::finish(summary, out);
+    }
+
+    // Claim, send, record, until nothing is left (or Ctrl-C).
+    let stop = Arc::new(Stop::default());
+    let ctrl_c = tokio::spawn(stop::watch_ctrl_c(stop.clone()));
+    let expected = pending
+        + if options.resend_unknown {
+            unknown.count
+        } else {
+            0
+        };
+    let progress = summary::progress_bar(out, expected);
+    let started = Instant::now();
+
+    // Outcomes go to the recorder, which writes them in small batches as
+    // they come; the emails still held are kept leased by a heartbeat.
+    let held = Held::default();
+    let (record_tx, record_rx) = mpsc::unbounded_channel::<Record>();
+    let recorder = tokio::spawn(claims::record_outcomes(
+        db.clone(),
+        record_rx,
+        held.clone(),
+        stop.clone(),
+    ));
+    let lease = Duration::from_secs(options.lease_secs);
+    let heartbeat = tokio::spawn(claims::keep_leases(
+        db.clone(),
+        held.clone(),
+        lease,
+        stop.clone(),
+    ));
+
+    // The senders, one per connection. The queue holds one claim ahead: the
+    // senders never wait for the next claim, and a worker killed at any
+    // instant holds at most two claims' worth.
+    let batch = batch_size(options);
+    let (jobs, job_rx) = queue(batch);
+    let settings = Arc::new(settings);
+    let pace = Arc::new(Pace::new(options.rate));
+    let senders: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            tokio::spawn(senders::send_emails(Sender {
+                jobs: job_rx.clone(),
+                mailer: mailer.clone(),
+                settings: settings.clone(),
+                return_path: return_path.clone(),
+                verp: options.verp,
+                pace: pace.clone(),
+                records: record_tx.clone(),
+                tally: tally.clone(),
+                stop: stop.clone(),
+                progress: progress.clone(),
+                attempts: options.attempts.max(1),
+                retry_delay: Duration::from_secs_f64(options.retry_delay_secs),
+            }))
+        })
+        .collect();
+    drop(job_rx);
+    drop(record_tx);
+
+    let claim = Claim {
+        campaign: campaign_id,
+        max: batch,
+        lease_secs: options.lease_secs,
+        message_id_domain: &settings.message_id_domain(),
+        resend_unknown: options.resend_unknown,
+    };
+    hand_out_claims(&db, &claim, options, &jobs, &held, &stop, &progress).await;
+
+    // Every claimed email sent or released, every outcome recorded.
+    drop(jobs);
+    for sender in senders {
+        let _ = sender.await;
+    }
+    let _ = recorder.await;
+    heartbeat.abort();
+    ctrl_c.abort();
+    progress.finish_and_clear();
+
+    summary.count(&tally, started.elapsed(), stop.interrupted());
+    let interrupted = summary.interrupted;
+    let not_recorded = summary.not_recorded;
+    summary::finish(summary, out)?;
+    if let Some(e) = stop.take_error() {
+        return Err(e);
+    }
+    if not_recorded > 0 {
+        return Err(
+            Error::failure(t!("deliver-error-not-recorded", count = not_recorded))
+                .with_hint(t!("deliver-hint-not-recorded")),
+        );
+    }
+    if interrupted {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            t!("deliver-error-interrupted"),
+        ));
+    }
+    Ok(())
+}
+
+/// Claims a batch, hands its emails to the senders, claims again; until
+/// nothing is left (with `--follow`: until a stop), or an error stops it.
+async fn hand_out_claims(
+    db: &Db,
+    claim: &Claim<'_>,
+    options: &Options,
+    jobs: &QueueSender<Job>,
+    held: &Held,
+    stop: &Stop,
+    progress: &indicatif::ProgressBar,
+) {
+    let tally = &db.tally;
+    let mut templates: HashMap<Uuid, Arc<Template>> = HashMap::new();
+    while !stop.is_set() {
+        let claimed: Vec<Claimed> = match db.claim(claim).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                stop.fail(e);
+                return;
+            }
+        };
+        if claimed.is_empty() {
+            if !options.follow {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(options.poll_secs.max(0.1))) => {}
+                _ = stop.notify.notified() => {}
+            }
+            continue;
+        }
+        tally
+            .claimed
+            .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+        if let Err(e) = claims::load_templates(&db.client, &claimed, &mut templates).await {
+            // Give the claims back untouched: nothing was sent.
+            for email in &claimed {
+                claims::hold(held, email.id);
+                let _ = jobs.send(Job::Release(email.id)).await;
+            }
+            stop.fail(e);
+            return;
+        }
+        for email in claimed {
+            if email.status != EmailStatus::Sending {
+                // Suppressed: the database settled it without sending.
+                tally.suppressed.fetch_add(1, Ordering::Relaxed);
+                progress.inc(1);
+                continue;
+            }
+            claims::hold(held, email.id);
+            let template = templates
+                .get(&email.campaign_id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Template::new("", "")));
+            if jobs.send(Job::Send(email, template)).await.is_err() {
+                break;
+            }
+        }
+        progress.set_length(
+            progress
+                .length()
+                .unwrap_or(0)
+                .max(tally.claimed.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+fn validate(options: &Options) -> Result<()> {
+    if !options.rate.is_finite() || options.rate < 0.0 {
+        return Err(Error::usage(t!("deliver-error-rate")));
+    }
+    if options.concurrency == 0 || options.concurrency > 64 {
+        return Err(Error::usage(t!("deliver-error-concurrency")));
+    }
+    if options.attempts == 0 || options.attempts > 10 {
+        return Err(Error::usage(t!("deliver-error-attempts")));
+    }
+    if options.lease_secs < 10 {
+        return Err(Error::usage(t!("deliver-error-lease")));
+    }
+    if !options.retry_delay_secs.is_finite() || options.retry_delay_secs < 0.0 {
+        return Err(Error::usage(t!("deliver-error-retry-delay")));
+    }
+    Ok(())
+}
+
+/// The setting that names the return path, for the advice.
+const RETURN_PATH_SETTING: &str = "MAILSYNC_RETURN_PATH";
+
+/// A return path that cannot take `+<email id>` is refused before anything
+/// is claimed.
+fn check_verp(return_path: &lettre::Address) -> Result<()> {
+    let token_len = Uuid::nil().hyphenated().to_string().len();
+    let address = return_path.to_string();
+    let message = match crate::smtp::verp_problem(return_path, token_len) {
+        None => return Ok(()),
+        Some(VerpProblem::Plus) => t!("deliver-error-verp-plus", address = address),
+        Some(VerpProblem::TooLong) => t!("deliver-error-verp-too-long", address = address),
+    };
+    Err(Error::usage(message).with_hint(t!("deliver-hint-verp", name = RETURN_PATH_SETTING)))
+}
+
+/// Claims are sized to about two seconds of sending at the requested rate,
+/// so a worker killed at any instant leaves few emails with an unknown
+/// outcome, and to at least one email per connection.
+fn batch_size(options: &Options) -> usize {
+    if options.rate == 0.0 {
+        return MAX_BATCH;
+    }
+    ((options.rate * 2.0).ceil() as usize)
+        .max(options.concurrency)
+        .min(MAX_BATCH)
+}
+
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let tag = Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &tag[..8])
+}
+
+fn report_unknown(unknown: &claims::UnknownReport, resend: bool, out: &Output) {
+    out.note(t!(
+        "deliver-unknown",
+        count = unknown.count,
+        resend = if resend { "yes" } else { "no" }
+    ));
+    for e in unknown.emails.iter().take(5) {
+        out.note(t!(
+            "deliver-unknown-email",
+            email = e.recipient_email.as_str(),
+            message_id = e.message_id.as_deref().unwrap_or("?"),
+            claimed_at = e.claimed_at.as_deref().unwrap_or("?"),
+            owner = e.lease_owner.as_deref().unwrap_or("?")
+        ));
+    }
+    if unknown.count > 5 {
+        out.note(t!("deliver-unknown-more", count = unknown.count - 5));
+    }
+}

@@ -1,0 +1,62 @@
+//! Asking a run to stop: Ctrl-C, a database error, or the SMTP server gone.
+//! The first error is kept for the end; a second Ctrl-C exits at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::error::Error;
+use crate::t;
+
+#[derive(Default)]
+pub(super) struct Stop {
+    requested: AtomicBool,
+    interrupted: AtomicBool,
+    /// Wakes whoever waits (a retry's delay, `--follow`'s poll).
+    pub notify: Notify,
+    error: Mutex<Option<Error>>,
+}
+
+impl Stop {
+    pub(super) fn is_set(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Stops the run for `error` (the first one given is the one kept).
+    pub(super) fn fail(&self, error: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+        drop(slot);
+        self.request();
+    }
+
+    /// Whether Ctrl-C stopped the run.
+    pub(super) fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// The error that stopped the run, if one did.
+    pub(super) fn take_error(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Ctrl-C asks the run to stop cleanly; a second one exits (code 130).
+pub(super) async fn watch_ctrl_c(stop: Arc<Stop>) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        stop.interrupted.store(true, Ordering::SeqCst);
+        stop.request();
+        eprintln!("\n{}", t!("deliver-stopping"));
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    }
+}
