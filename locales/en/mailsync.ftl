@@ -670,6 +670,7 @@ bounces-action-complained = complained
 mailbox-error-unreachable = could not reach the bounce mailbox { $address }: { $cause }
 mailbox-error-lost = the connection to the bounce mailbox { $address } failed: { $cause }
 mailbox-hint-rerun = what was recorded stays recorded; run the command again to go on
+mailbox-hint-check-url = check the host and port in { $name } (mailsync config shows it); nothing was read or recorded
 mailbox-error-login = the bounce mailbox { $address } refused the login of { $user }
 mailbox-hint-login = check the user and password in { $name }; nothing was read or recorded
 mailbox-error-folder = the bounce mailbox { $address } has no folder { $folder } (or refused to open it)

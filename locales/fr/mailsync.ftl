@@ -725,6 +725,7 @@ bounces-action-complained = plainte
 mailbox-error-unreachable = impossible de joindre la boîte des retours { $address } : { $cause }
 mailbox-error-lost = la connexion à la boîte des retours { $address } a échoué : { $cause }
 mailbox-hint-rerun = ce qui a été enregistré le reste ; relancez la commande pour continuer
+mailbox-hint-check-url = vérifiez l'hôte et le port dans { $name } (mailsync config l'affiche) ; rien n'a été lu ni enregistré
 mailbox-error-login = la boîte des retours { $address } a refusé la connexion de { $user }
 mailbox-hint-login = vérifiez l'utilisateur et le mot de passe dans { $name } ; rien n'a été lu ni enregistré
 mailbox-error-folder = la boîte des retours { $address } n'a pas de dossier { $folder } (ou a refusé de l'ouvrir)

@@ -96,8 +96,8 @@ impl Reader {
             TcpStream::connect((mailbox.host.as_str(), mailbox.port)),
         )
         .await
-        .ok_or_else(|| unreachable(&address, &t!("mailbox-cause-timeout")))?
-        .map_err(|e| unreachable(&address, &e.to_string()))?;
+        .ok_or_else(|| not_reached(&address, &t!("mailbox-cause-timeout")))?
+        .map_err(|e| not_reached(&address, &e.to_string()))?;
         let stream: Stream = if mailbox.tls {
             Box::new(tls_connect(tcp, &mailbox.host, &address, timeouts).await?)
         } else {
@@ -106,9 +106,9 @@ impl Reader {
         let mut client = Client::new(stream);
         // The greeting: `* OK ...` (or `* BYE` from a server that refuses us).
         match within(timeouts.command, client.read_response()).await {
-            None => return Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
-            Some(Err(e)) => return Err(unreachable(&address, &e.to_string())),
-            Some(Ok(None)) => return Err(unreachable(&address, &t!("mailbox-cause-closed"))),
+            None => return Err(not_reached(&address, &t!("mailbox-cause-timeout"))),
+            Some(Err(e)) => return Err(not_reached(&address, &e.to_string())),
+            Some(Ok(None)) => return Err(not_reached(&address, &t!("mailbox-cause-closed"))),
             Some(Ok(Some(_))) => {}
         }
         trace(format!("imap: logging in as {}", mailbox.user));
@@ -118,7 +118,7 @@ impl Reader {
         )
         .await
         {
-            None => return Err(unreachable(&address, &t!("mailbox-cause-timeout"))),
+            None => return Err(not_reached(&address, &t!("mailbox-cause-timeout"))),
             Some(Ok(session)) => session,
             Some(Err((async_imap::error::Error::No(text), _))) => {
                 trace(format!("imap: LOGIN refused: {}", quote(&text)));
@@ -393,7 +393,7 @@ async fn tls_connect(
         .map_err(|_| tls_refused(address, &t!("mailbox-cause-bad-name")))?;
     let connector = TlsConnector::from(Arc::new(config));
     match within(timeouts.connect, connector.connect(name, tcp)).await {
-        None => Err(unreachable(address, &t!("mailbox-cause-timeout"))),
+        None => Err(not_reached(address, &t!("mailbox-cause-timeout"))),
         Some(Ok(stream)) => Ok(stream),
         Some(Err(e)) => {
             let reason = e
@@ -402,7 +402,7 @@ async fn tls_connect(
                 .map(|r| r.to_string());
             match reason {
                 Some(reason) => Err(tls_refused(address, &reason)),
-                None => Err(unreachable(address, &e.to_string())),
+                None => Err(not_reached(address, &e.to_string())),
             }
         }
     }
@@ -438,6 +438,16 @@ async fn step<T>(
         Some(Err(e)) => Err(lost(address, e)),
         Some(Ok(v)) => Ok(v),
     }
+}
+
+/// The server could not be reached or greeted: nothing was sent to it yet.
+fn not_reached(address: &str, cause: &str) -> Error {
+    Error::unreachable(t!(
+        "mailbox-error-unreachable",
+        address = address,
+        cause = quote(cause)
+    ))
+    .with_hint(t!("mailbox-hint-check-url", name = ENV_BOUNCES_URL))
 }
 
 fn unreachable(address: &str, cause: &str) -> Error {
