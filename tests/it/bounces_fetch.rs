@@ -614,33 +614,37 @@ async fn a_connection_cut_before_marking_then_a_rerun_counts_nothing_twice() {
 }
 
 /// A name for this machine that is not `localhost` nor an IP literal (so
-/// mailsync's loopback rule does not count it as local), yet resolves to
-/// loopback, where the in-test servers listen.
-fn remote_name() -> String {
+/// mailsync's loopback rule does not count it as local), yet resolves to a
+/// loopback address, where the in-test servers listen: the host name, as
+/// /etc/hosts gives it (Debian writes `127.0.1.1 <hostname>`).
+fn remote_name() -> (String, std::net::IpAddr) {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .expect("reading the host name")
         .trim()
         .to_string();
-    let loopback = (name.as_str(), 993)
+    let ip = (name.as_str(), 993)
         .to_socket_addrs()
-        .map(|mut a| a.any(|a| a.ip().is_loopback()))
-        .unwrap_or(false);
-    assert!(
-        loopback && !name.eq_ignore_ascii_case("localhost"),
-        "this test needs the host name ({name}) to resolve to a loopback address"
-    );
-    name
+        .ok()
+        .and_then(|mut a| a.find(|a| a.ip().is_loopback()))
+        .map(|a| a.ip());
+    match ip {
+        Some(ip) if !name.eq_ignore_ascii_case("localhost") => (name, ip),
+        _ => panic!("this test needs the host name ({name}) to resolve to a loopback address"),
+    }
 }
 
 /// A server on loopback that records every byte it receives (decrypted,
 /// when `tls`: with a self-signed certificate for `name`) and greets as an
 /// IMAP server would.
-async fn recording_server(name: &str, tls: bool) -> (u16, Arc<Mutex<Vec<u8>>>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn recording_server(
+    (name, ip): &(String, std::net::IpAddr),
+    tls: bool,
+) -> (u16, Arc<Mutex<Vec<u8>>>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind((*ip, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
-    let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec![name.clone()]).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -694,9 +698,10 @@ async fn converse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
 #[tokio::test]
 async fn tls_is_refused_for_a_self_signed_certificate_and_the_password_never_leaves() {
-    let name = remote_name();
+    let remote = remote_name();
+    let name = remote.0.clone();
     let password = "Secret-imap-pw-never-sent";
-    let (port, received, connections) = recording_server(&name, true).await;
+    let (port, received, connections) = recording_server(&remote, true).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = common::command_for("http://127.0.0.1:9", "anon", dir.path());
     cmd.args(["-v", "bounces", "fetch", "--dry-run"]).env(
@@ -716,7 +721,7 @@ async fn tls_is_refused_for_a_self_signed_certificate_and_the_password_never_lea
     assert!(received.lock().unwrap().is_empty(), "the server got data");
 
     // imap:// (no TLS) to that name is refused before any connection.
-    let (port, received, connections) = recording_server(&name, false).await;
+    let (port, received, connections) = recording_server(&remote, false).await;
     let mut cmd = common::command_for("http://127.0.0.1:9", "anon", dir.path());
     cmd.args(["bounces", "fetch", "--dry-run"]).env(
         "MAILSYNC_BOUNCES_URL",
