@@ -469,6 +469,20 @@ async fn a_refused_login_exits_3_and_changes_nothing() {
     assert_eq!(status_of(ids[0]).await, "sent");
     assert_eq!(reports_of(ids[0]).await, 0);
     assert_eq!(folder.marked().await, 0);
+
+    // Not signed in: exit 3 before the mailbox is opened.
+    let anonymous = common::mailsync(
+        &stack,
+        &["bounces", "fetch"],
+        &[("MAILSYNC_BOUNCES_URL", folder.url().as_str())],
+    );
+    assert_eq!(anonymous.status.code(), Some(3), "{}", stderr(&anonymous));
+    assert!(
+        stderr(&anonymous).contains("mailsync login"),
+        "{}",
+        stderr(&anonymous)
+    );
+    assert_eq!(folder.marked().await, 0);
     folder.remove().await;
 }
 

@@ -120,11 +120,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         return Err(Error::usage(t!("fetch-error-interval")));
     }
     let mailbox = config.bounce_mailbox()?.value;
-    let client = if options.dry_run {
-        None
-    } else {
-        Some(crate::supabase::user::user_client(config, out).await?)
-    };
+    if !options.dry_run {
+        // Signed in? Said before the mailbox is opened.
+        crate::supabase::user::access_token(config, out).await?;
+    }
     let started = Instant::now();
     let mut summary = FetchSummary {
         mailbox: mailbox.masked(),
@@ -133,15 +132,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctrl_c = tokio::spawn(watch_ctrl_c(stop_tx));
-    let result = fetch_all(
-        options,
-        &mailbox,
-        client.as_ref(),
-        &mut summary,
-        stop_rx,
-        out,
-    )
-    .await;
+    let result = fetch_all(options, &mailbox, config, &mut summary, stop_rx, out).await;
     ctrl_c.abort();
     summary.elapsed_secs = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     result?;
@@ -160,7 +151,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 async fn fetch_all(
     options: &Options,
     mailbox: &BounceMailbox,
-    client: Option<&RestClient>,
+    config: &Config,
     summary: &mut FetchSummary,
     mut stop: watch::Receiver<bool>,
     out: &Output,
@@ -194,7 +185,7 @@ async fn fetch_all(
         let outcome = follow_session(
             options,
             &mut reader,
-            client,
+            config,
             summary,
             &mut left,
             &mut stop,
@@ -219,17 +210,24 @@ async fn fetch_all(
 }
 
 /// One connection's work: a pass over the unrecorded messages, then (with
-/// `--follow`) a wait for news and another pass, until Ctrl-C.
+/// `--follow`) a wait for news and another pass, until Ctrl-C. Each pass
+/// takes the user's token afresh, so a saved session is refreshed on a
+/// long `--follow`.
 async fn follow_session(
     options: &Options,
     reader: &mut Reader,
-    client: Option<&RestClient>,
+    config: &Config,
     summary: &mut FetchSummary,
     left: &mut HashSet<u32>,
     stop: &mut watch::Receiver<bool>,
     out: &Output,
 ) -> Result<()> {
     loop {
+        let client = if options.dry_run {
+            None
+        } else {
+            Some(crate::supabase::user::user_client(config, out).await?)
+        };
         let uids: Vec<u32> = reader
             .unrecorded()
             .await?
@@ -245,7 +243,7 @@ async fn follow_session(
             }
             let messages = reader.fetch(batch, bounces::MAX_INPUT).await?;
             let parsed: Vec<Parsed> = messages.into_iter().map(parse).collect();
-            let outcomes = match client {
+            let outcomes = match &client {
                 Some(client) => record(client, &parsed).await?,
                 None => HashMap::new(),
             };
