@@ -627,6 +627,94 @@ async fn a_connection_cut_before_marking_then_a_rerun_counts_nothing_twice() {
     cut_then_rerun("UID STORE", false, 5).await;
 }
 
+/// A TCP proxy to the stack's IMAP server that hides the server's keyword
+/// support: `\*` is taken out of its PERMANENTFLAGS (as a server that keeps
+/// no keywords answers). Serves any number of connections.
+async fn proxy_without_keywords(target: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(&target).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let bytes = if text.contains("PERMANENTFLAGS") {
+                        text.replace(" \\*)", ")").into_bytes()
+                    } else {
+                        buf[..n].to_vec()
+                    };
+                    if client_write.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn without_keywords_every_run_reads_everything_and_counts_each_report_once() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let folder = Folder::new().await;
+    let to = addresses(2, "example.test");
+    let ids = sent_emails(&user, &to).await;
+    folder
+        .append(&[
+            dsn(ids[0], &to[0], "delivered", "2.0.0", "k0"),
+            dsn(ids[1], &to[1], "failed", "5.1.1", "k1"),
+        ])
+        .await;
+    let port = proxy_without_keywords(folder.mailbox.address()).await;
+    let url = format!(
+        "imap://{}:{}@127.0.0.1:{port}/{}",
+        folder.mailbox.user,
+        folder.mailbox.password.expose(),
+        folder.name
+    );
+    for (run, recorded, duplicates) in [(1, 2, 0), (2, 0, 2)] {
+        // Off the runtime: the proxy runs on it.
+        let out = tokio::task::spawn_blocking({
+            let (stack, user, url) = (stack.clone(), user_clone(&user), url.clone());
+            move || fetch(&stack, &user, &url, &["--json"])
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "run {run}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("keeps no keywords"),
+            "{}",
+            stderr(&out)
+        );
+        let report = json_of(&out);
+        assert_eq!(report["keywords"], false, "{report}");
+        assert_eq!(count(&report, "messages"), 2, "run {run}: {report}");
+        assert_eq!(count(&report, "recorded"), recorded, "run {run}: {report}");
+        assert_eq!(
+            count(&report, "duplicates"),
+            duplicates,
+            "run {run}: {report}"
+        );
+        assert_eq!(count(&report, "marked"), 0, "run {run}: {report}");
+    }
+    assert_eq!(folder.marked().await, 0);
+    let expected = [("delivered".to_string(), 1), ("bounced".to_string(), 1)];
+    assert_eq!(states(&ids).await, expected);
+    folder.remove().await;
+}
+
 /// A name for this machine that is not `localhost` nor an IP literal (so
 /// mailsync's loopback rule does not count it as local), yet resolves to a
 /// loopback address, where the in-test servers listen: the host name, as
