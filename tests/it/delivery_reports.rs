@@ -1,4 +1,4 @@
-//! `record_delivery_reports` (sql/MASTER-DATABASE.sql, "Delivery reports"),
+//! `record_delivery_reports` (sql/schema/12_delivery_reports.sql),
 //! called through the REST API as the signed-in user: each kind of report
 //! and its effect on the email and the suppressions, statuses that never go
 //! backwards, soft bounces in a row, re-recording and concurrent calls that
