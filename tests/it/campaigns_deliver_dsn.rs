@@ -51,7 +51,9 @@ fn transactions(server: &ScriptedSmtp) -> HashMap<String, (String, String)> {
 }
 
 /// `deliver --json --concurrency 1` of `campaign` through `server` as
-/// MAILSYNC_FROM `from`, with `extra` arguments; the summary.
+/// MAILSYNC_FROM `from` (and no MAILSYNC_RETURN_PATH, whatever the shell
+/// exports: the return path is then the From address), with `extra`
+/// arguments; the summary.
 async fn deliver_from(
     stack: &Stack,
     user: &User,
@@ -64,7 +66,11 @@ async fn deliver_from(
     args.extend_from_slice(&["--rate", "0", "--concurrency", "1"]);
     args.extend_from_slice(extra);
     let url = server.url();
-    let env = [("MAILSYNC_SMTP_URL", url.as_str()), ("MAILSYNC_FROM", from)];
+    let env = [
+        ("MAILSYNC_SMTP_URL", url.as_str()),
+        ("MAILSYNC_FROM", from),
+        ("MAILSYNC_RETURN_PATH", ""),
+    ];
     let o = run(stack, user, &args, &env).await;
     let summary = serde_json::from_str(common::stdout(&o).trim()).unwrap_or(Value::Null);
     (o, summary)

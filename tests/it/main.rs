@@ -44,5 +44,6 @@ mod readme;
 mod realtime_hosted;
 mod rest_retries;
 mod rls;
+mod schema_files;
 mod schema_sql;
 mod secrets;
