@@ -164,13 +164,23 @@ fn print_message(out: &Output, message: &ScannedMessage) {
             Action::Expanded => t!("bounces-action-expanded"),
             Action::Complained => t!("bounces-action-complained"),
         };
-        out.print(t!(
-            "bounces-scan-recipient",
-            address = recipient.address.clone(),
-            action = action,
-            status = recipient.status.clone().unwrap_or_else(|| "-".to_string()),
-            diagnostic = recipient.diagnostic.clone().unwrap_or_default()
-        ));
+        let address = recipient.address.clone();
+        let status = recipient.status.clone().unwrap_or_else(|| "-".to_string());
+        out.print(match recipient.diagnostic.clone() {
+            Some(diagnostic) => t!(
+                "bounces-scan-recipient",
+                address = address,
+                action = action,
+                status = status,
+                diagnostic = diagnostic
+            ),
+            None => t!(
+                "bounces-scan-recipient-bare",
+                address = address,
+                action = action,
+                status = status
+            ),
+        });
     }
     if let Some(problem) = &message.problem {
         out.print(t!("bounces-scan-problem", problem = problem.clone()));
