@@ -18,7 +18,9 @@ pub mod smtp;
 pub mod spreadsheet;
 pub mod supabase;
 
-use cli::{CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand};
+use cli::{
+    BouncesCommand, CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand,
+};
 use commands::{account, campaigns, completions, contacts, dashboard, db, import, templates};
 use config::Config;
 use error::Result;
@@ -78,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             templates::create::run(&a.into(), &config()?, &out).await
         }
         Command::Templates(TemplatesCommand::List) => templates::list::run(&config()?, &out).await,
+        Command::Bounces(BouncesCommand::Scan(a)) => commands::bounces::scan::run(&a.into(), &out),
         Command::Dashboard => dashboard::run(&config()?, &out).await,
         Command::Login(a) => account::login::run(&a.into(), &config()?, &out).await,
         Command::Logout => account::logout::run(&config()?, &out).await,
