@@ -4,6 +4,15 @@
 #   PgBouncer in transaction mode (Supavisor's 6543 on hosted) on 127.0.0.1:54329
 #   postrust 3.1.0 (PostgREST-compatible) behind nginx at http://127.0.0.1:54321/rest/v1
 #   the same REST API with a row cap of 100 at http://127.0.0.1:54328/rest/v1
+#   maildev, the web inbox, on http://127.0.0.1:54324 (its SMTP on 54325)
+#   Postfix, the mail relay (DSN, PIPELINING), on 127.0.0.1:54326
+#   Dovecot, IMAP over the return path's mailbox (bounces@mailsync.test), on 127.0.0.1:54327
+# The relay delivers deliver.test itself (reports say `delivered`; a copy
+# goes to the web inbox), accepts then bounces nouser.test (5.1.1), defers
+# later.test (a `delayed` report within seconds; it fails after 5 minutes),
+# and relays every other domain to the web inbox. Reports go to the return
+# path's mailbox (VERP bounces+TOKEN@mailsync.test lands there too). The
+# mail servers need root; for another user the stack runs without them.
 #
 # It models hosted Supabase's limits: statement timeouts (anon 3 s,
 # authenticated and authenticator 8 s, 2 minutes for every other role), the
@@ -14,8 +23,10 @@
 #   scripts/local-stack.sh down      stop it (the cluster's files are kept)
 #   scripts/local-stack.sh status    what is running
 #   scripts/local-stack.sh env       export lines for SUPABASE_URL, SUPABASE_ANON_KEY, SUPABASE_DB_URL,
-#                                    SUPABASE_POOLER_URL, MAILSYNC_CAPPED_URL
-#                                    MAILSYNC_SMTP_URL, MAILSYNC_INBOX_URL (scripts/mail-catcher.sh)
+#                                    SUPABASE_POOLER_URL, MAILSYNC_CAPPED_URL,
+#                                    MAILSYNC_SMTP_URL (the relay), MAILSYNC_RETURN_PATH,
+#                                    MAILSYNC_BOUNCES_URL (imap://bounces:PASSWORD@...:PORT/INBOX),
+#                                    MAILSYNC_INBOX_URL and MAILSYNC_INBOX_SMTP_URL (scripts/mail-catcher.sh)
 #   scripts/local-stack.sh token UUID [EMAIL]
 #                                    a one-hour JWT for that user (creates the user if missing)
 #   scripts/local-stack.sh delete-user UUID [DATABASE]
@@ -25,7 +36,9 @@
 # Overrides (to run several stacks side by side): MAILSYNC_STACK_DIR,
 # MAILSYNC_API_PORT (54321), MAILSYNC_DB_PORT (54322), MAILSYNC_REST_PORT (API+10),
 # MAILSYNC_POOLER_PORT (API+8), MAILSYNC_CAPPED_API_PORT (API+7),
-# MAILSYNC_CAPPED_REST_PORT (API+11). Row caps: MAILSYNC_MAX_ROWS (1000, as
+# MAILSYNC_CAPPED_REST_PORT (API+11), MAILSYNC_INBOX_PORT (API+3),
+# MAILSYNC_SMTP_PORT (web inbox's SMTP, API+4), MAILSYNC_MTA_PORT (API+5),
+# MAILSYNC_IMAP_PORT (API+6). Row caps: MAILSYNC_MAX_ROWS (1000, as
 # hosted), MAILSYNC_CAPPED_MAX_ROWS (100); `up` restarts the REST servers
 # when a cap changed.
 set -euo pipefail
@@ -54,6 +67,12 @@ REST_PORT="${MAILSYNC_REST_PORT:-$((API_PORT + 10))}"
 POOLER_PORT="${MAILSYNC_POOLER_PORT:-$((API_PORT + 8))}"
 CAPPED_API_PORT="${MAILSYNC_CAPPED_API_PORT:-$((API_PORT + 7))}"
 CAPPED_REST_PORT="${MAILSYNC_CAPPED_REST_PORT:-$((API_PORT + 11))}"
+# The web inbox (scripts/mail-catcher.sh reads the same variables).
+MAILDEV_SMTP_PORT="${MAILSYNC_SMTP_PORT:-$((API_PORT + 4))}"
+MTA_PORT="${MAILSYNC_MTA_PORT:-$((API_PORT + 5))}"
+IMAP_PORT="${MAILSYNC_IMAP_PORT:-$((API_PORT + 6))}"
+# mail-catcher.sh derives its ports from the same API port.
+export MAILSYNC_API_PORT="$API_PORT"
 MAX_ROWS="${MAILSYNC_MAX_ROWS:-1000}"
 CAPPED_MAX_ROWS="${MAILSYNC_CAPPED_MAX_ROWS:-100}"
 # Hosted Supabase's global limit for roles without a timeout of their own.
@@ -453,6 +472,383 @@ wait_rest() {
   die "the REST API did not answer at $url/rest/v1/"
 }
 
+# ---------------------------------------------------------------------------
+# The mail servers: a private Postfix (the relay mailsync sends through) and
+# a private Dovecot (IMAP over the return path's mailbox).
+#
+# Postfix runs from its own configuration directory, listens on 127.0.0.1
+# only, offers DSN and PIPELINING, and treats the test domains so:
+#   deliver.test   delivered by Postfix itself (a Maildir of its own): a
+#                  report says `delivered`; a copy goes to the web inbox as
+#                  <user>@copy.deliver.test (a BCC: it asks for no report)
+#   nouser.test    accepted, then bounced: an RFC 3464 report, 5.1.1
+#   later.test     deferred (4.2.1): a `delayed` report within seconds; it
+#                  fails after MAIL_QUEUE_LIFETIME (5 minutes)
+#   mailsync.test  bounces@ (and bounces+TOKEN@, VERP) is the return path's
+#                  mailbox, served by Dovecot; other addresses bounce (5.1.1)
+#   anything else  relayed to the web inbox (maildev)
+# Postfix needs root; started by another user the stack runs without it (and
+# MAILSYNC_SMTP_URL is then the web inbox's own SMTP server).
+MAIL_QUEUE_LIFETIME=5m
+RETURN_PATH=bounces@mailsync.test
+IMAP_USER=bounces
+IMAP_PASSWORD_FILE="$STACK_DIR/imap-password"
+# The user the mailboxes belong to (Debian's `mail`): Postfix writes them
+# and Dovecot reads them as that user, never as root.
+MAILBOX_USER=mail
+
+mail_servers_enabled() { [ "$(id -u)" = 0 ]; }
+
+# Where the mail servers' files live: inside the stack directory when the
+# users Postfix and Dovecot run as can reach it, otherwise a directory made
+# by mktemp under /var/tmp (recorded in $STACK_DIR/maildir), as pg_dir does.
+mail_dir() {
+  local dir
+  if [ -f "$STACK_DIR/maildir" ]; then
+    dir="$(cat "$STACK_DIR/maildir")"
+    if [ -e "$dir" ] && { [ -L "$dir" ] || [ ! -d "$dir" ] || [ "$(stat -c %U "$dir")" != root ]; }; then
+      die "$dir (recorded in $STACK_DIR/maildir) is not a directory of root; refusing to use it"
+    fi
+    mkdir -p "$dir" && chmod 711 "$dir"
+    echo "$dir"
+    return
+  fi
+  dir="$STACK_DIR/mail"
+  mkdir -p "$dir" && chmod 711 "$dir"
+  if ! runuser -u postfix -- test -x "$dir" 2>/dev/null || ! runuser -u "$MAILBOX_USER" -- test -x "$dir" 2>/dev/null; then
+    rmdir "$dir" 2>/dev/null || true
+    dir="$(mktemp -d /var/tmp/mailsync-mail-XXXXXXXXXXXX)"
+    chmod 711 "$dir"
+  fi
+  echo "$dir" > "$STACK_DIR/maildir"
+  echo "$dir"
+}
+
+imap_password() {
+  if [ ! -s "$IMAP_PASSWORD_FILE" ]; then
+    printf '%s\n' "$(new_password)" > "$IMAP_PASSWORD_FILE.tmp"
+    chmod 600 "$IMAP_PASSWORD_FILE.tmp"
+    mv -f "$IMAP_PASSWORD_FILE.tmp" "$IMAP_PASSWORD_FILE"
+  fi
+  cat "$IMAP_PASSWORD_FILE"
+}
+
+# As root, Postfix accepts a non-default configuration directory only when
+# the default main.cf lists it in alternate_config_directories; added once
+# (several stacks may share the machine: the edit is serialised).
+postfix_allow_config_dir() {
+  local conf="$1"
+  (
+    flock 9
+    local cur
+    touch /etc/postfix/main.cf
+    cur="$(postconf -h alternate_config_directories 2>/dev/null || true)"
+    case " ${cur//,/ } " in
+      *" $conf "*) ;;
+      *) postconf -e "alternate_config_directories = ${cur:+$cur, }$conf" ;;
+    esac
+  ) 9> /etc/postfix/.mailsync-stack.lock
+}
+
+postfix_forget_config_dir() {
+  local conf="$1"
+  [ -f /etc/postfix/main.cf ] || return 0
+  (
+    flock 9
+    local cur rest="" d
+    cur="$(postconf -h alternate_config_directories 2>/dev/null || true)"
+    for d in ${cur//,/ }; do
+      [ "$d" = "$conf" ] || rest="${rest:+$rest, }$d"
+    done
+    [ "$rest" = "$cur" ] || postconf -e "alternate_config_directories = $rest"
+  ) 9> /etc/postfix/.mailsync-stack.lock
+}
+
+write_postfix_config() {
+  local md="$1" conf="$1/postfix/etc" uid gid
+  uid="$(id -u "$MAILBOX_USER")"; gid="$(id -g "$MAILBOX_USER")"
+  mkdir -p "$conf" "$md/postfix/queue" "$md/postfix/data"
+  chmod 755 "$md/postfix" "$conf" "$md/postfix/queue"
+  chown postfix: "$md/postfix/data" && chmod 700 "$md/postfix/data"
+  mkdir -p "$md/mailboxes"
+  chown "$MAILBOX_USER:" "$md/mailboxes" && chmod 700 "$md/mailboxes"
+  cat > "$conf/main.cf.new" <<CONF
+# Generated by scripts/local-stack.sh: the local stack's mail relay.
+compatibility_level = 3.6
+queue_directory = $md/postfix/queue
+data_directory = $md/postfix/data
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = postfix-mailsync-$MTA_PORT
+maillog_file = $md/postfix/maillog
+maillog_file_prefixes = $md/postfix
+myhostname = relay.mailsync.test
+mydomain = mailsync.test
+myorigin = \$mydomain
+mydestination =
+local_recipient_maps =
+local_transport = error:5.1.1 no local mailboxes here
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+# Accept first, report later: smtpd would otherwise refuse at RCPT time the
+# addresses routed to the error and retry transports (nouser.test,
+# later.test), and there would be no report to read.
+smtpd_reject_unlisted_recipient = no
+# Headers are relayed as the client wrote them.
+local_header_rewrite_clients =
+bounce_template_file = $conf/bounce.cf
+smtpd_peername_lookup = no
+smtpd_banner = \$myhostname ESMTP mailsync local stack
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+biff = no
+# Every domain below not routed otherwise goes to the web inbox.
+relayhost = [127.0.0.1]:$MAILDEV_SMTP_PORT
+transport_maps = regexp:$conf/transport
+virtual_mailbox_domains = deliver.test, mailsync.test
+virtual_mailbox_base = $md/mailboxes
+virtual_mailbox_maps = regexp:$conf/mailboxes
+virtual_uid_maps = static:$uid
+virtual_gid_maps = static:$gid
+virtual_minimum_uid = $uid
+recipient_delimiter = +
+recipient_bcc_maps = regexp:$conf/inbox_copies
+# Fast queue: a deferred message is retried within seconds, a delay report
+# is sent at the first retry, and the message fails after $MAIL_QUEUE_LIFETIME.
+queue_run_delay = 2s
+minimal_backoff_time = 2s
+maximal_backoff_time = 10s
+delay_warning_time = 1s
+maximal_queue_lifetime = $MAIL_QUEUE_LIFETIME
+bounce_queue_lifetime = $MAIL_QUEUE_LIFETIME
+CONF
+  # The delay report's wording in the units of the fast queue (the built-in
+  # one counts hours and days, which round to 0 here).
+  postconf -t 2>/dev/null | sed -n '/^delay_template = <<EOF$/,/^EOF$/p' \
+    | sed -e 's/\$delay_warning_time_hours hour(s)/$delay_warning_time_seconds second(s)/' \
+          -e 's/\$maximal_queue_lifetime_days day(s)/$maximal_queue_lifetime_minutes minute(s)/' \
+    > "$conf/bounce.cf.new"
+  grep -q 'delay_warning_time_seconds' "$conf/bounce.cf.new" || die "could not make Postfix's delay report template"
+  cat > "$conf/transport.new" <<'CONF'
+/@nouser\.test$/   error:5.1.1 mailbox unavailable: nouser.test has no mailboxes
+/@later\.test$/    retry:4.2.1 mailbox temporarily unavailable: later.test defers every message
+CONF
+  cat > "$conf/mailboxes.new" <<'CONF'
+/^bounces(\+[^@]*)?@mailsync\.test$/   mailsync.test/bounces/
+/@deliver\.test$/                      deliver.test/
+CONF
+  cat > "$conf/inbox_copies.new" <<'CONF'
+/^(.+)@deliver\.test$/   ${1}@copy.deliver.test
+CONF
+  cat > "$conf/master.cf.new" <<CONF
+# Generated by scripts/local-stack.sh. Nothing is chrooted.
+127.0.0.1:$MTA_PORT inet n - n - - smtpd
+pickup    unix  n - n 60   1 pickup
+cleanup   unix  n - n -    0 cleanup
+qmgr      unix  n - n 300  1 qmgr
+rewrite   unix  - - n -    - trivial-rewrite
+bounce    unix  - - n -    0 bounce
+defer     unix  - - n -    0 bounce
+trace     unix  - - n -    0 bounce
+verify    unix  - - n -    1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -    - proxymap
+smtp      unix  - - n -    - smtp
+relay     unix  - - n -    - smtp
+showq     unix  n - n -    - showq
+error     unix  - - n -    - error
+retry     unix  - - n -    - error
+discard   unix  - - n -    - discard
+virtual   unix  - n n -    - virtual
+anvil     unix  - - n -    1 anvil
+scache    unix  - - n -    1 scache
+postlog   unix-dgram n - n - 1 postlogd
+CONF
+  local f changed=1
+  for f in main.cf master.cf bounce.cf transport mailboxes inbox_copies; do
+    chmod 644 "$conf/$f.new"
+    if cmp -s "$conf/$f.new" "$conf/$f"; then rm -f "$conf/$f.new"; else mv -f "$conf/$f.new" "$conf/$f"; changed=0; fi
+  done
+  return $changed
+}
+
+postfix_running() { postfix -c "$1/postfix/etc" status >/dev/null 2>&1; }
+
+# wait_port PORT NAME LOG
+wait_port() {
+  local i
+  for i in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  tail -n 20 "$3" >&2 || true
+  die "$2 does not answer on 127.0.0.1:$1"
+}
+
+start_postfix() {
+  local md conf
+  md="$(mail_dir)"; conf="$md/postfix/etc"
+  [ -x /usr/sbin/postfix ] || die "Postfix is not installed; run scripts/setup.sh"
+  if write_postfix_config "$md" && postfix_running "$md"; then
+    log "Postfix: new configuration, reloading"
+    postfix -c "$conf" reload >/dev/null 2>&1 || die "postfix reload failed (see $md/postfix/maillog)"
+  fi
+  postfix_allow_config_dir "$conf"
+  if postfix_running "$md"; then
+    # A changed listening port needs a restart, not a reload.
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$MTA_PORT") 2>/dev/null; then
+      postfix -c "$conf" stop >/dev/null 2>&1 || true
+    else
+      log "Postfix already running on 127.0.0.1:$MTA_PORT"
+      return
+    fi
+  fi
+  log "starting Postfix on 127.0.0.1:$MTA_PORT (relay to the web inbox on 127.0.0.1:$MAILDEV_SMTP_PORT)"
+  postfix -c "$conf" post-install create-missing >/dev/null 2>&1 \
+    || die "postfix could not prepare $md/postfix/queue"
+  postfix -c "$conf" start >/dev/null 2>"$md/postfix/start.err" \
+    || { cat "$md/postfix/start.err" >&2; tail -n 20 "$md/postfix/maillog" >&2 || true; die "Postfix did not start"; }
+  wait_port "$MTA_PORT" Postfix "$md/postfix/maillog"
+}
+
+stop_postfix() {
+  local md="$1"
+  if [ -x /usr/sbin/postfix ] && [ -f "$md/postfix/etc/main.cf" ] && postfix_running "$md"; then
+    postfix -c "$md/postfix/etc" stop >/dev/null 2>&1 || true
+    log "stopped Postfix"
+  fi
+}
+
+write_dovecot_config() {
+  local md="$1" d="$1/dovecot" pw hash
+  mkdir -p "$d"
+  chmod 711 "$d"
+  pw="$(imap_password)"
+  # The passwd-file holds a salted SHA-512 crypt hash, never the password.
+  if [ ! -s "$d/users" ] || [ "$IMAP_PASSWORD_FILE" -nt "$d/users" ]; then
+    hash="$(printf '%s' "$pw" | openssl passwd -6 -stdin)"
+    printf '%s:{SHA512-CRYPT}%s::::::\n' "$IMAP_USER" "$hash" > "$d/users"
+    # Read by Dovecot's auth process, which runs as its own user.
+    chown root:dovecot "$d/users" && chmod 640 "$d/users"
+  fi
+  cat > "$d/dovecot.conf.new" <<CONF
+# Generated by scripts/local-stack.sh: IMAP over the return path's mailbox.
+base_dir = $d/run
+state_dir = $d/state
+instance_name = mailsync-$IMAP_PORT
+log_path = $d/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = $(id -u "$MAILBOX_USER")
+mail_location = maildir:~
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT username_format=%n $d/users
+}
+userdb {
+  driver = static
+  args = uid=$MAILBOX_USER gid=$MAILBOX_USER home=$md/mailboxes/mailsync.test/bounces
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $IMAP_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+CONF
+  chmod 644 "$d/dovecot.conf.new"
+  if cmp -s "$d/dovecot.conf.new" "$d/dovecot.conf"; then rm -f "$d/dovecot.conf.new"; return 1; fi
+  mv -f "$d/dovecot.conf.new" "$d/dovecot.conf"
+}
+
+dovecot_running() { [ -f "$1/dovecot/run/master.pid" ] && kill -0 "$(cat "$1/dovecot/run/master.pid")" 2>/dev/null; }
+
+start_dovecot() {
+  local md d
+  md="$(mail_dir)"; d="$md/dovecot"
+  [ -x /usr/sbin/dovecot ] || die "Dovecot is not installed; run scripts/setup.sh"
+  if write_dovecot_config "$md" && dovecot_running "$md"; then
+    log "Dovecot: new configuration, restarting"
+    stop_dovecot "$md"
+  fi
+  # The mailbox exists before the first report arrives.
+  runuser -u "$MAILBOX_USER" -- sh -c 'umask 077; mkdir -p "$1/cur" "$1/new" "$1/tmp"' sh "$md/mailboxes/mailsync.test/bounces"
+  if dovecot_running "$md"; then
+    log "Dovecot already running on 127.0.0.1:$IMAP_PORT"
+    return
+  fi
+  log "starting Dovecot (IMAP) on 127.0.0.1:$IMAP_PORT"
+  /usr/sbin/dovecot -c "$d/dovecot.conf" 2>"$d/start.err" \
+    || { cat "$d/start.err" >&2; tail -n 20 "$d/dovecot.log" >&2 || true; die "Dovecot did not start"; }
+  wait_port "$IMAP_PORT" Dovecot "$d/dovecot.log"
+}
+
+stop_dovecot() {
+  local md="$1" pid i
+  dovecot_running "$md" || return 0
+  pid="$(cat "$md/dovecot/run/master.pid")"
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+  log "stopped Dovecot"
+}
+
+start_mail_servers() {
+  if ! mail_servers_enabled; then
+    log "Postfix and Dovecot need root: this stack runs without them (MAILSYNC_SMTP_URL is the web inbox's SMTP server)"
+    return
+  fi
+  if [ ! -x /usr/sbin/postfix ] || [ ! -x /usr/sbin/dovecot ]; then "$ROOT/scripts/setup.sh"; fi
+  start_postfix
+  start_dovecot
+}
+
+stop_mail_servers() {
+  mail_servers_enabled && [ -f "$STACK_DIR/maildir" ] || return 0
+  local md; md="$(cat "$STACK_DIR/maildir")"
+  [ -d "$md" ] || return 0
+  stop_postfix "$md"
+  stop_dovecot "$md"
+}
+
+destroy_mail_servers() {
+  mail_servers_enabled && [ -f "$STACK_DIR/maildir" ] || return 0
+  local md; md="$(cat "$STACK_DIR/maildir")"
+  postfix_forget_config_dir "$md/postfix/etc"
+  rm -rf "$md"
+}
+
+mail_status() {
+  mail_servers_enabled || { echo "mta       not run (needs root)"; return 0; }
+  local md ok=0
+  md="$(mail_dir)"
+  if postfix_running "$md"; then echo "mta       running  127.0.0.1:$MTA_PORT (Postfix, DSN)"; else echo "mta       stopped"; ok=1; fi
+  if dovecot_running "$md"; then echo "imap      running  127.0.0.1:$IMAP_PORT (Dovecot, mailbox $RETURN_PATH)"; else echo "imap      stopped"; ok=1; fi
+  return $ok
+}
+
+mail_env() {
+  if mail_servers_enabled; then
+    cat <<ENV
+export MAILSYNC_SMTP_URL='smtp://127.0.0.1:$MTA_PORT'
+export MAILSYNC_RETURN_PATH='$RETURN_PATH'
+export MAILSYNC_BOUNCES_URL='imap://$IMAP_USER:$(imap_password)@127.0.0.1:$IMAP_PORT/INBOX'
+ENV
+  else
+    echo "export MAILSYNC_SMTP_URL='smtp://127.0.0.1:$MAILDEV_SMTP_PORT'"
+  fi
+}
+
 cmd_up() {
   if ! pg_bindir >/dev/null || [ ! -x "$POSTRUST_BIN" ] || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } \
      || [ ! -f "$NGINX_PERL_MODULE" ] || [ ! -x "$(pgbouncer_bin)" ]; then
@@ -470,6 +866,7 @@ cmd_up() {
   wait_rest "$API_URL" postrust
   wait_rest "$CAPPED_API_URL" postrust-capped
   "$ROOT/scripts/mail-catcher.sh" up
+  start_mail_servers
   # What mailsync reads when no URL is configured (src/local_stack.rs).
   # It holds the database password: mode 600, replaced atomically.
   cmd_env > "$STACK_DIR/stack.env.tmp"
@@ -491,6 +888,7 @@ stop_pidfile() {
 
 cmd_down() {
   [ -d "$STACK_DIR" ] || { log "not running"; return 0; }
+  stop_mail_servers
   "$ROOT/scripts/mail-catcher.sh" down
   rm -f "$STACK_DIR/stack.env"
   stop_pidfile "$STACK_DIR/nginx/nginx.pid" nginx
@@ -507,6 +905,7 @@ cmd_destroy() {
   cmd_down
   if [ -d "$STACK_DIR" ]; then
     local dir; dir="$(pg_dir)"
+    destroy_mail_servers
     rm -rf "$dir" "$STACK_DIR"
     log "deleted $STACK_DIR"
   fi
@@ -521,6 +920,7 @@ cmd_status() {
   if pid_alive "$STACK_DIR/postrust-capped.pid"; then echo "postrust  running  127.0.0.1:$CAPPED_REST_PORT (row cap $(sed -n 's/^max_rows=\([0-9]*\).*/\1/p' "$STACK_DIR/postrust-capped.conf" 2>/dev/null))"; else echo "postrust  stopped (capped)"; ok=1; fi
   if pid_alive "$STACK_DIR/nginx/nginx.pid"; then echo "api       running  $API_URL, capped $CAPPED_API_URL"; else echo "api       stopped"; ok=1; fi
   "$ROOT/scripts/mail-catcher.sh" status || ok=1
+  mail_status || ok=1
   return $ok
 }
 
@@ -533,6 +933,7 @@ export SUPABASE_POOLER_URL='$POOLER_URL'
 export MAILSYNC_CAPPED_URL='$CAPPED_API_URL'
 export MAILSYNC_LOCAL_JWT_SECRET='$JWT_SECRET'
 ENV
+  mail_env
   "$ROOT/scripts/mail-catcher.sh" env
 }
 
@@ -582,5 +983,5 @@ case "${1:-}" in
   env) cmd_env ;;
   token) shift; cmd_token "$@" ;;
   delete-user) shift; cmd_delete_user "$@" ;;
-  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

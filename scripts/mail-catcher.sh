@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The local stack's SMTP server with a web inbox: maildev, pinned in
+# The local stack's web inbox and its SMTP server: maildev, pinned in
 # scripts/mail-catcher/package-lock.json, installed from the npm registry on
-# first use into the machine's cache. `mailsync campaigns deliver` sends to it
-# when no MAILSYNC_SMTP_URL is set; open the inbox in a browser to read what
-# was delivered.
+# first use into the machine's cache. The stack's Postfix relays to it every
+# address outside its test domains (and copies deliver.test mail to it), so
+# open the inbox in a browser to read what `mailsync campaigns deliver` sent;
+# its SMTP server also takes mail directly (MAILSYNC_INBOX_SMTP_URL).
 #
 #   scripts/mail-catcher.sh up        start it (idempotent; installs on first use)
 #   scripts/mail-catcher.sh down      stop it (the caught messages go with it)
 #   scripts/mail-catcher.sh status    running or not, and where
-#   scripts/mail-catcher.sh env       export lines for MAILSYNC_SMTP_URL and MAILSYNC_INBOX_URL
+#   scripts/mail-catcher.sh env       export lines for MAILSYNC_INBOX_SMTP_URL and MAILSYNC_INBOX_URL
 #   scripts/mail-catcher.sh clear     delete every caught message
 #
 # Ports (Supabase's local mail catcher uses the same offsets from the API port):
@@ -34,17 +35,31 @@ die() { log "$*"; exit 1; }
 pid_alive() { [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; }
 
 # npm ci from the committed lock file: the same package tree on every machine.
+# Stacks started at the same time share the cache: the install holds a lock,
+# is made in a scratch directory and moved into place whole, and counts only
+# once its lock file copy is there (written last), so a half-written tree is
+# never taken for an install.
 install() {
   local lock="$ROOT/scripts/mail-catcher/package-lock.json"
-  if [ -x "$MAILDEV_BIN" ] && cmp -s "$lock" "$INSTALL_DIR/package-lock.json"; then
-    return
-  fi
+  installed() { [ -x "$MAILDEV_BIN" ] && cmp -s "$lock" "$INSTALL_DIR/package-lock.json"; }
+  installed && return
   command -v npm >/dev/null || die "npm is missing (Node.js 18 or newer is needed for maildev $MAILDEV_VERSION)"
-  log "installing maildev $MAILDEV_VERSION into $INSTALL_DIR (once per machine)"
-  mkdir -p "$INSTALL_DIR"
-  cp "$ROOT/scripts/mail-catcher/package.json" "$lock" "$INSTALL_DIR/"
-  (cd "$INSTALL_DIR" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) \
-    || die "npm ci failed in $INSTALL_DIR"
+  mkdir -p "$CACHE_DIR"
+  exec 9>"$INSTALL_DIR.lock"
+  flock 9
+  if ! installed; then
+    log "installing maildev $MAILDEV_VERSION into $INSTALL_DIR (once per machine)"
+    local scratch="$INSTALL_DIR.partial.$$"
+    rm -rf "$scratch" && mkdir -p "$scratch"
+    cp "$ROOT/scripts/mail-catcher/package.json" "$scratch/"
+    cp "$lock" "$scratch/package-lock.json"
+    (cd "$scratch" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) \
+      || { rm -rf "$scratch"; die "npm ci failed in $scratch"; }
+    rm -rf "$INSTALL_DIR"
+    mv "$scratch" "$INSTALL_DIR"
+  fi
+  flock -u 9
+  exec 9>&-
 }
 
 wait_ready() {
@@ -97,7 +112,7 @@ cmd_status() {
 
 cmd_env() {
   cat <<ENV
-export MAILSYNC_SMTP_URL='smtp://127.0.0.1:$SMTP_PORT'
+export MAILSYNC_INBOX_SMTP_URL='smtp://127.0.0.1:$SMTP_PORT'
 export MAILSYNC_INBOX_URL='$INBOX_URL'
 ENV
 }
@@ -109,5 +124,5 @@ case "${1:-}" in
   env) cmd_env ;;
   clear) curl -sf -X DELETE -o /dev/null "$INBOX_URL/email/all" || die "the inbox at $INBOX_URL did not answer" ;;
   install) install ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

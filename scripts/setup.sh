@@ -7,6 +7,11 @@
 #   - pgbouncer (Debian's), the transaction-mode pooler (Supavisor's port 6543 on hosted)
 #   - Node.js and npm (Debian's, when the machine has none) for the supabase-js tests
 #   - openssl, curl (signing local tokens, health checks)
+#   - Postfix (the stack's mail relay: DSN, local delivery, real bounces) and
+#     Dovecot's IMAP server (the bounce mailbox); Debian's packages, installed
+#     with the debconf answer "No configuration", their system services
+#     stopped and disabled: the stack runs private instances on its own ports
+#     and ports 25, 143 and 993 stay free.
 #   - postrust-server 3.1.0, the PostgREST-compatible REST server, built once
 #     per machine into a versioned cache directory and reused afterwards.
 set -euo pipefail
@@ -43,8 +48,14 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
+[ -x /usr/sbin/postfix ] || missing+=(postfix)
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
+  if [[ " ${missing[*]} " == *" postfix "* ]]; then
+    printf '%s\n' 'postfix postfix/main_mailer_type select No configuration' \
+      | as_root debconf-set-selections
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
@@ -59,6 +70,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root sh -c 'command -v service >/dev/null && service pgbouncer stop >/dev/null 2>&1 || true'
   fi
 fi
+
+# The system's own Postfix and Dovecot never run (a package may start them,
+# and a reboot would): the stack starts private instances on loopback ports
+# of its own; ports 25, 143 and 993 stay free.
+for svc in postfix dovecot; do
+  [ -e "/etc/init.d/$svc" ] || continue
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  else
+    as_root sh -c "service $svc stop >/dev/null 2>&1; update-rc.d $svc disable >/dev/null 2>&1; true"
+  fi
+done
 
 if [ -x "$POSTRUST_BIN" ]; then
   log "postrust $POSTRUST_VERSION: cached at $POSTRUST_BIN"

@@ -20,6 +20,10 @@ create temp table if not exists mailsync_objects (kind text not null, name text 
 truncate mailsync_objects;
 insert into mailsync_objects (kind, name) values
 -- mailsync objects: begin
+  ('table', 'delivery_reports'),
+  ('function', 'record_delivery_reports(jsonb, integer)'),
+  ('function', 'mailsync_parse_delivery_reports(jsonb)'),
+  ('function', 'mailsync_fill_report_recipient()'),
   ('table', 'suppressions'),
   ('function', 'mailsync_normalize_suppression()'),
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
@@ -70,7 +74,10 @@ insert into mailsync_objects (kind, name) values
   ('index', 'emails_sent_user_contact_cover_idx'),
   ('index', 'campaign_email_counts_user_campaign_idx'),
   ('index', 'emails_sent_unsettled_idx'),
-  ('index', 'campaign_live_user_campaign_idx')
+  ('index', 'campaign_live_user_campaign_idx'),
+  ('index', 'emails_sent_user_message_id_idx'),
+  ('index', 'delivery_reports_user_email_idx'),
+  ('index', 'delivery_reports_user_recipient_idx')
 -- mailsync objects: end
 ;
 

@@ -320,6 +320,7 @@ Examples:
   mailsync campaigns deliver \"Rentrée 2026\"
   mailsync campaigns deliver --rate 50 --concurrency 8     # every sending campaign
   mailsync campaigns deliver --follow                       # keep going, pick up new sends
+  mailsync campaigns deliver --verp                         # return path news+<email id>@…
   mailsync --json campaigns deliver 3f2a…-uuid | jq .sent
   MAILSYNC_SMTP_URL=smtps://apikey:$KEY@smtp.example.com MAILSYNC_FROM='Acme <news@acme.example>' \\
     mailsync campaigns deliver --dry-run"
@@ -415,6 +416,10 @@ pub struct CampaignDeliverArgs {
     /// Seconds a claim is held before it counts as abandoned (renewed while working)
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub lease: u64,
+    /// Send each email from its own return path, local+<email id>@domain (VERP), so
+    /// every report names its email by the address it comes back to
+    #[arg(long)]
+    pub verp: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -836,6 +841,7 @@ impl From<CampaignDeliverArgs> for commands::campaigns::deliver::Options {
             retry_delay_secs: a.retry_delay,
             lease_secs: a.lease,
             poll_secs: 2.0,
+            verp: a.verp,
         }
     }
 }

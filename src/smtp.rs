@@ -5,6 +5,11 @@
 //! building one message per email, and reading the server's answer as an
 //! outcome. It never talks to the database and never prints: the command
 //! does both. The password lives in a [`Secret`] and is shown masked.
+//!
+//! Delivery reports (RFC 3461): when the server advertises `DSN`, each
+//! transaction asks for reports on success, failure and delay, returned to
+//! the envelope sender (the return path) with the email's id as `ENVID`;
+//! see docs/tracking.md.
 
 use std::time::Duration;
 
@@ -12,8 +17,12 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::Message;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{
+    ClientId, Extension, MailBodyParameter, MailParameter, RcptParameter,
+};
+use lettre::transport::smtp::response::Response;
+use lettre::{Address, Message};
 use url::Url;
 
 use crate::config::{Secret, Source};
@@ -273,7 +282,7 @@ impl Mailer {
     pub async fn check(&self) -> Result<()> {
         match self.connect().await {
             Ok(mut conn) => {
-                let _ = conn.quit().await;
+                let _ = conn.conn.quit().await;
                 Ok(())
             }
             Err(why) => Err(Error::config(t!(
@@ -292,14 +301,14 @@ impl Mailer {
         }
     }
 
-    async fn connect(&self) -> std::result::Result<AsyncSmtpConnection, ConnectFailure> {
+    async fn connect(&self) -> std::result::Result<Connection, ConnectFailure> {
         match tokio::time::timeout(self.timeout, self.open()).await {
             Ok(result) => result,
             Err(_) => Err(ConnectFailure::Timeout(self.timeout.as_secs())),
         }
     }
 
-    async fn open(&self) -> std::result::Result<AsyncSmtpConnection, ConnectFailure> {
+    async fn open(&self) -> std::result::Result<Connection, ConnectFailure> {
         use ConnectFailure::Other;
         let server = &self.server;
         let mut conn = if server.security == Security::ImplicitTls {
@@ -334,6 +343,9 @@ impl Mailer {
             }
             conn
         };
+        let dsn = offers_dsn(&mut conn, &self.hello)
+            .await
+            .map_err(|e| Other(describe_error(&e)))?;
         if let Some(user) = &server.user {
             let credentials = Credentials::new(
                 user.clone(),
@@ -347,8 +359,157 @@ impl Mailer {
                 .await
                 .map_err(|e| ConnectFailure::Login(user.clone(), describe_error(&e)))?;
         }
-        Ok(conn)
+        Ok(Connection { conn, dsn })
     }
+}
+
+/// An open connection and what its server offers beyond what lettre tracks.
+struct Connection {
+    conn: AsyncSmtpConnection,
+    /// The server advertised `DSN` (RFC 3461) in its EHLO answer.
+    dsn: bool,
+}
+
+/// Whether the server advertises DSN. lettre reads the EHLO answer into
+/// its `ServerInfo`, which keeps only the extensions lettre itself uses, so
+/// the answer is asked for once more (before any login: EHLO then resets
+/// nothing) and its lines read here.
+async fn offers_dsn(
+    conn: &mut AsyncSmtpConnection,
+    hello: &ClientId,
+) -> std::result::Result<bool, lettre::transport::smtp::Error> {
+    let answer = conn.command(Ehlo::new(hello.clone())).await?;
+    Ok(advertises(&answer, "DSN"))
+}
+
+/// Whether an EHLO answer lists `keyword` (its lines after the first, the
+/// server's name, each an extension keyword and its parameters).
+fn advertises(answer: &Response, keyword: &str) -> bool {
+    answer.message().skip(1).any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case(keyword))
+    })
+}
+
+/// The envelope of one email: where reports and bounces go back to, and the
+/// id the reports carry (`ENVID`).
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    /// The envelope sender (`MAIL FROM`): the return path, or its VERP form.
+    pub return_path: &'a Address,
+    /// The email's id; comes back as `Original-Envelope-Id`.
+    pub envelope_id: &'a str,
+}
+
+/// `local+token@domain` of the return path (VERP): a report addressed to it
+/// names its email even when the reporting system drops `ENVID` and the
+/// original headers.
+pub fn verp_address(
+    return_path: &Address,
+    token: &str,
+) -> std::result::Result<Address, lettre::address::AddressError> {
+    Address::new(
+        format!("{}+{token}", return_path.user()),
+        return_path.domain(),
+    )
+}
+
+/// Why a return path cannot carry VERP tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerpProblem {
+    /// Its local part already uses `+`: the token would be ambiguous.
+    Plus,
+    /// With the token, its local part would pass 64 characters
+    /// (RFC 5321 §4.5.3.1.1).
+    TooLong,
+}
+
+/// Whether `return_path` can take a VERP token of `token_len` characters.
+pub fn verp_problem(return_path: &Address, token_len: usize) -> Option<VerpProblem> {
+    let user = return_path.user();
+    if user.contains('+') {
+        Some(VerpProblem::Plus)
+    } else if user.len() + 1 + token_len > 64 {
+        Some(VerpProblem::TooLong)
+    } else {
+        None
+    }
+}
+
+/// xtext (RFC 3461 §4): the value as is, except `+`, `=` and every byte
+/// outside `!`..`~`, written `+XX` (two upper-case hex digits).
+pub fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `ORCPT` value (RFC 3461 §4.2): `rfc822;` and the address in xtext,
+/// or for an address beyond ASCII `utf-8;` and its 7-bit form, each
+/// character outside `!`..`~` and `+`, `=`, `\` written `\x{HEX}`
+/// (RFC 6533 §3, utf-8-addr-xtext).
+pub fn original_recipient(address: &str) -> String {
+    if address.is_ascii() {
+        return format!("rfc822;{}", xtext(address));
+    }
+    let mut out = String::from("utf-8;");
+    for c in address.chars() {
+        if ('!'..='~').contains(&c) && !matches!(c, '+' | '=' | '\\') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{:02X}}}", c as u32));
+        }
+    }
+    out
+}
+
+/// An extension parameter written exactly as given. lettre's own
+/// `keyword=value` form applies an xtext that leaves bytes above `~` as
+/// they are and writes `+9` for a tab, so the value is encoded here by
+/// [`xtext`] and handed over whole.
+fn mail_parameter(keyword: &str, value: &str) -> MailParameter {
+    MailParameter::Other {
+        keyword: format!("{keyword}={value}"),
+        value: None,
+    }
+}
+
+fn rcpt_parameter(keyword: &str, value: &str) -> RcptParameter {
+    RcptParameter::Other {
+        keyword: format!("{keyword}={value}"),
+        value: None,
+    }
+}
+
+/// The `MAIL FROM` command: the return path, and with DSN the reports'
+/// content (headers only) and the envelope id.
+fn mail_command(envelope: &Envelope<'_>, mut parameters: Vec<MailParameter>, dsn: bool) -> Mail {
+    if dsn {
+        parameters.push(mail_parameter("RET", "HDRS"));
+        parameters.push(mail_parameter("ENVID", &xtext(envelope.envelope_id)));
+    }
+    Mail::new(Some(envelope.return_path.clone()), parameters)
+}
+
+/// The `RCPT TO` command: with DSN a report on success, failure and delay,
+/// and the address as written (`ORCPT`).
+fn rcpt_command(to: &Address, dsn: bool) -> Rcpt {
+    let parameters = if dsn {
+        vec![
+            rcpt_parameter("NOTIFY", "SUCCESS,FAILURE,DELAY"),
+            rcpt_parameter("ORCPT", &original_recipient(to.as_ref())),
+        ]
+    } else {
+        Vec::new()
+    };
+    Rcpt::new(to.clone(), parameters)
 }
 
 /// Why a connection to the SMTP server failed: in the run's language for
@@ -399,22 +560,37 @@ impl ConnectFailure {
 /// One sender's connection, opened on first use and again after a failure.
 pub struct SmtpSession {
     mailer: Mailer,
-    conn: Option<AsyncSmtpConnection>,
+    conn: Option<Connection>,
 }
 
 impl SmtpSession {
-    /// Sends one message and reads the server's answer as an [`Attempt`].
-    pub async fn send(&mut self, message: &Message) -> Attempt {
+    /// Sends one message to its recipients, from the envelope's return path
+    /// (asking for delivery reports where the server offers DSN), and reads
+    /// the server's answer as an [`Attempt`].
+    pub async fn send(&mut self, message: &Message, envelope: &Envelope<'_>) -> Attempt {
         let mut conn = match self.conn.take() {
-            Some(conn) if !conn.has_broken() => conn,
+            Some(conn) if !conn.conn.has_broken() => conn,
             _ => match self.mailer.connect().await {
                 Ok(conn) => conn,
                 Err(why) => return Attempt::Temporary(why.describe(Lang::En)),
             },
         };
-        let envelope = message.envelope();
         let bytes = message.formatted();
-        let answer = tokio::time::timeout(self.mailer.timeout, conn.send(envelope, &bytes)).await;
+        let to = message.envelope().to();
+        let parameters = match body_parameters(&conn.conn, envelope.return_path, to, &bytes) {
+            Ok(parameters) => parameters,
+            Err(why) => {
+                // Refused before a word was sent: the connection stays good.
+                self.conn = Some(conn);
+                return Attempt::Refused(format!("internal client error: {why}"));
+            }
+        };
+        let mail = mail_command(envelope, parameters, conn.dsn);
+        let answer = tokio::time::timeout(
+            self.mailer.timeout,
+            transaction(&mut conn.conn, mail, to, conn.dsn, &bytes),
+        )
+        .await;
         let attempt = match answer {
             Err(_) => {
                 let timeout = ConnectFailure::Timeout(self.mailer.timeout.as_secs());
@@ -427,8 +603,8 @@ impl SmtpSession {
             )),
             Ok(Err(e)) => classify(&e),
         };
-        // After a refusal lettre has closed the connection: a new one next time.
-        if !conn.has_broken() {
+        // After a refusal the connection was closed: a new one next time.
+        if !conn.conn.has_broken() {
             self.conn = Some(conn);
         }
         attempt
@@ -437,9 +613,63 @@ impl SmtpSession {
     /// Says goodbye to the server (QUIT).
     pub async fn close(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.conn.quit()).await;
         }
     }
+}
+
+/// The `MAIL FROM` parameters the message itself needs, as lettre's own
+/// `send` sets them: `SMTPUTF8` for an address beyond ASCII, `BODY=8BITMIME`
+/// for a message beyond ASCII; an error when the server offers neither.
+fn body_parameters(
+    conn: &AsyncSmtpConnection,
+    return_path: &Address,
+    to: &[Address],
+    bytes: &[u8],
+) -> std::result::Result<Vec<MailParameter>, &'static str> {
+    let server = conn.server_info();
+    let mut parameters = Vec::new();
+    if std::iter::once(return_path)
+        .chain(to)
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii())
+    {
+        if !server.supports_feature(Extension::SmtpUtfEight) {
+            return Err("Envelope contains non-ascii chars but server does not support SMTPUTF8");
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !bytes.is_ascii() {
+        if !server.supports_feature(Extension::EightBitMime) {
+            return Err("Message contains non-ascii chars but server does not support 8BITMIME");
+        }
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    Ok(parameters)
+}
+
+/// One SMTP transaction: MAIL, a RCPT per recipient, DATA and the message.
+/// A refusal at any step ends the connection, as lettre's own `send` does
+/// (the next email opens a new one).
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    mail: Mail,
+    to: &[Address],
+    dsn: bool,
+    bytes: &[u8],
+) -> std::result::Result<Response, lettre::transport::smtp::Error> {
+    let result = async {
+        conn.command(mail).await?;
+        for address in to {
+            conn.command(rcpt_command(address, dsn)).await?;
+        }
+        conn.command(Data).await?;
+        conn.message(bytes).await
+    }
+    .await;
+    if result.is_err() {
+        conn.abort().await;
+    }
+    result
 }
 
 /// What one try of one email came to.
@@ -715,6 +945,92 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message().contains(ENV_LIST_UNSUBSCRIBE));
+    }
+
+    #[test]
+    fn xtext_encodes_plus_equals_and_every_byte_outside_bang_to_tilde() {
+        assert_eq!(xtext("jane.doe@acme.example"), "jane.doe@acme.example");
+        assert_eq!(xtext("a+b=c@x.fr"), "a+2Bb+3Dc@x.fr");
+        assert_eq!(xtext("!#$%&'*/?^_`{|}~@x"), "!#$%&'*/?^_`{|}~@x");
+        assert_eq!(xtext("a b\tc\u{7f}"), "a+20b+09c+7F");
+        // Beyond ASCII: each UTF-8 byte.
+        assert_eq!(xtext("josé@x.fr"), "jos+C3+A9@x.fr");
+        assert_eq!(xtext(""), "");
+    }
+
+    #[test]
+    fn the_original_recipient_is_rfc822_xtext_or_its_utf8_form() {
+        assert_eq!(
+            original_recipient("o+hara=x@client.example"),
+            "rfc822;o+2Bhara+3Dx@client.example"
+        );
+        assert_eq!(
+            original_recipient("josé+a=b\\c@café.example"),
+            "utf-8;jos\\x{E9}\\x{2B}a\\x{3D}b\\x{5C}c@caf\\x{E9}.example"
+        );
+        assert_eq!(
+            original_recipient("日@x.example"),
+            "utf-8;\\x{65E5}@x.example"
+        );
+    }
+
+    #[test]
+    fn dsn_is_read_from_the_ehlo_answer_lines() {
+        let answer: Response = "250-relay.example\r\n250-PIPELINING\r\n250-dsn\r\n250 SIZE 100\r\n"
+            .parse()
+            .unwrap();
+        assert!(advertises(&answer, "DSN"));
+        let answer: Response =
+            "250-DSN.relay.example\r\n250-DSNX\r\n250-8BITMIME\r\n250 SIZE 100\r\n"
+                .parse()
+                .unwrap();
+        assert!(
+            !advertises(&answer, "DSN"),
+            "the server's name is not an extension"
+        );
+    }
+
+    #[test]
+    fn mail_and_rcpt_carry_the_dsn_parameters_only_when_offered() {
+        let from: Address = "bounces@acme.example".parse().unwrap();
+        let to: Address = "o+hara=x@client.example".parse().unwrap();
+        let envelope = Envelope {
+            return_path: &from,
+            envelope_id: "0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69",
+        };
+        assert_eq!(
+            mail_command(&envelope, Vec::new(), true).to_string(),
+            "MAIL FROM:<bounces@acme.example> RET=HDRS ENVID=0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69\r\n"
+        );
+        assert_eq!(
+            rcpt_command(&to, true).to_string(),
+            "RCPT TO:<o+hara=x@client.example> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;o+2Bhara+3Dx@client.example\r\n"
+        );
+        assert_eq!(
+            mail_command(&envelope, vec![MailParameter::SmtpUtfEight], false).to_string(),
+            "MAIL FROM:<bounces@acme.example> SMTPUTF8\r\n"
+        );
+        assert_eq!(
+            rcpt_command(&to, false).to_string(),
+            "RCPT TO:<o+hara=x@client.example>\r\n"
+        );
+    }
+
+    #[test]
+    fn verp_puts_the_token_after_a_plus_and_refuses_what_would_be_ambiguous() {
+        let id = "0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69";
+        let rp: Address = "bounces@acme.example".parse().unwrap();
+        assert_eq!(verp_problem(&rp, id.len()), None);
+        assert_eq!(
+            verp_address(&rp, id).unwrap().to_string(),
+            format!("bounces+{id}@acme.example")
+        );
+        let tagged: Address = "bounces+news@acme.example".parse().unwrap();
+        assert_eq!(verp_problem(&tagged, id.len()), Some(VerpProblem::Plus));
+        let long: Address = format!("{}@acme.example", "b".repeat(28)).parse().unwrap();
+        assert_eq!(verp_problem(&long, id.len()), Some(VerpProblem::TooLong));
+        let fits: Address = format!("{}@acme.example", "b".repeat(27)).parse().unwrap();
+        assert_eq!(verp_problem(&fits, id.len()), None);
     }
 
     #[test]

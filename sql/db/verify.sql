@@ -12,7 +12,9 @@ contract_tables(table_name, columns) as (
                               'delivered_at', 'error_message', 'message_id', 'smtp_response', 'attempts',
                               'claimed_at', 'lease_owner', 'lease_expires_at']),
     ('email_templates', array['id', 'user_id', 'created_at', 'updated_at', 'name', 'subject', 'content']),
-    ('suppressions',    array['id', 'user_id', 'created_at', 'updated_at', 'email', 'reason', 'detail'])
+    ('suppressions',    array['id', 'user_id', 'created_at', 'updated_at', 'email', 'reason', 'detail']),
+    ('delivery_reports', array['id', 'user_id', 'created_at', 'updated_at', 'email_id', 'recipient', 'report_key',
+                               'kind', 'status', 'diagnostic', 'reporting_mta', 'arrived_at'])
 ),
 contract_views(view_name, columns) as (
   values
@@ -34,6 +36,8 @@ contract_triggers(table_name, trigger_name) as (
     ('email_templates', 'update_email_templates_updated_at'),
     ('suppressions', 'update_suppressions_updated_at'),
     ('suppressions', 'normalize_suppression'),
+    ('delivery_reports', 'update_delivery_reports_updated_at'),
+    ('delivery_reports', 'fill_report_recipient'),
     ('emails_sent', 'update_recipient_organization'),
     ('emails_sent', 'set_email_status_timestamps'),
     ('contacts', 'create_missing_organizations_on_insert'),
@@ -59,7 +63,8 @@ contract_functions(function_name, args) as (
     ('claim_emails', 'campaign uuid, max_emails integer, lease_seconds integer, worker text, message_id_domain text, resend_unknown boolean'),
     ('record_email_outcomes', 'outcomes jsonb, worker text'),
     ('extend_email_leases', 'ids uuid[], worker text, lease_seconds integer'),
-    ('unknown_emails', 'campaign uuid, max_rows integer')
+    ('unknown_emails', 'campaign uuid, max_rows integer'),
+    ('record_delivery_reports', 'reports jsonb, soft_bounce_limit integer')
 ),
 -- Trigger functions that Auth's user deletion reaches as `supabase_auth_admin`
 -- (no privilege in `public`): they must run as their owner.
@@ -72,6 +77,10 @@ verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
 mailsync_objects(kind, name) as (
   values
   -- mailsync objects: begin
+  ('table', 'delivery_reports'),
+  ('function', 'record_delivery_reports(jsonb, integer)'),
+  ('function', 'mailsync_parse_delivery_reports(jsonb)'),
+  ('function', 'mailsync_fill_report_recipient()'),
   ('table', 'suppressions'),
   ('function', 'mailsync_normalize_suppression()'),
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
@@ -122,7 +131,10 @@ mailsync_objects(kind, name) as (
   ('index', 'emails_sent_user_contact_cover_idx'),
   ('index', 'campaign_email_counts_user_campaign_idx'),
   ('index', 'emails_sent_unsettled_idx'),
-  ('index', 'campaign_live_user_campaign_idx')
+  ('index', 'campaign_live_user_campaign_idx'),
+  ('index', 'emails_sent_user_message_id_idx'),
+  ('index', 'delivery_reports_user_email_idx'),
+  ('index', 'delivery_reports_user_recipient_idx')
 -- mailsync objects: end
 ),
 -- A schema from an earlier mailsync, before objects were marked.
@@ -383,7 +395,8 @@ checks(ord, name, ok, detail) as (
   from pg_catalog.pg_publication_tables pt
   where pt.pubname = 'supabase_realtime' and pt.schemaname = 'public'
     and pt.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates',
-                         'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends', 'suppressions')
+                         'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends', 'suppressions',
+                         'delivery_reports')
   union all
   select 91, 'supabase_realtime publishes campaign_live',
          exists (select 1 from pg_catalog.pg_publication_tables pt

@@ -14,7 +14,8 @@
 -- `public` granted to the API roles), the stricter of the two situations for
 -- MASTER-DATABASE.sql, which must revoke what it does not want granted.
 --
--- Hosted limits it models (SUPABASE.md §6): the API roles' statement
+-- Hosted limits it models (docs/local-stack.md; supabase.com/docs
+-- guides/database/postgres/timeouts): the API roles' statement
 -- timeouts (`anon` 3 s, `authenticated` and `authenticator` 8 s; the global
 -- 2-minute limit for every other role is the cluster's `statement_timeout`,
 -- set by scripts/local-stack.sh), and `supabase_auth_admin`, the role Supabase

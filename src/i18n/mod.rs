@@ -130,7 +130,7 @@ fn group(lang: Lang, digits: &str) -> String {
     };
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 * 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(separator);
         }
         out.push(ch);

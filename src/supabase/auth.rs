@@ -1,5 +1,5 @@
 //! Supabase Auth (`/auth/v1`): password sign-in, refresh, sign-out. Request
-//! and response shapes as SUPABASE.md documents them. Tokens and passwords
+//! and response shapes as supabase/auth documents them (its "Auth API"). Tokens and passwords
 //! go in bodies and headers only, never in a message.
 
 use std::time::Duration;

@@ -123,7 +123,7 @@ pub struct Connection {
     sent_token: String,
 }
 
-/// The `phx_join` payload (SUPABASE.md, realtime-js `RealtimeChannel`).
+/// The `phx_join` payload (supabase/realtime-js `RealtimeChannel`).
 pub fn join_payload(token: &str, user_id: Option<&str>) -> Value {
     let mut binding = json!({"event": "*", "schema": "public", "table": TABLE});
     if let Some(id) = user_id {

@@ -1,5 +1,5 @@
 //! Sign-in and sessions against an in-test server that answers like
-//! Supabase Auth (tests/it/common/auth_server.rs: SUPABASE.md §4 and §6; the
+//! Supabase Auth (tests/it/common/auth_server.rs, after supabase/auth; the
 //! local stack has no Auth server), and
 //! one end-to-end import with a saved session on the real local stack.
 
@@ -577,8 +577,9 @@ async fn two_commands_refreshing_at_once_both_succeed_with_the_one_saved_session
     let dir = tempfile::tempdir().unwrap();
     assert!(login(&url, dir.path()).await.status.success());
     // The saved token expires in 30 s: both commands refresh it, with the
-    // same single-use refresh token. The server answers the first, then
-    // tells the second its token was already used.
+    // same single-use refresh token. The server answers the first with a
+    // new one, then the second (whose token is now the new one's parent)
+    // with that same new one, as Auth does.
     let (a, b) = racing_whoamis(&url, dir.path(), &state).await;
     for o in [&a, &b] {
         assert!(o.status.success(), "{}", stderr(o));
@@ -597,7 +598,7 @@ async fn two_commands_refreshing_at_once_both_succeed_with_the_one_saved_session
         ["refresh-token-1", "refresh-token-1"],
         "both refreshed"
     );
-    assert_eq!(s.issued, 2, "one refresh succeeded");
+    assert_eq!(s.issued, 2, "one new refresh token, given to both");
     drop(s);
     assert_eq!(read_session(dir.path())["refresh_token"], "refresh-token-2");
 }
@@ -860,8 +861,8 @@ async fn an_older_auth_server_is_understood() {
     let dir = tempfile::tempdir().unwrap();
     wrong_login(&url, dir.path(), "not-the-password").await;
     assert!(login(&url, dir.path()).await.status.success());
-    // Racing refreshes: the second gets the older server's `invalid_grant`
-    // for the spent token and uses the session the first one saved.
+    // Racing refreshes: the second, with the spent parent token, gets the
+    // refresh token the first one got.
     let (a, b) = racing_whoamis(&url, dir.path(), &state).await;
     for o in [&a, &b] {
         assert!(o.status.success(), "{}", stderr(o));

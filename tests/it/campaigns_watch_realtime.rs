@@ -1,5 +1,5 @@
 //! The Realtime client against an in-test websocket server that speaks the
-//! Phoenix/Realtime frames of SUPABASE.md (the local stack has no Realtime
+//! Phoenix frames of Supabase Realtime (the local stack has no Realtime
 //! server): the join, heartbeats, changes, token refresh, reconnection, and
 //! `campaigns watch` coalescing a burst of changes into one re-read.
 

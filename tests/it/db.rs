@@ -59,11 +59,12 @@ async fn reset_twice_succeeds_and_leaves_zero_rows() {
     assert!(second.status.success(), "{}", stderr(&second));
     let report = json_of(&second);
     // The five tables of the guide, the two counter tables behind the views,
-    // the paged sends, the live-change rows and the suppressed addresses.
-    assert_eq!(report["tables"], 10, "{report}");
+    // the paged sends, the live-change rows, the suppressed addresses and
+    // the delivery reports.
+    assert_eq!(report["tables"], 11, "{report}");
     assert_eq!(report["views"], 3, "{report}");
-    assert_eq!(report["policies"], 31, "{report}");
-    assert_eq!(report["triggers"], 22, "{report}");
+    assert_eq!(report["policies"], 35, "{report}");
+    assert_eq!(report["triggers"], 24, "{report}");
     assert!(report["elapsed_ms"].is_u64());
     let target = report["target"].as_str().unwrap();
     assert!(
@@ -92,7 +93,7 @@ async fn apply_twice_keeps_rows() {
     assert!(again.status.success(), "{}", stderr(&again));
     let third = run(&stack, &db, &["db", "apply", "--yes"]);
     assert!(third.status.success(), "{}", stderr(&third));
-    assert!(stdout(&third).contains("10 tables"), "{}", stdout(&third));
+    assert!(stdout(&third).contains("11 tables"), "{}", stdout(&third));
     assert_eq!(count(&db, "contacts").await, 1);
     assert_eq!(count(&db, "email_campaigns").await, 1);
     assert_eq!(count(&db, "organizations").await, 1);

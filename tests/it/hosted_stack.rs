@@ -1,4 +1,4 @@
-//! The local stack models hosted Supabase's limits (SUPABASE.md §6): the
+//! The local stack models hosted Supabase's limits (docs/local-stack.md): the
 //! statement timeouts of each role, `supabase_auth_admin` and deleting a
 //! user as Auth does, the transaction-mode pooler, the REST row cap, and
 //! query strings read as PostgREST reads them (checked with the official

@@ -1,21 +1,59 @@
-//! The README's examples run as written.
+//! The documents people read (README.md and docs/*.md) say what is true:
+//! their examples run as written, every setting the code reads is in the
+//! reference, the number of tests they give holds, and every file they name
+//! exists.
 
 use crate::common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::CommandFactory;
 
-const README: &str = include_str!("../../README.md");
+const ACCOUNT: &str = include_str!("../../docs/account.md");
+const DB: &str = include_str!("../../docs/db.md");
+const REFERENCE: &str = include_str!("../../docs/reference.md");
+const TESTING: &str = include_str!("../../docs/testing.md");
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// README.md and every page of docs/, with their text.
+fn documents() -> Vec<(PathBuf, String)> {
+    let mut paths = vec![root().join("README.md")];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+/// The `console` blocks of a document, as written.
+fn console_blocks(text: &str) -> Vec<&str> {
+    text.split("```console\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect()
+}
 
 /// The completion lines work on a fresh machine: an empty home, only the
 /// binary on the PATH.
 #[test]
 fn completion_examples_work_in_an_empty_home() {
-    let start = README
+    let start = ACCOUNT
         .find("Completions for bash")
-        .expect("the completions section");
-    let block = README[start..]
+        .expect("the completions section of docs/account.md");
+    let block = ACCOUNT[start..]
         .split("```sh\n")
         .nth(1)
         .and_then(|b| b.split("```").next())
@@ -138,34 +176,202 @@ fn cases() -> Vec<(std::path::PathBuf, String)> {
 }
 
 #[test]
-fn every_case_is_written_in_the_readme() {
+fn every_case_is_written_in_the_docs() {
+    let documents = documents();
     for (path, body) in cases() {
         assert!(
-            README.contains(&format!("```console\n{body}```")),
-            "{}: this example is not in README.md as written:\n{body}",
+            documents
+                .iter()
+                .any(|(_, text)| text.contains(&format!("```console\n{body}```"))),
+            "{}: this example is in neither README.md nor docs/*.md as written:\n{body}",
             path.display()
         );
     }
 }
 
-/// Every `console` block of the README is a case of tests/readme/*.md, so
-/// no shown output goes unchecked (screens that cannot run here, such as a
-/// prompt or the Realtime watch, are `text` blocks).
+/// Every `console` block of the README and of docs/*.md is a case of
+/// tests/readme/*.md, so no shown output goes unchecked (screens that
+/// cannot run here, such as a prompt or the Realtime watch, are `text`
+/// blocks).
 #[test]
-fn every_console_block_of_the_readme_is_a_case() {
+fn every_console_block_of_the_docs_is_a_case() {
     let cases: Vec<String> = cases().into_iter().map(|(_, body)| body).collect();
-    let blocks: Vec<&str> = README
-        .split("```console\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap())
-        .collect();
-    assert!(blocks.len() >= 7, "{blocks:?}");
-    for block in blocks {
+    let mut shown = 0;
+    for (path, text) in documents() {
+        for block in console_blocks(&text) {
+            shown += 1;
+            assert!(
+                cases.iter().any(|c| c == block),
+                "{}: this example runs in no case of tests/readme/*.md:\n{block}",
+                path.display()
+            );
+        }
+    }
+    assert!(shown >= 7, "only {shown} console blocks");
+    let (_, readme) = &documents()[0];
+    assert!(
+        !console_blocks(readme).is_empty(),
+        "the README's tour shows real output"
+    );
+}
+
+/// Every variable the code reads (a `"MAILSYNC_…"` or `"SUPABASE_…"`
+/// literal in src/, clap's `env = …` included) is in the reference's
+/// tables, so `mailsync config`, `--help` and the docs name the same
+/// settings. Test hooks (`MAILSYNC_DEBUG_…`) are not settings.
+#[test]
+fn every_setting_the_code_reads_is_in_the_reference() {
+    let mut names = std::collections::BTreeSet::new();
+    let mut dirs = vec![root().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for prefix in ["\"MAILSYNC_", "\"SUPABASE_"] {
+                    for (at, _) in text.match_indices(prefix) {
+                        let name: String = text[at + 1..]
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_'
+                            })
+                            .collect();
+                        if text[at + 1 + name.len()..].starts_with('"') {
+                            names.insert(name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    names.retain(|n| !n.starts_with("MAILSYNC_DEBUG_"));
+    assert!(names.len() >= 10, "{names:?}");
+    let table_rows: Vec<&str> = REFERENCE.lines().filter(|l| l.starts_with("| `")).collect();
+    for name in &names {
         assert!(
-            cases.iter().any(|c| c == block),
-            "this README example runs in no case of tests/readme/*.md:\n{block}"
+            table_rows
+                .iter()
+                .any(|row| row.contains(&format!("`{name}`"))),
+            "{name} is read by the code but not in a table of docs/reference.md"
         );
     }
+}
+
+/// The number of tests docs/testing.md gives ("more than N tests") holds,
+/// and stays close: every `#[test]` and `#[tokio::test]` in src/ and
+/// tests/it/ counted, there are more than N and at most a fifth more.
+#[test]
+fn the_number_of_tests_the_docs_give_holds() {
+    let stated: usize = TESTING
+        .split("more than ")
+        .nth(1)
+        .and_then(|rest| rest.split(" tests").next())
+        .and_then(|n| n.parse().ok())
+        .expect("docs/testing.md says \"more than N tests\"");
+    let mut count = 0;
+    let mut dirs = vec![root().join("src"), root().join("tests/it")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                count += std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .map(str::trim_start)
+                    .filter(|l| l.starts_with("#[test]") || l.starts_with("#[tokio::test"))
+                    .count();
+            }
+        }
+    }
+    assert!(
+        count > stated && count * 5 <= stated * 6,
+        "docs/testing.md says more than {stated} tests; there are {count}"
+    );
+}
+
+/// Pages linked from the README that the `bounces` commands bring with them.
+const PAGES_OF_THE_BOUNCES_COMMANDS: [&str; 2] = ["docs/bounces.md", "docs/tracking.md"];
+
+/// Every file a document links to, or names in backquotes as a path of the
+/// repository (`sql/…`, `scripts/…`, `tests/…`, …), exists; and no
+/// document points to a file outside the repository.
+#[test]
+fn every_file_the_docs_name_exists() {
+    let top = [
+        "src/",
+        "sql/",
+        "scripts/",
+        "tests/",
+        "docs/",
+        "examples/",
+        "certs/",
+        "locales/",
+    ];
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for (path, text) in documents() {
+        let dir = path.parent().unwrap();
+        let shown = path.strip_prefix(root()).unwrap().display().to_string();
+        // Notes kept outside the repository (spelled in two parts so that
+        // this file does not cite them either).
+        let outside = [
+            concat!("DESIGN", ".md"),
+            concat!("SUPABASE", ".md"),
+            concat!("MAIL", ".md"),
+            concat!("seed-guide", ".md"),
+            concat!("/work", "/"),
+        ];
+        for outside in outside {
+            assert!(!text.contains(outside), "{shown} cites {outside}");
+        }
+        // Links: [text](target), relative to the document.
+        for piece in text.split("](").skip(1) {
+            let target = piece.split(')').next().unwrap();
+            let file = target.split('#').next().unwrap();
+            if file.is_empty() || file.contains("://") || file.starts_with("mailto:") {
+                continue;
+            }
+            let resolved = dir.join(file);
+            let relative = resolved
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.strip_prefix(root()).ok().map(|p| p.display().to_string()));
+            let theirs = PAGES_OF_THE_BOUNCES_COMMANDS
+                .iter()
+                .any(|page| resolved.ends_with(page));
+            if relative.is_none() && theirs {
+                continue;
+            }
+            if relative.is_none() {
+                missing.push(format!("{shown} links to {target}"));
+            }
+            named += 1;
+        }
+        // Paths in backquotes.
+        for piece in text.split('`').skip(1).step_by(2) {
+            let candidate = piece.split_whitespace().next().unwrap_or("");
+            if !top.iter().any(|t| candidate.starts_with(t))
+                || candidate.contains(['*', '<', '{', '$', '['])
+                || candidate.contains("...")
+            {
+                continue;
+            }
+            if !root().join(candidate.trim_end_matches(':')).exists() {
+                missing.push(format!("{shown} names {candidate}"));
+            }
+            named += 1;
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "files the docs name that do not exist:\n{}",
+        missing.join("\n")
+    );
+    assert!(named > 50, "only {named} files named");
 }
 
 /// Runs one case file with the real binary, with `env` added to (or, empty,
@@ -203,8 +409,8 @@ async fn reset_example() {
     db.drop(&stack).await;
 }
 
-/// Import, contacts, templates, campaigns and the dashboard, in the README's
-/// order, as a new user.
+/// Import, contacts, templates, campaigns and the dashboard, in the order
+/// of docs/import.md, docs/contacts.md and docs/campaigns.md, as a new user.
 #[tokio::test]
 async fn user_examples() {
     let stack = common::ready().await;
@@ -234,6 +440,8 @@ fn config_example() {
         "MAILSYNC_SMTP_URL",
         "MAILSYNC_FROM",
         "MAILSYNC_LIST_UNSUBSCRIBE",
+        "MAILSYNC_RETURN_PATH",
+        "MAILSYNC_BOUNCES_URL",
         "MAILSYNC_ALLOW_INSECURE_HTTP",
     ]
     .into_iter()
@@ -264,14 +472,14 @@ fn matches(pattern: &str, line: &str) -> bool {
     rest.is_empty()
 }
 
-/// The README's `db reset` prompt (a `text` block: it needs a terminal),
-/// typed as shown on a pseudo-terminal against a scratch database.
+/// The `db reset` prompt of docs/db.md (a `text` block: it needs a
+/// terminal), typed as shown on a pseudo-terminal against a scratch database.
 #[tokio::test]
 async fn reset_prompt_example_on_a_terminal() {
-    let start = README
+    let start = DB
         .find("```text\n$ mailsync db reset\n")
         .expect("the db reset prompt example");
-    let block = README[start..]
+    let block = DB[start..]
         .strip_prefix("```text\n")
         .unwrap()
         .split("```")

@@ -318,8 +318,11 @@ async fn joins_fail_transiently_while_the_project_connection_initialises() {
     // A bad token is refused for good, and so is an expired one.
     let expired = common::sign(&stack, &user.id, &user.email, -120);
     for (token, reason) in [
-        ("not-a-jwt", "MalformedJWT"),
-        (expired.as_str(), "InvalidJWTToken: Token has expired"),
+        (
+            "not-a-jwt",
+            "MalformedJWT: The token provided is not a valid JWT",
+        ),
+        (expired.as_str(), "InvalidJWTToken: Token has expired 12"),
     ] {
         let mut other = connect(&server).await;
         send(&mut other, join_frame(token, None, "campaign_live")).await;
@@ -407,19 +410,35 @@ async fn a_bad_key_is_refused_at_the_handshake_and_an_expiring_token_closes_its_
             ),
         }
     }
-    // A user's token is not a project key either.
-    assert!(
-        tokio_tungstenite::connect_async(server.websocket_url(&user.token))
+    // The project's JWTs need `role` and `exp`, whatever the role: one
+    // without `role` is refused, an expired one too, and a user's own token
+    // is accepted as the key (the real server checks no more than that).
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(stack.jwt_secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let roleless = sign(json!({"exp": 4_000_000_000u64}));
+    let expired = common::sign(&stack, &user.id, &user.email, -60);
+    for key in [roleless.as_str(), expired.as_str()] {
+        assert!(tokio_tungstenite::connect_async(server.websocket_url(key))
             .await
-            .is_err()
-    );
+            .is_err());
+    }
+    let (mut by_user, _) = tokio_tungstenite::connect_async(server.websocket_url(&user.token))
+        .await
+        .expect("a user's token is a key the server accepts");
+    by_user.close(None).await.unwrap();
     assert_eq!(
         server
             .handshakes()
             .iter()
             .map(|(_, ok)| *ok)
             .collect::<Vec<_>>(),
-        [false, false, false]
+        [false, false, false, false, true]
     );
 
     // A token valid for a few more seconds: subscribed, then told and closed.

@@ -1,6 +1,6 @@
 //! `mailsync login`: sign in with email and password (Supabase Auth) and
 //! save the session. Server side: Supabase Auth `/auth/v1/token` (an
-//! in-test server in the tests, following SUPABASE.md); client in
+//! in-test server in the tests, `tests/it/common/auth_server.rs`); client in
 //! `src/supabase/auth.rs`. Tests: `tests/it/account.rs`.
 
 use std::io::{BufRead, IsTerminal};

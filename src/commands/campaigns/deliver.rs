@@ -30,7 +30,9 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
-use crate::smtp::{Attempt, Mailer, Recipient, SmtpSession, SmtpSettings, Template};
+use crate::smtp::{
+    Attempt, Envelope, Mailer, Recipient, SmtpSession, SmtpSettings, Template, VerpProblem,
+};
 use crate::supabase::rest::RestClient;
 use crate::t;
 
@@ -68,6 +70,9 @@ pub struct Options {
     pub lease_secs: u64,
     /// Seconds between looks for new work with `--follow`.
     pub poll_secs: f64,
+    /// Each email's envelope sender is `local+<email id>@domain` of the
+    /// return path (VERP), so a report names its email by its address.
+    pub verp: bool,
 }
 
 /// An email the database handed to this worker.
@@ -239,6 +244,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     validate(options)?;
     let lease = Duration::from_secs(options.lease_secs);
     let settings = smtp_settings(config)?;
+    let return_path = settings.from.email.clone();
+    if options.verp {
+        check_verp(&return_path)?;
+    }
     let client = crate::supabase::user::user_client(config, out).await?;
     let worker = worker_id();
     let tally = Arc::new(Tally::default());
@@ -275,11 +284,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
 
     let mailer = Mailer::new(&settings.server, Duration::from_secs(30))?;
     out.debug(format!(
-        "deliver: SMTP {} ({}), from {} ({}), worker {worker}",
+        "deliver: SMTP {} ({}), from {} ({}), return path {return_path}{}, worker {worker}",
         settings.server.masked(),
         settings.server_source,
         settings.from,
-        settings.from_source
+        settings.from_source,
+        if options.verp { " (VERP)" } else { "" }
     ));
     // A server that is down or refuses us: say so before claiming anything.
     mailer.check().await?;
@@ -337,6 +347,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             jobs: job_rx.clone(),
             mailer: mailer.clone(),
             settings: settings.clone(),
+            return_path: return_path.clone(),
+            verp: options.verp,
             pace: pace.clone(),
             records: record_tx.clone(),
             tally: tally.clone(),
@@ -490,6 +502,22 @@ fn validate(options: &Options) -> Result<()> {
         return Err(Error::usage(t!("deliver-error-retry-delay")));
     }
     Ok(())
+}
+
+/// The setting that names the return path, for the advice.
+const RETURN_PATH_SETTING: &str = "MAILSYNC_RETURN_PATH";
+
+/// A return path that cannot take `+<email id>` is refused before anything
+/// is claimed.
+fn check_verp(return_path: &lettre::Address) -> Result<()> {
+    let token_len = Uuid::nil().hyphenated().to_string().len();
+    let address = return_path.to_string();
+    let message = match crate::smtp::verp_problem(return_path, token_len) {
+        None => return Ok(()),
+        Some(VerpProblem::Plus) => t!("deliver-error-verp-plus", address = address),
+        Some(VerpProblem::TooLong) => t!("deliver-error-verp-too-long", address = address),
+    };
+    Err(Error::usage(message).with_hint(t!("deliver-hint-verp", name = RETURN_PATH_SETTING)))
 }
 
 /// The SMTP settings, from the same sources as every other setting.
@@ -686,6 +714,9 @@ struct Sender {
     jobs: JobReceiver,
     mailer: Mailer,
     settings: Arc<SmtpSettings>,
+    /// Where reports and bounces go back to (the envelope sender).
+    return_path: lettre::Address,
+    verp: bool,
     pace: Arc<Pace>,
     records: mpsc::UnboundedSender<Record>,
     tally: Arc<Tally>,
@@ -767,12 +798,30 @@ async fn deliver_one(
             }
         }
     };
+    let envelope_id = email.id.hyphenated().to_string();
+    let verp = match s.verp {
+        false => None,
+        true => match crate::smtp::verp_address(&s.return_path, &envelope_id) {
+            Ok(address) => Some(address),
+            Err(why) => {
+                return Record {
+                    id: email.id,
+                    status: "failed",
+                    response: Some(format!("not sent: no VERP return path: {why}")),
+                }
+            }
+        },
+    };
+    let envelope = Envelope {
+        return_path: verp.as_ref().unwrap_or(&s.return_path),
+        envelope_id: &envelope_id,
+    };
     let mut delay = s.retry_delay;
     let mut tried = 0;
     loop {
         s.pace.wait().await;
         tried += 1;
-        let attempt = session.send(&message).await;
+        let attempt = session.send(&message, &envelope).await;
         if !matches!(attempt, Attempt::Temporary(_)) {
             s.tally.temporary_streak.store(0, Ordering::Relaxed);
         }

@@ -244,7 +244,7 @@ pub fn read_rows(
         scan.widest = scan.widest.max(row.cells.len());
         scan.email_like.count(&row);
         scan.rows += 1;
-        if scan.rows % 4096 == 0 {
+        if scan.rows.is_multiple_of(4096) {
             progress.set_position(scan.rows);
         }
         match classify(&row, columns) {

@@ -17,7 +17,7 @@ use crate::t;
 /// How many rejects the summary shows on screen.
 const SHOWN_REJECTS: usize = 10;
 
-/// `import --json`: exactly the fields of DESIGN.md.
+/// `import --json`: exactly the fields of the import contract (docs/import.md).
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub file: String,

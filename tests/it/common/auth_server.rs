@@ -1,6 +1,9 @@
-//! An in-test server that answers like Supabase Auth (SUPABASE.md §4 and
-//! §6; the local stack has no Auth server): password sign-in and refresh
-//! with single-use refresh tokens, logout with its scopes, the key checked
+//! An in-test server that answers like Supabase Auth (supabase/auth,
+//! `internal/api/token_refresh.go` and `logout.go`; the local stack has no
+//! Auth server): password sign-in and refresh with single-use refresh tokens
+//! (the parent of the active one, reused, is answered with the active one,
+//! as Auth does for a client that could not save its last refresh; any other
+//! spent token is "already used"), logout with its scopes, the key checked
 //! on every request, errors in the newer (`code`/`error_code`/`msg`) or the
 //! older (`error`/`error_description`) shape, and scripted failures (429,
 //! 5xx, an HTML page, a hang, a cut connection). Access tokens are real
@@ -42,6 +45,9 @@ pub struct AuthState {
     pub refresh_token: String,
     /// Refresh tokens already spent (reuse is detected).
     pub spent: Vec<String>,
+    /// The refresh token the valid one was swapped from by a refresh (empty
+    /// after a sign-in): reusing it gets the valid one back.
+    pub parent: String,
     /// Access tokens issued and not revoked.
     pub live_access: Vec<String>,
     pub issued: u32,
@@ -110,11 +116,25 @@ pub fn access_token(stack: &super::Stack, state: &AuthState, lifetime: i64) -> S
 /// access token valid for `lifetime` seconds.
 pub fn token_response(state: &mut AuthState, lifetime: i64) -> Value {
     state.issued += 1;
+    state.parent.clear();
     if !state.refresh_token.is_empty() {
         let old = std::mem::take(&mut state.refresh_token);
         state.spent.push(old);
     }
     state.refresh_token = format!("refresh-token-{}", state.issued);
+    session_response(state, lifetime)
+}
+
+/// A refresh: as a sign-in, and the spent token is the new one's parent.
+fn refresh_response(state: &mut AuthState, lifetime: i64) -> Value {
+    let parent = state.refresh_token.clone();
+    let response = token_response(state, lifetime);
+    state.parent = parent;
+    response
+}
+
+/// The valid refresh token again, with a new access token: no rotation.
+fn session_response(state: &mut AuthState, lifetime: i64) -> Value {
     let stack = super::stack();
     let access = access_token(&stack, state, lifetime);
     state.live_access.push(access.clone());
@@ -242,7 +262,13 @@ async fn token(
             "Invalid login credentials",
         ),
         "refresh_token" if body["refresh_token"] == s.refresh_token.as_str() => {
-            json_reply(StatusCode::OK, token_response(&mut s, 3600))
+            json_reply(StatusCode::OK, refresh_response(&mut s, 3600))
+        }
+        // The parent of the valid token: its client did not keep the answer
+        // to its refresh (or lost the race to another); Auth hands back the
+        // valid token rather than a new one.
+        "refresh_token" if !s.parent.is_empty() && body["refresh_token"] == s.parent.as_str() => {
+            json_reply(StatusCode::OK, session_response(&mut s, 3600))
         }
         "refresh_token" if s.spent.iter().any(|t| body["refresh_token"] == t.as_str()) => {
             auth_error(

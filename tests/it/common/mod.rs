@@ -152,6 +152,7 @@ const RPC_PROBES: &[(&str, &str)] = &[
     ("import_contacts", r#"{"rows": []}"#),
     ("contact_organization_spellings", r#"{"name": ""}"#),
     ("claim_emails", r#"{"max_emails": 1}"#),
+    ("record_delivery_reports", r#"{"reports": []}"#),
     (
         "queue_campaign_page",
         r#"{"campaign": "00000000-0000-0000-0000-000000000000", "organization": null, "page_size": 1}"#,

@@ -1,5 +1,7 @@
 //! An in-test Supabase Realtime server (the local stack has none), as strict
-//! as hosted Realtime (SUPABASE.md §5-6): Phoenix v1 JSON frames on
+//! as hosted Realtime (supabase/realtime, `lib/realtime_web/channels/`
+//! `user_socket.ex` and `realtime_channel.ex`; Supabase's "Realtime limits"
+//! guide): Phoenix v1 JSON frames on
 //! `/realtime/v1/websocket`, Postgres Changes read from the stack's real
 //! write-ahead log (logical decoding, `test_decoding`) for the tables of the
 //! `supabase_realtime` publication, each change authorised against RLS once
@@ -9,7 +11,9 @@
 //!
 //! - after the join reply, `{"extension":"postgres_changes","status":"ok",
 //!   "message":"Subscribed to PostgreSQL"}` (or `"status":"error"` when the
-//!   subscription fails, e.g. a table outside the publication);
+//!   subscription fails, e.g. a table outside the publication), and again
+//!   after each new `access_token` the channel accepts (the real server
+//!   subscribes anew with the new claims);
 //! - over the message quota, `{"extension":"system","status":"error",
 //!   "message":"Too many messages per second"}` on every channel, then
 //!   `phx_close`;
@@ -17,23 +21,28 @@
 //!   with `InitializingProjectConnection: Realtime is initializing the
 //!   project connection`.
 //!
-//! It also plays the real server's failures (SUPABASE.md §5-6), to test the
-//! client's answer to each:
+//! It also plays the real server's failures, to test the client's answer to
+//! each:
 //!
 //! - the websocket handshake is refused (HTTP 403, as Phoenix answers a
 //!   refused `connect`) when the `apikey` is not a valid, unexpired JWT of
-//!   the project (`anon` or `service_role`);
-//! - a join with an invalid or expired access token is refused
-//!   (`InvalidJWTToken: Token has expired …`); a channel whose token expires
-//!   is told so in a `system` error and closed, and so is one that sends an
-//!   invalid `access_token` (the real server's `shutdown_response`);
+//!   the project carrying `role` and `exp` (any role: the anon key, the
+//!   service key, or a user's own token);
+//! - a join with an invalid or expired access token is refused with the
+//!   server's code and words (`InvalidJWTToken: Token has expired 3 seconds
+//!   ago`, `MalformedJWT: The token provided is not a valid JWT`, ...); a
+//!   channel whose token expires is told so in a `system` error and closed,
+//!   and so is one that sends an invalid `access_token`, in the words the
+//!   real server's `shutdown_response` uses there (no code: `The token
+//!   provided is not a valid JWT`); an `access_token` equal to the channel's
+//!   own is ignored;
 //! - the first `silent_joins` joins get no reply at all;
 //! - on demand ([`RealtimeServer::fail`]): `phx_error`, `phx_close`, a
 //!   WebSocket Close frame, a `postgres_changes` `system` error.
 //!
 //! Every other HTTP request is passed through to the local stack, so the
-//! server's URL works as `SUPABASE_URL` for the whole tool. See
-//! /work/notes/REALTIME-SERVER.md (and the doc comments below) for the API.
+//! server's URL works as `SUPABASE_URL` for the whole tool. The doc comments
+//! below describe the API.
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, VecDeque};
@@ -71,7 +80,7 @@ pub struct RealtimeConfig {
     /// The first N joins get no reply (after the transient failures).
     pub silent_joins: usize,
     /// Refuse the websocket handshake (HTTP 403) unless `apikey` is a valid
-    /// JWT of the project, as the real server does.
+    /// JWT of the project with `role` and `exp`, as the real server does.
     pub verify_apikey: bool,
     /// How often joined channels' tokens are checked for expiry.
     pub token_check_interval: Duration,
@@ -185,6 +194,8 @@ struct Channel {
     join_ref: Value,
     bindings: Vec<Binding>,
     claims: Value,
+    /// The token the claims come from.
+    token: String,
     subscribed: bool,
     /// Changes committed before the subscription are not sent.
     since_lsn: u64,
@@ -445,27 +456,73 @@ fn within_quota(window: &Mutex<VecDeque<Instant>>, limit: usize) -> bool {
     true
 }
 
-fn verify_token(secret: &str, token: &str) -> Result<Value, String> {
+/// Why the server refuses a token, as `ChannelsAuthorization.authorize_conn`
+/// and `confirm_token` find it: the signature first, then the claims it
+/// requires (`role` and `exp`), then the expiry, with no leeway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenRefusal {
+    Malformed,
+    Signature,
+    MissingClaims,
+    /// Expired this many seconds ago.
+    Expired(i64),
+}
+
+impl TokenRefusal {
+    /// The reason of a refused join: the server's code, then its words.
+    pub fn join_reason(&self) -> String {
+        match self {
+            Self::Malformed => "MalformedJWT: The token provided is not a valid JWT".into(),
+            Self::Signature => "JwtSignatureError: Failed to validate JWT signature".into(),
+            Self::MissingClaims => {
+                "InvalidJWTToken: Fields `role` and `exp` are required in JWT".into()
+            }
+            Self::Expired(ago) => format!("InvalidJWTToken: Token has expired {ago} seconds ago"),
+        }
+    }
+
+    /// The `system` message closing a channel whose new `access_token` is
+    /// refused: the words alone, and for a bad signature the error term as
+    /// the server prints it (`inspect(:signature_error)`).
+    pub fn shutdown_reason(&self) -> String {
+        match self {
+            Self::Malformed => "The token provided is not a valid JWT".into(),
+            Self::Signature => ":signature_error".into(),
+            Self::MissingClaims => "Fields `role` and `exp` are required in JWT".into(),
+            Self::Expired(ago) => format!("Token has expired {ago} seconds ago"),
+        }
+    }
+}
+
+fn verify_token(secret: &str, token: &str) -> Result<Value, TokenRefusal> {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.validate_aud = false;
-    // The real server allows no leeway: expired is expired.
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp"]);
-    jsonwebtoken::decode::<Value>(
+    // Expiry and required claims are checked below, in the server's order.
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Value>(
         token,
         &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
         &validation,
     )
     .map(|t| t.claims)
     .map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-            "InvalidJWTToken: Token has expired".to_string()
-        }
-        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-            "JwtSignatureError: Failed to validate JWT signature".to_string()
-        }
-        _ => "MalformedJWT: The token provided is not a valid JWT".to_string(),
-    })
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenRefusal::Signature,
+        _ => TokenRefusal::Malformed,
+    })?;
+    let (Some(_), Some(exp)) = (claims.get("role"), claims.get("exp")) else {
+        return Err(TokenRefusal::MissingClaims);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    match exp.as_i64() {
+        // Expired is expired: no leeway.
+        Some(exp) if exp > now => Ok(claims),
+        Some(exp) => Err(TokenRefusal::Expired(now - exp)),
+        None => Err(TokenRefusal::Malformed),
+    }
 }
 
 fn parse_filter(filter: &str) -> Option<(String, String, String)> {
@@ -475,7 +532,8 @@ fn parse_filter(filter: &str) -> Option<(String, String, String)> {
 }
 
 /// The `apikey` of a websocket request, checked as the real server's
-/// `connect` does: a JWT of the project, for `anon` or `service_role`.
+/// `connect` does: a valid JWT of the project with `role` and `exp`,
+/// whatever the role.
 fn apikey_refusal(shared: &Shared, req: &Request) -> Option<String> {
     if !shared.config.verify_apikey {
         return None;
@@ -486,11 +544,9 @@ fn apikey_refusal(shared: &Shared, req: &Request) -> Option<String> {
     let Some(key) = key else {
         return Some("apikey is required".into());
     };
-    match verify_token(&shared.config.jwt_secret, &key) {
-        Ok(claims) if matches!(claims["role"].as_str(), Some("anon" | "service_role")) => None,
-        Ok(_) => Some("the apikey is not an anon or service_role key".into()),
-        Err(reason) => Some(reason),
-    }
+    verify_token(&shared.config.jwt_secret, &key)
+        .err()
+        .map(|refusal| refusal.join_reason())
 }
 
 async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
@@ -569,8 +625,20 @@ async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
             "access_token" => {
                 let token = frame["payload"]["access_token"]
                     .as_str()
-                    .unwrap_or_default();
-                let verified = verify_token(&shared.config.jwt_secret, token);
+                    .unwrap_or_default()
+                    .to_string();
+                // The channel's own token again: nothing to do.
+                let same = shared
+                    .channels
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c.conn == conn && c.topic == topic && c.token == token);
+                let verified = if same {
+                    Ok(Value::Null)
+                } else {
+                    verify_token(&shared.config.jwt_secret, &token)
+                };
                 shared
                     .stats
                     .lock()
@@ -579,21 +647,31 @@ async fn serve_socket(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
                     .push(TokenRefresh {
                         at: shared.started.elapsed(),
                         topic: topic.clone(),
-                        token: token.to_string(),
-                        outcome: verified.clone().map(|_| ()),
+                        token: token.clone(),
+                        outcome: verified
+                            .clone()
+                            .map(|_| ())
+                            .map_err(|r| r.shutdown_reason()),
                     });
                 match verified {
+                    Ok(_) if same => {}
                     Ok(claims) => {
                         for c in shared.channels.lock().unwrap().iter_mut() {
                             if c.conn == conn && c.topic == topic {
                                 c.claims = claims.clone();
+                                c.token = token.clone();
                             }
                         }
+                        // The real server subscribes anew with the new
+                        // claims, and says so again.
+                        subscribe_later(&shared, conn, &topic);
                     }
                     // The real server tells the channel why and stops it.
-                    Err(reason) => {
-                        shut_down(&shared, |c| c.conn == conn && c.topic == topic, &reason)
-                    }
+                    Err(refusal) => shut_down(
+                        &shared,
+                        |c| c.conn == conn && c.topic == topic,
+                        &refusal.shutdown_reason(),
+                    ),
                 }
             }
             "phx_leave" => {
@@ -649,7 +727,7 @@ async fn join(
     let token = payload["access_token"].as_str().unwrap_or_default();
     let claims = match verify_token(&shared.config.jwt_secret, token) {
         Ok(claims) => claims,
-        Err(reason) => return refuse(&reason),
+        Err(refusal) => return refuse(&refusal.join_reason()),
     };
     let mut bindings = Vec::new();
     let mut reply_bindings = Vec::new();
@@ -682,6 +760,7 @@ async fn join(
         join_ref: frame["join_ref"].clone(),
         bindings,
         claims,
+        token: token.to_string(),
         subscribed: false,
         since_lsn: u64::MAX,
         out: out.clone(),
@@ -695,7 +774,28 @@ async fn join(
     if tables.is_empty() {
         return;
     }
-    // The Postgres subscription follows the reply, then the system message.
+    subscribe_later(shared, conn, topic);
+}
+
+/// The Postgres subscription of a channel, after `subscribe_delay`: then the
+/// `system` message that confirms it (or says why it failed). Changes
+/// committed before a channel's first subscription are not sent.
+fn subscribe_later(shared: &Arc<Shared>, conn: usize, topic: &str) {
+    let tables: Vec<(String, String)> = shared
+        .channels
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.conn == conn && c.topic == topic)
+        .flat_map(|c| {
+            c.bindings
+                .iter()
+                .map(|b| (b.schema.clone(), b.table.clone()))
+        })
+        .collect();
+    if tables.is_empty() {
+        return;
+    }
     let shared = shared.clone();
     let topic = topic.to_string();
     tokio::spawn(async move {
@@ -722,7 +822,9 @@ async fn join(
         {
             let status = if error.is_some() { "error" } else { "ok" };
             c.subscribed = error.is_none();
-            c.since_lsn = since;
+            if c.since_lsn == u64::MAX {
+                c.since_lsn = since;
+            }
             let message = error.unwrap_or_else(|| "Subscribed to PostgreSQL".to_string());
             let payload = system_payload("postgres_changes", status, &message, &c.topic);
             push(&shared, c, "system", payload);

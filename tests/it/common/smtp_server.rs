@@ -3,7 +3,9 @@
 //! answers each recipient as the test's script says, at RCPT or at the end of
 //! DATA: accept (250), a reply of the test's choosing (4xx, 5xx), or a
 //! connection dropped in the middle of the message. It keeps every message it
-//! accepted, so a test can count exactly what went out.
+//! accepted, so a test can count exactly what went out, and every MAIL and
+//! RCPT line as it was sent. It advertises DSN (RFC 3461) when asked to, and
+//! otherwise refuses DSN parameters as Postfix does (555 5.5.4).
 //!
 //! The stack's maildev accepts everything; refusals and dropped connections
 //! need a server a test can script, and no crate offers one that can drop a
@@ -51,6 +53,11 @@ struct State {
     accepted: Vec<Received>,
     seen: HashMap<(String, Phase), u32>,
     connections: u32,
+    /// Advertise DSN in the EHLO answer.
+    dsn: bool,
+    /// Every MAIL and RCPT line, in the order they came.
+    envelope: Vec<String>,
+    ehlos: u32,
 }
 
 pub struct ScriptedSmtp {
@@ -104,6 +111,31 @@ impl ScriptedSmtp {
     pub fn connections(&self) -> u32 {
         self.state.lock().unwrap().connections
     }
+
+    /// From now on, advertise DSN (RFC 3461) and accept its parameters.
+    pub fn offer_dsn(&self) {
+        self.state.lock().unwrap().dsn = true;
+    }
+
+    /// Every `MAIL FROM:` and `RCPT TO:` line received, as written (without
+    /// the CRLF), in order.
+    pub fn envelope_lines(&self) -> Vec<String> {
+        self.state.lock().unwrap().envelope.clone()
+    }
+
+    /// How many EHLO commands were answered, all connections together.
+    pub fn ehlos(&self) -> u32 {
+        self.state.lock().unwrap().ehlos
+    }
+}
+
+/// The DSN parameters of a MAIL or RCPT line (RFC 3461 §4), which a server
+/// that does not advertise DSN refuses.
+fn has_dsn_parameter(command: &str) -> bool {
+    command.split_whitespace().skip(2).any(|p| {
+        let keyword = p.split('=').next().unwrap_or_default().to_ascii_uppercase();
+        matches!(keyword.as_str(), "RET" | "ENVID" | "NOTIFY" | "ORCPT")
+    })
 }
 
 impl Drop for ScriptedSmtp {
@@ -149,8 +181,28 @@ async fn serve(socket: TcpStream, state: Arc<Mutex<State>>, script: Arc<Script>,
         }
         let command = line.trim_end().to_string();
         let upper = command.to_ascii_uppercase();
+        if upper.starts_with("MAIL FROM:") || upper.starts_with("RCPT TO:") {
+            let dsn = {
+                let mut s = state.lock().unwrap();
+                s.envelope.push(command.clone());
+                s.dsn
+            };
+            if !dsn && has_dsn_parameter(&command) {
+                say!("555 5.5.4 Unsupported option");
+                continue;
+            }
+        }
         if upper.starts_with("EHLO") {
-            say!("250-scripted.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760");
+            let dsn = {
+                let mut s = state.lock().unwrap();
+                s.ehlos += 1;
+                s.dsn
+            };
+            if dsn {
+                say!("250-scripted.test\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 SIZE 10485760");
+            } else {
+                say!("250-scripted.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760");
+            }
         } else if upper.starts_with("HELO") {
             say!("250 scripted.test");
         } else if upper.starts_with("MAIL FROM:") {
