@@ -237,3 +237,37 @@ fn a_hostile_mailbox_gets_a_line_per_message_in_bounded_memory() {
         measured.peak_mib
     );
 }
+
+#[test]
+fn every_fixture_is_read_without_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = format!("{}/tests/fixtures/bounces", env!("CARGO_MANIFEST_DIR"));
+    let out = scan(dir.path(), &["--json", &fixtures]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json_of(&out);
+    let real: Vec<&Value> = report["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["source"].as_str().unwrap().contains("/real/"))
+        .collect();
+    // Postfix and Exim, as they wrote them.
+    assert_eq!(real.len(), 9);
+    for message in &real {
+        assert_eq!(message["format"], "rfc3464", "{message}");
+        assert_eq!(
+            message["recipients"].as_array().unwrap().len(),
+            1,
+            "{message}"
+        );
+        assert!(message["recipients"][0]["status"].is_string(), "{message}");
+        assert!(
+            message["recipients"][0]["diagnostic"].is_string(),
+            "{message}"
+        );
+    }
+    assert_eq!(report["counts"]["with_problem"], 0);
+    assert_eq!(report["counts"]["not_a_report"], 3);
+    assert_eq!(report["counts"]["complaint"], 3);
+    assert_eq!(report["counts"]["delivery_status"], 19);
+}
