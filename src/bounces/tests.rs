@@ -746,3 +746,61 @@ fn real_reports_give_the_email_id_from_envid_verp_or_message_id() {
         );
     }
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fixtures() -> Vec<Vec<u8>> {
+        let root = format!("{}/tests/fixtures/bounces", env!("CARGO_MANIFEST_DIR"));
+        let mut found = Vec::new();
+        for dir in ["vendor", "not-reports", "real/postfix", "real/exim"] {
+            let mut paths: Vec<_> = std::fs::read_dir(format!("{root}/{dir}"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                .collect();
+            paths.sort();
+            found.extend(paths.into_iter().map(|p| std::fs::read(p).unwrap()));
+        }
+        found
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Any fixture cut, overwritten and spliced anywhere is read to the
+        /// end without the parser giving up on its structure.
+        #[test]
+        fn damaged_reports_are_read_without_panicking(
+            which in 0usize..64,
+            cut in 0.0f64..1.0,
+            edits in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..40),
+            splice in proptest::collection::vec(
+                prop::sample::select(vec![&b"\r\n--"[..], b"\n\n", b"Content-Type: multipart/mixed; boundary=", b"--_000_", b"=?utf-8?B?", b"\xff", b"Final-Recipient: rfc822; ", b"message/rfc822\n\n", b"Content-Transfer-Encoding: base64\n"]),
+                0..8,
+            ),
+        ) {
+            let all = fixtures();
+            let mut raw = all[which % all.len()].clone();
+            let len = raw.len();
+            raw.truncate(((len as f64) * (0.2 + 0.8 * cut)) as usize);
+            for (at, byte) in edits {
+                if !raw.is_empty() {
+                    let i = ((raw.len() - 1) as f64 * at) as usize;
+                    raw[i] = byte;
+                }
+            }
+            for (n, piece) in splice.iter().enumerate() {
+                let i = (raw.len() * (n + 1)) / (splice.len() + 1);
+                raw.splice(i..i, piece.iter().copied());
+            }
+            let report = parse(&raw);
+            prop_assert_ne!(report.problem.as_deref(), Some("the MIME structure could not be read"));
+            for r in &report.recipients {
+                prop_assert!(r.diagnostic.as_deref().is_none_or(|d| !d.chars().any(char::is_control)));
+                prop_assert_eq!(r.address.to_lowercase(), r.address.clone());
+            }
+        }
+    }
+}
