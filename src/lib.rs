@@ -99,10 +99,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             let config = config(a.connect.overrides(g))?;
             campaigns::report::run(&a.into(), &config, &out).await
         }
-        Command::Bounces(BouncesCommand::Fetch(a)) => {
-            let config = config(a.connect.overrides(g))?;
-            commands::bounces::fetch::run(&a.into(), &config, &out).await
-        }
         Command::Templates(TemplatesCommand::Create(a)) => {
             let config = config(a.connect.overrides(g))?;
             templates::create::run(&a.into(), &config, &out).await
@@ -110,6 +106,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Templates(TemplatesCommand::List(c)) => {
             templates::list::run(&config(c.overrides(g))?, &out).await
         }
+        Command::Bounces(BouncesCommand::Fetch(a)) => {
+            let config = config(a.connect.overrides(g))?;
+            commands::bounces::fetch::run(&a.into(), &config, &out).await
+        }
+        Command::Bounces(BouncesCommand::Scan(a)) => commands::bounces::scan::run(&a.into(), &out),
         Command::Dashboard(c) => dashboard::run(&config(c.overrides(g))?, &out).await,
         Command::Login(a) => {
             let config = config(a.connect.overrides(g))?;

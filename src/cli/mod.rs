@@ -1,7 +1,7 @@
 //! The command line: clap definitions, their help text, and the mapping of
 //! each command's arguments to the plain `Options` of its module in
 //! `commands/`, one file per group ([`db`], [`import`], [`campaigns`] with
-//! templates, [`contacts`], [`account`], [`bounces`]); here the top level, the global
+//! templates, [`contacts`], [`bounces`], [`account`]); here the top level, the global
 //! options and the connection options. The only module that knows clap;
 //! `lib.rs` dispatches the parsed [`Command`] in one `match`.
 //!
@@ -178,7 +178,7 @@ pub enum Command {
     /// Reusable subjects and contents for campaigns
     #[command(subcommand)]
     Templates(TemplatesCommand),
-    /// The mail system's reports: delivered, bounced, complaints
+    /// Read delivery reports and complaints that came back (RFC 3464, ARF, free-text bounces)
     #[command(subcommand)]
     Bounces(BouncesCommand),
     /// Your dashboard_analytics row: contacts, organisations, active campaigns, emails sent today

@@ -77,7 +77,11 @@ fn every_help_puts_the_global_options_under_their_own_heading() {
             name.as_str(),
             "" | "db" | "contacts" | "campaigns" | "templates" | "bounces"
         );
-        let connects = leaf && !matches!(name.as_str(), "db migration" | "completions" | "man");
+        let connects = leaf
+            && !matches!(
+                name.as_str(),
+                "db migration" | "completions" | "man" | "bounces scan"
+            );
         let uses_db = matches!(
             name.as_str(),
             "db reset" | "db apply" | "db verify" | "config"

@@ -9,6 +9,7 @@ mod account;
 mod analytics;
 mod bench_import;
 mod bounces_fetch;
+mod bounces_scan;
 mod campaigns;
 mod campaigns_deliver;
 mod campaigns_deliver_dsn;

@@ -121,6 +121,13 @@ async fn no_command_prints_a_token_the_key_or_a_password() {
     let csv = dir.path().join("c.csv");
     std::fs::write(&csv, "Acme,a@example.fr\nBeta,b@example.fr\n").unwrap();
     let csv = csv.to_str().unwrap().to_string();
+    let eml = dir.path().join("reply.eml");
+    std::fs::write(
+        &eml,
+        "From: a@example.fr\r\nSubject: Re: hi\r\n\r\nThanks\r\n",
+    )
+    .unwrap();
+    let eml = eml.to_str().unwrap().to_string();
     let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (report, export, migrations) = (file("r.xlsx"), file("e.csv"), file("migrations"));
     let expired = common::sign(&stack, &user.id, &user.email, -60);
@@ -167,6 +174,7 @@ async fn no_command_prints_a_token_the_key_or_a_password() {
             &["bounces", "fetch"],
             &[("MAILSYNC_BOUNCES_URL", bounces_url.as_str())],
         ),
+        run(&["bounces", "scan", &eml]),
         run(&["db", "verify"]),
         run(&["db", "apply", "--dry-run"]),
         run(&["db", "reset", "--dry-run"]),
