@@ -1,4 +1,7 @@
--- mailsync — MASTER-CLEAN.sql
+-- mailsync — MASTER-CLEAN.sql (generated: edit its sources, not this file)
+--
+-- Made by scripts/generate-sql from sql/clean.sql and the list of sql/schema/00_ownership.sql;
+-- a test fails when this file is stale.
 --
 -- Drops what MASTER-DATABASE.sql creates, and nothing else: only objects
 -- marked as mailsync's (a comment starting "Managed by mailsync", or the

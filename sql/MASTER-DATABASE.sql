@@ -1,11 +1,15 @@
--- mailsync — MASTER-DATABASE.sql
+-- mailsync — MASTER-DATABASE.sql (generated: edit its sources, not this file)
 --
+-- Made by scripts/generate-sql from sql/schema/*.sql (one file per feature, in name order);
+-- a test fails when this file is stale.
+--
+-- Source: sql/schema/00_ownership.sql
 -- The email-campaign schema of the "Guide de Synchronisation en Temps Réel":
 -- five tables, three analytic views, triggers, Row Level Security, grants and
 -- indexes. Run it on a Supabase project (SQL editor, psql, or
 -- `mailsync db apply`). It is idempotent: applying it again keeps every row.
 --
--- Where the guide is naive, this file does better, and says so where it does:
+-- Where the guide is naive, the schema does better, and says so where it does:
 --   * views are `security_invoker`: a plain view runs as its owner, who
 --     bypasses RLS, and would show every user's rows;
 --   * organisations are unique per user (case-insensitive), not globally:
@@ -23,8 +27,8 @@
 -- It needs no superuser: on a hosted project it runs as `postgres`.
 
 -- ---------------------------------------------------------------------------
--- Ownership. Everything this file creates, replaces or drops is listed here
--- and marked as mailsync's at the end (a comment starting "Managed by
+-- Ownership. Everything the schema creates, replaces or drops is listed here,
+-- and only here, and marked as mailsync's at the end (99_privileges.sql) (a comment starting "Managed by
 -- mailsync"). Before anything changes, the check below refuses (SQLSTATE
 -- MSOWN, nothing changed) when one of these names is taken by an object that
 -- is not mailsync's: a project's own `contacts` table or `send_campaign`
@@ -143,120 +147,24 @@ begin
 end;
 $$;
 
+-- Source: sql/schema/01_shared.sql
 -- ---------------------------------------------------------------------------
--- Tables
--- ---------------------------------------------------------------------------
-
-create table if not exists public.organizations (
-  id uuid primary key default gen_random_uuid(),
-  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
-  name text not null,
-  -- Uniqueness is per user and case-insensitive; a stored key column (rather
-  -- than an expression index) lets PostgREST's `on_conflict` name it.
-  name_key text generated always as (lower(name)) stored,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  constraint organizations_name_not_blank check (btrim(name) <> ''),
-  constraint organizations_user_name_key unique (user_id, name_key)
-);
-
-create table if not exists public.contacts (
-  id uuid primary key default gen_random_uuid(),
-  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
-  email text not null,
-  organization_name text,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  -- The normalising trigger below trims and lower-cases; this is the guard.
-  constraint contacts_email_normalized check (email = lower(btrim(email)) and email like '_%@_%'),
-  constraint contacts_user_email_key unique (user_id, email),
-  -- Target of the same-user foreign key from emails_sent.
-  constraint contacts_user_id_id_key unique (user_id, id)
-);
-
-create table if not exists public.email_campaigns (
-  id uuid primary key default gen_random_uuid(),
-  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
-  name text not null,
-  subject text not null default '',
-  content text not null default '',
-  status text not null default 'draft',
-  started_at timestamptz,
-  completed_at timestamptz,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  constraint email_campaigns_status_check
-    check (status in ('draft', 'scheduled', 'sending', 'sent', 'failed')),
-  constraint email_campaigns_user_id_id_key unique (user_id, id)
-);
-
-create table if not exists public.emails_sent (
-  id uuid primary key default gen_random_uuid(),
-  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
-  campaign_id uuid not null,
-  contact_id uuid,
-  recipient_email text not null,
-  recipient_organization text,
-  status text not null default 'pending',
-  sent_at timestamptz,
-  delivered_at timestamptz,
-  error_message text,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  constraint emails_sent_status_check
-    check (status in ('pending', 'sending', 'sent', 'delivered', 'failed', 'bounced')),
-  -- Composite keys: an email of user B can never reference user A's
-  -- campaign or contact, whatever the caller sends.
-  constraint emails_sent_campaign_fkey foreign key (user_id, campaign_id)
-    references public.email_campaigns (user_id, id) on delete cascade,
-  -- Deleting a contact keeps the history of what was sent to it.
-  constraint emails_sent_contact_fkey foreign key (user_id, contact_id)
-    references public.contacts (user_id, id) on delete set null (contact_id)
-);
-
-create table if not exists public.email_templates (
-  id uuid primary key default gen_random_uuid(),
-  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
-  name text not null,
-  subject text not null default '',
-  content text not null default '',
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  constraint email_templates_user_name_key unique (user_id, name)
-);
-
--- ---------------------------------------------------------------------------
--- Indexes: every foreign key and every filter the views and commands use.
--- (The unique constraints above already index (user_id, ...) lookups.)
+-- Shared by every feature: the `updated_at` trigger function and the
+-- organisation-name rule (search_path pinned; everything schema-qualified).
 -- ---------------------------------------------------------------------------
 
-create index if not exists contacts_user_organization_idx
-  on public.contacts (user_id, organization_name, email);
-create index if not exists email_campaigns_user_status_idx on public.email_campaigns (user_id, status);
-create index if not exists emails_sent_user_campaign_idx on public.emails_sent (user_id, campaign_id);
--- Covers contact_analytics: a contact's counts come from the index alone.
-do $$ begin  -- only mailsync's: an index of this name on another table is left alone
-  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_contact_idx')
-             and i.indrelid = 'public.emails_sent'::regclass) then
-    drop index public.emails_sent_user_contact_idx;
-  end if;
-end $$;
-create index if not exists emails_sent_user_contact_cover_idx
-  on public.emails_sent (user_id, contact_id) include (status, sent_at);
--- campaign_analytics reads counters, not emails: no (campaign_id, status) index.
-do $$ begin  -- only mailsync's: an index of this name on another table is left alone
-  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_campaign_status_idx')
-             and i.indrelid = 'public.emails_sent'::regclass) then
-    drop index public.emails_sent_campaign_status_idx;
-  end if;
-end $$;
--- emails_sent_today reads day buckets now (see the counters below).
-do $$ begin  -- only mailsync's: an index of this name on another table is left alone
-  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_sent_at_idx')
-             and i.indrelid = 'public.emails_sent'::regclass) then
-    drop index public.emails_sent_user_sent_at_idx;
-  end if;
-end $$;
+create or replace function public.mailsync_set_updated_at()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+
+revoke all on function public.mailsync_set_updated_at() from anon, public;
 
 -- ---------------------------------------------------------------------------
 -- The organisation-name rule, written once.
@@ -307,6 +215,67 @@ as $$
   select pg_catalog.lower(public.mailsync_org_name(name));
 $$;
 
+revoke all on function public.mailsync_org_name(text), public.mailsync_org_key(text) from public, anon;
+grant execute on function public.mailsync_org_name(text), public.mailsync_org_key(text) to authenticated, service_role;
+
+-- Source: sql/schema/02_organizations.sql
+-- ---------------------------------------------------------------------------
+-- Organisations: unique per user and case-insensitive, named by the
+-- organisation-name rule.
+-- ---------------------------------------------------------------------------
+
+create table if not exists public.organizations (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  name text not null,
+  -- Uniqueness is per user and case-insensitive; a stored key column (rather
+  -- than an expression index) lets PostgREST's `on_conflict` name it.
+  name_key text generated always as (lower(name)) stored,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint organizations_name_not_blank check (btrim(name) <> ''),
+  constraint organizations_user_name_key unique (user_id, name_key)
+);
+
+create or replace function public.mailsync_normalize_organization()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- A blank name becomes '', for the check constraint to refuse.
+  if new.name is not null then
+    new.name := coalesce(public.mailsync_org_name(new.name), '');
+  end if;
+  return new;
+end;
+$$;
+
+drop trigger if exists update_organizations_updated_at on public.organizations;
+create trigger update_organizations_updated_at before update on public.organizations
+  for each row execute function public.mailsync_set_updated_at();
+drop trigger if exists normalize_organization on public.organizations;
+create trigger normalize_organization before insert or update of name on public.organizations
+  for each row execute function public.mailsync_normalize_organization();
+
+alter table public.organizations enable row level security;
+drop policy if exists organizations_select_own on public.organizations;
+create policy organizations_select_own on public.organizations
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists organizations_insert_own on public.organizations;
+create policy organizations_insert_own on public.organizations
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists organizations_update_own on public.organizations;
+create policy organizations_update_own on public.organizations
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists organizations_delete_own on public.organizations;
+create policy organizations_delete_own on public.organizations
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.organizations from anon, public;
+grant select, insert, update, delete on table public.organizations to authenticated, service_role;
+revoke all on function public.mailsync_normalize_organization() from anon, public;
+
 -- The caller's organisation that `name` names, spelled as stored, or null.
 create or replace function public.organization_named(name text)
 returns text
@@ -320,45 +289,31 @@ as $$
   where o.user_id = (select auth.uid()) and o.name_key = public.mailsync_org_key($1)
 $$;
 
--- The spellings the caller's contacts give the organisation that `name`
--- names (`contacts list` and `contacts export` with `--organization`, which
--- then filter on them): a contact keeps the case it was written in, so "ACME
--- corp" and "Acme Corp" are one organisation with two spellings, both sent
--- to by `campaigns send`. One scan of contacts_user_organization_idx.
-create or replace function public.contact_organization_spellings(name text)
-returns text[]
-language sql
-stable
-security invoker
-set search_path = ''
-as $$
-  -- organization_name is kept (normalize_contact): lower() is its key.
-  select coalesce(pg_catalog.array_agg(distinct c.organization_name order by c.organization_name), '{}')
-  from public.contacts c
-  where c.user_id = (select auth.uid())
-    and pg_catalog.lower(c.organization_name) = public.mailsync_org_key($1)
-$$;
+revoke all on function public.organization_named(text) from public, anon;
+grant execute on function public.organization_named(text) to authenticated, service_role;
 
-revoke all on function public.mailsync_org_name(text), public.mailsync_org_key(text),
-  public.organization_named(text), public.contact_organization_spellings(text) from public, anon;
-grant execute on function public.mailsync_org_name(text), public.mailsync_org_key(text),
-  public.organization_named(text), public.contact_organization_spellings(text)
-  to authenticated, service_role;
-
+-- Source: sql/schema/03_contacts.sql
 -- ---------------------------------------------------------------------------
--- Trigger functions (search_path pinned; everything schema-qualified)
+-- Contacts: unique per user on the lower-cased address; naming an
+-- organisation creates it.
 -- ---------------------------------------------------------------------------
 
-create or replace function public.mailsync_set_updated_at()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  new.updated_at := now();
-  return new;
-end;
-$$;
+create table if not exists public.contacts (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  email text not null,
+  organization_name text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  -- The normalising trigger below trims and lower-cases; this is the guard.
+  constraint contacts_email_normalized check (email = lower(btrim(email)) and email like '_%@_%'),
+  constraint contacts_user_email_key unique (user_id, email),
+  -- Target of the same-user foreign key from emails_sent.
+  constraint contacts_user_id_id_key unique (user_id, id)
+);
+
+create index if not exists contacts_user_organization_idx
+  on public.contacts (user_id, organization_name, email);
 
 -- Contacts are stored trimmed and lower-cased; an organisation name is kept
 -- by the organisation-name rule (blank means none).
@@ -370,20 +325,6 @@ as $$
 begin
   new.email := lower(btrim(new.email));
   new.organization_name := public.mailsync_org_name(new.organization_name);
-  return new;
-end;
-$$;
-
-create or replace function public.mailsync_normalize_organization()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  -- A blank name becomes '', for the check constraint to refuse.
-  if new.name is not null then
-    new.name := coalesce(public.mailsync_org_name(new.name), '');
-  end if;
   return new;
 end;
 $$;
@@ -408,6 +349,160 @@ begin
   return null;
 end;
 $$;
+
+drop trigger if exists update_contacts_updated_at on public.contacts;
+create trigger update_contacts_updated_at before update on public.contacts
+  for each row execute function public.mailsync_set_updated_at();
+drop trigger if exists normalize_contact on public.contacts;
+create trigger normalize_contact before insert or update of email, organization_name on public.contacts
+  for each row execute function public.mailsync_normalize_contact();
+
+drop trigger if exists create_missing_organizations_on_insert on public.contacts;
+create trigger create_missing_organizations_on_insert after insert on public.contacts
+  referencing new table as new_contacts
+  for each statement execute function public.mailsync_create_missing_organizations();
+drop trigger if exists create_missing_organizations_on_update on public.contacts;
+create trigger create_missing_organizations_on_update after update on public.contacts
+  referencing new table as new_contacts
+  for each statement execute function public.mailsync_create_missing_organizations();
+
+alter table public.contacts enable row level security;
+drop policy if exists contacts_select_own on public.contacts;
+create policy contacts_select_own on public.contacts
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists contacts_insert_own on public.contacts;
+create policy contacts_insert_own on public.contacts
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists contacts_update_own on public.contacts;
+create policy contacts_update_own on public.contacts
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists contacts_delete_own on public.contacts;
+create policy contacts_delete_own on public.contacts
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.contacts from anon, public;
+grant select, insert, update, delete on table public.contacts to authenticated, service_role;
+revoke all on function public.mailsync_normalize_contact(), public.mailsync_create_missing_organizations() from anon, public;
+
+-- The spellings the caller's contacts give the organisation that `name`
+-- names (`contacts list` and `contacts export` with `--organization`, which
+-- then filter on them): a contact keeps the case it was written in, so "ACME
+-- corp" and "Acme Corp" are one organisation with two spellings, both sent
+-- to by `campaigns send`. One scan of contacts_user_organization_idx.
+create or replace function public.contact_organization_spellings(name text)
+returns text[]
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  -- organization_name is kept (normalize_contact): lower() is its key.
+  select coalesce(pg_catalog.array_agg(distinct c.organization_name order by c.organization_name), '{}')
+  from public.contacts c
+  where c.user_id = (select auth.uid())
+    and pg_catalog.lower(c.organization_name) = public.mailsync_org_key($1)
+$$;
+
+revoke all on function public.contact_organization_spellings(text) from public, anon;
+grant execute on function public.contact_organization_spellings(text) to authenticated, service_role;
+
+-- Source: sql/schema/04_campaigns.sql
+-- ---------------------------------------------------------------------------
+-- Campaigns.
+-- ---------------------------------------------------------------------------
+
+create table if not exists public.email_campaigns (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  name text not null,
+  subject text not null default '',
+  content text not null default '',
+  status text not null default 'draft',
+  started_at timestamptz,
+  completed_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint email_campaigns_status_check
+    check (status in ('draft', 'scheduled', 'sending', 'sent', 'failed')),
+  constraint email_campaigns_user_id_id_key unique (user_id, id)
+);
+
+create index if not exists email_campaigns_user_status_idx on public.email_campaigns (user_id, status);
+
+drop trigger if exists update_email_campaigns_updated_at on public.email_campaigns;
+create trigger update_email_campaigns_updated_at before update on public.email_campaigns
+  for each row execute function public.mailsync_set_updated_at();
+alter table public.email_campaigns enable row level security;
+drop policy if exists email_campaigns_select_own on public.email_campaigns;
+create policy email_campaigns_select_own on public.email_campaigns
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists email_campaigns_insert_own on public.email_campaigns;
+create policy email_campaigns_insert_own on public.email_campaigns
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists email_campaigns_update_own on public.email_campaigns;
+create policy email_campaigns_update_own on public.email_campaigns
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists email_campaigns_delete_own on public.email_campaigns;
+create policy email_campaigns_delete_own on public.email_campaigns
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.email_campaigns from anon, public;
+grant select, insert, update, delete on table public.email_campaigns to authenticated, service_role;
+
+-- Source: sql/schema/05_emails.sql
+-- ---------------------------------------------------------------------------
+-- Emails sent: one row per recipient of a campaign. Every foreign key and
+-- every filter the views and commands use is indexed.
+-- ---------------------------------------------------------------------------
+
+create table if not exists public.emails_sent (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  campaign_id uuid not null,
+  contact_id uuid,
+  recipient_email text not null,
+  recipient_organization text,
+  status text not null default 'pending',
+  sent_at timestamptz,
+  delivered_at timestamptz,
+  error_message text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint emails_sent_status_check
+    check (status in ('pending', 'sending', 'sent', 'delivered', 'failed', 'bounced')),
+  -- Composite keys: an email of user B can never reference user A's
+  -- campaign or contact, whatever the caller sends.
+  constraint emails_sent_campaign_fkey foreign key (user_id, campaign_id)
+    references public.email_campaigns (user_id, id) on delete cascade,
+  -- Deleting a contact keeps the history of what was sent to it.
+  constraint emails_sent_contact_fkey foreign key (user_id, contact_id)
+    references public.contacts (user_id, id) on delete set null (contact_id)
+);
+
+create index if not exists emails_sent_user_campaign_idx on public.emails_sent (user_id, campaign_id);
+-- Covers contact_analytics: a contact's counts come from the index alone.
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_contact_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_user_contact_idx;
+  end if;
+end $$;
+create index if not exists emails_sent_user_contact_cover_idx
+  on public.emails_sent (user_id, contact_id) include (status, sent_at);
+-- campaign_analytics reads counters, not emails: no (campaign_id, status) index.
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_campaign_status_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_campaign_status_idx;
+  end if;
+end $$;
+-- emails_sent_today reads day buckets now (see 07_analytics.sql).
+do $$ begin  -- only mailsync's: an index of this name on another table is left alone
+  if exists (select 1 from pg_catalog.pg_index i where i.indexrelid = to_regclass('public.emails_sent_user_sent_at_idx')
+             and i.indrelid = 'public.emails_sent'::regclass) then
+    drop index public.emails_sent_user_sent_at_idx;
+  end if;
+end $$;
 
 -- Fills emails_sent.recipient_organization (and a missing recipient_email)
 -- from the contact, when the writer did not.
@@ -456,43 +551,9 @@ begin
 end;
 $$;
 
--- ---------------------------------------------------------------------------
--- Triggers (dropped and created again, so a re-run picks up changes)
--- ---------------------------------------------------------------------------
-
-drop trigger if exists update_organizations_updated_at on public.organizations;
-create trigger update_organizations_updated_at before update on public.organizations
-  for each row execute function public.mailsync_set_updated_at();
-drop trigger if exists update_contacts_updated_at on public.contacts;
-create trigger update_contacts_updated_at before update on public.contacts
-  for each row execute function public.mailsync_set_updated_at();
-drop trigger if exists update_email_campaigns_updated_at on public.email_campaigns;
-create trigger update_email_campaigns_updated_at before update on public.email_campaigns
-  for each row execute function public.mailsync_set_updated_at();
 drop trigger if exists update_emails_sent_updated_at on public.emails_sent;
 create trigger update_emails_sent_updated_at before update on public.emails_sent
   for each row execute function public.mailsync_set_updated_at();
-drop trigger if exists update_email_templates_updated_at on public.email_templates;
-create trigger update_email_templates_updated_at before update on public.email_templates
-  for each row execute function public.mailsync_set_updated_at();
-
-drop trigger if exists normalize_organization on public.organizations;
-create trigger normalize_organization before insert or update of name on public.organizations
-  for each row execute function public.mailsync_normalize_organization();
-
-drop trigger if exists normalize_contact on public.contacts;
-create trigger normalize_contact before insert or update of email, organization_name on public.contacts
-  for each row execute function public.mailsync_normalize_contact();
-
-drop trigger if exists create_missing_organizations_on_insert on public.contacts;
-create trigger create_missing_organizations_on_insert after insert on public.contacts
-  referencing new table as new_contacts
-  for each statement execute function public.mailsync_create_missing_organizations();
-drop trigger if exists create_missing_organizations_on_update on public.contacts;
-create trigger create_missing_organizations_on_update after update on public.contacts
-  referencing new table as new_contacts
-  for each statement execute function public.mailsync_create_missing_organizations();
-
 drop trigger if exists update_recipient_organization on public.emails_sent;
 create trigger update_recipient_organization before insert or update of contact_id on public.emails_sent
   for each row execute function public.mailsync_fill_recipient();
@@ -501,32 +562,62 @@ drop trigger if exists set_email_status_timestamps on public.emails_sent;
 create trigger set_email_status_timestamps before insert or update of status on public.emails_sent
   for each row execute function public.mailsync_set_email_status_timestamps();
 
+alter table public.emails_sent enable row level security;
+drop policy if exists emails_sent_select_own on public.emails_sent;
+create policy emails_sent_select_own on public.emails_sent
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists emails_sent_insert_own on public.emails_sent;
+create policy emails_sent_insert_own on public.emails_sent
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists emails_sent_update_own on public.emails_sent;
+create policy emails_sent_update_own on public.emails_sent
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists emails_sent_delete_own on public.emails_sent;
+create policy emails_sent_delete_own on public.emails_sent
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.emails_sent from anon, public;
+grant select, insert, update, delete on table public.emails_sent to authenticated, service_role;
+revoke all on function public.mailsync_fill_recipient(), public.mailsync_set_email_status_timestamps() from anon, public;
+
+-- Source: sql/schema/06_templates.sql
 -- ---------------------------------------------------------------------------
--- Row Level Security: every table, every verb, only the caller's own rows.
+-- Templates.
 -- ---------------------------------------------------------------------------
 
-do $$
-declare
-  t text;
-begin
-  foreach t in array array['organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'] loop
-    execute format('alter table public.%I enable row level security', t);
-    execute format('drop policy if exists %I on public.%I', t || '_select_own', t);
-    execute format('create policy %I on public.%I for select to authenticated using (user_id = (select auth.uid()))',
-                   t || '_select_own', t);
-    execute format('drop policy if exists %I on public.%I', t || '_insert_own', t);
-    execute format('create policy %I on public.%I for insert to authenticated with check (user_id = (select auth.uid()))',
-                   t || '_insert_own', t);
-    execute format('drop policy if exists %I on public.%I', t || '_update_own', t);
-    execute format('create policy %I on public.%I for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()))',
-                   t || '_update_own', t);
-    execute format('drop policy if exists %I on public.%I', t || '_delete_own', t);
-    execute format('create policy %I on public.%I for delete to authenticated using (user_id = (select auth.uid()))',
-                   t || '_delete_own', t);
-  end loop;
-end;
-$$;
+create table if not exists public.email_templates (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  name text not null,
+  subject text not null default '',
+  content text not null default '',
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint email_templates_user_name_key unique (user_id, name)
+);
 
+drop trigger if exists update_email_templates_updated_at on public.email_templates;
+create trigger update_email_templates_updated_at before update on public.email_templates
+  for each row execute function public.mailsync_set_updated_at();
+
+alter table public.email_templates enable row level security;
+drop policy if exists email_templates_select_own on public.email_templates;
+create policy email_templates_select_own on public.email_templates
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists email_templates_insert_own on public.email_templates;
+create policy email_templates_insert_own on public.email_templates
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists email_templates_update_own on public.email_templates;
+create policy email_templates_update_own on public.email_templates
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists email_templates_delete_own on public.email_templates;
+create policy email_templates_delete_own on public.email_templates
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.email_templates from anon, public;
+grant select, insert, update, delete on table public.email_templates to authenticated, service_role;
+
+-- Source: sql/schema/07_analytics.sql
 -- ---------------------------------------------------------------------------
 -- Live counters behind the analytic views, so that reading them costs the
 -- same at 10 million emails as at 20 thousand. (The guide's "vues
@@ -593,7 +684,6 @@ grant select on table public.campaign_email_counts, public.user_daily_sent_count
   to authenticated;
 grant select, insert, update, delete on table public.campaign_email_counts,
   public.user_daily_sent_counts to service_role;
-
 
 -- Counts the emails a statement inserted. (An inserted or updated email's
 -- campaign and user exist: the foreign keys say so; only deletes, which can
@@ -919,6 +1009,12 @@ select
 from (select auth.uid() as user_id) me
 where me.user_id is not null;
 
+revoke all on table public.campaign_analytics, public.contact_analytics,
+  public.dashboard_analytics from anon, public;
+grant select on table public.campaign_analytics, public.contact_analytics,
+  public.dashboard_analytics to authenticated, service_role;
+
+-- Source: sql/schema/08_import.sql
 -- ---------------------------------------------------------------------------
 -- Import (`mailsync import`): one call per batch of rows, through PostgREST
 -- with the user's JWT (`POST /rest/v1/rpc/import_contacts`).
@@ -1031,6 +1127,7 @@ $$;
 revoke all on function public.import_rows(jsonb), public.import_contacts(jsonb) from public, anon;
 grant execute on function public.import_rows(jsonb), public.import_contacts(jsonb) to authenticated, service_role;
 
+-- Source: sql/schema/09_sending.sql
 -- ---------------------------------------------------------------------------
 -- Campaigns (`mailsync campaigns send`, "Campagne terminée")
 -- ---------------------------------------------------------------------------
@@ -1078,6 +1175,9 @@ create table if not exists public.campaign_sends (
   constraint campaign_sends_campaign_fkey foreign key (user_id, campaign_id)
     references public.email_campaigns (user_id, id) on delete cascade
 );
+
+-- `campaigns send` leaves suppressed addresses out and says how many.
+alter table public.campaign_sends add column if not exists suppressed bigint not null default 0;
 
 alter table public.campaign_sends enable row level security;
 do $$
@@ -1453,6 +1553,90 @@ grant execute on function public.send_campaign(uuid, text), public.queue_campaig
   public.resolve_send_organization(uuid, text), public.lock_campaign_to_send(uuid, text),
   public.queue_send_recipients(uuid, uuid, text, uuid, integer) to authenticated, service_role;
 
+-- The recipient selection of a send, the one place `send_campaign` and
+-- `queue_campaign_page` make it: the caller's contacts after
+-- `after_contact` in id order (`max_contacts` of them, or all when null),
+-- each with whether it is a recipient (of the organisation whose key is
+-- `org_key`, or of any when null; see the organisation-name rule) and
+-- whether its address is suppressed (unsubscribed or bounced: left out).
+create or replace function public.send_recipients(
+  me uuid, org_key text, after_contact uuid, max_contacts integer)
+returns table (contact_id uuid, contact_email text, contact_organization text,
+               is_recipient boolean, is_suppressed boolean)
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+begin
+  return query
+  select r.id, r.email, r.organization_name, r.is_recipient,
+         r.is_recipient and exists (select 1 from public.suppressions s
+                                     where s.user_id = me and s.email = r.email)
+  from (
+    select c.id, c.email, c.organization_name,
+           -- organization_name is kept (normalize_contact): lower() is its key.
+           (org_key is null or pg_catalog.lower(c.organization_name) = org_key) as is_recipient
+    from public.contacts c
+    -- One range of the (user_id, id) index whatever the plan (no `or`).
+    where c.user_id = me
+      and c.id > coalesce(after_contact, '00000000-0000-0000-0000-000000000000'::uuid)
+    order by c.id
+    limit max_contacts
+  ) r
+  order by r.id;
+end;
+$$;
+
+-- What `mailsync campaigns send` asks about before queueing: how many emails
+-- a send to the caller's contacts (of `organization`, named by the
+-- organisation-name rule) would queue, how many contacts it leaves out as
+-- suppressed, and how many contacts it scans. Answers {"organization" (as
+-- stored, or null), "recipients", "suppressed", "contacts"}. The numbers are
+-- those of `send_recipients`, counted through the indexes: at a million
+-- contacts it is one index-only scan, well under a second.
+create or replace function public.count_send_recipients(organization text default null)
+returns jsonb
+language plpgsql
+stable
+security invoker
+set search_path = ''
+as $$
+declare
+  me uuid := auth.uid();
+  org text;
+  org_key text;
+  contacts bigint;
+  matching bigint;
+  suppressed bigint;
+begin
+  if me is null then
+    raise exception 'count_send_recipients needs a signed-in user' using errcode = '42501';
+  end if;
+  org := public.resolve_send_organization(me, organization);
+  org_key := public.mailsync_org_key(org);
+  -- One index-only scan (contacts_user_organization_idx). As in
+  -- send_recipients, lower(organization_name) is a contact's key.
+  select count(*),
+         count(*) filter (where org_key is null or pg_catalog.lower(c.organization_name) = org_key)
+    into contacts, matching
+  from public.contacts c
+  where c.user_id = me;
+  select count(*) into suppressed
+  from public.suppressions s
+  join public.contacts c on c.user_id = s.user_id and c.email = s.email
+  where s.user_id = me and (org_key is null or pg_catalog.lower(c.organization_name) = org_key);
+  return jsonb_build_object('organization', org, 'recipients', matching - suppressed,
+                            'suppressed', suppressed, 'contacts', contacts);
+end;
+$$;
+
+revoke all on function public.send_recipients(uuid, text, uuid, integer),
+  public.count_send_recipients(text) from public, anon;
+grant execute on function public.send_recipients(uuid, text, uuid, integer),
+  public.count_send_recipients(text) to authenticated, service_role;
+
+-- Source: sql/schema/10_live.sql
 -- ---------------------------------------------------------------------------
 -- Live changes for `mailsync campaigns watch` (Supabase Realtime)
 --
@@ -1522,6 +1706,37 @@ insert into public.campaign_live (user_id, campaign_id, campaign_status)
 select c.user_id, c.id, c.status from public.email_campaigns c
 on conflict (campaign_id) do nothing;
 
+-- ---------------------------------------------------------------------------
+-- Realtime: the publication carries `campaign_live` and none of the other
+-- tables (see above; earlier versions published all five, which this
+-- removes), when the project has the `supabase_realtime` publication.
+-- ---------------------------------------------------------------------------
+
+do $$
+declare
+  t text;
+begin
+  if exists (select 1 from pg_catalog.pg_publication where pubname = 'supabase_realtime') then
+    foreach t in array array['organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates',
+                             'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends'] loop
+      if exists (
+        select 1 from pg_catalog.pg_publication_tables
+        where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = t
+      ) then
+        execute format('alter publication supabase_realtime drop table public.%I', t);
+      end if;
+    end loop;
+    if not exists (
+      select 1 from pg_catalog.pg_publication_tables
+      where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = 'campaign_live'
+    ) then
+      alter publication supabase_realtime add table public.campaign_live;
+    end if;
+  end if;
+end;
+$$;
+
+-- Source: sql/schema/11_delivery.sql
 -- ---------------------------------------------------------------------------
 -- Delivery (`mailsync campaigns deliver`): claims, outcomes, suppression.
 --
@@ -1763,7 +1978,7 @@ grant execute on function public.claim_emails(uuid, integer, integer, text, text
   public.unknown_emails(uuid, integer)
   to authenticated, service_role;
 
-
+-- Source: sql/schema/12_delivery_reports.sql
 -- ---------------------------------------------------------------------------
 -- Delivery reports (`mailsync bounces fetch`): what the mail system says
 -- after the SMTP server accepted an email. RFC 3464 delivery status
@@ -1898,12 +2113,17 @@ as $$
   with input as (
     select r.ordinality as n, r.value as v
     from pg_catalog.jsonb_array_elements(reports) with ordinality as r(value, ordinality)
-  ), fields as (
+  ), fields as materialized (
+    -- Materialised: the lookups below then compare plain values, which RLS
+    -- lets them use the indexes for (a qual calling a function that is not
+    -- leakproof, such as a cast, is only applied after the policy's).
     select i.n,
            case when jsonb_typeof(i.v -> 'key') = 'string' then i.v ->> 'key' end as key,
            i.v ->> 'kind' as kind,
            i.v ->> 'status' as status,
-           i.v ->> 'email_id' as email_id,
+           case when jsonb_typeof(i.v -> 'email_id') = 'string'
+                 and i.v ->> 'email_id' ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+                then (i.v ->> 'email_id')::uuid end as email_id,
            i.v ->> 'message_id' as message_id,
            i.v ->> 'arrived_at' as arrived_at,
            i.v ->> 'diagnostic' as diagnostic,
@@ -1930,9 +2150,9 @@ as $$
     select f.*,
            case when f.valid then coalesce(
              (select e.id from public.emails_sent e
-               where f.email_id is not null and e.id = f.email_id::uuid and e.user_id = (select auth.uid())),
+               where e.id = f.email_id and e.user_id = (select auth.uid())),
              (select e.id from public.emails_sent e
-               where f.message_id is not null and e.user_id = (select auth.uid()) and e.message_id = f.message_id
+               where e.user_id = (select auth.uid()) and e.message_id = f.message_id
                order by e.id limit 1)) end as email
     from fields f
   )
@@ -2109,141 +2329,7 @@ grant execute on function public.record_delivery_reports(jsonb, integer),
   public.mailsync_parse_delivery_reports(jsonb)
   to authenticated, service_role;
 
--- `campaigns send` leaves suppressed addresses out and says how many.
-alter table public.campaign_sends add column if not exists suppressed bigint not null default 0;
-
--- The recipient selection of a send, the one place `send_campaign` and
--- `queue_campaign_page` make it: the caller's contacts after
--- `after_contact` in id order (`max_contacts` of them, or all when null),
--- each with whether it is a recipient (of the organisation whose key is
--- `org_key`, or of any when null; see the organisation-name rule) and
--- whether its address is suppressed (unsubscribed or bounced: left out).
-create or replace function public.send_recipients(
-  me uuid, org_key text, after_contact uuid, max_contacts integer)
-returns table (contact_id uuid, contact_email text, contact_organization text,
-               is_recipient boolean, is_suppressed boolean)
-language plpgsql
-stable
-security invoker
-set search_path = ''
-as $$
-begin
-  return query
-  select r.id, r.email, r.organization_name, r.is_recipient,
-         r.is_recipient and exists (select 1 from public.suppressions s
-                                     where s.user_id = me and s.email = r.email)
-  from (
-    select c.id, c.email, c.organization_name,
-           -- organization_name is kept (normalize_contact): lower() is its key.
-           (org_key is null or pg_catalog.lower(c.organization_name) = org_key) as is_recipient
-    from public.contacts c
-    -- One range of the (user_id, id) index whatever the plan (no `or`).
-    where c.user_id = me
-      and c.id > coalesce(after_contact, '00000000-0000-0000-0000-000000000000'::uuid)
-    order by c.id
-    limit max_contacts
-  ) r
-  order by r.id;
-end;
-$$;
-
--- What `mailsync campaigns send` asks about before queueing: how many emails
--- a send to the caller's contacts (of `organization`, named by the
--- organisation-name rule) would queue, how many contacts it leaves out as
--- suppressed, and how many contacts it scans. Answers {"organization" (as
--- stored, or null), "recipients", "suppressed", "contacts"}. The numbers are
--- those of `send_recipients`, counted through the indexes: at a million
--- contacts it is one index-only scan, well under a second.
-create or replace function public.count_send_recipients(organization text default null)
-returns jsonb
-language plpgsql
-stable
-security invoker
-set search_path = ''
-as $$
-declare
-  me uuid := auth.uid();
-  org text;
-  org_key text;
-  contacts bigint;
-  matching bigint;
-  suppressed bigint;
-begin
-  if me is null then
-    raise exception 'count_send_recipients needs a signed-in user' using errcode = '42501';
-  end if;
-  org := public.resolve_send_organization(me, organization);
-  org_key := public.mailsync_org_key(org);
-  -- One index-only scan (contacts_user_organization_idx). As in
-  -- send_recipients, lower(organization_name) is a contact's key.
-  select count(*),
-         count(*) filter (where org_key is null or pg_catalog.lower(c.organization_name) = org_key)
-    into contacts, matching
-  from public.contacts c
-  where c.user_id = me;
-  select count(*) into suppressed
-  from public.suppressions s
-  join public.contacts c on c.user_id = s.user_id and c.email = s.email
-  where s.user_id = me and (org_key is null or pg_catalog.lower(c.organization_name) = org_key);
-  return jsonb_build_object('organization', org, 'recipients', matching - suppressed,
-                            'suppressed', suppressed, 'contacts', contacts);
-end;
-$$;
-
-revoke all on function public.send_recipients(uuid, text, uuid, integer),
-  public.count_send_recipients(text) from public, anon;
-grant execute on function public.send_recipients(uuid, text, uuid, integer),
-  public.count_send_recipients(text) to authenticated, service_role;
-
--- ---------------------------------------------------------------------------
--- Privileges: explicit, whatever the project's default privileges are.
--- ---------------------------------------------------------------------------
-
-revoke all on table public.organizations, public.contacts, public.email_campaigns,
-  public.emails_sent, public.email_templates from anon, public;
-grant select, insert, update, delete on table public.organizations, public.contacts,
-  public.email_campaigns, public.emails_sent, public.email_templates to authenticated, service_role;
-
-revoke all on table public.campaign_analytics, public.contact_analytics,
-  public.dashboard_analytics from anon, public;
-grant select on table public.campaign_analytics, public.contact_analytics,
-  public.dashboard_analytics to authenticated, service_role;
-
-revoke all on function public.mailsync_set_updated_at(), public.mailsync_normalize_contact(),
-  public.mailsync_normalize_organization(), public.mailsync_create_missing_organizations(),
-  public.mailsync_fill_recipient(), public.mailsync_set_email_status_timestamps()
-  from anon, public;
-
--- ---------------------------------------------------------------------------
--- Realtime: the publication carries `campaign_live` and none of the other
--- tables (see above; earlier versions published all five, which this
--- removes), when the project has the `supabase_realtime` publication.
--- ---------------------------------------------------------------------------
-
-do $$
-declare
-  t text;
-begin
-  if exists (select 1 from pg_catalog.pg_publication where pubname = 'supabase_realtime') then
-    foreach t in array array['organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates',
-                             'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends'] loop
-      if exists (
-        select 1 from pg_catalog.pg_publication_tables
-        where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = t
-      ) then
-        execute format('alter publication supabase_realtime drop table public.%I', t);
-      end if;
-    end loop;
-    if not exists (
-      select 1 from pg_catalog.pg_publication_tables
-      where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = 'campaign_live'
-    ) then
-      alter publication supabase_realtime add table public.campaign_live;
-    end if;
-  end if;
-end;
-$$;
-
+-- Source: sql/schema/99_privileges.sql
 -- ---------------------------------------------------------------------------
 -- Least privilege, whatever the project's default privileges granted: on
 -- every mailsync table and view, `anon` (and PUBLIC) hold nothing, and
@@ -2284,7 +2370,7 @@ begin
 end;
 $$;
 
--- Ownership marks: every object listed at the top is now mailsync's.
+-- Ownership marks: every object listed in 00_ownership.sql is now mailsync's.
 do $$
 declare
   o record;

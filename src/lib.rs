@@ -19,7 +19,9 @@ pub mod smtp;
 pub mod spreadsheet;
 pub mod supabase;
 
-use cli::{CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand};
+use cli::{
+    BouncesCommand, CampaignsCommand, Cli, Command, ContactsCommand, DbCommand, TemplatesCommand,
+};
 use commands::{account, campaigns, completions, contacts, dashboard, db, import, templates};
 use error::Result;
 use settings::{Config, Overrides};
@@ -103,6 +105,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Templates(TemplatesCommand::List(c)) => {
             templates::list::run(&config(c.overrides(g))?, &out).await
         }
+        Command::Bounces(BouncesCommand::Scan(a)) => commands::bounces::scan::run(&a.into(), &out),
         Command::Dashboard(c) => dashboard::run(&config(c.overrides(g))?, &out).await,
         Command::Login(a) => {
             let config = config(a.connect.overrides(g))?;

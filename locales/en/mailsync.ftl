@@ -651,8 +651,12 @@ prompt-error-password = reading the password: { $reason }
 json-error-encoding = encoding JSON output: { $reason }
 bounces-scan-message = { $source }: { $kind } ({ $format })
 bounces-scan-recipient = {"  "}{ $address }: { $action } { $status } { $diagnostic }
+bounces-scan-recipient-bare = {"  "}{ $address }: { $action } { $status }
 bounces-scan-problem = {"  "}only partly read: { $problem }
-bounces-scan-summary = { $messages } messages: { $reports } delivery reports, { $complaints } complaints, { $others } not reports
+bounces-scan-summary = { $messages ->
+    [one] 1 message
+   *[other] { $messages } messages
+  }: { $reports } delivery reports, { $complaints } complaints, { $others } not reports
 bounces-scan-error-read = { $path }: cannot read: { $reason }
 bounces-scan-hint-paths = give .eml files, Maildir folders, mbox files or directories holding them
 bounces-kind-delivery-status = delivery report

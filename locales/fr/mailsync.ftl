@@ -706,8 +706,12 @@ prompt-error-password = lecture du mot de passe : { $reason }
 json-error-encoding = encodage de la sortie JSON : { $reason }
 bounces-scan-message = { $source } : { $kind } ({ $format })
 bounces-scan-recipient = {"  "}{ $address } : { $action } { $status } { $diagnostic }
+bounces-scan-recipient-bare = {"  "}{ $address } : { $action } { $status }
 bounces-scan-problem = {"  "}lu en partie seulement : { $problem }
-bounces-scan-summary = { $messages } messages : { $reports } rapports de remise, { $complaints } plaintes, { $others } autres messages
+bounces-scan-summary = { $messages ->
+    [one] 1 message
+   *[other] { $messages } messages
+  } : { $reports } rapports de remise, { $complaints } plaintes, { $others } autres messages
 bounces-scan-error-read = { $path } : lecture impossible : { $reason }
 bounces-scan-hint-paths = donnez des fichiers .eml, des dossiers Maildir, des fichiers mbox ou des dossiers qui en contiennent
 bounces-kind-delivery-status = rapport de remise

@@ -73,69 +73,11 @@ definer_functions(function_name) as (
          ('mailsync_track_campaign_live')
 ),
 verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
--- What MASTER-DATABASE.sql creates (the same list as at its top).
+-- What the schema creates: `db verify` puts the list of
+-- sql/schema/00_ownership.sql (as embedded in MASTER-DATABASE.sql) here.
 mailsync_objects(kind, name) as (
   values
-  -- mailsync objects: begin
-  ('table', 'delivery_reports'),
-  ('function', 'record_delivery_reports(jsonb, integer)'),
-  ('function', 'mailsync_parse_delivery_reports(jsonb)'),
-  ('function', 'mailsync_fill_report_recipient()'),
-  ('table', 'suppressions'),
-  ('function', 'mailsync_normalize_suppression()'),
-  ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
-  ('function', 'record_email_outcomes(jsonb, text)'),
-  ('function', 'extend_email_leases(uuid[], text, integer)'),
-  ('function', 'unknown_emails(uuid, integer)'),
-  -- Before the tables: its result is an email_campaigns row.
-  ('function', 'lock_campaign_to_send(uuid, text)'),
-  ('function', 'queue_send_recipients(uuid, uuid, text, uuid, integer)'),
-  ('view', 'campaign_analytics'),
-  ('view', 'contact_analytics'),
-  ('view', 'dashboard_analytics'),
-  ('table', 'campaign_live'),
-  ('table', 'campaign_sends'),
-  ('table', 'user_daily_sent_counts'),
-  ('table', 'campaign_email_counts'),
-  ('table', 'email_templates'),
-  ('table', 'emails_sent'),
-  ('table', 'email_campaigns'),
-  ('table', 'contacts'),
-  ('table', 'organizations'),
-  ('function', 'mailsync_set_updated_at()'),
-  ('function', 'mailsync_org_name(text)'),
-  ('function', 'mailsync_org_key(text)'),
-  ('function', 'organization_named(text)'),
-  ('function', 'contact_organization_spellings(text)'),
-  ('function', 'mailsync_normalize_contact()'),
-  ('function', 'mailsync_normalize_organization()'),
-  ('function', 'mailsync_create_missing_organizations()'),
-  ('function', 'mailsync_fill_recipient()'),
-  ('function', 'mailsync_set_email_status_timestamps()'),
-  ('function', 'mailsync_count_inserted_emails()'),
-  ('function', 'mailsync_count_updated_emails()'),
-  ('function', 'mailsync_count_deleted_emails()'),
-  ('function', 'mailsync_clear_email_counts()'),
-  ('function', 'import_rows(jsonb)'),
-  ('function', 'import_contacts(jsonb)'),
-  ('function', 'resolve_send_organization(uuid, text)'),
-  ('function', 'send_recipients(uuid, text, uuid, integer)'),
-  ('function', 'count_send_recipients(text)'),
-  ('function', 'queue_campaign_page(uuid, text, integer)'),
-  ('function', 'send_campaign(uuid, text)'),
-  ('function', 'mailsync_complete_settled_campaign()'),
-  ('function', 'mailsync_track_campaign_live()'),
-  ('index', 'contacts_user_organization_idx'),
-  ('index', 'email_campaigns_user_status_idx'),
-  ('index', 'emails_sent_user_campaign_idx'),
-  ('index', 'emails_sent_user_contact_cover_idx'),
-  ('index', 'campaign_email_counts_user_campaign_idx'),
-  ('index', 'emails_sent_unsettled_idx'),
-  ('index', 'campaign_live_user_campaign_idx'),
-  ('index', 'emails_sent_user_message_id_idx'),
-  ('index', 'delivery_reports_user_email_idx'),
-  ('index', 'delivery_reports_user_recipient_idx')
--- mailsync objects: end
+  -- mailsync objects: the list of sql/schema/00_ownership.sql
 ),
 -- A schema from an earlier mailsync, before objects were marked.
 earlier(yes) as (

@@ -129,12 +129,37 @@ fn read(input: &[u8]) -> Report {
         }
     }
 
+    let subject = message.subject().unwrap_or("");
+    let from = header_values(&message, "From").join(", ");
+    let exclude: Vec<String> = ["From", "To", "Delivered-To", "X-Original-To", "Return-Path"]
+        .iter()
+        .flat_map(|name| header_values(&message, name))
+        .flat_map(|value| text::addresses(&value))
+        .collect();
+
     if let Some(status) = delivery_status {
         report.format = Format::Rfc3464;
         report.kind = Kind::DeliveryStatus;
         report.problem = dsn::read(&status, &mut report);
         if report.recipients.is_empty() && report.problem.is_none() {
             report.problem = Some("the delivery-status part names no recipient".to_string());
+        }
+        // Exim leaves Diagnostic-Code out when no remote server answered
+        // ("Unrouteable address"); its text for a person still says why.
+        if report.recipients.iter().any(|r| r.diagnostic.is_none()) {
+            if let Some(found) = freetext::read(subject, &from, &body, &exclude) {
+                for recipient in report
+                    .recipients
+                    .iter_mut()
+                    .filter(|r| r.diagnostic.is_none())
+                {
+                    recipient.diagnostic = found
+                        .recipients
+                        .iter()
+                        .find(|f| f.address == recipient.address)
+                        .and_then(|f| f.diagnostic.clone());
+                }
+            }
         }
     } else if let Some(feedback) = feedback {
         report.format = Format::Arf;
@@ -156,13 +181,6 @@ fn read(input: &[u8]) -> Report {
             }
         }
     } else {
-        let subject = message.subject().unwrap_or("");
-        let from = header_values(&message, "From").join(", ");
-        let exclude: Vec<String> = ["From", "To", "Delivered-To", "X-Original-To", "Return-Path"]
-            .iter()
-            .flat_map(|name| header_values(&message, name))
-            .flat_map(|value| text::addresses(&value))
-            .collect();
         if let Some(found) = freetext::read(subject, &from, &body, &exclude) {
             report.format = found.format;
             report.kind = Kind::DeliveryStatus;

@@ -1,7 +1,7 @@
 //! The command line: clap definitions, their help text, and the mapping of
 //! each command's arguments to the plain `Options` of its module in
 //! `commands/`, one file per group ([`db`], [`import`], [`campaigns`] with
-//! templates, [`contacts`], [`account`]); here the top level, the global
+//! templates, [`contacts`], [`bounces`], [`account`]); here the top level, the global
 //! options and the connection options. The only module that knows clap;
 //! `lib.rs` dispatches the parsed [`Command`] in one `match`.
 //!
@@ -12,6 +12,7 @@
 //! commands that open a connection (and `config`, which shows it).
 
 pub mod account;
+pub mod bounces;
 pub mod campaigns;
 pub mod contacts;
 pub mod db;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 pub use account::{LoginArgs, LogoutArgs, WhoamiArgs};
+pub use bounces::BouncesCommand;
 pub use campaigns::{CampaignsCommand, TemplatesCommand};
 pub use contacts::ContactsCommand;
 pub use db::DbCommand;
@@ -176,6 +178,9 @@ pub enum Command {
     /// Reusable subjects and contents for campaigns
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Read delivery reports and complaints that came back (RFC 3464, ARF, free-text bounces)
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
     /// Your dashboard_analytics row: contacts, organisations, active campaigns, emails sent today
     #[command(after_help = "Examples:
   mailsync dashboard

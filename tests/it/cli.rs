@@ -1,5 +1,5 @@
 //! The command line itself: clap's own consistency checks over every
-//! command, flag and default (`src/cli.rs`).
+//! command, flag and default (`src/cli/`).
 
 use clap::CommandFactory;
 

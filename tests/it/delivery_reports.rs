@@ -1,4 +1,4 @@
-//! `record_delivery_reports` (sql/MASTER-DATABASE.sql, "Delivery reports"),
+//! `record_delivery_reports` (sql/schema/12_delivery_reports.sql),
 //! called through the REST API as the signed-in user: each kind of report
 //! and its effect on the email and the suppressions, statuses that never go
 //! backwards, soft bounces in a row, re-recording and concurrent calls that
@@ -589,4 +589,47 @@ async fn malformed_and_oversized_input_is_refused() {
     )
     .await;
     assert_eq!(stored, 2);
+}
+
+/// A full batch stays far inside the API's 8-second limit for a user with
+/// many emails: each report finds its email through an index (by id or by
+/// Message-ID), not by reading the user's emails.
+#[tokio::test]
+async fn a_batch_of_1000_reports_is_quick_among_many_emails() {
+    let stack = ready().await;
+    let user = new_user(&stack).await;
+    let campaign = insert_campaign(&user, "Big", "sending").await;
+    let ids: Vec<Uuid> = common::column(
+        "insert into public.emails_sent (user_id, campaign_id, recipient_email, status, message_id)
+         select $1, $2, 'big' || g || '@example.test', 'sent', '<' || gen_random_uuid() || '@test>'
+         from generate_series(1, 30000) g
+         returning id",
+        &[&user.id, &campaign],
+    )
+    .await;
+    let message_ids: Vec<String> = common::column(
+        "select message_id from public.emails_sent where user_id = $1 order by id limit 500",
+        &[&user.id],
+    )
+    .await;
+    let mut reports: Vec<Value> = message_ids
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({"key": format!("big-m{i}"), "message_id": m, "kind": "delivered", "arrived_at": ARRIVED})
+        })
+        .collect();
+    reports.extend(ids.iter().rev().take(500).enumerate().map(|(i, id)| {
+        json!({"key": format!("big-i{i}"), "email_id": id, "kind": "delayed", "status": "4.2.2", "arrived_at": ARRIVED})
+    }));
+    let started = std::time::Instant::now();
+    let got = outcomes(&stack, &user, Value::Array(reports), None).await;
+    let took = started.elapsed();
+    assert_eq!(got.len(), 1000);
+    assert!(got.iter().all(|o| o == "recorded"), "{got:?}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "1000 reports took {took:?}"
+    );
+    assert_counts_exact(&user, campaign).await;
 }

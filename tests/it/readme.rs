@@ -259,9 +259,10 @@ fn every_setting_the_code_reads_is_in_the_reference() {
     }
 }
 
-/// The number of tests docs/testing.md gives ("more than N tests") holds,
-/// and stays close: every `#[test]` and `#[tokio::test]` in src/ and
-/// tests/it/ counted, there are more than N and at most a fifth more.
+/// The number of tests docs/testing.md gives ("more than N tests") holds:
+/// every `#[test]` and `#[tokio::test]` in src/ and tests/it/ counted, there
+/// are more than N. Adding tests never breaks it; removing tests below the
+/// number the docs give does.
 #[test]
 fn the_number_of_tests_the_docs_give_holds() {
     let stated: usize = TESTING
@@ -288,7 +289,11 @@ fn the_number_of_tests_the_docs_give_holds() {
         }
     }
     assert!(
-        count > stated && count * 5 <= stated * 6,
+        stated >= 100,
+        "docs/testing.md says more than {stated} tests"
+    );
+    assert!(
+        count > stated,
         "docs/testing.md says more than {stated} tests; there are {count}"
     );
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::bounces::{self, source, Action, Kind, Report};
 use crate::error::{Error, Result};
-use crate::output::Output;
+use crate::output::{self, Output};
 use crate::t;
 
 #[derive(Debug, Clone)]
@@ -56,50 +56,72 @@ struct Counts {
     with_problem: u64,
 }
 
-#[derive(Debug, Serialize)]
-struct Scan {
-    messages: Vec<ScannedMessage>,
-    counts: Counts,
-}
-
 pub fn run(options: &Options, out: &Output) -> Result<()> {
-    let mut scan = Scan {
-        messages: Vec::new(),
-        counts: Counts::default(),
-    };
+    // Every PATH is checked before the first line: a typo fails at once,
+    // not after minutes of output.
     for path in &options.paths {
-        source::read(path, &mut |message| {
+        std::fs::metadata(path).map_err(|e| read_error(path, &e))?;
+    }
+    // `--json` is written message by message (one document still), so a
+    // mailbox of any size costs the memory of one message.
+    let mut counts = Counts::default();
+    if out.json {
+        out.raw("{\"messages\":[")?;
+    }
+    let mut scanned_all = Ok(());
+    let mut write_failed = None;
+    for path in &options.paths {
+        scanned_all = source::read(path, &mut |message| {
             let report = bounces::parse_prefix(&message.raw, message.size);
             let scanned = scanned(message.origin, &report);
-            count(&mut scan.counts, &scanned);
+            count(&mut counts, &scanned);
             if out.json {
-                scan.messages.push(scanned);
+                let separator = if counts.messages > 1 { "," } else { "" };
+                let written = output::json_line(&scanned)
+                    .and_then(|line| out.raw(&format!("{separator}{line}")));
+                if let Err(error) = written {
+                    // Not a reading error: kept aside, and the reading stops.
+                    write_failed = Some(error);
+                    return Err(source::SourceError {
+                        path: path.clone(),
+                        error: std::io::Error::other("output failed"),
+                    });
+                }
             } else {
                 print_message(out, &scanned);
             }
             Ok(())
         })
-        .map_err(|e| {
-            Error::data(t!(
-                "bounces-scan-error-read",
-                path = e.path.display().to_string(),
-                reason = e.error.to_string()
-            ))
-            .with_hint(t!("bounces-scan-hint-paths"))
-        })?;
+        .map_err(|e| read_error(&e.path, &e.error));
+        if let Some(error) = write_failed {
+            return Err(error);
+        }
+        if scanned_all.is_err() {
+            break;
+        }
     }
     if out.json {
-        return out.json(&scan);
+        out.raw(&format!("],\"counts\":{}}}\n", output::json_line(&counts)?))?;
+        return scanned_all;
     }
-    let c = &scan.counts;
+    scanned_all?;
     out.print(t!(
         "bounces-scan-summary",
-        messages = c.messages,
-        reports = c.delivery_status,
-        complaints = c.complaint,
-        others = c.not_a_report
+        messages = counts.messages,
+        reports = counts.delivery_status,
+        complaints = counts.complaint,
+        others = counts.not_a_report
     ));
     Ok(())
+}
+
+fn read_error(path: &std::path::Path, error: &std::io::Error) -> Error {
+    Error::data(t!(
+        "bounces-scan-error-read",
+        path = path.display().to_string(),
+        reason = error.to_string()
+    ))
+    .with_hint(t!("bounces-scan-hint-paths"))
 }
 
 fn scanned(source: String, report: &Report) -> ScannedMessage {
@@ -164,13 +186,23 @@ fn print_message(out: &Output, message: &ScannedMessage) {
             Action::Expanded => t!("bounces-action-expanded"),
             Action::Complained => t!("bounces-action-complained"),
         };
-        out.print(t!(
-            "bounces-scan-recipient",
-            address = recipient.address.clone(),
-            action = action,
-            status = recipient.status.clone().unwrap_or_else(|| "-".to_string()),
-            diagnostic = recipient.diagnostic.clone().unwrap_or_default()
-        ));
+        let address = recipient.address.clone();
+        let status = recipient.status.clone().unwrap_or_else(|| "-".to_string());
+        out.print(match recipient.diagnostic.clone() {
+            Some(diagnostic) => t!(
+                "bounces-scan-recipient",
+                address = address,
+                action = action,
+                status = status,
+                diagnostic = diagnostic
+            ),
+            None => t!(
+                "bounces-scan-recipient-bare",
+                address = address,
+                action = action,
+                status = status
+            ),
+        });
     }
     if let Some(problem) = &message.problem {
         out.print(t!("bounces-scan-problem", problem = problem.clone()));

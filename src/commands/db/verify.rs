@@ -101,7 +101,11 @@ pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
     ))
     .await
     .map_err(failed)?;
-    let mut checks = Check::all_of(&tx.simple_query(VERIFY).await.map_err(failed)?);
+    let mut checks = Check::all_of(
+        &tx.simple_query(&super::with_object_list(VERIFY))
+            .await
+            .map_err(failed)?,
+    );
     // The counters behind the views: recounted, when they exist at all.
     let present = tx
         .simple_query(
