@@ -97,6 +97,7 @@ async fn with_dsn_each_email_asks_for_reports_with_its_id_and_its_address_in_xte
     let (o, summary) = deliver_from(&stack, &user, &server, RETURN_PATH, &campaign, &[]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary["sent"], 4, "{summary}");
+    assert!(!stderr(&o).contains("DSN"), "{}", stderr(&o));
 
     let ids = email_ids(&campaign).await;
     let sent = transactions(&server);
@@ -187,6 +188,13 @@ async fn without_dsn_mail_and_rcpt_are_plain_and_the_outcomes_are_unchanged() {
         (&Value::from(2), &Value::from(1), &Value::from(0)),
         "{summary}"
     );
+    // The person is told that no delivery report will come back.
+    let err = stderr(&o);
+    assert!(
+        err.contains("does not offer delivery reports (DSN)"),
+        "{err}"
+    );
+    assert!(err.contains(RETURN_PATH), "{err}");
     let sent = transactions(&server);
     for address in &to {
         let (mail, rcpt) = &sent[address];

@@ -137,7 +137,13 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         settings.return_path_source,
         if options.verp { ", VERP" } else { "" }
     ));
-    mailer.check().await?;
+    if !mailer.check().await? {
+        out.note(t!(
+            "deliver-note-no-dsn",
+            server = settings.server.masked(),
+            return_path = return_path.to_string()
+        ));
+    }
 
     let mut summary = DeliverySummary {
         smtp: settings.server.masked(),
