@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod i18n;
 pub mod local_stack;
+pub mod mailbox;
 pub mod output;
 pub mod postgres;
 pub mod settings;
@@ -104,6 +105,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Templates(TemplatesCommand::List(c)) => {
             templates::list::run(&config(c.overrides(g))?, &out).await
+        }
+        Command::Bounces(BouncesCommand::Fetch(a)) => {
+            let config = config(a.connect.overrides(g))?;
+            commands::bounces::fetch::run(&a.into(), &config, &out).await
         }
         Command::Bounces(BouncesCommand::Scan(a)) => commands::bounces::scan::run(&a.into(), &out),
         Command::Dashboard(c) => dashboard::run(&config(c.overrides(g))?, &out).await,

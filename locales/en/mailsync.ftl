@@ -669,3 +669,41 @@ bounces-action-delivered = delivered
 bounces-action-relayed = relayed
 bounces-action-expanded = expanded
 bounces-action-complained = complained
+
+
+## The bounce mailbox (IMAP)
+mailbox-error-unreachable = could not reach the bounce mailbox { $address }: { $cause }
+mailbox-error-lost = the connection to the bounce mailbox { $address } failed: { $cause }
+mailbox-hint-rerun = what was recorded stays recorded; run the command again to go on
+mailbox-hint-check-url = check the host and port in { $name } (mailsync config shows it); nothing was read or recorded
+mailbox-error-login = the bounce mailbox { $address } refused the login of { $user }
+mailbox-hint-login = check the user and password in { $name }; nothing was read or recorded
+mailbox-error-folder = the bounce mailbox { $address } has no folder { $folder } (or refused to open it)
+mailbox-error-tls = TLS with the bounce mailbox { $address } failed: { $reason }
+mailbox-hint-tls = the server must present a valid certificate for its name; nothing was sent to it
+mailbox-cause-timeout = no answer in time
+mailbox-cause-closed = the server closed the connection
+mailbox-cause-bad-name = the host is not a valid name for a certificate
+
+## bounces fetch
+fetch-error-interval = --interval must be at least 1 second
+fetch-error-interrupted = interrupted: the messages read so far are recorded; run the command again to go on
+fetch-retrying = { $reason }; trying again
+fetch-no-keywords = the mailbox keeps no keywords: recorded messages cannot be marked, so each run reads every message again (each report still counts once)
+fetch-what-record = recording the delivery reports
+fetch-too-large = { $size } MB, only the first { $read } MB read;
+fetch-line-not-report = UID { $uid }: { $size }not a report, left in the mailbox
+fetch-line-no-recipient = UID { $uid }: { $size }a report naming no recipient that could be read, left in the mailbox ({ $problem })
+fetch-line-report = UID { $uid }: { $size }{ $kind }: { $recipients }
+fetch-kind-delivery = delivery report
+fetch-kind-complaint = complaint
+fetch-recipient = { $address } { $action }{ $status } → { $outcome }
+fetch-outcome-recorded = recorded
+fetch-outcome-duplicate = already recorded
+fetch-outcome-unmatched = matches none of your emails, left in the mailbox
+fetch-outcome-invalid = not accepted by the database, left in the mailbox
+fetch-outcome-dry-run = would be recorded (dry run)
+fetch-done = { $mailbox }: { $messages } message(s) read; { $recorded } report(s) recorded, { $duplicates } already recorded, { $unmatched } not recorded, { $not_reports } not a report
+fetch-dry-run-done = Dry run, nothing recorded or marked: { $mailbox }: { $messages } message(s) read, { $reports } report(s), { $not_reports } not a report
+fetch-progress = Reading reports
+fetch-stopping = stopping: finishing the messages in hand and recording them (Ctrl-C again to quit at once)

@@ -724,3 +724,41 @@ bounces-action-delivered = remis
 bounces-action-relayed = relayé
 bounces-action-expanded = développé
 bounces-action-complained = plainte
+
+
+## La boîte des retours (IMAP)
+mailbox-error-unreachable = impossible de joindre la boîte des retours { $address } : { $cause }
+mailbox-error-lost = la connexion à la boîte des retours { $address } a échoué : { $cause }
+mailbox-hint-rerun = ce qui a été enregistré le reste ; relancez la commande pour continuer
+mailbox-hint-check-url = vérifiez l'hôte et le port dans { $name } (mailsync config l'affiche) ; rien n'a été lu ni enregistré
+mailbox-error-login = la boîte des retours { $address } a refusé la connexion de { $user }
+mailbox-hint-login = vérifiez l'utilisateur et le mot de passe dans { $name } ; rien n'a été lu ni enregistré
+mailbox-error-folder = la boîte des retours { $address } n'a pas de dossier { $folder } (ou a refusé de l'ouvrir)
+mailbox-error-tls = TLS avec la boîte des retours { $address } a échoué : { $reason }
+mailbox-hint-tls = le serveur doit présenter un certificat valide pour son nom ; rien ne lui a été envoyé
+mailbox-cause-timeout = pas de réponse à temps
+mailbox-cause-closed = le serveur a fermé la connexion
+mailbox-cause-bad-name = l'hôte n'est pas un nom valide pour un certificat
+
+## bounces fetch
+fetch-error-interval = --interval doit valoir au moins 1 seconde
+fetch-error-interrupted = interrompu : les messages déjà lus sont enregistrés ; relancez la commande pour continuer
+fetch-retrying = { $reason } ; nouvel essai
+fetch-no-keywords = la boîte ne garde pas les mots-clés : les messages enregistrés ne peuvent pas être marqués, chaque passage relit donc tous les messages (chaque rapport ne compte qu'une fois)
+fetch-what-record = enregistrement des rapports de remise
+fetch-too-large = { $size } Mo, seuls les { $read } premiers Mo lus ;
+fetch-line-not-report = UID { $uid } : { $size }pas un rapport, laissé dans la boîte
+fetch-line-no-recipient = UID { $uid } : { $size }un rapport sans destinataire lisible, laissé dans la boîte ({ $problem })
+fetch-line-report = UID { $uid } : { $size }{ $kind } : { $recipients }
+fetch-kind-delivery = rapport de remise
+fetch-kind-complaint = plainte
+fetch-recipient = { $address } { $action }{ $status } → { $outcome }
+fetch-outcome-recorded = enregistré
+fetch-outcome-duplicate = déjà enregistré
+fetch-outcome-unmatched = ne correspond à aucun de vos e-mails, laissé dans la boîte
+fetch-outcome-invalid = refusé par la base, laissé dans la boîte
+fetch-outcome-dry-run = serait enregistré (essai)
+fetch-done = { $mailbox } : { $messages } message(s) lu(s) ; { $recorded } rapport(s) enregistré(s), { $duplicates } déjà enregistré(s), { $unmatched } non enregistré(s), { $not_reports } qui ne sont pas des rapports
+fetch-dry-run-done = Essai, rien d'enregistré ni de marqué : { $mailbox } : { $messages } message(s) lu(s), { $reports } rapport(s), { $not_reports } qui ne sont pas des rapports
+fetch-progress = Lecture des rapports
+fetch-stopping = arrêt : les messages en main sont terminés et enregistrés (Ctrl-C de nouveau pour quitter tout de suite)

@@ -75,9 +75,13 @@ fn every_help_puts_the_global_options_under_their_own_heading() {
         let name = path.join(" ");
         let leaf = !matches!(
             name.as_str(),
-            "" | "db" | "contacts" | "campaigns" | "templates"
+            "" | "db" | "contacts" | "campaigns" | "templates" | "bounces"
         );
-        let connects = leaf && !matches!(name.as_str(), "db migration" | "completions" | "man");
+        let connects = leaf
+            && !matches!(
+                name.as_str(),
+                "db migration" | "completions" | "man" | "bounces scan"
+            );
         let uses_db = matches!(
             name.as_str(),
             "db reset" | "db apply" | "db verify" | "config"

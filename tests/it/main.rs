@@ -8,6 +8,7 @@ mod workbooks;
 mod account;
 mod analytics;
 mod bench_import;
+mod bounces_fetch;
 mod bounces_scan;
 mod campaigns;
 mod campaigns_deliver;

@@ -1,7 +1,8 @@
 //! No secret in any output (README: "no secret in logs or errors"): every
 //! command, with `-v`, `-vv` and `--json -vv`, on success and on failure, is
 //! scanned for every access token and refresh token the session had, the
-//! anon key, the database password and the SMTP password. The commands run
+//! anon key, the database password, the SMTP password and the bounce
+//! mailbox's password. The commands run
 //! as a hosted project's user would: through a gateway that checks the key
 //! (tests/it/common/gateway.rs), signed in with `mailsync login` against an
 //! in-test Auth server (tests/it/common/auth_server.rs) whose short-lived token
@@ -69,6 +70,20 @@ async fn no_command_prints_a_token_the_key_or_a_password() {
         url.to_string()
     };
     let smtp_password = "smtp-password-never-printed-16180339";
+    // The stack's bounce mailbox, and the same with a wrong password.
+    let bounces_url = std::env::var("MAILSYNC_BOUNCES_URL")
+        .expect("MAILSYNC_BOUNCES_URL: the local stack's mailbox (scripts/local-stack.sh env)");
+    let imap_password = url::Url::parse(&bounces_url)
+        .unwrap()
+        .password()
+        .expect("the stack's mailbox URL has a password")
+        .to_string();
+    let wrong_imap_password = "wrong-imap-password-14142135";
+    let wrong_bounces_url = {
+        let mut url = url::Url::parse(&bounces_url).unwrap();
+        url.set_password(Some(wrong_imap_password)).unwrap();
+        url.to_string()
+    };
     let smtp_url = format!("smtp://mailer:{smtp_password}@127.0.0.1:1");
 
     let dir = tempfile::tempdir().unwrap();
@@ -106,6 +121,13 @@ async fn no_command_prints_a_token_the_key_or_a_password() {
     let csv = dir.path().join("c.csv");
     std::fs::write(&csv, "Acme,a@example.fr\nBeta,b@example.fr\n").unwrap();
     let csv = csv.to_str().unwrap().to_string();
+    let eml = dir.path().join("reply.eml");
+    std::fs::write(
+        &eml,
+        "From: a@example.fr\r\nSubject: Re: hi\r\n\r\nThanks\r\n",
+    )
+    .unwrap();
+    let eml = eml.to_str().unwrap().to_string();
     let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (report, export, migrations) = (file("r.xlsx"), file("e.csv"), file("migrations"));
     let expired = common::sign(&stack, &user.id, &user.email, -60);
@@ -148,6 +170,11 @@ async fn no_command_prints_a_token_the_key_or_a_password() {
         run(&["campaigns", "deliver", campaign]),
         run(&["campaigns", "report", campaign, &report]),
         run(&["dashboard"]),
+        run_with(
+            &["bounces", "fetch"],
+            &[("MAILSYNC_BOUNCES_URL", bounces_url.as_str())],
+        ),
+        run(&["bounces", "scan", &eml]),
         run(&["db", "verify"]),
         run(&["db", "apply", "--dry-run"]),
         run(&["db", "reset", "--dry-run"]),
@@ -167,6 +194,10 @@ async fn no_command_prints_a_token_the_key_or_a_password() {
         run_with(
             &["db", "verify"],
             &[("SUPABASE_DB_URL", wrong_db_url.as_str())],
+        ),
+        run_with(
+            &["bounces", "fetch"],
+            &[("MAILSYNC_BOUNCES_URL", wrong_bounces_url.as_str())],
         ),
         run(&["login", "--email", &user.email, "--password-stdin"]),
         run(&["import", "/nonexistent/file.xlsx"]),
@@ -220,6 +251,8 @@ async fn no_command_prints_a_token_the_key_or_a_password() {
         password.as_str(),
         wrong_password,
         smtp_password,
+        imap_password.as_str(),
+        wrong_imap_password,
         PASSWORD,
         user.token.as_str(),
         expired.as_str(),
