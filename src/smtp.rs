@@ -67,12 +67,13 @@ impl Mailer {
 
     /// Opens one connection (greeting, EHLO, TLS, login) and closes it: a
     /// server that is down or refuses us is a configuration error before any
-    /// email is claimed.
-    pub async fn check(&self) -> Result<()> {
+    /// email is claimed. Answers whether the server offers DSN (delivery
+    /// reports).
+    pub async fn check(&self) -> Result<bool> {
         match self.connect().await {
             Ok(mut conn) => {
                 let _ = conn.conn.quit().await;
-                Ok(())
+                Ok(conn.dsn)
             }
             Err(why) => Err(Error::config(t!(
                 "smtp-error-unusable",

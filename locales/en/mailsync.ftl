@@ -554,6 +554,7 @@ deliver-error-retry-delay = --retry-delay must be a number of seconds
 deliver-error-verp-plus = --verp writes each email's id after a "+" in the return path's local part, and { $address } already has a "+"
 deliver-error-verp-too-long = --verp writes each email's id (36 characters) after a "+" in the return path's local part, and { $address } would then pass the 64 characters a local part may have
 deliver-hint-verp = set { $name } to a plain address such as bounces@your-domain.example
+deliver-note-no-dsn = the SMTP server { $server } does not offer delivery reports (DSN): bounces still come back to { $return_path }, but no report will say that an email was delivered
 deliver-error-no-id = finding the campaign: the server's answer has no id
 deliver-error-not-queued = campaign { $name } is { $status }: nothing is queued yet
 deliver-hint-send-first = queue it first: mailsync campaigns send { $id }

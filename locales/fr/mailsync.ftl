@@ -603,6 +603,7 @@ deliver-error-retry-delay = --retry-delay doit être un nombre de secondes
 deliver-error-verp-plus = --verp écrit l’identifiant de chaque e-mail après un « + » dans la partie locale de l’adresse de retour, et { $address } contient déjà un « + »
 deliver-error-verp-too-long = --verp écrit l’identifiant de chaque e-mail (36 caractères) après un « + » dans la partie locale de l’adresse de retour, et { $address } dépasserait alors les 64 caractères permis pour une partie locale
 deliver-hint-verp = donnez à { $name } une adresse simple, par exemple bounces@votre-domaine.example
+deliver-note-no-dsn = le serveur SMTP { $server } ne propose pas les rapports de remise (DSN) : les rebonds reviennent toujours à { $return_path }, mais aucun rapport ne dira qu’un e-mail a été remis
 deliver-error-no-id = recherche de la campagne : la réponse du serveur n’a pas d’id
 deliver-error-not-queued = la campagne { $name } est { $status } : rien n’est encore en file
 deliver-hint-send-first = mettez-la d’abord en file : mailsync campaigns send { $id }

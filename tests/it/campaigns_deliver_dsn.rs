@@ -1,7 +1,8 @@
 //! `mailsync campaigns deliver` asks for delivery reports (RFC 3461): the
 //! exact MAIL and RCPT lines a scripted SMTP server receives when it offers
 //! DSN and when it does not, with `--verp`, and the xtext of addresses with
-//! `+`, `=`, other symbols and letters beyond ASCII. The campaigns are
+//! `+`, `=`, other symbols and letters beyond ASCII. The envelope sender is
+//! MAILSYNC_RETURN_PATH, the From: header MAILSYNC_FROM. The campaigns are
 //! queued and the outcomes recorded through the real binary and the REST
 //! API; the emails' ids are read back as the superuser only to check.
 
@@ -15,6 +16,8 @@ use common::{new_user, stderr, Stack, User};
 use serde_json::Value;
 
 const FROM: &str = "Acme <news@acme.example>";
+/// The envelope sender, apart from the From: header.
+const RETURN_PATH: &str = "bounces@acme.example";
 
 /// Each email of the campaign by recipient: its id and Message-ID.
 async fn email_ids(campaign: &str) -> HashMap<String, (String, String)> {
@@ -51,14 +54,13 @@ fn transactions(server: &ScriptedSmtp) -> HashMap<String, (String, String)> {
 }
 
 /// `deliver --json --concurrency 1` of `campaign` through `server` as
-/// MAILSYNC_FROM `from` (and no MAILSYNC_RETURN_PATH, whatever the shell
-/// exports: the return path is then the From address), with `extra`
-/// arguments; the summary.
+/// MAILSYNC_FROM [`FROM`] with MAILSYNC_RETURN_PATH `return_path`, with
+/// `extra` arguments; the summary.
 async fn deliver_from(
     stack: &Stack,
     user: &User,
     server: &ScriptedSmtp,
-    from: &str,
+    return_path: &str,
     campaign: &str,
     extra: &[&str],
 ) -> (std::process::Output, Value) {
@@ -68,8 +70,8 @@ async fn deliver_from(
     let url = server.url();
     let env = [
         ("MAILSYNC_SMTP_URL", url.as_str()),
-        ("MAILSYNC_FROM", from),
-        ("MAILSYNC_RETURN_PATH", ""),
+        ("MAILSYNC_FROM", FROM),
+        ("MAILSYNC_RETURN_PATH", return_path),
     ];
     let o = run(stack, user, &args, &env).await;
     let summary = serde_json::from_str(common::stdout(&o).trim()).unwrap_or(Value::Null);
@@ -92,9 +94,10 @@ async fn with_dsn_each_email_asks_for_reports_with_its_id_and_its_address_in_xte
     let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Default::default()).await;
     server.offer_dsn();
 
-    let (o, summary) = deliver_from(&stack, &user, &server, FROM, &campaign, &[]).await;
+    let (o, summary) = deliver_from(&stack, &user, &server, RETURN_PATH, &campaign, &[]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary["sent"], 4, "{summary}");
+    assert!(!stderr(&o).contains("DSN"), "{}", stderr(&o));
 
     let ids = email_ids(&campaign).await;
     let sent = transactions(&server);
@@ -112,7 +115,7 @@ async fn with_dsn_each_email_asks_for_reports_with_its_id_and_its_address_in_xte
         let (mail, rcpt) = &sent[&address];
         assert_eq!(
             mail,
-            &format!("MAIL FROM:<news@acme.example> RET=HDRS ENVID={id}")
+            &format!("MAIL FROM:<bounces@acme.example> RET=HDRS ENVID={id}")
         );
         assert_eq!(
             rcpt,
@@ -139,7 +142,7 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_and_its_utf8_original_recipi
     let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Default::default()).await;
     server.offer_dsn();
 
-    let (o, summary) = deliver_from(&stack, &user, &server, FROM, &campaign, &[]).await;
+    let (o, summary) = deliver_from(&stack, &user, &server, RETURN_PATH, &campaign, &[]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary["sent"], 1, "{summary}");
     let (id, _) = &email_ids(&campaign).await[&to[0]];
@@ -149,7 +152,7 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_and_its_utf8_original_recipi
     // The To: header carries the address in UTF-8 (RFC 6532): 8BITMIME too.
     assert_eq!(
         mail,
-        &format!("MAIL FROM:<news@acme.example> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID={id}")
+        &format!("MAIL FROM:<bounces@acme.example> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID={id}")
     );
     assert_eq!(
         rcpt,
@@ -178,17 +181,24 @@ async fn without_dsn_mail_and_rcpt_are_plain_and_the_outcomes_are_unchanged() {
     )
     .await;
 
-    let (o, summary) = deliver_from(&stack, &user, &server, FROM, &campaign, &[]).await;
+    let (o, summary) = deliver_from(&stack, &user, &server, RETURN_PATH, &campaign, &[]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         (&summary["sent"], &summary["bounced"], &summary["failed"]),
         (&Value::from(2), &Value::from(1), &Value::from(0)),
         "{summary}"
     );
+    // The person is told that no delivery report will come back.
+    let err = stderr(&o);
+    assert!(
+        err.contains("does not offer delivery reports (DSN)"),
+        "{err}"
+    );
+    assert!(err.contains(RETURN_PATH), "{err}");
     let sent = transactions(&server);
     for address in &to {
         let (mail, rcpt) = &sent[address];
-        assert_eq!(mail, "MAIL FROM:<news@acme.example>");
+        assert_eq!(mail, "MAIL FROM:<bounces@acme.example>");
         assert_eq!(rcpt, &format!("RCPT TO:<{address}>"));
     }
     // The refusal closed the connection; an email after it opened a new one.
@@ -207,7 +217,8 @@ async fn verp_gives_each_email_a_return_path_carrying_its_id() {
     let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Default::default()).await;
     server.offer_dsn();
 
-    let (o, summary) = deliver_from(&stack, &user, &server, FROM, &campaign, &["--verp"]).await;
+    let (o, summary) =
+        deliver_from(&stack, &user, &server, RETURN_PATH, &campaign, &["--verp"]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary["sent"], 2, "{summary}");
     let ids = email_ids(&campaign).await;
@@ -217,7 +228,7 @@ async fn verp_gives_each_email_a_return_path_carrying_its_id() {
         let (mail, rcpt) = &sent[address];
         assert_eq!(
             mail,
-            &format!("MAIL FROM:<news+{id}@acme.example> RET=HDRS ENVID={id}")
+            &format!("MAIL FROM:<bounces+{id}@acme.example> RET=HDRS ENVID={id}")
         );
         assert!(
             rcpt.starts_with(&format!(
@@ -240,12 +251,12 @@ async fn verp_is_refused_when_the_return_path_already_has_a_plus() {
     let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
     let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Default::default()).await;
 
-    let from = "Acme <news+list@acme.example>";
-    let (o, _) = deliver_from(&stack, &user, &server, from, &campaign, &["--verp"]).await;
+    let tagged = "bounces+list@acme.example";
+    let (o, _) = deliver_from(&stack, &user, &server, tagged, &campaign, &["--verp"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("--verp"), "{err}");
-    assert!(err.contains("news+list@acme.example"), "{err}");
+    assert!(err.contains(tagged), "{err}");
     assert!(err.contains("MAILSYNC_RETURN_PATH"), "{err}");
     // Refused before anything was claimed or sent.
     assert_eq!(server.connections(), 0);

@@ -129,14 +129,21 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     // A server that is down or refuses us: say so before claiming anything.
     let mailer = Mailer::new(&settings.server, Duration::from_secs(30))?;
     out.debug(format!(
-        "deliver: SMTP {} ({}), from {} ({}), return path {return_path}{}, worker {worker}",
+        "deliver: SMTP {} ({}), from {} ({}), return path {return_path} ({}){}, worker {worker}",
         settings.server.masked(),
         settings.server_source,
         settings.from,
         settings.from_source,
-        if options.verp { " (VERP)" } else { "" }
+        settings.return_path_source,
+        if options.verp { ", VERP" } else { "" }
     ));
-    mailer.check().await?;
+    if !mailer.check().await? {
+        out.note(t!(
+            "deliver-note-no-dsn",
+            server = settings.server.masked(),
+            return_path = return_path.to_string()
+        ));
+    }
 
     let mut summary = DeliverySummary {
         smtp: settings.server.masked(),
@@ -339,9 +346,6 @@ fn validate(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The setting that names the return path, for the advice.
-const RETURN_PATH_SETTING: &str = "MAILSYNC_RETURN_PATH";
-
 /// A return path that cannot take `+<email id>` is refused before anything
 /// is claimed.
 fn check_verp(return_path: &lettre::Address) -> Result<()> {
@@ -352,7 +356,10 @@ fn check_verp(return_path: &lettre::Address) -> Result<()> {
         Some(VerpProblem::Plus) => t!("deliver-error-verp-plus", address = address),
         Some(VerpProblem::TooLong) => t!("deliver-error-verp-too-long", address = address),
     };
-    Err(Error::usage(message).with_hint(t!("deliver-hint-verp", name = RETURN_PATH_SETTING)))
+    Err(Error::usage(message).with_hint(t!(
+        "deliver-hint-verp",
+        name = crate::settings::ENV_RETURN_PATH
+    )))
 }
 
 /// Claims are sized to about two seconds of sending at the requested rate,
