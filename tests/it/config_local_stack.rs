@@ -296,3 +296,51 @@ fn a_state_file_naming_another_machine_is_not_used() {
         );
     }
 }
+
+/// What a planted state file is after: `login` sending the password where it
+/// points. Neither a file others may write nor one above home is followed.
+#[test]
+fn login_never_goes_where_an_ignored_state_file_points() {
+    use std::io::Write;
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", trap.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let writable = dir.path().join("writable");
+    std::fs::create_dir(&writable).unwrap();
+    plant(&writable, &url, "127.0.0.1:62062", 0o666);
+    let above = dir.path().join("above");
+    let home = above.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    plant(&above, &url, "127.0.0.1:62062", 0o600);
+    for (cwd, home) in [(&writable, &writable), (&home, &home)] {
+        let mut child = common::unconfigured(cwd)
+            .env("HOME", home)
+            .args([
+                "login",
+                "--email",
+                "victim@example.test",
+                "--password-stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"the-password\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        match trap.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!(
+                "login reached the planted URL from {}: {other:?}",
+                cwd.display()
+            ),
+        }
+    }
+}
