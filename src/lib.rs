@@ -40,6 +40,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     // `completions` works even when the configuration does not parse.
     let config = |overrides: Overrides| {
         let config = Config::load(&overrides)?;
+        for note in &config.local_stack_notes {
+            out.debug(note);
+        }
         output::trace(format!(
             "target: {} ({})",
             config.project_display(),

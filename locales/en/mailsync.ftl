@@ -707,3 +707,10 @@ fetch-done = { $mailbox }: { $messages } message(s) read; { $recorded } report(s
 fetch-dry-run-done = Dry run, nothing recorded or marked: { $mailbox }: { $messages } message(s) read, { $reports } report(s), { $not_reports } not a report
 fetch-progress = Reading reports
 fetch-stopping = stopping: finishing the messages in hand and recording them (Ctrl-C again to quit at once)
+
+## The local stack's files, found but not trusted (shown under -v)
+local-stack-ignored-above = ignored { $path }: it is above { $boundary }, where the search for the local stack stops (set MAILSYNC_STACK_DIR to use it)
+local-stack-ignored-not-file = ignored { $path }: not a regular file
+local-stack-ignored-owner = ignored { $path }: it belongs to another user
+local-stack-ignored-writable = ignored { $path }: other users may write it
+local-stack-ignored-remote = ignored { $path }: its { $name } is not on this machine

@@ -762,3 +762,10 @@ fetch-done = { $mailbox } : { $messages } message(s) lu(s) ; { $recorded } rappo
 fetch-dry-run-done = Essai, rien d'enregistré ni de marqué : { $mailbox } : { $messages } message(s) lu(s), { $reports } rapport(s), { $not_reports } qui ne sont pas des rapports
 fetch-progress = Lecture des rapports
 fetch-stopping = arrêt : les messages en main sont terminés et enregistrés (Ctrl-C de nouveau pour quitter tout de suite)
+
+## Les fichiers de la pile locale, trouvés mais pas crus (affichés avec -v)
+local-stack-ignored-above = { $path } ignoré : il est au-dessus de { $boundary }, où s’arrête la recherche de la pile locale (indiquez-le dans MAILSYNC_STACK_DIR pour l’utiliser)
+local-stack-ignored-not-file = { $path } ignoré : ce n’est pas un fichier ordinaire
+local-stack-ignored-owner = { $path } ignoré : il appartient à un autre utilisateur
+local-stack-ignored-writable = { $path } ignoré : d’autres utilisateurs peuvent l’écrire
+local-stack-ignored-remote = { $path } ignoré : son { $name } n’est pas sur cette machine

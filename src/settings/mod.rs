@@ -123,6 +123,8 @@ pub struct Config {
     pub session_dir: Option<Setting<PathBuf>>,
     /// The import's settings.
     pub import: ImportValues,
+    /// The local stack's files found but not trusted, and why (`-v`).
+    pub local_stack_notes: Vec<String>,
 }
 
 /// Where a setting can come from, read once: the flags, the process
@@ -281,6 +283,7 @@ impl Config {
             bounces_url,
             session_dir,
             import,
+            local_stack_notes: stack.notes.clone(),
         })
     }
 

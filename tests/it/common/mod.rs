@@ -21,14 +21,19 @@ use uuid::Uuid;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:54321";
 pub const DEFAULT_DB_URL: &str = "postgresql://postgres:postgres@127.0.0.1:54322/postgres";
+/// The anon key when the stack has recorded none (no `stack.env`): the
+/// documented local-development key, which a stack started by
+/// `scripts/local-stack.sh up` does not accept (it signs its own).
 pub const DEFAULT_ANON_KEY: &str = mailsync::local_stack::LOCAL_ANON_KEY;
-/// Supabase's documented local-development JWT secret.
+/// Supabase's documented local-development JWT secret: only for a stack
+/// started before stacks had their own (`<stack dir>/jwt-secret`).
 pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
 
 const SCHEMA: &str = include_str!("../../../sql/MASTER-DATABASE.sql");
 
-/// Where the local stack is: the defaults of the contract, or what
-/// `scripts/local-stack.sh env` exported.
+/// Where the local stack is: what `scripts/local-stack.sh env` exported,
+/// else what the stack recorded (its anon key in `stack.env`, its JWT
+/// secret in `jwt-secret`), else the defaults of the contract.
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub url: String,
@@ -44,12 +49,46 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// The stack's directory, as the script finds it.
+pub fn stack_dir() -> std::path::PathBuf {
+    std::env::var_os("MAILSYNC_STACK_DIR")
+        .filter(|d| !d.is_empty())
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".local-stack"))
+}
+
+/// The secret the stack's REST API checks tokens with.
+fn stack_jwt_secret() -> String {
+    let recorded = std::fs::read_to_string(stack_dir().join("jwt-secret"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty());
+    env_or(
+        "MAILSYNC_LOCAL_JWT_SECRET",
+        recorded.as_deref().unwrap_or(DEFAULT_JWT_SECRET),
+    )
+}
+
+/// The anon key the stack recorded, as mailsync itself reads it.
+fn stack_anon_key() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = stack_dir();
+    let env = move |name: &str| match name {
+        "MAILSYNC_STACK_DIR" => Some(dir.display().to_string()),
+        _ => None,
+    };
+    env_or(
+        "SUPABASE_ANON_KEY",
+        &mailsync::local_stack::resolve(&env, root).anon_key,
+    )
+}
+
 pub fn stack() -> Stack {
     Stack {
         url: env_or("SUPABASE_URL", DEFAULT_URL),
         db_url: env_or("SUPABASE_DB_URL", DEFAULT_DB_URL),
-        anon_key: env_or("SUPABASE_ANON_KEY", DEFAULT_ANON_KEY),
-        jwt_secret: env_or("MAILSYNC_LOCAL_JWT_SECRET", DEFAULT_JWT_SECRET),
+        anon_key: stack_anon_key(),
+        jwt_secret: stack_jwt_secret(),
     }
 }
 
