@@ -455,6 +455,13 @@ adopt-done = Adopted { $kind } public.{ $entry }: it is mailsync's from now on
 verify-summary = { $checks } checks, { $passed } passed, { $failed } failed
 verify-error-drift = the database does not match the schema: { $count } check(s) failed
 verify-hint-apply = run `mailsync db apply` to repair
+verify-notes = { $count ->
+        [one] { $count } note on the project's own objects (not mailsync's, so not judged); -v lists it
+       *[other] { $count } notes on the project's own objects (not mailsync's, so not judged); -v lists them
+    }
+schema-cache-error-query = reading which objects the REST API must know: { $reason }
+schema-cache-error-stale = the schema is committed, but the REST API at { $url } still does not know it after { $seconds } s: { $missing }
+schema-cache-hint-reload = the API reloads its schema cache on `notify pgrst, 'reload schema'` (run it in the SQL editor) or when it restarts; run the next command once it answers
 verify-error = verifying { $target }: { $reason }
 migration-up-to-date = { $file } already holds this schema (mailsync { $version }); nothing written
 migration-error-exists = { $file }: exists; mailsync never overwrites a migration

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod migration;
 pub mod reset;
+pub mod schema_cache;
 pub mod verify;
 
 use std::time::Instant;
@@ -256,6 +257,9 @@ pub async fn run_in_transaction(
         ..report
     };
     out.debug(format!("{verb} committed in {} ms", report.elapsed_ms));
+    // The next command (an import right after a reset) must find the new
+    // functions in the REST API's schema cache.
+    schema_cache::wait_for_rest_api(&client, config, out).await?;
     Ok(report)
 }
 
