@@ -440,6 +440,10 @@ db-error-not-ours = { $verb ->
         [reset] reset
        *[other] apply
     } of { $target } refused, nothing changed: { $reason }
+db-error-not-earlier = { $verb ->
+        [reset] reset
+       *[other] apply
+    } of { $target } refused, nothing changed: policies named <table>_select_own do not make these objects an earlier mailsync's, and they are not marked as mailsync's: { $objects }
 db-hint-not-ours = mailsync drops or replaces only its own objects (marked "Managed by mailsync"). Rename or move yours, or let mailsync take one over with --adopt NAME (reset then drops it with its rows)
 db-error-rolled-back = { $verb ->
         [reset] reset

@@ -463,6 +463,10 @@ db-error-not-ours = { $verb ->
         [reset] réinitialisation
        *[other] application
     } de { $target } refusée, rien n’a changé : { $reason }
+db-error-not-earlier = { $verb ->
+        [reset] réinitialisation
+       *[other] application
+    } de { $target } refusée, rien n’a changé : des politiques nommées <table>_select_own ne font pas de ces objets ceux d’un mailsync antérieur, et ils ne sont pas marqués comme ceux de mailsync : { $objects }
 db-hint-not-ours = mailsync ne supprime ou ne remplace que ses propres objets (marqués « Managed by mailsync »). Renommez ou déplacez les vôtres, ou laissez mailsync en reprendre un avec --adopt NOM (reset le supprime alors avec ses lignes)
 db-error-rolled-back = { $verb ->
         [reset] la réinitialisation

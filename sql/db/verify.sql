@@ -80,28 +80,11 @@ mailsync_objects(kind, name) as (
   values
   -- mailsync objects: the list of sql/schema/00_ownership.sql
 ),
--- A schema from an earlier mailsync, before objects were marked: nothing
--- carries the mark yet, and each of the five tables of the guide is what
--- that mailsync made of it (its four own-row policies to authenticated, its
--- user_id referencing auth.users, its updated_at trigger). Five policies
--- that merely share the names are not enough.
+-- An earlier mailsync's schema (before the marks): `db verify` puts the
+-- query of sql/db/earlier.sql here.
 earlier(yes) as (
-  select not exists (select 1 from pg_catalog.pg_description d
-                     where d.description like 'Managed by mailsync%')
-     and count(*) = 5
-  from (values ('organizations'), ('contacts'), ('email_campaigns'), ('emails_sent'), ('email_templates')) g(t)
-  where (select count(*) from pg_catalog.pg_policies p
-         where p.schemaname = 'public' and p.tablename = g.t
-           and p.policyname in (g.t || '_select_own', g.t || '_insert_own', g.t || '_update_own', g.t || '_delete_own')
-           and p.roles = array['authenticated']::name[]
-           and coalesce(p.qual, p.with_check) like '%auth.uid()%') = 4
-    and exists (select 1 from pg_catalog.pg_constraint fk
-                join pg_catalog.pg_attribute a on a.attrelid = fk.conrelid and a.attnum = any (fk.conkey)
-                where fk.conrelid = to_regclass('public.' || g.t) and fk.contype = 'f'
-                  and fk.confrelid = 'auth.users'::regclass and a.attname = 'user_id')
-    and exists (select 1 from pg_catalog.pg_trigger tg
-                where tg.tgrelid = to_regclass('public.' || g.t)
-                  and tg.tgname = 'update_' || g.t || '_updated_at')
+  -- mailsync earlier: the query of sql/db/earlier.sql
+
 ),
 mailsync_relations as (
   select m.kind, m.name, c.oid, c.relkind, c.relacl

@@ -744,5 +744,85 @@ async fn five_select_own_policies_alone_are_not_an_earlier_mailsync() {
         detail.contains("not mailsync's") && detail.contains("--adopt contacts"),
         "{detail}"
     );
+
+    // Nor do they let apply or reset take the project's tables over.
+    for args in [&["db", "apply"][..], &["db", "reset", "--yes"][..]] {
+        let refused = run(&stack, &db, args);
+        assert_eq!(
+            refused.status.code(),
+            Some(4),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains("table public.contacts"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    let untouched = text_of(
+        &db,
+        "select string_agg(c.relname || ':' || coalesce(obj_description(c.oid, 'pg_class'), '-')
+                           || ':' || (select count(*) from pg_policies p where p.tablename = c.relname), ',' order by c.relname)
+         from pg_class c where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'",
+    )
+    .await;
+    assert_eq!(
+        untouched,
+        "contacts:-:1,email_campaigns:-:1,email_templates:-:1,emails_sent:-:1,organizations:-:1"
+    );
+    db.drop(&stack).await;
+}
+
+/// A schema set up by an earlier mailsync, before the marks (here: the
+/// schema with every mark removed), is still recognised: `db apply` marks
+/// it and `db verify` passes.
+#[tokio::test]
+async fn an_earlier_mailsyncs_unmarked_schema_is_still_taken_over_by_apply() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    db.client()
+        .await
+        .batch_execute(
+            "do $$ declare r record; begin
+               for r in select c.oid, c.relkind from pg_class c
+                        where c.relnamespace = 'public'::regnamespace
+                          and obj_description(c.oid, 'pg_class') like 'Managed by mailsync%' loop
+                 execute format('comment on %s %s is null',
+                                case r.relkind when 'v' then 'view' else 'table' end, r.oid::regclass);
+               end loop;
+               for r in select p.oid from pg_proc p
+                        where p.pronamespace = 'public'::regnamespace
+                          and obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%' loop
+                 execute format('comment on function %s is null', r.oid::regprocedure);
+               end loop;
+             end $$;",
+        )
+        .await
+        .unwrap();
+    let unmarked = run(&stack, &db, &["--json", "db", "verify"]);
+    let report = json_of(&unmarked);
+    let detail = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "table public.contacts is mailsync's")
+        .map(|c| c["detail"].as_str().unwrap().to_string());
+    assert!(
+        detail
+            .as_deref()
+            .is_some_and(|d| d.contains("earlier mailsync")),
+        "{detail:?}"
+    );
+    let apply = run(&stack, &db, &["db", "apply"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    let verify = run(&stack, &db, &["db", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
     db.drop(&stack).await;
 }
