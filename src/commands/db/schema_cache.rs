@@ -91,21 +91,40 @@ fn probes(messages: &[SimpleQueryMessage]) -> Vec<Probe> {
         .collect()
 }
 
-/// Whether an answer shows the cache knows the object: anything but "not in
-/// the schema cache" (`PGRST202`, `PGRST205`, `42883`/`42P01` from older
-/// servers), a cache being loaded (`PGRST002`, 503) or a gateway error.
-fn known(status: u16, body: &str) -> bool {
+/// What one answer says of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The cache knows the object (anon is refused by the database, or the
+    /// call ran).
+    Known,
+    /// Not in the schema cache (`PGRST202`, `PGRST205`, `42883`/`42P01`
+    /// from older servers), the cache being loaded (`PGRST002`), a gateway
+    /// error, no answer.
+    Unknown,
+    /// A gateway refused the key itself (401 without a PostgREST code):
+    /// nothing to wait for with it.
+    KeyRefused,
+}
+
+fn answer(status: u16, body: &str) -> Answer {
     let code = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_string))
         .unwrap_or_default();
-    if matches!(code.as_str(), "PGRST202" | "PGRST205" | "PGRST002") {
-        return false;
+    if (200..300).contains(&status) {
+        return Answer::Known;
     }
-    if status == 404 && (code == "42883" || code == "42P01") {
-        return false;
+    if status == 401 && code.is_empty() {
+        return Answer::KeyRefused;
     }
-    status < 500
+    if code.is_empty()
+        || status >= 500
+        || matches!(code.as_str(), "PGRST202" | "PGRST205" | "PGRST002")
+        || (status == 404 && (code == "42883" || code == "42P01"))
+    {
+        return Answer::Unknown;
+    }
+    Answer::Known
 }
 
 /// Waits until the REST API answers for every mailsync object, or fails
@@ -158,17 +177,23 @@ pub async fn wait_for_rest_api(client: &Client, config: &Config, out: &Output) -
                     Ok(response) => {
                         let status = response.status().as_u16();
                         let body = response.text().await.unwrap_or_default();
-                        known(status, &body)
+                        answer(status, &body)
                     }
-                    Err(_) => false,
+                    Err(_) => Answer::Unknown,
                 }
             }
         }))
         .await;
+        if answers.contains(&Answer::KeyRefused) {
+            out.debug(format!(
+                "schema cache: the REST API at {base} refuses the anon key; not waiting for it"
+            ));
+            return Ok(());
+        }
         pending = pending
             .into_iter()
             .zip(answers)
-            .filter(|(_, ok)| !ok)
+            .filter(|(_, a)| *a != Answer::Known)
             .map(|(probe, _)| probe)
             .collect();
         if pending.is_empty() {
@@ -205,24 +230,39 @@ pub async fn wait_for_rest_api(client: &Client, config: &Config, out: &Output) -
 
 #[cfg(test)]
 mod tests {
-    use super::known;
+    use super::{answer, Answer};
 
     #[test]
     fn only_an_object_missing_from_the_cache_is_unknown() {
         let denied =
             r#"{"code":"42501","message":"permission denied for function import_contacts"}"#;
-        assert!(known(401, denied));
-        assert!(known(403, denied));
-        assert!(known(400, r#"{"code":"22P02","message":"invalid input"}"#));
-        assert!(!known(
-            404,
-            r#"{"code":"PGRST202","message":"Could not find the function public.import_contacts(rows) in the schema cache"}"#
-        ));
-        assert!(!known(
-            404,
-            r#"{"code":"PGRST205","message":"Could not find the table 'public.contacts' in the schema cache"}"#
-        ));
-        assert!(!known(503, r#"{"code":"PGRST002"}"#));
-        assert!(!known(502, "<html>bad gateway</html>"));
+        assert_eq!(answer(401, denied), Answer::Known);
+        assert_eq!(answer(403, denied), Answer::Known);
+        assert_eq!(answer(200, "[]"), Answer::Known);
+        assert_eq!(
+            answer(400, r#"{"code":"22P02","message":"invalid input"}"#),
+            Answer::Known
+        );
+        assert_eq!(
+            answer(
+                404,
+                r#"{"code":"PGRST202","message":"Could not find the function public.import_contacts(rows) in the schema cache"}"#
+            ),
+            Answer::Unknown
+        );
+        assert_eq!(
+            answer(
+                404,
+                r#"{"code":"PGRST205","message":"Could not find the table 'public.contacts' in the schema cache"}"#
+            ),
+            Answer::Unknown
+        );
+        assert_eq!(answer(503, r#"{"code":"PGRST002"}"#), Answer::Unknown);
+        assert_eq!(answer(502, "<html>bad gateway</html>"), Answer::Unknown);
+        assert_eq!(answer(404, "<html>not found</html>"), Answer::Unknown);
+        assert_eq!(
+            answer(401, r#"{"message":"Invalid API key"}"#),
+            Answer::KeyRefused
+        );
     }
 }
