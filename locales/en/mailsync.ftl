@@ -440,6 +440,10 @@ db-error-not-ours = { $verb ->
         [reset] reset
        *[other] apply
     } of { $target } refused, nothing changed: { $reason }
+db-error-not-earlier = { $verb ->
+        [reset] reset
+       *[other] apply
+    } of { $target } refused, nothing changed: policies named <table>_select_own do not make these objects an earlier mailsync's, and they are not marked as mailsync's: { $objects }
 db-hint-not-ours = mailsync drops or replaces only its own objects (marked "Managed by mailsync"). Rename or move yours, or let mailsync take one over with --adopt NAME (reset then drops it with its rows)
 db-error-rolled-back = { $verb ->
         [reset] reset
@@ -455,6 +459,13 @@ adopt-done = Adopted { $kind } public.{ $entry }: it is mailsync's from now on
 verify-summary = { $checks } checks, { $passed } passed, { $failed } failed
 verify-error-drift = the database does not match the schema: { $count } check(s) failed
 verify-hint-apply = run `mailsync db apply` to repair
+verify-notes = { $count ->
+        [one] { $count } note on the project's own objects (not mailsync's, so not judged); -v lists it
+       *[other] { $count } notes on the project's own objects (not mailsync's, so not judged); -v lists them
+    }
+schema-cache-error-query = reading which objects the REST API must know: { $reason }
+schema-cache-error-stale = the schema is committed, but the REST API at { $url } still does not know it after { $seconds } s: { $missing }
+schema-cache-hint-reload = the API reloads its schema cache on `notify pgrst, 'reload schema'` (run it in the SQL editor) or when it restarts; run the next command once it answers
 verify-error = verifying { $target }: { $reason }
 migration-up-to-date = { $file } already holds this schema (mailsync { $version }); nothing written
 migration-error-exists = { $file }: exists; mailsync never overwrites a migration

@@ -463,6 +463,10 @@ db-error-not-ours = { $verb ->
         [reset] réinitialisation
        *[other] application
     } de { $target } refusée, rien n’a changé : { $reason }
+db-error-not-earlier = { $verb ->
+        [reset] réinitialisation
+       *[other] application
+    } de { $target } refusée, rien n’a changé : des politiques nommées <table>_select_own ne font pas de ces objets ceux d’un mailsync antérieur, et ils ne sont pas marqués comme ceux de mailsync : { $objects }
 db-hint-not-ours = mailsync ne supprime ou ne remplace que ses propres objets (marqués « Managed by mailsync »). Renommez ou déplacez les vôtres, ou laissez mailsync en reprendre un avec --adopt NOM (reset le supprime alors avec ses lignes)
 db-error-rolled-back = { $verb ->
         [reset] la réinitialisation
@@ -498,6 +502,13 @@ verify-error-drift = la base ne correspond pas au schéma : { $count ->
        *[other] { $count } vérifications en échec
     }
 verify-hint-apply = lancez `mailsync db apply` pour la réparer
+verify-notes = { $count ->
+        [one] { $count } remarque sur les objets propres au projet (pas ceux de mailsync, donc non jugés) ; -v la détaille
+       *[other] { $count } remarques sur les objets propres au projet (pas ceux de mailsync, donc non jugés) ; -v les détaille
+    }
+schema-cache-error-query = lecture des objets que l’API REST doit connaître : { $reason }
+schema-cache-error-stale = le schéma est validé, mais l’API REST à { $url } ne le connaît toujours pas après { $seconds } s : { $missing }
+schema-cache-hint-reload = l’API recharge son cache de schéma sur `notify pgrst, 'reload schema'` (à lancer dans l’éditeur SQL) ou à son redémarrage ; lancez la commande suivante une fois qu’elle répond
 verify-error = vérification de { $target } : { $reason }
 migration-up-to-date = { $file } contient déjà ce schéma (mailsync { $version }) ; rien n’a été écrit
 migration-error-exists = { $file } : existe déjà ; mailsync n’écrase jamais une migration

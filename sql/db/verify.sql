@@ -1,5 +1,6 @@
 -- `mailsync db verify`: the live database against the schema contract.
--- One row per check: (name, ok, detail). Read-only.
+-- One row per check: (name, ok, detail, note). Read-only. `note`: what the
+-- checks say of an object that is not mailsync's (never a failure).
 with
 contract_tables(table_name, columns) as (
   values
@@ -79,11 +80,11 @@ mailsync_objects(kind, name) as (
   values
   -- mailsync objects: the list of sql/schema/00_ownership.sql
 ),
--- A schema from an earlier mailsync, before objects were marked.
+-- An earlier mailsync's schema (before the marks): `db verify` puts the
+-- query of sql/db/earlier.sql here.
 earlier(yes) as (
-  select count(*) = 5 from pg_catalog.pg_policies p
-  where p.schemaname = 'public' and p.policyname = p.tablename || '_select_own'
-    and p.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates')
+  -- mailsync earlier: the query of sql/db/earlier.sql
+
 ),
 mailsync_relations as (
   select m.kind, m.name, c.oid, c.relkind, c.relacl
@@ -91,9 +92,15 @@ mailsync_relations as (
   join pg_catalog.pg_class c on c.oid = to_regclass('public.' || quote_ident(m.name))
   where m.kind in ('table', 'view')
 ),
--- Every table and view in `public` that no extension owns.
+-- Every table and view in `public` that no extension owns; `mine`: it is
+-- mailsync's (marked, or holding one of its names). Only mailsync's objects
+-- are judged; what the generic checks find on the project's own objects is
+-- reported as a note, never as a failure.
 public_relations as (
-  select c.oid, c.relname, c.relkind, c.relrowsecurity, c.reloptions
+  select c.oid, c.relname, c.relkind, c.relrowsecurity, c.reloptions,
+         coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false)
+           or exists (select 1 from mailsync_objects m
+                      where m.kind in ('table', 'view') and m.name = c.relname) as mine
   from pg_catalog.pg_class c
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
   where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm')
@@ -101,12 +108,70 @@ public_relations as (
                     where d.objid = c.oid and d.deptype = 'e')
 ),
 public_functions as (
-  select p.oid, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) as args, p.proconfig
+  select p.oid, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) as args, p.proconfig,
+         coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false)
+           or exists (select 1 from mailsync_objects m
+                      where m.kind = 'function'
+                        and to_regprocedure('public.' || m.name) = p.oid) as mine
   from pg_catalog.pg_proc p
   join pg_catalog.pg_namespace n on n.oid = p.pronamespace
   where n.nspname = 'public'
     and not exists (select 1 from pg_catalog.pg_depend d
                     where d.objid = p.oid and d.deptype = 'e')
+),
+-- The checks every table, view and function of `public` deserves: judged
+-- for mailsync's objects, notes for the project's own.
+generic(ord, name, ok, detail, mine) as (
+  select 22, format('view %s is security_invoker', r.relname),
+         coalesce(r.reloptions && array['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false),
+         case when coalesce(r.reloptions && array['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false)
+              then 'runs with the caller''s privileges and RLS'
+              else 'runs as its owner and bypasses RLS: recreate it WITH (security_invoker = true)' end,
+         r.mine
+  from public_relations r
+  where r.relkind = 'v'
+  union all
+  -- Row Level Security on every table.
+  select 30, format('RLS enabled on %s', r.relname), r.relrowsecurity,
+         case when r.relrowsecurity then 'enabled' else 'disabled: every row is visible to whoever has a grant' end,
+         r.mine
+  from public_relations r
+  where r.relkind in ('r', 'p')
+  union all
+  select 50, format('anon has no privileges on %s', r.relname),
+         not pg_catalog.has_table_privilege('anon', r.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
+         case when pg_catalog.has_table_privilege('anon', r.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+              then 'anon holds a privilege: revoke all on public.' || quote_ident(r.relname) || ' from anon'
+              else 'none' end,
+         r.mine
+  from public_relations r
+  union all
+  select 51, format('anon cannot execute %s(%s)', f.proname, f.args),
+         not pg_catalog.has_function_privilege('anon', f.oid, 'EXECUTE'),
+         case when pg_catalog.has_function_privilege('anon', f.oid, 'EXECUTE')
+              then 'revoke execute from anon and public' else 'none' end,
+         f.mine
+  from public_functions f
+  union all
+  -- Functions pin search_path.
+  select 60, format('function %s(%s) pins search_path', f.proname, f.args),
+         coalesce(exists (select 1 from unnest(f.proconfig) c where c like 'search_path=%'), false),
+         coalesce((select c from unnest(f.proconfig) c where c like 'search_path=%' limit 1),
+                  'no search_path: add SET search_path = '''''),
+         f.mine
+  from public_functions f
+  union all
+  -- Every foreign key is covered by an index that starts with its columns.
+  select 70, format('foreign key %s is indexed', fk.conname),
+         exists (select 1 from pg_catalog.pg_index i
+                 where i.indrelid = fk.conrelid
+                   and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] @> fk.conkey
+                   and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] <@ fk.conkey),
+         'leading columns of an index',
+         r.mine
+  from pg_catalog.pg_constraint fk
+  join public_relations r on r.oid = fk.conrelid
+  where fk.contype = 'f'
 ),
 checks(ord, name, ok, detail) as (
   -- Tables and their contract columns.
@@ -161,20 +226,7 @@ checks(ord, name, ok, detail) as (
                         and ic.column_name = col)
   ) missing
   union all
-  select 22, format('view %s is security_invoker', r.relname),
-         coalesce(r.reloptions && array['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false),
-         case when coalesce(r.reloptions && array['security_invoker=true', 'security_invoker=on', 'security_invoker=1'], false)
-              then 'runs with the caller''s privileges and RLS'
-              else 'runs as its owner and bypasses RLS: recreate it WITH (security_invoker = true)' end
-  from public_relations r
-  where r.relkind = 'v'
-  union all
-  -- Row Level Security on every table, and a policy for every verb.
-  select 30, format('RLS enabled on %s', r.relname), r.relrowsecurity,
-         case when r.relrowsecurity then 'enabled' else 'disabled: every row is visible to whoever has a grant' end
-  from public_relations r
-  where r.relkind in ('r', 'p')
-  union all
+  -- A policy for every verb.
   select 31, format('policy for %s on %s', lower(v.cmd), t.table_name),
          p.policyname is not null,
          case when p.policyname is not null
@@ -205,19 +257,6 @@ checks(ord, name, ok, detail) as (
   from contract_triggers ct
   union all
   -- Grants: anon nothing, authenticated what it needs.
-  select 50, format('anon has no privileges on %s', r.relname),
-         not pg_catalog.has_table_privilege('anon', r.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
-         case when pg_catalog.has_table_privilege('anon', r.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
-              then 'anon holds a privilege: revoke all on public.' || quote_ident(r.relname) || ' from anon'
-              else 'none' end
-  from public_relations r
-  union all
-  select 51, format('anon cannot execute %s(%s)', f.proname, f.args),
-         not pg_catalog.has_function_privilege('anon', f.oid, 'EXECUTE'),
-         case when pg_catalog.has_function_privilege('anon', f.oid, 'EXECUTE')
-              then 'revoke execute from anon and public' else 'none' end
-  from public_functions f
-  union all
   select 52, format('authenticated can use %s', t.table_name),
          to_regclass('public.' || t.table_name) is not null
            and pg_catalog.has_table_privilege('authenticated', 'public.' || t.table_name, 'SELECT, INSERT, UPDATE, DELETE')
@@ -241,13 +280,6 @@ checks(ord, name, ok, detail) as (
          case when exists (select 1 from public_functions f where f.proname = cf.function_name)
               then 'execute' else 'missing: run mailsync db apply' end
   from contract_functions cf
-  union all
-  -- Functions pin search_path.
-  select 60, format('function %s(%s) pins search_path', f.proname, f.args),
-         coalesce(exists (select 1 from unnest(f.proconfig) c where c like 'search_path=%'), false),
-         coalesce((select c from unnest(f.proconfig) c where c like 'search_path=%' limit 1),
-                  'no search_path: add SET search_path = ''''')
-  from public_functions f
   union all
   -- Least privilege: nothing RLS does not govern, whatever the defaults were.
   select 55, format('no truncate, references, trigger or maintain on %s', r.name),
@@ -312,17 +344,6 @@ checks(ord, name, ok, detail) as (
            end as ok) marked
   where c.oid is not null or p.oid is not null
   union all
-  -- Every foreign key is covered by an index that starts with its columns.
-  select 70, format('foreign key %s is indexed', fk.conname),
-         exists (select 1 from pg_catalog.pg_index i
-                 where i.indrelid = fk.conrelid
-                   and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] @> fk.conkey
-                   and (i.indkey::int2[])[0:cardinality(fk.conkey) - 1] <@ fk.conkey),
-         'leading columns of an index'
-  from pg_catalog.pg_constraint fk
-  join public_relations r on r.oid = fk.conrelid
-  where fk.contype = 'f'
-  union all
   select 80, format('function %s is security definer', df.function_name),
          coalesce((select bool_and(f.prosecdef) from pg_catalog.pg_proc f
                    where f.pronamespace = 'public'::regnamespace and f.proname = df.function_name), false),
@@ -348,4 +369,12 @@ checks(ord, name, ok, detail) as (
               then 'campaigns watch --realtime listens to it' else 'no supabase_realtime publication on this database' end
   where exists (select 1 from pg_catalog.pg_publication p where p.pubname = 'supabase_realtime')
 )
-select name, ok, detail from checks order by ord, name
+select name, ok, detail, note from (
+  select ord, name, ok, detail, false as note from checks
+  union all
+  select ord, name, ok, detail, false from generic where mine
+  union all
+  -- The project's own objects: what the same checks say of them, as notes.
+  select ord, name, ok, detail, true from generic where not mine and not ok
+) rows
+order by note, ord, name

@@ -561,3 +561,268 @@ async fn reset_leaves_auth_users_and_an_unrelated_table_untouched() {
     assert_eq!(notes, ["keep me", "me too"]);
     db.drop(&stack).await;
 }
+
+/// What `sql` returns as one text value (the project's objects, fingerprinted).
+async fn text_of(db: &ScratchDb, sql: &str) -> String {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get::<_, Option<String>>(0)
+        .unwrap_or_default()
+}
+
+/// How the project's own objects stand: their code, RLS, grants, comments.
+async fn own_objects(db: &ScratchDb) -> String {
+    text_of(
+        db,
+        "select concat_ws(' | ',
+           (select md5(prosrc) || coalesce(array_to_string(proconfig, ','), '') || coalesce(proacl::text, '')
+              from pg_proc where oid = 'public.update_updated_at_column()'::regprocedure),
+           (select relrowsecurity::text || coalesce(relacl::text, '') from pg_class where oid = 'public.invoices'::regclass),
+           coalesce(obj_description('public.update_updated_at_column()'::regprocedure, 'pg_proc'), 'no comment'),
+           coalesce(obj_description('public.invoices'::regclass, 'pg_class'), 'no comment'),
+           (select string_agg(tgname, ',') from pg_trigger where tgrelid = 'public.invoices'::regclass))",
+    )
+    .await
+}
+
+/// A project with its own `update_updated_at_column()` (anon may execute
+/// it, no pinned search_path) and its own table without RLS: after a clean
+/// `db apply`, `db verify` judges only mailsync's objects (exit 0) and
+/// notes the project's; nothing of the project's is changed.
+#[tokio::test]
+async fn verify_passes_beside_the_projects_own_objects_and_notes_them() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    db.client()
+        .await
+        .batch_execute(
+            "create function public.update_updated_at_column() returns trigger language plpgsql as
+               $$ begin new.updated_at = now(); return new; end $$;
+             grant execute on function public.update_updated_at_column() to anon;
+             create table public.invoices (id int primary key, amount int, updated_at timestamptz);
+             grant select on public.invoices to anon;
+             create trigger invoices_updated_at before update on public.invoices
+               for each row execute function public.update_updated_at_column();
+             insert into public.invoices values (1, 42, null);",
+        )
+        .await
+        .unwrap();
+    let before = own_objects(&db).await;
+
+    let apply = run(&stack, &db, &["db", "apply"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    let verify = run(&stack, &db, &["db", "verify"]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+    // By default: no `ok` line, the count, and how many notes.
+    let text = stdout(&verify);
+    assert!(!text.lines().any(|l| l.starts_with("ok ")), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+    assert!(
+        text.contains("4 notes on the project's own objects"),
+        "{text}"
+    );
+    assert!(text.lines().count() <= 3, "{text}");
+
+    let json = run(&stack, &db, &["--json", "db", "verify"]);
+    let report = json_of(&json);
+    assert_eq!(report["ok"], true, "{:#?}", common::failing_checks(&report));
+    let notes: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "RLS enabled on invoices",
+            "anon has no privileges on invoices",
+            "anon cannot execute update_updated_at_column()",
+            "function update_updated_at_column() pins search_path",
+        ]
+    );
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("invoices") || n.contains("update_updated_at_column")),
+        "the project's objects are not judged: {names:?}"
+    );
+    let listed = include_str!("../snapshots/db_verify_checks.txt")
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(names.len(), listed);
+
+    // -v lists every check and every note.
+    let verbose = run(&stack, &db, &["-v", "db", "verify"]);
+    let text = stdout(&verbose);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok ")).count(),
+        listed,
+        "{text}"
+    );
+    assert!(
+        text.contains("note RLS enabled on invoices — disabled"),
+        "{text}"
+    );
+
+    // A failure of mailsync's own is still one, beside the notes.
+    db.client()
+        .await
+        .batch_execute("alter table public.contacts disable row level security")
+        .await
+        .unwrap();
+    let drift = run(&stack, &db, &["db", "verify"]);
+    assert_eq!(drift.status.code(), Some(4));
+    let text = stdout(&drift);
+    assert!(text.contains("FAIL RLS enabled on contacts"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("ok ")), "{text}");
+
+    assert_eq!(
+        own_objects(&db).await,
+        before,
+        "the project's objects are untouched"
+    );
+    assert_eq!(
+        text_of(&db, "select amount::text from public.invoices where id = 1").await,
+        "42"
+    );
+    db.drop(&stack).await;
+}
+
+/// Five `<table>_select_own` policies on the project's own tables do not
+/// make it an earlier mailsync: `db verify` says the names are taken by the
+/// project's objects (`--adopt`), not "set up by an earlier mailsync".
+#[tokio::test]
+async fn five_select_own_policies_alone_are_not_an_earlier_mailsync() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    let mut sql = String::new();
+    for t in [
+        "organizations",
+        "contacts",
+        "email_campaigns",
+        "emails_sent",
+        "email_templates",
+    ] {
+        sql.push_str(&format!(
+            "create table public.{t} (id int primary key, owner text);
+             alter table public.{t} enable row level security;
+             create policy {t}_select_own on public.{t} for select using (owner = current_user);"
+        ));
+    }
+    db.client().await.batch_execute(&sql).await.unwrap();
+    let verify = run(&stack, &db, &["--json", "db", "verify"]);
+    assert_eq!(verify.status.code(), Some(4));
+    let report = json_of(&verify);
+    let ownership = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "table public.contacts is mailsync's")
+        .expect("the ownership check of contacts")
+        .clone();
+    assert_eq!(ownership["ok"], false);
+    let detail = ownership["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("not mailsync's") && detail.contains("--adopt contacts"),
+        "{detail}"
+    );
+
+    // Nor do they let apply or reset take the project's tables over.
+    for args in [&["db", "apply"][..], &["db", "reset", "--yes"][..]] {
+        let refused = run(&stack, &db, args);
+        assert_eq!(
+            refused.status.code(),
+            Some(4),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains("table public.contacts"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    let untouched = text_of(
+        &db,
+        "select string_agg(c.relname || ':' || coalesce(obj_description(c.oid, 'pg_class'), '-')
+                           || ':' || (select count(*) from pg_policies p where p.tablename = c.relname), ',' order by c.relname)
+         from pg_class c where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'",
+    )
+    .await;
+    assert_eq!(
+        untouched,
+        "contacts:-:1,email_campaigns:-:1,email_templates:-:1,emails_sent:-:1,organizations:-:1"
+    );
+    db.drop(&stack).await;
+}
+
+/// A schema set up by an earlier mailsync, before the marks (here: the
+/// schema with every mark removed), is still recognised: `db apply` marks
+/// it and `db verify` passes.
+#[tokio::test]
+async fn an_earlier_mailsyncs_unmarked_schema_is_still_taken_over_by_apply() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    db.client()
+        .await
+        .batch_execute(
+            "do $$ declare r record; begin
+               for r in select c.oid, c.relkind from pg_class c
+                        where c.relnamespace = 'public'::regnamespace
+                          and obj_description(c.oid, 'pg_class') like 'Managed by mailsync%' loop
+                 execute format('comment on %s %s is null',
+                                case r.relkind when 'v' then 'view' else 'table' end, r.oid::regclass);
+               end loop;
+               for r in select p.oid from pg_proc p
+                        where p.pronamespace = 'public'::regnamespace
+                          and obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%' loop
+                 execute format('comment on function %s is null', r.oid::regprocedure);
+               end loop;
+             end $$;",
+        )
+        .await
+        .unwrap();
+    let unmarked = run(&stack, &db, &["--json", "db", "verify"]);
+    let report = json_of(&unmarked);
+    let detail = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "table public.contacts is mailsync's")
+        .map(|c| c["detail"].as_str().unwrap().to_string());
+    assert!(
+        detail
+            .as_deref()
+            .is_some_and(|d| d.contains("earlier mailsync")),
+        "{detail:?}"
+    );
+    let apply = run(&stack, &db, &["db", "apply"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    let verify = run(&stack, &db, &["db", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+    db.drop(&stack).await;
+}

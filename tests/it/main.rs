@@ -27,6 +27,7 @@ mod contacts_export;
 mod db;
 mod db_migration;
 mod db_ownership;
+mod db_schema_cache;
 mod db_tls;
 mod delivery_reports;
 mod errors;

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod migration;
 pub mod reset;
+pub mod schema_cache;
 pub mod verify;
 
 use std::time::Instant;
@@ -28,6 +29,11 @@ pub const MASTER_CLEAN: &str = include_str!("../../../sql/MASTER-CLEAN.sql");
 pub const MASTER_DATABASE: &str = include_str!("../../../sql/MASTER-DATABASE.sql");
 
 const INVENTORY: &str = include_str!("../../../sql/db/inventory.sql");
+/// Whether the database holds an earlier mailsync's schema, made before
+/// objects were marked (one row, `yes`).
+const EARLIER: &str = include_str!("../../../sql/db/earlier.sql");
+/// The line of `sql/db/verify.sql` that stands for [`EARLIER`].
+const EARLIER_PLACEHOLDER: &str = "-- mailsync earlier: the query of sql/db/earlier.sql";
 
 /// Waiting longer than this for a lock means another session holds the
 /// tables (a watcher, an import): better to stop and say so than to hang.
@@ -113,9 +119,63 @@ fn object_list() -> &'static str {
 }
 
 /// `sql` with the object list in place of its placeholder line (the one
-/// copy of the list is in `sql/schema/00_ownership.sql`).
+/// copy of the list is in `sql/schema/00_ownership.sql`), and the query of
+/// `sql/db/earlier.sql` in place of its own.
 pub fn with_object_list(sql: &str) -> String {
     sql.replacen(OBJECTS_PLACEHOLDER, object_list(), 1)
+        .replacen(EARLIER_PLACEHOLDER, EARLIER, 1)
+}
+
+/// The schema's scripts take every object of a mailsync name as mailsync's
+/// when five `<table>_select_own` policies exist (how they recognise an
+/// earlier mailsync). Five policies of the project's own under those names
+/// are not one: [`EARLIER`] looks closer, before anything changes.
+async fn loosely_earlier(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    let sql = format!(
+        "select (select count(*) = 5 from pg_catalog.pg_policies p
+                  where p.schemaname = 'public' and p.policyname = p.tablename || '_select_own'
+                    and p.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates'))
+                and not ({}) as loose",
+        EARLIER.trim().trim_end_matches(';').replacen(" as yes", "", 1)
+    );
+    let rows = tx.simple_query(&sql).await?;
+    Ok(rows.iter().any(
+        |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get("loose") == Some("t")),
+    ))
+}
+
+/// The objects of mailsync's names that are not marked as its own, as the
+/// scripts name them (`table public.contacts`).
+async fn unmarked_objects(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> std::result::Result<Vec<String>, tokio_postgres::Error> {
+    let sql = format!(
+        "with mailsync_objects(kind, name) as (values {}
+         )
+         select format('%s public.%s', o.kind, o.name) as taken
+         from mailsync_objects o
+         left join pg_catalog.pg_class c
+           on o.kind in ('table', 'view') and c.oid = to_regclass('public.' || quote_ident(o.name))
+         left join pg_catalog.pg_proc p
+           on p.oid = to_regprocedure(case when o.kind = 'function' then 'public.' || o.name end)
+         where (c.oid is not null
+                and not coalesce(pg_catalog.obj_description(c.oid, 'pg_class') like 'Managed by mailsync%', false))
+            or (p.oid is not null
+                and not coalesce(pg_catalog.obj_description(p.oid, 'pg_proc') like 'Managed by mailsync%', false))
+         order by o.kind, o.name",
+        object_list()
+    );
+    Ok(tx
+        .simple_query(&sql)
+        .await?
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("taken").map(str::to_string),
+            _ => None,
+        })
+        .collect())
 }
 
 /// What the scripts create, replace or drop: `(kind, name)`, from the list
@@ -243,8 +303,22 @@ pub async fn run_in_transaction(
     let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(LOCK_TIMEOUT).await.map_err(failed)?;
     tx.batch_execute(STATEMENT_TIMEOUT).await.map_err(failed)?;
+    // Before --adopt marks anything (a mark means "not an earlier mailsync").
+    let loose = loosely_earlier(&tx).await.map_err(failed)?;
     for name in adopt_names {
         adopt(&tx, out, name).await?;
+    }
+    if loose {
+        let taken = unmarked_objects(&tx).await.map_err(failed)?;
+        if !taken.is_empty() {
+            return Err(Error::check_failed(t!(
+                "db-error-not-earlier",
+                verb = verb,
+                target = target.to_string(),
+                objects = taken.join(", ")
+            ))
+            .with_hint(t!("db-hint-not-ours")));
+        }
     }
     for script in scripts {
         tx.batch_execute(script.sql).await.map_err(failed)?;
@@ -256,6 +330,9 @@ pub async fn run_in_transaction(
         ..report
     };
     out.debug(format!("{verb} committed in {} ms", report.elapsed_ms));
+    // The next command (an import right after a reset) must find the new
+    // functions in the REST API's schema cache.
+    schema_cache::wait_for_rest_api(&client, config, out).await?;
     Ok(report)
 }
 
@@ -345,6 +422,9 @@ mod tests {
         assert!(verify.contains(OBJECTS_PLACEHOLDER));
         assert!(!verify.contains(OBJECTS_BEGIN));
         assert_eq!(list_in(&with_object_list(verify)), list);
+        // And the one copy of the earlier-mailsync recognition.
+        assert!(verify.contains(EARLIER_PLACEHOLDER));
+        assert!(with_object_list(verify).contains(EARLIER.trim()));
         // No other file of the schema or of `db` writes it again.
         for (file, sql) in [
             ("sql/clean.sql", include_str!("../../../sql/clean.sql")),

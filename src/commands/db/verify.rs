@@ -1,7 +1,10 @@
 //! `mailsync db verify`: the live database against the schema contract
 //! (tables, columns, views, `security_invoker`, RLS, policies, triggers,
 //! grants, pinned `search_path`, indexed foreign keys, the counters behind
-//! the views). Read-only; exit 4 on drift.
+//! the views). Read-only; exit 4 on drift. Only mailsync's objects (marked
+//! "Managed by mailsync", or holding one of its names) are judged: what the
+//! same checks find on the project's own objects is a note, never a failure.
+//! By default it prints the failures and the count; `-v` every check.
 //! Server side: the checks are SQL in `sql/db/verify.sql` and
 //! `sql/db/verify-counters.sql`. Tests: `tests/it/db.rs`.
 
@@ -24,28 +27,46 @@ pub struct Check {
     pub detail: String,
 }
 
+/// What a check found on an object that is not mailsync's: said, not judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    pub name: String,
+    pub detail: String,
+}
+
 impl Check {
-    /// The (name, ok, detail) rows of a check query, read as text.
-    fn all_of(messages: &[SimpleQueryMessage]) -> Vec<Self> {
-        messages
-            .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(row) => Some(Check {
-                    name: row.get("name").unwrap_or_default().to_string(),
+    /// The (name, ok, detail[, note]) rows of a check query, read as text:
+    /// the checks, and the notes (rows whose `note` is true).
+    fn all_of(messages: &[SimpleQueryMessage]) -> (Vec<Self>, Vec<Note>) {
+        let mut checks = Vec::new();
+        let mut notes = Vec::new();
+        for message in messages {
+            let SimpleQueryMessage::Row(row) = message else {
+                continue;
+            };
+            let name = row.get("name").unwrap_or_default().to_string();
+            let detail = row.get("detail").unwrap_or_default().to_string();
+            if row.try_get("note").ok().flatten() == Some("t") {
+                notes.push(Note { name, detail });
+            } else {
+                checks.push(Check {
+                    name,
                     ok: row.get("ok") == Some("t"),
-                    detail: row.get("detail").unwrap_or_default().to_string(),
-                }),
-                _ => None,
-            })
-            .collect()
+                    detail,
+                });
+            }
+        }
+        (checks, notes)
     }
 }
 
-/// `{"ok": bool, "checks": [...]}`.
+/// `{"ok": bool, "checks": [...], "notes": [...]}`.
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     pub ok: bool,
     pub checks: Vec<Check>,
+    /// The project's own objects, as the same checks see them.
+    pub notes: Vec<Note>,
 }
 
 impl VerifyReport {
@@ -59,9 +80,18 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
     if out.json {
         out.json(&report)?;
     } else {
+        // Every check with -v; otherwise only what failed.
         for check in &report.checks {
+            if check.ok && out.verbose == 0 {
+                continue;
+            }
             let mark = if check.ok { "ok  " } else { "FAIL" };
             out.print(format!("{mark} {} — {}", check.name, check.detail));
+        }
+        if out.verbose > 0 {
+            for note in &report.notes {
+                out.print(format!("note {} — {}", note.name, note.detail));
+            }
         }
         let failed = report.failures().count();
         out.print(t!(
@@ -70,6 +100,9 @@ pub async fn run(config: &Config, out: &Output) -> Result<()> {
             passed = report.checks.len() - failed,
             failed = failed
         ));
+        if !report.notes.is_empty() {
+            out.print(t!("verify-notes", count = report.notes.len()));
+        }
     }
     if !report.ok {
         return Err(Error::check_failed(t!(
@@ -101,7 +134,7 @@ pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
     ))
     .await
     .map_err(failed)?;
-    let mut checks = Check::all_of(
+    let (mut checks, notes) = Check::all_of(
         &tx.simple_query(&super::with_object_list(VERIFY))
             .await
             .map_err(failed)?,
@@ -117,9 +150,7 @@ pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
         .iter()
         .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get("present") == Some("t")));
     if present {
-        checks.extend(Check::all_of(
-            &tx.simple_query(VERIFY_COUNTERS).await.map_err(failed)?,
-        ));
+        checks.extend(Check::all_of(&tx.simple_query(VERIFY_COUNTERS).await.map_err(failed)?).0);
     } else {
         checks.push(Check {
             name: "counter tables exist".into(),
@@ -133,5 +164,6 @@ pub async fn verify(config: &Config, out: &Output) -> Result<VerifyReport> {
     Ok(VerifyReport {
         ok: checks.iter().all(|c| c.ok),
         checks,
+        notes,
     })
 }
