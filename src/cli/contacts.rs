@@ -26,8 +26,10 @@ pub enum ContactsCommand {
         after_help = "Columns: A organization, B email, then created_at, updated_at, id, under a header
 row. Every contact is exported, paged through the REST API with your access
 token, and written as it arrives (constant memory, any number of contacts).
-Cells a spreadsheet would run as formulas (=, +, -, @) are written with a
-leading apostrophe; `mailsync import` reads them back as they were.
+A formula character (=, +, -, @, tab, CR) at the start of a cell, or after a
+, ; tab, line break or quote inside it, is written with an apostrophe in front,
+so no cell starts a formula whichever separator a spreadsheet splits on;
+`mailsync import` reads them back as they were.
 
 Examples:
   mailsync contacts export contacts.xlsx

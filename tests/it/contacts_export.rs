@@ -253,8 +253,8 @@ async fn csv_export_and_rejects_start_no_formula_whatever_the_separator() {
         .iter()
         .map(|r| {
             (
-                mailsync::spreadsheet::restore(&r[1]).into_owned(),
-                mailsync::spreadsheet::restore(&r[2]).into_owned(),
+                mailsync::spreadsheet::restore(&r[1]).to_string(),
+                mailsync::spreadsheet::restore(&r[2]).to_string(),
             )
         })
         .collect();
