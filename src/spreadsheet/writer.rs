@@ -40,13 +40,16 @@ fn formula_after_apostrophes(rest: &str) -> bool {
 /// place gets one more, so that [`restore`] gives back exactly the text.
 /// Every cell mailsync writes (CSV, workbook, rejects file) goes through it.
 pub fn neutralize(cell: &str) -> Cow<'_, str> {
-    if !cell.contains(FORMULA_START) {
+    // Most cells (an email, a date with its `-`) need nothing: find the
+    // first place that does before allocating.
+    let Some(first) = cell_starts(cell).find(|&i| formula_after_apostrophes(&cell[i..])) else {
         return Cow::Borrowed(cell);
-    }
+    };
     let mut out = String::with_capacity(cell.len() + 4);
+    out.push_str(&cell[..first]);
     let mut at_start = true;
-    for (i, c) in cell.char_indices() {
-        if at_start && formula_after_apostrophes(&cell[i..]) {
+    for (i, c) in cell[first..].char_indices() {
+        if at_start && formula_after_apostrophes(&cell[first + i..]) {
             out.push('\'');
         }
         out.push(c);
@@ -60,13 +63,16 @@ pub fn neutralize(cell: &str) -> Cow<'_, str> {
 /// followed by a formula character (`'=x` reads `=x`, `Acme;'=1` reads
 /// `Acme;=1`). Any other apostrophe is kept.
 pub fn restore(cell: &str) -> Cow<'_, str> {
-    if !cell.contains('\'') || !cell.contains(FORMULA_START) {
+    let written =
+        |i: usize| cell[i..].starts_with('\'') && formula_after_apostrophes(&cell[i + 1..]);
+    let Some(first) = cell_starts(cell).find(|&i| written(i)) else {
         return Cow::Borrowed(cell);
-    }
+    };
     let mut out = String::with_capacity(cell.len());
+    out.push_str(&cell[..first]);
     let mut at_start = true;
-    for (i, c) in cell.char_indices() {
-        if at_start && c == '\'' && formula_after_apostrophes(&cell[i + 1..]) {
+    for (i, c) in cell[first..].char_indices() {
+        if at_start && written(first + i) {
             at_start = false;
             continue;
         }
@@ -74,6 +80,16 @@ pub fn restore(cell: &str) -> Cow<'_, str> {
         at_start = CELL_BREAK.contains(&c);
     }
     Cow::Owned(out)
+}
+
+/// Where a spreadsheet may start a cell inside `cell`: its start and the
+/// byte after each [`CELL_BREAK`] (all one byte long).
+fn cell_starts(cell: &str) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(0).chain(
+        cell.char_indices()
+            .filter(|(_, c)| CELL_BREAK.contains(c))
+            .map(|(i, _)| i + 1),
+    )
 }
 
 /// One cell to write.
@@ -342,6 +358,15 @@ mod tests {
         ] {
             assert_eq!(neutralize(cell), written, "{cell:?}");
             assert_eq!(restore(&neutralize(cell)), cell, "{cell:?}");
+        }
+        // Cells with nothing to do are not copied.
+        for plain in [
+            "jean-paul@acme.example",
+            "2026-12-05T18:43:26+00:00",
+            "a=b;c",
+        ] {
+            assert!(matches!(neutralize(plain), Cow::Borrowed(_)), "{plain}");
+            assert!(matches!(restore(plain), Cow::Borrowed(_)), "{plain}");
         }
         // Only what neutralize writes is undone.
         assert_eq!(restore("'quoted'"), "'quoted'");
