@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 eprintln!("{}", mailsync::t!("hint-line", hint = safe(hint)));
             }
             if let Some(detail) = e.detail().filter(|_| verbose) {
-                eprintln!("{}", mailsync::t!("detail-line", detail = detail));
+                eprintln!("{}", mailsync::t!("detail-line", detail = safe(detail)));
             }
             ExitCode::from(e.kind().exit_code())
         }

@@ -127,7 +127,7 @@ pub fn set_verbose(on: bool) {
 /// pass methods, paths, counts and timings: never a header, token or key.
 pub fn trace(text: impl AsRef<str>) {
     if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("· {}", text.as_ref());
+        eprintln!("· {}", terminal_safe(text.as_ref()));
     }
 }
 

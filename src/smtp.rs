@@ -656,11 +656,14 @@ fn merge_with(text: &str, value: impl Fn(&str) -> Option<String>) -> Option<Stri
     Some(out)
 }
 
+/// A value as HTML text or as an attribute quoted with `"` or `'`: the
+/// five characters that could end either are written as references.
 fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn percent_encode(s: &str) -> String {
@@ -774,6 +777,23 @@ mod tests {
         assert_eq!(
             merge("<p>{{organization}}</p>", &to, true),
             "<p>R&amp;D &lt;Lab&gt;</p>"
+        );
+        // In an attribute quoted either way, a value cannot close it.
+        let quoting = Recipient {
+            email: "o'brien@b.fr",
+            organization: Some("x' onmouseover='alert(1)\" y"),
+        };
+        assert_eq!(
+            merge(
+                "<a title='{{organization}}' href=\"mailto:{{email}}\">",
+                &quoting,
+                true
+            ),
+            "<a title='x&#39; onmouseover=&#39;alert(1)&quot; y' href=\"mailto:o&#39;brien@b.fr\">"
+        );
+        assert_eq!(
+            merge("{{organization}}", &quoting, false),
+            "x' onmouseover='alert(1)\" y"
         );
         assert_eq!(
             merge_url("https://x.example/u?e={{email}}", &to),

@@ -175,7 +175,7 @@ send-queued-resumed = Campaign { $name } is { $status }: { $count } emails queue
 send-suppressed = { $count ->
         [one] { $count } contact left out
        *[other] { $count } contacts left out
-    }: unsubscribed or bounced (mailsync contacts unsubscribe --undo EMAIL takes one back)
+    }: unsubscribed or bounced (mailsync contacts unsubscribe --undo EMAIL takes an unsubscribed one back)
 send-next = Deliver it with: mailsync campaigns deliver; follow it with: mailsync campaigns watch --until-done
 
 ## errors ($what is what was being done, e.g. "creating the template")
@@ -254,6 +254,19 @@ unsubscribe-undone = { $count ->
         [one] { $count } address taken off the suppression list
        *[other] { $count } addresses taken off the suppression list
     }
+unsubscribe-kept = { $count ->
+        [one] { $count } address kept
+       *[other] { $count } addresses kept
+    } on the list: { $reason ->
+        [bounced] a hard bounce (no such mailbox); add --include-bounces to take { $count ->
+            [one] it
+           *[other] them
+        } off too
+       *[other] a spam complaint; add --include-complaints to take { $count ->
+            [one] it
+           *[other] them
+        } off too
+    } ({ $emails })
 unsubscribe-done = { $count ->
         [one] { $count } address unsubscribed
        *[other] { $count } addresses unsubscribed

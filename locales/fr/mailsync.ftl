@@ -186,7 +186,7 @@ send-queued-resumed = La campagne { $name } est { $status } : { $count } e-mails
 send-suppressed = { $count ->
         [one] { $count } contact laissé de côté
        *[other] { $count } contacts laissés de côté
-    } : désabonnés ou en rebond (mailsync contacts unsubscribe --undo EMAIL en reprend un)
+    } : désabonnés ou en rebond (mailsync contacts unsubscribe --undo EMAIL en reprend un désabonné)
 send-next = Remettez-la avec : mailsync campaigns deliver ; suivez-la avec : mailsync campaigns watch --until-done
 
 ## erreurs ($what est ce qui était en cours, p. ex. « creating the template »)
@@ -265,6 +265,19 @@ unsubscribe-undone = { $count ->
         [one] { $count } adresse retirée de la liste d’exclusion
        *[other] { $count } adresses retirées de la liste d’exclusion
     }
+unsubscribe-kept = { $count ->
+        [one] { $count } adresse gardée
+       *[other] { $count } adresses gardées
+    } sur la liste : { $reason ->
+        [bounced] rebond définitif (boîte inexistante) ; ajoutez --include-bounces pour { $count ->
+            [one] la
+           *[other] les
+        } retirer aussi
+       *[other] plainte pour spam ; ajoutez --include-complaints pour { $count ->
+            [one] la
+           *[other] les
+        } retirer aussi
+    } ({ $emails })
 unsubscribe-done = { $count ->
         [one] { $count } adresse désabonnée
        *[other] { $count } adresses désabonnées

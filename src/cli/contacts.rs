@@ -17,17 +17,25 @@ pub enum ContactsCommand {
   mailsync --json contacts list --limit 0 > contacts.json   # every contact")]
     List(ContactsListArgs),
     /// Stop sending to these addresses: later sends leave them out, deliver skips them
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "An address suppressed because it bounced (no such mailbox) or complained
+stays on the list with --undo, unless --include-bounces or --include-complaints
+is given: sending to it again harms the sender's reputation.
+
+Examples:
   mailsync contacts unsubscribe jane@acme.example bob@beta.example
-  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list")]
+  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list"
+    )]
     Unsubscribe(ContactsUnsubscribeArgs),
     /// Export contacts to .xlsx or .csv in the import's layout (re-importing changes nothing)
     #[command(
         after_help = "Columns: A organization, B email, then created_at, updated_at, id, under a header
 row. Every contact is exported, paged through the REST API with your access
 token, and written as it arrives (constant memory, any number of contacts).
-Cells a spreadsheet would run as formulas (=, +, -, @) are written with a
-leading apostrophe; `mailsync import` reads them back as they were.
+A formula character (=, +, -, @, tab, CR) at the start of a cell, or after a
+, ; tab, line break or quote inside it, is written with an apostrophe in front,
+so no cell starts a formula whichever separator a spreadsheet splits on;
+`mailsync import` reads them back as they were.
 
 Examples:
   mailsync contacts export contacts.xlsx
@@ -66,9 +74,15 @@ pub struct ContactsUnsubscribeArgs {
     /// The addresses
     #[arg(required = true, value_name = "EMAIL")]
     pub emails: Vec<String>,
-    /// Take the addresses off the suppression list instead
+    /// Take the addresses off the suppression list instead (unsubscribed ones only)
     #[arg(long)]
     pub undo: bool,
+    /// With --undo: take off hard bounces too (kept otherwise)
+    #[arg(long, requires = "undo")]
+    pub include_bounces: bool,
+    /// With --undo: take off spam complaints too (kept otherwise)
+    #[arg(long, requires = "undo")]
+    pub include_complaints: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -96,6 +110,8 @@ impl From<ContactsUnsubscribeArgs> for commands::contacts::unsubscribe::Options 
         Self {
             emails: a.emails,
             undo: a.undo,
+            include_bounces: a.include_bounces,
+            include_complaints: a.include_complaints,
         }
     }
 }

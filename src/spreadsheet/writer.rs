@@ -3,11 +3,13 @@
 //! ten does) or `.csv`, row by row, to a temporary file renamed into place
 //! when complete (a crash never leaves half a file), or CSV on stdout.
 //!
-//! Every text cell goes through [`neutralize`]: a cell that a spreadsheet
-//! would run as a formula is written with a leading apostrophe, and
-//! [`restore`] takes it off again when such a cell is read back, so a file
-//! written here reads back unchanged.
+//! Every text cell goes through [`neutralize`]: wherever a spreadsheet could
+//! start a cell (the start, and after a `,` `;` tab, line break or quote in
+//! it), a formula character gets an apostrophe in front, and [`restore`]
+//! takes it off again when such a cell is read back, so a file written here
+//! reads back unchanged.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -19,22 +21,75 @@ use crate::t;
 /// The first characters that make a spreadsheet read a cell as a formula.
 const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
-/// A cell that a spreadsheet would run as a formula, written as text.
-pub fn neutralize(cell: &str) -> String {
-    if cell.starts_with(FORMULA_START) {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
+/// The characters after which a spreadsheet may start a new cell when it
+/// reads a CSV file: the separators it may split on (`,`, `;`, tab), the
+/// line breaks, and the quote it takes off the front of a cell.
+const CELL_BREAK: [char; 6] = [',', ';', '\t', '\r', '\n', '"'];
+
+/// Whether text at the start of a cell reads as a formula once the
+/// apostrophes in front of it are taken off.
+fn formula_after_apostrophes(rest: &str) -> bool {
+    rest.trim_start_matches('\'').starts_with(FORMULA_START)
 }
 
-/// The inverse of [`neutralize`]: `'=x` is read as `=x`. Any other leading
-/// apostrophe is kept.
-pub fn restore(cell: &str) -> &str {
-    match cell.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(FORMULA_START) => rest,
-        _ => cell,
+/// A cell that a spreadsheet would run as a formula, written as text: an
+/// apostrophe goes in front of the formula character, at the start of the
+/// cell and after every [`CELL_BREAK`] in it, so that no cell starts a
+/// formula whichever separator the spreadsheet splits the file on
+/// (`Acme;=1+1` is written `Acme;'=1+1`). An apostrophe already in such a
+/// place gets one more, so that [`restore`] gives back exactly the text.
+/// Every cell mailsync writes (CSV, workbook, rejects file) goes through it.
+pub fn neutralize(cell: &str) -> Cow<'_, str> {
+    // Most cells (an email, a date with its `-`) need nothing: find the
+    // first place that does before allocating.
+    let Some(first) = cell_starts(cell).find(|&i| formula_after_apostrophes(&cell[i..])) else {
+        return Cow::Borrowed(cell);
+    };
+    let mut out = String::with_capacity(cell.len() + 4);
+    out.push_str(&cell[..first]);
+    let mut at_start = true;
+    for (i, c) in cell[first..].char_indices() {
+        if at_start && formula_after_apostrophes(&cell[first + i..]) {
+            out.push('\'');
+        }
+        out.push(c);
+        at_start = CELL_BREAK.contains(&c);
     }
+    Cow::Owned(out)
+}
+
+/// The inverse of [`neutralize`]: at the start of the cell and after every
+/// [`CELL_BREAK`], one apostrophe is taken off the front of apostrophes
+/// followed by a formula character (`'=x` reads `=x`, `Acme;'=1` reads
+/// `Acme;=1`). Any other apostrophe is kept.
+pub fn restore(cell: &str) -> Cow<'_, str> {
+    let written =
+        |i: usize| cell[i..].starts_with('\'') && formula_after_apostrophes(&cell[i + 1..]);
+    let Some(first) = cell_starts(cell).find(|&i| written(i)) else {
+        return Cow::Borrowed(cell);
+    };
+    let mut out = String::with_capacity(cell.len());
+    out.push_str(&cell[..first]);
+    let mut at_start = true;
+    for (i, c) in cell[first..].char_indices() {
+        if at_start && written(first + i) {
+            at_start = false;
+            continue;
+        }
+        out.push(c);
+        at_start = CELL_BREAK.contains(&c);
+    }
+    Cow::Owned(out)
+}
+
+/// Where a spreadsheet may start a cell inside `cell`: its start and the
+/// byte after each [`CELL_BREAK`] (all one byte long).
+fn cell_starts(cell: &str) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(0).chain(
+        cell.char_indices()
+            .filter(|(_, c)| CELL_BREAK.contains(c))
+            .map(|(i, _)| i + 1),
+    )
 }
 
 /// One cell to write.
@@ -199,10 +254,13 @@ impl SheetWriter {
                 for (col, cell) in cells.iter().enumerate() {
                     let col = col as u16;
                     let done = match cell {
-                        Cell::Text(t) if bold => {
-                            ws.write_string_with_format(row, col, neutralize(t), &self.bold)
-                        }
-                        Cell::Text(t) => ws.write_string(row, col, neutralize(t)),
+                        Cell::Text(t) if bold => ws.write_string_with_format(
+                            row,
+                            col,
+                            neutralize(t).as_ref(),
+                            &self.bold,
+                        ),
+                        Cell::Text(t) => ws.write_string(row, col, neutralize(t).as_ref()),
                         Cell::Number(n) => ws.write_number(row, col, *n),
                         Cell::Empty => continue,
                     };
@@ -214,8 +272,9 @@ impl SheetWriter {
                 let record: Vec<String> = cells
                     .iter()
                     .map(|c| match c {
-                        Cell::Text(t) => neutralize(t),
-                        Cell::Number(n) => n.to_string(),
+                        Cell::Text(t) => neutralize(t).into_owned(),
+                        // A negative number would start with `-`.
+                        Cell::Number(n) => neutralize(&n.to_string()).into_owned(),
                         Cell::Empty => String::new(),
                     })
                     .collect();
@@ -289,13 +348,104 @@ mod tests {
             ("-1", "'-1"),
             ("@SUM(A1)", "'@SUM(A1)"),
             ("Acme", "Acme"),
+            ("Acme;=1+1", "Acme;'=1+1"),
+            ("a,-1\t+2\r@3\n=4\"=5", "a,'-1\t'+2\r'@3\n'=4\"'=5"),
+            ("\t=x", "'\t'=x"),
+            ("'=x", "''=x"),
+            ("Acme;'=x", "Acme;''=x"),
+            ("a=b;c-d", "a=b;c-d"),
+            ("'quoted'", "'quoted'"),
         ] {
-            assert_eq!(neutralize(cell), written);
-            assert_eq!(restore(&neutralize(cell)), cell);
+            assert_eq!(neutralize(cell), written, "{cell:?}");
+            assert_eq!(restore(&neutralize(cell)), cell, "{cell:?}");
         }
-        // Only what neutralize wrote is undone.
+        // Cells with nothing to do are not copied.
+        for plain in [
+            "jean-paul@acme.example",
+            "2026-12-05T18:43:26+00:00",
+            "a=b;c",
+        ] {
+            assert!(matches!(neutralize(plain), Cow::Borrowed(_)), "{plain}");
+            assert!(matches!(restore(plain), Cow::Borrowed(_)), "{plain}");
+        }
+        // Only what neutralize writes is undone.
         assert_eq!(restore("'quoted'"), "'quoted'");
         assert_eq!(restore("'"), "'");
+        assert_eq!(restore("a'=b"), "a'=b");
+    }
+
+    /// Every string of up to five characters over the characters that
+    /// matter comes back from `restore(neutralize(_))` as it was.
+    #[test]
+    fn the_round_trip_is_exact() {
+        const ALPHABET: [char; 11] = [',', ';', '\t', '\r', '\n', '"', '\'', '=', '-', '@', 'a'];
+        let mut cells = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = cells
+                .iter()
+                .filter(|c| c.chars().count() == cells.last().unwrap().chars().count())
+                .flat_map(|c| ALPHABET.iter().map(move |a| format!("{c}{a}")))
+                .collect();
+            cells.extend(longer);
+        }
+        assert!(cells.len() > 160_000);
+        for cell in &cells {
+            assert_eq!(restore(&neutralize(cell)), cell.as_str(), "{cell:?}");
+        }
+    }
+
+    /// A CSV file written here, read by splitting on `,`, `;` or tab: no
+    /// field starts a formula, and the `,` reading gives the cells back.
+    #[test]
+    fn no_csv_field_starts_a_formula_whatever_the_separator() {
+        let hostile = [
+            "Acme;=1+1",
+            "Acme\t=1+1",
+            "Acme,=1+1",
+            "x;\"=1\"",
+            "x;\"\"=1",
+            "two\n=lines",
+            "cr\r+1",
+            "=a;-b,+c\t@d",
+            ";;=1",
+            "'=1;'-2",
+            "\"=1\";@2",
+            "a@b.example;=cmd|' /C calc'!A0",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostile.csv");
+        let mut w = SheetWriter::create(&path).unwrap();
+        let sheet = w.add_sheet("x", &[]).unwrap();
+        w.header(sheet, &["a", "b", "c"]).unwrap();
+        for h in hostile {
+            w.row(sheet, &[Cell::Text(h), Cell::Text(h), Cell::Number(-2.5)])
+                .unwrap();
+        }
+        w.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for separator in [b',', b';', b'\t'] {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(separator)
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(bytes.as_slice());
+            for record in reader.records() {
+                for field in record.unwrap().iter() {
+                    assert!(
+                        !field.starts_with(FORMULA_START),
+                        "split on {:?}: {field:?}",
+                        separator as char
+                    );
+                }
+            }
+        }
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        for (record, h) in reader.records().zip(hostile) {
+            let record = record.unwrap();
+            assert_eq!(restore(&record[0]), h);
+            assert_eq!(restore(&record[1]), h);
+            assert_eq!(restore(&record[2]), "-2.5");
+        }
     }
 
     #[test]

@@ -814,6 +814,129 @@ async fn suppressed_addresses_are_left_out_by_send_and_skipped_by_deliver() {
     assert_eq!(undone["removed"], json!([to[1].clone()]));
 }
 
+/// `contacts unsubscribe --undo` takes off unsubscribed addresses only: a
+/// hard bounce and a complaint stay on the list unless asked explicitly
+/// (`--include-bounces`, `--include-complaints`), and unsubscribing a
+/// bounced address does not turn it into an unsubscription `--undo` would
+/// take off.
+#[tokio::test]
+async fn undo_keeps_hard_bounces_and_complaints_unless_asked() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let [left, gone, angry] =
+        ["left", "gone", "angry"].map(|p| format!("{p}-{}@example.test", user.id));
+    for (email, reason) in [
+        (&left, "unsubscribed"),
+        (&gone, "bounced"),
+        (&angry, "complained"),
+    ] {
+        common::admin()
+            .await
+            .execute(
+                "insert into public.suppressions (user_id, email, reason) values ($1, $2, $3)",
+                &[&user.id, email, &reason],
+            )
+            .await
+            .unwrap();
+    }
+    let on_list = || async {
+        common::admin()
+            .await
+            .query(
+                "select email, reason from public.suppressions where user_id = $1 order by email",
+                &[&user.id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    let all = [left.as_str(), gone.as_str(), angry.as_str()];
+    let undo = |extra: &'static [&'static str]| {
+        let mut args = vec!["--json", "contacts", "unsubscribe", "--undo"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&all);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run_args = |args: Vec<String>| {
+        let (stack, user) = (&stack, &user);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(stack, user, &args, &[]).await
+        }
+    };
+
+    // Unsubscribing a bounced address keeps its reason.
+    let o = run(&stack, &user, &["contacts", "unsubscribe", &gone], &[]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bounced = (gone.clone(), "bounced".to_string());
+    assert!(on_list().await.contains(&bounced));
+
+    // --undo: only the unsubscribed address goes; the others are reported.
+    let o = run_args(undo(&[])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json_of(&o);
+    assert_eq!(report["removed"], json!([left]), "{report}");
+    let mut kept = vec![
+        json!({"email": angry, "reason": "complained"}),
+        json!({"email": gone, "reason": "bounced"}),
+    ];
+    kept.sort_by_key(|k| k["email"].as_str().unwrap().to_string());
+    assert_eq!(report["kept"], json!(kept), "{report}");
+    let complained = (angry.clone(), "complained".to_string());
+    let mut expected = vec![complained.clone(), bounced.clone()];
+    expected.sort();
+    assert_eq!(on_list().await, expected);
+
+    // Without --json, a person is told what was kept and how to take it off.
+    let o = run(
+        &stack,
+        &user,
+        &["contacts", "unsubscribe", "--undo", &gone, &angry],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("0 addresses taken off"),
+        "{}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("--include-bounces to take it off too ({gone})")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "--include-complaints to take it off too ({angry})"
+        )),
+        "{err}"
+    );
+
+    // The explicit flags take them off, each its own reason.
+    let o = run_args(undo(&["--include-bounces"])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_of(&o)["removed"], json!([gone]));
+    assert_eq!(on_list().await, [complained]);
+    let o = run_args(undo(&["--include-complaints"])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_of(&o)["removed"], json!([angry]));
+    assert_eq!(json_of(&o)["kept"], json!([]));
+    assert!(on_list().await.is_empty());
+
+    // The flags mean nothing without --undo.
+    let o = run(
+        &stack,
+        &user,
+        &["contacts", "unsubscribe", "--include-bounces", &gone],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_checks_and_counts_but_claims_nothing() {
     let stack = common::ready().await;

@@ -168,3 +168,48 @@ fn no_campaigns_at_all_in_french() {
     );
     assert!(text.contains("Aucune campagne en cours d’envoi."), "{text}");
 }
+
+/// Campaign names are the users' data: a name that would set the clipboard
+/// (OSC 52), clear the screen, reverse the text or break the line is shown
+/// escaped, as everywhere else, and so is the status line.
+#[test]
+fn control_characters_in_names_and_status_are_shown_escaped() {
+    let names = [
+        "Promo\u{1b}]52;c;SGVsbG8=\u{7}",
+        "\u{1b}[2J\u{1b}[HEffacé",
+        "abc\u{202e}fed",
+        "two\nlines\r\tand\u{9b}31m",
+    ];
+    let snapshot = snapshot(json!({
+        "dashboard": dashboard(),
+        "sending": [
+            campaign(names[0], "sending", [10, 0, 5, 0, 0, 0], None),
+            campaign(names[1], "sending", [10, 0, 5, 0, 0, 0], None),
+        ],
+        "sent": [
+            campaign(names[2], "sent", [0, 0, 5, 0, 0, 0], Some("2026-11-24T17:42:10.5+00:00")),
+            campaign(names[3], "sent", [0, 0, 5, 0, 0, 0], Some("2026-11-24T17:42:10.5+00:00")),
+        ],
+    }));
+    let status = "polling (server said \u{1b}[31mno\u{1b}[0m)";
+    for width in [200, 40] {
+        let text = screen(&snapshot, &Rates::new(), width, status);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c))),
+            "{text:?}"
+        );
+        if width == 200 {
+            for shown in [
+                "  Promo\\u{1b}]52;c;SGVsbG8=\\u{7}\n",
+                "  \\u{1b}[2J\\u{1b}[HEffacé\n",
+                "  abc\\u{202e}fed\n",
+                "  two\\nlines\\r\\tand\\u{9b}31m\n",
+                "polling (server said \\u{1b}[31mno\\u{1b}[0m)\n",
+            ] {
+                assert!(text.contains(shown), "{shown:?} in\n{text}");
+            }
+        }
+    }
+}

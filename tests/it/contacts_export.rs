@@ -100,7 +100,7 @@ fn check_layout(rows: &[Vec<String>], expected: &[(String, Option<String>, Strin
         assert_eq!(&row[0], &mailsync::spreadsheet::neutralize(&org));
         // A formula-like cell never starts the way a formula does.
         for cell in row {
-            assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell:?}");
+            assert!(!cell.starts_with(FORMULA_START), "{cell:?}");
         }
     }
 }
@@ -148,6 +148,129 @@ async fn xlsx_export_imports_back_unchanged() {
 #[tokio::test]
 async fn csv_export_imports_back_unchanged() {
     round_trip("csv").await;
+}
+
+/// What starts a formula in a spreadsheet's cell.
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Reads `bytes` as a spreadsheet would with each separator it may split a
+/// CSV file on (`,` in most of the world, `;` in France and much of
+/// Europe, tab): no field may start a formula. Returns the fields found by
+/// the `,` reading.
+fn no_field_starts_a_formula(bytes: &[u8]) -> Vec<Vec<String>> {
+    for separator in [b',', b';', b'\t'] {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(separator)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes);
+        for record in reader.records() {
+            for field in record.unwrap().iter() {
+                assert!(
+                    !field.starts_with(FORMULA_START),
+                    "split on {:?}, a field starts a formula: {field:?}\n{}",
+                    separator as char,
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+    }
+    csv_rows(std::str::from_utf8(bytes).unwrap())
+}
+
+/// Organisations that start a formula after a separator other than the
+/// first character: an export splits on `,`, French Excel on `;`.
+const SEPARATED: &[(&str, &str)] = &[
+    ("Acme;=1+1", "semicolon@example.fr"),
+    ("Acme;-2;+3;@SUM(A1)", "several@example.fr"),
+    ("Beta,=1+1", "comma@example.fr"),
+    ("Gamma \"=1\";=2", "quote@example.fr"),
+    ("Delta;'=kept apostrophe", "apostrophe-after@example.fr"),
+    ("Epsilon;=cmd|' /C calc'!A0", "dde@example.fr"),
+];
+
+/// `contacts export x.csv` and the import's rejects file, each opened with
+/// `,`, `;` and tab as the separator: no field starts a formula, and the
+/// `,` reading still imports back unchanged.
+#[tokio::test]
+async fn csv_export_and_rejects_start_no_formula_whatever_the_separator() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    seed(&stack, &user, 0).await;
+    let rows: Vec<Value> = SEPARATED
+        .iter()
+        .map(|(org, email)| json!({"email": email, "organization_name": org}))
+        .collect();
+    common::insert_as(&stack, &user, "contacts", json!(rows)).await;
+    let before = stored(&user).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("contacts.csv");
+    let file = file.to_str().unwrap();
+
+    let o = run_as(&stack, &user, &["contacts", "export", file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = no_field_starts_a_formula(&std::fs::read(file).unwrap());
+    check_layout(&rows, &before);
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("Acme;'=1+1,semicolon@example.fr"), "{text}");
+
+    let o = run_as(&stack, &user, &["--json", "import", file, "--strict"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json_of(&o);
+    assert_eq!(report["contacts_unchanged"], before.len(), "{report}");
+    assert_eq!(stored(&user).await, before, "not a row touched");
+
+    // The rejects file: invalid emails and their organisations as given.
+    let input = dir.path().join("input.csv");
+    std::fs::write(
+        &input,
+        "organization,email\n\
+         Acme;=1+1,x;=2+2\n\
+         \"Beta,-3\",\"bad\t@4\"\n\
+         \"two\n=lines\",\"y\r+5\"\n\
+         Fine,fine@example.fr\n",
+    )
+    .unwrap();
+    let rejects = dir.path().join("rejects.csv");
+    let o = run_as(
+        &stack,
+        &user,
+        &[
+            "--json",
+            "import",
+            input.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json_of(&o);
+    assert_eq!(report["rejects"].as_array().unwrap().len(), 3, "{report}");
+    let rows = no_field_starts_a_formula(&std::fs::read(&rejects).unwrap());
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    // Read back with the one rule, the rejects are the cells as given.
+    let restored: Vec<(String, String)> = rows[1..]
+        .iter()
+        .map(|r| {
+            (
+                mailsync::spreadsheet::restore(&r[1]).to_string(),
+                mailsync::spreadsheet::restore(&r[2]).to_string(),
+            )
+        })
+        .collect();
+    let reported: Vec<(String, String)> = report["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["organization"].as_str().unwrap().to_string(),
+                r["email"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(restored, reported);
+    assert_eq!(reported[0], ("Acme;=1+1".into(), "x;=2+2".into()));
 }
 
 #[tokio::test]

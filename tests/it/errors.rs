@@ -57,6 +57,59 @@ async fn a_duplicate_template_name_is_a_sentence_and_the_code_is_for_v() {
     assert!(err.contains("\ndétail : code 23505"), "{err}");
 }
 
+/// The server's detail shown by `-v` quotes the user's data (a name in a
+/// `raise exception`, a key in a violation's details): its control
+/// characters are shown escaped, like the error's sentence. An in-test
+/// server answers every request with such an error.
+#[tokio::test]
+async fn the_v_detail_shows_control_characters_escaped() {
+    let stack = common::ready().await;
+    let hostile = "Promo\u{1b}]52;c;SGVsbG8=\u{7}\u{1b}[2J\u{202e}";
+    let body = serde_json::json!({
+        "code": "P0001",
+        "message": format!("campaign \"{hostile}\" is already sent"),
+        "details": format!("Key (name)=({hostile}) already exists."),
+        "hint": null,
+    })
+    .to_string();
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move {
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                [("content-type", "application/json")],
+                body,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = common::sign(&stack, &uuid::Uuid::new_v4(), "v@example.fr", 3600);
+    let mut cmd = common::command_for(&url, &stack.anon_key, dir.path());
+    cmd.env("MAILSYNC_ACCESS_TOKEN", &token)
+        .args(["-v", "templates", "list"]);
+    let o = common::output_off_runtime(cmd).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let detail = err
+        .lines()
+        .find(|l| l.starts_with("detail: "))
+        .unwrap_or_else(|| panic!("a detail line in {err}"));
+    let shown = "Promo\\u{1b}]52;c;SGVsbG8=\\u{7}\\u{1b}[2J\\u{202e}";
+    assert!(
+        detail.contains(&format!("({shown}) already exists")),
+        "{detail}"
+    );
+    assert!(
+        !err.chars()
+            .any(|c| c != '\n' && (c.is_control() || c == '\u{202e}')),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_expired_token_gets_a_new_token_not_a_re_run() {
     let stack = common::ready().await;

@@ -1,7 +1,12 @@
 //! `mailsync contacts unsubscribe EMAIL…`: adds addresses to the user's
 //! suppression list, through the REST API as the signed-in user. A
 //! suppressed address is left out by later `campaigns send` and skipped by
-//! `campaigns deliver`. `--undo` takes addresses off the list again.
+//! `campaigns deliver`. An address already on the list keeps its reason (a
+//! hard bounce or a complaint is not turned into an unsubscription).
+//! `--undo` takes unsubscribed addresses off the list again; an address
+//! suppressed because it bounced or complained stays unless
+//! `--include-bounces` / `--include-complaints` says so (a REST filter on
+//! `reason`).
 //! Server side: table `suppressions` in `sql/MASTER-DATABASE.sql`.
 //! Tests: `tests/it/campaigns_deliver.rs`.
 
@@ -19,6 +24,17 @@ pub struct Options {
     pub emails: Vec<String>,
     /// Take them off the list instead.
     pub undo: bool,
+    /// With `undo`: hard bounces too.
+    pub include_bounces: bool,
+    /// With `undo`: complaints too.
+    pub include_complaints: bool,
+}
+
+/// An address `--undo` left on the list, and why it is there.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Kept {
+    pub email: String,
+    pub reason: String,
 }
 
 /// What `--json` prints.
@@ -26,6 +42,8 @@ pub struct Options {
 pub struct UnsubscribeReport {
     pub suppressed: Vec<String>,
     pub removed: Vec<String>,
+    /// With `--undo`: the addresses kept because they bounced or complained.
+    pub kept: Vec<Kept>,
 }
 
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
@@ -48,23 +66,43 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     }
     let client = crate::supabase::user::user_client(config, out).await?;
     let report = if undo {
+        let mut reasons = vec!["unsubscribed"];
+        if options.include_bounces {
+            reasons.push("bounced");
+        }
+        if options.include_complaints {
+            reasons.push("complained");
+        }
         let removed: Vec<Value> = client
             .execute(
                 client
                     .from("suppressions")
                     .in_("email", addresses.clone())
+                    .in_("reason", reasons)
                     .delete(),
                 Some("return=representation"),
                 &t!("doing-unsuppressing"),
             )
             .await?
             .json(&t!("doing-unsuppressing"))?;
+        // What is still on the list of these addresses was kept for its reason.
+        let kept: Vec<Kept> = client
+            .fetch(
+                client
+                    .from("suppressions")
+                    .select("email,reason")
+                    .in_("email", addresses.clone())
+                    .order("email"),
+                &t!("doing-unsuppressing"),
+            )
+            .await?;
         UnsubscribeReport {
             suppressed: Vec::new(),
             removed: removed
                 .iter()
                 .filter_map(|r| r["email"].as_str().map(str::to_string))
                 .collect(),
+            kept,
         }
     } else {
         let rows: Vec<Value> = addresses
@@ -77,13 +115,16 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                     .from("suppressions")
                     .upsert(Value::Array(rows).to_string())
                     .on_conflict("user_id,email"),
-                Some("resolution=merge-duplicates,return=minimal"),
+                // An address already suppressed keeps its reason: a hard
+                // bounce stays one, and `--undo` keeps it.
+                Some("resolution=ignore-duplicates,return=minimal"),
                 &t!("doing-suppressing"),
             )
             .await?;
         UnsubscribeReport {
             suppressed: addresses,
             removed: Vec::new(),
+            kept: Vec::new(),
         }
     };
     if out.json {
@@ -94,6 +135,22 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             "unsubscribe-undone",
             count = report.removed.len()
         ));
+        for reason in ["bounced", "complained"] {
+            let emails: Vec<&str> = report
+                .kept
+                .iter()
+                .filter(|k| k.reason == reason)
+                .map(|k| k.email.as_str())
+                .collect();
+            if !emails.is_empty() {
+                out.note(crate::t!(
+                    "unsubscribe-kept",
+                    reason = reason,
+                    count = emails.len(),
+                    emails = emails.join(", ")
+                ));
+            }
+        }
     } else {
         out.print(crate::t!(
             "unsubscribe-done",

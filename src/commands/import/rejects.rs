@@ -127,12 +127,16 @@ impl RejectsFile {
 
     fn write(&mut self, r: &Reject) -> Result<()> {
         self.writer
-            .write_record([
-                r.row.to_string(),
-                neutralize(&r.organization),
-                neutralize(&r.email),
-                neutralize(&r.reason),
-            ])
+            .write_record(
+                [
+                    neutralize(&r.row.to_string()),
+                    neutralize(&r.organization),
+                    neutralize(&r.email),
+                    neutralize(&r.reason),
+                ]
+                .iter()
+                .map(|cell| cell.as_bytes()),
+            )
             .map_err(|e| cannot_write(&self.path, &e))
     }
 

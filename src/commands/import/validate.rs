@@ -148,7 +148,7 @@ pub fn classify(row: &SheetRow, columns: Columns) -> Classified {
     if org_cell.is_empty() && email_cell.is_empty() {
         return Classified::Blank;
     }
-    match normalize_email(email_cell) {
+    match normalize_email(&email_cell) {
         Ok(email) => Classified::Contact {
             email,
             organization: (!org_cell.is_empty()).then(|| org_cell.to_string()),

@@ -1,5 +1,8 @@
 //! The watch screen as text: a pure function of the rows, the measured
 //! rates, the width and a status line, so that it can be snapshot-tested.
+//! Campaign names and the status line are shown through
+//! [`crate::output::cell`]: a control character in them is shown escaped,
+//! never acted on by the terminal, and a line break cannot break the screen.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -7,7 +10,7 @@ use std::fmt::Write;
 use super::data::Snapshot;
 use crate::domain::CampaignAnalytics;
 use crate::i18n::{self, Lang};
-use crate::output::timestamp_cell;
+use crate::output::{cell, timestamp_cell};
 use crate::t_in;
 
 /// How many finished campaigns the screen shows.
@@ -46,7 +49,8 @@ pub fn screen_in(
         ),
     );
     if !status.is_empty() {
-        line(&mut out, width, status);
+        // It may quote a server's words.
+        line(&mut out, width, &cell(status));
     }
     out.push('\n');
 
@@ -82,7 +86,7 @@ pub fn screen_in(
         );
     }
     for c in sent.iter().take(SHOWN_FINISHED) {
-        line(&mut out, width, &format!("  {}", c.campaign_name));
+        line(&mut out, width, &format!("  {}", cell(&c.campaign_name)));
         let mut items = figures(lang, c);
         if let Some(t) = c.completed_at.as_deref() {
             items.push(t_in!(lang, "watch-completed-at", at = timestamp_cell(t)));
@@ -109,7 +113,7 @@ fn sending_block(
     c: &CampaignAnalytics,
     rate: Option<f64>,
 ) {
-    line(out, width, &format!("  {}", c.campaign_name));
+    line(out, width, &format!("  {}", cell(&c.campaign_name)));
     let percent = c.progress.clamp(0.0, 100.0);
     let remaining = c.pending_count + c.sending_count;
     let pace = match rate {
