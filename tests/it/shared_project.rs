@@ -611,3 +611,63 @@ async fn users_read_their_quotas_and_only_the_owner_writes_them() {
     .await;
     assert_eq!(kept, 9);
 }
+
+/// `db apply` on a database whose rows are already over a bound: it
+/// succeeds, keeps the rows, checks new ones; `db verify` fails on that
+/// bound until the rows are shortened and the schema applied again.
+#[tokio::test]
+async fn applying_the_bounds_over_existing_long_rows_keeps_them_and_verify_says_so() {
+    let stack = common::ready().await;
+    let db = common::ScratchDb::create(&stack).await;
+    let run = |args: &[&str]| common::mailsync(&stack, args, &[("SUPABASE_DB_URL", &db.url)]);
+    assert!(run(&["db", "apply", "--yes"]).status.success());
+    let client = db.client().await;
+    let user = Uuid::new_v4();
+    common::insert_user(&client, user, "long@example.test").await;
+    // A row stored before the bound existed.
+    client
+        .batch_execute(&format!(
+            "alter table public.contacts drop constraint contacts_email_length;
+             insert into public.contacts (user_id, email) values ('{user}', '{}');",
+            address(300)
+        ))
+        .await
+        .unwrap();
+
+    let applied = run(&["db", "apply", "--yes"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let validated: bool = common::scalar_in(
+        &client,
+        "select convalidated from pg_catalog.pg_constraint where conname = 'contacts_email_length'",
+        &[],
+    )
+    .await;
+    assert!(!validated);
+    let kept: i64 = common::scalar_in(&client, "select count(*) from public.contacts", &[]).await;
+    assert_eq!(kept, 1, "the long row is kept");
+    let longer = client
+        .execute(
+            "insert into public.contacts (user_id, email) values ($1, $2)",
+            &[&user, &address(300).replacen('a', "b", 1)],
+        )
+        .await;
+    assert!(longer.is_err(), "new rows are checked");
+
+    let verify = run(&["db", "verify", "--json"]);
+    assert_eq!(verify.status.code(), Some(4), "{}", stderr(&verify));
+    let failing: Vec<String> = common::failing_checks(&common::json_of(&verify))
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failing, ["bound contacts_email_length on contacts"]);
+
+    client
+        .execute("delete from public.contacts", &[])
+        .await
+        .unwrap();
+    assert!(run(&["db", "apply", "--yes"]).status.success());
+    let verify = run(&["db", "verify", "--json"]);
+    assert!(verify.status.success(), "{}", common::stdout(&verify));
+    drop(client);
+    db.drop(&stack).await;
+}
