@@ -671,3 +671,20 @@ async fn applying_the_bounds_over_existing_long_rows_keeps_them_and_verify_says_
     drop(client);
     db.drop(&stack).await;
 }
+
+/// What mailsync says when the database refuses a value as too long: the
+/// sentence, the constraint, and where the limits are listed.
+#[tokio::test]
+async fn mailsync_names_the_bound_a_value_is_over() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let name = "n".repeat(201);
+    let created = run_as(&stack, &user, &common::create_args("campaigns", &name));
+    assert_eq!(created.status.code(), Some(1), "{}", stderr(&created));
+    let err = stderr(&created);
+    assert!(
+        err.contains("a value is longer than the database allows (email_campaigns_name_length)"),
+        "{err}"
+    );
+    assert!(err.contains("docs/shared-project.md"), "{err}");
+}
