@@ -23,6 +23,9 @@ create temp table if not exists mailsync_objects (kind text not null, name text 
 truncate mailsync_objects;
 insert into mailsync_objects (kind, name) values
 -- mailsync objects: begin
+  ('table', 'mailsync_quotas'),
+  ('table', 'user_contact_counts'),
+  ('table', 'user_daily_queued_counts'),
   ('table', 'delivery_reports'),
   ('function', 'record_delivery_reports(jsonb, integer)'),
   ('function', 'mailsync_parse_delivery_reports(jsonb)'),
@@ -48,6 +51,10 @@ insert into mailsync_objects (kind, name) values
   ('table', 'email_campaigns'),
   ('table', 'contacts'),
   ('table', 'organizations'),
+  ('function', 'mailsync_user_quotas(uuid)'),
+  ('function', 'mailsync_count_added_contacts()'),
+  ('function', 'mailsync_count_removed_contacts()'),
+  ('function', 'mailsync_count_queued_emails()'),
   ('function', 'mailsync_set_updated_at()'),
   ('function', 'mailsync_org_name(text)'),
   ('function', 'mailsync_org_key(text)'),
@@ -80,7 +87,8 @@ insert into mailsync_objects (kind, name) values
   ('index', 'campaign_live_user_campaign_idx'),
   ('index', 'emails_sent_user_message_id_idx'),
   ('index', 'delivery_reports_user_email_idx'),
-  ('index', 'delivery_reports_user_recipient_idx')
+  ('index', 'delivery_reports_user_recipient_idx'),
+  ('index', 'mailsync_quotas_default_idx')
 -- mailsync objects: end
 ;
 

@@ -411,6 +411,13 @@ rest-error-no-row = { $what }: the server returned no row
 rest-not-found = not found
 rest-error-value = { $what }: the server refused a value ({ $message })
 rest-invalid-value = invalid value
+error-quota = { $what }: { $quota ->
+        [contacts] the contact quota is reached: at most { $limit } contacts per user, and this would make { $count }
+       *[other] the daily email quota is reached: at most { $limit } emails queued per user per day (UTC), and this would make { $count }
+    }; nothing was written
+hint-quota = the project's owner sets the quotas in the table public.mailsync_quotas (see docs/shared-project.md)
+error-too-long = { $what }: a value is longer than the database allows ({ $constraint })
+hint-limits = docs/shared-project.md lists the limits of every column
 rest-error-status = { $what }: the REST API answered { $status }
 
 ## what was being done, at the start of an error ("listing contacts: ...")

@@ -422,6 +422,13 @@ rest-error-no-row = { $what } : le serveur n’a renvoyé aucune ligne
 rest-not-found = introuvable
 rest-error-value = { $what } : le serveur a refusé une valeur ({ $message })
 rest-invalid-value = valeur invalide
+error-quota = { $what } : { $quota ->
+        [contacts] le quota de contacts est atteint : au plus { $limit } contacts par utilisateur, et il y en aurait { $count }
+       *[other] le quota quotidien d'e-mails est atteint : au plus { $limit } e-mails mis en file par utilisateur et par jour (UTC), et il y en aurait { $count }
+    } ; rien n'a été écrit
+hint-quota = le propriétaire du projet fixe les quotas dans la table public.mailsync_quotas (voir docs/shared-project.md)
+error-too-long = { $what } : une valeur est plus longue que ce que la base accepte ({ $constraint })
+hint-limits = docs/shared-project.md donne les limites de chaque colonne
 rest-error-status = { $what } : l’API REST a répondu { $status }
 
 ## ce qui était en cours, au début d’une erreur (« liste des contacts : … »)

@@ -50,7 +50,35 @@ contract_triggers(table_name, trigger_name) as (
     ('emails_sent', 'count_emails_on_delete'),
     ('emails_sent', 'count_emails_on_truncate'),
     ('email_campaigns', 'track_campaign_live_on_insert'),
-    ('email_campaigns', 'track_campaign_live_on_update')
+    ('email_campaigns', 'track_campaign_live_on_update'),
+    ('contacts', 'count_added_contacts'),
+    ('contacts', 'count_removed_contacts'),
+    ('emails_sent', 'count_queued_emails'),
+    ('mailsync_quotas', 'update_mailsync_quotas_updated_at')
+),
+-- The bounds of sql/schema/13_limits.sql: present and validated (a bound
+-- left unvalidated by `db apply` means rows over it are still stored).
+contract_bounds(table_name, constraint_name) as (
+  values
+    ('organizations', 'organizations_name_length'),
+    ('contacts', 'contacts_email_length'),
+    ('contacts', 'contacts_organization_name_length'),
+    ('email_campaigns', 'email_campaigns_name_length'),
+    ('email_campaigns', 'email_campaigns_subject_length'),
+    ('email_campaigns', 'email_campaigns_content_size'),
+    ('email_templates', 'email_templates_name_length'),
+    ('email_templates', 'email_templates_subject_length'),
+    ('email_templates', 'email_templates_content_size'),
+    ('emails_sent', 'emails_sent_recipient_email_length'),
+    ('emails_sent', 'emails_sent_recipient_organization_length'),
+    ('emails_sent', 'emails_sent_error_message_length'),
+    ('emails_sent', 'emails_sent_smtp_response_length'),
+    ('emails_sent', 'emails_sent_message_id_length'),
+    ('emails_sent', 'emails_sent_lease_owner_length'),
+    ('campaign_sends', 'campaign_sends_organization_length'),
+    ('suppressions', 'suppressions_email_length'),
+    ('suppressions', 'suppressions_detail_length'),
+    ('delivery_reports', 'delivery_reports_recipient_length')
 ),
 -- The functions the commands call through the REST API.
 contract_functions(function_name, args) as (
@@ -71,7 +99,9 @@ contract_functions(function_name, args) as (
 -- (no privilege in `public`): they must run as their owner.
 definer_functions(function_name) as (
   values ('mailsync_complete_settled_campaign'), ('mailsync_count_deleted_emails'), ('mailsync_count_updated_emails'),
-         ('mailsync_track_campaign_live')
+         ('mailsync_track_campaign_live'), ('mailsync_count_removed_contacts'),
+         -- and the quota counters, which users must not write themselves
+         ('mailsync_count_added_contacts'), ('mailsync_count_queued_emails')
 ),
 verbs(cmd) as (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')),
 -- What the schema creates: `db verify` puts the list of
@@ -350,6 +380,32 @@ checks(ord, name, ok, detail) as (
          'runs as its owner, also when Auth deletes a user'
   from definer_functions df
   union all
+  -- Limits and quotas (sql/schema/13_limits.sql).
+  select 35, format('bound %s on %s', b.constraint_name, b.table_name),
+         coalesce(c.convalidated, false),
+         case when c.oid is null then 'missing: mailsync db apply adds it'
+              when not c.convalidated then 'not validated: rows over it are stored; shorten them and mailsync db apply'
+              else pg_catalog.pg_get_constraintdef(c.oid) end
+  from contract_bounds b
+  left join pg_catalog.pg_constraint c
+    on c.conrelid = to_regclass('public.' || b.table_name) and c.conname = b.constraint_name
+  union all
+  select 36, 'mailsync_quotas has its default row',
+         -- Read dynamically: the table may be missing, or a project's own
+         -- (checks above say so).
+         coalesce(case when exists (select 1 from pg_catalog.pg_attribute a
+                                     where a.attrelid = to_regclass('public.mailsync_quotas')
+                                       and a.attname = 'user_id' and not a.attisdropped) then
+           (pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml(
+              'select count(*) as n from public.mailsync_quotas where user_id is null', false, true, '')))[1]::text = '1'
+         end, false),
+         'the row whose user_id is null: every user''s quotas (docs/shared-project.md)'
+  union all
+  select 37, 'only the owner writes mailsync_quotas',
+         to_regclass('public.mailsync_quotas') is not null
+           and not pg_catalog.has_table_privilege('authenticated', 'public.mailsync_quotas', 'INSERT, UPDATE, DELETE'),
+         'authenticated reads its own row and the default, writes none'
+  union all
   -- Realtime: DELETE events skip RLS and reach every subscriber, so the
   -- publication carries only campaign_live (random keys), none of the data.
   select 90, format('supabase_realtime does not publish %s', pt.tablename),
@@ -359,7 +415,7 @@ checks(ord, name, ok, detail) as (
   where pt.pubname = 'supabase_realtime' and pt.schemaname = 'public'
     and pt.tablename in ('organizations', 'contacts', 'email_campaigns', 'emails_sent', 'email_templates',
                          'campaign_email_counts', 'user_daily_sent_counts', 'campaign_sends', 'suppressions',
-                         'delivery_reports')
+                         'delivery_reports', 'mailsync_quotas', 'user_contact_counts', 'user_daily_queued_counts')
   union all
   select 91, 'supabase_realtime publishes campaign_live',
          exists (select 1 from pg_catalog.pg_publication_tables pt

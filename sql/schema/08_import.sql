@@ -58,6 +58,11 @@ begin
   if jsonb_typeof(rows) is distinct from 'array' then
     raise exception 'import_contacts expects a JSON array of rows' using errcode = '22023';
   end if;
+  -- Bounded, like every array an API function takes (see 13_limits.sql).
+  if pg_catalog.jsonb_array_length(rows) > 50000 then
+    raise exception 'import_contacts takes at most 50000 rows per call, not %', pg_catalog.jsonb_array_length(rows)
+      using errcode = '22023', hint = 'send the rows in batches (mailsync import sends 5000 at a time)';
+  end if;
 
   -- The guide's step 3: the organisations that are missing, inserted in a
   -- fixed order so that concurrent imports take their locks in one order.

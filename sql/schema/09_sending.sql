@@ -262,9 +262,9 @@ $$;
 -- Queues a whole campaign in one call, as the caller (security invoker: RLS
 -- applies): one `pending` email per contact of the caller, or of one of
 -- their organisations, and the campaign moves to `sending`. All or nothing.
--- For small lists and SQL users; past a few hundred thousand recipients one
--- call outlasts hosted Supabase's 8-second API limit: use
--- `queue_campaign_page`. A campaign that is not `draft` or `scheduled`, or
+-- For small lists and SQL users: at most 20000 contacts (the largest page
+-- of `queue_campaign_page`, well inside hosted Supabase's 8-second API
+-- limit); past that, use `queue_campaign_page`. A campaign that is not `draft` or `scheduled`, or
 -- whose paged send is under way, is refused and nothing is created.
 create or replace function public.send_campaign(campaign uuid, organization text default null)
 returns jsonb
@@ -278,6 +278,7 @@ declare
   org text;
   queued bigint;
   left_out bigint;
+  scanned bigint;
 begin
   target := public.lock_campaign_to_send(campaign, 'send_campaign');
   if target.status not in ('draft', 'scheduled') then
@@ -290,8 +291,14 @@ begin
   end if;
   org := public.resolve_send_organization(me, organization);
 
-  select q.queued, q.suppressed into queued, left_out
-  from public.queue_send_recipients(me, target.id, org, null, null) q;
+  -- Bounded: at most 20000 contacts in one call (one more is scanned to
+  -- tell); a larger send goes in pages.
+  select q.queued, q.suppressed, q.scanned into queued, left_out, scanned
+  from public.queue_send_recipients(me, target.id, org, null, 20001) q;
+  if scanned > 20000 then
+    raise exception 'send_campaign sends to at most 20000 contacts in one call: nothing was queued'
+      using errcode = '22023', hint = 'queue it in pages with queue_campaign_page (mailsync campaigns send does)';
+  end if;
   if queued = 0 then
     raise exception 'campaign "%" has no recipients%: nothing was queued', target.name,
       case when org is null then '' else format(' in organisation "%s"', org) end

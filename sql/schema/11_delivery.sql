@@ -155,8 +155,13 @@ begin
   if jsonb_typeof(outcomes) is distinct from 'array' then
     raise exception 'record_email_outcomes expects a JSON array' using errcode = '22023';
   end if;
+  if pg_catalog.jsonb_array_length(outcomes) > 1000 then
+    raise exception 'record_email_outcomes takes at most 1000 outcomes per call, not %',
+      pg_catalog.jsonb_array_length(outcomes) using errcode = '22023';
+  end if;
   with input as (
-    select (o ->> 'id')::uuid as id, o ->> 'status' as status, o ->> 'response' as response
+    -- An SMTP answer is kept to its first 2000 characters (the column's bound).
+    select (o ->> 'id')::uuid as id, o ->> 'status' as status, left(o ->> 'response', 2000) as response
     from pg_catalog.jsonb_array_elements(outcomes) o
   ), updated as (
     update public.emails_sent e
@@ -188,19 +193,26 @@ $$;
 
 -- Keeps a live worker's claims from being taken for unknown: moves the
 -- lease of the emails it still holds `lease_seconds` ahead.
+-- At most 1000 ids per call.
 create or replace function public.extend_email_leases(ids uuid[], worker text, lease_seconds integer default 120)
 returns integer
-language sql
+language plpgsql
 security invoker
 set search_path = ''
 as $$
-  with extended as (
-    update public.emails_sent e
-       set lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600))
-     where e.id = any(ids) and e.status = 'sending' and e.lease_owner = worker
-    returning 1
-  )
-  select count(*)::integer from extended
+declare
+  extended integer;
+begin
+  if coalesce(pg_catalog.cardinality(ids), 0) > 1000 then
+    raise exception 'extend_email_leases takes at most 1000 ids per call, not %', pg_catalog.cardinality(ids)
+      using errcode = '22023';
+  end if;
+  update public.emails_sent e
+     set lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600))
+   where e.id = any(ids) and e.status = 'sending' and e.lease_owner = worker;
+  get diagnostics extended = row_count;
+  return extended;
+end;
 $$;
 
 -- The emails whose outcome is unknown: `sending`, lease expired. `count`

@@ -519,6 +519,38 @@ impl RestClient {
                 object = object
             )));
         }
+        // A per-user quota of the project (13_limits.sql): its numbers are
+        // in the details, `{"quota", "limit", "count"}`.
+        if code == "MSQTA" {
+            let quota: serde_json::Value = error
+                .details
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default();
+            let number = |key: &str| quota[key].as_i64().unwrap_or(0);
+            return detailed(
+                Error::refused(t!(
+                    "error-quota",
+                    what = what,
+                    quota = quota["quota"].as_str().unwrap_or("other").to_string(),
+                    limit = number("limit"),
+                    count = number("count")
+                ))
+                .with_hint(t!("hint-quota")),
+            );
+        }
+        // A text over one of the schema's bounds (`<table>_<column>_length`
+        // or `_size` check constraints, 13_limits.sql).
+        if code == "23514" {
+            if let Some(name) = error.message.as_deref().and_then(constraint_name) {
+                if name.ends_with("_length") || name.ends_with("_size") {
+                    return detailed(
+                        Error::refused(t!("error-too-long", what = what, constraint = name))
+                            .with_hint(t!("hint-limits")),
+                    );
+                }
+            }
+        }
         if code == "23502" || code == "23514" || code.starts_with("22") {
             return detailed(Error::refused(t!(
                 "rest-error-value",

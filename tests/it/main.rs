@@ -49,3 +49,4 @@ mod rls;
 mod schema_files;
 mod schema_sql;
 mod secrets;
+mod shared_project;

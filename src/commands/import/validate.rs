@@ -114,6 +114,11 @@ pub enum Classified {
     },
 }
 
+/// The longest address the schema stores (RFC 5321; `contacts_email_length`).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// The longest organisation name the schema stores (`contacts_organization_name_length`).
+pub const MAX_ORGANIZATION_CHARS: usize = 200;
+
 /// The email as stored (trimmed, lower-cased), or why it is not one.
 pub fn normalize_email(text: &str) -> std::result::Result<String, String> {
     let email = text.trim().to_lowercase();
@@ -127,6 +132,10 @@ pub fn normalize_email(text: &str) -> std::result::Result<String, String> {
         .without_domain_literal()
         .without_display_text();
     match EmailAddress::parse_with_options(&email, options) {
+        // The schema's bound (RFC 5321), `contacts_email_length`.
+        Ok(_) if email.chars().count() > MAX_EMAIL_CHARS => Err(format!(
+            "invalid email: longer than {MAX_EMAIL_CHARS} characters"
+        )),
         Ok(_) if email.contains(char::is_whitespace) => {
             Err("invalid email: contains white space".into())
         }
@@ -148,7 +157,16 @@ pub fn classify(row: &SheetRow, columns: Columns) -> Classified {
     if org_cell.is_empty() && email_cell.is_empty() {
         return Classified::Blank;
     }
+    // The schema's bound; the server's rule may shorten a name further
+    // (runs of white space), never lengthen it.
+    let too_long = org_cell.chars().count() > MAX_ORGANIZATION_CHARS;
     match normalize_email(&email_cell) {
+        Ok(_) if too_long => Classified::Rejected(Reject {
+            row: row.row,
+            organization: org_cell.to_string(),
+            email: email_cell.to_string(),
+            reason: format!("organisation name longer than {MAX_ORGANIZATION_CHARS} characters"),
+        }),
         Ok(email) => Classified::Contact {
             email,
             organization: (!org_cell.is_empty()).then(|| org_cell.to_string()),
@@ -215,6 +233,34 @@ mod tests {
             "j@@x.fr",
         ] {
             assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn addresses_and_organisations_over_the_schema_bounds_are_rejected() {
+        // 64 + 1 + 191: each part within RFC 5321, the whole over 254.
+        let label = "d".repeat(62);
+        let domain = format!("{label}.{label}.{label}.fr");
+        let long = format!("{}@{domain}", "a".repeat(64));
+        assert!(long.len() > MAX_EMAIL_CHARS, "{}", long.len());
+        assert_eq!(
+            normalize_email(&long),
+            Err("invalid email: longer than 254 characters".into())
+        );
+        let fits = format!("{}@{domain}", "a".repeat(60));
+        assert!(fits.len() <= MAX_EMAIL_CHARS);
+        assert_eq!(normalize_email(&fits), Ok(fits.clone()));
+
+        let org = "é".repeat(MAX_ORGANIZATION_CHARS);
+        assert!(matches!(
+            classify(&row(&[&org, "a@x.fr"]), AB),
+            Classified::Contact { .. }
+        ));
+        match classify(&row(&[&format!("{org}e"), "a@x.fr"]), AB) {
+            Classified::Rejected(r) => {
+                assert_eq!(r.reason, "organisation name longer than 200 characters")
+            }
+            other => panic!("{other:?}"),
         }
     }
 
