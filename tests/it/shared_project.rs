@@ -47,6 +47,36 @@ async fn campaign_of(stack: &Stack, user: &User) -> String {
     body[0]["id"].as_str().unwrap().to_string()
 }
 
+/// Refused with the SQLSTATE `code` (400), and the message says `said`.
+fn assert_refused(result: (u16, Value), code: &str, said: Option<&str>) {
+    let (status, body) = result;
+    assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{body}");
+    if let Some(said) = said {
+        assert!(body["message"].as_str().unwrap().contains(said), "{body}");
+    }
+}
+
+/// How many rows of `table` the user owns, read past RLS.
+async fn rows_of(table: &str, user: &User) -> i64 {
+    common::scalar(
+        &format!("select count(*) from public.{table} where user_id = $1"),
+        &[&user.id],
+    )
+    .await
+}
+
+/// A DELETE through REST, as the user, that succeeds.
+async fn delete_as(stack: &Stack, user: &User, path: &str) {
+    let (code, _) = rest(stack, Method::DELETE, path, Some(&user.token), None, None).await;
+    assert_eq!(code, 204, "DELETE {path}");
+}
+
+/// A CLI run that fails with exit code 1, saying `said` on stderr.
+fn assert_fails_saying(out: &std::process::Output, said: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert!(stderr(out).contains(said), "{}", stderr(out));
+}
+
 /// An address of `n` characters.
 fn address(n: usize) -> String {
     format!("{}@x.fr", "a".repeat(n - 5))
@@ -223,16 +253,12 @@ async fn every_user_written_text_column_is_bounded_through_rest() {
         assert_eq!(code, 201, "{what} at its bound: {:.400}", body.to_string());
         if table == "campaign_sends" {
             // One send per campaign: leave room for the next case.
-            let (code, _) = rest(
+            delete_as(
                 &stack,
-                Method::DELETE,
+                &user,
                 &format!("campaign_sends?campaign_id=eq.{campaign}"),
-                Some(&user.token),
-                None,
-                None,
             )
             .await;
-            assert_eq!(code, 204);
         }
     }
 }
@@ -245,68 +271,39 @@ async fn every_array_an_api_function_takes_is_bounded() {
     let rows: Vec<Value> = (0..50_001)
         .map(|i| json!({"email": format!("c{i}@x.fr")}))
         .collect();
-    let (code, body) = post(&stack, &user, "rpc/import_contacts", json!({"rows": rows})).await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("22023")),
-        "{body}"
+    assert_refused(
+        post(&stack, &user, "rpc/import_contacts", json!({"rows": rows})).await,
+        "22023",
+        Some("at most 50000 rows"),
     );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 50000 rows"),
-        "{body}"
-    );
-    let counted: i64 = common::scalar(
-        "select count(*) from public.contacts where user_id = $1",
-        &[&user.id],
-    )
-    .await;
-    assert_eq!(counted, 0, "nothing is written");
+    assert_eq!(rows_of("contacts", &user).await, 0, "nothing is written");
 
     let outcomes: Vec<Value> = (0..1001)
         .map(|_| json!({"id": Uuid::new_v4(), "status": "sent"}))
         .collect();
-    let (code, body) = post(
-        &stack,
-        &user,
-        "rpc/record_email_outcomes",
-        json!({"outcomes": outcomes, "worker": "w"}),
-    )
-    .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("22023")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 1000 outcomes"),
-        "{body}"
+    assert_refused(
+        post(
+            &stack,
+            &user,
+            "rpc/record_email_outcomes",
+            json!({"outcomes": outcomes, "worker": "w"}),
+        )
+        .await,
+        "22023",
+        Some("at most 1000 outcomes"),
     );
 
     let ids: Vec<Uuid> = (0..1001).map(|_| Uuid::new_v4()).collect();
-    let (code, body) = post(
-        &stack,
-        &user,
-        "rpc/extend_email_leases",
-        json!({"ids": ids, "worker": "w"}),
-    )
-    .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("22023")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 1000 ids"),
-        "{body}"
+    assert_refused(
+        post(
+            &stack,
+            &user,
+            "rpc/extend_email_leases",
+            json!({"ids": ids, "worker": "w"}),
+        )
+        .await,
+        "22023",
+        Some("at most 1000 ids"),
     );
     // At the bound, the calls run.
     let (code, body) = post(
@@ -321,17 +318,16 @@ async fn every_array_an_api_function_takes_is_bounded() {
     let reports: Vec<Value> = (0..1001)
         .map(|i| json!({"key": format!("k{i}"), "kind": "failed"}))
         .collect();
-    let (code, body) = post(
-        &stack,
-        &user,
-        "rpc/record_delivery_reports",
-        json!({"reports": reports}),
-    )
-    .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("22023")),
-        "{body}"
+    assert_refused(
+        post(
+            &stack,
+            &user,
+            "rpc/record_delivery_reports",
+            json!({"reports": reports}),
+        )
+        .await,
+        "22023",
+        None,
     );
 
     // send_campaign: at most 20 000 contacts in one call.
@@ -345,31 +341,18 @@ async fn every_array_an_api_function_takes_is_bounded() {
         .await
         .unwrap();
     let campaign = campaign_of(&stack, &user).await;
-    let (code, body) = post(
-        &stack,
-        &user,
-        "rpc/send_campaign",
-        json!({"campaign": campaign}),
-    )
-    .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("22023")),
-        "{body}"
+    assert_refused(
+        post(
+            &stack,
+            &user,
+            "rpc/send_campaign",
+            json!({"campaign": campaign}),
+        )
+        .await,
+        "22023",
+        Some("at most 20000 contacts"),
     );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 20000 contacts"),
-        "{body}"
-    );
-    let queued: i64 = common::scalar(
-        "select count(*) from public.emails_sent where user_id = $1",
-        &[&user.id],
-    )
-    .await;
-    assert_eq!(queued, 0, "nothing is queued");
+    assert_eq!(rows_of("emails_sent", &user).await, 0, "nothing is queued");
 }
 
 async fn set_quota(user: &User, contacts: Option<i64>, emails: Option<i64>) {
@@ -411,52 +394,26 @@ async fn the_contact_quota_holds_for_the_cli_and_for_direct_rest_writes() {
 
     let (code, body) = post(&stack, &user, "contacts", json!({"email": "r1@x.fr"})).await;
     assert_eq!(code, 201, "the fifth: {body}");
-    let (code, body) = post(&stack, &user, "contacts", json!({"email": "r2@x.fr"})).await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("MSQTA")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 5 contacts"),
-        "{body}"
+    assert_refused(
+        post(&stack, &user, "contacts", json!({"email": "r2@x.fr"})).await,
+        "MSQTA",
+        Some("at most 5 contacts"),
     );
 
     let over = run_as(&stack, &user, &["import", &csv_of(dir.path(), 10, 3)]);
-    assert_eq!(over.status.code(), Some(1), "{}", stderr(&over));
-    assert!(
-        stderr(&over).contains(
-            "the contact quota is reached: at most 5 contacts per user, and this would make 8"
-        ),
-        "{}",
-        stderr(&over)
+    assert_fails_saying(
+        &over,
+        "the contact quota is reached: at most 5 contacts per user, and this would make 8",
     );
     assert!(
         stderr(&over).contains("public.mailsync_quotas"),
         "{}",
         stderr(&over)
     );
-    let counted: i64 = common::scalar(
-        "select count(*) from public.contacts where user_id = $1",
-        &[&user.id],
-    )
-    .await;
-    assert_eq!(counted, 5);
+    assert_eq!(rows_of("contacts", &user).await, 5);
 
     // Deleting makes room again.
-    let (code, _) = rest(
-        &stack,
-        Method::DELETE,
-        "contacts?email=eq.r1@x.fr",
-        Some(&user.token),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 204);
+    delete_as(&stack, &user, "contacts?email=eq.r1@x.fr").await;
     let (code, body) = post(&stack, &user, "contacts", json!({"email": "r3@x.fr"})).await;
     assert_eq!(code, 201, "{body}");
     let kept: i64 = common::scalar(
@@ -465,6 +422,17 @@ async fn the_contact_quota_holds_for_the_cli_and_for_direct_rest_writes() {
     )
     .await;
     assert_eq!(kept, 5);
+}
+
+/// One more email queued by a direct REST insert.
+async fn one_more(stack: &Stack, user: &User, campaign: &str) -> (u16, Value) {
+    post(
+        stack,
+        user,
+        "emails_sent",
+        json!({"campaign_id": campaign, "recipient_email": "d9@x.fr"}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -485,59 +453,26 @@ async fn the_daily_email_quota_holds_for_campaigns_send_and_direct_inserts() {
     let campaign = campaign_of(&stack, &user).await;
 
     let send = run_as(&stack, &user, &["campaigns", "send", &campaign, "--yes"]);
-    assert_eq!(send.status.code(), Some(1), "{}", stderr(&send));
-    assert!(
-        stderr(&send).contains("the daily email quota is reached: at most 3 emails queued per user per day (UTC), and this would make 4"),
-        "{}",
-        stderr(&send)
+    assert_fails_saying(
+        &send,
+        "the daily email quota is reached: at most 3 emails queued per user per day (UTC), and this would make 4",
     );
-    let queued: i64 = common::scalar(
-        "select count(*) from public.emails_sent where user_id = $1",
-        &[&user.id],
-    )
-    .await;
-    assert_eq!(queued, 0);
+    assert_eq!(rows_of("emails_sent", &user).await, 0);
 
     let rows: Vec<Value> = (0..3)
         .map(|i| json!({"campaign_id": campaign, "recipient_email": format!("d{i}@x.fr")}))
         .collect();
     let (code, body) = post(&stack, &user, "emails_sent", json!(rows)).await;
     assert_eq!(code, 201, "{body}");
-    let (code, body) = post(
-        &stack,
-        &user,
-        "emails_sent",
-        json!({"campaign_id": campaign, "recipient_email": "d9@x.fr"}),
-    )
-    .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("MSQTA")),
-        "{body}"
-    );
+    assert_refused(one_more(&stack, &user, &campaign).await, "MSQTA", None);
     // Deleting gives nothing back.
-    let (code, _) = rest(
-        &stack,
-        Method::DELETE,
-        &format!("emails_sent?campaign_id=eq.{campaign}"),
-        Some(&user.token),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 204);
-    let (code, body) = post(
+    delete_as(
         &stack,
         &user,
-        "emails_sent",
-        json!({"campaign_id": campaign, "recipient_email": "d9@x.fr"}),
+        &format!("emails_sent?campaign_id=eq.{campaign}"),
     )
     .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("MSQTA")),
-        "{body}"
-    );
+    assert_refused(one_more(&stack, &user, &campaign).await, "MSQTA", None);
 }
 
 #[tokio::test]
