@@ -85,6 +85,16 @@ impl Folder {
         url_of(&self.mailbox, &self.name, self.mailbox.password.expose())
     }
 
+    /// `MAILSYNC_BOUNCES_URL` for this folder through a proxy on `port`.
+    fn url_through(&self, port: u16) -> String {
+        format!(
+            "imap://{}:{}@127.0.0.1:{port}/{}",
+            self.mailbox.user,
+            self.mailbox.password.expose(),
+            self.name
+        )
+    }
+
     async fn append(&self, messages: &[Vec<u8>]) {
         let mut session = imap(&self.mailbox).await;
         for raw in messages {
@@ -297,13 +307,21 @@ fn addresses(n: usize, domain: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn reports_are_recorded_once_and_other_messages_left_as_they_were() {
+/// Where most tests start: the stack, a user, `n` of their emails sent to
+/// addresses of example.test (and their ids), and a folder of the stack's
+/// mailbox of their own.
+async fn mailbox_with(n: usize) -> (Stack, User, Folder, Vec<String>, Vec<Uuid>) {
     let stack = common::ready().await;
     let user = common::new_user(&stack).await;
     let folder = Folder::new().await;
-    let to = addresses(3, "example.test");
+    let to = addresses(n, "example.test");
     let ids = sent_emails(&user, &to).await;
+    (stack, user, folder, to, ids)
+}
+
+#[tokio::test]
+async fn reports_are_recorded_once_and_other_messages_left_as_they_were() {
+    let (stack, user, folder, to, ids) = mailbox_with(3).await;
     folder
         .append(&[
             dsn(ids[0], &to[0], "delivered", "2.0.0", "n0"),
@@ -382,17 +400,7 @@ async fn reports_are_recorded_once_and_other_messages_left_as_they_were() {
     // Unmarked (a crash between recording and marking), then two fetches
     // at once: every report is a duplicate, none counts twice.
     folder.unmark().await;
-    let (a, b) = tokio::join!(
-        tokio::task::spawn_blocking({
-            let (stack, user, url) = (stack.clone(), user_clone(&user), folder.url());
-            move || fetch_json(&stack, &user, &url)
-        }),
-        tokio::task::spawn_blocking({
-            let (stack, user, url) = (stack.clone(), user_clone(&user), folder.url());
-            move || fetch_json(&stack, &user, &url)
-        })
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = two_fetches_at_once(&stack, &user, &folder.url()).await;
     assert_eq!(count(&a, "recorded") + count(&b, "recorded"), 0, "{a} {b}");
     assert!(
         count(&a, "duplicates") + count(&b, "duplicates") >= 3,
@@ -414,14 +422,21 @@ fn user_clone(user: &User) -> User {
     }
 }
 
+/// Two `bounces fetch --json` runs of `user` on `url` at the same time;
+/// their reports.
+async fn two_fetches_at_once(stack: &Stack, user: &User, url: &str) -> (Value, Value) {
+    let one = || {
+        let (stack, user, url) = (stack.clone(), user_clone(user), url.to_string());
+        tokio::task::spawn_blocking(move || fetch_json(&stack, &user, &url))
+    };
+    let (a, b) = tokio::join!(one(), one());
+    (a.unwrap(), b.unwrap())
+}
+
 #[tokio::test]
 async fn another_users_fetch_cannot_touch_these_emails() {
-    let stack = common::ready().await;
-    let owner = common::new_user(&stack).await;
+    let (stack, owner, folder, to, ids) = mailbox_with(2).await;
     let other = common::new_user(&stack).await;
-    let folder = Folder::new().await;
-    let to = addresses(2, "example.test");
-    let ids = sent_emails(&owner, &to).await;
     folder
         .append(&[
             dsn(ids[0], &to[0], "failed", "5.1.1", "o0"),
@@ -446,11 +461,7 @@ async fn another_users_fetch_cannot_touch_these_emails() {
 
 #[tokio::test]
 async fn a_refused_login_exits_3_and_changes_nothing() {
-    let stack = common::ready().await;
-    let user = common::new_user(&stack).await;
-    let folder = Folder::new().await;
-    let to = addresses(1, "example.test");
-    let ids = sent_emails(&user, &to).await;
+    let (stack, user, folder, to, ids) = mailbox_with(1).await;
     folder
         .append(&[dsn(ids[0], &to[0], "failed", "5.1.1", "w0")])
         .await;
@@ -557,11 +568,7 @@ async fn cutting_proxy(target: String, trigger: &'static str, nth: usize, forwar
 }
 
 async fn cut_then_rerun(trigger: &'static str, forward: bool, recorded_by_rerun: u64) {
-    let stack = common::ready().await;
-    let user = common::new_user(&stack).await;
-    let folder = Folder::new().await;
-    let to = addresses(25, "example.test");
-    let ids = sent_emails(&user, &to).await;
+    let (stack, user, folder, to, ids) = mailbox_with(25).await;
     let messages: Vec<Vec<u8>> = ids
         .iter()
         .zip(&to)
@@ -571,12 +578,7 @@ async fn cut_then_rerun(trigger: &'static str, forward: bool, recorded_by_rerun:
     folder.append(&messages).await;
 
     let port = cutting_proxy(folder.mailbox.address(), trigger, 2, forward).await;
-    let url = format!(
-        "imap://{}:{}@127.0.0.1:{port}/{}",
-        folder.mailbox.user,
-        folder.mailbox.password.expose(),
-        folder.name
-    );
+    let url = folder.url_through(port);
     let dir = tempfile::tempdir().unwrap();
     let out = common::output_off_runtime({
         let mut cmd = common::command(&stack, dir.path());
@@ -666,11 +668,7 @@ async fn proxy_without_keywords(target: String) -> u16 {
 
 #[tokio::test]
 async fn without_keywords_every_run_reads_everything_and_counts_each_report_once() {
-    let stack = common::ready().await;
-    let user = common::new_user(&stack).await;
-    let folder = Folder::new().await;
-    let to = addresses(2, "example.test");
-    let ids = sent_emails(&user, &to).await;
+    let (stack, user, folder, to, ids) = mailbox_with(2).await;
     folder
         .append(&[
             dsn(ids[0], &to[0], "delivered", "2.0.0", "k0"),
@@ -678,12 +676,7 @@ async fn without_keywords_every_run_reads_everything_and_counts_each_report_once
         ])
         .await;
     let port = proxy_without_keywords(folder.mailbox.address()).await;
-    let url = format!(
-        "imap://{}:{}@127.0.0.1:{port}/{}",
-        folder.mailbox.user,
-        folder.mailbox.password.expose(),
-        folder.name
-    );
+    let url = folder.url_through(port);
     for (run, recorded, duplicates) in [(1, 2, 0), (2, 0, 2)] {
         // Off the runtime: the proxy runs on it.
         let out = tokio::task::spawn_blocking({
@@ -974,11 +967,7 @@ async fn hostile_messages_get_a_line_each_in_bounded_memory_and_nothing_wrong_is
 
 #[tokio::test]
 async fn follow_records_new_messages_as_they_arrive_and_ctrl_c_ends_cleanly() {
-    let stack = common::ready().await;
-    let user = common::new_user(&stack).await;
-    let folder = Folder::new().await;
-    let to = addresses(2, "example.test");
-    let ids = sent_emails(&user, &to).await;
+    let (stack, user, folder, to, ids) = mailbox_with(2).await;
     folder
         .append(&[dsn(ids[0], &to[0], "delivered", "2.0.0", "f0")])
         .await;
@@ -1189,17 +1178,7 @@ async fn end_to_end_through_the_stacks_relay_and_mailbox() {
 
     // Every message unmarked, then two fetches at once: nothing recorded again.
     inbox.unmark().await;
-    let (a, b) = tokio::join!(
-        tokio::task::spawn_blocking({
-            let (stack, user, url) = (stack.clone(), user_clone(&user), inbox.url());
-            move || fetch_json(&stack, &user, &url)
-        }),
-        tokio::task::spawn_blocking({
-            let (stack, user, url) = (stack.clone(), user_clone(&user), inbox.url());
-            move || fetch_json(&stack, &user, &url)
-        })
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = two_fetches_at_once(&stack, &user, &inbox.url()).await;
     assert_eq!(count(&a, "recorded") + count(&b, "recorded"), 0, "{a} {b}");
     assert_eq!(outcome(&user, &campaign).await, settled);
 
