@@ -19,7 +19,6 @@ use async_imap::types::Flag;
 use common::{json_of, stderr, stdout, Stack, User};
 use futures_util::TryStreamExt;
 use mailsync::settings::{BounceMailbox, Source};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -744,18 +743,7 @@ async fn recording_server(
     let port = listener.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
-    let cert = rcgen::generate_simple_self_signed(vec![name.clone()]).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der())),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, _) = common::tls::self_signed_acceptor(name);
     let (sink, seen) = (received.clone(), connections.clone());
     tokio::spawn(async move {
         loop {

@@ -8,6 +8,7 @@ pub mod auth_server;
 pub mod gateway;
 pub mod realtime_server;
 pub mod smtp_server;
+pub mod tls;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
