@@ -44,290 +44,280 @@ fn uuid(s: &str) -> Option<Uuid> {
     Some(Uuid::parse_str(s).unwrap())
 }
 
-#[test]
-fn office365_ndr_is_a_delivery_status_report() {
-    let r = fixture("vendor/office365-ndr.eml");
-    assert_eq!(
-        r,
-        Report {
-            message_id: some("b1e2a5c4-1f0d-4d3c-9a8b-7e6f5d4c3b2a@DM6PR11MB4691.namprd11.prod.outlook.com"),
-            date: some("2026-12-01T09:14:58Z"),
-            reporting_mta: some("DM6PR11MB4691.namprd11.prod.outlook.com"),
-            original_message_id: some("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6@news.example.com"),
-            return_token: some("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6"),
-            recipients: vec![recipient(
-                "adele.vance@contoso.com",
-                Action::Failed,
-                Some("5.1.10"),
-                Some("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient Adele.Vance@contoso.com not found by SMTP address lookup"),
-            )],
-            ..report(Format::Rfc3464, Kind::DeliveryStatus)
-        }
-    );
-    assert_eq!(r.email_id(), uuid("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6"));
+/// One fixture of tests/fixtures/bounces/vendor/ and everything read from
+/// it.
+struct Vendor {
+    /// What the fixture shows.
+    what: &'static str,
+    file: &'static str,
+    expected: Report,
+    /// The email the report names (`Some(None)`: it names none), where the
+    /// fixture is there to show it.
+    email_id: Option<Option<Uuid>>,
+}
+
+fn assert_vendor(vendor: &Vendor) {
+    let r = fixture(&format!("vendor/{}.eml", vendor.file));
+    assert_eq!(r, vendor.expected, "{}", vendor.what);
+    if let Some(id) = vendor.email_id {
+        assert_eq!(r.email_id(), id, "{}: the email", vendor.what);
+    }
 }
 
 #[test]
-fn exchange_2010_text_ndr_reads_the_administrators_section() {
-    assert_eq!(
-        fixture("vendor/exchange2010-ndr.eml"),
-        Report {
-            message_id: some("0a1b2c3d4e5f@EX2010.fabrikam.com"),
-            date: some("2026-12-02T14:03:11+01:00"),
-            reporting_mta: some("EX2010.fabrikam.com"),
-            original_message_id: some("0b7e3d9a-2c4f-4a61-8e5d-3f2a1b0c9d8e@news.example.com"),
-            recipients: vec![recipient(
-                "kim.akers@fabrikam.com",
-                Action::Failed,
-                Some("5.1.1"),
-                Some("kim.akers@fabrikam.com #550 5.1.1 RESOLVER.ADR.RecipientNotFound; not found ##"),
-            )],
-            ..report(Format::Exchange, Kind::DeliveryStatus)
-        }
-    );
-}
-
-#[test]
-fn exchange_2003_text_ndr_reads_the_code_under_the_address() {
-    let r = fixture("vendor/exchange2003-ndr.eml");
-    assert_eq!(
-        r,
-        Report {
-            message_id: some("A1B2C3D4E5F6@mail.litwareinc.com"),
-            date: some("2026-12-03T08:00:00-05:00"),
-            recipients: vec![recipient(
-                "dan.park@litwareinc.com",
-                Action::Failed,
-                Some("5.1.1"),
-                Some("<mail.litwareinc.com #5.1.1 smtp;550 5.1.1 <Dan.Park@litwareinc.com>... User unknown>"),
-            )],
-            ..report(Format::Exchange, Kind::DeliveryStatus)
-        }
-    );
-    // Nothing in it names the email: no id rather than a wrong one.
-    assert_eq!(r.email_id(), None);
-}
-
-#[test]
-fn gmail_text_bounce_takes_the_other_servers_answer() {
-    let r = fixture("vendor/gmail-failure.eml");
-    assert_eq!(
-        r,
-        Report {
-            message_id: some("000000000000a1b2c3d4e5f6a7b8@google.com"),
-            date: some("2026-12-04T10:20:30Z"),
-            original_message_id: some("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a@news.example.com"),
-            return_token: some("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a"),
-            recipients: vec![recipient(
-                "no.such.user@example.net",
-                Action::Failed,
-                Some("5.1.1"),
-                Some("550 5.1.1 <no.such.user@example.net>: Recipient address rejected: User unknown in virtual mailbox table"),
-            )],
-            ..report(Format::Gmail, Kind::DeliveryStatus)
-        }
-    );
-    assert_eq!(r.email_id(), uuid("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a"));
-}
-
-#[test]
-fn qmail_bounce_lists_each_address_with_its_reason() {
-    assert_eq!(
-        fixture("vendor/qmail.eml"),
-        Report {
-            message_id: some("20261205074112.12345.qmail@mail.example.org"),
-            date: some("2026-12-05T07:41:12Z"),
-            reporting_mta: some("mail.example.org"),
-            original_message_id: some("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a@news.example.com"),
-            return_token: some("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a"),
-            recipients: vec![
-                recipient(
-                    "jane@example.org",
+fn vendor_reports_are_read_field_by_field() {
+    for vendor in [
+        Vendor {
+            what: "an Office 365 NDR is a delivery-status report",
+            file: "office365-ndr",
+            expected: Report {
+                message_id: some("b1e2a5c4-1f0d-4d3c-9a8b-7e6f5d4c3b2a@DM6PR11MB4691.namprd11.prod.outlook.com"),
+                date: some("2026-12-01T09:14:58Z"),
+                reporting_mta: some("DM6PR11MB4691.namprd11.prod.outlook.com"),
+                original_message_id: some("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6@news.example.com"),
+                return_token: some("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6"),
+                recipients: vec![recipient(
+                    "adele.vance@contoso.com",
+                    Action::Failed,
+                    Some("5.1.10"),
+                    Some("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient Adele.Vance@contoso.com not found by SMTP address lookup"),
+                )],
+                ..report(Format::Rfc3464, Kind::DeliveryStatus)
+            },
+            email_id: Some(uuid("6f1c2a4e-8b3d-4c5e-9f70-a1b2c3d4e5f6")),
+        },
+        Vendor {
+            what: "an Exchange 2010 text NDR: the administrators' section is read",
+            file: "exchange2010-ndr",
+            expected: Report {
+                message_id: some("0a1b2c3d4e5f@EX2010.fabrikam.com"),
+                date: some("2026-12-02T14:03:11+01:00"),
+                reporting_mta: some("EX2010.fabrikam.com"),
+                original_message_id: some("0b7e3d9a-2c4f-4a61-8e5d-3f2a1b0c9d8e@news.example.com"),
+                recipients: vec![recipient(
+                    "kim.akers@fabrikam.com",
                     Action::Failed,
                     Some("5.1.1"),
-                    Some("Sorry, no mailbox here by that name. (#5.1.1)"),
-                ),
-                recipient(
-                    "bob@example.org",
+                    Some("kim.akers@fabrikam.com #550 5.1.1 RESOLVER.ADR.RecipientNotFound; not found ##"),
+                )],
+                ..report(Format::Exchange, Kind::DeliveryStatus)
+            },
+            email_id: None,
+        },
+        Vendor {
+            what: "an Exchange 2003 text NDR: the code under the address is read",
+            file: "exchange2003-ndr",
+            expected: Report {
+                message_id: some("A1B2C3D4E5F6@mail.litwareinc.com"),
+                date: some("2026-12-03T08:00:00-05:00"),
+                recipients: vec![recipient(
+                    "dan.park@litwareinc.com",
+                    Action::Failed,
+                    Some("5.1.1"),
+                    Some("<mail.litwareinc.com #5.1.1 smtp;550 5.1.1 <Dan.Park@litwareinc.com>... User unknown>"),
+                )],
+                ..report(Format::Exchange, Kind::DeliveryStatus)
+            },
+            // Nothing in it names the email: no id rather than a wrong one.
+            email_id: Some(None),
+        },
+        Vendor {
+            what: "a Gmail text bounce takes the other server's answer",
+            file: "gmail-failure",
+            expected: Report {
+                message_id: some("000000000000a1b2c3d4e5f6a7b8@google.com"),
+                date: some("2026-12-04T10:20:30Z"),
+                original_message_id: some("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a@news.example.com"),
+                return_token: some("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a"),
+                recipients: vec![recipient(
+                    "no.such.user@example.net",
+                    Action::Failed,
+                    Some("5.1.1"),
+                    Some("550 5.1.1 <no.such.user@example.net>: Recipient address rejected: User unknown in virtual mailbox table"),
+                )],
+                ..report(Format::Gmail, Kind::DeliveryStatus)
+            },
+            email_id: Some(uuid("9c8b7a6f-5e4d-4c3b-a2a1-0f9e8d7c6b5a")),
+        },
+        Vendor {
+            what: "a qmail bounce lists each address with its reason",
+            file: "qmail",
+            expected: Report {
+                message_id: some("20261205074112.12345.qmail@mail.example.org"),
+                date: some("2026-12-05T07:41:12Z"),
+                reporting_mta: some("mail.example.org"),
+                original_message_id: some("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a@news.example.com"),
+                return_token: some("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a"),
+                recipients: vec![
+                    recipient(
+                        "jane@example.org",
+                        Action::Failed,
+                        Some("5.1.1"),
+                        Some("Sorry, no mailbox here by that name. (#5.1.1)"),
+                    ),
+                    recipient(
+                        "bob@example.org",
+                        Action::Failed,
+                        Some("5.7.1"),
+                        Some("192.0.2.55 does not like recipient. Remote host said: 550 5.7.1 <bob@example.org>... Relaying denied Giving up on 192.0.2.55."),
+                    ),
+                ],
+                ..report(Format::Qmail, Kind::DeliveryStatus)
+            },
+            email_id: None,
+        },
+        Vendor {
+            what: "an Exim text bounce: every failed address is read",
+            file: "exim-failed",
+            expected: Report {
+                message_id: some("E1tQ9xY-0004Ab-Cd@mx.example.com"),
+                date: some("2026-12-05T11:02:03Z"),
+                original_message_id: some("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d@news.example.com"),
+                return_token: some("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"),
+                recipients: vec![
+                    recipient(
+                        "paul@example.com",
+                        Action::Failed,
+                        Some("5.1.1"),
+                        Some("host mx2.example.com [203.0.113.7] SMTP error from remote mail server after RCPT TO:<paul@example.com>: 550 5.1.1 <paul@example.com>: Recipient address rejected: User unknown in local recipient table"),
+                    ),
+                    recipient("carol@example.com", Action::Failed, None, Some("Unrouteable address")),
+                ],
+                ..report(Format::Exim, Kind::DeliveryStatus)
+            },
+            email_id: None,
+        },
+        Vendor {
+            what: "an Exim delay warning is delayed, not failed",
+            file: "exim-delayed",
+            expected: Report {
+                message_id: some("E1tQAAA-0005Zz-Ee@mx.example.com"),
+                date: some("2026-12-06T11:02:03Z"),
+                recipients: vec![recipient(
+                    "slow@example.com",
+                    Action::Delayed,
+                    Some("4.7.1"),
+                    Some("host mx.slow.example.com [203.0.113.9] Delay reason: SMTP error from remote mail server after RCPT TO:<slow@example.com>: 451 4.7.1 Greylisted, please try again later"),
+                )],
+                ..report(Format::Exim, Kind::DeliveryStatus)
+            },
+            email_id: None,
+        },
+        Vendor {
+            what: "a Postfix text bounce: the continued lines are read",
+            file: "postfix-plain",
+            expected: Report {
+                message_id: some("20261207090000.1A2B3C4D5E@mail.example.net"),
+                date: some("2026-12-07T09:00:00Z"),
+                reporting_mta: some("mail.example.net"),
+                original_message_id: some("7e8f9a0b-1c2d-4e3f-8a4b-5c6d7e8f9a0b@news.example.com"),
+                recipients: vec![recipient(
+                    "lucy@example.net",
+                    Action::Failed,
+                    Some("5.2.2"),
+                    Some("host mx.example.net[198.51.100.3] said: 552 5.2.2 <lucy@example.net>: Mailbox full (in reply to RCPT TO command)"),
+                )],
+                ..report(Format::Postfix, Kind::DeliveryStatus)
+            },
+            email_id: None,
+        },
+        Vendor {
+            what: "generic free text with a code is a bounce",
+            file: "generic-5xx",
+            expected: Report {
+                message_id: some("gw-20261208-164500-77@gw.example.biz"),
+                date: some("2026-12-08T16:45:00+02:00"),
+                original_message_id: some("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d@news.example.com"),
+                recipients: vec![recipient(
+                    "ops-team@example.biz",
                     Action::Failed,
                     Some("5.7.1"),
-                    Some("192.0.2.55 does not like recipient. Remote host said: 550 5.7.1 <bob@example.org>... Relaying denied Giving up on 192.0.2.55."),
+                    Some("Recipient: ops-team@example.biz Reason: 550 5.7.1 Message rejected by content policy"),
+                )],
+                ..report(Format::FreeText, Kind::DeliveryStatus)
+            },
+            email_id: Some(uuid("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")),
+        },
+        Vendor {
+            what: "an SES bounce carries the envelope id",
+            file: "ses-bounce",
+            expected: Report {
+                message_id: some(
+                    "0100018c4f2d3e5a-7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e-000000@email.amazonses.com"
                 ),
-            ],
-            ..report(Format::Qmail, Kind::DeliveryStatus)
-        }
-    );
-}
-
-#[test]
-fn exim_text_bounce_reads_every_failed_address() {
-    assert_eq!(
-        fixture("vendor/exim-failed.eml"),
-        Report {
-            message_id: some("E1tQ9xY-0004Ab-Cd@mx.example.com"),
-            date: some("2026-12-05T11:02:03Z"),
-            original_message_id: some("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d@news.example.com"),
-            return_token: some("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"),
-            recipients: vec![
-                recipient(
-                    "paul@example.com",
+                date: some("2026-12-09T11:59:58Z"),
+                reporting_mta: some("a48-112.smtp-out.amazonses.com"),
+                envelope_id: some("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"),
+                original_message_id: some("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a@news.example.com"),
+                recipients: vec![recipient(
+                    "bounce@simulator.amazonses.com",
                     Action::Failed,
                     Some("5.1.1"),
-                    Some("host mx2.example.com [203.0.113.7] SMTP error from remote mail server after RCPT TO:<paul@example.com>: 550 5.1.1 <paul@example.com>: Recipient address rejected: User unknown in local recipient table"),
+                    Some("550 5.1.1 user unknown"),
+                )],
+                ..report(Format::Rfc3464, Kind::DeliveryStatus)
+            },
+            email_id: Some(uuid("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a")),
+        },
+        Vendor {
+            what: "an SES complaint is a complaint about its recipient",
+            file: "ses-complaint",
+            expected: Report {
+                message_id: some(
+                    "0100018c4f6e7a8b-1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f-000000@email.amazonses.com"
                 ),
-                recipient("carol@example.com", Action::Failed, None, Some("Unrouteable address")),
-            ],
-            ..report(Format::Exim, Kind::DeliveryStatus)
-        }
-    );
-}
-
-#[test]
-fn exim_delay_warning_is_delayed_not_failed() {
-    assert_eq!(
-        fixture("vendor/exim-delayed.eml"),
-        Report {
-            message_id: some("E1tQAAA-0005Zz-Ee@mx.example.com"),
-            date: some("2026-12-06T11:02:03Z"),
-            recipients: vec![recipient(
-                "slow@example.com",
-                Action::Delayed,
-                Some("4.7.1"),
-                Some("host mx.slow.example.com [203.0.113.9] Delay reason: SMTP error from remote mail server after RCPT TO:<slow@example.com>: 451 4.7.1 Greylisted, please try again later"),
-            )],
-            ..report(Format::Exim, Kind::DeliveryStatus)
-        }
-    );
-}
-
-#[test]
-fn postfix_text_bounce_reads_the_continued_lines() {
-    assert_eq!(
-        fixture("vendor/postfix-plain.eml"),
-        Report {
-            message_id: some("20261207090000.1A2B3C4D5E@mail.example.net"),
-            date: some("2026-12-07T09:00:00Z"),
-            reporting_mta: some("mail.example.net"),
-            original_message_id: some("7e8f9a0b-1c2d-4e3f-8a4b-5c6d7e8f9a0b@news.example.com"),
-            recipients: vec![recipient(
-                "lucy@example.net",
-                Action::Failed,
-                Some("5.2.2"),
-                Some("host mx.example.net[198.51.100.3] said: 552 5.2.2 <lucy@example.net>: Mailbox full (in reply to RCPT TO command)"),
-            )],
-            ..report(Format::Postfix, Kind::DeliveryStatus)
-        }
-    );
-}
-
-#[test]
-fn generic_free_text_with_a_code_is_a_bounce() {
-    let r = fixture("vendor/generic-5xx.eml");
-    assert_eq!(
-        r,
-        Report {
-            message_id: some("gw-20261208-164500-77@gw.example.biz"),
-            date: some("2026-12-08T16:45:00+02:00"),
-            original_message_id: some("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d@news.example.com"),
-            recipients: vec![recipient(
-                "ops-team@example.biz",
-                Action::Failed,
-                Some("5.7.1"),
-                Some("Recipient: ops-team@example.biz Reason: 550 5.7.1 Message rejected by content policy"),
-            )],
-            ..report(Format::FreeText, Kind::DeliveryStatus)
-        }
-    );
-    assert_eq!(r.email_id(), uuid("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"));
-}
-
-#[test]
-fn ses_bounce_carries_the_envelope_id() {
-    let r = fixture("vendor/ses-bounce.eml");
-    assert_eq!(
-        r,
-        Report {
-            message_id: some(
-                "0100018c4f2d3e5a-7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e-000000@email.amazonses.com"
-            ),
-            date: some("2026-12-09T11:59:58Z"),
-            reporting_mta: some("a48-112.smtp-out.amazonses.com"),
-            envelope_id: some("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"),
-            original_message_id: some("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a@news.example.com"),
-            recipients: vec![recipient(
-                "bounce@simulator.amazonses.com",
-                Action::Failed,
-                Some("5.1.1"),
-                Some("550 5.1.1 user unknown"),
-            )],
-            ..report(Format::Rfc3464, Kind::DeliveryStatus)
-        }
-    );
-    assert_eq!(r.email_id(), uuid("8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"));
-}
-
-#[test]
-fn ses_complaint_is_a_complaint_about_its_recipient() {
-    let r = fixture("vendor/ses-complaint.eml");
-    assert_eq!(
-        r,
-        Report {
-            message_id: some(
-                "0100018c4f6e7a8b-1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f-000000@email.amazonses.com"
-            ),
-            date: some("2026-12-09T13:09:58Z"),
-            original_message_id: some("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f@news.example.com"),
-            recipients: vec![recipient(
-                "complaint@simulator.amazonses.com",
-                Action::Complained,
-                None,
-                None
-            )],
-            feedback_type: some("abuse"),
-            ..report(Format::Arf, Kind::Complaint)
-        }
-    );
-    assert_eq!(r.email_id(), uuid("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"));
-}
-
-#[test]
-fn yahoo_complaint_reads_original_rcpt_to_and_received_date() {
-    assert_eq!(
-        fixture("vendor/yahoo-arf.eml"),
-        Report {
-            message_id: some("1765348200.123456@arf.mail.yahoo.com"),
-            date: some("2026-12-10T06:29:00Z"),
-            original_message_id: some("4b5c6d7e-8f9a-4b0c-9d1e-2f3a4b5c6d7e@news.example.com"),
-            recipients: vec![recipient(
-                "reader.one@yahoo.com",
-                Action::Complained,
-                None,
-                None
-            )],
-            feedback_type: some("abuse"),
-            ..report(Format::Arf, Kind::Complaint)
-        }
-    );
-}
-
-#[test]
-fn aol_complaint_without_original_rcpt_to_uses_the_returned_to() {
-    assert_eq!(
-        fixture("vendor/aol-arf.eml"),
-        Report {
-            message_id: some("201212110100.aol.scomp.77@aol.net"),
-            date: some("2026-12-11T19:59:00-05:00"),
-            original_message_id: some("7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a@news.example.com"),
-            recipients: vec![recipient(
-                "reader.two@aol.com",
-                Action::Complained,
-                None,
-                None
-            )],
-            feedback_type: some("abuse"),
-            ..report(Format::Arf, Kind::Complaint)
-        }
-    );
+                date: some("2026-12-09T13:09:58Z"),
+                original_message_id: some("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f@news.example.com"),
+                recipients: vec![recipient(
+                    "complaint@simulator.amazonses.com",
+                    Action::Complained,
+                    None,
+                    None
+                )],
+                feedback_type: some("abuse"),
+                ..report(Format::Arf, Kind::Complaint)
+            },
+            email_id: Some(uuid("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f")),
+        },
+        Vendor {
+            what: "a Yahoo complaint: Original-Rcpt-To and Received-Date are read",
+            file: "yahoo-arf",
+            expected: Report {
+                message_id: some("1765348200.123456@arf.mail.yahoo.com"),
+                date: some("2026-12-10T06:29:00Z"),
+                original_message_id: some("4b5c6d7e-8f9a-4b0c-9d1e-2f3a4b5c6d7e@news.example.com"),
+                recipients: vec![recipient(
+                    "reader.one@yahoo.com",
+                    Action::Complained,
+                    None,
+                    None
+                )],
+                feedback_type: some("abuse"),
+                ..report(Format::Arf, Kind::Complaint)
+            },
+            email_id: None,
+        },
+        Vendor {
+            what: "an AOL complaint without Original-Rcpt-To uses the returned To",
+            file: "aol-arf",
+            expected: Report {
+                message_id: some("201212110100.aol.scomp.77@aol.net"),
+                date: some("2026-12-11T19:59:00-05:00"),
+                original_message_id: some("7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a@news.example.com"),
+                recipients: vec![recipient(
+                    "reader.two@aol.com",
+                    Action::Complained,
+                    None,
+                    None
+                )],
+                feedback_type: some("abuse"),
+                ..report(Format::Arf, Kind::Complaint)
+            },
+            email_id: None,
+        },
+    ] {
+        assert_vendor(&vendor);
+    }
 }
 
 #[test]
