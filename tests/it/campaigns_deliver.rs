@@ -1147,12 +1147,14 @@ async fn config_shows_the_smtp_settings_with_the_password_masked() {
                 "smtp://apikey:hunter2-secret@smtp.acme.example:587",
             ),
             ("MAILSYNC_FROM", "news@acme.example"),
+            ("MAILSYNC_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET),
         ],
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(!text.contains("hunter2-secret"), "{text}");
+    assert!(!text.contains("unsubscribe-secret"), "{text}");
     let entries: Vec<Value> = serde_json::from_str(text.trim()).unwrap();
     let smtp = entries
         .iter()
@@ -1164,4 +1166,12 @@ async fn config_shows_the_smtp_settings_with_the_password_masked() {
         .find(|e| e["name"] == "MAILSYNC_FROM")
         .unwrap();
     assert_eq!(from["value"], "news@acme.example");
+    let secret = entries
+        .iter()
+        .find(|e| e["name"] == "MAILSYNC_UNSUBSCRIBE_SECRET")
+        .expect("MAILSYNC_UNSUBSCRIBE_SECRET is shown");
+    assert!(
+        secret["value"].as_str().unwrap().starts_with("******"),
+        "{secret}"
+    );
 }
