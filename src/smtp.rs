@@ -23,8 +23,11 @@ use lettre::transport::smtp::extension::{
 use lettre::transport::smtp::response::Response;
 use lettre::{Address, Message};
 
+use uuid::Uuid;
+
 use crate::error::{Error, Result};
 use crate::i18n::Lang;
+use crate::settings::Secret;
 use crate::{t, t_in};
 
 pub use crate::settings::delivery::{
@@ -538,6 +541,8 @@ pub struct Template {
 pub struct Recipient<'a> {
     pub email: &'a str,
     pub organization: Option<&'a str>,
+    /// `{{unsubscribe_token}}`: see [`unsubscribe_token`].
+    pub unsubscribe_token: Option<&'a str>,
 }
 
 impl Template {
@@ -623,9 +628,79 @@ fn merge_url(url: &str, to: &Recipient<'_>) -> String {
     merge_with(url, |field| match field {
         "email" => Some(percent_encode(to.email)),
         "organization" => Some(percent_encode(to.organization.unwrap_or_default())),
+        "unsubscribe_token" => to.unsubscribe_token.map(percent_encode),
         _ => None,
     })
     .unwrap_or_else(|| url.to_string())
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The MAC of one email: who sent it, which email, to which address.
+fn unsubscribe_mac(secret: &Secret, user_id: &str, email_id: &Uuid, address: &str) -> HmacSha256 {
+    use hmac::{KeyInit, Mac};
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(user_id.trim().to_lowercase().as_bytes());
+    mac.update(b"\0");
+    mac.update(email_id.hyphenated().to_string().as_bytes());
+    mac.update(b"\0");
+    mac.update(address.trim().to_lowercase().as_bytes());
+    mac
+}
+
+/// `{{unsubscribe_token}}`: `<email id>.<base64url HMAC-SHA256 of (user id,
+/// email id, address)>` under `MAILSYNC_UNSUBSCRIBE_SECRET`. It names the
+/// email (whose row holds the address) without showing the address, and
+/// only the holder of the secret can make one.
+pub fn unsubscribe_token(secret: &Secret, user_id: &str, email_id: &Uuid, address: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let tag = unsubscribe_mac(secret, user_id, email_id, address)
+        .finalize()
+        .into_bytes();
+    format!(
+        "{}.{}",
+        email_id.hyphenated(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
+/// The email a token names, or `None` when it is not shaped like a token.
+/// Says nothing of whether it is genuine: see [`verify_unsubscribe_token`].
+pub fn unsubscribe_token_email(token: &str) -> Option<Uuid> {
+    let (id, tag) = token.trim().split_once('.')?;
+    if tag.is_empty() {
+        return None;
+    }
+    // Only the form the token is made with: one token per email.
+    Uuid::parse_str(id)
+        .ok()
+        .filter(|uuid| uuid.hyphenated().to_string() == id)
+}
+
+/// Whether `token` was made with `secret` for this user, its email and
+/// this address (a constant-time comparison).
+pub fn verify_unsubscribe_token(
+    secret: &Secret,
+    token: &str,
+    user_id: &str,
+    address: &str,
+) -> bool {
+    use base64::Engine;
+    use hmac::Mac;
+    let Some(email_id) = unsubscribe_token_email(token) else {
+        return false;
+    };
+    let Some((_, tag)) = token.trim().split_once('.') else {
+        return false;
+    };
+    let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tag) else {
+        return false;
+    };
+    unsubscribe_mac(secret, user_id, &email_id, address)
+        .verify_slice(&tag)
+        .is_ok()
 }
 
 fn merge_with(text: &str, value: impl Fn(&str) -> Option<String>) -> Option<String> {
@@ -765,6 +840,7 @@ mod tests {
         let to = Recipient {
             email: "a@b.fr",
             organization: Some("R&D <Lab>"),
+            unsubscribe_token: None,
         };
         assert_eq!(
             merge(
@@ -782,6 +858,7 @@ mod tests {
         let quoting = Recipient {
             email: "o'brien@b.fr",
             organization: Some("x' onmouseover='alert(1)\" y"),
+            unsubscribe_token: None,
         };
         assert_eq!(
             merge(
@@ -802,7 +879,110 @@ mod tests {
         let no_org = Recipient {
             email: "a@b.fr",
             organization: None,
+            unsubscribe_token: None,
         };
         assert_eq!(merge("[{{organization}}]", &no_org, false), "[]");
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-s3cr3t";
+    const USER: &str = "6f1c2b3a-0000-4000-8000-000000000001";
+
+    #[test]
+    fn an_unsubscribe_token_round_trips_and_names_only_its_email() {
+        let secret = Secret::new(SECRET);
+        let email = Uuid::parse_str("0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69").unwrap();
+        let token = unsubscribe_token(&secret, USER, &email, "Jane@Acme.example");
+        assert!(
+            token.starts_with("0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69."),
+            "{token}"
+        );
+        // 36 (UUID) + 1 + 43 (32 bytes, base64url without padding).
+        assert_eq!(token.len(), 80, "{token}");
+        assert!(!token.to_lowercase().contains("jane") && !token.contains("acme"));
+        assert!(!token.contains(SECRET) && !token.contains("s3cr3t"));
+        assert_eq!(unsubscribe_token_email(&token), Some(email));
+        // The address as the row holds it, in any case.
+        assert!(verify_unsubscribe_token(
+            &secret,
+            &token,
+            USER,
+            "jane@acme.example"
+        ));
+        assert!(verify_unsubscribe_token(
+            &secret,
+            &token,
+            USER,
+            " JANE@acme.example"
+        ));
+        // Another address, user or email, or another secret: refused.
+        assert!(!verify_unsubscribe_token(
+            &secret,
+            &token,
+            USER,
+            "bob@acme.example"
+        ));
+        let other_user = "6f1c2b3a-0000-4000-8000-000000000002";
+        assert!(!verify_unsubscribe_token(
+            &secret,
+            &token,
+            other_user,
+            "jane@acme.example"
+        ));
+        let other_email = Uuid::parse_str("0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a6a").unwrap();
+        let moved = format!("{}.{}", other_email, token.split_once('.').unwrap().1);
+        assert!(!verify_unsubscribe_token(
+            &secret,
+            &moved,
+            USER,
+            "jane@acme.example"
+        ));
+        let other_secret = Secret::new("another-secret-of-at-least-32-characters");
+        assert!(!verify_unsubscribe_token(
+            &other_secret,
+            &token,
+            USER,
+            "jane@acme.example"
+        ));
+    }
+
+    #[test]
+    fn a_tampered_or_malformed_unsubscribe_token_fails() {
+        let secret = Secret::new(SECRET);
+        let email = Uuid::parse_str("0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69").unwrap();
+        let token = unsubscribe_token(&secret, USER, &email, "jane@acme.example");
+        let ok = |t: &str| verify_unsubscribe_token(&secret, t, USER, "jane@acme.example");
+        assert!(ok(&token));
+        // Every single character changed, in turn.
+        for i in 0..token.len() {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            assert!(!ok(&tampered), "{tampered}");
+        }
+        for bad in [
+            "",
+            ".",
+            "0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69",
+            "0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69.",
+            "not-a-uuid.abc",
+            &token[..token.len() - 1],
+            &format!("{token}A"),
+            &format!("{token}.x"),
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_unsubscribe_url_carries_the_token_url_encoded() {
+        let to = Recipient {
+            email: "a@b.fr",
+            organization: None,
+            unsubscribe_token: Some("0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69.abc_-"),
+        };
+        assert_eq!(
+            merge_url("https://x.example/u?t={{ unsubscribe_token }}", &to),
+            "https://x.example/u?t=0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69.abc_-"
+        );
     }
 }

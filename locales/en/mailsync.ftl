@@ -324,6 +324,7 @@ config-col-from = from
 config-smtp-url-invalid = ****** (not a valid smtp:// or smtps:// URL)
 config-unset-for-deliver = not set (required by campaigns deliver)
 config-unset-list-unsubscribe = not set (no List-Unsubscribe header)
+config-unset-unsubscribe-secret = not set (no unsubscribe tokens)
 config-unset-required = not set (required for this project)
 config-unset-for-db = not set (required by the db commands for this project)
 config-unset-token = not set; run `mailsync login`
@@ -379,7 +380,9 @@ smtp-url-password-no-user = has a password but no user name
 smtp-error-no-url = { $name } is not set: say which SMTP server delivers, e.g. smtp://user:password@smtp.example.com:587 (STARTTLS) or smtps://…:465
 smtp-error-no-from = { $name } is not set: the sender of your campaigns, e.g. "Acme <news@acme.example>"
 smtp-error-from-invalid = { $setting } is not a mailbox such as "Acme <news@acme.example>": { $reason }
-smtp-error-list-unsubscribe = { $setting } must be a mailto: or https:// URL, e.g. https://acme.example/unsubscribe?email={"{{"}email{"}}"}
+smtp-error-list-unsubscribe = { $setting } must be a mailto: or https:// URL, e.g. https://acme.example/unsubscribe?t={"{{"}unsubscribe_token{"}}"}
+smtp-error-list-unsubscribe-email = { $setting }: an https:// URL may not carry {"{{"}email{"}}"} (the address would land in web logs, and anyone could unsubscribe anyone); use {"{{"}unsubscribe_token{"}}"} instead, e.g. https://acme.example/unsubscribe?t={"{{"}unsubscribe_token{"}}"}
+smtp-error-list-unsubscribe-no-secret = { $setting } uses {"{{"}unsubscribe_token{"}}"}: set { $name } (a secret of at least 32 characters) to sign the tokens
 smtp-error-tls = TLS for the SMTP server { $server }: { $reason }
 smtp-error-unusable = cannot use the SMTP server { $server }: { $reason }
 smtp-hint-unusable = set { $name } (on the local stack: scripts/local-stack.sh up)
@@ -618,6 +621,9 @@ realtime-tls = TLS error
 realtime-url = invalid Realtime URL
 unsubscribe-error-not-email = { $email } is not an email address (nothing was changed)
 unsubscribe-error-none = name at least one email address
+unsubscribe-error-token = this unsubscribe token is not valid (forged, altered, signed with another secret, or for an email that is not yours); nothing was changed
+settings-error-no-unsubscribe-secret = { $name } is not set: it is needed to check unsubscribe tokens (the secret that signed them)
+settings-error-unsubscribe-secret-short = { $setting } is too short: an unsubscribe secret has at least { $min } characters
 export-error-json-stdout = --json and `-` both want stdout: write the export to a file to get the JSON summary
 export-error-no-organisation = no organisation named { $name }; nothing was written
 import-error-column-spec = a column is a letter (B) or a header name (Email)

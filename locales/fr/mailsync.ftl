@@ -335,6 +335,7 @@ config-col-from = origine
 config-smtp-url-invalid = ****** (pas une URL smtp:// ou smtps:// valide)
 config-unset-for-deliver = non défini (requis par campaigns deliver)
 config-unset-list-unsubscribe = non défini (pas d’en-tête List-Unsubscribe)
+config-unset-unsubscribe-secret = non défini (pas de jetons de désabonnement)
 config-unset-required = non défini (requis pour ce projet)
 config-unset-for-db = non défini (requis par les commandes db pour ce projet)
 config-unset-token = non défini ; lancez `mailsync login`
@@ -390,7 +391,9 @@ smtp-url-password-no-user = a un mot de passe mais pas de nom d’utilisateur
 smtp-error-no-url = { $name } n’est pas défini : indiquez le serveur SMTP qui remet les e-mails, p. ex. smtp://user:password@smtp.example.com:587 (STARTTLS) ou smtps://…:465
 smtp-error-no-from = { $name } n’est pas défini : l’expéditeur de vos campagnes, p. ex. "Acme <news@acme.example>"
 smtp-error-from-invalid = { $setting } n’est pas une adresse comme "Acme <news@acme.example>" : { $reason }
-smtp-error-list-unsubscribe = { $setting } doit être une URL mailto: ou https://, p. ex. https://acme.example/unsubscribe?email={"{{"}email{"}}"}
+smtp-error-list-unsubscribe = { $setting } doit être une URL mailto: ou https://, p. ex. https://acme.example/unsubscribe?t={"{{"}unsubscribe_token{"}}"}
+smtp-error-list-unsubscribe-email = { $setting } : une URL https:// ne peut pas contenir {"{{"}email{"}}"} (l’adresse finirait dans les journaux web, et n’importe qui pourrait désabonner n’importe qui) ; utilisez {"{{"}unsubscribe_token{"}}"}, p. ex. https://acme.example/unsubscribe?t={"{{"}unsubscribe_token{"}}"}
+smtp-error-list-unsubscribe-no-secret = { $setting } utilise {"{{"}unsubscribe_token{"}}"} : définissez { $name } (un secret d’au moins 32 caractères) pour signer les jetons
 smtp-error-tls = TLS pour le serveur SMTP { $server } : { $reason }
 smtp-error-unusable = le serveur SMTP { $server } est inutilisable : { $reason }
 smtp-hint-unusable = définissez { $name } (sur la pile locale : scripts/local-stack.sh up)
@@ -670,6 +673,9 @@ realtime-tls = erreur TLS
 realtime-url = URL Realtime invalide
 unsubscribe-error-not-email = { $email } n’est pas une adresse e-mail (rien n’a été changé)
 unsubscribe-error-none = donnez au moins une adresse e-mail
+unsubscribe-error-token = ce jeton de désabonnement n’est pas valide (contrefait, modifié, signé avec un autre secret, ou pour un e-mail qui n’est pas le vôtre) ; rien n’a été modifié
+settings-error-no-unsubscribe-secret = { $name } n’est pas défini : il faut le secret qui a signé les jetons de désabonnement pour les vérifier
+settings-error-unsubscribe-secret-short = { $setting } est trop court : un secret de désabonnement a au moins { $min } caractères
 export-error-json-stdout = --json et `-` veulent tous deux la sortie standard : exportez dans un fichier pour avoir le bilan JSON
 export-error-no-organisation = aucune organisation nommée { $name } ; rien n’a été écrit
 import-error-column-spec = une colonne est une lettre (B) ou un nom d’en-tête (Email)

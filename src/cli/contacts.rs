@@ -24,7 +24,8 @@ is given: sending to it again harms the sender's reputation.
 
 Examples:
   mailsync contacts unsubscribe jane@acme.example bob@beta.example
-  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list"
+  mailsync contacts unsubscribe --undo jane@acme.example   # take it off the list
+  mailsync contacts unsubscribe --token \"$TOKEN\"   # from a one-click List-Unsubscribe URL"
     )]
     Unsubscribe(ContactsUnsubscribeArgs),
     /// Export contacts to .xlsx or .csv in the import's layout (re-importing changes nothing)
@@ -72,8 +73,11 @@ pub struct ContactsListArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ContactsUnsubscribeArgs {
     /// The addresses
-    #[arg(required = true, value_name = "EMAIL")]
+    #[arg(required_unless_present = "token", value_name = "EMAIL")]
     pub emails: Vec<String>,
+    /// Instead of addresses: the {{unsubscribe_token}} of a List-Unsubscribe URL (checked with MAILSYNC_UNSUBSCRIBE_SECRET)
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["emails", "undo"])]
+    pub token: Option<String>,
     /// Take the addresses off the suppression list instead (unsubscribed ones only)
     #[arg(long)]
     pub undo: bool,
@@ -109,6 +113,7 @@ impl From<ContactsUnsubscribeArgs> for commands::contacts::unsubscribe::Options 
     fn from(a: ContactsUnsubscribeArgs) -> Self {
         Self {
             emails: a.emails,
+            token: a.token,
             undo: a.undo,
             include_bounces: a.include_bounces,
             include_complaints: a.include_complaints,

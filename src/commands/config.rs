@@ -25,7 +25,7 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
     use crate::local_stack::{self, LOCAL_FROM};
     use crate::settings::{
         BounceMailbox, Setting, SmtpServer, ENV_BOUNCES_URL, ENV_FROM, ENV_LIST_UNSUBSCRIBE,
-        ENV_RETURN_PATH, ENV_SMTP_URL,
+        ENV_RETURN_PATH, ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
     };
     let d = &config.delivery;
     let given = |name: &'static str, value: String, source: &Source| Entry {
@@ -88,6 +88,14 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
             t_in!(lang, "config-unset-list-unsubscribe"),
         ),
     };
+    let unsubscribe_secret = match &d.unsubscribe_secret {
+        Some(s) => given(ENV_UNSUBSCRIBE_SECRET, s.value.masked_in(lang), &s.source),
+        None => default(
+            ENV_UNSUBSCRIBE_SECRET,
+            None,
+            t_in!(lang, "config-unset-unsubscribe-secret"),
+        ),
+    };
     let bounces = match &config.bounces_url {
         Some(Setting { value, source }) => given(
             ENV_BOUNCES_URL,
@@ -98,7 +106,14 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
         ),
         None => default(ENV_BOUNCES_URL, None, t_in!(lang, "config-unset-bounces")),
     };
-    vec![smtp, from, return_path, list_unsubscribe, bounces]
+    vec![
+        smtp,
+        from,
+        return_path,
+        list_unsubscribe,
+        unsubscribe_secret,
+        bounces,
+    ]
 }
 
 pub async fn run(config: &Config, out: &Output) -> Result<()> {

@@ -18,6 +18,10 @@ use crate::t;
 pub const ENV_SMTP_URL: &str = "MAILSYNC_SMTP_URL";
 pub const ENV_FROM: &str = "MAILSYNC_FROM";
 pub const ENV_LIST_UNSUBSCRIBE: &str = "MAILSYNC_LIST_UNSUBSCRIBE";
+/// The key of `{{unsubscribe_token}}` (HMAC-SHA256), at least
+/// [`UNSUBSCRIBE_SECRET_MIN`] characters.
+pub const ENV_UNSUBSCRIBE_SECRET: &str = "MAILSYNC_UNSUBSCRIBE_SECRET";
+pub const UNSUBSCRIBE_SECRET_MIN: usize = 32;
 /// The envelope sender (`MAIL FROM`): where delivery reports and bounces
 /// come back. Default: the From address.
 pub const ENV_RETURN_PATH: &str = "MAILSYNC_RETURN_PATH";
@@ -130,6 +134,9 @@ pub struct SmtpSettings {
     pub return_path_source: Source,
     /// A `mailto:` or `https:` URL, with merge fields, for `List-Unsubscribe`.
     pub list_unsubscribe: Option<String>,
+    /// `MAILSYNC_UNSUBSCRIBE_SECRET`: set whenever the URL uses
+    /// `{{unsubscribe_token}}`.
+    pub unsubscribe_secret: Option<Secret>,
 }
 
 impl SmtpSettings {
@@ -171,15 +178,35 @@ impl SmtpSettings {
             None => (from.email.clone(), from_source.clone()),
             Some((text, source)) => (parse_return_path(&text, &source)?, source),
         };
+        let unsubscribe_secret = lookup(ENV_UNSUBSCRIBE_SECRET)
+            .map(|(text, source)| parse_unsubscribe_secret(&text, &source))
+            .transpose()?;
         let list_unsubscribe = match lookup(ENV_LIST_UNSUBSCRIBE) {
             None => None,
             Some((text, source)) => {
                 let text = text.trim().to_string();
                 let lower = text.to_ascii_lowercase();
+                let setting = format!("{ENV_LIST_UNSUBSCRIBE} ({source})");
                 if !(lower.starts_with("mailto:") || lower.starts_with("https://")) {
                     return Err(Error::config(t!(
                         "smtp-error-list-unsubscribe",
-                        setting = format!("{ENV_LIST_UNSUBSCRIBE} ({source})")
+                        setting = setting
+                    )));
+                }
+                let fields = merge_fields(&text);
+                // A web address lands in web logs, and anyone could write
+                // it for someone else's address.
+                if lower.starts_with("https://") && fields.iter().any(|f| f == "email") {
+                    return Err(Error::config(t!(
+                        "smtp-error-list-unsubscribe-email",
+                        setting = setting
+                    )));
+                }
+                if unsubscribe_secret.is_none() && fields.iter().any(|f| f == "unsubscribe_token") {
+                    return Err(Error::config(t!(
+                        "smtp-error-list-unsubscribe-no-secret",
+                        setting = setting,
+                        name = ENV_UNSUBSCRIBE_SECRET
                     )));
                 }
                 Some(text)
@@ -193,6 +220,7 @@ impl SmtpSettings {
             return_path,
             return_path_source,
             list_unsubscribe,
+            unsubscribe_secret,
         })
     }
 
@@ -200,6 +228,33 @@ impl SmtpSettings {
     pub fn message_id_domain(&self) -> String {
         self.from.email.domain().to_string()
     }
+}
+
+/// The names inside `{{…}}` in `text`, trimmed.
+fn merge_fields(text: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        fields.push(after[..end].trim().to_string());
+        rest = &after[end + 2..];
+    }
+    fields
+}
+
+/// `MAILSYNC_UNSUBSCRIBE_SECRET`: at least [`UNSUBSCRIBE_SECRET_MIN`]
+/// characters. The error names the variable, never the value.
+pub fn parse_unsubscribe_secret(text: &str, source: &Source) -> Result<Secret> {
+    let text = text.trim();
+    if text.chars().count() < UNSUBSCRIBE_SECRET_MIN {
+        return Err(Error::config(t!(
+            "settings-error-unsubscribe-secret-short",
+            setting = format!("{ENV_UNSUBSCRIBE_SECRET} ({source})"),
+            min = UNSUBSCRIBE_SECRET_MIN
+        )));
+    }
+    Ok(Secret::new(text))
 }
 
 /// `MAILSYNC_RETURN_PATH`: an address (`bounces@acme.example`), or a
@@ -315,6 +370,61 @@ mod tests {
             assert_eq!(e.kind().exit_code(), 3, "{bad:?}");
             assert!(e.message().contains(ENV_RETURN_PATH), "{e}");
         }
+    }
+
+    #[test]
+    fn an_https_unsubscribe_url_takes_the_token_not_the_address() {
+        const SECRET: &str = "0123456789abcdef0123456789abcdef-s3cr3t";
+        let e = SmtpSettings::resolve(
+            lookup(&[(ENV_LIST_UNSUBSCRIBE, "https://acme.example/u?e={{ email }}")]),
+            Some(54321),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind().exit_code(), 3);
+        assert!(e.message().contains("unsubscribe_token"), "{e}");
+        // The token needs the secret.
+        let e = SmtpSettings::resolve(
+            lookup(&[(
+                ENV_LIST_UNSUBSCRIBE,
+                "https://acme.example/u/{{unsubscribe_token}}",
+            )]),
+            Some(54321),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind().exit_code(), 3);
+        assert!(e.message().contains(ENV_UNSUBSCRIBE_SECRET), "{e}");
+        // A short secret is refused without being shown.
+        let e = SmtpSettings::resolve(
+            lookup(&[(ENV_UNSUBSCRIBE_SECRET, "short-s3cr3t")]),
+            Some(54321),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind().exit_code(), 3);
+        assert!(e.message().contains(ENV_UNSUBSCRIBE_SECRET), "{e}");
+        assert!(!e.message().contains("s3cr3t"), "{e}");
+        let s = SmtpSettings::resolve(
+            lookup(&[
+                (
+                    ENV_LIST_UNSUBSCRIBE,
+                    "https://acme.example/u/{{unsubscribe_token}}",
+                ),
+                (ENV_UNSUBSCRIBE_SECRET, SECRET),
+            ]),
+            Some(54321),
+        )
+        .unwrap();
+        assert_eq!(s.unsubscribe_secret.as_ref().unwrap().expose(), SECRET);
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        // mailto: goes to the operator's own mailbox: the address may stay.
+        let s = SmtpSettings::resolve(
+            lookup(&[(
+                ENV_LIST_UNSUBSCRIBE,
+                "mailto:u@acme.example?subject={{email}}",
+            )]),
+            Some(54321),
+        )
+        .unwrap();
+        assert!(s.list_unsubscribe.is_some());
     }
 
     #[test]

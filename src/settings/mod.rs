@@ -25,7 +25,7 @@ use url::Url;
 pub use bounces::{BounceMailbox, ENV_BOUNCES_URL};
 pub use delivery::{
     Security, SmtpServer, SmtpSettings, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_RETURN_PATH,
-    ENV_SMTP_URL,
+    ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
 };
 pub use loopback::{is_loopback_host, is_loopback_url};
 pub use secret::{mask_url, Secret};
@@ -91,6 +91,8 @@ pub struct DeliveryValues {
     pub return_path: Option<Setting<String>>,
     /// `MAILSYNC_LIST_UNSUBSCRIBE`.
     pub list_unsubscribe: Option<Setting<String>>,
+    /// `MAILSYNC_UNSUBSCRIBE_SECRET`.
+    pub unsubscribe_secret: Option<Setting<Secret>>,
 }
 
 /// The import's settings from the environment or `.env`, as written: the
@@ -240,6 +242,7 @@ impl Config {
                 .setting(ENV_RETURN_PATH)
                 .or_else(|| from_stack(&stack.return_path)),
             list_unsubscribe: settings.setting(ENV_LIST_UNSUBSCRIBE),
+            unsubscribe_secret: lookup(&None, ENV_UNSUBSCRIBE_SECRET).map(secret),
         };
 
         // Like the database: the local stack's mailbox only for the local stack.
@@ -370,10 +373,27 @@ impl Config {
                 ENV_FROM => d.from.as_ref().map(Setting::pair),
                 ENV_RETURN_PATH => d.return_path.as_ref().map(Setting::pair),
                 ENV_LIST_UNSUBSCRIBE => d.list_unsubscribe.as_ref().map(Setting::pair),
+                ENV_UNSUBSCRIBE_SECRET => d
+                    .unsubscribe_secret
+                    .as_ref()
+                    .map(|s| (s.value.expose().to_string(), s.source.clone())),
                 _ => None,
             },
             self.local_api_port(),
         )
+    }
+
+    /// `MAILSYNC_UNSUBSCRIBE_SECRET`, checked: what `contacts unsubscribe
+    /// --token` verifies tokens with. A configuration error (exit 3) when
+    /// it is not set or too short.
+    pub fn unsubscribe_secret(&self) -> Result<Secret> {
+        match &self.delivery.unsubscribe_secret {
+            Some(s) => delivery::parse_unsubscribe_secret(s.value.expose(), &s.source),
+            None => Err(Error::config(t!(
+                "settings-error-no-unsubscribe-secret",
+                name = ENV_UNSUBSCRIBE_SECRET
+            ))),
+        }
     }
 
     /// The bounce mailbox, typed and checked, with where it came from; a

@@ -280,8 +280,9 @@ async fn delivers_to_the_stack_inbox_with_merge_fields_and_headers() {
             ("MAILSYNC_FROM", "Équipe Acme <news@acme.example>"),
             (
                 "MAILSYNC_LIST_UNSUBSCRIBE",
-                "https://acme.example/unsubscribe?e={{email}}",
+                "https://acme.example/unsubscribe?t={{unsubscribe_token}}",
             ),
+            ("MAILSYNC_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET),
         ],
     )
     .await;
@@ -333,12 +334,25 @@ async fn delivers_to_the_stack_inbox_with_merge_fields_and_headers() {
             .as_str()
             .unwrap()
             .contains("news@acme.example"));
-        assert_eq!(
-            headers["list-unsubscribe"].as_str().unwrap(),
-            format!(
-                "<https://acme.example/unsubscribe?e={}>",
-                address.replace('@', "%40")
-            )
+        // The signed token of this email, not the address.
+        let email_id = row
+            .message_id
+            .as_deref()
+            .unwrap()
+            .trim_start_matches('<')
+            .split('@')
+            .next()
+            .unwrap()
+            .to_string();
+        let header = headers["list-unsubscribe"].as_str().unwrap();
+        let token = header
+            .strip_prefix(&format!("<https://acme.example/unsubscribe?t={email_id}."))
+            .and_then(|rest| rest.strip_suffix('>'))
+            .unwrap_or_else(|| panic!("{header}"));
+        assert_eq!(token.len(), 43, "{header}");
+        assert!(
+            !header.contains(address.split('@').next().unwrap()),
+            "{header}"
         );
         assert_eq!(
             headers["list-unsubscribe-post"],
@@ -347,6 +361,173 @@ async fn delivers_to_the_stack_inbox_with_merge_fields_and_headers() {
     }
     let ids: HashSet<_> = rows.values().map(|r| r.message_id.clone()).collect();
     assert_eq!(ids.len(), 3, "each email has its own Message-ID");
+}
+
+const UNSUBSCRIBE_SECRET: &str = "an-unsubscribe-secret-of-40-characters!!";
+
+/// The `List-Unsubscribe` header of a message as the scripted server
+/// received it.
+fn list_unsubscribe(data: &str) -> String {
+    data.lines()
+        .find_map(|l| l.strip_prefix("List-Unsubscribe: "))
+        .unwrap_or_else(|| panic!("no List-Unsubscribe in {data}"))
+        .trim()
+        .to_string()
+}
+
+/// `contacts unsubscribe --json --token TOKEN` as `user`.
+async fn unsubscribe(stack: &Stack, user: &User, token: &str, env: &[(&str, &str)]) -> Output {
+    let args = ["--json", "contacts", "unsubscribe", "--token", token];
+    run(stack, user, &args, env).await
+}
+
+/// What is on `user`'s suppression list, as stored.
+async fn suppressed(user: &User) -> Vec<String> {
+    common::admin()
+        .await
+        .query(
+            "select email from public.suppressions where user_id = $1 order by email",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The one-click URL carries a signed token, never the address, and
+/// `contacts unsubscribe --token` suppresses the address it was made for;
+/// a forged token, another user's, or one checked with another secret
+/// changes nothing (exit 1). `{{email}}` in an https URL is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_click_url_carries_a_signed_token_that_unsubscribes_its_address() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["tok1", "tok2"]);
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::ZERO).await;
+    let url = "https://acme.example/u?t={{unsubscribe_token}}";
+
+    // {{email}} in an https URL, or the token without its secret: exit 3,
+    // nothing claimed.
+    for env in [
+        vec![(
+            "MAILSYNC_LIST_UNSUBSCRIBE",
+            "https://acme.example/u?e={{email}}",
+        )],
+        vec![("MAILSYNC_LIST_UNSUBSCRIBE", url)],
+        vec![
+            ("MAILSYNC_LIST_UNSUBSCRIBE", url),
+            ("MAILSYNC_UNSUBSCRIBE_SECRET", "too-short"),
+        ],
+    ] {
+        let mut env = env.clone();
+        let smtp = server.url();
+        env.push(("MAILSYNC_SMTP_URL", &smtp));
+        let o = run(&stack, &user, &["campaigns", "deliver", &campaign], &env).await;
+        assert_eq!(o.status.code(), Some(3), "{env:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("MAILSYNC_"), "{err}");
+        assert!(!err.contains("too-short"), "{err}");
+    }
+    assert!(server.accepted().is_empty());
+    assert_eq!(count(&emails(&campaign).await, "pending"), 2);
+
+    let smtp = server.url();
+    let o = run(
+        &stack,
+        &user,
+        &["--json", "campaigns", "deliver", &campaign, "--rate", "0"],
+        &[
+            ("MAILSYNC_SMTP_URL", &smtp),
+            ("MAILSYNC_LIST_UNSUBSCRIBE", url),
+            ("MAILSYNC_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 2);
+    let mut tokens = HashMap::new();
+    for received in &accepted {
+        let header = list_unsubscribe(&received.data);
+        let local = received.recipient.split('@').next().unwrap();
+        assert!(!header.contains(local), "{header}");
+        assert!(!header.contains(UNSUBSCRIBE_SECRET), "{header}");
+        assert!(received
+            .data
+            .contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        let token = header
+            .strip_prefix("<https://acme.example/u?t=")
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap_or_else(|| panic!("{header}"))
+            .to_string();
+        tokens.insert(received.recipient.clone(), token);
+    }
+    let token = tokens[&to[0]].clone();
+    let secret = [("MAILSYNC_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)];
+
+    // Forged: the other email's id with this MAC, a changed MAC, a made-up one.
+    let (id0, mac0) = token.split_once('.').unwrap();
+    let (id1, _) = tokens[&to[1]].split_once('.').unwrap();
+    let flipped = format!(
+        "{id0}.{}{}",
+        &mac0[..10],
+        if &mac0[10..11] == "A" { "B" } else { "A" }
+    ) + &mac0[11..];
+    for forged in [
+        format!("{id1}.{mac0}"),
+        flipped,
+        format!("{id0}.{}", "A".repeat(43)),
+        "garbage".to_string(),
+    ] {
+        let o = unsubscribe(&stack, &user, &forged, &secret).await;
+        assert_eq!(o.status.code(), Some(1), "{forged}: {}", stderr(&o));
+        assert!(stderr(&o).contains("token"), "{}", stderr(&o));
+    }
+    // Another secret, and another user (RLS: the email is not theirs).
+    let o = unsubscribe(
+        &stack,
+        &user,
+        &token,
+        &[(
+            "MAILSYNC_UNSUBSCRIBE_SECRET",
+            "another-secret-that-is-long-enough-too",
+        )],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let other = new_user(&stack).await;
+    let o = unsubscribe(&stack, &other, &token, &secret).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(suppressed(&other).await.is_empty());
+    // No secret: a configuration error.
+    let o = unsubscribe(&stack, &user, &token, &[]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("MAILSYNC_UNSUBSCRIBE_SECRET"));
+    assert!(suppressed(&user).await.is_empty(), "nothing was changed");
+
+    // The genuine token suppresses its address, as `contacts unsubscribe` does.
+    let o = unsubscribe(&stack, &user, &token, &secret).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: Value = json_of(&o);
+    assert_eq!(report["suppressed"], json!([to[0].clone()]));
+    assert_eq!(suppressed(&user).await, vec![to[0].clone()]);
+    let (status, body) = rest(
+        &stack,
+        Method::GET,
+        "suppressions?select=email,reason",
+        Some(&user.token),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!([{"email": to[0].clone(), "reason": "unsubscribed"}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -966,12 +1147,14 @@ async fn config_shows_the_smtp_settings_with_the_password_masked() {
                 "smtp://apikey:hunter2-secret@smtp.acme.example:587",
             ),
             ("MAILSYNC_FROM", "news@acme.example"),
+            ("MAILSYNC_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET),
         ],
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(!text.contains("hunter2-secret"), "{text}");
+    assert!(!text.contains("unsubscribe-secret"), "{text}");
     let entries: Vec<Value> = serde_json::from_str(text.trim()).unwrap();
     let smtp = entries
         .iter()
@@ -983,4 +1166,12 @@ async fn config_shows_the_smtp_settings_with_the_password_masked() {
         .find(|e| e["name"] == "MAILSYNC_FROM")
         .unwrap();
     assert_eq!(from["value"], "news@acme.example");
+    let secret = entries
+        .iter()
+        .find(|e| e["name"] == "MAILSYNC_UNSUBSCRIBE_SECRET")
+        .expect("MAILSYNC_UNSUBSCRIBE_SECRET is shown");
+    assert!(
+        secret["value"].as_str().unwrap().starts_with("******"),
+        "{secret}"
+    );
 }

@@ -7,6 +7,10 @@
 //! suppressed because it bounced or complained stays unless
 //! `--include-bounces` / `--include-complaints` says so (a REST filter on
 //! `reason`).
+//! `--token TOKEN` (for the operator's one-click endpoint) suppresses the
+//! address of the email a `{{unsubscribe_token}}` names, once its HMAC
+//! checks out with `MAILSYNC_UNSUBSCRIBE_SECRET` for this user, this email
+//! (read through REST: another user's email is not found) and its address.
 //! Server side: table `suppressions` in `sql/MASTER-DATABASE.sql`.
 //! Tests: `tests/it/campaigns_deliver.rs`.
 
@@ -22,6 +26,8 @@ use crate::t;
 pub struct Options {
     /// The addresses, as typed.
     pub emails: Vec<String>,
+    /// Or a `{{unsubscribe_token}}` naming the email whose address to suppress.
+    pub token: Option<String>,
     /// Take them off the list instead.
     pub undo: bool,
     /// With `undo`: hard bounces too.
@@ -46,6 +52,46 @@ pub struct UnsubscribeReport {
     pub kept: Vec<Kept>,
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct SentTo {
+    recipient_email: String,
+}
+
+/// The address of the email `token` names, once the token proves it was
+/// made with the secret for this user, that email and that address; the
+/// same error (exit 1) for every way a token can be wrong.
+async fn token_address(
+    token: &str,
+    access: &crate::settings::Secret,
+    config: &Config,
+    client: &crate::supabase::rest::RestClient,
+) -> Result<String> {
+    let secret = config.unsubscribe_secret()?;
+    let invalid = || Error::failure(t!("unsubscribe-error-token"));
+    let email_id = crate::smtp::unsubscribe_token_email(token).ok_or_else(invalid)?;
+    let user_id = crate::supabase::user::claims(access.expose())
+        .and_then(|c| c["sub"].as_str().map(str::to_string))
+        .ok_or_else(invalid)?;
+    let rows: Vec<SentTo> = client
+        .fetch(
+            client
+                .from("emails_sent")
+                .select("recipient_email")
+                .eq("id", email_id.hyphenated().to_string()),
+            &t!("doing-suppressing"),
+        )
+        .await?;
+    let address = rows
+        .into_iter()
+        .next()
+        .map(|r| r.recipient_email)
+        .ok_or_else(invalid)?;
+    if !crate::smtp::verify_unsubscribe_token(&secret, token, &user_id, &address) {
+        return Err(invalid());
+    }
+    Ok(address.trim().to_lowercase())
+}
+
 pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()> {
     let undo = options.undo;
     let mut addresses: Vec<String> = Vec::new();
@@ -61,10 +107,14 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             addresses.push(email);
         }
     }
+    let access = crate::supabase::user::access_token(config, out).await?;
+    let client = crate::supabase::rest::RestClient::new(config, &access)?;
+    if let Some(token) = &options.token {
+        addresses.push(token_address(token, &access, config, &client).await?);
+    }
     if addresses.is_empty() {
         return Err(Error::usage(t!("unsubscribe-error-none")));
     }
-    let client = crate::supabase::user::user_client(config, out).await?;
     let report = if undo {
         let mut reasons = vec!["unsubscribed"];
         if options.include_bounces {

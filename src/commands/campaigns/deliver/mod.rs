@@ -100,7 +100,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     if options.verp {
         check_verp(&return_path)?;
     }
-    let client = crate::supabase::user::user_client(config, out).await?;
+    let token = crate::supabase::user::access_token(config, out).await?;
+    let user_id: Arc<str> = crate::supabase::user::claims(token.expose())
+        .and_then(|c| c["sub"].as_str().map(str::to_string))
+        .unwrap_or_default()
+        .into();
+    let client = crate::supabase::rest::RestClient::new(config, &token)?;
     let worker = worker_id();
     let tally = Arc::new(Tally::default());
     let db = Db {
@@ -201,6 +206,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         .map(|_| {
             tokio::spawn(senders::send_emails(Sender {
                 jobs: job_rx.clone(),
+                user_id: user_id.clone(),
                 mailer: mailer.clone(),
                 settings: settings.clone(),
                 return_path: return_path.clone(),

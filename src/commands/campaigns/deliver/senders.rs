@@ -35,6 +35,8 @@ pub(super) enum Job {
 /// What every connection shares.
 pub(super) struct Sender {
     pub jobs: QueueReceiver<Job>,
+    /// The signed-in user's id, for `{{unsubscribe_token}}`.
+    pub user_id: Arc<str>,
     pub mailer: Mailer,
     pub settings: Arc<SmtpSettings>,
     /// Where reports and bounces go back to (the envelope sender).
@@ -100,9 +102,13 @@ async fn deliver_one(
         status,
         response,
     };
+    let token = s.settings.unsubscribe_secret.as_ref().map(|secret| {
+        crate::smtp::unsubscribe_token(secret, &s.user_id, &email.id, &email.recipient_email)
+    });
     let to = Recipient {
         email: &email.recipient_email,
         organization: email.recipient_organization.as_deref(),
+        unsubscribe_token: token.as_deref(),
     };
     let message = match template.message(&s.settings, &to, &email.message_id) {
         Ok(m) => m,
