@@ -97,6 +97,19 @@ impl Output {
         !self.quiet && std::io::stderr().is_terminal()
     }
 
+    /// A bar over `total` steps, drawn with `template` (see
+    /// [`progress_style`]) and ticking on its own; hidden where nothing may
+    /// be drawn (no terminal, `-q`, `--json`).
+    pub fn progress_bar(&self, total: u64, template: &str) -> indicatif::ProgressBar {
+        if !self.interactive() || self.json {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(progress_style(template).progress_chars("=> "));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    }
+
     /// A table in the project's one style.
     pub fn table<I, S>(&self, header: I) -> Table
     where

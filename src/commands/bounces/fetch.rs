@@ -530,19 +530,16 @@ fn finish(summary: &FetchSummary, out: &Output) -> Result<()> {
 }
 
 fn progress_bar(out: &Output, total: u64) -> ProgressBar {
-    if total < 2 * BATCH as u64 || !out.interactive() || out.json {
+    if total < 2 * BATCH as u64 {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        crate::output::progress_style(&format!(
+    out.progress_bar(
+        total,
+        &format!(
             "{} [{{bar:30}}] {{count}}/{{total}} · {{rate}}",
             t!("fetch-progress"),
-        ))
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+        ),
+    )
 }
 
 /// Waits `wait`, or less when Ctrl-C comes; true when it came.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
@@ -259,13 +259,10 @@ fn after_failed_batch(e: Error, first_row: u32, written: bool) -> Error {
 }
 
 fn bar(out: &Output, total: u64) -> ProgressBar {
-    if !out.interactive() || out.json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        // The messages place indicatif's keys, given as their arguments.
-        crate::output::progress_style(&format!(
+    // The messages place indicatif's keys, given as their arguments.
+    out.progress_bar(
+        total,
+        &format!(
             "{} [{{bar:30}}] {} · {{rate}} · {}",
             crate::t!("import-progress"),
             crate::t!(
@@ -274,9 +271,6 @@ fn bar(out: &Output, total: u64) -> ProgressBar {
                 total = "{total}"
             ),
             crate::t!("progress-eta", eta = "{eta}"),
-        ))
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+        ),
+    )
 }

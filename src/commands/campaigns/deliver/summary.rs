@@ -123,20 +123,14 @@ impl Tally {
 }
 
 pub(super) fn progress_bar(out: &Output, total: u64) -> ProgressBar {
-    if !out.interactive() || out.json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        crate::output::progress_style(&format!(
+    out.progress_bar(
+        total,
+        &format!(
             "{} [{{bar:30}}] {{count}}/{{total}} · {{msg}} · {{rate}} · {}",
             t!("deliver-progress"),
             t!("progress-eta", eta = "{eta}"),
-        ))
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+        ),
+    )
 }
 
 /// The progress bar's counts, after an email's outcome.
