@@ -83,8 +83,7 @@ impl Settings {
             project,
             token: Arc::new(Mutex::new(token.clone())),
             topic: "realtime:mailsync-watch".to_string(),
-            user_id: crate::supabase::user::claims(token.expose())
-                .and_then(|c| c["sub"].as_str().map(str::to_string)),
+            user_id: crate::supabase::user::subject(token.expose()),
             heartbeat: HEARTBEAT,
             timeout: Duration::from_secs(5),
             refused_wait: REFUSED_WAIT,

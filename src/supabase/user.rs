@@ -87,3 +87,8 @@ pub fn claims(token: &str) -> Option<serde_json::Value> {
         .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
+
+/// The user a token speaks for: its `sub` claim (read, not verified).
+pub fn subject(token: &str) -> Option<String> {
+    claims(token).and_then(|c| c["sub"].as_str().map(str::to_string))
+}

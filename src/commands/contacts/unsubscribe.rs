@@ -69,9 +69,7 @@ async fn token_address(
     let secret = config.unsubscribe_secret()?;
     let invalid = || Error::failure(t!("unsubscribe-error-token"));
     let email_id = crate::smtp::unsubscribe_token_email(token).ok_or_else(invalid)?;
-    let user_id = crate::supabase::user::claims(access.expose())
-        .and_then(|c| c["sub"].as_str().map(str::to_string))
-        .ok_or_else(invalid)?;
+    let user_id = crate::supabase::user::subject(access.expose()).ok_or_else(invalid)?;
     let rows: Vec<SentTo> = client
         .fetch(
             client

@@ -101,8 +101,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         check_verp(&return_path)?;
     }
     let token = crate::supabase::user::access_token(config, out).await?;
-    let user_id: Arc<str> = crate::supabase::user::claims(token.expose())
-        .and_then(|c| c["sub"].as_str().map(str::to_string))
+    let user_id: Arc<str> = crate::supabase::user::subject(token.expose())
         .unwrap_or_default()
         .into();
     let client = crate::supabase::rest::RestClient::new(config, &token)?;
