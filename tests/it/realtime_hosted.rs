@@ -292,7 +292,8 @@ async fn a_table_outside_the_publication_gets_a_system_error() {
     let mut live = connect(&server).await;
     join_subscribed(&mut live, &user.token, None).await;
     let marker = new_campaign(&user, "marker").await;
-    next(&mut live, "postgres_changes", Duration::from_secs(5))
+    let is_marker = |c: &Value| c["payload"]["data"]["record"]["campaign_id"] == marker.to_string();
+    next_change(&mut live, Duration::from_secs(5), is_marker)
         .await
         .expect("the marker campaign");
     let tables: Vec<String> = server
