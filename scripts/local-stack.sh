@@ -669,10 +669,17 @@ bounce_queue_lifetime = $MAIL_QUEUE_LIFETIME
 CONF
   # The delay report's wording in the units of the fast queue (the built-in
   # one counts hours and days, which round to 0 here).
-  postconf -t 2>/dev/null | sed -n '/^delay_template = <<EOF$/,/^EOF$/p' \
+  # (Read with an empty configuration: a machine where Postfix was installed
+  # with "No configuration" has no /etc/postfix/main.cf, and postconf
+  # reading the default directory then fails.)
+  local empty_conf
+  empty_conf="$(mktemp -d)"
+  touch "$empty_conf/main.cf"
+  postconf -c "$empty_conf" -t 2>/dev/null | sed -n '/^delay_template = <<EOF$/,/^EOF$/p' \
     | sed -e 's/\$delay_warning_time_hours hour(s)/$delay_warning_time_seconds second(s)/' \
           -e 's/\$maximal_queue_lifetime_days day(s)/$maximal_queue_lifetime_minutes minute(s)/' \
     > "$conf/bounce.cf.new"
+  rm -rf "$empty_conf"
   grep -q 'delay_warning_time_seconds' "$conf/bounce.cf.new" || die "could not make Postfix's delay report template"
   cat > "$conf/transport.new" <<'CONF'
 /@nouser\.test$/   error:5.1.1 mailbox unavailable: nouser.test has no mailboxes
