@@ -50,3 +50,4 @@ mod schema_files;
 mod schema_sql;
 mod secrets;
 mod shared_project;
+mod signals;
