@@ -29,6 +29,7 @@ mod db_migration;
 mod db_ownership;
 mod db_schema_cache;
 mod db_tls;
+mod deliver_pacing;
 mod delivery_reports;
 mod errors;
 mod help;
