@@ -165,6 +165,10 @@ async fn a_worker_slower_than_its_lease_keeps_its_emails_and_nothing_is_sent_twi
         "{sa} {sb}"
     );
     assert_ne!(sa["worker"], sb["worker"]);
+    // The first worker's leases were alive when the second looked: it
+    // found no email whose outcome is unknown (a lease run out while its
+    // worker still works would be one).
+    assert_eq!(sb["unknown"], 0, "{sb}");
 
     // No email was held by both workers: the first one's leases were moved
     // forward while it worked, so the second could take none of them.
