@@ -1,10 +1,11 @@
 //! The error type every command returns: a kind, the cause, and (apart from
 //! it) a hint saying what to do. Code decides what to retry or how to report
 //! by [`ErrorKind`], never by reading the message. The kinds map to the exit
-//! codes of the contract (docs/reference.md): 1 failure, 2 usage, 3 configuration or
-//! authentication, 4 a check failed, 130 interrupted (143 after SIGTERM). Messages are written for a person and
-//! never carry a secret: callers build them from hosts, files and rows, not
-//! from URLs or tokens.
+//! codes of the contract (docs/reference.md): 1 failure, 2 usage, 3
+//! configuration or authentication, 4 a check failed, 130 interrupted (143
+//! after SIGTERM). Messages are written for a person and never carry a
+//! secret: callers build them from hosts, files and rows, not from URLs or
+//! tokens.
 
 use std::fmt;
 

@@ -12,8 +12,8 @@
 //! runs) to the end of the process, so no Ctrl-C ever falls back to the
 //! default action (death by signal, with no exit code for a caller to read).
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -25,8 +25,8 @@ static HELD: AtomicUsize = AtomicUsize::new(0);
 /// Wakes whoever waits for the first signal.
 static WAKE: OnceLock<watch::Sender<bool>> = OnceLock::new();
 /// What the holders asked to print on the first signal.
-static MESSAGES: std::sync::Mutex<Vec<(u64, String)>> = std::sync::Mutex::new(Vec::new());
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static MESSAGES: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn wake() -> &'static watch::Sender<bool> {
     WAKE.get_or_init(|| watch::channel(false).0)
@@ -114,11 +114,6 @@ impl CleanStop {
         }
     }
 
-    /// Whether the first signal came.
-    pub fn requested(&self) -> bool {
-        requested()
-    }
-
     /// Waits for the first signal (at once if it already came).
     pub async fn wait(&mut self) {
         if requested() {
@@ -135,5 +130,18 @@ impl Drop for CleanStop {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(id, _)| *id != self.id);
         HELD.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_is_128_plus_the_signal() {
+        assert_eq!(code_for(libc::SIGINT), 130);
+        assert_eq!(code_for(libc::SIGTERM), 143);
+        // No signal in this process: an interrupted command says 130.
+        assert_eq!(exit_code(), 130);
     }
 }
