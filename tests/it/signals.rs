@@ -204,6 +204,45 @@ async fn ctrl_c_while_import_reads_a_big_file_imports_nothing_and_exits_130() {
     std::fs::remove_file(&file).unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_import_sends_prints_one_json_summary_and_exits_130() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.csv");
+    let mut text = String::from("Organisation,Email\n");
+    for i in 0..30_000 {
+        text.push_str(&format!("Org {},s{i}@example.fr\n", i % 37));
+    }
+    std::fs::write(&file, text).unwrap();
+    let child = common::command(&stack, dir.path())
+        .args(["--json", "import"])
+        .arg(&file)
+        .args(["--batch-size", "50"])
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now();
+    while contacts_empty(&user).await {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "the import never began writing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&child, "-INT");
+    let (o, _) = finish(child).await;
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    // One document: the counts of what was imported, and why it stopped.
+    let summary = json_of(&o);
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    let written = common::contacts_of(&user).await.len() as u64;
+    assert!(written < 30_000, "stopped before the end ({written})");
+    assert_eq!(summary["contacts_created"], written, "{summary}");
+}
+
 async fn contacts_empty(user: &common::User) -> bool {
     common::contacts_of(user).await.is_empty()
 }

@@ -142,6 +142,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     match outcome {
         Ok(Sent::All) => report.print(out, report::Outcome::Done),
         Ok(Sent::Interrupted { next_row }) => {
+            report.interrupted = true;
             report.print(out, report::Outcome::Interrupted)?;
             Err(Error::new(
                 ErrorKind::Interrupted,
