@@ -62,14 +62,14 @@ async fn rate_20_over_60_emails_never_exceeds_20_in_any_second_and_takes_about_3
     // The sender starts its messages 1/rate apart; the server sees each one
     // later by that message's own delay (the first on each connection after
     // the connection's setup, the others after a timer that fires up to a
-    // millisecond late, and on a loaded machine a scheduling delay of tens
-    // of milliseconds now and then). One message 60 ms late and the next 20
-    // on time are 21 accepted within 940 ms, with no more than 20 started
-    // in any second. So the check allows that delay: a window 100 ms short
-    // of a second never holds more than the rate. A limiter that lets a
-    // burst through (20 at once, or 23/s) fails it; an average above the
-    // rate fails the span below (21/s: 59 gaps in 2.81 s).
-    let late = Duration::from_millis(100);
+    // millisecond late, and on a loaded machine a scheduling delay now and
+    // then: up to 93 ms was measured here). One message d late and the next
+    // 20 on time are 21 accepted within 1 s - d, with no more than 20
+    // started in any second. So the check allows that delay: a window
+    // 150 ms short of a second never holds more than the rate. A limiter
+    // that lets a burst through (20 at once, or 24/s) fails it; an average
+    // above the rate fails the span below (21/s: 59 gaps in 2.81 s).
+    let late = Duration::from_millis(150);
     let spans: Vec<u128> = (0..40)
         .map(|i| (times[i + 20] - times[i]).as_millis())
         .collect();
@@ -81,6 +81,10 @@ async fn rate_20_over_60_emails_never_exceeds_20_in_any_second_and_takes_about_3
     );
     // 60 at 20/s: 59 gaps of 50 ms, 2.95 s from the first to the last.
     let span = times[59] - times[0];
+    eprintln!(
+        "--rate 20: 60 accepted over {span:?}, at most {busiest} within 850 ms; \
+         21 messages spanned (ms) {spans:?}"
+    );
     assert!(
         span >= Duration::from_millis(2850),
         "faster than the rate: {span:?}"
