@@ -1,10 +1,11 @@
 //! The error type every command returns: a kind, the cause, and (apart from
 //! it) a hint saying what to do. Code decides what to retry or how to report
 //! by [`ErrorKind`], never by reading the message. The kinds map to the exit
-//! codes of the contract (docs/reference.md): 1 failure, 2 usage, 3 configuration or
-//! authentication, 4 a check failed. Messages are written for a person and
-//! never carry a secret: callers build them from hosts, files and rows, not
-//! from URLs or tokens.
+//! codes of the contract (docs/reference.md): 1 failure, 2 usage, 3
+//! configuration or authentication, 4 a check failed, 130 interrupted (143
+//! after SIGTERM). Messages are written for a person and never carry a
+//! secret: callers build them from hosts, files and rows, not from URLs or
+//! tokens.
 
 use std::fmt;
 
@@ -29,7 +30,8 @@ pub enum ErrorKind {
     CheckFailed,
     /// Anything else that stopped the work: I/O, a cancelled prompt (exit 1).
     Failure,
-    /// Ctrl-C: the work in flight was finished and recorded (exit 130).
+    /// Ctrl-C or SIGTERM: the work in flight was finished and recorded
+    /// (exit 130 after Ctrl-C, 143 after SIGTERM; see `crate::interrupt`).
     Interrupted,
 }
 
@@ -40,7 +42,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::Config | ErrorKind::Unreachable => 3,
             ErrorKind::CheckFailed => 4,
-            ErrorKind::Interrupted => 130,
+            ErrorKind::Interrupted => crate::interrupt::exit_code(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod domain;
 pub mod error;
 pub mod i18n;
+pub mod interrupt;
 pub mod local_stack;
 pub mod mailbox;
 pub mod output;

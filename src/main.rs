@@ -21,7 +21,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mailsync::run(cli)) {
+    // Ctrl-C and SIGTERM are caught before the command starts (one rule for
+    // every command: `mailsync::interrupt`).
+    let run = async {
+        mailsync::interrupt::install()?;
+        mailsync::run(cli).await
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // In the run's language: `run` set it before anything could fail

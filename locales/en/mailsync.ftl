@@ -24,6 +24,7 @@ watch-summary = { $contacts ->
     }
 watch-sending = Sending in progress ({ $count })
 watch-none-sending = No campaign is sending.
+watch-error-interrupted = interrupted: the watch stopped
 watch-finished = Completed campaigns ({ $count })
 watch-none-finished = No completed campaign yet.
 watch-more = … and { $count } more
@@ -283,6 +284,8 @@ import-error-strict = { $file }: { $count ->
     }; --strict wrote nothing
 import-error-interrupted = interrupted: rows before { $row } are imported
 import-error-interrupted-hint = run the same command again to finish (nothing is duplicated)
+import-error-interrupted-reading = interrupted while reading the file: nothing was imported
+import-stopping = stopping: finishing the batches in flight (Ctrl-C again to quit at once)
 import-error-no-data = { $file }: sheet { $sheet } has no data rows{ $below_header ->
         [yes] {" "}below its header
        *[other] {""}

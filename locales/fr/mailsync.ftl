@@ -24,6 +24,7 @@ watch-summary = { $contacts ->
     }
 watch-sending = Envoi en progression ({ $count })
 watch-none-sending = Aucune campagne en cours d’envoi.
+watch-error-interrupted = interrompu : le suivi s’est arrêté
 watch-finished = Campagne terminée ({ $count })
 watch-none-finished = Aucune campagne terminée pour l’instant.
 watch-more = … et { $count } de plus
@@ -294,6 +295,8 @@ import-error-strict = { $file } : { $count ->
     } ; --strict n’a rien écrit
 import-error-interrupted = interrompu : les lignes avant la ligne { $row } sont importées
 import-error-interrupted-hint = relancez la même commande pour finir (rien n’est importé deux fois)
+import-error-interrupted-reading = interrompu pendant la lecture du fichier : rien n’a été importé
+import-stopping = arrêt : les lots en cours d’envoi sont terminés (Ctrl-C de nouveau pour quitter tout de suite)
 import-error-no-data = { $file } : la feuille { $sheet } n’a aucune ligne de données{ $below_header ->
         [yes] {" "}sous son en-tête
        *[other] {""}

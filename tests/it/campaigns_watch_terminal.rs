@@ -176,7 +176,7 @@ fn ctrl_c_gives_the_terminal_back_as_it_was() {
     stdin.flush().unwrap();
     run.until_shown(LEAVE_ALTERNATE, Duration::from_secs(10));
     let (status, before, after, text) = run.finish();
-    assert_eq!(status, "0", "Ctrl-C ends the watch normally: {text:?}");
+    assert_eq!(status, "130", "Ctrl-C ends the watch with 130: {text:?}");
     assert_eq!(before, after, "the terminal's line settings changed");
     assert_restored(&text);
     // The last screen stays in the scrollback, after the alternate screen.

@@ -641,7 +641,7 @@ async fn ctrl_c_stops_after_the_batch_in_flight_and_a_re_run_finishes() {
     assert!(kill.success());
     let output = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert_eq!(output.status.code(), Some(130), "{err}");
     assert!(
         err.contains("interrupted") && err.contains("run the same command again"),
         "{err}"

@@ -137,7 +137,8 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     summary.elapsed_secs = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     result?;
     finish(&summary, out)?;
-    if summary.interrupted && !options.follow {
+    // Ctrl-C is exit 130 with `--follow` too: one rule for every command.
+    if summary.interrupted {
         return Err(Error::new(
             ErrorKind::Interrupted,
             t!("fetch-error-interrupted"),
@@ -551,14 +552,14 @@ async fn wait_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool 
     stopped || *stop.borrow()
 }
 
+/// Ctrl-C (or SIGTERM) asks the run to stop once the messages in hand are
+/// recorded; a second one exits at once (`crate::interrupt`).
 async fn watch_ctrl_c(stop: watch::Sender<bool>) {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        let _ = stop.send(true);
-        eprintln!("\n{}", t!("fetch-stopping"));
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    }
+    let mut signal = crate::interrupt::CleanStop::hold(Some(t!("fetch-stopping")));
+    signal.wait().await;
+    let _ = stop.send(true);
+    // Held until the run ends: the second signal is the one that exits.
+    std::future::pending::<()>().await;
 }
 
 #[cfg(test)]

@@ -94,6 +94,13 @@ pub fn read_rows(
     let first_data = if is_header { None } else { Some(Ok(first)) };
     for row in first_data.into_iter().chain(rows) {
         let row = row?;
+        // Ctrl-C (or SIGTERM) while reading: nothing was sent yet.
+        if crate::interrupt::requested() {
+            return Err(Error::new(
+                crate::error::ErrorKind::Interrupted,
+                crate::t!("import-error-interrupted-reading"),
+            ));
+        }
         scan.widest = scan.widest.max(row.cells.len());
         scan.email_like.count(&row);
         scan.rows += 1;

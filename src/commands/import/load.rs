@@ -3,8 +3,6 @@
 //! and a clean stop on Ctrl-C.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -138,15 +136,6 @@ pub async fn send(
         });
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-            }
-        });
-    }
     let progress = bar(out, unique);
     let started = Instant::now();
     let post = |batch: Ready| async move {
@@ -185,7 +174,9 @@ pub async fn send(
         {
             match rx.recv().await {
                 Some(Ok(batch)) => {
-                    if stop.load(Ordering::SeqCst) {
+                    // Ctrl-C (or SIGTERM): the caller holds the clean
+                    // stop; no batch is started after it.
+                    if crate::interrupt::requested() {
                         interrupted_at = Some(batch.first_row);
                     } else {
                         in_flight.push(post(batch));

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::output::Output;
 use crate::settings::Config;
 use crate::spreadsheet::reader::Workbook;
@@ -91,6 +91,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         Workbook::open_with(&path, sheet.as_deref(), limits)?.with_encoding(encoding.as_deref())
     })
     .await?;
+    // From here on Ctrl-C (or SIGTERM) stops cleanly: the reading stops
+    // and nothing is sent, or the batches in flight finish and are counted.
+    let _signal = crate::interrupt::CleanStop::hold(Some(crate::t!("import-stopping")));
     let rejects = match &options.rejects {
         Some(path) => rejects::Rejects::to_file(path)?,
         None => rejects::Rejects::new(),
@@ -139,11 +142,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     match outcome {
         Ok(Sent::All) => report.print(out, report::Outcome::Done),
         Ok(Sent::Interrupted { next_row }) => {
+            report.interrupted = true;
             report.print(out, report::Outcome::Interrupted)?;
-            Err(Error::failure(crate::t!(
-                "import-error-interrupted",
-                row = next_row.to_string()
-            ))
+            Err(Error::new(
+                ErrorKind::Interrupted,
+                crate::t!("import-error-interrupted", row = next_row.to_string()),
+            )
             .with_hint(crate::t!("import-error-interrupted-hint")))
         }
         Err(e) => {

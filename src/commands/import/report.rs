@@ -41,6 +41,8 @@ pub struct Report {
     /// The first rejects (see [`super::rejects::KEPT`]); `invalid` counts
     /// them all, and `--rejects` writes them all.
     pub rejects: Vec<Reject>,
+    /// Ctrl-C (or SIGTERM) stopped the import after the batches in flight.
+    pub interrupted: bool,
     #[serde(skip)]
     pub unique: u64,
     #[serde(skip)]
@@ -68,6 +70,7 @@ impl Report {
             contacts_unchanged: 0,
             organizations_created: 0,
             rejects: scan.rejects.kept().to_vec(),
+            interrupted: false,
             unique: scan.unique(),
             elapsed: Duration::ZERO,
         }

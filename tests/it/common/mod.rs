@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod auth_server;
+pub mod deliver;
 pub mod gateway;
 pub mod realtime_server;
 pub mod smtp_server;

@@ -3,8 +3,8 @@
 //! answers each recipient as the test's script says, at RCPT or at the end of
 //! DATA: accept (250), a reply of the test's choosing (4xx, 5xx), or a
 //! connection dropped in the middle of the message. It keeps every message it
-//! accepted, so a test can count exactly what went out, and every MAIL and
-//! RCPT line as it was sent. It advertises DSN (RFC 3461) when asked to, and
+//! accepted (with when it answered), so a test can count exactly what went
+//! out and when, and every MAIL and RCPT line as it was sent. It advertises DSN (RFC 3461) when asked to, and
 //! otherwise refuses DSN parameters as Postfix does (555 5.5.4).
 //!
 //! The stack's maildev accepts everything; refusals and dropped connections
@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,6 +46,8 @@ pub type Script = dyn Fn(&str, Phase, u32) -> Action + Send + Sync;
 pub struct Received {
     pub recipient: String,
     pub data: String,
+    /// When the server answered 250 to the end of the message.
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -264,10 +266,12 @@ async fn serve(socket: TcpStream, state: Arc<Mutex<State>>, script: Arc<Script>,
                 Action::Accept => {
                     let n = {
                         let mut s = state.lock().unwrap();
+                        let at = Instant::now();
                         for (r, _) in &actions {
                             s.accepted.push(Received {
                                 recipient: r.clone(),
                                 data: data.clone(),
+                                at,
                             });
                         }
                         s.accepted.len()

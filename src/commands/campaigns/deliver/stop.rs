@@ -1,5 +1,6 @@
 //! Asking a run to stop: Ctrl-C, a database error, or the SMTP server gone.
-//! The first error is kept for the end; a second Ctrl-C exits at once.
+//! The first error is kept for the end; a second Ctrl-C exits at once
+//! (`crate::interrupt`, the rule every command follows).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::error::Error;
+use crate::interrupt::CleanStop;
 use crate::t;
 
 #[derive(Default)]
@@ -49,14 +51,14 @@ impl Stop {
     }
 }
 
-/// Ctrl-C asks the run to stop cleanly; a second one exits (code 130).
+/// Ctrl-C (or SIGTERM) asks the run to stop cleanly; a second one exits
+/// at once (code 130). Until this task ends (it is aborted once every
+/// outcome is recorded), the first signal does not end the process.
 pub(super) async fn watch_ctrl_c(stop: Arc<Stop>) {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        stop.interrupted.store(true, Ordering::SeqCst);
-        stop.request();
-        eprintln!("\n{}", t!("deliver-stopping"));
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    }
+    let mut signal = CleanStop::hold(Some(t!("deliver-stopping")));
+    signal.wait().await;
+    stop.interrupted.store(true, Ordering::SeqCst);
+    stop.request();
+    // Held until the run ends: the second signal is the one that exits.
+    std::future::pending::<()>().await;
 }

@@ -139,8 +139,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     // The last re-read failed: the status says so until one succeeds.
     let mut fetch_failing = false;
     let mut resize = tokio::time::interval(Duration::from_millis(250));
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
+    // Ctrl-C (or SIGTERM) ends the watch: the screen is given back, then
+    // exit 130 (`crate::interrupt`).
+    let mut signal = crate::interrupt::CleanStop::hold(None);
+    let mut interrupted = false;
     loop {
         let due = trailing.map_or(next_fetch, |t| t.min(next_fetch));
         let wait = due.saturating_duration_since(Instant::now());
@@ -148,7 +150,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         // first read always comes before the subscription's own re-read).
         tokio::select! {
             biased;
-            _ = &mut interrupted => break,
+            _ = signal.wait() => {
+                interrupted = true;
+                break;
+            }
             _ = tokio::time::sleep(wait) => {}
             event = changes.recv(), if listening => {
                 match event {
@@ -277,7 +282,14 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             }
         }
     }
-    screen.finish()
+    screen.finish()?;
+    if interrupted {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            t!("watch-error-interrupted"),
+        ));
+    }
+    Ok(())
 }
 
 /// Emails settled per second per campaign, smoothed over refreshes.
