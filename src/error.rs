@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Failure,
     /// Ctrl-C: the work in flight was finished and recorded (exit 130).
     Interrupted,
+    /// `campaigns deliver` ended with emails whose outcome is unknown (exit 5).
+    UnknownOutcomes,
 }
 
 impl ErrorKind {
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::Config | ErrorKind::Unreachable => 3,
             ErrorKind::CheckFailed => 4,
+            ErrorKind::UnknownOutcomes => 5,
             ErrorKind::Interrupted => 130,
         }
     }
