@@ -1998,6 +1998,9 @@ begin
   )
   select (select count(*) from updated) + (select count(*) from stored_before) into recorded;
 
+  if coalesce(pg_catalog.cardinality(handed), 0) = 0 then
+    return pg_catalog.jsonb_build_object('recorded', recorded, 'handed', '[]'::jsonb);
+  end if;
   with marked_now as (
     update public.emails_sent e
        set handed_at = now()

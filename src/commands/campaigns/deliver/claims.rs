@@ -290,7 +290,7 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
                 }
             }
         }
-        let room = r.window.saturating_sub(open.len() + to_hand.len());
+        let room = r.window.saturating_sub(open.len());
         while claimed_open && to_hand.len() < room {
             match r.claimed.try_recv() {
                 Ok(job) => take_job(job, &r.stop, &tally, &mut to_hand, &mut outcomes),
@@ -316,6 +316,10 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
                     Some(job) => take_job(job, &r.stop, &tally, &mut to_hand, &mut outcomes),
                     None => claimed_open = false,
                 },
+                // Every connection is gone and the window is full: nothing
+                // more can be sent (what is claimed is claimable again once
+                // its lease ends, never handed).
+                else => return,
             }
             continue;
         }
@@ -362,6 +366,9 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
                         // The lease was lost: another worker may hold it now.
                         tally.released.fetch_add(1, Ordering::Relaxed);
                         unhold(&r.held, email.id);
+                        if let Some(journal) = &r.journal {
+                            journal.recorded(std::iter::once(email.id));
+                        }
                         continue;
                     }
                     let id = email.id;
