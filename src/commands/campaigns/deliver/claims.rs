@@ -357,6 +357,9 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
         }
         match answer {
             Ok(answer) => {
+                if let Some(journal) = &r.journal {
+                    journal.recorded(batch.iter().map(|o| o.id));
+                }
                 let lost =
                     batch.len() as u64 - (answer.recorded.max(0) as u64).min(batch.len() as u64);
                 tally.not_recorded.fetch_add(lost, Ordering::Relaxed);
@@ -397,9 +400,8 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
                 }
             }
         }
-        if let Some(journal) = &r.journal {
-            journal.recorded(batch.iter().map(|o| o.id));
-        }
+        // (After an error the journal keeps those outcomes: the worker's
+        // journal is not removed, and the next run records them.)
         let mut held = r.held.lock().unwrap_or_else(|p| p.into_inner());
         for o in &batch {
             held.remove(&o.id);

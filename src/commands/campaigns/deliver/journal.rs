@@ -140,7 +140,8 @@ impl Journal {
         }
     }
 
-    /// The worker finished cleanly: every outcome is recorded.
+    /// The worker is done: its journal goes, unless outcomes the database
+    /// did not take are still in it (the next run records them).
     pub(super) fn remove(&self) {
         let s = self.lock();
         if s.open.is_empty() {
