@@ -1543,3 +1543,132 @@ async fn claims_and_outcomes_of_500_are_quick_among_200k_other_emails() {
     .await
     .unwrap();
 }
+
+/// The database side of the hand-off, call by call: a claimed email never
+/// handed goes back to any worker once its lease ends (no --resend-unknown
+/// needed, not counted unknown); a hand-off after the lease was lost is
+/// refused (the worker never sends it); a handed one is unknown once its
+/// lease ends, claimed again only with resend_unknown, and settled by
+/// settle_unknown_emails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_handed_emails_become_unknown_and_a_lost_lease_refuses_the_hand_off() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let campaign = common::insert_campaign(&user, "Hand-off", "sending").await;
+    let db = common::admin().await;
+    db.execute(
+        "insert into public.emails_sent (user_id, campaign_id, recipient_email, status)
+         select $1, $2, 'h' || g || '@example.test', 'pending' from generate_series(1, 2) g",
+        &[&user.id, &campaign],
+    )
+    .await
+    .unwrap();
+    let rpc = |function: &'static str, body: Value| {
+        let stack = &stack;
+        let token = user.token.clone();
+        async move {
+            let (status, body) = rest(
+                stack,
+                Method::POST,
+                &format!("rpc/{function}"),
+                Some(&token),
+                Some(body),
+                None,
+            )
+            .await;
+            (status, body)
+        }
+    };
+    let expire = || async {
+        common::admin()
+            .await
+            .execute(
+                "update public.emails_sent set lease_expires_at = now() - interval '1 second'
+                  where campaign_id = $1 and status = 'sending'",
+                &[&campaign],
+            )
+            .await
+            .unwrap();
+    };
+    let claim = |worker: &'static str, resend: bool| {
+        rpc(
+            "claim_emails",
+            json!({"campaign": campaign, "max_emails": 10, "worker": worker, "resend_unknown": resend}),
+        )
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let unknown = || rpc("unknown_emails", json!({"campaign": campaign}));
+
+    let (_, first) = claim("w1", false).await;
+    let all = ids(&first);
+    assert_eq!(all.len(), 2);
+    // w1 hands one of them, then dies; both leases run out.
+    let (_, answer) = rpc(
+        "record_email_outcomes",
+        json!({"outcomes": [], "worker": "w1", "handed": [all[0]]}),
+    )
+    .await;
+    assert_eq!(answer["handed"], json!([all[0]]), "{answer}");
+    expire().await;
+    let (_, u) = unknown().await;
+    assert_eq!(u["count"], 1, "only the handed one is unknown: {u}");
+    // w2 takes the one never handed, without resend_unknown, with no new attempt.
+    let (_, second) = claim("w2", false).await;
+    assert_eq!(ids(&second), vec![all[1].clone()], "{second}");
+    assert_eq!(second[0]["attempts"], 1, "{second}");
+    // w1 comes back and tries to hand it: refused, its lease is gone.
+    let (_, answer) = rpc(
+        "record_email_outcomes",
+        json!({"outcomes": [], "worker": "w1", "handed": [all[1]]}),
+    )
+    .await;
+    assert_eq!(answer["handed"], json!([]), "{answer}");
+    // The handed one comes back only with resend_unknown.
+    let (_, none) = claim("w3", false).await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+    let (_, again) = claim("w4", true).await;
+    assert_eq!(ids(&again), vec![all[0].clone()], "{again}");
+    assert_eq!(
+        again[0]["attempts"], 2,
+        "a re-send is one more attempt: {again}"
+    );
+    let (_, answer) = rpc(
+        "record_email_outcomes",
+        json!({"outcomes": [], "worker": "w4", "handed": [all[0]]}),
+    )
+    .await;
+    assert_eq!(answer["handed"], json!([all[0]]), "{answer}");
+    expire().await;
+    // An outcome other than sent or failed cannot settle it.
+    let (status, refused) = rpc(
+        "settle_unknown_emails",
+        json!({"campaign": campaign, "outcome": "bounced"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["code"], "22023", "{refused}");
+    let (status, settled) = rpc(
+        "settle_unknown_emails",
+        json!({"campaign": campaign, "outcome": "sent"}),
+    )
+    .await;
+    assert_eq!((status, settled.clone()), (200, json!(1)), "{settled}");
+    let (_, u) = unknown().await;
+    assert_eq!(u["count"], 0, "{u}");
+    // (w2's email, never handed, lost its lease too: it is the only one.)
+    let (_, resent) = claim("w3", true).await;
+    assert_eq!(
+        ids(&resent),
+        vec![all[1].clone()],
+        "a settled email stays settled"
+    );
+}

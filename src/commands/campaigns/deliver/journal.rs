@@ -34,6 +34,8 @@ const MAX_REPLY: usize = 2000;
 pub(super) struct Journal {
     dir: PathBuf,
     worker: String,
+    /// Size past which the segment is rotated.
+    rotate_at: u64,
     inner: Mutex<Segment>,
 }
 
@@ -59,6 +61,7 @@ impl Journal {
         let journal = Self {
             dir: dir.to_path_buf(),
             worker: worker.to_string(),
+            rotate_at: ROTATE_AT,
             inner: Mutex::new(Segment {
                 file,
                 path,
@@ -119,7 +122,7 @@ impl Journal {
         for id in ids {
             s.open.remove(&id);
         }
-        if s.broken || s.bytes < ROTATE_AT {
+        if s.broken || s.bytes < self.rotate_at {
             return;
         }
         let seq = s.seq + 1;
@@ -127,7 +130,9 @@ impl Journal {
             return;
         };
         let old = std::mem::replace(&mut s.path, path);
-        s.file = file;
+        // The old segment stays locked until its name is gone, so that no
+        // other run takes it for a dead worker's.
+        let old_file = std::mem::replace(&mut s.file, file);
         s.seq = seq;
         s.bytes = 0;
         let mut carried = format!("worker {}\n", self.worker);
@@ -138,6 +143,7 @@ impl Journal {
         if !s.broken {
             let _ = std::fs::remove_file(old);
         }
+        drop(old_file);
     }
 
     /// The worker is done: its journal goes, unless outcomes the database
@@ -325,6 +331,13 @@ pub(super) fn dead_journals(dir: &Path) -> Vec<DeadJournal> {
             if !file.metadata().ok()?.is_file() || !try_lock(&file) {
                 return None;
             }
+            // Still the file of that name (not one its worker had just
+            // rotated away and removed).
+            use std::os::unix::fs::MetadataExt;
+            let (held, named) = (file.metadata().ok()?, std::fs::metadata(&path).ok()?);
+            if (held.dev(), held.ino()) != (named.dev(), named.ino()) {
+                return None;
+            }
             Some(DeadJournal { path, file })
         })
         .collect()
@@ -356,6 +369,43 @@ mod tests {
             ]
         );
         assert_eq!(r.started, vec![b, c]);
+    }
+
+    #[test]
+    fn rotation_keeps_only_the_emails_not_recorded_and_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), "host:2:tag").unwrap();
+        journal.rotate_at = 4096;
+        let ids: Vec<Uuid> = (0..2000).map(|_| Uuid::new_v4()).collect();
+        for chunk in ids.chunks(50) {
+            journal.handing(chunk);
+            for id in chunk {
+                journal.started(*id);
+                journal.done(*id, EmailStatus::Sent, Some("250 ok"));
+            }
+            // All recorded but the last of each chunk.
+            journal.recorded(chunk[..chunk.len() - 1].iter().copied());
+        }
+        let open: Vec<Uuid> = ids.chunks(50).map(|c| c[c.len() - 1]).collect();
+        assert_eq!(
+            journal.lock().open.len(),
+            open.len(),
+            "the index keeps the open ones only"
+        );
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1, "old segments are removed");
+        let size = std::fs::metadata(&journal.lock().path).unwrap().len();
+        assert!(size < 8192, "the file stays small: {size} bytes");
+        drop(journal);
+        let mut dead = dead_journals(dir.path());
+        let r = parse(&dead[0].text());
+        let mut replayed: Vec<Uuid> = r.outcomes.iter().map(|(id, _, _)| *id).collect();
+        replayed.sort();
+        let mut want = open.clone();
+        want.sort();
+        assert_eq!(replayed, want, "what was not recorded is carried over");
+        assert!(r.outcomes.iter().all(|(_, s, _)| *s == EmailStatus::Sent));
+        dead.pop().unwrap().remove();
     }
 
     #[test]
