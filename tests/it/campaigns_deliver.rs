@@ -1672,3 +1672,33 @@ async fn only_handed_emails_become_unknown_and_a_lost_lease_refuses_the_hand_off
         "a settled email stays settled"
     );
 }
+
+/// `scripts/bench-crash` at a small size, so its checks run in CI: after
+/// each crash and re-run, every email is `sent` but the unknown ones, the
+/// re-run exits 5 while some remain, and the unknown ones stay within the
+/// bounds (the connections with the journal, the hand-off window without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_crash_checks_what_it_measures_at_a_small_size() {
+    common::ready().await;
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench-crash"))
+            .args(["800", "1"])
+            .env("MAILSYNC_BIN", common::BIN)
+            .env("MAILSYNC_BENCH_CONNECTIONS", "4")
+            .env("MAILSYNC_BENCH_KILL_AFTER", "0.8")
+            .output()
+            .expect("running scripts/bench-crash")
+    })
+    .await
+    .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "exit {:?}\n{text}\n{err}", out.status);
+    let median = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("median"))
+        .unwrap_or_else(|| panic!("no median line:\n{text}"));
+    assert!(
+        median.contains("(bound 4)") && median.contains("(bound 32)"),
+        "{text}"
+    );
+}
