@@ -33,7 +33,10 @@ insert into mailsync_objects (kind, name) values
   ('table', 'suppressions'),
   ('function', 'mailsync_normalize_suppression()'),
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
+  -- The earlier signature (outcomes only), dropped and replaced.
   ('function', 'record_email_outcomes(jsonb, text)'),
+  ('function', 'record_email_outcomes(jsonb, text, uuid[])'),
+  ('function', 'settle_unknown_emails(uuid, text, integer)'),
   ('function', 'extend_email_leases(uuid[], text, integer)'),
   ('function', 'unknown_emails(uuid, integer)'),
   -- Before the tables: its result is an email_campaigns row.

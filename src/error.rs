@@ -33,6 +33,8 @@ pub enum ErrorKind {
     /// Ctrl-C or SIGTERM: the work in flight was finished and recorded
     /// (exit 130 after Ctrl-C, 143 after SIGTERM; see `crate::interrupt`).
     Interrupted,
+    /// `campaigns deliver` ended with emails whose outcome is unknown (exit 5).
+    UnknownOutcomes,
 }
 
 impl ErrorKind {
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::Config | ErrorKind::Unreachable => 3,
             ErrorKind::CheckFailed => 4,
+            ErrorKind::UnknownOutcomes => 5,
             ErrorKind::Interrupted => crate::interrupt::exit_code(),
         }
     }

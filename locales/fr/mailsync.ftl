@@ -631,6 +631,18 @@ deliver-error-not-recorded = { $count ->
        *[other] { $count } résultats n’ont pas pu être enregistrés : ces e-mails ont maintenant une issue inconnue
     }
 deliver-hint-not-recorded = la prochaine exécution de `mailsync campaigns deliver` les signale
+deliver-error-unknown-remain = { $count ->
+        [one] { $count } e-mail a une issue inconnue : le serveur SMTP l’a peut-être accepté, peut-être pas
+       *[other] { $count } e-mails ont une issue inconnue : le serveur SMTP les a peut-être acceptés, peut-être pas
+    }
+deliver-hint-unknown-remain = quand les journaux du serveur SMTP le disent (cherchez leur Message-ID), réglez-les : mailsync campaigns deliver CAMPAGNE --settle-unknown sent (ou failed) ; ou renvoyez-les avec --resend-unknown
+deliver-settled-unknown = { $count ->
+        [one] { $count } e-mail d’issue inconnue réglé comme { $outcome }
+       *[other] { $count } e-mails d’issue inconnue réglés comme { $outcome }
+    }
+deliver-error-settle-campaign = --settle-unknown demande la campagne : mailsync campaigns deliver CAMPAGNE --settle-unknown sent
+deliver-journal-replayed = un processus arrêté sur cette machine ({ $worker }) a laissé un journal : { $recorded } résultat(s) enregistré(s), { $released } e-mail(s) jamais commencé(s) remis en attente, { $started } laissé(s) d’issue inconnue (le serveur SMTP les avait)
+deliver-journal-bad-lines = { $count } ligne(s) du journal { $path } illisible(s), ignorée(s)
 deliver-error-interrupted = interrompu : les e-mails en cours d’envoi ont été terminés et enregistrés ; les autres attendent de nouveau
 deliver-error-rate = --rate doit être un nombre d’e-mails par seconde, 0 pour aucune limite
 deliver-error-concurrency = --concurrency doit être compris entre 1 et 64

@@ -90,9 +90,10 @@ contract_functions(function_name, args) as (
     ('organization_named', 'name text'),
     ('contact_organization_spellings', 'name text'),
     ('claim_emails', 'campaign uuid, max_emails integer, lease_seconds integer, worker text, message_id_domain text, resend_unknown boolean'),
-    ('record_email_outcomes', 'outcomes jsonb, worker text'),
+    ('record_email_outcomes', 'outcomes jsonb, worker text, handed uuid[]'),
     ('extend_email_leases', 'ids uuid[], worker text, lease_seconds integer'),
     ('unknown_emails', 'campaign uuid, max_rows integer'),
+    ('settle_unknown_emails', 'campaign uuid, outcome text, max_emails integer'),
     ('record_delivery_reports', 'reports jsonb, soft_bounce_limit integer')
 ),
 -- Trigger functions that Auth's user deletion reaches as `supabase_auth_admin`

@@ -8,13 +8,17 @@
 -- holds it, until when), so any number of workers on any number of machines
 -- share a campaign without overlap.
 --
--- At most once: an email is claimed before the SMTP server sees it, and its
--- outcome is recorded after. An email left `sending` once its lease has
--- expired may or may not have gone out (its worker died in between): it is
--- "unknown", reported, and claimed again only when the caller asks
--- (`resend_unknown`). Its Message-ID was fixed at the first claim and stays
--- the same, so the operator can look it up in the SMTP server's logs, and a
--- re-send carries the same Message-ID (receivers may fold the two).
+-- At most once: an email is claimed before the SMTP server sees it, handed
+-- to a connection (`handed_at`) only once the database has said so, and its
+-- outcome is recorded after. A claimed email never handed whose lease has
+-- expired cannot have gone out (its worker died before it started): it is
+-- claimable again, like a pending one. An email handed and left `sending`
+-- once its lease has expired may or may not have gone out: it is "unknown",
+-- reported, and claimed again only when the caller asks (`resend_unknown`),
+-- or settled by the operator (`settle_unknown_emails`) or by a delivery
+-- report. Its Message-ID was fixed at the first claim and stays the same, so
+-- the operator can look it up in the SMTP server's logs, and a re-send
+-- carries the same Message-ID (receivers may fold the two).
 -- ---------------------------------------------------------------------------
 
 alter table public.emails_sent
@@ -24,6 +28,19 @@ alter table public.emails_sent
   add column if not exists claimed_at timestamptz,
   add column if not exists lease_owner text,
   add column if not exists lease_expires_at timestamptz;
+
+-- When the worker handed the email to an SMTP connection (null: claimed,
+-- not handed yet). Emails already `sending` when the column arrives may
+-- have gone out: they count as handed when they were claimed.
+do $$
+begin
+  if not exists (select 1 from pg_catalog.pg_attribute
+                 where attrelid = 'public.emails_sent'::regclass and attname = 'handed_at' and not attisdropped) then
+    alter table public.emails_sent add column handed_at timestamptz;
+    update public.emails_sent set handed_at = coalesce(claimed_at, now()) where status = 'sending';
+  end if;
+end;
+$$;
 
 -- Addresses a user no longer sends to: unsubscribed (`mailsync contacts
 -- unsubscribe`) or bounced permanently (recorded by deliver). Keyed by
@@ -77,11 +94,13 @@ revoke all on table public.suppressions from anon, public;
 grant select, insert, update, delete on table public.suppressions to authenticated, service_role;
 
 -- Claims up to `max_emails` emails for the worker `worker`: `pending` ones
--- of the campaign given, or of all the caller's `sending` campaigns; with
--- `resend_unknown`, also those whose outcome is unknown (left `sending` by
--- a worker whose lease expired). Each moves to `sending` with a lease of
--- `lease_seconds`, gets its Message-ID (kept if it had one) and one more
--- attempt. An email to a suppressed address is settled `failed` instead,
+-- of the campaign given, or of all the caller's `sending` campaigns, and
+-- those a worker claimed, never handed to SMTP and lost (lease expired);
+-- with `resend_unknown`, also those whose outcome is unknown (handed, left
+-- `sending` by a worker whose lease expired). Each moves to `sending`, not
+-- handed, with a lease of `lease_seconds`, gets its Message-ID (kept if it
+-- had one) and one more attempt (none for an email never handed: its last
+-- claim counted the attempt it never made). An email to a suppressed address is settled `failed` instead,
 -- and returned with that status so the worker can count it.
 -- Bounded (at most 1000 emails) so that one call stays far inside the API's
 -- statement timeout.
@@ -109,8 +128,9 @@ as $$
     from public.emails_sent e
     where e.campaign_id in (select t.id from targets t)
       and (e.status = 'pending'
-           or (claim_emails.resend_unknown and e.status = 'sending'
-               and coalesce(e.lease_expires_at, '-infinity') < now()))
+           or (e.status = 'sending'
+               and coalesce(e.lease_expires_at, '-infinity') < now()
+               and (e.handed_at is null or claim_emails.resend_unknown)))
     limit least(greatest(coalesce(claim_emails.max_emails, 100), 1), 1000)
     for update of e skip locked
   ), claimed as (
@@ -123,7 +143,9 @@ as $$
            lease_expires_at = case when s.reason is null
              then now() + make_interval(secs => least(greatest(coalesce(claim_emails.lease_seconds, 120), 10), 3600))
              end,
-           attempts = e.attempts + case when s.reason is null then 1 else 0 end,
+           handed_at = null,
+           attempts = e.attempts + case when s.reason is null and (e.status = 'pending' or e.handed_at is not null)
+                                        then 1 else 0 end,
            message_id = coalesce(e.message_id,
              format('<%s@%s>', e.id, coalesce(nullif(btrim(claim_emails.message_id_domain), ''), 'mailsync.invalid')))
       from candidates k
@@ -136,22 +158,33 @@ as $$
   select * from claimed
 $$;
 
--- Records what the SMTP server said, for emails the worker holds:
+-- Records what the SMTP server said, for emails the worker holds, and
+-- marks the emails the worker is about to hand to SMTP, in one call (so the
+-- hand-off costs no round trip of its own).
 -- `outcomes` is a JSON array of {"id", "status", "response"} where status
 -- is `sent` (accepted), `bounced` (permanent refusal of the mailbox),
 -- `failed` (any other final refusal, or retries exhausted), or `pending`
--- (released untouched: the worker stopped before trying it). A bounce also
--- suppresses the address. Returns how many rows were settled; an email
--- whose lease the worker no longer holds is left alone.
-create or replace function public.record_email_outcomes(outcomes jsonb, worker text)
-returns integer
+-- (released untouched: the worker never started it). A bounce also
+-- suppresses the address. An email whose lease the worker no longer holds
+-- is left alone.
+-- `handed`: ids to mark as handed to SMTP (`handed_at`), each only while
+-- the worker still holds its lease; the worker sends only those the answer
+-- names.
+-- Answers {"recorded": n, "handed": [ids]}: n counts the outcomes now
+-- stored (those a retried call already stored included), `handed` the ids
+-- marked (by this call or a retried one). At most 1000 of each per call.
+drop function if exists public.record_email_outcomes(jsonb, text);
+create or replace function public.record_email_outcomes(outcomes jsonb, worker text, handed uuid[] default '{}')
+returns jsonb
 language plpgsql
 security invoker
 set search_path = ''
 as $$
 declare
   recorded integer;
+  marked uuid[];
 begin
+  outcomes := coalesce(outcomes, '[]'::jsonb);
   if jsonb_typeof(outcomes) is distinct from 'array' then
     raise exception 'record_email_outcomes expects a JSON array' using errcode = '22023';
   end if;
@@ -159,10 +192,17 @@ begin
     raise exception 'record_email_outcomes takes at most 1000 outcomes per call, not %',
       pg_catalog.jsonb_array_length(outcomes) using errcode = '22023';
   end if;
+  if coalesce(pg_catalog.cardinality(handed), 0) > 1000 then
+    raise exception 'record_email_outcomes takes at most 1000 handed ids per call, not %',
+      pg_catalog.cardinality(handed) using errcode = '22023';
+  end if;
   with input as (
     -- An SMTP answer is kept to its first 2000 characters (the column's bound).
-    select (o ->> 'id')::uuid as id, o ->> 'status' as status, left(o ->> 'response', 2000) as response
+    select distinct on ((o ->> 'id')::uuid)
+           (o ->> 'id')::uuid as id, o ->> 'status' as status, left(o ->> 'response', 2000) as response
     from pg_catalog.jsonb_array_elements(outcomes) o
+    where o ->> 'status' in ('sent', 'bounced', 'failed', 'pending')
+    order by (o ->> 'id')::uuid
   ), updated as (
     update public.emails_sent e
        set status = i.status,
@@ -171,13 +211,13 @@ begin
            lease_expires_at = null,
            lease_owner = case when i.status = 'pending' then null else e.lease_owner end,
            claimed_at = case when i.status = 'pending' then null else e.claimed_at end,
+           handed_at = case when i.status = 'pending' then null else e.handed_at end,
            attempts = case when i.status = 'pending' then greatest(e.attempts - 1, 0) else e.attempts end
       from input i
      where e.id = i.id
        and e.status = 'sending'
        and e.lease_owner = worker
-       and i.status in ('sent', 'bounced', 'failed', 'pending')
-    returning e.user_id, e.recipient_email, e.status, e.smtp_response
+    returning e.id, e.user_id, e.recipient_email, e.status, e.smtp_response
   ), bounced as (
     insert into public.suppressions (user_id, email, reason, detail)
     select distinct on (u.user_id, lower(u.recipient_email)) u.user_id, lower(u.recipient_email), 'bounced', u.smtp_response
@@ -185,9 +225,37 @@ begin
     where u.status = 'bounced'
     order by u.user_id, lower(u.recipient_email)
     on conflict (user_id, email) do nothing
+  ), stored_before as (
+    -- A retried call (its first answer lost): what it stored then counts.
+    -- (This reads the rows as they were before `updated`.)
+    select i.id
+    from input i
+    join public.emails_sent e on e.id = i.id
+    where (i.status <> 'pending' and e.status = i.status and e.lease_owner = worker)
+       or (i.status = 'pending' and e.status = 'pending' and e.lease_owner is null)
   )
-  select count(*) into recorded from updated;
-  return recorded;
+  select (select count(*) from updated) + (select count(*) from stored_before) into recorded;
+
+  if coalesce(pg_catalog.cardinality(handed), 0) = 0 then
+    return pg_catalog.jsonb_build_object('recorded', recorded, 'handed', '[]'::jsonb);
+  end if;
+  with marked_now as (
+    update public.emails_sent e
+       set handed_at = now()
+     where e.id = any(handed)
+       and e.status = 'sending'
+       and e.lease_owner = worker
+       and e.handed_at is null
+       and e.lease_expires_at > now()
+    returning e.id
+  ), marked_before as (
+    select e.id from public.emails_sent e
+    where e.id = any(handed) and e.status = 'sending' and e.lease_owner = worker and e.handed_at is not null
+  )
+  select coalesce(pg_catalog.array_agg(m.id), '{}') into marked
+  from (select id from marked_now union select id from marked_before) m;
+
+  return pg_catalog.jsonb_build_object('recorded', recorded, 'handed', pg_catalog.to_jsonb(marked));
 end;
 $$;
 
@@ -215,7 +283,8 @@ begin
 end;
 $$;
 
--- The emails whose outcome is unknown: `sending`, lease expired. `count`
+-- The emails whose outcome is unknown: `sending`, handed to SMTP, lease
+-- expired (a claimed email never handed is not: it is claimable). `count`
 -- and the first `max_rows` of them (address, Message-ID, when claimed, by
 -- whom), for the campaign given or all the caller's.
 create or replace function public.unknown_emails(campaign uuid default null, max_rows integer default 20)
@@ -233,6 +302,7 @@ as $$
       and c.status = 'sending'
       and (unknown_emails.campaign is null or c.id = unknown_emails.campaign)
       and e.status = 'sending'
+      and e.handed_at is not null
       and coalesce(e.lease_expires_at, '-infinity') < now()
   )
   select jsonb_build_object(
@@ -242,11 +312,55 @@ as $$
                               limit least(greatest(coalesce(max_rows, 20), 0), 1000)) u), '[]'::jsonb))
 $$;
 
+-- Settles the emails of `campaign` whose outcome is unknown as `outcome`
+-- (`sent` or `failed`), when the operator has found out (the SMTP server's
+-- logs, say) what became of them; at most `max_emails` (1000) per call.
+-- The campaign is then finished like any other whose emails are all
+-- settled. Returns how many were settled.
+create or replace function public.settle_unknown_emails(campaign uuid, outcome text, max_emails integer default 1000)
+returns integer
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  settled integer;
+begin
+  if outcome is null or outcome not in ('sent', 'failed') then
+    raise exception 'an unknown outcome is settled as sent or failed, not %', coalesce(outcome, 'null')
+      using errcode = '22023';
+  end if;
+  with unknown as (
+    select e.id
+    from public.emails_sent e
+    join public.email_campaigns c on c.id = e.campaign_id and c.user_id = e.user_id
+    where c.user_id = (select auth.uid())
+      and c.id = settle_unknown_emails.campaign
+      and e.campaign_id = settle_unknown_emails.campaign
+      and e.status = 'sending'
+      and e.handed_at is not null
+      and coalesce(e.lease_expires_at, '-infinity') < now()
+    limit least(greatest(coalesce(max_emails, 1000), 1), 1000)
+    for update of e skip locked
+  )
+  update public.emails_sent e
+     set status = outcome,
+         smtp_response = coalesce(e.smtp_response, 'outcome unknown; settled as ' || outcome || ' by the operator'),
+         error_message = case when outcome = 'failed' then 'outcome unknown; settled as failed by the operator' end,
+         lease_expires_at = null
+    from unknown u
+   where e.id = u.id;
+  get diagnostics settled = row_count;
+  return settled;
+end;
+$$;
+
 revoke all on function public.claim_emails(uuid, integer, integer, text, text, boolean),
-  public.record_email_outcomes(jsonb, text), public.extend_email_leases(uuid[], text, integer),
-  public.unknown_emails(uuid, integer), public.mailsync_normalize_suppression()
+  public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
+  public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer),
+  public.mailsync_normalize_suppression()
   from public, anon;
 grant execute on function public.claim_emails(uuid, integer, integer, text, text, boolean),
-  public.record_email_outcomes(jsonb, text), public.extend_email_leases(uuid[], text, integer),
-  public.unknown_emails(uuid, integer)
+  public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
+  public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer)
   to authenticated, service_role;

@@ -70,11 +70,14 @@ configuration, to the local stack's SMTP server (read them in its web inbox:
 scripts/mail-catcher.sh env prints its address). Each email is claimed in the
 database before it is sent and its outcome recorded right after, so several
 workers can share a campaign and none sends an email twice. An email whose outcome
-is unknown (its worker was killed between the two) is reported, and sent again only
-with --resend-unknown.
+is unknown (its worker was killed while the SMTP server had it) is reported, and
+sent again only with --resend-unknown, or settled with --settle-unknown once you
+know what became of it. Emails claimed but never handed to the SMTP server go back
+to the queue by themselves.
 
 Exit codes: 0 done, 1 failure, 2 usage, 3 SMTP server or configuration problem
-(nothing claimed), 130 interrupted (the emails in flight were finished and recorded).
+(nothing claimed), 5 emails with an unknown outcome remain, 130 interrupted (the
+emails in flight were finished and recorded).
 
 Examples:
   mailsync campaigns deliver \"Rentrée 2026\"
@@ -175,6 +178,10 @@ pub struct CampaignDeliverArgs {
     /// Also send the emails whose outcome is unknown (they may have gone out already)
     #[arg(long)]
     pub resend_unknown: bool,
+    /// Settle the campaign's emails whose outcome is unknown as sent or failed
+    /// (once the SMTP server's logs tell), then deliver the rest
+    #[arg(long, value_name = "OUTCOME", value_parser = ["sent", "failed"], conflicts_with = "resend_unknown")]
+    pub settle_unknown: Option<String>,
     /// Tries per email for temporary failures (4xx, lost connection)
     #[arg(long, value_name = "N", default_value_t = commands::campaigns::deliver::DEFAULT_ATTEMPTS)]
     pub attempts: u32,
@@ -339,6 +346,7 @@ impl From<CampaignDeliverArgs> for commands::campaigns::deliver::Options {
             follow: a.follow,
             dry_run: a.dry_run,
             resend_unknown: a.resend_unknown,
+            settle_unknown: a.settle_unknown,
             attempts: a.attempts,
             retry_delay_secs: a.retry_delay,
             lease_secs: a.lease,

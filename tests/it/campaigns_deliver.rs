@@ -722,40 +722,125 @@ async fn a_server_down_at_start_is_exit_3_and_nothing_is_claimed() {
         .all(|r| r.attempts == 0 && r.message_id.is_none()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_leaves_no_false_sent_and_a_rerun_never_resends_unknown_emails() {
+/// `deliver --json` as `user` with its state (journal) in `dir`, through
+/// `smtp_url`.
+async fn deliver_in(
+    stack: &Stack,
+    user: &User,
+    dir: &std::path::Path,
+    smtp_url: &str,
+    extra: &[&str],
+) -> (Output, Value) {
+    let mut cmd = common::command(stack, dir);
+    cmd.args([
+        "--json",
+        "campaigns",
+        "deliver",
+        "--rate",
+        "0",
+        "--retry-delay",
+        "0.05",
+    ])
+    .args(extra)
+    .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+    .env("MAILSYNC_SMTP_URL", smtp_url);
+    let o = common::output_off_runtime(cmd).await;
+    let summary = serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null);
+    (o, summary)
+}
+
+/// The journals of `user`'s workers under `dir`.
+fn journal_dir(dir: &std::path::Path, user: &User) -> std::path::PathBuf {
+    dir.join("config")
+        .join("deliver")
+        .join(user.id.hyphenated().to_string())
+}
+
+/// How a crash test's SMTP server behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Server {
+    /// Accepts each message after a short delay.
+    Slow,
+    /// Never answers the end of DATA (in the test's time).
+    StallsInData,
+}
+
+/// `deliver` with `connections`, killed with SIGKILL mid-run; the leases
+/// run out; then (its journal replayed, or removed as if it had run on
+/// another machine) the next run delivers every other email without
+/// `--resend-unknown`, exits 5 while unknown outcomes remain, and
+/// `--settle-unknown sent` finishes the campaign. Returns how many were
+/// left unknown.
+async fn crash_and_recover(connections: usize, server: Server, keep_journal: bool) -> u64 {
     let stack = common::ready().await;
     let user = new_user(&stack).await;
-    let (campaign, server, mut child) =
-        delivering(&stack, &user, "k", 60, Duration::from_millis(40), "2", 10).await;
+    let n = 400;
+    let to = numbered_addresses(&user, "k", n);
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    let delay = match server {
+        Server::Slow => Duration::from_millis(20),
+        Server::StallsInData => Duration::from_secs(600),
+    };
+    let first = ScriptedSmtp::start(|_, _, _| Action::Accept, delay).await;
+    let dir = tempfile::tempdir().unwrap();
+    let concurrency = connections.to_string();
+    let mut cmd = common::command(&stack, dir.path());
+    cmd.args([
+        "--json",
+        "campaigns",
+        "deliver",
+        &campaign,
+        "--rate",
+        "0",
+        "--concurrency",
+        &concurrency,
+    ])
+    .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+    .env("MAILSYNC_SMTP_URL", first.url())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("starting mailsync");
+    let started = Instant::now();
+    loop {
+        let busy = match server {
+            Server::Slow => first.accepted().len() >= 3 * connections,
+            Server::StallsInData => {
+                first
+                    .envelope_lines()
+                    .iter()
+                    .filter(|l| l.starts_with("RCPT"))
+                    .count()
+                    >= connections
+            }
+        };
+        if busy {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing was delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     child.kill().unwrap(); // SIGKILL: no chance to record anything more
     let _ = child.wait();
+    // What the server took in the meantime (a slow server finishes the
+    // messages in flight).
+    tokio::time::sleep(delay.min(Duration::from_millis(200))).await;
+    let accepted_first: HashSet<String> = first.accepted_count().keys().cloned().collect();
 
-    let accepted: HashSet<String> = server.accepted_count().keys().cloned().collect();
     let rows = emails(&campaign).await;
     for (address, row) in &rows {
         if row.status == "sent" {
             assert!(
-                accepted.contains(address),
+                accepted_first.contains(address),
                 "{address} is marked sent but the server never accepted it"
             );
         }
     }
-    // Every email the server took is recorded as sent or left `sending` (unknown).
-    for address in &accepted {
-        let s = &rows[address].status;
-        assert!(s == "sent" || s == "sending", "{address}: {s}");
+    if !keep_journal {
+        std::fs::remove_dir_all(journal_dir(dir.path(), &user)).unwrap();
     }
-    let in_doubt: HashSet<String> = rows
-        .iter()
-        .filter(|(_, r)| r.status == "sending")
-        .map(|(k, _)| k.clone())
-        .collect();
-    assert!(
-        !in_doubt.is_empty(),
-        "a worker killed mid-run leaves claimed emails"
-    );
-
     // Time passes: the dead worker's leases expire.
     common::admin()
         .await
@@ -767,37 +852,181 @@ async fn kill_9_leaves_no_false_sent_and_a_rerun_never_resends_unknown_emails() 
         .await
         .unwrap();
 
-    // A re-run reports them and does not send them again.
-    let (o, summary) = deliver(&stack, &user, &server.url(), &[&campaign]).await;
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(summary["unknown"], in_doubt.len(), "{summary}");
-    assert!(stderr(&o).contains("unknown outcome"), "{}", stderr(&o));
-    let reported: HashSet<String> = summary["unknown_emails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["recipient_email"].as_str().unwrap().to_string())
-        .collect();
-    assert!(reported.iter().all(|a| in_doubt.contains(a)));
-    let counts = server.accepted_count();
+    // The next run, on a server that answers at once.
+    let second = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::ZERO).await;
+    let (o, summary) = deliver_in(&stack, &user, dir.path(), &second.url(), &[&campaign]).await;
+    let unknown = summary["unknown"].as_u64().expect("the run's summary");
+    eprintln!("crash at {connections} connections: {unknown} unknown; the next run: {summary}");
+    let bound = if keep_journal {
+        connections
+    } else {
+        // Handed without a recorded outcome, at most (docs/campaigns.md).
+        connections * 8
+    };
     assert!(
-        counts.values().all(|n| *n == 1),
-        "nothing was sent twice: {counts:?}"
+        unknown as usize <= bound,
+        "{unknown} unknown after a crash at {connections} connections (bound {bound}): {summary}"
+    );
+    if keep_journal {
+        assert!(
+            !journal_dir(dir.path(), &user).read_dir().unwrap().any(|e| {
+                e.unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "journal")
+            }),
+            "the dead worker's journal is replayed and removed, the new one removed at the end"
+        );
+        assert!(stderr(&o).contains("left a journal"), "{}", stderr(&o));
+    }
+    if unknown > 0 {
+        assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--settle-unknown"), "{}", stderr(&o));
+    } else {
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let mut sent_total: HashMap<String, usize> = first.accepted_count();
+    for (k, v) in second.accepted_count() {
+        *sent_total.entry(k).or_default() += v;
+    }
+    assert!(
+        sent_total.values().all(|n| *n == 1),
+        "nothing was sent twice: {:?}",
+        sent_total
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .collect::<Vec<_>>()
     );
     let rows = emails(&campaign).await;
     assert_eq!(
         count(&rows, "sending"),
-        in_doubt.len(),
-        "the unknown ones are left alone"
+        unknown as usize,
+        "only the unknown ones are left: {summary}"
     );
-    assert_eq!(count(&rows, "sent"), 60 - in_doubt.len());
-    assert_eq!(campaign_status(&campaign).await, "sending");
+    assert_eq!(count(&rows, "sent"), n - unknown as usize, "{summary}");
+    for (address, row) in &rows {
+        if row.status == "sent" {
+            assert!(
+                sent_total.contains_key(address),
+                "{address} sent but never accepted"
+            );
+        }
+    }
 
-    // With --resend-unknown they go out, with the Message-ID they had.
-    let before: HashMap<String, Option<String>> = rows
-        .iter()
-        .map(|(k, r)| (k.clone(), r.message_id.clone()))
+    // The operator checked the server's logs: settled, the campaign ends.
+    let (o, summary) = deliver_in(
+        &stack,
+        &user,
+        dir.path(),
+        &second.url(),
+        &[&campaign, "--settle-unknown", "sent"],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary["unknown"], 0, "{summary}");
+    assert_eq!(count(&emails(&campaign).await, "sent"), n);
+    assert_eq!(campaign_status(&campaign).await, "sent");
+    unknown
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_4_connections_leaves_at_most_4_unknown_and_the_rest_is_delivered() {
+    crash_and_recover(4, Server::Slow, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_16_connections_leaves_at_most_16_unknown_and_the_rest_is_delivered() {
+    crash_and_recover(16, Server::Slow, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_the_server_stalls_in_data_leaves_exactly_those_unknown() {
+    let unknown = crash_and_recover(4, Server::StallsInData, true).await;
+    assert_eq!(unknown, 4, "the 4 messages the server was holding");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_another_machine_than_the_journal_stays_within_the_hand_off_window() {
+    crash_and_recover(4, Server::Slow, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_journal_line_is_ignored_with_a_warning() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["j1", "j2"]);
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    let pending: Vec<String> = common::admin()
+        .await
+        .query(
+            "select id::text from public.emails_sent where campaign_id = $1::text::uuid order by recipient_email",
+            &[&campaign],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
         .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let journals = journal_dir(dir.path(), &user);
+    std::fs::create_dir_all(&journals).unwrap();
+    // A worker that never held these emails claims one was sent: the
+    // database ignores it (not its lease); garbage lines are skipped.
+    std::fs::write(
+        journals.join("gone.0.journal"),
+        format!(
+            "worker someone:1:x\nhand not-a-uuid\n\u{0}\u{1b}[2Jgarbage\ndone {} sent 250 forged\nstart\n",
+            pending[0]
+        ),
+    )
+    .unwrap();
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::ZERO).await;
+    let (o, summary) = deliver_in(&stack, &user, dir.path(), &server.url(), &[&campaign]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("3 line(s) of the journal") && err.contains("ignored"),
+        "{err}"
+    );
+    assert_eq!(summary["sent"], 2, "{summary}");
+    assert!(
+        !journals.join("gone.0.journal").exists(),
+        "replayed, then removed"
+    );
+    let rows = emails(&campaign).await;
+    assert_eq!(count(&rows, "sent"), 2);
+    assert!(rows
+        .values()
+        .all(|r| r.smtp_response.as_deref() != Some("250 forged")));
+    assert!(server.accepted_count().values().all(|n| *n == 1));
+}
+
+/// Emails left unknown by an earlier mailsync (claimed, no hand-off mark)
+/// are still re-sent with --resend-unknown, with the Message-ID they had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_unknown_sends_them_again_with_the_same_message_id() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let to = addresses(&user, &["u1", "u2", "u3"]);
+    let campaign = queued_campaign(&stack, &user, &to, "S", "C").await;
+    common::admin()
+        .await
+        .execute(
+            "update public.emails_sent
+                set status = 'sending', lease_owner = 'dead', claimed_at = now() - interval '1 hour',
+                    handed_at = now() - interval '1 hour', lease_expires_at = now() - interval '1 minute',
+                    message_id = '<' || id || '@before.test>', attempts = 1
+              where campaign_id = $1::text::uuid and recipient_email like 'u1.%'",
+            &[&campaign],
+        )
+        .await
+        .unwrap();
+    let server = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::ZERO).await;
+    let (o, summary) = deliver(&stack, &user, &server.url(), &[&campaign]).await;
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert_eq!(summary["sent"], 2, "{summary}");
+    assert_eq!(summary["unknown"], 1, "{summary}");
+    assert_eq!(campaign_status(&campaign).await, "sending");
     let (o, summary) = deliver(
         &stack,
         &user,
@@ -806,15 +1035,15 @@ async fn kill_9_leaves_no_false_sent_and_a_rerun_never_resends_unknown_emails() 
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(summary["sent"], in_doubt.len(), "{summary}");
+    assert_eq!(summary["sent"], 1, "{summary}");
     let rows = emails(&campaign).await;
-    assert_eq!(count(&rows, "sent"), 60);
-    for address in &in_doubt {
-        assert_eq!(
-            rows[address].message_id, before[address],
-            "same Message-ID on a re-send"
-        );
-    }
+    let u1 = by_key(&rows, "u1");
+    assert_eq!(rows[&u1].status, "sent");
+    assert!(rows[&u1]
+        .message_id
+        .as_deref()
+        .unwrap()
+        .ends_with("@before.test>"));
     assert_eq!(campaign_status(&campaign).await, "sent");
 }
 
@@ -1173,5 +1402,303 @@ async fn config_shows_the_smtp_settings_with_the_password_masked() {
     assert!(
         secret["value"].as_str().unwrap().starts_with("******"),
         "{secret}"
+    );
+}
+
+/// One claim and one record of 500 outcomes (with 500 hand-offs) stay far
+/// inside the API's limit among many emails of other users and campaigns:
+/// each finds its rows through an index, not by reading the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_outcomes_of_500_are_quick_among_200k_other_emails() {
+    let stack = common::ready().await;
+    let other = new_user(&stack).await;
+    let user = new_user(&stack).await;
+    let busy = common::insert_campaign(&other, "Busy", "sending").await;
+    let mine = common::insert_campaign(&user, "Mine", "sending").await;
+    let db = common::admin().await;
+    // The other user's 200 000 emails.
+    db.execute(
+        "insert into public.emails_sent (user_id, campaign_id, recipient_email, status)
+         select $1, $2, 'o' || g || '@example.test', case when g % 5 = 0 then 'pending' else 'sent' end
+         from generate_series(1, 200000) g",
+        &[&other.id, &busy],
+    )
+    .await
+    .unwrap();
+    db.batch_execute("analyze public.emails_sent")
+        .await
+        .unwrap();
+    db.execute(
+        "insert into public.emails_sent (user_id, campaign_id, recipient_email, status)
+         select $1, $2, 'm' || g || '@example.test', 'pending' from generate_series(1, 1000) g",
+        &[&user.id, &mine],
+    )
+    .await
+    .unwrap();
+    let call = |function: &'static str, body: Value| {
+        let stack = &stack;
+        let token = user.token.clone();
+        async move {
+            let started = Instant::now();
+            let (status, body) = rest(
+                stack,
+                Method::POST,
+                &format!("rpc/{function}"),
+                Some(&token),
+                Some(body),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{function}: {body}");
+            (body, started.elapsed())
+        }
+    };
+    for round in 0..2 {
+        let (claimed, claim_took) = call(
+            "claim_emails",
+            json!({"campaign": mine, "max_emails": 500, "worker": "w", "lease_seconds": 60}),
+        )
+        .await;
+        let ids: Vec<Value> = claimed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].clone())
+            .collect();
+        assert_eq!(ids.len(), 500);
+        let (handed, hand_took) = call(
+            "record_email_outcomes",
+            json!({"outcomes": [], "worker": "w", "handed": ids}),
+        )
+        .await;
+        assert_eq!(handed["handed"].as_array().unwrap().len(), 500, "{handed}");
+        let outcomes: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "status": "sent", "response": "250 ok"}))
+            .collect();
+        let (recorded, record_took) = call(
+            "record_email_outcomes",
+            json!({"outcomes": outcomes, "worker": "w"}),
+        )
+        .await;
+        assert_eq!(recorded["recorded"], 500, "{recorded}");
+        // A retried call (its answer lost) says the same.
+        let (again, _) = call(
+            "record_email_outcomes",
+            json!({"outcomes": outcomes, "worker": "w"}),
+        )
+        .await;
+        assert_eq!(again["recorded"], 500, "{again}");
+        eprintln!(
+            "round {round}: claim {claim_took:?}, hand-off {hand_took:?}, record {record_took:?}"
+        );
+        for (what, took) in [
+            ("claim", claim_took),
+            ("hand-off", hand_took),
+            ("record", record_took),
+        ] {
+            assert!(
+                took < Duration::from_millis(500),
+                "{what} of 500 took {took:?}"
+            );
+        }
+    }
+    // The plans behind those timings: the campaign's unsettled emails (the
+    // claim's candidates, the check that finishes a campaign at each
+    // commit) come from the partial index on campaign_id, never from
+    // reading the table or a whole index.
+    for query in [
+        "select 1 from public.emails_sent e where e.campaign_id = $1 and e.status in ('pending', 'sending') limit 1",
+        "select e.id from public.emails_sent e where e.campaign_id = $1
+           and (e.status = 'pending' or (e.status = 'sending' and coalesce(e.lease_expires_at, '-infinity') < now()
+                                        and e.handed_at is null)) limit 500",
+    ] {
+        let plan: Vec<String> = db
+            .query(&format!("explain {query}"), &[&mine])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        // (The (user_id, campaign_id) index would do, read whole: O(table).)
+        assert!(
+            plan.iter().any(|l| l.contains("using emails_sent_unsettled_idx")),
+            "{query}\n{}",
+            plan.join("\n")
+        );
+    }
+    let status: String = db
+        .query_one(
+            "select status from public.email_campaigns where id = $1",
+            &[&mine],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "sent", "the last outcome finished the campaign");
+    db.execute(
+        "delete from public.emails_sent where campaign_id = $1",
+        &[&busy],
+    )
+    .await
+    .unwrap();
+}
+
+/// The database side of the hand-off, call by call: a claimed email never
+/// handed goes back to any worker once its lease ends (no --resend-unknown
+/// needed, not counted unknown); a hand-off after the lease was lost is
+/// refused (the worker never sends it); a handed one is unknown once its
+/// lease ends, claimed again only with resend_unknown, and settled by
+/// settle_unknown_emails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_handed_emails_become_unknown_and_a_lost_lease_refuses_the_hand_off() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let campaign = common::insert_campaign(&user, "Hand-off", "sending").await;
+    let db = common::admin().await;
+    db.execute(
+        "insert into public.emails_sent (user_id, campaign_id, recipient_email, status)
+         select $1, $2, 'h' || g || '@example.test', 'pending' from generate_series(1, 2) g",
+        &[&user.id, &campaign],
+    )
+    .await
+    .unwrap();
+    let rpc = |function: &'static str, body: Value| {
+        let stack = &stack;
+        let token = user.token.clone();
+        async move {
+            let (status, body) = rest(
+                stack,
+                Method::POST,
+                &format!("rpc/{function}"),
+                Some(&token),
+                Some(body),
+                None,
+            )
+            .await;
+            (status, body)
+        }
+    };
+    let expire = || async {
+        common::admin()
+            .await
+            .execute(
+                "update public.emails_sent set lease_expires_at = now() - interval '1 second'
+                  where campaign_id = $1 and status = 'sending'",
+                &[&campaign],
+            )
+            .await
+            .unwrap();
+    };
+    let claim = |worker: &'static str, resend: bool| {
+        rpc(
+            "claim_emails",
+            json!({"campaign": campaign, "max_emails": 10, "worker": worker, "resend_unknown": resend}),
+        )
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let unknown = || rpc("unknown_emails", json!({"campaign": campaign}));
+
+    let (_, first) = claim("w1", false).await;
+    let all = ids(&first);
+    assert_eq!(all.len(), 2);
+    // w1 hands one of them, then dies; both leases run out.
+    let (_, answer) = rpc(
+        "record_email_outcomes",
+        json!({"outcomes": [], "worker": "w1", "handed": [all[0]]}),
+    )
+    .await;
+    assert_eq!(answer["handed"], json!([all[0]]), "{answer}");
+    expire().await;
+    let (_, u) = unknown().await;
+    assert_eq!(u["count"], 1, "only the handed one is unknown: {u}");
+    // w2 takes the one never handed, without resend_unknown, with no new attempt.
+    let (_, second) = claim("w2", false).await;
+    assert_eq!(ids(&second), vec![all[1].clone()], "{second}");
+    assert_eq!(second[0]["attempts"], 1, "{second}");
+    // w1 comes back and tries to hand it: refused, its lease is gone.
+    let (_, answer) = rpc(
+        "record_email_outcomes",
+        json!({"outcomes": [], "worker": "w1", "handed": [all[1]]}),
+    )
+    .await;
+    assert_eq!(answer["handed"], json!([]), "{answer}");
+    // The handed one comes back only with resend_unknown.
+    let (_, none) = claim("w3", false).await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+    let (_, again) = claim("w4", true).await;
+    assert_eq!(ids(&again), vec![all[0].clone()], "{again}");
+    assert_eq!(
+        again[0]["attempts"], 2,
+        "a re-send is one more attempt: {again}"
+    );
+    let (_, answer) = rpc(
+        "record_email_outcomes",
+        json!({"outcomes": [], "worker": "w4", "handed": [all[0]]}),
+    )
+    .await;
+    assert_eq!(answer["handed"], json!([all[0]]), "{answer}");
+    expire().await;
+    // An outcome other than sent or failed cannot settle it.
+    let (status, refused) = rpc(
+        "settle_unknown_emails",
+        json!({"campaign": campaign, "outcome": "bounced"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["code"], "22023", "{refused}");
+    let (status, settled) = rpc(
+        "settle_unknown_emails",
+        json!({"campaign": campaign, "outcome": "sent"}),
+    )
+    .await;
+    assert_eq!((status, settled.clone()), (200, json!(1)), "{settled}");
+    let (_, u) = unknown().await;
+    assert_eq!(u["count"], 0, "{u}");
+    // (w2's email, never handed, lost its lease too: it is the only one.)
+    let (_, resent) = claim("w3", true).await;
+    assert_eq!(
+        ids(&resent),
+        vec![all[1].clone()],
+        "a settled email stays settled"
+    );
+}
+
+/// `scripts/bench-crash` at a small size, so its checks run in CI: after
+/// each crash and re-run, every email is `sent` but the unknown ones, the
+/// re-run exits 5 while some remain, and the unknown ones stay within the
+/// bounds (the connections with the journal, the hand-off window without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_crash_checks_what_it_measures_at_a_small_size() {
+    common::ready().await;
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench-crash"))
+            .args(["800", "1"])
+            .env("MAILSYNC_BIN", common::BIN)
+            .env("MAILSYNC_BENCH_CONNECTIONS", "4")
+            .env("MAILSYNC_BENCH_KILL_AFTER", "0.8")
+            .output()
+            .expect("running scripts/bench-crash")
+    })
+    .await
+    .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "exit {:?}\n{text}\n{err}", out.status);
+    let median = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("median"))
+        .unwrap_or_else(|| panic!("no median line:\n{text}"));
+    assert!(
+        median.contains("(bound 4)") && median.contains("(bound 32)"),
+        "{text}"
     );
 }

@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::journal::Journal;
+use super::queue::QueueSender;
+use super::senders::Job;
 use super::stop::Stop;
 use super::summary::{Tally, UnknownEmail};
 use crate::domain::{CampaignStatus, EmailStatus};
@@ -55,6 +58,17 @@ pub(super) struct Record {
     pub response: Option<String>,
 }
 
+impl Record {
+    /// A claimed email given back untried.
+    pub(super) fn release(id: Uuid) -> Self {
+        Self {
+            id,
+            status: EmailStatus::Pending,
+            response: None,
+        }
+    }
+}
+
 /// The emails this worker holds, whose leases the heartbeat keeps alive.
 pub(super) type Held = Arc<Mutex<HashSet<Uuid>>>;
 
@@ -94,6 +108,42 @@ impl Db {
             &t!("doing-unknown-outcomes"),
         )
         .await
+    }
+
+    /// Records outcomes (nothing handed): how many are stored.
+    pub(super) async fn record(&self, records: &[Record]) -> Result<i64> {
+        let answer: Recorded = self
+            .call(
+                "record_email_outcomes",
+                &json!({
+                    "outcomes": records
+                        .iter()
+                        .map(|o| json!({"id": o.id, "status": o.status, "response": o.response}))
+                        .collect::<Vec<Value>>(),
+                    "worker": self.worker,
+                }),
+                &t!("doing-recording-outcomes"),
+            )
+            .await?;
+        Ok(answer.recorded)
+    }
+
+    /// Settles the campaign's unknown outcomes as `outcome`: how many.
+    pub(super) async fn settle_unknown(&self, campaign: Uuid, outcome: &str) -> Result<u64> {
+        let mut settled = 0;
+        loop {
+            let n: i64 = self
+                .call(
+                    "settle_unknown_emails",
+                    &json!({"campaign": campaign, "outcome": outcome}),
+                    &t!("doing-recording-outcomes"),
+                )
+                .await?;
+            settled += n.max(0) as u64;
+            if n < 1000 {
+                return Ok(settled);
+            }
+        }
     }
 
     /// Claims up to `max` emails for `lease_secs` seconds.
@@ -190,64 +240,199 @@ pub(super) async fn load_templates(
     Ok(())
 }
 
-/// Writes outcomes as they arrive, a batch at a time (at most 100 ms late).
-pub(super) async fn record_outcomes(
-    db: Db,
-    mut rx: mpsc::UnboundedReceiver<Record>,
-    held: Held,
-    stop: Arc<Stop>,
-) {
-    let mut buffer: Vec<Record> = Vec::new();
-    let mut open = true;
-    while open || !buffer.is_empty() {
-        if open {
-            let deadline = tokio::time::sleep(Duration::from_millis(100));
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    got = rx.recv() => match got {
-                        Some(r) => {
-                            buffer.push(r);
-                            if buffer.len() >= 500 { break; }
-                        }
-                        None => { open = false; break; }
-                    },
-                    _ = &mut deadline => break,
+/// What the recorder shares with the run.
+pub(super) struct Recorder {
+    pub db: Db,
+    /// Outcomes from the connections.
+    pub outcomes: mpsc::UnboundedReceiver<Record>,
+    /// Claimed emails (or releases), in claim order.
+    pub claimed: mpsc::Receiver<Job>,
+    /// Emails the database confirmed as handed, for the connections.
+    pub ready: QueueSender<Job>,
+    /// Most emails handed and not yet recorded at any instant.
+    pub window: usize,
+    pub held: Held,
+    pub stop: Arc<Stop>,
+    pub journal: Option<Arc<Journal>>,
+}
+
+/// The database's answer to `record_email_outcomes`.
+#[derive(Debug, Deserialize)]
+struct Recorded {
+    recorded: i64,
+    handed: Vec<Uuid>,
+}
+
+/// Records outcomes and hands emails to the connections, in one call per
+/// round trip: the next call leaves as soon as the previous one returned,
+/// carrying whatever accumulated (at most 1000 outcomes). An email goes to
+/// a connection only once the database has marked it handed, and at most
+/// `window` emails are handed without a recorded outcome, so a worker that
+/// dies leaves at most that many with an unknown outcome (fewer with its
+/// journal replayed: only those the SMTP server had started).
+pub(super) async fn record_and_hand(mut r: Recorder) {
+    let mut outcomes: Vec<Record> = Vec::new();
+    let mut to_hand: Vec<(Claimed, Arc<Template>)> = Vec::new();
+    // Handed by this worker, outcome not yet recorded.
+    let mut open: HashSet<Uuid> = HashSet::new();
+    let tally = r.db.tally.clone();
+    let mut outcomes_open = true;
+    let mut claimed_open = true;
+    let mut ready = Some(r.ready);
+    loop {
+        while outcomes.len() < MAX_OUTCOMES {
+            match r.outcomes.try_recv() {
+                Ok(record) => outcomes.push(record),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    outcomes_open = false;
+                    break;
                 }
             }
         }
-        if buffer.is_empty() {
+        let room = r.window.saturating_sub(open.len());
+        while claimed_open && to_hand.len() < room {
+            match r.claimed.try_recv() {
+                Ok(job) => take_job(job, &r.stop, &tally, &mut to_hand, &mut outcomes),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => claimed_open = false,
+            }
+        }
+        if !claimed_open && to_hand.is_empty() {
+            // Nothing more to hand: the connections finish what they have.
+            ready = None;
+        }
+        if outcomes.is_empty() && to_hand.is_empty() {
+            if !outcomes_open && !claimed_open {
+                return;
+            }
+            let room = r.window.saturating_sub(open.len());
+            tokio::select! {
+                got = r.outcomes.recv(), if outcomes_open => match got {
+                    Some(record) => outcomes.push(record),
+                    None => outcomes_open = false,
+                },
+                got = r.claimed.recv(), if claimed_open && room > 0 => match got {
+                    Some(job) => take_job(job, &r.stop, &tally, &mut to_hand, &mut outcomes),
+                    None => claimed_open = false,
+                },
+                // Every connection is gone and the window is full: nothing
+                // more can be sent (what is claimed is claimable again once
+                // its lease ends, never handed).
+                else => return,
+            }
             continue;
         }
-        let batch: Vec<Record> = std::mem::take(&mut buffer);
-        let outcomes: Vec<Value> = batch
-            .iter()
-            .map(|r| json!({"id": r.id, "status": r.status, "response": r.response}))
-            .collect();
-        let result: Result<i64> = db
-            .call(
+        if r.stop.is_set() {
+            // A stop hands nothing more: what was about to go is released.
+            for (email, _) in to_hand.drain(..) {
+                tally.released.fetch_add(1, Ordering::Relaxed);
+                outcomes.push(Record::release(email.id));
+            }
+        }
+
+        let batch: Vec<Record> = std::mem::take(&mut outcomes);
+        let handing: Vec<(Claimed, Arc<Template>)> = std::mem::take(&mut to_hand);
+        let ids: Vec<Uuid> = handing.iter().map(|(e, _)| e.id).collect();
+        if let Some(journal) = &r.journal {
+            journal.handing(&ids);
+        }
+        let args = json!({
+            "outcomes": batch
+                .iter()
+                .map(|o| json!({"id": o.id, "status": o.status, "response": o.response}))
+                .collect::<Vec<Value>>(),
+            "worker": r.db.worker,
+            "handed": ids,
+        });
+        let answer: Result<Recorded> =
+            r.db.call(
                 "record_email_outcomes",
-                &json!({"outcomes": outcomes, "worker": db.worker}),
+                &args,
                 &t!("doing-recording-outcomes"),
             )
             .await;
-        match result {
-            Ok(n) => {
-                let lost = batch.len() as u64 - (n.max(0) as u64).min(batch.len() as u64);
-                db.tally.not_recorded.fetch_add(lost, Ordering::Relaxed);
+        for o in &batch {
+            open.remove(&o.id);
+        }
+        match answer {
+            Ok(answer) => {
+                if let Some(journal) = &r.journal {
+                    journal.recorded(batch.iter().map(|o| o.id));
+                }
+                let lost =
+                    batch.len() as u64 - (answer.recorded.max(0) as u64).min(batch.len() as u64);
+                tally.not_recorded.fetch_add(lost, Ordering::Relaxed);
+                let confirmed: HashSet<Uuid> = answer.handed.into_iter().collect();
+                for (email, template) in handing {
+                    if !confirmed.contains(&email.id) {
+                        // The lease was lost: another worker may hold it now.
+                        tally.released.fetch_add(1, Ordering::Relaxed);
+                        unhold(&r.held, email.id);
+                        if let Some(journal) = &r.journal {
+                            journal.recorded(std::iter::once(email.id));
+                        }
+                        continue;
+                    }
+                    let id = email.id;
+                    let taken = match &ready {
+                        Some(ready) => ready.send(Job::Send(email, template)).await.is_ok(),
+                        None => false,
+                    };
+                    if taken {
+                        open.insert(id);
+                    } else {
+                        tally.released.fetch_add(1, Ordering::Relaxed);
+                        outcomes.push(Record::release(id));
+                    }
+                }
             }
             Err(e) => {
-                db.tally
+                tally
                     .not_recorded
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                stop.fail(e);
+                r.stop.fail(e);
+                // Unknown whether the database marked them: never sent, and
+                // given back (the next call, if any, releases them).
+                for (email, _) in handing {
+                    tally.released.fetch_add(1, Ordering::Relaxed);
+                    outcomes.push(Record::release(email.id));
+                }
             }
         }
-        let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
-        for r in &batch {
-            held.remove(&r.id);
+        // (After an error the journal keeps those outcomes: the worker's
+        // journal is not removed, and the next run records them.)
+        let mut held = r.held.lock().unwrap_or_else(|p| p.into_inner());
+        for o in &batch {
+            held.remove(&o.id);
         }
     }
+}
+
+/// Most outcomes per call (the SQL function's bound).
+const MAX_OUTCOMES: usize = 1000;
+
+fn take_job(
+    job: Job,
+    stop: &Stop,
+    tally: &Tally,
+    to_hand: &mut Vec<(Claimed, Arc<Template>)>,
+    outcomes: &mut Vec<Record>,
+) {
+    let id = match job {
+        Job::Send(email, template) if !stop.is_set() => {
+            to_hand.push((email, template));
+            return;
+        }
+        Job::Send(email, _) => email.id,
+        Job::Release(id) => id,
+    };
+    tally.released.fetch_add(1, Ordering::Relaxed);
+    outcomes.push(Record::release(id));
+}
+
+fn unhold(held: &Held, id: Uuid) {
+    held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
 }
 
 /// Moves the lease of the emails still held forward, every third of it.

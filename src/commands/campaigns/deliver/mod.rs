@@ -16,12 +16,14 @@
 //! service role or a database URL.
 //!
 //! Here: the run's story, step by step; `claims` (the database side:
-//! claims, outcomes, leases), `senders` (the SMTP connections), `pacing`
+//! claims, hand-offs, outcomes, leases), `journal` (the worker's local
+//! record, replayed after a crash), `senders` (the SMTP connections), `pacing`
 //! (the rate limiter), `queue` (emails on their way to the connections),
 //! `stop` (Ctrl-C and errors), `summary` (counters, progress, the report).
 //! Tests: `tests/it/campaigns_deliver.rs`.
 
 mod claims;
+mod journal;
 mod pacing;
 mod queue;
 mod senders;
@@ -44,9 +46,10 @@ use crate::output::Output;
 use crate::settings::Config;
 use crate::smtp::{Mailer, Template, VerpProblem};
 use crate::t;
-use claims::{Claim, Claimed, Db, Held, Record};
+use claims::{Claim, Claimed, Db, Held, Record, Recorder};
+use journal::Journal;
 use pacing::Pace;
-use queue::{queue, QueueSender};
+use queue::queue;
 use senders::{Job, Sender};
 use stop::Stop;
 use summary::Tally;
@@ -64,6 +67,9 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const DEFAULT_RETRY_DELAY_SECS: f64 = 2.0;
 /// Seconds between looks for new work with `--follow`.
 pub const DEFAULT_POLL_SECS: f64 = 2.0;
+/// Emails handed to SMTP without a recorded outcome, per connection, at
+/// most: enough to keep a connection busy for a database round trip.
+pub const HANDOFF_PER_CONNECTION: usize = 8;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -80,6 +86,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Also claim the emails whose outcome is unknown.
     pub resend_unknown: bool,
+    /// Settle the campaign's unknown outcomes as `sent` or `failed` first.
+    pub settle_unknown: Option<String>,
     /// Tries per email for temporary failures (4xx, dropped connection).
     pub attempts: u32,
     /// Seconds before the first retry; the wait doubles each time.
@@ -121,6 +129,29 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let campaign_id = campaign.map(|(id, _)| id);
     if let Some((_, CampaignStatus::Sent)) = campaign {
         out.note(t!("deliver-already-sent"));
+    }
+
+    // What workers that died on this machine left in their journals.
+    let journal_dir = config
+        .session_dir()
+        .ok()
+        .map(|d| d.join("deliver").join(&*user_id));
+    if let Some(dir) = &journal_dir {
+        if !options.dry_run {
+            replay_journals(&db, dir, out).await?;
+        }
+    }
+
+    // Unknown outcomes the operator has looked up.
+    if let (Some(outcome), Some(id)) = (&options.settle_unknown, campaign_id) {
+        if !options.dry_run {
+            let settled = db.settle_unknown(id, outcome).await?;
+            out.note(t!(
+                "deliver-settled-unknown",
+                count = settled,
+                outcome = outcome.as_str()
+            ));
+        }
     }
 
     // Emails an earlier run left without an outcome, and the queue's size.
@@ -176,16 +207,32 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let progress = summary::progress_bar(out, expected);
     let started = Instant::now();
 
-    // Outcomes go to the recorder, which writes them in small batches as
-    // they come; the emails still held are kept leased by a heartbeat.
+    // Claimed emails go to the recorder, which has the database mark them
+    // handed (with the outcomes that came meanwhile, one call per round
+    // trip) before the connections get them; the emails still held are kept
+    // leased by a heartbeat. The journal notes each step on this machine.
+    let journal = journal_dir.as_deref().and_then(|dir| {
+        Journal::create(dir, &db.worker)
+            .map_err(|e| out.debug(format!("deliver: no journal in {}: {e}", dir.display())))
+            .ok()
+            .map(Arc::new)
+    });
     let held = Held::default();
+    let batch = batch_size(options);
+    let window = handoff_window(options);
     let (record_tx, record_rx) = mpsc::unbounded_channel::<Record>();
-    let recorder = tokio::spawn(claims::record_outcomes(
-        db.clone(),
-        record_rx,
-        held.clone(),
-        stop.clone(),
-    ));
+    let (claimed_tx, claimed_rx) = mpsc::channel::<Job>(batch);
+    let (ready_tx, ready_rx) = queue(window);
+    let recorder = tokio::spawn(claims::record_and_hand(Recorder {
+        db: db.clone(),
+        outcomes: record_rx,
+        claimed: claimed_rx,
+        ready: ready_tx,
+        window,
+        held: held.clone(),
+        stop: stop.clone(),
+        journal: journal.clone(),
+    }));
     let lease = Duration::from_secs(options.lease_secs);
     let heartbeat = tokio::spawn(claims::keep_leases(
         db.clone(),
@@ -194,17 +241,16 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         stop.clone(),
     ));
 
-    // The senders, one per connection. The queue holds one claim ahead: the
-    // senders never wait for the next claim, and a worker killed at any
-    // instant holds at most two claims' worth.
-    let batch = batch_size(options);
-    let (jobs, job_rx) = queue(batch);
+    // The senders, one per connection, take the emails the database
+    // confirmed as handed. The claims queue holds one claim ahead, so the
+    // senders never wait for the next claim; a worker killed at any instant
+    // leaves its claimed, never handed emails claimable again.
     let settings = Arc::new(settings);
     let pace = Arc::new(Pace::new(options.rate));
     let senders: Vec<_> = (0..options.concurrency)
         .map(|_| {
             tokio::spawn(senders::send_emails(Sender {
-                jobs: job_rx.clone(),
+                jobs: ready_rx.clone(),
                 user_id: user_id.clone(),
                 mailer: mailer.clone(),
                 settings: settings.clone(),
@@ -217,10 +263,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 progress: progress.clone(),
                 attempts: options.attempts.max(1),
                 retry_delay: Duration::from_secs_f64(options.retry_delay_secs),
+                journal: journal.clone(),
             }))
         })
         .collect();
-    drop(job_rx);
+    drop(ready_rx);
     drop(record_tx);
 
     let claim = Claim {
@@ -230,10 +277,10 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         message_id_domain: &settings.message_id_domain(),
         resend_unknown: options.resend_unknown,
     };
-    hand_out_claims(&db, &claim, options, &jobs, &held, &stop, &progress).await;
+    hand_out_claims(&db, &claim, options, &claimed_tx, &held, &stop, &progress).await;
 
     // Every claimed email sent or released, every outcome recorded.
-    drop(jobs);
+    drop(claimed_tx);
     for sender in senders {
         let _ = sender.await;
     }
@@ -241,10 +288,20 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     heartbeat.abort();
     ctrl_c.abort();
     progress.finish_and_clear();
+    if let Some(journal) = &journal {
+        journal.remove();
+    }
 
     summary.count(&tally, started.elapsed(), stop.interrupted());
+    // What is left unknown now (this run's own lost outcomes show once
+    // their lease ends).
+    if let Ok(left) = db.unknown(campaign_id).await {
+        summary.unknown = left.count;
+        summary.unknown_emails = left.emails;
+    }
     let interrupted = summary.interrupted;
     let not_recorded = summary.not_recorded;
+    let unknown_left = summary.unknown;
     summary::finish(summary, out)?;
     if let Some(e) = stop.take_error() {
         return Err(e);
@@ -261,6 +318,69 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
             t!("deliver-error-interrupted"),
         ));
     }
+    unknown_remain(unknown_left)
+}
+
+/// Exit 5 while emails with an unknown outcome remain, so that CI notices.
+fn unknown_remain(count: u64) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::UnknownOutcomes,
+        t!("deliver-error-unknown-remain", count = count),
+    )
+    .with_hint(t!("deliver-hint-unknown-remain")))
+}
+
+/// Replays the journals of workers that died on this machine: their
+/// outcomes recorded, the emails they never started given back, as the
+/// worker each journal names; then the journal is removed.
+async fn replay_journals(db: &Db, dir: &std::path::Path, out: &Output) -> Result<()> {
+    for mut dead in journal::dead_journals(dir) {
+        let replay = journal::parse(&dead.text());
+        if replay.bad_lines > 0 {
+            out.note(t!(
+                "deliver-journal-bad-lines",
+                count = replay.bad_lines,
+                path = dead.path.display().to_string()
+            ));
+        }
+        let Some(worker) = replay.worker.clone() else {
+            dead.remove();
+            continue;
+        };
+        let as_worker = Db {
+            worker: worker.clone(),
+            ..db.clone()
+        };
+        let released = replay
+            .outcomes
+            .iter()
+            .filter(|(_, s, _)| *s == EmailStatus::Pending)
+            .count();
+        let mut recorded = 0;
+        for chunk in replay.outcomes.chunks(1000) {
+            let records: Vec<Record> = chunk
+                .iter()
+                .map(|(id, status, reply)| Record {
+                    id: *id,
+                    status: *status,
+                    response: (!reply.is_empty()).then(|| reply.clone()),
+                })
+                .collect();
+            as_worker.record(&records).await?;
+            recorded += records.iter().filter(|r| r.status.is_settled()).count();
+        }
+        out.note(t!(
+            "deliver-journal-replayed",
+            worker = worker.as_str(),
+            recorded = recorded,
+            released = released,
+            started = replay.started.len()
+        ));
+        dead.remove();
+    }
     Ok(())
 }
 
@@ -270,7 +390,7 @@ async fn hand_out_claims(
     db: &Db,
     claim: &Claim<'_>,
     options: &Options,
-    jobs: &QueueSender<Job>,
+    jobs: &mpsc::Sender<Job>,
     held: &Held,
     stop: &Stop,
     progress: &indicatif::ProgressBar,
@@ -348,6 +468,9 @@ fn validate(options: &Options) -> Result<()> {
     if !options.retry_delay_secs.is_finite() || options.retry_delay_secs < 0.0 {
         return Err(Error::usage(t!("deliver-error-retry-delay")));
     }
+    if options.settle_unknown.is_some() && options.campaign.is_none() {
+        return Err(Error::usage(t!("deliver-error-settle-campaign")));
+    }
     Ok(())
 }
 
@@ -377,6 +500,19 @@ fn batch_size(options: &Options) -> usize {
     ((options.rate * 2.0).ceil() as usize)
         .max(options.concurrency)
         .min(MAX_BATCH)
+}
+
+/// Most emails handed to SMTP without a recorded outcome at any instant:
+/// a database round trip's worth per connection at full speed, less when
+/// `--rate` sends slower (a worker that dies on another machine than its
+/// journal leaves at most this many with an unknown outcome).
+fn handoff_window(options: &Options) -> usize {
+    let full = options.concurrency * HANDOFF_PER_CONNECTION;
+    if options.rate == 0.0 {
+        return full;
+    }
+    ((options.rate / 2.0).ceil() as usize)
+        .clamp(options.concurrency * 2, full.max(options.concurrency * 2))
 }
 
 fn worker_id() -> String {

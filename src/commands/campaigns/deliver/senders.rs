@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::claims::{Claimed, Record};
+use super::journal::Journal;
 use super::pacing::Pace;
 use super::queue::QueueReceiver;
 use super::stop::Stop;
@@ -49,6 +50,9 @@ pub(super) struct Sender {
     pub progress: ProgressBar,
     pub attempts: u32,
     pub retry_delay: Duration,
+    /// The worker's journal (crash recovery): `start` before each SMTP
+    /// transaction, `done` after its reply.
+    pub journal: Option<Arc<Journal>>,
 }
 
 /// One connection's worth of work, until the queue is closed and empty.
@@ -84,11 +88,7 @@ pub(super) async fn send_emails(s: Sender) {
 
 fn release(s: &Sender, id: Uuid) {
     s.tally.released.fetch_add(1, Ordering::Relaxed);
-    let _ = s.records.send(Record {
-        id,
-        status: EmailStatus::Pending,
-        response: None,
-    });
+    let _ = s.records.send(Record::release(id));
 }
 
 async fn deliver_one(
@@ -134,7 +134,13 @@ async fn deliver_one(
     loop {
         s.pace.wait().await;
         tried += 1;
+        if let Some(journal) = &s.journal {
+            journal.started(email.id);
+        }
         let attempt = session.send(&message, &envelope).await;
+        if let Some(journal) = &s.journal {
+            journal_reply(journal, email.id, &attempt);
+        }
         if !matches!(attempt, Attempt::Temporary(_)) {
             s.tally.temporary_streak.store(0, Ordering::Relaxed);
         }
@@ -172,4 +178,17 @@ async fn deliver_one(
             }
         }
     }
+}
+
+/// The journal's `done` line for a final reply. A temporary failure writes
+/// none: a dropped connection or a timeout may follow an accepted message,
+/// so the email stays "started" (unknown) until its outcome is recorded.
+fn journal_reply(journal: &Journal, id: Uuid, attempt: &Attempt) {
+    let (status, reply) = match attempt {
+        Attempt::Accepted(reply) => (EmailStatus::Sent, reply),
+        Attempt::Bounced(reply) => (EmailStatus::Bounced, reply),
+        Attempt::Refused(reply) => (EmailStatus::Failed, reply),
+        Attempt::Temporary(_) => return,
+    };
+    journal.done(id, status, Some(reply));
 }
