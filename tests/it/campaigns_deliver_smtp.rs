@@ -288,3 +288,36 @@ async fn a_refused_login_is_exit_3_and_nothing_is_claimed_an_accepted_one_delive
     assert_eq!(summary["sent"], 2, "{summary}");
     assert_eq!(good.accepted().len(), 2);
 }
+
+/// `scripts/bench-deliver` at a small size with this build, so its checks
+/// run in CI: the sink counts exactly N messages for smtp-source and for
+/// `deliver`, and every email of the campaign is stored `sent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_deliver_checks_what_it_stores_at_a_small_size() {
+    common::ready().await;
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/bench-deliver"
+        ))
+        .args(["200", "1"])
+        .env("MAILSYNC_BIN", common::BIN)
+        .env_remove("MAILSYNC_BENCH_CONCURRENCY")
+        .output()
+        .expect("running scripts/bench-deliver")
+    })
+    .await
+    .unwrap();
+    let (text, err) = (common::stdout(&out), stderr(&out));
+    assert!(out.status.success(), "exit {:?}\n{text}\n{err}", out.status);
+    assert!(text.starts_with("bench-deliver: 200 emails of "), "{text}");
+    let run: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .unwrap_or_else(|| panic!("no line for run 1: {text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(run.len(), 7, "{text}");
+    assert!(run[5].ends_with('x'), "the ratio: {text}");
+    assert!(text.contains("median of 1 runs: smtp-source "), "{text}");
+}
