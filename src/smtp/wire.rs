@@ -602,7 +602,7 @@ enum Stream {
 }
 
 fn gone() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the connection is gone")
+    io::ErrorKind::NotConnected.into()
 }
 
 impl AsyncRead for Stream {

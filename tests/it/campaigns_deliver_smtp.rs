@@ -3,8 +3,9 @@
 //! (the same outcomes; with it, a transaction's MAIL, RCPT and DATA in one
 //! write), a refusal inside a pipelined group, and the login's safety
 //! (STARTTLS refused, not offered, or offering a certificate that does not
-//! hold for a remote name: exit 3 and the password never sent; AUTH
-//! refused: exit 3 and nothing claimed). Through the real binary, the REST
+//! hold for a remote name, and the same certificate under implicit TLS:
+//! exit 3 and the password never sent; AUTH refused: exit 3 and nothing
+//! claimed). Through the real binary, the REST
 //! API and real JWTs; the database is read back as the superuser to check.
 
 use crate::campaigns_deliver::{addresses, deliver, queued_campaign, run};
@@ -257,6 +258,24 @@ async fn a_certificate_that_does_not_hold_for_a_remote_name_is_refused_before_th
     let received = server.received();
     assert!(String::from_utf8_lossy(&received).ends_with("STARTTLS\r\n"));
     assert!(!holds_password(&received));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_with_a_certificate_that_does_not_hold_is_refused_before_a_word() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let (name, ip) = remote_name();
+    let server = ScriptedSmtp::start_at(ip, |_, _, _| Action::Accept, Duration::ZERO).await;
+    let (acceptor, _) = common::tls::self_signed_acceptor(&name);
+    server.implicit_tls(acceptor);
+    server.offer_auth("235 2.7.0 Authentication successful");
+    let url = format!("smtps://mailer:{PASSWORD}@{name}:{}", server.addr.port());
+    refused_before_any_email(&stack, &user, &url, "certificate").await;
+    assert!(server.connections() >= 1);
+    assert!(
+        server.received().is_empty(),
+        "nothing decrypted: no EHLO, no login"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,8 @@ struct State {
     /// Advertise PIPELINING in the EHLO answer.
     pipelining: bool,
     starttls: StartTls,
+    /// TLS from the first byte (`smtps://`), with this certificate.
+    implicit_tls: Option<TlsAcceptor>,
     /// Advertise AUTH PLAIN LOGIN and give this final answer to it.
     auth: Option<String>,
     /// Every byte received, decrypted under TLS, all connections in turn.
@@ -185,6 +187,12 @@ impl ScriptedSmtp {
         self.state.lock().unwrap().starttls = StartTls::Offered(acceptor);
     }
 
+    /// From now on, TLS from the first byte (`smtps://`) with `acceptor`'s
+    /// certificate.
+    pub fn implicit_tls(&self, acceptor: TlsAcceptor) {
+        self.state.lock().unwrap().implicit_tls = Some(acceptor);
+    }
+
     /// From now on, advertise AUTH PLAIN and LOGIN and answer a login with
     /// `reply` ("235 2.7.0 Authentication successful", "535 5.7.8 ...").
     pub fn offer_auth(&self, reply: &str) {
@@ -295,11 +303,22 @@ fn seen(state: &Mutex<State>, recipient: &str, phase: Phase) -> u32 {
 }
 
 async fn serve(socket: TcpStream, state: Arc<Mutex<State>>, script: Arc<Script>, delay: Duration) {
+    let implicit = state.lock().unwrap().implicit_tls.clone();
+    if let Some(acceptor) = implicit {
+        if let Ok(tls) = acceptor.accept(socket).await {
+            let tls = Recorder {
+                inner: tls,
+                state: state.clone(),
+            };
+            converse(tls, true, true, &state, &script, delay).await;
+        }
+        return;
+    }
     let plain = Recorder {
         inner: socket,
         state: state.clone(),
     };
-    let Some((plain, acceptor)) = converse(plain, false, &state, &script, delay).await else {
+    let Some((plain, acceptor)) = converse(plain, true, false, &state, &script, delay).await else {
         return;
     };
     // STARTTLS: the same connection, under TLS from here on.
@@ -308,14 +327,16 @@ async fn serve(socket: TcpStream, state: Arc<Mutex<State>>, script: Arc<Script>,
             inner: tls,
             state: state.clone(),
         };
-        converse(tls, true, &state, &script, delay).await;
+        converse(tls, false, true, &state, &script, delay).await;
     }
 }
 
-/// The conversation on one stream, until QUIT, a drop, or STARTTLS (then
-/// the stream, to be put under TLS with the acceptor).
+/// The conversation on one stream (greeted first when `greet`), until
+/// QUIT, a drop, or STARTTLS (then the stream, to be put under TLS with the
+/// acceptor).
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
+    greet: bool,
     tls_up: bool,
     state: &Arc<Mutex<State>>,
     script: &Arc<Script>,
@@ -334,7 +355,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
     }
-    if !tls_up {
+    if greet {
         say!("220 scripted.test ESMTP ready");
     }
     let mut recipients: Vec<String> = Vec::new();
