@@ -13,6 +13,7 @@ mod bounces_scan;
 mod campaigns;
 mod campaigns_deliver;
 mod campaigns_deliver_dsn;
+mod campaigns_deliver_smtp;
 mod campaigns_watch_failures;
 mod campaigns_watch_quota;
 mod campaigns_watch_realtime;

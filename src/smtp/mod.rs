@@ -1,26 +1,24 @@
-//! SMTP for `mailsync campaigns deliver`: the transport (lettre over
-//! rustls, one connection per sender reused across emails), building one
-//! message per email, and reading the server's answer as an outcome. Its
-//! settings (server, From, return path, List-Unsubscribe) are typed and
-//! checked in [`crate::settings::delivery`], re-exported here. It never talks
-//! to the database and never prints: the command does both.
+//! SMTP for `mailsync campaigns deliver`: the session (one connection per
+//! sender, reused across emails, PIPELINING where offered; see
+//! [`wire`]), building one message per email, and reading the server's
+//! answer as an outcome. Its settings (server, From, return path,
+//! List-Unsubscribe) are typed and checked in [`crate::settings::delivery`],
+//! re-exported here. It never talks to the database and never prints: the
+//! command does both.
 //!
 //! Delivery reports (RFC 3461): when the server advertises `DSN`, each
 //! transaction asks for reports on success, failure and delay, returned to
 //! the envelope sender (the return path) with the email's id as `ENVID`;
 //! see docs/tracking.md.
 
+mod wire;
+
+use std::io::Write as _;
 use std::time::Duration;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
-use lettre::transport::smtp::extension::{
-    ClientId, Extension, MailBodyParameter, MailParameter, RcptParameter,
-};
-use lettre::transport::smtp::response::Response;
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, Message};
 
 use uuid::Uuid;
@@ -35,36 +33,42 @@ pub use crate::settings::delivery::{
     ENV_SMTP_URL,
 };
 
+use wire::{Connection, Ended, Tls};
+
 /// How to open connections to the SMTP server. Each sender keeps one
 /// [`SmtpSession`] and reuses its connection for email after email.
 ///
-/// Connections are made here rather than by lettre's pool so that plain and
-/// STARTTLS connections set `TCP_NODELAY`: SMTP writes the message and its
-/// final dot as two small writes, and with Nagle's algorithm the second waits
-/// for the server's delayed ACK (about 40 ms a message on Linux).
+/// Connections set `TCP_NODELAY`: a transaction's commands go in one write
+/// and its message in another, and with Nagle's algorithm a write waits for
+/// the server's delayed ACK of the one before (about 40 ms on Linux).
 #[derive(Clone)]
 pub struct Mailer {
     server: SmtpServer,
     timeout: Duration,
-    hello: ClientId,
+    /// `EHLO <name>\r\n`, the name as lettre finds it (the host's name).
+    ehlo: String,
+    /// TLS towards the server, unless the URL is plain (loopback only).
+    tls: Option<Tls>,
 }
 
 impl Mailer {
     pub fn new(server: &SmtpServer, timeout: Duration) -> Result<Self> {
-        if server.security != Security::Plain {
+        let tls = match server.security {
+            Security::Plain => None,
             // Fail early on a host rustls cannot check certificates for.
-            TlsParameters::new(server.host.clone()).map_err(|e| {
+            _ => Some(Tls::new(&server.host).map_err(|reason| {
                 Error::config(t!(
                     "smtp-error-tls",
                     server = server.address(),
-                    reason = e.to_string()
+                    reason = reason
                 ))
-            })?;
-        }
+            })?),
+        };
         Ok(Self {
             server: server.clone(),
             timeout,
-            hello: ClientId::default(),
+            ehlo: format!("EHLO {}\r\n", ClientId::default()),
+            tls,
         })
     }
 
@@ -75,8 +79,8 @@ impl Mailer {
     pub async fn check(&self) -> Result<bool> {
         match self.connect().await {
             Ok(mut conn) => {
-                let _ = conn.conn.quit().await;
-                Ok(conn.dsn)
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+                Ok(conn.offers.dsn)
             }
             Err(why) => Err(Error::config(t!(
                 "smtp-error-unusable",
@@ -101,88 +105,49 @@ impl Mailer {
         }
     }
 
+    /// Greeting, EHLO, TLS (implicit, or STARTTLS: a server without it is
+    /// refused), EHLO again under TLS, and the login: the password goes out
+    /// only on a connection that is encrypted or to this machine.
     async fn open(&self) -> std::result::Result<Connection, ConnectFailure> {
         use ConnectFailure::Other;
         let server = &self.server;
-        let mut conn = if server.security == Security::ImplicitTls {
-            let tls = TlsParameters::new(server.host.clone()).map_err(|e| Other(e.to_string()))?;
-            AsyncSmtpConnection::connect_tokio1(
-                (server.host.as_str(), server.port),
-                Some(self.timeout),
-                &self.hello,
-                Some(tls),
-                None,
-            )
+        let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
             .await
-            .map_err(|e| Other(describe_error(&e)))?
-        } else {
-            let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
-                .await
-                .map_err(|e| ConnectFailure::Connect(server.address(), e.to_string()))?;
-            let _ = tcp.set_nodelay(true);
-            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
-                .await
-                .map_err(|e| Other(describe_error(&e)))?;
-            if server.security == Security::StartTls {
-                if !conn.can_starttls() {
-                    let _ = conn.quit().await;
-                    return Err(ConnectFailure::NoStartTls);
-                }
-                let tls =
-                    TlsParameters::new(server.host.clone()).map_err(|e| Other(e.to_string()))?;
-                conn.starttls(tls, &self.hello)
-                    .await
-                    .map_err(|e| ConnectFailure::StartTls(describe_error(&e)))?;
-            }
-            conn
-        };
-        let dsn = offers_dsn(&mut conn, &self.hello)
-            .await
-            .map_err(|e| Other(describe_error(&e)))?;
-        if let Some(user) = &server.user {
-            let credentials = Credentials::new(
-                user.clone(),
-                server
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose().to_string())
-                    .unwrap_or_default(),
-            );
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
-                .await
-                .map_err(|e| ConnectFailure::Login(user.clone(), describe_error(&e)))?;
+            .map_err(|e| ConnectFailure::Connect(server.address(), e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let mut conn = match (&self.tls, server.security) {
+            (Some(tls), Security::ImplicitTls) => Connection::implicit_tls(tcp, tls).await,
+            _ => Connection::plain(tcp).await,
         }
-        Ok(Connection { conn, dsn })
+        .map_err(|e| Other(e.to_string()))?;
+        conn.ehlo(&self.ehlo)
+            .await
+            .map_err(|e| Other(e.to_string()))?;
+        if server.security == Security::StartTls {
+            let Some(tls) = &self.tls else {
+                return Err(ConnectFailure::NoStartTls);
+            };
+            if !conn.offers.starttls {
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+                return Err(ConnectFailure::NoStartTls);
+            }
+            conn.starttls(tls, &self.ehlo)
+                .await
+                .map_err(|e| ConnectFailure::StartTls(e.to_string()))?;
+        }
+        if let Some(user) = &server.user {
+            if server.security != Security::Plain && !conn.encrypted() {
+                // Unreachable by the steps above; the password's safety does
+                // not rest on that.
+                return Err(ConnectFailure::NoStartTls);
+            }
+            let password = server.password.as_ref().map(|p| p.expose()).unwrap_or("");
+            conn.login(user, password)
+                .await
+                .map_err(|e| ConnectFailure::Login(user.clone(), e.to_string()))?;
+        }
+        Ok(conn)
     }
-}
-
-/// An open connection and what its server offers beyond what lettre tracks.
-struct Connection {
-    conn: AsyncSmtpConnection,
-    /// The server advertised `DSN` (RFC 3461) in its EHLO answer.
-    dsn: bool,
-}
-
-/// Whether the server advertises DSN. lettre reads the EHLO answer into
-/// its `ServerInfo`, which keeps only the extensions lettre itself uses, so
-/// the answer is asked for once more (before any login: EHLO then resets
-/// nothing) and its lines read here.
-async fn offers_dsn(
-    conn: &mut AsyncSmtpConnection,
-    hello: &ClientId,
-) -> std::result::Result<bool, lettre::transport::smtp::Error> {
-    let answer = conn.command(Ehlo::new(hello.clone())).await?;
-    Ok(advertises(&answer, "DSN"))
-}
-
-/// Whether an EHLO answer lists `keyword` (its lines after the first, the
-/// server's name, each an extension keyword and its parameters).
-fn advertises(answer: &Response, keyword: &str) -> bool {
-    answer.message().skip(1).any(|line| {
-        line.split_whitespace()
-            .next()
-            .is_some_and(|word| word.eq_ignore_ascii_case(keyword))
-    })
 }
 
 /// The envelope of one email: where reports and bounces go back to, and the
@@ -233,15 +198,19 @@ pub fn verp_problem(return_path: &Address, token_len: usize) -> Option<VerpProbl
 /// xtext (RFC 3461 §4): the value as is, except `+`, `=` and every byte
 /// outside `!`..`~`, written `+XX` (two upper-case hex digits).
 pub fn xtext(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+    let mut out = Vec::with_capacity(value.len());
+    write_xtext(&mut out, value);
+    String::from_utf8(out).expect("xtext is ASCII")
+}
+
+fn write_xtext(out: &mut Vec<u8>, value: &str) {
     for &b in value.as_bytes() {
         if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
+            out.push(b);
         } else {
-            out.push_str(&format!("+{b:02X}"));
+            let _ = write!(out, "+{b:02X}");
         }
     }
-    out
 }
 
 /// The `ORCPT` value (RFC 3461 §4.2): `rfc822;` and the address in xtext,
@@ -249,60 +218,65 @@ pub fn xtext(value: &str) -> String {
 /// character outside `!`..`~` and `+`, `=`, `\` written `\x{HEX}`
 /// (RFC 6533 §3, utf-8-addr-xtext).
 pub fn original_recipient(address: &str) -> String {
+    let mut out = Vec::with_capacity(address.len() + 8);
+    write_original_recipient(&mut out, address);
+    String::from_utf8(out).expect("ORCPT is ASCII")
+}
+
+fn write_original_recipient(out: &mut Vec<u8>, address: &str) {
     if address.is_ascii() {
-        return format!("rfc822;{}", xtext(address));
+        out.extend_from_slice(b"rfc822;");
+        return write_xtext(out, address);
     }
-    let mut out = String::from("utf-8;");
+    out.extend_from_slice(b"utf-8;");
     for c in address.chars() {
         if ('!'..='~').contains(&c) && !matches!(c, '+' | '=' | '\\') {
-            out.push(c);
+            out.push(c as u8);
         } else {
-            out.push_str(&format!("\\x{{{:02X}}}", c as u32));
+            let _ = write!(out, "\\x{{{:02X}}}", c as u32);
         }
     }
-    out
 }
 
-/// An extension parameter written exactly as given. lettre's own
-/// `keyword=value` form applies an xtext that leaves bytes above `~` as
-/// they are and writes `+9` for a tab, so the value is encoded here by
-/// [`xtext`] and handed over whole.
-fn mail_parameter(keyword: &str, value: &str) -> MailParameter {
-    MailParameter::Other {
-        keyword: format!("{keyword}={value}"),
-        value: None,
+/// The `MAIL FROM` parameters the message itself needs.
+#[derive(Debug, Clone, Copy, Default)]
+struct BodyParameters {
+    /// `SMTPUTF8`: an address beyond ASCII.
+    smtputf8: bool,
+    /// `BODY=8BITMIME`: a message beyond ASCII.
+    eight_bit_mime: bool,
+}
+
+/// The `MAIL FROM` command: the return path, the message's own parameters,
+/// and with DSN the reports' content (headers only) and the envelope id.
+fn write_mail_command(out: &mut Vec<u8>, envelope: &Envelope<'_>, body: BodyParameters, dsn: bool) {
+    out.extend_from_slice(b"MAIL FROM:<");
+    out.extend_from_slice(AsRef::<str>::as_ref(envelope.return_path).as_bytes());
+    out.push(b'>');
+    if body.smtputf8 {
+        out.extend_from_slice(b" SMTPUTF8");
     }
-}
-
-fn rcpt_parameter(keyword: &str, value: &str) -> RcptParameter {
-    RcptParameter::Other {
-        keyword: format!("{keyword}={value}"),
-        value: None,
+    if body.eight_bit_mime {
+        out.extend_from_slice(b" BODY=8BITMIME");
     }
-}
-
-/// The `MAIL FROM` command: the return path, and with DSN the reports'
-/// content (headers only) and the envelope id.
-fn mail_command(envelope: &Envelope<'_>, mut parameters: Vec<MailParameter>, dsn: bool) -> Mail {
     if dsn {
-        parameters.push(mail_parameter("RET", "HDRS"));
-        parameters.push(mail_parameter("ENVID", &xtext(envelope.envelope_id)));
+        out.extend_from_slice(b" RET=HDRS ENVID=");
+        write_xtext(out, envelope.envelope_id);
     }
-    Mail::new(Some(envelope.return_path.clone()), parameters)
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The `RCPT TO` command: with DSN a report on success, failure and delay,
 /// and the address as written (`ORCPT`).
-fn rcpt_command(to: &Address, dsn: bool) -> Rcpt {
-    let parameters = if dsn {
-        vec![
-            rcpt_parameter("NOTIFY", "SUCCESS,FAILURE,DELAY"),
-            rcpt_parameter("ORCPT", &original_recipient(to.as_ref())),
-        ]
-    } else {
-        Vec::new()
-    };
-    Rcpt::new(to.clone(), parameters)
+fn write_rcpt_command(out: &mut Vec<u8>, to: &Address, dsn: bool) {
+    out.extend_from_slice(b"RCPT TO:<");
+    out.extend_from_slice(AsRef::<str>::as_ref(to).as_bytes());
+    out.push(b'>');
+    if dsn {
+        out.extend_from_slice(b" NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=");
+        write_original_recipient(out, to.as_ref());
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Why a connection to the SMTP server failed: in the run's language for
@@ -319,7 +293,7 @@ enum ConnectFailure {
     StartTls(String),
     /// The server refused this user's login.
     Login(String, String),
-    /// lettre's or rustls' own words.
+    /// The server's or rustls' own words.
     Other(String),
 }
 
@@ -360,109 +334,92 @@ impl SmtpSession {
     /// Sends one message to its recipients, from the envelope's return path
     /// (asking for delivery reports where the server offers DSN), and reads
     /// the server's answer as an [`Attempt`].
+    ///
+    /// A reused connection that turns out closed before the message went
+    /// out (the server dropped it while idle) is replaced once, at once:
+    /// nothing was handed over on it.
     pub async fn send(&mut self, message: &Message, envelope: &Envelope<'_>) -> Attempt {
-        let mut conn = match self.conn.take() {
-            Some(conn) if !conn.conn.has_broken() => conn,
-            _ => match self.mailer.connect().await {
-                Ok(conn) => conn,
-                Err(why) => return Attempt::Temporary(why.describe(Lang::En)),
-            },
-        };
         let bytes = message.formatted();
         let to = message.envelope().to();
-        let parameters = match body_parameters(&conn.conn, envelope.return_path, to, &bytes) {
-            Ok(parameters) => parameters,
-            Err(why) => {
-                // Refused before a word was sent: the connection stays good.
+        loop {
+            let reused = self.conn.is_some();
+            let mut conn = match self.conn.take() {
+                Some(conn) => conn,
+                None => match self.mailer.connect().await {
+                    Ok(conn) => conn,
+                    Err(why) => return Attempt::Temporary(why.describe(Lang::En)),
+                },
+            };
+            let body = match body_parameters(&conn.offers, envelope.return_path, to, &bytes) {
+                Ok(body) => body,
+                Err(why) => {
+                    // Refused before a word was sent: the connection stays good.
+                    self.conn = Some(conn);
+                    return Attempt::Refused(format!("internal client error: {why}"));
+                }
+            };
+            let dsn = conn.offers.dsn;
+            write_mail_command(conn.commands(), envelope, body, dsn);
+            conn.end_command();
+            for address in to {
+                write_rcpt_command(conn.command_buffer(), address, dsn);
+                conn.end_command();
+            }
+            conn.command_buffer().extend_from_slice(b"DATA\r\n");
+            conn.end_command();
+            let answer = tokio::time::timeout(self.mailer.timeout, conn.transaction(&bytes)).await;
+            let ended = match answer {
+                Err(_) => {
+                    // The connection is dropped: its state is unknown.
+                    let timeout = ConnectFailure::Timeout(self.mailer.timeout.as_secs());
+                    return Attempt::Temporary(timeout.describe(Lang::En));
+                }
+                Ok(Err(_)) if reused && !conn.content_sent => continue,
+                Ok(Err(failure)) => return Attempt::Temporary(failure.to_string()),
+                Ok(Ok(ended)) => ended,
+            };
+            if !conn.broken {
                 self.conn = Some(conn);
-                return Attempt::Refused(format!("internal client error: {why}"));
             }
-        };
-        let mail = mail_command(envelope, parameters, conn.dsn);
-        let answer = tokio::time::timeout(
-            self.mailer.timeout,
-            transaction(&mut conn.conn, mail, to, conn.dsn, &bytes),
-        )
-        .await;
-        let attempt = match answer {
-            Err(_) => {
-                let timeout = ConnectFailure::Timeout(self.mailer.timeout.as_secs());
-                return Attempt::Temporary(timeout.describe(Lang::En));
-            }
-            Ok(Ok(response)) => Attempt::Accepted(format!(
-                "{} {}",
-                response.code(),
-                response.message().collect::<Vec<_>>().join(" ")
-            )),
-            Ok(Err(e)) => classify(&e),
-        };
-        // After a refusal the connection was closed: a new one next time.
-        if !conn.conn.has_broken() {
-            self.conn = Some(conn);
+            return classify(ended);
         }
-        attempt
     }
 
     /// Says goodbye to the server (QUIT).
     pub async fn close(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.conn.quit()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
         }
     }
 }
 
 /// The `MAIL FROM` parameters the message itself needs, as lettre's own
-/// `send` sets them: `SMTPUTF8` for an address beyond ASCII, `BODY=8BITMIME`
-/// for a message beyond ASCII; an error when the server offers neither.
+/// transport sets them: `SMTPUTF8` for an address beyond ASCII,
+/// `BODY=8BITMIME` for a message beyond ASCII; an error when the server
+/// offers neither.
 fn body_parameters(
-    conn: &AsyncSmtpConnection,
+    offers: &wire::Offers,
     return_path: &Address,
     to: &[Address],
     bytes: &[u8],
-) -> std::result::Result<Vec<MailParameter>, &'static str> {
-    let server = conn.server_info();
-    let mut parameters = Vec::new();
+) -> std::result::Result<BodyParameters, &'static str> {
+    let mut body = BodyParameters::default();
     if std::iter::once(return_path)
         .chain(to)
         .any(|a| !AsRef::<str>::as_ref(a).is_ascii())
     {
-        if !server.supports_feature(Extension::SmtpUtfEight) {
+        if !offers.smtputf8 {
             return Err("Envelope contains non-ascii chars but server does not support SMTPUTF8");
         }
-        parameters.push(MailParameter::SmtpUtfEight);
+        body.smtputf8 = true;
     }
     if !bytes.is_ascii() {
-        if !server.supports_feature(Extension::EightBitMime) {
+        if !offers.eight_bit_mime {
             return Err("Message contains non-ascii chars but server does not support 8BITMIME");
         }
-        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        body.eight_bit_mime = true;
     }
-    Ok(parameters)
-}
-
-/// One SMTP transaction: MAIL, a RCPT per recipient, DATA and the message.
-/// A refusal at any step ends the connection, as lettre's own `send` does
-/// (the next email opens a new one).
-async fn transaction(
-    conn: &mut AsyncSmtpConnection,
-    mail: Mail,
-    to: &[Address],
-    dsn: bool,
-    bytes: &[u8],
-) -> std::result::Result<Response, lettre::transport::smtp::Error> {
-    let result = async {
-        conn.command(mail).await?;
-        for address in to {
-            conn.command(rcpt_command(address, dsn)).await?;
-        }
-        conn.command(Data).await?;
-        conn.message(bytes).await
-    }
-    .await;
-    if result.is_err() {
-        conn.abort().await;
-    }
-    result
+    Ok(body)
 }
 
 /// What one try of one email came to.
@@ -478,53 +435,21 @@ pub enum Attempt {
     Temporary(String),
 }
 
-fn classify(e: &lettre::transport::smtp::Error) -> Attempt {
-    let text = describe_error(e);
-    if e.is_permanent() {
-        // The enhanced status code (RFC 3463) follows the reply code:
-        // "550 5.1.1 <x@y>: Recipient address rejected".
-        let detail = e.source_text().unwrap_or_default().trim_start().to_string();
-        if detail.starts_with("5.1.") {
-            Attempt::Bounced(text)
-        } else {
-            Attempt::Refused(text)
+/// A transaction's end as an outcome: a 5xx whose enhanced status code
+/// (RFC 3463, after the reply code: "550 5.1.1 <x@y>: Recipient address
+/// rejected") is 5.1.x names a mailbox that does not exist.
+fn classify(ended: Ended) -> Attempt {
+    match ended {
+        Ended::Accepted(reply) => Attempt::Accepted(reply),
+        Ended::Refused(code, reply) if (500..600).contains(&code) => {
+            let detail = reply.get(3..).unwrap_or_default().trim_start();
+            if detail.starts_with("5.1.") {
+                Attempt::Bounced(reply)
+            } else {
+                Attempt::Refused(reply)
+            }
         }
-    } else if e.is_transient()
-        || e.is_timeout()
-        || e.is_response()
-        || e.is_transport_shutdown()
-        || is_connection(e)
-    {
-        Attempt::Temporary(text)
-    } else if e.is_client() {
-        Attempt::Refused(text)
-    } else {
-        Attempt::Temporary(text)
-    }
-}
-
-fn is_connection(e: &lettre::transport::smtp::Error) -> bool {
-    let t = e.to_string();
-    t.starts_with("network error") || t.starts_with("Connection error") || e.is_tls()
-}
-
-trait SourceText {
-    fn source_text(&self) -> Option<String>;
-}
-
-impl SourceText for lettre::transport::smtp::Error {
-    fn source_text(&self) -> Option<String> {
-        std::error::Error::source(self).map(|s| s.to_string())
-    }
-}
-
-/// A server reply as people read them ("550 5.1.1 no such user"), or the
-/// failure in words.
-pub fn describe_error(e: &lettre::transport::smtp::Error) -> String {
-    match (e.status(), e.source_text()) {
-        (Some(code), Some(text)) => format!("{code} {text}"),
-        (Some(code), None) => code.to_string(),
-        _ => e.to_string(),
+        Ended::Refused(_, reply) => Attempt::Temporary(reply),
     }
 }
 
@@ -777,22 +702,6 @@ mod tests {
     }
 
     #[test]
-    fn dsn_is_read_from_the_ehlo_answer_lines() {
-        let answer: Response = "250-relay.example\r\n250-PIPELINING\r\n250-dsn\r\n250 SIZE 100\r\n"
-            .parse()
-            .unwrap();
-        assert!(advertises(&answer, "DSN"));
-        let answer: Response =
-            "250-DSN.relay.example\r\n250-DSNX\r\n250-8BITMIME\r\n250 SIZE 100\r\n"
-                .parse()
-                .unwrap();
-        assert!(
-            !advertises(&answer, "DSN"),
-            "the server's name is not an extension"
-        );
-    }
-
-    #[test]
     fn mail_and_rcpt_carry_the_dsn_parameters_only_when_offered() {
         let from: Address = "bounces@acme.example".parse().unwrap();
         let to: Address = "o+hara=x@client.example".parse().unwrap();
@@ -800,21 +709,65 @@ mod tests {
             return_path: &from,
             envelope_id: "0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69",
         };
+        let mail = |body, dsn| {
+            let mut out = Vec::new();
+            write_mail_command(&mut out, &envelope, body, dsn);
+            String::from_utf8(out).unwrap()
+        };
+        let rcpt = |dsn| {
+            let mut out = Vec::new();
+            write_rcpt_command(&mut out, &to, dsn);
+            String::from_utf8(out).unwrap()
+        };
         assert_eq!(
-            mail_command(&envelope, Vec::new(), true).to_string(),
+            mail(BodyParameters::default(), true),
             "MAIL FROM:<bounces@acme.example> RET=HDRS ENVID=0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69\r\n"
         );
         assert_eq!(
-            rcpt_command(&to, true).to_string(),
+            rcpt(true),
             "RCPT TO:<o+hara=x@client.example> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;o+2Bhara+3Dx@client.example\r\n"
         );
+        let utf8 = BodyParameters {
+            smtputf8: true,
+            eight_bit_mime: false,
+        };
         assert_eq!(
-            mail_command(&envelope, vec![MailParameter::SmtpUtfEight], false).to_string(),
+            mail(utf8, false),
             "MAIL FROM:<bounces@acme.example> SMTPUTF8\r\n"
         );
+        let both = BodyParameters {
+            smtputf8: true,
+            eight_bit_mime: true,
+        };
         assert_eq!(
-            rcpt_command(&to, false).to_string(),
-            "RCPT TO:<o+hara=x@client.example>\r\n"
+            mail(both, true),
+            "MAIL FROM:<bounces@acme.example> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=0b5e1d2c-9c3a-4f7e-8a61-2f1d3c4b5a69\r\n"
+        );
+        assert_eq!(rcpt(false), "RCPT TO:<o+hara=x@client.example>\r\n");
+    }
+
+    #[test]
+    fn a_5xx_with_status_5_1_is_a_bounce_other_5xx_a_refusal_4xx_temporary() {
+        let refused = |code, text: &str| classify(Ended::Refused(code, text.to_string()));
+        assert_eq!(
+            refused(550, "550 5.1.1 <x@y>: User unknown"),
+            Attempt::Bounced("550 5.1.1 <x@y>: User unknown".into())
+        );
+        assert_eq!(
+            refused(554, "554 5.7.1 spam"),
+            Attempt::Refused("554 5.7.1 spam".into())
+        );
+        assert_eq!(
+            refused(550, "550 no such user"),
+            Attempt::Refused("550 no such user".into())
+        );
+        assert_eq!(
+            refused(451, "451 4.3.0 later"),
+            Attempt::Temporary("451 4.3.0 later".into())
+        );
+        assert_eq!(
+            classify(Ended::Accepted("250 2.0.0 Ok".into())),
+            Attempt::Accepted("250 2.0.0 Ok".into())
         );
     }
 
