@@ -117,6 +117,7 @@ impl Mailer {
         let _ = tcp.set_nodelay(true);
         let mut conn = match (&self.tls, server.security) {
             (Some(tls), Security::ImplicitTls) => Connection::implicit_tls(tcp, tls).await,
+            (None, Security::ImplicitTls) => return Err(Other("TLS is not set up".into())),
             _ => Connection::plain(tcp).await,
         }
         .map_err(|e| Other(e.to_string()))?;
