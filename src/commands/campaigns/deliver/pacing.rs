@@ -1,7 +1,15 @@
 //! The rate limiter: sends spaced `1/rate` apart across all connections,
 //! each given the next free slot, so that no second of the run holds more
 //! than `rate` sends and an idle pause is not made up in a burst.
+//!
+//! The slots alone are not enough: a connection whose slot has passed while
+//! the process was not running (a stall, a loaded machine) starts late, and
+//! several late ones would start together. So each send is also admitted
+//! against the times the last sends really started: it goes only when the
+//! `rate`-th send before it started a full second earlier (with a rate under
+//! 1, when the one before started a full period earlier).
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,23 +18,46 @@ pub(super) struct Pace {
     period: Option<Duration>,
     /// The first free slot.
     next: Mutex<Instant>,
+    /// How many sends may start within `window`.
+    burst: usize,
+    window: Duration,
+    /// When the last `burst` sends started, oldest first.
+    started: Mutex<VecDeque<Instant>>,
 }
 
 impl Pace {
     /// `rate` sends a second at most; 0 means no limit.
     pub(super) fn new(rate: f64) -> Self {
+        // Rounded up to the nanosecond: rounded down, `rate` gaps could
+        // add up to a hair under a second and let one more through.
+        let period = (rate > 0.0).then(|| Duration::from_nanos((1e9 / rate).ceil() as u64));
+        let burst = if rate >= 1.0 {
+            rate.floor() as usize
+        } else {
+            1
+        };
+        let window = match period {
+            Some(p) if rate < 1.0 => p,
+            _ => Duration::from_secs(1),
+        };
         Self {
-            // Rounded up to the nanosecond: rounded down, `rate` gaps could
-            // add up to a hair under a second and let one more through.
-            period: (rate > 0.0).then(|| Duration::from_nanos((1e9 / rate).ceil() as u64)),
+            period,
             next: Mutex::new(Instant::now()),
+            burst,
+            window,
+            started: Mutex::new(VecDeque::with_capacity(burst.min(4096))),
         }
     }
 
-    /// Waits for this send's slot.
+    /// Waits for this send's slot, then for the sends before it to leave
+    /// room in the last second; the send is counted as started on return.
     pub(super) async fn wait(&self) {
-        if let Some(slot) = self.reserve(Instant::now()) {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+        let Some(slot) = self.reserve(Instant::now()) else {
+            return;
+        };
+        tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+        while let Err(until) = self.admit() {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
         }
     }
 
@@ -38,6 +69,31 @@ impl Pace {
         let slot = (*next).max(now);
         *next = slot + period;
         Some(slot)
+    }
+
+    /// Starts a send now if the last `burst` sends leave room, or says when
+    /// to ask again. The time is read under the lock, so the recorded starts
+    /// never hold more than `burst` in any `window`.
+    fn admit(&self) -> Result<(), Instant> {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        self.admit_at(&mut started, Instant::now())
+    }
+
+    fn admit_at(&self, started: &mut VecDeque<Instant>, now: Instant) -> Result<(), Instant> {
+        if started.len() >= self.burst {
+            let free_at = started[started.len() - self.burst] + self.window;
+            if now < free_at {
+                return Err(free_at);
+            }
+        }
+        started.push_back(now);
+        // Only the starts that can still refuse one are kept: the last
+        // `burst`, and of those only the ones within the window.
+        while started.len() > self.burst || started.front().is_some_and(|t| *t + self.window <= now)
+        {
+            started.pop_front();
+        }
+        Ok(())
     }
 }
 
@@ -133,5 +189,47 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(390), "{took:?}");
         assert!(took < Duration::from_millis(390 + 600), "{took:?}");
+    }
+
+    #[test]
+    fn late_starts_do_not_bunch_into_one_second() {
+        // Rate 10: ten sends start at t0; the slots of eight more passed while
+        // the process stalled, and they all ask at t0 + 500 ms.
+        let pace = Pace::new(10.0);
+        let t0 = Instant::now();
+        let mut started = VecDeque::new();
+        for k in 0..10 {
+            let at = t0 + Duration::from_millis(50) * k;
+            assert!(pace.admit_at(&mut started, at).is_ok());
+        }
+        let late = t0 + Duration::from_millis(500);
+        assert_eq!(
+            pace.admit_at(&mut started, late),
+            Err(t0 + Duration::from_secs(1)),
+            "an eleventh send within the second"
+        );
+        // At t0 + 1 s the first one's second is over: one more may go, and
+        // the next waits for the second send's second to end.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(pace.admit_at(&mut started, t1).is_ok());
+        assert_eq!(
+            pace.admit_at(&mut started, t1),
+            Err(t0 + Duration::from_millis(1050))
+        );
+    }
+
+    #[test]
+    fn under_one_a_second_the_gap_is_the_period() {
+        let pace = Pace::new(0.5);
+        let t0 = Instant::now();
+        let mut started = VecDeque::new();
+        assert!(pace.admit_at(&mut started, t0).is_ok());
+        assert_eq!(
+            pace.admit_at(&mut started, t0 + Duration::from_millis(1500)),
+            Err(t0 + Duration::from_secs(2))
+        );
+        assert!(pace
+            .admit_at(&mut started, t0 + Duration::from_secs(2))
+            .is_ok());
     }
 }
