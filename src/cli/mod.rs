@@ -48,7 +48,8 @@ use crate::settings::Overrides;
 With no configuration, mailsync targets the local stack (scripts/local-stack.sh up).
 Secrets (SUPABASE_DB_URL with its password, keys, tokens): put them in the environment or in
 a file given with --env-file rather than in flags, which the process list shows.
-Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration/authentication, 4 check failed."
+Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration/authentication, 4 check failed,
+5 unknown outcomes left (campaigns deliver), 130 Ctrl-C (143 SIGTERM)."
 )]
 pub struct Cli {
     #[command(flatten)]
