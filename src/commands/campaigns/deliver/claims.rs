@@ -251,6 +251,8 @@ pub(super) struct Recorder {
     pub ready: QueueSender<Job>,
     /// Most emails handed and not yet recorded at any instant.
     pub window: usize,
+    /// The window at the start, and the least it shrinks to.
+    pub min_window: usize,
     pub held: Held,
     pub stop: Arc<Stop>,
     pub journal: Option<Arc<Journal>>,
@@ -279,6 +281,11 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
     let mut outcomes_open = true;
     let mut claimed_open = true;
     let mut ready = Some(r.ready);
+    // The window in use: about two calls' worth of outcomes, so that the
+    // connections never wait for a hand-off while few emails are in doubt
+    // when the server is slow. It doubles while the connections keep up
+    // with it, and shrinks slowly when they do not.
+    let mut window = r.min_window.clamp(1, r.window.max(1));
     loop {
         while outcomes.len() < MAX_OUTCOMES {
             match r.outcomes.try_recv() {
@@ -290,7 +297,7 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
                 }
             }
         }
-        let room = r.window.saturating_sub(open.len());
+        let room = window.saturating_sub(open.len());
         while claimed_open && to_hand.len() < room {
             match r.claimed.try_recv() {
                 Ok(job) => take_job(job, &r.stop, &tally, &mut to_hand, &mut outcomes),
@@ -306,7 +313,7 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
             if !outcomes_open && !claimed_open {
                 return;
             }
-            let room = r.window.saturating_sub(open.len());
+            let room = window.saturating_sub(open.len());
             tokio::select! {
                 got = r.outcomes.recv(), if outcomes_open => match got {
                     Some(record) => outcomes.push(record),
@@ -355,6 +362,9 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
         for o in &batch {
             open.remove(&o.id);
         }
+        window = (2 * batch.len())
+            .max(window * 3 / 4)
+            .clamp(r.min_window.max(1), r.window.max(1));
         match answer {
             Ok(answer) => {
                 if let Some(journal) = &r.journal {

@@ -59,7 +59,7 @@ use summary::Tally;
 pub const DEFAULT_RATE: f64 = 10.0;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Most emails one claim takes (one REST call, far inside the 8 s timeout).
-pub const MAX_BATCH: usize = 200;
+pub const MAX_BATCH: usize = 1000;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// Tries per email for temporary failures.
 pub const DEFAULT_ATTEMPTS: u32 = 3;
@@ -68,8 +68,11 @@ pub const DEFAULT_RETRY_DELAY_SECS: f64 = 2.0;
 /// Seconds between looks for new work with `--follow`.
 pub const DEFAULT_POLL_SECS: f64 = 2.0;
 /// Emails handed to SMTP without a recorded outcome, per connection, at
-/// most: enough to keep a connection busy for a database round trip.
-pub const HANDOFF_PER_CONNECTION: usize = 8;
+/// most. The window in use adapts (about two database calls' worth of
+/// sending, at least 2 per connection): a fast server on a near network
+/// needs dozens per connection to keep busy during a round trip, a slow
+/// one only a couple.
+pub const HANDOFF_PER_CONNECTION: usize = 64;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -229,6 +232,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         claimed: claimed_rx,
         ready: ready_tx,
         window,
+        min_window: (options.concurrency * 2).min(window),
         held: held.clone(),
         stop: stop.clone(),
         journal: journal.clone(),
@@ -502,10 +506,10 @@ fn batch_size(options: &Options) -> usize {
         .min(MAX_BATCH)
 }
 
-/// Most emails handed to SMTP without a recorded outcome at any instant:
-/// a database round trip's worth per connection at full speed, less when
-/// `--rate` sends slower (a worker that dies on another machine than its
-/// journal leaves at most this many with an unknown outcome).
+/// Most emails handed to SMTP without a recorded outcome at any instant
+/// (the window in use adapts below this): less when `--rate` sends slower
+/// (a worker that dies on another machine than its journal leaves at most
+/// this many with an unknown outcome).
 fn handoff_window(options: &Options) -> usize {
     let full = options.concurrency * HANDOFF_PER_CONNECTION;
     if options.rate == 0.0 {
