@@ -8,6 +8,7 @@ mod workbooks;
 mod account;
 mod analytics;
 mod bench_import;
+mod bench_send;
 mod bounces_fetch;
 mod bounces_scan;
 mod campaigns;
