@@ -50,4 +50,5 @@ mod rls;
 mod schema_files;
 mod schema_sql;
 mod secrets;
+mod send_pages;
 mod shared_project;
