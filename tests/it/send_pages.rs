@@ -1,0 +1,106 @@
+//! A page of `queue_campaign_page` reads the contacts it queues and no
+//! others, whatever the table's statistics: right after an insert (no
+//! ANALYZE: users cannot run one through the API) and after one. Left to
+//! the planner, a fresh table's page was a bitmap scan of every contact
+//! after the cursor and a sort, so each page cost a read of the rest of the
+//! list; and the foreign key's check of each email, planned with a new
+//! user's values, walked the user's every contact (`send_recipients` and
+//! `queue_send_recipients` in 09_sending.sql pin the plans).
+
+use crate::common;
+
+use common::{admin, begin_as, new_user, User};
+use tokio_postgres::Client;
+
+const CONTACTS: i64 = 20_000;
+const PAGE: i32 = 100;
+
+/// Queues the next page as `user` and answers how many contact rows the
+/// transaction read: (by sequential scans, through indexes).
+async fn page_reads(client: &mut Client, user: &User, campaign: uuid::Uuid) -> (i64, i64) {
+    // The transaction's counters, before and after: they may still hold
+    // the session's earlier transactions' (not yet reported) reads.
+    const READS: &str = "select coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0)
+                           from pg_catalog.pg_stat_xact_user_tables
+                          where relid = 'public.contacts'::regclass";
+    let tx = begin_as(client, user).await;
+    let before = tx.query_one(READS, &[]).await.unwrap();
+    tx.execute(
+        "select public.queue_campaign_page($1, null, $2)",
+        &[&campaign, &PAGE],
+    )
+    .await
+    .unwrap();
+    let after = tx.query_one(READS, &[]).await.unwrap();
+    tx.commit().await.unwrap();
+    let read = |i: usize| after.get::<_, i64>(i) - before.get::<_, i64>(i);
+    (read(0), read(1))
+}
+
+#[tokio::test]
+async fn a_page_reads_its_own_contacts_only_before_and_after_analyze() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    // Another user's contacts, three times as many, their ids interleaved
+    // with the first user's (random UUIDs): a page read through the primary
+    // key (id alone) would walk past them.
+    let other = new_user(&stack).await;
+    let db = admin().await;
+    for (who, count) in [(&other, 3 * CONTACTS), (&user, CONTACTS)] {
+        db.execute(
+            "insert into public.contacts (user_id, email, organization_name)
+             select $1, 'p' || g || '@pages.test', 'Org ' || (g % 7) from generate_series(1, $2::bigint) g",
+            &[&who.id, &count],
+        )
+        .await
+        .unwrap();
+    }
+    let campaign: uuid::Uuid = db
+        .query_one(
+            "insert into public.email_campaigns (user_id, name, subject, content)
+             values ($1, 'Pages', 'S', 'C') returning id",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut client = common::admin_to(&stack.db_url).await;
+    // A page of 100 reads its 100 contacts, and the foreign key's check
+    // reads each again (through the unique (user_id, id) index): never the
+    // user's other 19 900, nor the other user's.
+    let limit = 2 * i64::from(PAGE) + 10;
+    let first = page_reads(&mut client, &user, campaign).await;
+    assert_eq!(
+        first.0, 0,
+        "a sequential scan of contacts on a fresh table: {first:?}"
+    );
+    assert!(
+        first.1 <= limit,
+        "a fresh table's first page read {first:?} contacts"
+    );
+    let second = page_reads(&mut client, &user, campaign).await;
+    assert!(
+        second.0 == 0 && second.1 <= limit,
+        "second page: {second:?}"
+    );
+    db.batch_execute("analyze public.contacts").await.unwrap();
+    let analysed = page_reads(&mut client, &user, campaign).await;
+    assert!(
+        analysed.0 == 0 && analysed.1 <= limit,
+        "after analyze: {analysed:?}"
+    );
+    let queued: i64 = db
+        .query_one(
+            "select count(*) from public.emails_sent where campaign_id = $1",
+            &[&campaign],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 3 * i64::from(PAGE));
+    for who in [&user, &other] {
+        db.execute("delete from auth.users where id = $1", &[&who.id])
+            .await
+            .unwrap();
+    }
+}
