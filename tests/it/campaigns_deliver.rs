@@ -1542,7 +1542,7 @@ async fn claims_and_outcomes_of_500_are_quick_among_200k_other_emails() {
             .collect();
         // (The (user_id, campaign_id) index would do, read whole: O(table).)
         assert!(
-            plan.iter().any(|l| l.contains("using emails_sent_unsettled_idx")),
+            plan.iter().any(|l| l.contains("emails_sent_unsettled_idx")),
             "{query}\n{}",
             plan.join("\n")
         );
