@@ -73,6 +73,8 @@ pub const DEFAULT_POLL_SECS: f64 = 2.0;
 /// needs dozens per connection to keep busy during a round trip, a slow
 /// one only a couple.
 pub const HANDOFF_PER_CONNECTION: usize = 64;
+/// Most emails one `record_email_outcomes` call may hand (its bound).
+pub const MAX_HANDOFF: usize = 1000;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -511,7 +513,8 @@ fn batch_size(options: &Options) -> usize {
 /// (a worker that dies on another machine than its journal leaves at most
 /// this many with an unknown outcome).
 fn handoff_window(options: &Options) -> usize {
-    let full = options.concurrency * HANDOFF_PER_CONNECTION;
+    // (At most what one call may hand: `record_email_outcomes` takes 1000.)
+    let full = (options.concurrency * HANDOFF_PER_CONNECTION).min(MAX_HANDOFF);
     if options.rate == 0.0 {
         return full;
     }
@@ -546,5 +549,45 @@ fn report_unknown(unknown: &claims::UnknownReport, resend: bool, out: &Output) {
     }
     if unknown.count > 5 {
         out.note(t!("deliver-unknown-more", count = unknown.count - 5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(concurrency: usize, rate: f64) -> Options {
+        Options {
+            campaign: None,
+            rate,
+            concurrency,
+            follow: false,
+            dry_run: false,
+            resend_unknown: false,
+            settle_unknown: None,
+            attempts: DEFAULT_ATTEMPTS,
+            retry_delay_secs: DEFAULT_RETRY_DELAY_SECS,
+            lease_secs: DEFAULT_LEASE.as_secs(),
+            poll_secs: DEFAULT_POLL_SECS,
+            verp: false,
+        }
+    }
+
+    #[test]
+    fn the_hand_off_window_fits_one_call_and_holds_two_per_connection() {
+        for concurrency in [1, 4, 8, 15, 16, 64] {
+            for rate in [0.0, 1.0, 20.0, 1000.0, 1e6] {
+                let w = handoff_window(&options(concurrency, rate));
+                assert!(
+                    w <= MAX_HANDOFF,
+                    "{concurrency} connections, rate {rate}: {w}"
+                );
+                assert!(
+                    w >= concurrency * 2,
+                    "{concurrency} connections, rate {rate}: {w}"
+                );
+            }
+        }
+        assert_eq!(handoff_window(&options(4, 0.0)), 4 * HANDOFF_PER_CONNECTION);
     }
 }
