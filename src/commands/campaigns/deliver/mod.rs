@@ -140,7 +140,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let journal_dir = config
         .session_dir()
         .ok()
-        .map(|d| d.join("deliver").join(&*user_id));
+        .map(|d| d.join("deliver").join(journal_dir_name(&user_id)));
     if let Some(dir) = &journal_dir {
         if !options.dry_run {
             replay_journals(&db, dir, out).await?;
@@ -522,6 +522,20 @@ fn handoff_window(options: &Options) -> usize {
         .clamp(options.concurrency * 2, full.max(options.concurrency * 2))
 }
 
+/// The journal directory's name for the token's user: its id as a UUID,
+/// never a path (the claim is read before any server has checked it).
+fn journal_dir_name(user_id: &str) -> String {
+    match Uuid::parse_str(user_id) {
+        Ok(id) => id.hyphenated().to_string(),
+        Err(_) => format!("user-{:016x}", {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            user_id.hash(&mut h);
+            h.finish()
+        }),
+    }
+}
+
 fn worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -570,6 +584,19 @@ mod tests {
             lease_secs: DEFAULT_LEASE.as_secs(),
             poll_secs: DEFAULT_POLL_SECS,
             verp: false,
+        }
+    }
+
+    #[test]
+    fn the_journal_directory_is_the_user_id_and_never_a_path() {
+        let id = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+        assert_eq!(journal_dir_name(id), id);
+        for hostile in ["../../etc", "/tmp/x", "", "a/b", ".."] {
+            let name = journal_dir_name(hostile);
+            assert!(
+                name.starts_with("user-") && !name.contains('/') && !name.contains(".."),
+                "{hostile}: {name}"
+            );
         }
     }
 
