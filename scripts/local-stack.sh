@@ -908,14 +908,18 @@ cmd_up() {
   chmod 711 "$STACK_DIR"
   ensure_jwt_secret
   start_postgres
+  # The servers that only listen start before the REST servers open their
+  # pools: the stack's ports lie in the kernel's ephemeral range, and a
+  # pooled connection's local port could otherwise take one of them first
+  # (maildev then failed with EADDRINUSE on its inbox port).
+  "$ROOT/scripts/mail-catcher.sh" up
+  start_mail_servers
+  start_nginx
   start_pgbouncer
   start_postrust postrust "$REST_PORT" "$MAX_ROWS" 20
   start_postrust postrust-capped "$CAPPED_REST_PORT" "$CAPPED_MAX_ROWS" 4
-  start_nginx
   wait_rest "$API_URL" postrust
   wait_rest "$CAPPED_API_URL" postrust-capped
-  "$ROOT/scripts/mail-catcher.sh" up
-  start_mail_servers
   # What mailsync reads when no URL is configured (src/local_stack.rs).
   # It holds the database password: mode 600, replaced atomically.
   cmd_env > "$STACK_DIR/stack.env.tmp"
