@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::deliver::campaign_status;
 use common::smtp_server::{Action, Phase, ScriptedSmtp};
 use common::{json_of, new_user, rest, stderr, stdout, Stack, User};
 use reqwest::Method;
@@ -203,18 +204,6 @@ async fn emails(campaign: &str) -> HashMap<String, Row> {
             )
         })
         .collect()
-}
-
-async fn campaign_status(campaign: &str) -> String {
-    common::admin()
-        .await
-        .query_one(
-            "select status from public.email_campaigns where id = $1::text::uuid",
-            &[&campaign],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 fn count(rows: &HashMap<String, Row>, status: &str) -> usize {
