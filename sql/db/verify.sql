@@ -89,9 +89,10 @@ contract_functions(function_name, args) as (
     ('count_send_recipients', 'organization text'),
     ('organization_named', 'name text'),
     ('contact_organization_spellings', 'name text'),
-    ('claim_emails', 'campaign uuid, max_emails integer, lease_seconds integer, worker text, message_id_domain text, resend_unknown boolean'),
+    ('claim_emails', 'campaign uuid, max_emails integer, lease_seconds integer, worker text, message_id_domain text, resend_unknown boolean, hand boolean'),
     ('record_email_outcomes', 'outcomes jsonb, worker text, handed uuid[]'),
     ('extend_email_leases', 'ids uuid[], worker text, lease_seconds integer'),
+    ('release_worker_emails', 'worker text, started uuid[]'),
     ('unknown_emails', 'campaign uuid, max_rows integer'),
     ('settle_unknown_emails', 'campaign uuid, outcome text, max_emails integer'),
     ('record_delivery_reports', 'reports jsonb, soft_bounce_limit integer')

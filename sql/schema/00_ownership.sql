@@ -48,7 +48,10 @@ insert into mailsync_objects (kind, name) values
   ('function', 'mailsync_fill_report_recipient()'),
   ('table', 'suppressions'),
   ('function', 'mailsync_normalize_suppression()'),
+  -- The earlier signature (no `hand`), dropped and replaced.
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
+  ('function', 'claim_emails(uuid, integer, integer, text, text, boolean, boolean)'),
+  ('function', 'release_worker_emails(text, uuid[])'),
   -- The earlier signature (outcomes only), dropped and replaced.
   ('function', 'record_email_outcomes(jsonb, text)'),
   ('function', 'record_email_outcomes(jsonb, text, uuid[])'),

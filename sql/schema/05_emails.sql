@@ -106,9 +106,14 @@ drop trigger if exists update_recipient_organization on public.emails_sent;
 create trigger update_recipient_organization before insert or update of contact_id on public.emails_sent
   for each row execute function public.mailsync_fill_recipient();
 
+-- (Called only when there is something to set: a batch of claims or of
+-- outcomes that set their own timestamps pays no function call per row.)
 drop trigger if exists set_email_status_timestamps on public.emails_sent;
 create trigger set_email_status_timestamps before insert or update of status on public.emails_sent
-  for each row execute function public.mailsync_set_email_status_timestamps();
+  for each row
+  when ((new.status in ('sent', 'delivered', 'bounced') and new.sent_at is null)
+        or (new.status = 'delivered' and new.delivered_at is null))
+  execute function public.mailsync_set_email_status_timestamps();
 
 alter table public.emails_sent enable row level security;
 drop policy if exists emails_sent_select_own on public.emails_sent;

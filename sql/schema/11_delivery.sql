@@ -102,15 +102,22 @@ grant select, insert, update, delete on table public.suppressions to authenticat
 -- had one) and one more attempt (none for an email never handed: its last
 -- claim counted the attempt it never made). An email to a suppressed address is settled `failed` instead,
 -- and returned with that status so the worker can count it.
+-- With `hand`, the emails claimed are handed to SMTP by the same write
+-- (`handed_at`): a worker that claims only as many as it may have in doubt
+-- at once (its hand-off window) then writes each email twice in all, once
+-- claimed and once settled, where a separate hand-off would write it three
+-- times.
 -- Bounded (at most 1000 emails) so that one call stays far inside the API's
 -- statement timeout.
+drop function if exists public.claim_emails(uuid, integer, integer, text, text, boolean);
 create or replace function public.claim_emails(
   campaign uuid default null,
   max_emails integer default 100,
   lease_seconds integer default 120,
   worker text default null,
   message_id_domain text default 'mailsync.invalid',
-  resend_unknown boolean default false)
+  resend_unknown boolean default false,
+  hand boolean default false)
 returns table (id uuid, campaign_id uuid, recipient_email text, recipient_organization text,
                message_id text, attempts integer, status text)
 language sql
@@ -143,7 +150,7 @@ as $$
            lease_expires_at = case when s.reason is null
              then now() + make_interval(secs => least(greatest(coalesce(claim_emails.lease_seconds, 120), 10), 3600))
              end,
-           handed_at = null,
+           handed_at = case when claim_emails.hand and s.reason is null then now() end,
            attempts = e.attempts + case when s.reason is null and (e.status = 'pending' or e.handed_at is not null)
                                         then 1 else 0 end,
            message_id = coalesce(e.message_id,
@@ -181,6 +188,10 @@ security invoker
 set search_path = ''
 as $$
 declare
+  ids uuid[];
+  -- Each email's outcome by its id: {"<id>": {"s": status, "r": response}}.
+  byid jsonb;
+  updated uuid[];
   recorded integer;
   marked uuid[];
 begin
@@ -196,26 +207,47 @@ begin
     raise exception 'record_email_outcomes takes at most 1000 handed ids per call, not %',
       pg_catalog.cardinality(handed) using errcode = '22023';
   end if;
-  with input as (
-    -- An SMTP answer is kept to its first 2000 characters (the column's bound).
-    select distinct on ((o ->> 'id')::uuid)
-           (o ->> 'id')::uuid as id, o ->> 'status' as status, left(o ->> 'response', 2000) as response
-    from pg_catalog.jsonb_array_elements(outcomes) o
-    where o ->> 'status' in ('sent', 'bounced', 'failed', 'pending')
-    order by (o ->> 'id')::uuid
-  ), updated as (
+  -- One outcome per email (the first given). An SMTP answer is kept to its
+  -- first 2000 characters (the column's bound).
+  select coalesce(pg_catalog.array_agg(o.id), '{}'),
+         coalesce(pg_catalog.jsonb_object_agg(o.id::text, pg_catalog.jsonb_build_object('s', o.status, 'r', o.response)),
+                  '{}')
+    into ids, byid
+  from (
+    select distinct on ((x ->> 'id')::uuid)
+           (x ->> 'id')::uuid as id, x ->> 'status' as status, left(x ->> 'response', 2000) as response
+    from pg_catalog.jsonb_array_elements(outcomes) x
+    where x ->> 'status' in ('sent', 'bounced', 'failed', 'pending')
+    order by (x ->> 'id')::uuid
+  ) o;
+
+  -- One table, no join: each email is found by its primary key and its
+  -- outcome looked up by its id, so no plan depends on the table's
+  -- statistics (there are none right after a send). Left to the planner,
+  -- a join of the batch to its emails was a nested loop matching each
+  -- email against every outcome (0.4 s for 1000), and a condition on the
+  -- status let it read every unsettled email through the partial index
+  -- (18 000 rows for 250 outcomes): the status is compared under the "C"
+  -- collation (the same equality), which that index's predicate does not
+  -- match. `sent_at` is set here, so the timestamps trigger has nothing to
+  -- do.
+  with updated as (
     update public.emails_sent e
-       set status = i.status,
-           smtp_response = case when i.status = 'pending' then e.smtp_response else i.response end,
-           error_message = case when i.status in ('bounced', 'failed') then i.response end,
+       set status = byid -> e.id::text ->> 's',
+           smtp_response = case when byid -> e.id::text ->> 's' = 'pending' then e.smtp_response
+                                else byid -> e.id::text ->> 'r' end,
+           error_message = case when byid -> e.id::text ->> 's' in ('bounced', 'failed')
+                                then byid -> e.id::text ->> 'r' end,
+           sent_at = case when byid -> e.id::text ->> 's' in ('sent', 'bounced') then coalesce(e.sent_at, now())
+                          else e.sent_at end,
            lease_expires_at = null,
-           lease_owner = case when i.status = 'pending' then null else e.lease_owner end,
-           claimed_at = case when i.status = 'pending' then null else e.claimed_at end,
-           handed_at = case when i.status = 'pending' then null else e.handed_at end,
-           attempts = case when i.status = 'pending' then greatest(e.attempts - 1, 0) else e.attempts end
-      from input i
-     where e.id = i.id
-       and e.status = 'sending'
+           lease_owner = case when byid -> e.id::text ->> 's' = 'pending' then null else e.lease_owner end,
+           claimed_at = case when byid -> e.id::text ->> 's' = 'pending' then null else e.claimed_at end,
+           handed_at = case when byid -> e.id::text ->> 's' = 'pending' then null else e.handed_at end,
+           attempts = case when byid -> e.id::text ->> 's' = 'pending' then greatest(e.attempts - 1, 0)
+                           else e.attempts end
+     where e.id = any(ids)
+       and e.status = 'sending' collate "C"
        and e.lease_owner = worker
     returning e.id, e.user_id, e.recipient_email, e.status, e.smtp_response
   ), bounced as (
@@ -225,16 +257,20 @@ begin
     where u.status = 'bounced'
     order by u.user_id, lower(u.recipient_email)
     on conflict (user_id, email) do nothing
-  ), stored_before as (
-    -- A retried call (its first answer lost): what it stored then counts.
-    -- (This reads the rows as they were before `updated`.)
-    select i.id
-    from input i
-    join public.emails_sent e on e.id = i.id
-    where (i.status <> 'pending' and e.status = i.status and e.lease_owner = worker)
-       or (i.status = 'pending' and e.status = 'pending' and e.lease_owner is null)
   )
-  select (select count(*) from updated) + (select count(*) from stored_before) into recorded;
+  select coalesce(pg_catalog.array_agg(u.id), '{}') into updated from updated u;
+  recorded := pg_catalog.cardinality(updated);
+
+  if recorded < pg_catalog.cardinality(ids) then
+    -- A retried call (its first answer lost): what it stored then counts.
+    select recorded + count(*) into recorded
+    from public.emails_sent e
+    where e.id = any(ids)
+      and e.id <> all(updated)
+      and ((byid -> e.id::text ->> 's' <> 'pending' and e.status = byid -> e.id::text ->> 's'
+            and e.lease_owner = worker)
+           or (byid -> e.id::text ->> 's' = 'pending' and e.status = 'pending' and e.lease_owner is null));
+  end if;
 
   if coalesce(pg_catalog.cardinality(handed), 0) = 0 then
     return pg_catalog.jsonb_build_object('recorded', recorded, 'handed', '[]'::jsonb);
@@ -243,19 +279,60 @@ begin
     update public.emails_sent e
        set handed_at = now()
      where e.id = any(handed)
-       and e.status = 'sending'
+       and e.status = 'sending' collate "C"
        and e.lease_owner = worker
        and e.handed_at is null
        and e.lease_expires_at > now()
     returning e.id
   ), marked_before as (
     select e.id from public.emails_sent e
-    where e.id = any(handed) and e.status = 'sending' and e.lease_owner = worker and e.handed_at is not null
+    where e.id = any(handed) and e.status = 'sending' collate "C" and e.lease_owner = worker and e.handed_at is not null
   )
   select coalesce(pg_catalog.array_agg(m.id), '{}') into marked
   from (select id from marked_now union select id from marked_before) m;
 
   return pg_catalog.jsonb_build_object('recorded', recorded, 'handed', pg_catalog.to_jsonb(marked));
+end;
+$$;
+
+-- Gives back what a dead worker held and never started (its local journal
+-- names the emails it started, `started`): each of its `sending` emails not
+-- named there goes back to `pending`, as if never claimed. Run once the
+-- worker is known dead (its journal's lock is free); its emails already
+-- taken over by another worker are left alone. Returns how many.
+create or replace function public.release_worker_emails(worker text, started uuid[] default '{}')
+returns integer
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  released integer;
+begin
+  if worker is null or btrim(worker) = '' then
+    raise exception 'release_worker_emails needs the worker' using errcode = '22023';
+  end if;
+  if coalesce(pg_catalog.cardinality(started), 0) > 1000 then
+    raise exception 'release_worker_emails takes at most 1000 started ids, not %', pg_catalog.cardinality(started)
+      using errcode = '22023';
+  end if;
+  update public.emails_sent e
+     set status = 'pending',
+         lease_owner = null,
+         lease_expires_at = null,
+         claimed_at = null,
+         handed_at = null,
+         attempts = greatest(e.attempts - 1, 0)
+    from public.email_campaigns c
+   where c.user_id = (select auth.uid())
+     and c.status = 'sending'
+     and e.campaign_id = c.id
+     and e.user_id = c.user_id
+     and e.status = 'sending'
+     and e.lease_owner = release_worker_emails.worker
+     and e.id <> all(coalesce(started, '{}'));
+  get diagnostics released = row_count;
+  return released;
 end;
 $$;
 
@@ -277,7 +354,7 @@ begin
   end if;
   update public.emails_sent e
      set lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600))
-   where e.id = any(ids) and e.status = 'sending' and e.lease_owner = worker;
+   where e.id = any(ids) and e.status = 'sending' collate "C" and e.lease_owner = worker;
   get diagnostics extended = row_count;
   return extended;
 end;
@@ -355,12 +432,14 @@ begin
 end;
 $$;
 
-revoke all on function public.claim_emails(uuid, integer, integer, text, text, boolean),
+revoke all on function public.claim_emails(uuid, integer, integer, text, text, boolean, boolean),
   public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
+  public.release_worker_emails(text, uuid[]),
   public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer),
   public.mailsync_normalize_suppression()
   from public, anon;
-grant execute on function public.claim_emails(uuid, integer, integer, text, text, boolean),
+grant execute on function public.claim_emails(uuid, integer, integer, text, text, boolean, boolean),
   public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
+  public.release_worker_emails(text, uuid[]),
   public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer)
   to authenticated, service_role;

@@ -5,18 +5,16 @@
 //! run left without an outcome (`unknown_emails`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 use super::journal::Journal;
-use super::queue::QueueSender;
-use super::senders::Job;
 use super::stop::Stop;
 use super::summary::{Tally, UnknownEmail};
 use crate::domain::{CampaignStatus, EmailStatus};
@@ -110,22 +108,35 @@ impl Db {
         .await
     }
 
-    /// Records outcomes (nothing handed): how many are stored.
+    /// Records outcomes: how many are stored.
     pub(super) async fn record(&self, records: &[Record]) -> Result<i64> {
-        let answer: Recorded = self
-            .call(
-                "record_email_outcomes",
-                &json!({
-                    "outcomes": records
-                        .iter()
-                        .map(|o| json!({"id": o.id, "status": o.status, "response": o.response}))
-                        .collect::<Vec<Value>>(),
-                    "worker": self.worker,
-                }),
-                &t!("doing-recording-outcomes"),
-            )
-            .await?;
-        Ok(answer.recorded)
+        Ok(self.call_record(records, &self.worker).await?.recorded)
+    }
+
+    async fn call_record(&self, records: &[Record], worker: &str) -> Result<Recorded> {
+        self.call(
+            "record_email_outcomes",
+            &json!({
+                "outcomes": records
+                    .iter()
+                    .map(|o| json!({"id": o.id, "status": o.status, "response": o.response}))
+                    .collect::<Vec<Value>>(),
+                "worker": worker,
+            }),
+            &t!("doing-recording-outcomes"),
+        )
+        .await
+    }
+
+    /// Gives back what this (dead) worker held, except the emails it had
+    /// started: how many.
+    pub(super) async fn release_worker(&self, started: &[Uuid]) -> Result<i64> {
+        self.call(
+            "release_worker_emails",
+            &json!({"worker": self.worker, "started": started}),
+            &t!("doing-recording-outcomes"),
+        )
+        .await
     }
 
     /// Settles the campaign's unknown outcomes as `outcome`: how many.
@@ -146,17 +157,19 @@ impl Db {
         }
     }
 
-    /// Claims up to `max` emails for `lease_secs` seconds.
-    pub(super) async fn claim(&self, claim: &Claim<'_>) -> Result<Vec<Claimed>> {
+    /// Claims up to `max` emails for `lease_secs` seconds, handed to SMTP
+    /// by the same write.
+    pub(super) async fn claim(&self, claim: &Claim<'_>, max: usize) -> Result<Vec<Claimed>> {
         self.call(
             "claim_emails",
             &with_campaign(
                 json!({
-                    "max_emails": claim.max,
+                    "max_emails": max.min(claim.max),
                     "lease_seconds": claim.lease_secs,
                     "worker": self.worker,
                     "message_id_domain": claim.message_id_domain,
                     "resend_unknown": claim.resend_unknown,
+                    "hand": true,
                 }),
                 claim.campaign,
             ),
@@ -240,18 +253,76 @@ pub(super) async fn load_templates(
     Ok(())
 }
 
+/// How many emails this worker has handed to SMTP without a recorded
+/// outcome (`open`), and how many it may (`window`): the claimer claims only
+/// into the room left, the recorder frees it as outcomes are stored.
+pub(super) struct Flow {
+    open: AtomicUsize,
+    window: AtomicUsize,
+    /// Rung by the recorder after each call (one waiter: the claimer).
+    freed: Notify,
+}
+
+impl Flow {
+    pub(super) fn new(window: usize) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            window: AtomicUsize::new(window.max(1)),
+            freed: Notify::new(),
+        }
+    }
+
+    /// Room for a claim once a good part of the window is free (about one
+    /// call's worth), or whatever is free when nothing is in doubt; `None`
+    /// while the claimer should wait.
+    pub(super) fn room(&self) -> Option<usize> {
+        let window = self.window.load(Ordering::Relaxed);
+        let open = self.open.load(Ordering::Relaxed);
+        let room = window.saturating_sub(open);
+        (room > 0 && (open == 0 || room * CLAIM_WHEN_FREE >= window)).then_some(room)
+    }
+
+    /// Waits until the recorder has stored something (or `stop`).
+    pub(super) async fn wait(&self, stop: &Stop) {
+        let stopped = stop.notify.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        if stop.is_set() {
+            return;
+        }
+        tokio::select! {
+            _ = self.freed.notified() => {}
+            _ = stopped => {}
+        }
+    }
+
+    pub(super) fn handed(&self, count: usize) {
+        self.open.fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn settled(&self, count: usize) {
+        let _ = self
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some(o.saturating_sub(count))
+            });
+    }
+}
+
+/// A claim waits until half the window is free.
+const CLAIM_WHEN_FREE: usize = 2;
+
+/// How long the recorder waits for more outcomes before a call.
+const GATHER_FOR: Duration = Duration::from_millis(20);
+
 /// What the recorder shares with the run.
 pub(super) struct Recorder {
     pub db: Db,
-    /// Outcomes from the connections.
+    /// Outcomes from the connections (and the claimer's releases).
     pub outcomes: mpsc::UnboundedReceiver<Record>,
-    /// Claimed emails (or releases), in claim order.
-    pub claimed: mpsc::Receiver<Job>,
-    /// Emails the database confirmed as handed, for the connections.
-    pub ready: QueueSender<Job>,
-    /// Most emails handed and not yet recorded at any instant.
-    pub window: usize,
-    /// The window at the start, and the least it shrinks to.
+    pub flow: Arc<Flow>,
+    /// The largest window, and the least it shrinks to.
+    pub max_window: usize,
     pub min_window: usize,
     pub held: Held,
     pub stop: Arc<Stop>,
@@ -262,109 +333,52 @@ pub(super) struct Recorder {
 #[derive(Debug, Deserialize)]
 struct Recorded {
     recorded: i64,
-    handed: Vec<Uuid>,
 }
 
-/// Records outcomes and hands emails to the connections, in one call per
-/// round trip: the next call leaves as soon as the previous one returned,
-/// carrying whatever accumulated (at most 1000 outcomes). An email goes to
-/// a connection only once the database has marked it handed, and at most
-/// `window` emails are handed without a recorded outcome, so a worker that
-/// dies leaves at most that many with an unknown outcome (fewer with its
-/// journal replayed: only those the SMTP server had started).
-pub(super) async fn record_and_hand(mut r: Recorder) {
-    let mut outcomes: Vec<Record> = Vec::new();
-    let mut to_hand: Vec<(Claimed, Arc<Template>)> = Vec::new();
-    // Handed by this worker, outcome not yet recorded.
-    let mut open: HashSet<Uuid> = HashSet::new();
+/// Records outcomes, one call per round trip: the next call leaves as soon
+/// as the previous one returned, carrying whatever accumulated (at most
+/// 1000). Each call frees room in the hand-off window, which adapts to the
+/// pace: about four calls' worth of outcomes, so the connections never wait
+/// for a claim while few emails are in doubt when the server is slow. A
+/// worker that dies leaves at most the window with an unknown outcome
+/// (fewer with its journal replayed: only those the SMTP server had
+/// started).
+pub(super) async fn record_outcomes(mut r: Recorder) {
     let tally = r.db.tally.clone();
-    let mut outcomes_open = true;
-    let mut claimed_open = true;
-    let mut ready = Some(r.ready);
-    // The window in use: about two calls' worth of outcomes, so that the
-    // connections never wait for a hand-off while few emails are in doubt
-    // when the server is slow. It doubles while the connections keep up
-    // with it, and shrinks slowly when they do not.
-    let mut window = r.min_window.clamp(1, r.window.max(1));
+    let mut batch: Vec<Record> = Vec::new();
     loop {
-        while outcomes.len() < MAX_OUTCOMES {
+        if batch.is_empty() {
+            match r.outcomes.recv().await {
+                Some(record) => batch.push(record),
+                None => return,
+            }
+        }
+        // A call carries a quarter of the window or what came in a few
+        // milliseconds, whichever is first: each call costs the database a
+        // fixed part, so many small ones cost more than a few big ones.
+        let want =
+            (r.flow.window.load(Ordering::Relaxed) / CLAIM_WHEN_FREE / 2).clamp(1, MAX_OUTCOMES);
+        let deadline = tokio::time::Instant::now() + GATHER_FOR;
+        while batch.len() < want && !r.stop.is_set() {
+            match tokio::time::timeout_at(deadline, r.outcomes.recv()).await {
+                Ok(Some(record)) => batch.push(record),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        while batch.len() < MAX_OUTCOMES {
             match r.outcomes.try_recv() {
-                Ok(record) => outcomes.push(record),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    outcomes_open = false;
-                    break;
-                }
+                Ok(record) => batch.push(record),
+                Err(_) => break,
             }
         }
-        let room = window.saturating_sub(open.len());
-        while claimed_open && to_hand.len() < room {
-            match r.claimed.try_recv() {
-                Ok(job) => take_job(job, &r.stop, &tally, &mut to_hand, &mut outcomes),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => claimed_open = false,
-            }
-        }
-        if !claimed_open && to_hand.is_empty() {
-            // Nothing more to hand: the connections finish what they have.
-            ready = None;
-        }
-        if outcomes.is_empty() && to_hand.is_empty() {
-            if !outcomes_open && !claimed_open {
-                return;
-            }
-            let room = window.saturating_sub(open.len());
-            tokio::select! {
-                got = r.outcomes.recv(), if outcomes_open => match got {
-                    Some(record) => outcomes.push(record),
-                    None => outcomes_open = false,
-                },
-                got = r.claimed.recv(), if claimed_open && room > 0 => match got {
-                    Some(job) => take_job(job, &r.stop, &tally, &mut to_hand, &mut outcomes),
-                    None => claimed_open = false,
-                },
-                // Every connection is gone and the window is full: nothing
-                // more can be sent (what is claimed is claimable again once
-                // its lease ends, never handed).
-                else => return,
-            }
-            continue;
-        }
-        if r.stop.is_set() {
-            // A stop hands nothing more: what was about to go is released.
-            for (email, _) in to_hand.drain(..) {
-                tally.released.fetch_add(1, Ordering::Relaxed);
-                outcomes.push(Record::release(email.id));
-            }
-        }
-
-        let batch: Vec<Record> = std::mem::take(&mut outcomes);
-        let handing: Vec<(Claimed, Arc<Template>)> = std::mem::take(&mut to_hand);
-        let ids: Vec<Uuid> = handing.iter().map(|(e, _)| e.id).collect();
-        if let Some(journal) = &r.journal {
-            journal.handing(&ids);
-        }
-        let args = json!({
-            "outcomes": batch
-                .iter()
-                .map(|o| json!({"id": o.id, "status": o.status, "response": o.response}))
-                .collect::<Vec<Value>>(),
-            "worker": r.db.worker,
-            "handed": ids,
-        });
-        let answer: Result<Recorded> =
-            r.db.call(
-                "record_email_outcomes",
-                &args,
-                &t!("doing-recording-outcomes"),
-            )
-            .await;
-        for o in &batch {
-            open.remove(&o.id);
-        }
-        window = (2 * batch.len())
-            .max(window * 3 / 4)
-            .clamp(r.min_window.max(1), r.window.max(1));
+        let answer: Result<Recorded> = r.db.call_record(&batch, &r.db.worker).await;
+        let window = r.flow.window.load(Ordering::Relaxed);
+        r.flow.window.store(
+            (GROW_WITH_BATCH * batch.len())
+                .max(window * 3 / 4)
+                .clamp(r.min_window.max(1), r.max_window.max(1)),
+            Ordering::Relaxed,
+        );
         match answer {
             Ok(answer) => {
                 if let Some(journal) = &r.journal {
@@ -373,77 +387,33 @@ pub(super) async fn record_and_hand(mut r: Recorder) {
                 let lost =
                     batch.len() as u64 - (answer.recorded.max(0) as u64).min(batch.len() as u64);
                 tally.not_recorded.fetch_add(lost, Ordering::Relaxed);
-                let confirmed: HashSet<Uuid> = answer.handed.into_iter().collect();
-                for (email, template) in handing {
-                    if !confirmed.contains(&email.id) {
-                        // The lease was lost: another worker may hold it now.
-                        tally.released.fetch_add(1, Ordering::Relaxed);
-                        unhold(&r.held, email.id);
-                        if let Some(journal) = &r.journal {
-                            journal.recorded(std::iter::once(email.id));
-                        }
-                        continue;
-                    }
-                    let id = email.id;
-                    let taken = match &ready {
-                        Some(ready) => ready.send(Job::Send(email, template)).await.is_ok(),
-                        None => false,
-                    };
-                    if taken {
-                        open.insert(id);
-                    } else {
-                        tally.released.fetch_add(1, Ordering::Relaxed);
-                        outcomes.push(Record::release(id));
-                    }
-                }
             }
             Err(e) => {
+                // (The journal keeps those outcomes: the worker's journal
+                // is not removed, and the next run records them.)
                 tally
                     .not_recorded
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 r.stop.fail(e);
-                // Unknown whether the database marked them: never sent, and
-                // given back (the next call, if any, releases them).
-                for (email, _) in handing {
-                    tally.released.fetch_add(1, Ordering::Relaxed);
-                    outcomes.push(Record::release(email.id));
-                }
             }
         }
-        // (After an error the journal keeps those outcomes: the worker's
-        // journal is not removed, and the next run records them.)
-        let mut held = r.held.lock().unwrap_or_else(|p| p.into_inner());
-        for o in &batch {
-            held.remove(&o.id);
+        {
+            let mut held = r.held.lock().unwrap_or_else(|p| p.into_inner());
+            for o in &batch {
+                held.remove(&o.id);
+            }
         }
+        r.flow.settled(batch.len());
+        r.flow.freed.notify_one();
+        batch.clear();
     }
 }
 
+/// The window in use is this many times the last call's outcomes.
+const GROW_WITH_BATCH: usize = 4;
+
 /// Most outcomes per call (the SQL function's bound).
 const MAX_OUTCOMES: usize = 1000;
-
-fn take_job(
-    job: Job,
-    stop: &Stop,
-    tally: &Tally,
-    to_hand: &mut Vec<(Claimed, Arc<Template>)>,
-    outcomes: &mut Vec<Record>,
-) {
-    let id = match job {
-        Job::Send(email, template) if !stop.is_set() => {
-            to_hand.push((email, template));
-            return;
-        }
-        Job::Send(email, _) => email.id,
-        Job::Release(id) => id,
-    };
-    tally.released.fetch_add(1, Ordering::Relaxed);
-    outcomes.push(Record::release(id));
-}
-
-fn unhold(held: &Held, id: Uuid) {
-    held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-}
 
 /// Moves the lease of the emails still held forward, every third of it.
 pub(super) async fn keep_leases(db: Db, held: Held, lease: Duration, stop: Arc<Stop>) {

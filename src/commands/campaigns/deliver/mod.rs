@@ -46,7 +46,7 @@ use crate::output::Output;
 use crate::settings::Config;
 use crate::smtp::{Mailer, Template, VerpProblem};
 use crate::t;
-use claims::{Claim, Claimed, Db, Held, Record, Recorder};
+use claims::{Claim, Claimed, Db, Flow, Held, Record, Recorder};
 use journal::Journal;
 use pacing::Pace;
 use queue::queue;
@@ -212,10 +212,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let progress = summary::progress_bar(out, expected);
     let started = Instant::now();
 
-    // Claimed emails go to the recorder, which has the database mark them
-    // handed (with the outcomes that came meanwhile, one call per round
-    // trip) before the connections get them; the emails still held are kept
-    // leased by a heartbeat. The journal notes each step on this machine.
+    // Claims are handed to SMTP by the same write and go straight to the
+    // connections; the recorder stores the outcomes (one call per round
+    // trip) and so frees room for the next claim: at most the hand-off
+    // window is ever in doubt. The emails held are kept leased by a
+    // heartbeat. The journal notes each step on this machine.
     let journal = journal_dir.as_deref().and_then(|dir| {
         Journal::create(dir, &db.worker)
             .map_err(|e| out.debug(format!("deliver: no journal in {}: {e}", dir.display())))
@@ -225,16 +226,16 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let held = Held::default();
     let batch = batch_size(options);
     let window = handoff_window(options);
+    let min_window = (options.concurrency * 2).min(window);
+    let flow = Arc::new(Flow::new(min_window));
     let (record_tx, record_rx) = mpsc::unbounded_channel::<Record>();
-    let (claimed_tx, claimed_rx) = mpsc::channel::<Job>(batch);
     let (ready_tx, ready_rx) = queue(window);
-    let recorder = tokio::spawn(claims::record_and_hand(Recorder {
+    let recorder = tokio::spawn(claims::record_outcomes(Recorder {
         db: db.clone(),
         outcomes: record_rx,
-        claimed: claimed_rx,
-        ready: ready_tx,
-        window,
-        min_window: (options.concurrency * 2).min(window),
+        flow: flow.clone(),
+        max_window: window,
+        min_window,
         held: held.clone(),
         stop: stop.clone(),
         journal: journal.clone(),
@@ -247,10 +248,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         stop.clone(),
     ));
 
-    // The senders, one per connection, take the emails the database
-    // confirmed as handed. The claims queue holds one claim ahead, so the
-    // senders never wait for the next claim; a worker killed at any instant
-    // leaves its claimed, never handed emails claimable again.
+    // The senders, one per connection, take the emails as they are claimed.
     let settings = Arc::new(settings);
     let pace = Arc::new(Pace::new(options.rate));
     let senders: Vec<_> = (0..options.concurrency)
@@ -274,7 +272,6 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         })
         .collect();
     drop(ready_rx);
-    drop(record_tx);
 
     let claim = Claim {
         campaign: campaign_id,
@@ -283,10 +280,16 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         message_id_domain: &settings.message_id_domain(),
         resend_unknown: options.resend_unknown,
     };
-    hand_out_claims(&db, &claim, options, &claimed_tx, &held, &stop, &progress).await;
+    let handing = Handing {
+        jobs: ready_tx,
+        records: record_tx,
+        flow,
+        held: held.clone(),
+        journal: journal.clone(),
+    };
+    hand_out_claims(&db, &claim, options, handing, &stop, &progress).await;
 
     // Every claimed email sent or released, every outcome recorded.
-    drop(claimed_tx);
     for sender in senders {
         let _ = sender.await;
     }
@@ -378,6 +381,14 @@ async fn replay_journals(db: &Db, dir: &std::path::Path, out: &Output) -> Result
             as_worker.record(&records).await?;
             recorded += records.iter().filter(|r| r.status.is_settled()).count();
         }
+        // What else it still holds was claimed and never started (its claim
+        // answer may have been lost with it before the journal saw it).
+        let released = released
+            + if replay.started.len() <= 1000 {
+                as_worker.release_worker(&replay.started).await?.max(0) as usize
+            } else {
+                0
+            };
         out.note(t!(
             "deliver-journal-replayed",
             worker = worker.as_str(),
@@ -390,21 +401,43 @@ async fn replay_journals(db: &Db, dir: &std::path::Path, out: &Output) -> Result
     Ok(())
 }
 
-/// Claims a batch, hands its emails to the senders, claims again; until
-/// nothing is left (with `--follow`: until a stop), or an error stops it.
+/// Where the claimer puts what it claims.
+struct Handing {
+    /// The connections' queue.
+    jobs: queue::QueueSender<Job>,
+    /// Emails given back untried go to the recorder.
+    records: mpsc::UnboundedSender<Record>,
+    flow: Arc<Flow>,
+    held: Held,
+    journal: Option<Arc<Journal>>,
+}
+
+impl Handing {
+    fn release(&self, id: Uuid, tally: &Tally) {
+        tally.released.fetch_add(1, Ordering::Relaxed);
+        let _ = self.records.send(Record::release(id));
+    }
+}
+
+/// Claims as much as the hand-off window has room for, hands it to the
+/// senders, claims again; until nothing is left (with `--follow`: until a
+/// stop), or an error stops it.
 async fn hand_out_claims(
     db: &Db,
     claim: &Claim<'_>,
     options: &Options,
-    jobs: &mpsc::Sender<Job>,
-    held: &Held,
+    handing: Handing,
     stop: &Stop,
     progress: &indicatif::ProgressBar,
 ) {
     let tally = &db.tally;
     let mut templates: HashMap<Uuid, Arc<Template>> = HashMap::new();
     while !stop.is_set() {
-        let claimed: Vec<Claimed> = match db.claim(claim).await {
+        let Some(room) = handing.flow.room() else {
+            handing.flow.wait(stop).await;
+            continue;
+        };
+        let claimed: Vec<Claimed> = match db.claim(claim, room).await {
             Ok(rows) => rows,
             Err(e) => {
                 stop.fail(e);
@@ -424,29 +457,39 @@ async fn hand_out_claims(
         tally
             .claimed
             .fetch_add(claimed.len() as u64, Ordering::Relaxed);
-        if let Err(e) = claims::load_templates(&db.client, &claimed, &mut templates).await {
+        let (to_send, suppressed): (Vec<Claimed>, Vec<Claimed>) = claimed
+            .into_iter()
+            .partition(|e| e.status == EmailStatus::Sending);
+        // Suppressed: the database settled them without sending.
+        tally
+            .suppressed
+            .fetch_add(suppressed.len() as u64, Ordering::Relaxed);
+        progress.inc(suppressed.len() as u64);
+        handing.flow.handed(to_send.len());
+        let ids: Vec<Uuid> = to_send.iter().map(|e| e.id).collect();
+        for id in &ids {
+            claims::hold(&handing.held, *id);
+        }
+        if let Some(journal) = &handing.journal {
+            journal.handing(&ids);
+        }
+        if let Err(e) = claims::load_templates(&db.client, &to_send, &mut templates).await {
             // Give the claims back untouched: nothing was sent.
-            for email in &claimed {
-                claims::hold(held, email.id);
-                let _ = jobs.send(Job::Release(email.id)).await;
+            for id in ids {
+                handing.release(id, tally);
             }
             stop.fail(e);
             return;
         }
-        for email in claimed {
-            if email.status != EmailStatus::Sending {
-                // Suppressed: the database settled it without sending.
-                tally.suppressed.fetch_add(1, Ordering::Relaxed);
-                progress.inc(1);
-                continue;
-            }
-            claims::hold(held, email.id);
+        for email in to_send {
+            let id = email.id;
             let template = templates
                 .get(&email.campaign_id)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(Template::new("", "")));
-            if jobs.send(Job::Send(email, template)).await.is_err() {
-                break;
+            if handing.jobs.send(Job::Send(email, template)).await.is_err() {
+                // Every connection is gone: nothing more can be sent.
+                handing.release(id, tally);
             }
         }
         progress.set_length(

@@ -26,11 +26,9 @@ use crate::t;
 /// the server is gone, and trying on would only burn the emails' retries.
 const GIVE_UP_AFTER: u64 = 25;
 
-/// What the queue carries to the connections.
+/// What the queue carries to the connections: a claimed email, handed.
 pub(super) enum Job {
     Send(Claimed, Arc<Template>),
-    /// A claimed email to give back untried.
-    Release(Uuid),
 }
 
 /// What every connection shares.
@@ -59,13 +57,7 @@ pub(super) struct Sender {
 pub(super) async fn send_emails(s: Sender) {
     let mut session = s.mailer.session();
     while let Some(job) = s.jobs.recv().await {
-        let (email, template) = match job {
-            Job::Send(email, template) => (email, template),
-            Job::Release(id) => {
-                release(&s, id);
-                continue;
-            }
-        };
+        let Job::Send(email, template) = job;
         if s.stop.is_set() {
             release(&s, email.id);
             continue;
