@@ -1923,6 +1923,12 @@ grant select, insert, update, delete on table public.suppressions to authenticat
 -- times.
 -- Bounded (at most 1000 emails) so that one call stays far inside the API's
 -- statement timeout.
+-- Answers one JSON array of the emails claimed, {id, campaign_id,
+-- recipient_email, recipient_organization, message_id, attempts, status},
+-- not a set of rows: the REST API cuts a set-returning function's answer at
+-- the project's row cap (`max_rows`, lowered by some projects below a
+-- claim's size) after the function has run, and the emails claimed past the
+-- cap would be held and never sent. One JSON value is never cut.
 drop function if exists public.claim_emails(uuid, integer, integer, text, text, boolean);
 create or replace function public.claim_emails(
   campaign uuid default null,
@@ -1932,8 +1938,7 @@ create or replace function public.claim_emails(
   message_id_domain text default 'mailsync.invalid',
   resend_unknown boolean default false,
   hand boolean default false)
-returns table (id uuid, campaign_id uuid, recipient_email text, recipient_organization text,
-               message_id text, attempts integer, status text)
+returns jsonb
 language sql
 security invoker
 set search_path = ''
@@ -1945,7 +1950,7 @@ as $$
       and c.status = 'sending'
       and (claim_emails.campaign is null or c.id = claim_emails.campaign)
   ), candidates as (
-    select e.id, e.recipient_email
+    select e.id, e.recipient_email, lower(e.recipient_email) as address
     from public.emails_sent e
     where e.campaign_id in (select t.id from targets t)
       and (e.status = 'pending'
@@ -1970,13 +1975,18 @@ as $$
            message_id = coalesce(e.message_id,
              format('<%s@%s>', e.id, coalesce(nullif(btrim(claim_emails.message_id_domain), ''), 'mailsync.invalid')))
       from candidates k
-      left join public.suppressions s
-        on s.user_id = (select auth.uid())
-       and s.email = lower(k.recipient_email)
+      -- One probe of (user_id, email) per email: the address is compared as
+      -- a plain value (lowered above), which RLS lets the index take (a
+      -- `lower()` here ran after the policy, and the whole of the caller's
+      -- suppression list was read for each claim: 20 000 rows a call).
+      left join lateral (
+        select x.reason from public.suppressions x
+        where x.user_id = (select auth.uid()) and x.email = k.address
+        limit 1) s on true
      where e.id = k.id
     returning e.id, e.campaign_id, e.recipient_email, e.recipient_organization, e.message_id, e.attempts, e.status
   )
-  select * from claimed
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)), '[]'::jsonb) from claimed c
 $$;
 
 -- Records what the SMTP server said, for emails the worker holds, and
