@@ -75,7 +75,7 @@ impl Journal {
         Ok(journal)
     }
 
-    /// About to ask the database to mark these handed.
+    /// Claimed and handed to this worker (the claim answered them).
     pub(super) fn handing(&self, ids: &[Uuid]) {
         if ids.is_empty() {
             return;

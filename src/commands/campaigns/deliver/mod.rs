@@ -12,11 +12,11 @@
 //! before the SMTP server sees it, and settled after. The claims, outcomes
 //! and leases are SQL functions in `sql/MASTER-DATABASE.sql` (section
 //! "Delivery"): `claim_emails`, `record_email_outcomes`,
-//! `extend_email_leases`, `unknown_emails`. This module never uses the
+//! `extend_email_leases`, `unknown_emails`, `release_worker_emails`. This module never uses the
 //! service role or a database URL.
 //!
 //! Here: the run's story, step by step; `claims` (the database side:
-//! claims, hand-offs, outcomes, leases), `journal` (the worker's local
+//! claims, the hand-off window, outcomes, leases), `journal` (the worker's local
 //! record, replayed after a crash), `senders` (the SMTP connections), `pacing`
 //! (the rate limiter), `queue` (emails on their way to the connections),
 //! `stop` (Ctrl-C and errors), `summary` (counters, progress, the report).
@@ -68,12 +68,13 @@ pub const DEFAULT_RETRY_DELAY_SECS: f64 = 2.0;
 /// Seconds between looks for new work with `--follow`.
 pub const DEFAULT_POLL_SECS: f64 = 2.0;
 /// Emails handed to SMTP without a recorded outcome, per connection, at
-/// most. The window in use adapts (about two database calls' worth of
+/// most. The window in use adapts (about four recording calls' worth of
 /// sending, at least 2 per connection): a fast server on a near network
 /// needs dozens per connection to keep busy during a round trip, a slow
-/// one only a couple.
-pub const HANDOFF_PER_CONNECTION: usize = 64;
-/// Most emails one `record_email_outcomes` call may hand (its bound).
+/// one only a couple. (At 64, 20 000 emails over 8 connections took 12 %
+/// longer: calls half the size, twice as many.)
+pub const HANDOFF_PER_CONNECTION: usize = 128;
+/// Most emails handed without a recorded outcome in all (one claim's bound).
 pub const MAX_HANDOFF: usize = 1000;
 
 /// What the user asked for.

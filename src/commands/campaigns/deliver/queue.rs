@@ -1,6 +1,6 @@
 //! A bounded queue with many consumers (tokio's mpsc has one): the claimer
 //! puts emails in, every connection takes the next one. Bounded, so the
-//! claimer stays one claim ahead of the senders and no further.
+//! claimer never puts in more than the hand-off window.
 
 use std::sync::Arc;
 
