@@ -100,6 +100,83 @@ async fn apply_twice_keeps_rows() {
     db.drop(&stack).await;
 }
 
+/// Upgrading a database whose `emails_sent` predates the hand-off mark:
+/// `db apply` adds `handed_at`; the emails already `sending` (they may have
+/// gone out) count as handed when they were claimed, so they become unknown,
+/// never silently claimable again; the others have no mark.
+#[tokio::test]
+async fn apply_over_emails_without_a_hand_off_mark_counts_those_sending_as_handed() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    let user = seed_one_of_each(&db).await;
+    let client = db.client().await;
+    client
+        .batch_execute("alter table public.emails_sent drop column handed_at")
+        .await
+        .unwrap();
+    let campaign: Uuid = client
+        .query_one(
+            "update public.email_campaigns set status = 'sending' where user_id = $1 returning id",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "insert into public.emails_sent
+               (user_id, campaign_id, recipient_email, status, claimed_at, lease_owner, lease_expires_at)
+             values ($1, $2, 'out@example.test', 'sending', '2026-01-02 03:04:05+00', 'old', now() - interval '1 hour'),
+                    ($1, $2, 'waiting@example.test', 'pending', null, null, null),
+                    ($1, $2, 'done@example.test', 'sent', '2026-01-02 03:04:05+00', 'old', null)",
+            &[&user, &campaign],
+        )
+        .await
+        .unwrap();
+
+    let upgrade = run(&stack, &db, &["db", "apply"]);
+    assert!(upgrade.status.success(), "{}", stderr(&upgrade));
+    let marks: Vec<(String, bool, bool)> = client
+        .query(
+            "select recipient_email, handed_at is not null, handed_at is not distinct from claimed_at
+               from public.emails_sent order by recipient_email",
+            &[],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        marks,
+        vec![
+            ("done@example.test".to_string(), false, false),
+            ("out@example.test".to_string(), true, true),
+            ("waiting@example.test".to_string(), false, true),
+        ]
+    );
+    // Applying again keeps the marks (the backfill runs once).
+    client
+        .execute(
+            "update public.emails_sent set handed_at = null where recipient_email = 'out@example.test'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(run(&stack, &db, &["db", "apply"]).status.success());
+    let mark: bool = client
+        .query_one(
+            "select handed_at is null from public.emails_sent where recipient_email = 'out@example.test'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(mark, "a second apply does not backfill again");
+    db.drop(&stack).await;
+}
+
 #[tokio::test]
 async fn verify_passes_after_reset_and_catches_a_dropped_policy() {
     let stack = common::ready().await;
