@@ -1576,6 +1576,31 @@ async fn claims_and_outcomes_of_500_are_quick_among_200k_other_emails() {
     }
 }
 
+/// A SQL function called through the REST API as the holder of `token`.
+async fn rpc_as(stack: &Stack, token: &str, function: &str, body: Value) -> (u16, Value) {
+    rest(
+        stack,
+        Method::POST,
+        &format!("rpc/{function}"),
+        Some(token),
+        Some(body),
+        None,
+    )
+    .await
+}
+
+/// The ids of the emails a claim answered, sorted.
+fn claimed_ids(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The database side of the hand-off, call by call: a claimed email never
 /// handed goes back to any worker once its lease ends (no --resend-unknown
 /// needed, not counted unknown); a hand-off after the lease was lost is
@@ -1596,20 +1621,8 @@ async fn only_handed_emails_become_unknown_and_a_lost_lease_refuses_the_hand_off
     .await
     .unwrap();
     let rpc = |function: &'static str, body: Value| {
-        let stack = &stack;
-        let token = user.token.clone();
-        async move {
-            let (status, body) = rest(
-                stack,
-                Method::POST,
-                &format!("rpc/{function}"),
-                Some(&token),
-                Some(body),
-                None,
-            )
-            .await;
-            (status, body)
-        }
+        let (stack, token) = (&stack, user.token.clone());
+        async move { rpc_as(stack, &token, function, body).await }
     };
     let expire = || async {
         common::admin()
@@ -1628,16 +1641,7 @@ async fn only_handed_emails_become_unknown_and_a_lost_lease_refuses_the_hand_off
             json!({"campaign": campaign, "max_emails": 10, "worker": worker, "resend_unknown": resend}),
         )
     };
-    let ids = |body: &Value| -> Vec<String> {
-        let mut ids: Vec<String> = body
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids
-    };
+    let ids = claimed_ids;
     let unknown = || rpc("unknown_emails", json!({"campaign": campaign}));
 
     let (_, first) = claim("w1", false).await;
@@ -1727,15 +1731,7 @@ async fn a_handing_claim_is_the_hand_off_and_a_dead_workers_unstarted_emails_com
     let rpc = |token: String, function: &'static str, body: Value| {
         let stack = &stack;
         async move {
-            let (status, body) = rest(
-                stack,
-                Method::POST,
-                &format!("rpc/{function}"),
-                Some(&token),
-                Some(body),
-                None,
-            )
-            .await;
+            let (status, body) = rpc_as(stack, &token, function, body).await;
             assert_eq!(status, 200, "{function}: {body}");
             body
         }
@@ -1747,13 +1743,7 @@ async fn a_handing_claim_is_the_hand_off_and_a_dead_workers_unstarted_emails_com
             json!({"campaign": campaign, "max_emails": max, "worker": worker, "hand": true}),
         )
     };
-    let ids = |body: &Value| -> Vec<String> {
-        body.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = claimed_ids;
     let rows = || async {
         common::admin()
             .await
@@ -1846,11 +1836,11 @@ async fn a_handing_claim_is_the_hand_off_and_a_dead_workers_unstarted_emails_com
     )
     .await;
     assert_eq!(unknown["count"], 1, "{unknown}");
-    let mut again = ids(&claim("third", 10).await);
-    again.sort();
-    let mut expected: Vec<String> = dead[1..].to_vec();
-    expected.sort();
-    assert_eq!(again, expected, "the released ones, claimable at once");
+    assert_eq!(
+        ids(&claim("third", 10).await),
+        dead[1..].to_vec(),
+        "the released ones, claimable at once"
+    );
 }
 
 /// `scripts/bench-crash` at a small size, so its checks run in CI: after

@@ -110,10 +110,10 @@ impl Db {
 
     /// Records outcomes: how many are stored.
     pub(super) async fn record(&self, records: &[Record]) -> Result<i64> {
-        Ok(self.call_record(records, &self.worker).await?.recorded)
+        Ok(self.call_record(records).await?.recorded)
     }
 
-    async fn call_record(&self, records: &[Record], worker: &str) -> Result<Recorded> {
+    async fn call_record(&self, records: &[Record]) -> Result<Recorded> {
         self.call(
             "record_email_outcomes",
             &json!({
@@ -121,7 +121,7 @@ impl Db {
                     .iter()
                     .map(|o| json!({"id": o.id, "status": o.status, "response": o.response}))
                     .collect::<Vec<Value>>(),
-                "worker": worker,
+                "worker": self.worker,
             }),
             &t!("doing-recording-outcomes"),
         )
@@ -371,7 +371,7 @@ pub(super) async fn record_outcomes(mut r: Recorder) {
                 Err(_) => break,
             }
         }
-        let answer: Result<Recorded> = r.db.call_record(&batch, &r.db.worker).await;
+        let answer: Result<Recorded> = r.db.call_record(&batch).await;
         let window = r.flow.window.load(Ordering::Relaxed);
         r.flow.window.store(
             (GROW_WITH_BATCH * batch.len())
