@@ -897,6 +897,42 @@ ENV
   fi
 }
 
+# The stack's ports lie in the kernel's ephemeral range (32768-60999 by
+# default): any outgoing connection on the machine (a pooled connection of
+# this stack or of another, a download, a test) may be given one of them as
+# its local port, and the server of the stack that listens there then fails
+# with EADDRINUSE (maildev's inbox port, in CI). They are reserved
+# (net.ipv4.ip_local_reserved_ports: the kernel no longer picks them for an
+# outgoing connection; a server asking for one by number still gets it), when
+# this user may change that setting (root, or sudo without a password);
+# otherwise this says so and goes on.
+reserve_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports ports current missing
+  [ -r "$file" ] || return 0
+  ports="$API_PORT $DB_PORT $REST_PORT $POOLER_PORT $CAPPED_API_PORT $CAPPED_REST_PORT $MAILDEV_SMTP_PORT"
+  ports="$ports ${MAILSYNC_INBOX_PORT:-$((API_PORT + 3))} $MTA_PORT $IMAP_PORT"
+  current="$(cat "$file")"
+  missing="$(awk -v list="$current" -v ports="$ports" 'BEGIN {
+    n = split(list, ranges, ","); m = split(ports, want, " ")
+    for (i = 1; i <= m; i++) {
+      covered = 0
+      for (j = 1; j <= n; j++) {
+        k = split(ranges[j], ends, "-"); lo = ends[1] + 0; hi = (k > 1 ? ends[2] : ends[1]) + 0
+        if (want[i] + 0 >= lo && want[i] + 0 <= hi) covered = 1
+      }
+      if (!covered) printf "%s%s", (out++ ? "," : ""), want[i]
+    }
+  }')"
+  [ -n "$missing" ] || return 0
+  if { printf '%s\n' "${current:+$current,}$missing" > "$file"; } 2>/dev/null \
+     || { [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null \
+          && printf '%s\n' "${current:+$current,}$missing" | sudo -n tee "$file" >/dev/null 2>&1; }; then
+    log "reserved the stack's ports $missing from the kernel's ephemeral range (net.ipv4.ip_local_reserved_ports)"
+  else
+    log "note: could not reserve the stack's ports $missing from the kernel's ephemeral range (needs root); an outgoing connection may take one first"
+  fi
+}
+
 cmd_up() {
   if ! pg_bindir >/dev/null || [ ! -x "$POSTRUST_BIN" ] || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } \
      || [ ! -f "$NGINX_PERL_MODULE" ] || [ ! -x "$(pgbouncer_bin)" ]; then
@@ -907,11 +943,11 @@ cmd_up() {
   # what is inside is its owner's (umask 077).
   chmod 711 "$STACK_DIR"
   ensure_jwt_secret
+  reserve_ports
   start_postgres
   # The servers that only listen start before the REST servers open their
-  # pools: the stack's ports lie in the kernel's ephemeral range, and a
-  # pooled connection's local port could otherwise take one of them first
-  # (maildev then failed with EADDRINUSE on its inbox port).
+  # pools (where the ports could not be reserved, a pooled connection's
+  # local port could otherwise take one of them first).
   "$ROOT/scripts/mail-catcher.sh" up
   start_mail_servers
   start_nginx
