@@ -36,6 +36,8 @@ insert into mailsync_objects (kind, name) values
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean, boolean)'),
   ('function', 'release_worker_emails(text, uuid[])'),
+  ('table', 'email_claims'),
+  ('function', 'mailsync_expire_email_claims(uuid)'),
   -- The earlier signature (outcomes only), dropped and replaced.
   ('function', 'record_email_outcomes(jsonb, text)'),
   ('function', 'record_email_outcomes(jsonb, text, uuid[])'),
@@ -87,6 +89,8 @@ insert into mailsync_objects (kind, name) values
   ('index', 'contacts_user_organization_idx'),
   ('index', 'email_campaigns_user_status_idx'),
   ('index', 'emails_sent_user_campaign_idx'),
+  ('index', 'email_claims_user_campaign_idx'),
+  ('index', 'email_claims_user_worker_idx'),
   ('index', 'emails_sent_user_contact_cover_idx'),
   ('index', 'campaign_email_counts_user_campaign_idx'),
   ('index', 'emails_sent_unsettled_idx'),

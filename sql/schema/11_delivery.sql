@@ -93,6 +93,104 @@ create policy suppressions_delete_own on public.suppressions
 revoke all on table public.suppressions from anon, public;
 grant select, insert, update, delete on table public.suppressions to authenticated, service_role;
 
+-- Claims: the emails a worker has handed to SMTP, as one row per claim
+-- call and campaign (`claim_emails` with `hand`), not as a write to each
+-- email. Each email then stays `pending` until its one write, the outcome
+-- (`record_email_outcomes`), which also takes it out of its claim. A claim
+-- whose lease has expired belonged to a worker that died or lost the
+-- database: its emails still `pending` may have gone out, and are moved to
+-- `sending`, handed at the claim's time, with its lease and worker (the
+-- form an unknown outcome has) by the next caller that looks
+-- (`mailsync_expire_email_claims`). A dead worker's journal gives back, by
+-- `release_worker_emails`, those of its claimed emails it never started.
+create table if not exists public.email_claims (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  campaign_id uuid not null,
+  worker text not null,
+  email_ids uuid[] not null,
+  message_id_domain text not null,
+  claimed_at timestamptz not null default now(),
+  lease_expires_at timestamptz not null,
+  constraint email_claims_campaign_fkey foreign key (user_id, campaign_id)
+    references public.email_campaigns (user_id, id) on delete cascade,
+  constraint email_claims_worker_length check (char_length(worker) <= 200),
+  constraint email_claims_message_id_domain_length check (char_length(message_id_domain) <= 255),
+  constraint email_claims_size check (pg_catalog.cardinality(email_ids) <= 1000)
+);
+create index if not exists email_claims_user_campaign_idx on public.email_claims (user_id, campaign_id);
+create index if not exists email_claims_user_worker_idx on public.email_claims (user_id, worker);
+
+alter table public.email_claims enable row level security;
+drop policy if exists email_claims_select_own on public.email_claims;
+create policy email_claims_select_own on public.email_claims
+  for select to authenticated using (user_id = (select auth.uid()));
+drop policy if exists email_claims_insert_own on public.email_claims;
+create policy email_claims_insert_own on public.email_claims
+  for insert to authenticated with check (user_id = (select auth.uid()));
+drop policy if exists email_claims_update_own on public.email_claims;
+create policy email_claims_update_own on public.email_claims
+  for update to authenticated using (user_id = (select auth.uid())) with check (user_id = (select auth.uid()));
+drop policy if exists email_claims_delete_own on public.email_claims;
+create policy email_claims_delete_own on public.email_claims
+  for delete to authenticated using (user_id = (select auth.uid()));
+
+revoke all on table public.email_claims from anon, public;
+grant select, insert, update, delete on table public.email_claims to authenticated, service_role;
+
+-- Turns the caller's expired claims (of `campaign`, or of all its
+-- campaigns) into what they are: each email still `pending` in one may
+-- have gone out, and becomes `sending`, handed when claimed, with the
+-- claim's worker and lease, its Message-ID and the attempt counted (an
+-- unknown outcome); the claims are deleted. One claimer of the caller's at
+-- a time (the lock `claim_emails` takes). Returns how many emails.
+create or replace function public.mailsync_expire_email_claims(campaign uuid default null)
+returns integer
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  me uuid := auth.uid();
+  expired integer;
+begin
+  if me is null
+     or not exists (select 1 from public.email_claims k
+                    where k.user_id = me and k.lease_expires_at < now()
+                      and (mailsync_expire_email_claims.campaign is null
+                           or k.campaign_id = mailsync_expire_email_claims.campaign)) then
+    return 0;
+  end if;
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('mailsync claims ' || me::text, 0));
+  with gone as (
+    delete from public.email_claims k
+     where k.user_id = me
+       and k.lease_expires_at < now()
+       and (mailsync_expire_email_claims.campaign is null or k.campaign_id = mailsync_expire_email_claims.campaign)
+    returning k.campaign_id, k.worker, k.email_ids, k.message_id_domain, k.claimed_at, k.lease_expires_at
+  ), held as (
+    select x.id, g.campaign_id, g.worker, g.message_id_domain, g.claimed_at, g.lease_expires_at
+    from gone g, pg_catalog.unnest(g.email_ids) as x (id)
+  ), unknown as (
+    update public.emails_sent e
+       set status = 'sending',
+           claimed_at = h.claimed_at,
+           handed_at = h.claimed_at,
+           lease_owner = h.worker,
+           lease_expires_at = h.lease_expires_at,
+           attempts = e.attempts + 1,
+           message_id = coalesce(e.message_id, pg_catalog.format('<%s@%s>', e.id, h.message_id_domain))
+      from held h
+     where e.id = h.id
+       and e.campaign_id = h.campaign_id
+       and e.status = 'pending' collate "C"
+    returning e.id
+  )
+  select count(*) into expired from unknown;
+  return expired;
+end;
+$$;
+
 -- Claims up to `max_emails` emails for the worker `worker`: `pending` ones
 -- of the campaign given, or of all the caller's `sending` campaigns, and
 -- those a worker claimed, never handed to SMTP and lost (lease expired);
@@ -125,54 +223,149 @@ create or replace function public.claim_emails(
   resend_unknown boolean default false,
   hand boolean default false)
 returns jsonb
-language sql
+language plpgsql
 security invoker
 set search_path = ''
 as $$
-  with targets as (
-    select c.id
-    from public.email_campaigns c
-    where c.user_id = (select auth.uid())
-      and c.status = 'sending'
-      and (claim_emails.campaign is null or c.id = claim_emails.campaign)
-  ), candidates as (
-    select e.id, e.recipient_email, lower(e.recipient_email) as address
+declare
+  me uuid := auth.uid();
+  n integer := least(greatest(coalesce(max_emails, 100), 1), 1000);
+  lease interval := make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600));
+  domain text := coalesce(nullif(btrim(message_id_domain), ''), 'mailsync.invalid');
+  targets uuid[];
+  held uuid[];
+  answer jsonb;
+begin
+  select coalesce(pg_catalog.array_agg(c.id), '{}') into targets
+  from public.email_campaigns c
+  where c.user_id = me
+    and c.status = 'sending'
+    and (claim_emails.campaign is null or c.id = claim_emails.campaign);
+  if pg_catalog.cardinality(targets) = 0 then
+    return '[]'::jsonb;
+  end if;
+  -- One claimer of the caller's at a time: the emails held by claims are
+  -- read below, and another claim could otherwise take them in between.
+  -- (Each statement after this one sees what the claimer before committed.)
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('mailsync claims ' || me::text, 0));
+  perform public.mailsync_expire_email_claims(claim_emails.campaign);
+  select coalesce(pg_catalog.array_agg(x.id), '{}') into held
+  from public.email_claims k, pg_catalog.unnest(k.email_ids) as x (id)
+  where k.user_id = me and k.campaign_id = any(targets);
+
+  if not coalesce(claim_emails.hand, false) then
+    -- Claimed, not handed: each email moves to `sending` (an earlier
+    -- worker's protocol, which marks the hand-off by `record_email_outcomes`).
+    with candidates as (
+      select e.id, e.recipient_email, lower(e.recipient_email) as address
+      from public.emails_sent e
+      where e.campaign_id = any(targets)
+        and ((e.status = 'pending' and e.id not in (select h.id from pg_catalog.unnest(held) as h (id)))
+             or (e.status = 'sending'
+                 and coalesce(e.lease_expires_at, '-infinity') < now()
+                 and (e.handed_at is null or claim_emails.resend_unknown)))
+      limit n
+      for update of e skip locked
+    ), claimed as (
+      update public.emails_sent e
+         set status = case when s.reason is null then 'sending' else 'failed' end,
+             error_message = case when s.reason is null then null
+                                  else format('not sent: %s is suppressed (%s)', e.recipient_email, s.reason) end,
+             claimed_at = now(),
+             lease_owner = claim_emails.worker,
+             lease_expires_at = case when s.reason is null then now() + lease end,
+             handed_at = null,
+             attempts = e.attempts + case when s.reason is null and (e.status = 'pending' or e.handed_at is not null)
+                                          then 1 else 0 end,
+             message_id = coalesce(e.message_id, format('<%s@%s>', e.id, domain))
+        from candidates k
+        left join lateral (
+          select x.reason from public.suppressions x
+          where x.user_id = me and x.email = k.address
+          limit 1) s on true
+       where e.id = k.id
+      returning e.id, e.campaign_id, e.recipient_email, e.recipient_organization, e.message_id, e.attempts, e.status
+    )
+    select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)), '[]'::jsonb) into answer from claimed c;
+    return answer;
+  end if;
+
+  -- Claimed and handed: one claim row per campaign, no write to the emails
+  -- (but those settled `failed` as suppressed, and the few an earlier
+  -- worker left `sending`, which are given back to `pending` first).
+  with candidates as (
+    select e.id, e.campaign_id, e.status, e.recipient_email, e.recipient_organization, e.message_id,
+           e.attempts, e.handed_at, lower(e.recipient_email) as address
     from public.emails_sent e
-    where e.campaign_id in (select t.id from targets t)
-      and (e.status = 'pending'
+    where e.campaign_id = any(targets)
+      and ((e.status = 'pending' and e.id not in (select h.id from pg_catalog.unnest(held) as h (id)))
            or (e.status = 'sending'
                and coalesce(e.lease_expires_at, '-infinity') < now()
                and (e.handed_at is null or claim_emails.resend_unknown)))
-    limit least(greatest(coalesce(claim_emails.max_emails, 100), 1), 1000)
-    for update of e skip locked
-  ), claimed as (
+    limit n
+  ), checked as (
+    -- One probe of (user_id, email) per email: the address is compared as
+    -- a plain value (lowered above), which RLS lets the index take (a
+    -- `lower()` here ran after the policy, and the whole of the caller's
+    -- suppression list was read for each claim: 20 000 rows a call).
+    select k.*, s.reason
+    from candidates k
+    left join lateral (
+      select x.reason from public.suppressions x
+      where x.user_id = me and x.email = k.address
+      limit 1) s on true
+  ), suppressed as (
     update public.emails_sent e
-       set status = case when s.reason is null then 'sending' else 'failed' end,
-           error_message = case when s.reason is null then null
-                                else format('not sent: %s is suppressed (%s)', e.recipient_email, s.reason) end,
+       set status = 'failed',
+           error_message = format('not sent: %s is suppressed (%s)', e.recipient_email, k.reason),
            claimed_at = now(),
            lease_owner = claim_emails.worker,
-           lease_expires_at = case when s.reason is null
-             then now() + make_interval(secs => least(greatest(coalesce(claim_emails.lease_seconds, 120), 10), 3600))
-             end,
-           handed_at = case when claim_emails.hand and s.reason is null then now() end,
-           attempts = e.attempts + case when s.reason is null and (e.status = 'pending' or e.handed_at is not null)
-                                        then 1 else 0 end,
-           message_id = coalesce(e.message_id,
-             format('<%s@%s>', e.id, coalesce(nullif(btrim(claim_emails.message_id_domain), ''), 'mailsync.invalid')))
-      from candidates k
-      -- One probe of (user_id, email) per email: the address is compared as
-      -- a plain value (lowered above), which RLS lets the index take (a
-      -- `lower()` here ran after the policy, and the whole of the caller's
-      -- suppression list was read for each claim: 20 000 rows a call).
-      left join lateral (
-        select x.reason from public.suppressions x
-        where x.user_id = (select auth.uid()) and x.email = k.address
-        limit 1) s on true
-     where e.id = k.id
+           lease_expires_at = null,
+           handed_at = null,
+           attempts = e.attempts - case when e.status = 'sending' and e.handed_at is null then 1 else 0 end,
+           message_id = coalesce(e.message_id, format('<%s@%s>', e.id, domain))
+      from checked k
+     where k.reason is not null
+       and e.id = k.id
+       and e.status = k.status
+       and (k.status = 'pending' or coalesce(e.lease_expires_at, '-infinity') < now())
     returning e.id, e.campaign_id, e.recipient_email, e.recipient_organization, e.message_id, e.attempts, e.status
+  ), taken_back as (
+    -- Left `sending` by an earlier worker: claimed and never handed, or
+    -- (with `resend_unknown`) of unknown outcome. An email never handed
+    -- gives back the attempt its claim counted.
+    update public.emails_sent e
+       set status = 'pending',
+           lease_owner = null,
+           lease_expires_at = null,
+           claimed_at = null,
+           handed_at = null,
+           attempts = e.attempts - case when e.handed_at is null then 1 else 0 end
+      from checked k
+     where k.reason is null
+       and k.status = 'sending'
+       and e.id = k.id
+       and e.status = 'sending'
+       and coalesce(e.lease_expires_at, '-infinity') < now()
+    returning e.id, e.attempts
+  ), handed as (
+    select k.id, k.campaign_id, k.recipient_email, k.recipient_organization,
+           coalesce(k.message_id, format('<%s@%s>', k.id, domain)) as message_id,
+           coalesce(b.attempts, k.attempts) + 1 as attempts,
+           'sending'::text as status
+    from checked k
+    left join taken_back b on b.id = k.id
+    where k.reason is null and (k.status = 'pending' or b.id is not null)
+  ), claims as (
+    insert into public.email_claims (user_id, campaign_id, worker, email_ids, message_id_domain, lease_expires_at)
+    select me, h.campaign_id, coalesce(claim_emails.worker, ''), pg_catalog.array_agg(h.id), domain, now() + lease
+    from handed h
+    group by h.campaign_id
   )
-  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)), '[]'::jsonb) from claimed c
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a)), '[]'::jsonb) into answer
+  from (select * from handed union all select * from suppressed) a;
+  return answer;
+end;
 $$;
 
 -- Records what the SMTP server said, for emails the worker holds, and
@@ -198,9 +391,13 @@ security invoker
 set search_path = ''
 as $$
 declare
+  me uuid := auth.uid();
   ids uuid[];
   -- Each email's outcome by its id: {"<id>": {"s": status, "r": response}}.
   byid jsonb;
+  -- Each of those the worker holds by a claim: {"<id>": {"k": claim,
+  -- "c": claimed at, "d": Message-ID domain}}.
+  claimed jsonb;
   updated uuid[];
   recorded integer;
   marked uuid[];
@@ -231,6 +428,21 @@ begin
     order by (x ->> 'id')::uuid
   ) o;
 
+  -- The worker's claims that hold some of these emails, locked first (the
+  -- order every writer of claims and emails takes).
+  with mine as (
+    select k.id, k.email_ids, k.claimed_at, k.message_id_domain
+    from public.email_claims k
+    where k.user_id = me and k.worker = record_email_outcomes.worker
+    order by k.id
+    for update
+  )
+  select coalesce(pg_catalog.jsonb_object_agg(x.id::text,
+           pg_catalog.jsonb_build_object('k', m.id, 'c', m.claimed_at, 'd', m.message_id_domain)), '{}')
+    into claimed
+  from mine m, pg_catalog.unnest(m.email_ids) as x (id)
+  where byid ? x.id::text;
+
   -- One table, no join: each email is found by its primary key and its
   -- outcome looked up by its id, so no plan depends on the table's
   -- statistics (there are none right after a send). Left to the planner,
@@ -240,7 +452,8 @@ begin
   -- (18 000 rows for 250 outcomes): the status is compared under the "C"
   -- collation (the same equality), which that index's predicate does not
   -- match. `sent_at` is set here, so the timestamps trigger has nothing to
-  -- do.
+  -- do. An email held by a claim is `pending` and written once, here; one
+  -- given back (`pending`) is not written at all.
   with updated as (
     update public.emails_sent e
        set status = byid -> e.id::text ->> 's',
@@ -251,14 +464,23 @@ begin
            sent_at = case when byid -> e.id::text ->> 's' in ('sent', 'bounced') then coalesce(e.sent_at, now())
                           else e.sent_at end,
            lease_expires_at = null,
-           lease_owner = case when byid -> e.id::text ->> 's' = 'pending' then null else e.lease_owner end,
-           claimed_at = case when byid -> e.id::text ->> 's' = 'pending' then null else e.claimed_at end,
-           handed_at = case when byid -> e.id::text ->> 's' = 'pending' then null else e.handed_at end,
+           lease_owner = case when byid -> e.id::text ->> 's' = 'pending' then null else worker end,
+           claimed_at = case when byid -> e.id::text ->> 's' = 'pending' then null
+                             when e.status = 'pending' then (claimed -> e.id::text ->> 'c')::timestamptz
+                             else e.claimed_at end,
+           handed_at = case when byid -> e.id::text ->> 's' = 'pending' then null
+                            when e.status = 'pending' then (claimed -> e.id::text ->> 'c')::timestamptz
+                            else e.handed_at end,
            attempts = case when byid -> e.id::text ->> 's' = 'pending' then greatest(e.attempts - 1, 0)
-                           else e.attempts end
+                           when e.status = 'pending' then e.attempts + 1
+                           else e.attempts end,
+           message_id = case when e.status = 'pending'
+                             then coalesce(e.message_id, pg_catalog.format('<%s@%s>', e.id, claimed -> e.id::text ->> 'd'))
+                             else e.message_id end
      where e.id = any(ids)
-       and e.status = 'sending' collate "C"
-       and e.lease_owner = worker
+       and ((e.status = 'sending' collate "C" and e.lease_owner = worker)
+            or (e.status = 'pending' collate "C" and claimed ? e.id::text
+                and byid -> e.id::text ->> 's' <> 'pending'))
     returning e.id, e.user_id, e.recipient_email, e.status, e.smtp_response
   ), bounced as (
     insert into public.suppressions (user_id, email, reason, detail)
@@ -271,8 +493,28 @@ begin
   select coalesce(pg_catalog.array_agg(u.id), '{}') into updated from updated u;
   recorded := pg_catalog.cardinality(updated);
 
+  -- The emails reported leave their claims (those given back stay
+  -- `pending`, claimable again); a claim left empty is done.
+  if claimed <> '{}'::jsonb then
+    with touched as (
+      select k.id,
+             array(select x from pg_catalog.unnest(k.email_ids) x where not (byid ? x::text)) as rest
+      from public.email_claims k
+      where k.id in (select (v ->> 'k')::uuid from pg_catalog.jsonb_each(claimed) as c (id, v))
+    ), emptied as (
+      delete from public.email_claims k
+      using touched t
+      where k.id = t.id and pg_catalog.cardinality(t.rest) = 0
+    )
+    update public.email_claims k
+       set email_ids = t.rest
+      from touched t
+     where k.id = t.id and pg_catalog.cardinality(t.rest) > 0;
+  end if;
+
   if recorded < pg_catalog.cardinality(ids) then
-    -- A retried call (its first answer lost): what it stored then counts.
+    -- A retried call (its first answer lost): what it stored then counts;
+    -- so does an email given back that the claim held.
     select recorded + count(*) into recorded
     from public.emails_sent e
     where e.id = any(ids)
@@ -306,10 +548,13 @@ end;
 $$;
 
 -- Gives back what a dead worker held and never started (its local journal
--- names the emails it started, `started`): each of its `sending` emails not
--- named there goes back to `pending`, as if never claimed. Run once the
+-- names the emails it started, `started`): each email of its claims, and
+-- each of its `sending` emails, not named there goes back to `pending`, as
+-- if never claimed; a started one held by a claim is left as an unknown
+-- outcome would be (`sending`, handed, the claim's lease). Run once the
 -- worker is known dead (its journal's lock is free); its emails already
--- taken over by another worker are left alone. Returns how many.
+-- taken over by another worker are left alone. Returns how many were given
+-- back.
 create or replace function public.release_worker_emails(worker text, started uuid[] default '{}')
 returns integer
 language plpgsql
@@ -317,7 +562,9 @@ security invoker
 set search_path = ''
 as $$
 declare
+  me uuid := auth.uid();
   released integer;
+  freed integer;
 begin
   if worker is null or btrim(worker) = '' then
     raise exception 'release_worker_emails needs the worker' using errcode = '22023';
@@ -326,6 +573,35 @@ begin
     raise exception 'release_worker_emails takes at most 1000 started ids, not %', pg_catalog.cardinality(started)
       using errcode = '22023';
   end if;
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('mailsync claims ' || me::text, 0));
+  with gone as (
+    delete from public.email_claims k
+     where k.user_id = me and k.worker = release_worker_emails.worker
+    returning k.campaign_id, k.worker, k.email_ids, k.message_id_domain, k.claimed_at, k.lease_expires_at
+  ), held as (
+    select x.id, g.campaign_id, g.worker, g.message_id_domain, g.claimed_at, g.lease_expires_at,
+           x.id = any(coalesce(started, '{}')) as was_started
+    from gone g, pg_catalog.unnest(g.email_ids) as x (id)
+  ), kept as (
+    update public.emails_sent e
+       set status = 'sending',
+           claimed_at = h.claimed_at,
+           handed_at = h.claimed_at,
+           lease_owner = h.worker,
+           lease_expires_at = h.lease_expires_at,
+           attempts = e.attempts + 1,
+           message_id = coalesce(e.message_id, pg_catalog.format('<%s@%s>', e.id, h.message_id_domain))
+      from held h
+     where h.was_started
+       and e.id = h.id
+       and e.campaign_id = h.campaign_id
+       and e.status = 'pending' collate "C"
+  )
+  select count(*) into freed
+  from held h
+  join public.emails_sent e on e.id = h.id
+  where not h.was_started and e.status = 'pending';
+
   update public.emails_sent e
      set status = 'pending',
          lease_owner = null,
@@ -334,7 +610,7 @@ begin
          handed_at = null,
          attempts = greatest(e.attempts - 1, 0)
     from public.email_campaigns c
-   where c.user_id = (select auth.uid())
+   where c.user_id = me
      and c.status = 'sending'
      and e.campaign_id = c.id
      and e.user_id = c.user_id
@@ -342,13 +618,14 @@ begin
      and e.lease_owner = release_worker_emails.worker
      and e.id <> all(coalesce(started, '{}'));
   get diagnostics released = row_count;
-  return released;
+  return released + freed;
 end;
 $$;
 
 -- Keeps a live worker's claims from being taken for unknown: moves the
--- lease of the emails it still holds `lease_seconds` ahead.
--- At most 1000 ids per call.
+-- lease of the emails it still holds `lease_seconds` ahead (its claims
+-- holding any of `ids`, and those of `ids` it holds `sending`). Returns how
+-- many of `ids` it holds. At most 1000 ids per call.
 create or replace function public.extend_email_leases(ids uuid[], worker text, lease_seconds integer default 120)
 returns integer
 language plpgsql
@@ -356,24 +633,38 @@ security invoker
 set search_path = ''
 as $$
 declare
+  until timestamptz := now() + make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600));
   extended integer;
+  claimed integer;
 begin
   if coalesce(pg_catalog.cardinality(ids), 0) > 1000 then
     raise exception 'extend_email_leases takes at most 1000 ids per call, not %', pg_catalog.cardinality(ids)
       using errcode = '22023';
   end if;
+  with moved as (
+    update public.email_claims k
+       set lease_expires_at = until
+     where k.user_id = (select auth.uid())
+       and k.worker = extend_email_leases.worker
+       and k.email_ids && ids
+    returning k.email_ids
+  )
+  select count(*) into claimed
+  from pg_catalog.unnest(ids) as x (id)
+  where x.id in (select y from moved m, pg_catalog.unnest(m.email_ids) as y);
   update public.emails_sent e
-     set lease_expires_at = now() + make_interval(secs => least(greatest(coalesce(lease_seconds, 120), 10), 3600))
+     set lease_expires_at = until
    where e.id = any(ids) and e.status = 'sending' collate "C" and e.lease_owner = worker;
   get diagnostics extended = row_count;
-  return extended;
+  return extended + claimed;
 end;
 $$;
 
 -- The emails whose outcome is unknown: `sending`, handed to SMTP, lease
--- expired (a claimed email never handed is not: it is claimable). `count`
--- and the first `max_rows` of them (address, Message-ID, when claimed, by
--- whom), for the campaign given or all the caller's.
+-- expired (a claimed email never handed is not: it is claimable), and
+-- those still `pending` in an expired claim. `count` and the first
+-- `max_rows` of them (address, Message-ID, when claimed, by whom), for the
+-- campaign given or all the caller's.
 create or replace function public.unknown_emails(campaign uuid default null, max_rows integer default 20)
 returns jsonb
 language sql
@@ -391,6 +682,18 @@ as $$
       and e.status = 'sending'
       and e.handed_at is not null
       and coalesce(e.lease_expires_at, '-infinity') < now()
+    union all
+    select e.id, e.campaign_id, e.recipient_email,
+           coalesce(e.message_id, pg_catalog.format('<%s@%s>', e.id, k.message_id_domain)), k.claimed_at, k.worker
+    from public.email_claims k
+    join public.email_campaigns c on c.id = k.campaign_id and c.user_id = k.user_id
+    cross join pg_catalog.unnest(k.email_ids) as x (id)
+    join public.emails_sent e on e.id = x.id and e.campaign_id = k.campaign_id
+    where k.user_id = (select auth.uid())
+      and c.status = 'sending'
+      and (unknown_emails.campaign is null or c.id = unknown_emails.campaign)
+      and k.lease_expires_at < now()
+      and e.status = 'pending'
   )
   select jsonb_build_object(
     'count', (select count(*) from unknown),
@@ -417,6 +720,7 @@ begin
     raise exception 'an unknown outcome is settled as sent or failed, not %', coalesce(outcome, 'null')
       using errcode = '22023';
   end if;
+  perform public.mailsync_expire_email_claims(settle_unknown_emails.campaign);
   with unknown as (
     select e.id
     from public.emails_sent e
@@ -446,10 +750,12 @@ revoke all on function public.claim_emails(uuid, integer, integer, text, text, b
   public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
   public.release_worker_emails(text, uuid[]),
   public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer),
+  public.mailsync_expire_email_claims(uuid),
   public.mailsync_normalize_suppression()
   from public, anon;
 grant execute on function public.claim_emails(uuid, integer, integer, text, text, boolean, boolean),
   public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
   public.release_worker_emails(text, uuid[]),
-  public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer)
+  public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer),
+  public.mailsync_expire_email_claims(uuid)
   to authenticated, service_role;

@@ -835,7 +835,10 @@ async fn crash_and_recover(connections: usize, server: Server, keep_journal: boo
     common::admin()
         .await
         .execute(
-            "update public.emails_sent set lease_expires_at = now() - interval '1 second'
+            "with claims as (
+               update public.email_claims set lease_expires_at = now() - interval '1 second'
+                where campaign_id = $1::text::uuid)
+             update public.emails_sent set lease_expires_at = now() - interval '1 second'
               where campaign_id = $1::text::uuid and status = 'sending'",
             &[&campaign],
         )
@@ -1628,7 +1631,10 @@ async fn only_handed_emails_become_unknown_and_a_lost_lease_refuses_the_hand_off
         common::admin()
             .await
             .execute(
-                "update public.emails_sent set lease_expires_at = now() - interval '1 second'
+                "with claims as (
+                   update public.email_claims set lease_expires_at = now() - interval '1 second'
+                    where campaign_id = $1)
+                 update public.emails_sent set lease_expires_at = now() - interval '1 second'
                   where campaign_id = $1 and status = 'sending'",
                 &[&campaign],
             )
@@ -1767,18 +1773,53 @@ async fn a_handing_claim_is_the_hand_off_and_a_dead_workers_unstarted_emails_com
     assert_eq!(dead.len(), 4);
     let live = ids(&claim("live", 4).await);
     assert_eq!(live.len(), 1, "the fifth, for another worker");
+    // Claimed and handed by one row per claim: the emails themselves are
+    // not written until their outcome.
     for (id, status, owner, handed, attempts) in rows().await {
-        assert_eq!(status, "sending", "{id}");
-        assert!(handed, "claimed and handed in one write: {id}");
-        assert_eq!(attempts, 1, "{id}");
-        let owner = owner.unwrap();
-        assert_eq!(owner == "live", live.contains(&id), "{id} {owner}");
+        assert_eq!(
+            (status.as_str(), owner, handed, attempts),
+            ("pending", None, false, 0),
+            "{id}"
+        );
     }
+    let claims = || async {
+        common::admin()
+            .await
+            .query(
+                "select worker, email_ids::text[] from public.email_claims
+                  where campaign_id = $1 order by worker",
+                &[&campaign],
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let mut held: Vec<String> = r.get(1);
+                held.sort();
+                (r.get::<_, String>(0), held)
+            })
+            .collect::<Vec<_>>()
+    };
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        claims().await,
+        vec![
+            ("dead".into(), sorted(&dead)),
+            ("live".into(), sorted(&live))
+        ]
+    );
     // Handed: unknown once the lease ends, not claimable again as pending.
     common::admin()
         .await
         .execute(
-            "update public.emails_sent set lease_expires_at = now() - interval '1 second'
+            "with claims as (
+               update public.email_claims set lease_expires_at = now() - interval '1 second'
+                where campaign_id = $1 and worker = 'dead')
+             update public.emails_sent set lease_expires_at = now() - interval '1 second'
               where campaign_id = $1 and lease_owner = 'dead'",
             &[&campaign],
         )
@@ -1813,7 +1854,8 @@ async fn a_handing_claim_is_the_hand_off_and_a_dead_workers_unstarted_emails_com
         if live.contains(&id) {
             assert_eq!(
                 (status.as_str(), owner.as_deref()),
-                ("sending", Some("live"))
+                ("pending", None),
+                "still held by the live worker's claim"
             );
         } else if id == dead[0] {
             assert_eq!(
@@ -1841,6 +1883,103 @@ async fn a_handing_claim_is_the_hand_off_and_a_dead_workers_unstarted_emails_com
         dead[1..].to_vec(),
         "the released ones, claimable at once"
     );
+    assert_eq!(claims().await.len(), 2, "the live worker's and the third's");
+}
+
+/// The usual case of a crash on one machine: the dead worker's journal is
+/// replayed before its claim's lease has ended. The emails it had started
+/// keep the claim's lease and become unknown when it ends; the others are
+/// claimable at once; its claim is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_claim_released_before_its_lease_ends_keeps_only_the_started() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    let campaign = common::insert_campaign(&user, "Release early", "sending").await;
+    common::admin()
+        .await
+        .execute(
+            "insert into public.emails_sent (user_id, campaign_id, recipient_email, status)
+             select $1, $2, 'r' || g || '@example.test', 'pending' from generate_series(1, 3) g",
+            &[&user.id, &campaign],
+        )
+        .await
+        .unwrap();
+    let rpc = |function: &'static str, body: Value| {
+        let (stack, token) = (&stack, user.token.clone());
+        async move {
+            let (status, body) = rpc_as(stack, &token, function, body).await;
+            assert_eq!(status, 200, "{function}: {body}");
+            body
+        }
+    };
+    let dead = claimed_ids(
+        &rpc(
+            "claim_emails",
+            json!({"campaign": campaign, "max_emails": 3, "worker": "dead", "hand": true,
+                   "lease_seconds": 60, "message_id_domain": "example.test"}),
+        )
+        .await,
+    );
+    assert_eq!(dead.len(), 3);
+    let released = rpc(
+        "release_worker_emails",
+        json!({"worker": "dead", "started": [dead[0]]}),
+    )
+    .await;
+    assert_eq!(released, json!(2));
+    let row = common::admin()
+        .await
+        .query_one(
+            "select status, lease_owner, handed_at is not null, lease_expires_at > now() + interval '50 seconds',
+                    attempts, message_id
+               from public.emails_sent where id = $1::text::uuid",
+            &[&dead[0]],
+        )
+        .await
+        .unwrap();
+    let started: (String, Option<String>, bool, bool, i32, Option<String>) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    );
+    assert_eq!(
+        started,
+        (
+            "sending".into(),
+            Some("dead".into()),
+            true,
+            true,
+            1,
+            Some(format!("<{}@example.test>", dead[0]))
+        ),
+        "the started one keeps the claim's lease and Message-ID"
+    );
+    let unknown = rpc("unknown_emails", json!({"campaign": campaign})).await;
+    assert_eq!(unknown["count"], 0, "not before its lease ends: {unknown}");
+    let mut again = claimed_ids(
+        &rpc(
+            "claim_emails",
+            json!({"campaign": campaign, "max_emails": 10, "worker": "next", "hand": true}),
+        )
+        .await,
+    );
+    again.sort();
+    let mut rest = dead[1..].to_vec();
+    rest.sort();
+    assert_eq!(again, rest, "the unstarted ones, claimable at once");
+    let left: i64 = common::admin()
+        .await
+        .query_one(
+            "select count(*) from public.email_claims where campaign_id = $1 and worker = 'dead'",
+            &[&campaign],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
 }
 
 /// `scripts/bench-crash` at a small size, so its checks run in CI: after

@@ -60,10 +60,11 @@ async fn reset_twice_succeeds_and_leaves_zero_rows() {
     let report = json_of(&second);
     // The five tables of the guide, the two counter tables behind the views,
     // the paged sends, the live-change rows, the suppressed addresses and
-    // the delivery reports, and the quotas with their two counter tables.
-    assert_eq!(report["tables"], 14, "{report}");
+    // the delivery reports, the delivery claims, and the quotas with their
+    // two counter tables.
+    assert_eq!(report["tables"], 15, "{report}");
     assert_eq!(report["views"], 3, "{report}");
-    assert_eq!(report["policies"], 38, "{report}");
+    assert_eq!(report["policies"], 42, "{report}");
     assert_eq!(report["triggers"], 28, "{report}");
     assert!(report["elapsed_ms"].is_u64());
     let target = report["target"].as_str().unwrap();
@@ -93,7 +94,7 @@ async fn apply_twice_keeps_rows() {
     assert!(again.status.success(), "{}", stderr(&again));
     let third = run(&stack, &db, &["db", "apply", "--yes"]);
     assert!(third.status.success(), "{}", stderr(&third));
-    assert!(stdout(&third).contains("14 tables"), "{}", stdout(&third));
+    assert!(stdout(&third).contains("15 tables"), "{}", stdout(&third));
     assert_eq!(count(&db, "contacts").await, 1);
     assert_eq!(count(&db, "email_campaigns").await, 1);
     assert_eq!(count(&db, "organizations").await, 1);

@@ -239,7 +239,7 @@ async fn import_works_right_after_reset_on_a_brand_new_database() {
         )
         .await;
         assert!(apply.status.success(), "{}", stderr(&apply));
-        assert_eq!(json_of(&apply)["tables"], 14);
+        assert_eq!(json_of(&apply)["tables"], 15);
         let list = mailsync_on(
             &stack,
             &db,

@@ -134,7 +134,7 @@ async fn db_reset_apply_verify_pass_through_the_pooler_and_the_direct_port() {
             stdout(&reset),
             stderr(&reset)
         );
-        assert_eq!(json_of(&reset)["tables"], 14, "{how}");
+        assert_eq!(json_of(&reset)["tables"], 15, "{how}");
         let (apply, took) = db_run(&stack, &url, &["--json", "db", "apply"]);
         assert!(
             apply.status.success(),

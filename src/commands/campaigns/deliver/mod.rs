@@ -231,16 +231,20 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let flow = Arc::new(Flow::new(min_window));
     let (record_tx, record_rx) = mpsc::unbounded_channel::<Record>();
     let (ready_tx, ready_rx) = queue(window);
-    let recorder = tokio::spawn(claims::record_outcomes(Recorder {
+    let recorder = Recorder {
         db: db.clone(),
-        outcomes: record_rx,
+        outcomes: Arc::new(tokio::sync::Mutex::new(record_rx)),
         flow: flow.clone(),
         max_window: window,
         min_window,
         held: held.clone(),
         stop: stop.clone(),
         journal: journal.clone(),
-    }));
+    };
+    let recorders: Vec<_> = (0..claims::RECORDERS)
+        .map(|_| tokio::spawn(claims::record_outcomes(recorder.clone())))
+        .collect();
+    drop(recorder);
     let lease = Duration::from_secs(options.lease_secs);
     let heartbeat = tokio::spawn(claims::keep_leases(
         db.clone(),
@@ -294,7 +298,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     for sender in senders {
         let _ = sender.await;
     }
-    let _ = recorder.await;
+    for recorder in recorders {
+        let _ = recorder.await;
+    }
     heartbeat.abort();
     ctrl_c.abort();
     progress.finish_and_clear();
