@@ -1519,6 +1519,7 @@ set search_path = ''
 as $$
 declare
   campaign uuid := case when tg_op = 'DELETE' then old.campaign_id else new.campaign_id end;
+  owner uuid := case when tg_op = 'DELETE' then old.user_id else new.user_id end;
   -- The campaigns already checked by this transaction, in ONE
   -- transaction-local setting (reset at commit or rollback): a pooled
   -- connection keeps no per-campaign state from one transaction to the next.
@@ -1543,7 +1544,7 @@ begin
       end if;
       if exists (
         select 1 from public.emails_sent e
-        where e.campaign_id = campaign and e.status in ('pending', 'sending')
+        where e.user_id = owner and e.campaign_id = campaign and e.status in ('pending', 'sending')
       ) then
         return null;
       end if;
@@ -1591,8 +1592,21 @@ create constraint trigger complete_settled_campaign_on_delete
   when (old.status in ('pending', 'sending'))
   execute function public.mailsync_complete_settled_campaign();
 
+-- (user_id, campaign_id, id): deliver's claims read a campaign's unsettled
+-- emails in id order from where the last claim stopped, and the caller's
+-- RLS condition (user_id) then matches this index better than any other (a
+-- plan that read the campaign whole through (user_id, campaign_id) and
+-- sorted it was chosen right after a send). An earlier mailsync's index on
+-- (campaign_id) alone is replaced.
+do $$ begin
+  if exists (select 1 from pg_catalog.pg_index i
+             where i.indexrelid = to_regclass('public.emails_sent_unsettled_idx')
+               and i.indrelid = 'public.emails_sent'::regclass and i.indnatts <> 3) then
+    drop index public.emails_sent_unsettled_idx;
+  end if;
+end $$;
 create index if not exists emails_sent_unsettled_idx
-  on public.emails_sent (campaign_id) where status in ('pending', 'sending');
+  on public.emails_sent (user_id, campaign_id, id) where status in ('pending', 'sending');
 
 revoke all on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
   public.resolve_send_organization(uuid, text), public.lock_campaign_to_send(uuid, text),
@@ -2052,6 +2066,11 @@ declare
   domain text := coalesce(nullif(btrim(message_id_domain), ''), 'mailsync.invalid');
   targets uuid[];
   held uuid[];
+  -- The emails to claim, found campaign by campaign (`hand`).
+  found uuid[] := '{}';
+  more uuid[];
+  target uuid;
+  after uuid;
   answer jsonb;
 begin
   select coalesce(pg_catalog.array_agg(c.id), '{}') into targets
@@ -2111,16 +2130,50 @@ begin
   -- Claimed and handed: one claim row per campaign, no write to the emails
   -- (but those settled `failed` as suppressed, and the few an earlier
   -- worker left `sending`, which are given back to `pending` first).
+  -- Claims take each campaign's emails in id order, after the last one
+  -- held: the emails in flight, still `pending`, are not read again by
+  -- every claim. Those before it (given back, or left by an earlier worker)
+  -- are taken once none are left after it.
+  foreach target in array targets loop
+    exit when pg_catalog.cardinality(found) >= n;
+    select x.id into after
+    from public.email_claims k, pg_catalog.unnest(k.email_ids) as x (id)
+    where k.user_id = me and k.campaign_id = target
+    order by x.id desc
+    limit 1;
+    select coalesce(pg_catalog.array_agg(c.id), '{}') into more
+    from (
+      select e.id from public.emails_sent e
+      where e.campaign_id = target
+        and (after is null or e.id > after)
+        and (e.status = 'pending'
+             or (e.status = 'sending'
+                 and coalesce(e.lease_expires_at, '-infinity') < now()
+                 and (e.handed_at is null or claim_emails.resend_unknown)))
+      order by e.id
+      limit n - pg_catalog.cardinality(found)) c;
+    found := found || more;
+    if pg_catalog.cardinality(found) < n and after is not null then
+      select coalesce(pg_catalog.array_agg(c.id), '{}') into more
+      from (
+        select e.id from public.emails_sent e
+        where e.campaign_id = target
+          and e.id <= after
+          and ((e.status = 'pending' and e.id not in (select h.id from pg_catalog.unnest(held) as h (id)))
+               or (e.status = 'sending'
+                   and coalesce(e.lease_expires_at, '-infinity') < now()
+                   and (e.handed_at is null or claim_emails.resend_unknown)))
+        order by e.id
+        limit n - pg_catalog.cardinality(found)) c;
+      found := found || more;
+    end if;
+  end loop;
+
   with candidates as (
     select e.id, e.campaign_id, e.status, e.recipient_email, e.recipient_organization, e.message_id,
            e.attempts, e.handed_at, lower(e.recipient_email) as address
     from public.emails_sent e
-    where e.campaign_id = any(targets)
-      and ((e.status = 'pending' and e.id not in (select h.id from pg_catalog.unnest(held) as h (id)))
-           or (e.status = 'sending'
-               and coalesce(e.lease_expires_at, '-infinity') < now()
-               and (e.handed_at is null or claim_emails.resend_unknown)))
-    limit n
+    where e.id = any(found)
   ), checked as (
     -- One probe of (user_id, email) per email: the address is compared as
     -- a plain value (lowered above), which RLS lets the index take (a
@@ -2806,6 +2859,10 @@ begin
   if soft_bounce_limit is null or soft_bounce_limit < 1 then
     raise exception 'soft_bounce_limit must be 1 or more' using errcode = '22023';
   end if;
+  -- A claim whose worker died holds `pending` emails that may have gone
+  -- out: they become unknown (`sending`, with their Message-ID) first, so
+  -- a report can settle them.
+  perform public.mailsync_expire_email_claims(null);
 
   -- The new reports, in key order (concurrent calls take the key locks in
   -- one order). A key already recorded, or seen earlier in the batch, is

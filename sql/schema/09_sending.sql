@@ -361,6 +361,7 @@ set search_path = ''
 as $$
 declare
   campaign uuid := case when tg_op = 'DELETE' then old.campaign_id else new.campaign_id end;
+  owner uuid := case when tg_op = 'DELETE' then old.user_id else new.user_id end;
   -- The campaigns already checked by this transaction, in ONE
   -- transaction-local setting (reset at commit or rollback): a pooled
   -- connection keeps no per-campaign state from one transaction to the next.
@@ -385,7 +386,7 @@ begin
       end if;
       if exists (
         select 1 from public.emails_sent e
-        where e.campaign_id = campaign and e.status in ('pending', 'sending')
+        where e.user_id = owner and e.campaign_id = campaign and e.status in ('pending', 'sending')
       ) then
         return null;
       end if;
@@ -433,8 +434,21 @@ create constraint trigger complete_settled_campaign_on_delete
   when (old.status in ('pending', 'sending'))
   execute function public.mailsync_complete_settled_campaign();
 
+-- (user_id, campaign_id, id): deliver's claims read a campaign's unsettled
+-- emails in id order from where the last claim stopped, and the caller's
+-- RLS condition (user_id) then matches this index better than any other (a
+-- plan that read the campaign whole through (user_id, campaign_id) and
+-- sorted it was chosen right after a send). An earlier mailsync's index on
+-- (campaign_id) alone is replaced.
+do $$ begin
+  if exists (select 1 from pg_catalog.pg_index i
+             where i.indexrelid = to_regclass('public.emails_sent_unsettled_idx')
+               and i.indrelid = 'public.emails_sent'::regclass and i.indnatts <> 3) then
+    drop index public.emails_sent_unsettled_idx;
+  end if;
+end $$;
 create index if not exists emails_sent_unsettled_idx
-  on public.emails_sent (campaign_id) where status in ('pending', 'sending');
+  on public.emails_sent (user_id, campaign_id, id) where status in ('pending', 'sending');
 
 revoke all on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
   public.resolve_send_organization(uuid, text), public.lock_campaign_to_send(uuid, text),

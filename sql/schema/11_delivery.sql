@@ -234,6 +234,11 @@ declare
   domain text := coalesce(nullif(btrim(message_id_domain), ''), 'mailsync.invalid');
   targets uuid[];
   held uuid[];
+  -- The emails to claim, found campaign by campaign (`hand`).
+  found uuid[] := '{}';
+  more uuid[];
+  target uuid;
+  after uuid;
   answer jsonb;
 begin
   select coalesce(pg_catalog.array_agg(c.id), '{}') into targets
@@ -293,16 +298,50 @@ begin
   -- Claimed and handed: one claim row per campaign, no write to the emails
   -- (but those settled `failed` as suppressed, and the few an earlier
   -- worker left `sending`, which are given back to `pending` first).
+  -- Claims take each campaign's emails in id order, after the last one
+  -- held: the emails in flight, still `pending`, are not read again by
+  -- every claim. Those before it (given back, or left by an earlier worker)
+  -- are taken once none are left after it.
+  foreach target in array targets loop
+    exit when pg_catalog.cardinality(found) >= n;
+    select x.id into after
+    from public.email_claims k, pg_catalog.unnest(k.email_ids) as x (id)
+    where k.user_id = me and k.campaign_id = target
+    order by x.id desc
+    limit 1;
+    select coalesce(pg_catalog.array_agg(c.id), '{}') into more
+    from (
+      select e.id from public.emails_sent e
+      where e.campaign_id = target
+        and (after is null or e.id > after)
+        and (e.status = 'pending'
+             or (e.status = 'sending'
+                 and coalesce(e.lease_expires_at, '-infinity') < now()
+                 and (e.handed_at is null or claim_emails.resend_unknown)))
+      order by e.id
+      limit n - pg_catalog.cardinality(found)) c;
+    found := found || more;
+    if pg_catalog.cardinality(found) < n and after is not null then
+      select coalesce(pg_catalog.array_agg(c.id), '{}') into more
+      from (
+        select e.id from public.emails_sent e
+        where e.campaign_id = target
+          and e.id <= after
+          and ((e.status = 'pending' and e.id not in (select h.id from pg_catalog.unnest(held) as h (id)))
+               or (e.status = 'sending'
+                   and coalesce(e.lease_expires_at, '-infinity') < now()
+                   and (e.handed_at is null or claim_emails.resend_unknown)))
+        order by e.id
+        limit n - pg_catalog.cardinality(found)) c;
+      found := found || more;
+    end if;
+  end loop;
+
   with candidates as (
     select e.id, e.campaign_id, e.status, e.recipient_email, e.recipient_organization, e.message_id,
            e.attempts, e.handed_at, lower(e.recipient_email) as address
     from public.emails_sent e
-    where e.campaign_id = any(targets)
-      and ((e.status = 'pending' and e.id not in (select h.id from pg_catalog.unnest(held) as h (id)))
-           or (e.status = 'sending'
-               and coalesce(e.lease_expires_at, '-infinity') < now()
-               and (e.handed_at is null or claim_emails.resend_unknown)))
-    limit n
+    where e.id = any(found)
   ), checked as (
     -- One probe of (user_id, email) per email: the address is compared as
     -- a plain value (lowered above), which RLS lets the index take (a

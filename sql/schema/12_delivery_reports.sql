@@ -225,6 +225,10 @@ begin
   if soft_bounce_limit is null or soft_bounce_limit < 1 then
     raise exception 'soft_bounce_limit must be 1 or more' using errcode = '22023';
   end if;
+  -- A claim whose worker died holds `pending` emails that may have gone
+  -- out: they become unknown (`sending`, with their Message-ID) first, so
+  -- a report can settle them.
+  perform public.mailsync_expire_email_claims(null);
 
   -- The new reports, in key order (concurrent calls take the key locks in
   -- one order). A key already recorded, or seen earlier in the batch, is

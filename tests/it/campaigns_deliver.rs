@@ -1530,11 +1530,15 @@ async fn claims_and_outcomes_of_500_are_quick_among_200k_other_emails() {
     }
     // The plans behind those timings: the campaign's unsettled emails (the
     // claim's candidates, the check that finishes a campaign at each
-    // commit) come from the partial index on campaign_id, never from
+    // commit) come from the partial index on (user_id, campaign_id, id), never from
     // reading the table or a whole index.
     for query in [
-        "select 1 from public.emails_sent e where e.campaign_id = $1 and e.status in ('pending', 'sending') limit 1",
-        "select e.id from public.emails_sent e where e.campaign_id = $1
+        "select 1 from public.emails_sent e
+          where e.user_id = (select c.user_id from public.email_campaigns c where c.id = $1)
+            and e.campaign_id = $1 and e.status in ('pending', 'sending') limit 1",
+        "select e.id from public.emails_sent e
+          where e.user_id = (select c.user_id from public.email_campaigns c where c.id = $1)
+            and e.campaign_id = $1
            and (e.status = 'pending' or (e.status = 'sending' and coalesce(e.lease_expires_at, '-infinity') < now()
                                         and e.handed_at is null)) limit 500",
     ] {
