@@ -312,16 +312,15 @@ impl Flow {
 /// A claim waits until half the window is free.
 const CLAIM_WHEN_FREE: usize = 2;
 
-/// How long the recorder waits for more outcomes before a call.
-const GATHER_FOR: Duration = Duration::from_millis(20);
+/// How long the recorder waits for more outcomes before a call (at the
+/// wire's speed, about a full call's worth).
+const GATHER_FOR: Duration = Duration::from_millis(60);
 
-/// What the recorders share with the run.
-#[derive(Clone)]
+/// What the recorder shares with the run.
 pub(super) struct Recorder {
     pub db: Db,
-    /// Outcomes from the connections (and the claimer's releases), shared
-    /// by the recorders: one gathers a call's worth while another calls.
-    pub outcomes: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Record>>>,
+    /// Outcomes from the connections (and the claimer's releases).
+    pub outcomes: mpsc::UnboundedReceiver<Record>,
     pub flow: Arc<Flow>,
     /// The largest window, and the least it shrinks to.
     pub max_window: usize,
@@ -339,21 +338,21 @@ struct Recorded {
 
 /// Records outcomes, one call per round trip: the next call leaves as soon
 /// as the previous one returned, carrying whatever accumulated (at most
-/// 1000). `RECORDERS` of these share the outcomes, so that one gathers (and
-/// the database can work on its call) while another's call is out. Each call frees room in the hand-off window, which adapts to the
+/// 1000). Each call frees room in the hand-off window, which adapts to the
 /// pace: about four calls' worth of outcomes, so the connections never wait
 /// for a claim while few emails are in doubt when the server is slow. A
 /// worker that dies leaves at most the window with an unknown outcome
 /// (fewer with its journal replayed: only those the SMTP server had
 /// started).
-pub(super) async fn record_outcomes(r: Recorder) {
+pub(super) async fn record_outcomes(mut r: Recorder) {
     let tally = r.db.tally.clone();
     let mut batch: Vec<Record> = Vec::new();
     loop {
-        let mut outcomes = r.outcomes.lock().await;
-        match outcomes.recv().await {
-            Some(record) => batch.push(record),
-            None => return,
+        if batch.is_empty() {
+            match r.outcomes.recv().await {
+                Some(record) => batch.push(record),
+                None => return,
+            }
         }
         // A call carries a quarter of the window or what came in a few
         // milliseconds, whichever is first: each call costs the database a
@@ -362,18 +361,17 @@ pub(super) async fn record_outcomes(r: Recorder) {
             (r.flow.window.load(Ordering::Relaxed) / CLAIM_WHEN_FREE / 2).clamp(1, MAX_OUTCOMES);
         let deadline = tokio::time::Instant::now() + GATHER_FOR;
         while batch.len() < want && !r.stop.is_set() {
-            match tokio::time::timeout_at(deadline, outcomes.recv()).await {
+            match tokio::time::timeout_at(deadline, r.outcomes.recv()).await {
                 Ok(Some(record)) => batch.push(record),
                 Ok(None) | Err(_) => break,
             }
         }
         while batch.len() < MAX_OUTCOMES {
-            match outcomes.try_recv() {
+            match r.outcomes.try_recv() {
                 Ok(record) => batch.push(record),
                 Err(_) => break,
             }
         }
-        drop(outcomes);
         let answer: Result<Recorded> = r.db.call_record(&batch).await;
         let window = r.flow.window.load(Ordering::Relaxed);
         r.flow.window.store(
@@ -411,10 +409,6 @@ pub(super) async fn record_outcomes(r: Recorder) {
         batch.clear();
     }
 }
-
-/// Recorders per run: two calls in flight keep both the database and the
-/// connections busy where one left the connections waiting for room.
-pub(super) const RECORDERS: usize = 2;
 
 /// The window in use is this many times the last call's outcomes.
 const GROW_WITH_BATCH: usize = 4;
