@@ -2011,7 +2011,7 @@ async fn bench_crash_checks_what_it_measures_at_a_small_size() {
         .find(|l| l.trim_start().starts_with("median"))
         .unwrap_or_else(|| panic!("no median line:\n{text}"));
     assert!(
-        median.contains("(bound 4)") && median.contains("(bound 2048)"),
+        median.contains("(bound 4)") && median.contains("(bound 1024)"),
         "{text}"
     );
 }

@@ -314,7 +314,7 @@ const CLAIM_WHEN_FREE: usize = 2;
 
 /// How long the recorder waits for more outcomes before a call (at the
 /// wire's speed, about a full call's worth).
-const GATHER_FOR: Duration = Duration::from_millis(60);
+const GATHER_FOR: Duration = Duration::from_millis(40);
 
 /// What the recorder shares with the run.
 pub(super) struct Recorder {

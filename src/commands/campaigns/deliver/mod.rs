@@ -74,10 +74,12 @@ pub const DEFAULT_POLL_SECS: f64 = 2.0;
 /// one only a couple. The outcomes are recorded a call of up to 1000 at a
 /// time, and a call of 100 costs the database a third of one of 1000: at
 /// 128 per connection (1000 in all), 20 000 emails over 8 connections took
-/// 25 % longer (calls of about 150 outcomes), at 64 a further 12 %.
-pub const HANDOFF_PER_CONNECTION: usize = 512;
-/// Most emails handed without a recorded outcome in all (four claims' worth).
-pub const MAX_HANDOFF: usize = 4000;
+/// 20 % longer (calls of about 150 outcomes), at 64 a further 12 %; at 512
+/// (4000 in all), 5 % less, for twice the emails in doubt when a machine
+/// is lost.
+pub const HANDOFF_PER_CONNECTION: usize = 256;
+/// Most emails handed without a recorded outcome in all (two claims' worth).
+pub const MAX_HANDOFF: usize = 2000;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
