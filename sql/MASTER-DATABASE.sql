@@ -1835,17 +1835,21 @@ $$;
 --
 -- Workers deliver as the signed-in user, through the REST API: every
 -- function here is `security invoker`, so RLS decides which emails a worker
--- may claim or settle. The claim is the database's: a batch moves from
--- `pending` to `sending` under `for update skip locked`, with a lease (who
--- holds it, until when), so any number of workers on any number of machines
--- share a campaign without overlap.
+-- may claim or settle. The claim is the database's: a batch is held by one
+-- row of `email_claims` (a lease: who holds it, until when), taken under a
+-- lock that lets one claimer of a user in at a time, so any number of
+-- workers on any number of machines share a campaign without overlap. (An
+-- earlier worker's claim, without `hand`, moves each email from `pending`
+-- to `sending` under `for update skip locked` instead.)
 --
 -- At most once: an email is claimed before the SMTP server sees it, handed
--- to a connection (`handed_at`) only once the database has said so, and its
--- outcome is recorded after. A claimed email never handed whose lease has
--- expired cannot have gone out (its worker died before it started): it is
--- claimable again, like a pending one. An email handed and left `sending`
--- once its lease has expired may or may not have gone out: it is "unknown",
+-- to a connection only once the database has said so (the claim row, or
+-- `handed_at`), and its outcome is recorded after. A claimed email never
+-- handed whose lease has expired cannot have gone out (its worker died
+-- before it started): it is claimable again, like a pending one. An email
+-- handed whose lease has expired without an outcome (still `pending` in an
+-- expired claim, which then becomes `sending` with `handed_at`, or left
+-- `sending`) may or may not have gone out: it is "unknown",
 -- reported, and claimed again only when the caller asks (`resend_unknown`),
 -- or settled by the operator (`settle_unknown_emails`) or by a delivery
 -- report. Its Message-ID was fixed at the first claim and stays the same, so
@@ -2032,11 +2036,12 @@ $$;
 -- had one) and one more attempt (none for an email never handed: its last
 -- claim counted the attempt it never made). An email to a suppressed address is settled `failed` instead,
 -- and returned with that status so the worker can count it.
--- With `hand`, the emails claimed are handed to SMTP by the same write
--- (`handed_at`): a worker that claims only as many as it may have in doubt
--- at once (its hand-off window) then writes each email twice in all, once
--- claimed and once settled, where a separate hand-off would write it three
--- times.
+-- With `hand`, the emails claimed are handed to SMTP by the same call, and
+-- none of them is written: one `email_claims` row per campaign holds them
+-- (worker, ids, lease, Message-ID domain), they stay `pending`, and their
+-- outcome is their one write. A worker claims only as many as it may have
+-- in doubt at once (its hand-off window). Each campaign's emails are taken
+-- in id order after the last one held.
 -- Bounded (at most 1000 emails) so that one call stays far inside the API's
 -- statement timeout.
 -- Answers one JSON array of the emails claimed, {id, campaign_id,

@@ -31,7 +31,8 @@ pub(super) struct Claimed {
     pub recipient_email: String,
     pub recipient_organization: Option<String>,
     pub message_id: String,
-    /// `sending`, or already settled by the database (a suppressed address).
+    /// `sending` (held by this worker's claim), or already settled by the
+    /// database (a suppressed address).
     pub status: EmailStatus,
 }
 
@@ -158,7 +159,7 @@ impl Db {
     }
 
     /// Claims up to `max` emails for `lease_secs` seconds, handed to SMTP
-    /// by the same write.
+    /// by the same call (one claim row, no write to the emails).
     pub(super) async fn claim(&self, claim: &Claim<'_>, max: usize) -> Result<Vec<Claimed>> {
         self.call(
             "claim_emails",

@@ -8,8 +8,9 @@
 //! as it comes, and claim the next batch, until nothing is left (or, with
 //! `--follow`, until Ctrl-C).
 //!
-//! Never twice: an email is claimed (`pending` → `sending`, with a lease)
-//! before the SMTP server sees it, and settled after. The claims, outcomes
+//! Never twice: an email is claimed (a row of `email_claims` holds it, with
+//! a lease; the email stays `pending`) before the SMTP server sees it, and
+//! settled after (its one write). The claims, outcomes
 //! and leases are SQL functions in `sql/MASTER-DATABASE.sql` (section
 //! "Delivery"): `claim_emails`, `record_email_outcomes`,
 //! `extend_email_leases`, `unknown_emails`, `release_worker_emails`. This module never uses the
@@ -217,7 +218,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let progress = summary::progress_bar(out, expected);
     let started = Instant::now();
 
-    // Claims are handed to SMTP by the same write and go straight to the
+    // Claims are handed to SMTP by the same call and go straight to the
     // connections; the recorder stores the outcomes (one call per round
     // trip) and so frees room for the next claim: at most the hand-off
     // window is ever in doubt. The emails held are kept leased by a
