@@ -633,3 +633,73 @@ async fn a_batch_of_1000_reports_is_quick_among_many_emails() {
     );
     assert_counts_exact(&user, campaign).await;
 }
+
+/// A worker that died holding a claim (`claim_emails` with `hand`) left its
+/// emails `pending` in the claim; once the claim's lease has ended, a report
+/// for one of them settles it (the claim becomes unknown outcomes first),
+/// and the other stays unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_settles_an_email_of_a_dead_workers_expired_claim() {
+    let stack = ready().await;
+    let user = new_user(&stack).await;
+    let campaign = insert_campaign(&user, "Claimed, then the worker died", "sending").await;
+    let reported = email(&user, campaign, "reported@example.test", "pending").await;
+    let silent = email(&user, campaign, "silent@example.test", "pending").await;
+    let (status, claimed) = rest(
+        &stack,
+        Method::POST,
+        "rpc/claim_emails",
+        Some(&user.token),
+        Some(json!({"campaign": campaign, "max_emails": 10, "worker": "dead", "hand": true})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_eq!(claimed.as_array().map(Vec::len), Some(2), "{claimed}");
+    assert_eq!(
+        status_of(reported).await,
+        "pending",
+        "a claim writes no email"
+    );
+    admin()
+        .await
+        .execute(
+            "update public.email_claims set lease_expires_at = now() - interval '1 second'
+              where campaign_id = $1",
+            &[&campaign],
+        )
+        .await
+        .unwrap();
+
+    let got = outcomes(
+        &stack,
+        &user,
+        json!([report("r-1", reported, "delivered", Some("2.0.0"))]),
+        None,
+    )
+    .await;
+    assert_eq!(got, vec!["recorded"]);
+    assert_eq!(status_of(reported).await, "delivered");
+    let (left, handed, message): (String, bool, String) = {
+        let row = admin()
+            .await
+            .query_one(
+                "select status, handed_at is not null, message_id from public.emails_sent where id = $1",
+                &[&silent],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!(
+        (left.as_str(), handed, message),
+        ("sending", true, message_id(silent)),
+        "the other one: unknown, its Message-ID kept"
+    );
+    let claims: i64 = scalar(
+        "select count(*) from public.email_claims where campaign_id = $1",
+        &[&campaign],
+    )
+    .await;
+    assert_eq!(claims, 0);
+}
