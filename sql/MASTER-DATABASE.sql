@@ -2071,9 +2071,9 @@ declare
   domain text := coalesce(nullif(btrim(message_id_domain), ''), 'mailsync.invalid');
   targets uuid[];
   held uuid[];
-  -- The emails to claim, found campaign by campaign (`hand`).
-  found uuid[] := '{}';
-  more uuid[];
+  -- The emails to claim, found campaign by campaign (`hand`), whole.
+  found public.emails_sent[] := '{}';
+  more public.emails_sent[];
   target uuid;
   after uuid;
   answer jsonb;
@@ -2146,9 +2146,9 @@ begin
     where k.user_id = me and k.campaign_id = target
     order by x.id desc
     limit 1;
-    select coalesce(pg_catalog.array_agg(c.id), '{}') into more
+    select coalesce(pg_catalog.array_agg(c.e), '{}') into more
     from (
-      select e.id from public.emails_sent e
+      select e from public.emails_sent e
       where e.campaign_id = target
         and (after is null or e.id > after)
         and (e.status = 'pending'
@@ -2159,9 +2159,9 @@ begin
       limit n - pg_catalog.cardinality(found)) c;
     found := found || more;
     if pg_catalog.cardinality(found) < n and after is not null then
-      select coalesce(pg_catalog.array_agg(c.id), '{}') into more
+      select coalesce(pg_catalog.array_agg(c.e), '{}') into more
       from (
-        select e.id from public.emails_sent e
+        select e from public.emails_sent e
         where e.campaign_id = target
           and e.id <= after
           and ((e.status = 'pending' and e.id not in (select h.id from pg_catalog.unnest(held) as h (id)))
@@ -2177,8 +2177,7 @@ begin
   with candidates as (
     select e.id, e.campaign_id, e.status, e.recipient_email, e.recipient_organization, e.message_id,
            e.attempts, e.handed_at, lower(e.recipient_email) as address
-    from public.emails_sent e
-    where e.id = any(found)
+    from pg_catalog.unnest(found) e
   ), checked as (
     -- One probe of (user_id, email) per email: the address is compared as
     -- a plain value (lowered above), which RLS lets the index take (a
