@@ -37,7 +37,7 @@ insert into mailsync_objects (kind, name) values
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean, boolean)'),
   ('function', 'release_worker_emails(text, uuid[])'),
   ('table', 'email_claims'),
-  ('function', 'mailsync_expire_email_claims(uuid)'),
+  ('function', 'mailsync_expire_email_claims(uuid, text)'),
   -- The earlier signature (outcomes only), dropped and replaced.
   ('function', 'record_email_outcomes(jsonb, text)'),
   ('function', 'record_email_outcomes(jsonb, text, uuid[])'),

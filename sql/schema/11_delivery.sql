@@ -143,12 +143,13 @@ revoke all on table public.email_claims from anon, public;
 grant select, insert, update, delete on table public.email_claims to authenticated, service_role;
 
 -- Turns the caller's expired claims (of `campaign`, or of all its
--- campaigns) into what they are: each email still `pending` in one may
--- have gone out, and becomes `sending`, handed when claimed, with the
--- claim's worker and lease, its Message-ID and the attempt counted (an
--- unknown outcome); the claims are deleted. One claimer of the caller's at
--- a time (the lock `claim_emails` takes). Returns how many emails.
-create or replace function public.mailsync_expire_email_claims(campaign uuid default null)
+-- campaigns), and with `worker` all of that dead worker's claims too, into what
+-- they are: each email still `pending` in one may have gone out, and
+-- becomes `sending`, handed when claimed, with the claim's worker and
+-- lease, its Message-ID and the attempt counted (an unknown outcome); the
+-- claims are deleted. One claimer of the caller's at a time (the lock
+-- `claim_emails` takes). Returns how many emails.
+create or replace function public.mailsync_expire_email_claims(campaign uuid default null, worker text default null)
 returns integer
 language plpgsql
 security invoker
@@ -160,7 +161,8 @@ declare
 begin
   if me is null
      or not exists (select 1 from public.email_claims k
-                    where k.user_id = me and k.lease_expires_at < now()
+                    where k.user_id = me
+                      and (k.lease_expires_at < now() or k.worker = mailsync_expire_email_claims.worker)
                       and (mailsync_expire_email_claims.campaign is null
                            or k.campaign_id = mailsync_expire_email_claims.campaign)) then
     return 0;
@@ -169,7 +171,7 @@ begin
   with gone as (
     delete from public.email_claims k
      where k.user_id = me
-       and k.lease_expires_at < now()
+       and (k.lease_expires_at < now() or k.worker = mailsync_expire_email_claims.worker)
        and (mailsync_expire_email_claims.campaign is null or k.campaign_id = mailsync_expire_email_claims.campaign)
     returning k.campaign_id, k.worker, k.email_ids, k.message_id_domain, k.claimed_at, k.lease_expires_at
   ), held as (
@@ -617,33 +619,24 @@ begin
       using errcode = '22023';
   end if;
   perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('mailsync claims ' || me::text, 0));
-  with gone as (
-    delete from public.email_claims k
-     where k.user_id = me and k.worker = release_worker_emails.worker
-    returning k.campaign_id, k.worker, k.email_ids, k.message_id_domain, k.claimed_at, k.lease_expires_at
-  ), held as (
-    select x.id, g.campaign_id, g.worker, g.message_id_domain, g.claimed_at, g.lease_expires_at,
-           x.id = any(coalesce(started, '{}')) as was_started
-    from gone g, pg_catalog.unnest(g.email_ids) as x (id)
-  ), kept as (
-    update public.emails_sent e
-       set status = 'sending',
-           claimed_at = h.claimed_at,
-           handed_at = h.claimed_at,
-           lease_owner = h.worker,
-           lease_expires_at = h.lease_expires_at,
-           attempts = e.attempts + 1,
-           message_id = coalesce(e.message_id, pg_catalog.format('<%s@%s>', e.id, h.message_id_domain))
-      from held h
-     where h.was_started
-       and e.id = h.id
-       and e.campaign_id = h.campaign_id
-       and e.status = 'pending' collate "C"
+  -- The emails of its claims it never started leave them (still `pending`,
+  -- claimable at once); what the claims keep is then an unknown outcome.
+  with mine as (
+    select k.id, k.email_ids from public.email_claims k
+    where k.user_id = me and k.worker = release_worker_emails.worker
+    for update
+  ), trimmed as (
+    update public.email_claims k
+       set email_ids = array(select x from pg_catalog.unnest(m.email_ids) x where x = any(coalesce(started, '{}')))
+      from mine m
+     where k.id = m.id
   )
   select count(*) into freed
-  from held h
-  join public.emails_sent e on e.id = h.id
-  where not h.was_started and e.status = 'pending';
+  from mine m
+  cross join pg_catalog.unnest(m.email_ids) as x (id)
+  join public.emails_sent e on e.id = x.id
+  where not (x.id = any(coalesce(started, '{}'))) and e.status = 'pending';
+  perform public.mailsync_expire_email_claims(null, release_worker_emails.worker);
 
   update public.emails_sent e
      set status = 'pending',
@@ -793,12 +786,12 @@ revoke all on function public.claim_emails(uuid, integer, integer, text, text, b
   public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
   public.release_worker_emails(text, uuid[]),
   public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer),
-  public.mailsync_expire_email_claims(uuid),
+  public.mailsync_expire_email_claims(uuid, text),
   public.mailsync_normalize_suppression()
   from public, anon;
 grant execute on function public.claim_emails(uuid, integer, integer, text, text, boolean, boolean),
   public.record_email_outcomes(jsonb, text, uuid[]), public.extend_email_leases(uuid[], text, integer),
   public.release_worker_emails(text, uuid[]),
   public.unknown_emails(uuid, integer), public.settle_unknown_emails(uuid, text, integer),
-  public.mailsync_expire_email_claims(uuid)
+  public.mailsync_expire_email_claims(uuid, text)
   to authenticated, service_role;
