@@ -34,6 +34,11 @@ use crate::output::Output;
 use crate::settings::{is_loopback_host, Secret};
 use crate::{t, t_in};
 
+/// SQLSTATEs after which PostgreSQL has rolled the transaction back and asks
+/// the client to run it again: `40P01` deadlock_detected, `40001`
+/// serialization_failure. Nothing of the transaction was applied.
+pub const ROLLED_BACK_CODES: [&str; 2] = ["40P01", "40001"];
+
 /// Supabase's database root certificate ("Supabase Root 2021 CA", valid to
 /// 2031-04-26), the file the dashboard offers as `prod-ca-2021.crt`.
 pub const SUPABASE_ROOT_CA: &str = include_str!("../certs/supabase-root-2021-ca.pem");

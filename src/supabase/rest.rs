@@ -305,7 +305,8 @@ impl RestClient {
                         .with_hint(t!("rest-hint-retry-after")));
                     }
                     if attempt >= MAX_ATTEMPTS {
-                        return Err(self.decode_error(response, what).await);
+                        let body = response.bytes().await.unwrap_or_default();
+                        return Err(self.decode_error(status, &body, what).await);
                     }
                     wait
                 }
@@ -327,7 +328,20 @@ impl RestClient {
                         body,
                     });
                 }
-                Ok(response) => return Err(self.decode_error(response, what).await),
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.bytes().await.unwrap_or_default();
+                    // The database rolled the whole request back (a deadlock
+                    // with a concurrent schema change, a serialization
+                    // failure): nothing of it was applied, so any request,
+                    // a write too, is tried again, as PostgreSQL asks.
+                    if is_rolled_back(&body) && attempt < MAX_ATTEMPTS {
+                        crate::output::trace(format!("{what}: rolled back by the database"));
+                        None
+                    } else {
+                        return Err(self.decode_error(status, &body, what).await);
+                    }
+                }
                 // Never connected: nothing was sent, whatever the method.
                 Err(e) if e.is_connect() && attempt < MAX_ATTEMPTS => None,
                 Err(e) if idempotent && is_transient_error(&e) && attempt < MAX_ATTEMPTS => None,
@@ -427,10 +441,8 @@ impl RestClient {
         }
     }
 
-    async fn decode_error(&self, response: reqwest::Response, what: &str) -> Error {
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        let error: PostgrestError = serde_json::from_slice(&body).unwrap_or_default();
+    async fn decode_error(&self, status: StatusCode, body: &[u8], what: &str) -> Error {
+        let error: PostgrestError = serde_json::from_slice(body).unwrap_or_default();
         let code = error.code.as_deref().unwrap_or("");
         let detail = error.technical();
         let detailed = |e: Error| {
@@ -604,6 +616,17 @@ fn is_not_processed_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 503)
 }
 
+/// Whether an error body says the database rolled the request back and
+/// asks for it again ([`crate::postgres::ROLLED_BACK_CODES`]); PostgREST
+/// runs each request in one transaction.
+fn is_rolled_back(body: &[u8]) -> bool {
+    use crate::postgres::ROLLED_BACK_CODES;
+    serde_json::from_slice::<PostgrestError>(body)
+        .ok()
+        .and_then(|e| e.code)
+        .is_some_and(|code| ROLLED_BACK_CODES.contains(&code.as_str()))
+}
+
 fn is_transient_error(e: &reqwest::Error) -> bool {
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
 }
@@ -626,6 +649,21 @@ fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlocks_and_serialization_failures_are_rolled_back_others_not() {
+        assert!(is_rolled_back(
+            br#"{"code":"40P01","message":"deadlock detected"}"#
+        ));
+        assert!(is_rolled_back(
+            br#"{"code":"40001","message":"could not serialize"}"#
+        ));
+        assert!(!is_rolled_back(
+            br#"{"code":"23505","message":"duplicate key"}"#
+        ));
+        assert!(!is_rolled_back(br#"{"message":"deadlock detected"}"#));
+        assert!(!is_rolled_back(b"<html>40P01</html>"));
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {

@@ -904,3 +904,49 @@ async fn an_earlier_mailsyncs_unmarked_schema_is_still_taken_over_by_apply() {
     );
     db.drop(&stack).await;
 }
+
+/// `db apply` changes the schema in one transaction, taking its locks one
+/// object at a time, so it can deadlock with a running command's query.
+/// PostgreSQL then rolls it back whole (`40P01`), and apply runs again.
+#[tokio::test]
+async fn apply_rolled_back_by_a_deadlock_runs_again() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    seed_one_of_each(&db).await;
+
+    // A reader of the delivery claims (near the schema's end) that then
+    // reads the contacts (near its start), which apply holds by then.
+    let held = db.client().await;
+    held.batch_execute(
+        "begin; set local deadlock_timeout = '30s';
+         select count(*) from public.email_claims",
+    )
+    .await
+    .unwrap();
+    let url = db.url.clone();
+    let apply = tokio::task::spawn_blocking(move || {
+        mailsync(
+            &common::stack(),
+            &["-v", "db", "apply", "--json"],
+            &[("SUPABASE_DB_URL", &url)],
+        )
+    });
+    common::deadlock_the_waiter(
+        &held,
+        "public.email_claims",
+        "%",
+        "select count(*) from public.contacts",
+    )
+    .await;
+    let o = apply.await.unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rolled back (40P01); trying again"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(json_of(&o)["tables"], 15);
+    assert_eq!(count(&db, "contacts").await, 1, "apply keeps rows");
+    db.drop(&stack).await;
+}

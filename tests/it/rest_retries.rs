@@ -282,3 +282,51 @@ async fn a_write_that_may_have_committed_is_not_repeated() {
         assert_eq!(templates(&name).await, 1);
     }
 }
+
+/// PostgreSQL rolls a request back when it deadlocks, here with a schema
+/// change (as `db apply` makes) that holds the delivery claims and asks for
+/// the campaigns while `deliver` looks for unknown outcomes. Nothing of the
+/// request was applied: it is run again and the command does not fail.
+#[tokio::test]
+async fn a_request_rolled_back_by_a_deadlock_is_run_again() {
+    use common::deliver::{emails, numbered_addresses, queued_campaign};
+    use common::smtp_server::{Action, ScriptedSmtp};
+
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let to = numbered_addresses(&user, "deadlock", 2);
+    let campaign = queued_campaign(&stack, &user, &to).await;
+    let smtp = ScriptedSmtp::start(|_, _, _| Action::Accept, Duration::ZERO).await;
+    let gw = gateway(&stack).await;
+    gw.fail("/rpc/unknown_emails", []);
+
+    let held = common::admin().await;
+    held.batch_execute(
+        "begin; set local deadlock_timeout = '30s';
+         lock table public.email_claims in access exclusive mode",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::command_for(&gw.url, &stack.anon_key, dir.path());
+    cmd.args(["--json", "campaigns", "deliver", &campaign, "--rate", "0"])
+        .env("MAILSYNC_ACCESS_TOKEN", &user.token)
+        .env("MAILSYNC_SMTP_URL", smtp.url());
+    let run = tokio::spawn(common::output_off_runtime(cmd));
+    common::deadlock_the_waiter(
+        &held,
+        "public.email_claims",
+        "%unknown_emails%",
+        "lock table public.email_campaigns in access exclusive mode",
+    )
+    .await;
+    let o = run.await.unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The look before claiming, rolled back and run again; the look at the
+    // end.
+    let seen = statuses(&gw.seen("/rpc/unknown_emails"));
+    assert_eq!(seen, [Some(500), Some(200), Some(200)]);
+    let stored = emails(&campaign).await;
+    assert_eq!(common::deliver::count(&stored, "sent"), 2, "{stored:?}");
+    assert_eq!(smtp.accepted().len(), 2, "each email once");
+}

@@ -10,14 +10,14 @@ pub mod reset;
 pub mod schema_cache;
 pub mod verify;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
 use crate::output::Output;
-use crate::postgres::{connect, describe_db_error, Target};
+use crate::postgres::{connect, describe_db_error, Target, ROLLED_BACK_CODES};
 use crate::settings::Config;
 use crate::t;
 
@@ -283,6 +283,60 @@ pub async fn run_in_transaction(
 ) -> Result<SchemaReport> {
     let started = Instant::now();
     let (mut client, target) = connect(config.db_url()?, out).await?;
+    // A deadlock with the queries of running commands (the schema change
+    // takes its locks one object at a time) or a serialization failure
+    // rolled everything back: run it again, a few times.
+    let mut attempt = 1;
+    let report = loop {
+        match apply_once(
+            &mut client,
+            &target,
+            out,
+            adopt_names,
+            scripts,
+            verb,
+            started,
+        )
+        .await
+        {
+            Err(e)
+                if attempt < DEADLOCK_ATTEMPTS
+                    && e.code().is_some_and(|c| ROLLED_BACK_CODES.contains(&c)) =>
+            {
+                out.debug(format!(
+                    "{verb} rolled back ({}); trying again",
+                    e.code().unwrap_or("")
+                ));
+                tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                attempt += 1;
+            }
+            result => break result?,
+        }
+    };
+    let report = SchemaReport {
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        ..report
+    };
+    out.debug(format!("{verb} committed in {} ms", report.elapsed_ms));
+    // The next command (an import right after a reset) must find the new
+    // functions in the REST API's schema cache.
+    schema_cache::wait_for_rest_api(&client, config, out).await?;
+    Ok(report)
+}
+
+/// How many times `reset`/`apply` runs when the database rolls it back.
+const DEADLOCK_ATTEMPTS: u32 = 3;
+
+/// One try of [`run_in_transaction`]: the transaction, committed.
+async fn apply_once(
+    client: &mut tokio_postgres::Client,
+    target: &Target,
+    out: &Output,
+    adopt_names: &[String],
+    scripts: &[Script],
+    verb: &'static str,
+    started: Instant,
+) -> Result<SchemaReport> {
     let failed = |e: tokio_postgres::Error| {
         if let Some(db) = e.as_db_error().filter(|db| db.code().code() == NOT_OURS) {
             return Error::check_failed(t!(
@@ -293,12 +347,16 @@ pub async fn run_in_transaction(
             ))
             .with_hint(t!("db-hint-not-ours"));
         }
-        Error::refused(t!(
+        let error = Error::refused(t!(
             "db-error-rolled-back",
             verb = verb,
             target = target.to_string(),
             reason = describe_db_error(&e)
-        ))
+        ));
+        match e.code() {
+            Some(code) => error.with_code(code.code()),
+            None => error,
+        }
     };
     let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(LOCK_TIMEOUT).await.map_err(failed)?;
@@ -323,16 +381,8 @@ pub async fn run_in_transaction(
     for script in scripts {
         tx.batch_execute(script.sql).await.map_err(failed)?;
     }
-    let report = inventory(&tx, &target, started).await.map_err(failed)?;
+    let report = inventory(&tx, target, started).await.map_err(failed)?;
     tx.commit().await.map_err(failed)?;
-    let report = SchemaReport {
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        ..report
-    };
-    out.debug(format!("{verb} committed in {} ms", report.elapsed_ms));
-    // The next command (an import right after a reset) must find the new
-    // functions in the REST API's schema cache.
-    schema_cache::wait_for_rest_api(&client, config, out).await?;
     Ok(report)
 }
 

@@ -14,7 +14,7 @@ pub mod tls;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio_postgres::types::{FromSql, ToSql};
@@ -539,6 +539,42 @@ pub fn on_terminal(
     reader.join().unwrap();
     output.stdout = std::mem::take(&mut *screen.lock().unwrap());
     output
+}
+
+/// Plays a real deadlock on another session. `held` is a superuser session
+/// inside a transaction that holds a lock on `relation`. Once a session
+/// whose query is like `query_like` waits for that lock, `held` asks for
+/// `second`, a lock that session holds. The waiter's `deadlock_timeout`
+/// (1 s) runs out first (`held` waits 30 s before it checks), so PostgreSQL
+/// rolls the waiter back with `40P01`; `held` then gets its lock and rolls
+/// back. Fails if nothing waits within 30 s, or if `held` was the one
+/// rolled back.
+pub async fn deadlock_the_waiter(held: &Client, relation: &str, query_like: &str, second: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        // A transaction reads the sessions once, unless told to look again.
+        held.batch_execute("select pg_catalog.pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let waiting: i64 = scalar_in(
+            held,
+            "select count(*) from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a using (pid)
+              where not l.granted and l.locktype = 'relation' and l.relation = $1::text::regclass
+                and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
+                and a.query like $2",
+            &[&relation, &query_like],
+        )
+        .await;
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < until, "no session waited for {relation}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held.batch_execute(second)
+        .await
+        .unwrap_or_else(|e| panic!("the other session should have been rolled back: {e:?}"));
+    held.batch_execute("rollback").await.unwrap();
 }
 
 /// The one value of a query answering one row of one column, read as the
