@@ -47,6 +47,7 @@ insert into mailsync_objects (kind, name) values
   -- Before the tables: its result is an email_campaigns row.
   ('function', 'lock_campaign_to_send(uuid, text)'),
   ('function', 'queue_send_recipients(uuid, uuid, text, uuid, integer)'),
+  ('function', 'mailsync_refresh_email_statistics()'),
   ('view', 'campaign_analytics'),
   ('view', 'contact_analytics'),
   ('view', 'dashboard_analytics'),

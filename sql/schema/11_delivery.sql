@@ -247,6 +247,7 @@ declare
   target uuid;
   after uuid;
   answer jsonb;
+  sorting text;
 begin
   select coalesce(pg_catalog.array_agg(c.id), '{}') into targets
   from public.email_campaigns c
@@ -309,6 +310,12 @@ begin
   -- held: the emails in flight, still `pending`, are not read again by
   -- every claim. Those before it (given back, or left by an earlier worker)
   -- are taken once none are left after it.
+  -- Each campaign's emails are read in the unsettled index's order, never
+  -- all of them read and sorted: right after a send the table has no
+  -- statistics, and the planner, believing a campaign holds one email,
+  -- chose to sort it whole (8 ms for 20 000 emails, against under 1 ms).
+  -- Sorting is ruled out for these two reads only.
+  sorting := pg_catalog.current_setting('enable_sort');
   foreach target in array targets loop
     exit when pg_catalog.cardinality(found) >= n;
     select x.id into after
@@ -316,6 +323,7 @@ begin
     where k.user_id = me and k.campaign_id = target
     order by x.id desc
     limit 1;
+    perform pg_catalog.set_config('enable_sort', 'off', true);
     select coalesce(pg_catalog.array_agg(c.e), '{}') into more
     from (
       select e from public.emails_sent e
@@ -342,6 +350,7 @@ begin
         limit n - pg_catalog.cardinality(found)) c;
       found := found || more;
     end if;
+    perform pg_catalog.set_config('enable_sort', sorting, true);
   end loop;
 
   with candidates as (

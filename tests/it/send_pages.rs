@@ -104,3 +104,133 @@ async fn a_page_reads_its_own_contacts_only_before_and_after_analyze() {
             .unwrap();
     }
 }
+
+/// The rows of `emails_sent` a transaction has read so far.
+const EMAIL_READS: &str = "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+                             from pg_catalog.pg_stat_xact_user_tables
+                            where relid = 'public.emails_sent'::regclass";
+
+/// Right after a send, `deliver` records outcomes by probing each email by
+/// its key, not by reading every email of the caller: the send refreshes
+/// the emails' statistics when autovacuum would (users cannot ANALYZE
+/// through the API). Without them the planner expected a few hundred emails
+/// per user and read all of them, per call. On a scratch database, whose
+/// table holds only this send.
+#[tokio::test]
+async fn a_send_refreshes_the_statistics_so_outcomes_read_only_their_emails() {
+    let stack = common::ready().await;
+    let db = common::ScratchDb::create(&stack).await;
+    let reset = common::mailsync(
+        &stack,
+        &["db", "reset", "--yes"],
+        &[("SUPABASE_DB_URL", &db.url)],
+    );
+    assert!(reset.status.success(), "{}", common::stderr(&reset));
+    let admin = db.client().await;
+    let user = User {
+        id: uuid::Uuid::new_v4(),
+        email: "stats@example.test".into(),
+        token: String::new(),
+    };
+    common::insert_user(&admin, user.id, &user.email).await;
+    admin
+        .execute(
+            "insert into public.contacts (user_id, email)
+             select $1, 's' || g || '@stats.test' from generate_series(1, 5000) g",
+            &[&user.id],
+        )
+        .await
+        .unwrap();
+    let campaign = |name: &str| {
+        let admin = &admin;
+        let name = name.to_string();
+        let id = user.id;
+        async move {
+            admin
+                .query_one(
+                    "insert into public.email_campaigns (user_id, name, subject, content)
+                     values ($1, $2, 'S', 'C') returning id",
+                    &[&id, &name],
+                )
+                .await
+                .unwrap()
+                .get::<_, uuid::Uuid>(0)
+        }
+    };
+    let first = campaign("First").await;
+    let mut client = db.client().await;
+    let tx = begin_as(&mut client, &user).await;
+    tx.execute("select public.send_campaign($1)", &[&first])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let tuples = || async {
+        admin
+            .query_one(
+                "select reltuples::bigint from pg_catalog.pg_class
+                  where oid = 'public.emails_sent'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(tuples().await, 5000, "the send analysed the emails");
+
+    // 100 outcomes recorded read about those 100 emails (each is read
+    // again by the claims' bookkeeping), not the 5000.
+    let tx = begin_as(&mut client, &user).await;
+    let claimed: serde_json::Value = tx
+        .query_one(
+            "select public.claim_emails($1, 100, 60, 'w', 'stats.test', false, true)",
+            &[&first],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    tx.commit().await.unwrap();
+    let outcomes: Vec<serde_json::Value> = claimed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::json!({"id": e["id"], "status": "sent", "response": "250 ok"}))
+        .collect();
+    assert_eq!(outcomes.len(), 100);
+    let tx = begin_as(&mut client, &user).await;
+    let before: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
+    let recorded: serde_json::Value = tx
+        .query_one(
+            "select public.record_email_outcomes($1, 'w')",
+            &[&serde_json::Value::from(outcomes)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let after: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
+    tx.commit().await.unwrap();
+    assert_eq!(recorded["recorded"], 100, "{recorded}");
+    assert!(
+        after - before <= 300,
+        "recording 100 outcomes read {} emails",
+        after - before
+    );
+
+    // A small send later (10 emails, to one organisation) is not worth an
+    // ANALYZE: the statistics stay.
+    admin
+        .execute(
+            "insert into public.contacts (user_id, email, organization_name)
+             select $1, 't' || g || '@stats.test', 'Small' from generate_series(1, 10) g",
+            &[&user.id],
+        )
+        .await
+        .unwrap();
+    let second = campaign("Second").await;
+    let tx = begin_as(&mut client, &user).await;
+    tx.execute("select public.send_campaign($1, 'Small')", &[&second])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(tuples().await, 5000, "not analysed again");
+    db.drop(&stack).await;
+}
