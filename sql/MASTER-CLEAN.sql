@@ -98,6 +98,7 @@ insert into mailsync_objects (kind, name) values
   ('index', 'campaign_live_user_campaign_idx'),
   ('index', 'emails_sent_user_message_id_idx'),
   ('index', 'delivery_reports_user_email_idx'),
+  ('index', 'delivery_reports_email_idx'),
   ('index', 'delivery_reports_user_recipient_idx'),
   ('index', 'mailsync_quotas_default_idx')
 -- mailsync objects: end

@@ -25,15 +25,6 @@
 create index if not exists emails_sent_user_message_id_idx
   on public.emails_sent (user_id, message_id) where message_id is not null;
 
--- Target of the same-user foreign key from delivery_reports.
-do $$
-begin
-  if not exists (select 1 from pg_catalog.pg_constraint
-                 where conrelid = 'public.emails_sent'::regclass and conname = 'emails_sent_user_id_id_key') then
-    alter table public.emails_sent add constraint emails_sent_user_id_id_key unique (user_id, id);
-  end if;
-end;
-$$;
 
 -- Complaints suppress with their own reason.
 do $$
@@ -70,16 +61,47 @@ create table if not exists public.delivery_reports (
   constraint delivery_reports_diagnostic_length check (length(diagnostic) <= 2000),
   constraint delivery_reports_reporting_mta_length check (length(reporting_mta) <= 255),
   constraint delivery_reports_user_report_key_key unique (user_id, report_key),
-  constraint delivery_reports_email_fkey foreign key (user_id, email_id)
-    references public.emails_sent (user_id, id) on delete cascade
+  -- The email is the writer's own: `fill_report_recipient` (below) finds
+  -- it by id and user, or leaves `recipient` null, which is refused.
+  constraint delivery_reports_email_fkey foreign key (email_id)
+    references public.emails_sent (id) on delete cascade
 );
+
+-- Earlier, the foreign key was (user_id, email_id), to a unique index of
+-- (user_id, id) on emails_sent kept for it alone: one more index for every
+-- write of an email to maintain and check (about a tenth of recording an
+-- outcome), for what the recipient trigger already ensures.
+do $$
+begin
+  if exists (select 1 from pg_catalog.pg_constraint
+             where conrelid = 'public.delivery_reports'::regclass and conname = 'delivery_reports_email_fkey'
+               and pg_catalog.cardinality(conkey) = 2) then
+    alter table public.delivery_reports drop constraint delivery_reports_email_fkey;
+    alter table public.delivery_reports add constraint delivery_reports_email_fkey
+      foreign key (email_id) references public.emails_sent (id) on delete cascade;
+  end if;
+  -- Only while no other foreign key (one of the project's) relies on it.
+  if exists (select 1 from pg_catalog.pg_constraint
+             where conrelid = 'public.emails_sent'::regclass and conname = 'emails_sent_user_id_id_key')
+     and not exists (select 1 from pg_catalog.pg_constraint f
+                     join pg_catalog.pg_constraint u on u.conindid = f.conindid
+                     where u.conrelid = 'public.emails_sent'::regclass and u.conname = 'emails_sent_user_id_id_key'
+                       and f.contype = 'f') then
+    alter table public.emails_sent drop constraint emails_sent_user_id_id_key;
+  end if;
+end;
+$$;
 create index if not exists delivery_reports_user_email_idx
   on public.delivery_reports (user_id, email_id);
+-- The foreign key's own (an email deleted deletes its reports).
+create index if not exists delivery_reports_email_idx
+  on public.delivery_reports (email_id);
 create index if not exists delivery_reports_user_recipient_idx
   on public.delivery_reports (user_id, recipient, arrived_at);
 
 -- A report's recipient is its email's, whoever writes the report. Runs as
--- the writer: an email the writer cannot see leaves it null (refused).
+-- the writer: an email the writer cannot see, or of another user, leaves it
+-- null (refused): what keeps a report to its writer's own email.
 create or replace function public.mailsync_fill_report_recipient()
 returns trigger
 language plpgsql

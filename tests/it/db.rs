@@ -950,3 +950,69 @@ async fn apply_rolled_back_by_a_deadlock_runs_again() {
     assert_eq!(count(&db, "contacts").await, 1, "apply keeps rows");
     db.drop(&stack).await;
 }
+
+/// An earlier schema's same-user foreign key from the delivery reports,
+/// (user_id, email_id) to a unique (user_id, id) index of emails_sent kept
+/// for it alone, becomes a key on email_id, and that index is dropped (one
+/// less for every write of an email), unless one of the project's own
+/// foreign keys uses it.
+#[tokio::test]
+async fn apply_replaces_the_reports_same_user_key_and_drops_its_index() {
+    let stack = common::ready().await;
+    let earlier = "alter table public.delivery_reports drop constraint delivery_reports_email_fkey;
+         alter table public.emails_sent add constraint emails_sent_user_id_id_key unique (user_id, id);
+         alter table public.delivery_reports add constraint delivery_reports_email_fkey
+           foreign key (user_id, email_id) references public.emails_sent (user_id, id) on delete cascade;";
+    let state = |db: &ScratchDb| {
+        let url = db.url.clone();
+        async move {
+            let client = common::admin_to(&url).await;
+            let columns: i32 = client
+                .query_one(
+                    "select cardinality(conkey)::int from pg_catalog.pg_constraint
+                      where conname = 'delivery_reports_email_fkey'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            let unique: bool = client
+                .query_one(
+                    "select to_regclass('public.emails_sent_user_id_id_key') is not null",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (columns, unique)
+        }
+    };
+
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    assert_eq!(state(&db).await, (1, false), "a new schema");
+    seed_one_of_each(&db).await;
+    db.client().await.batch_execute(earlier).await.unwrap();
+    assert_eq!(state(&db).await, (2, true), "the earlier schema");
+    let apply = run(&stack, &db, &["db", "apply"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(state(&db).await, (1, false), "upgraded");
+    assert_eq!(count(&db, "contacts").await, 1);
+    let verify = run(&stack, &db, &["db", "verify", "--json"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+
+    // The project's own table referencing that index keeps it.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "{earlier}
+             create table public.project_notes (user_id uuid, email_id uuid,
+               foreign key (user_id, email_id) references public.emails_sent (user_id, id));"
+        ))
+        .await
+        .unwrap();
+    let apply = run(&stack, &db, &["db", "apply"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(state(&db).await, (1, true), "kept for the project's key");
+    db.drop(&stack).await;
+}
