@@ -2714,7 +2714,6 @@ grant execute on function public.claim_emails(uuid, integer, integer, text, text
 create index if not exists emails_sent_user_message_id_idx
   on public.emails_sent (user_id, message_id) where message_id is not null;
 
-
 -- Complaints suppress with their own reason.
 do $$
 begin

@@ -25,7 +25,6 @@
 create index if not exists emails_sent_user_message_id_idx
   on public.emails_sent (user_id, message_id) where message_id is not null;
 
-
 -- Complaints suppress with their own reason.
 do $$
 begin
