@@ -758,8 +758,19 @@ start_postfix() {
   log "starting Postfix on 127.0.0.1:$MTA_PORT (relay to the web inbox on 127.0.0.1:$MAILDEV_SMTP_PORT)"
   postfix -c "$conf" post-install create-missing >/dev/null 2>&1 \
     || die "postfix could not prepare $md/postfix/queue"
-  postfix -c "$conf" start >/dev/null 2>"$md/postfix/start.err" \
-    || { cat "$md/postfix/start.err" >&2; tail -n 20 "$md/postfix/maillog" >&2 || true; die "Postfix did not start"; }
+  # The port may be held for a moment by a socket of another program (an
+  # outgoing connection given it before the port was reserved): say which,
+  # and try again for a few seconds rather than fail at once.
+  local try
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    postfix -c "$conf" start >/dev/null 2>"$md/postfix/start.err" && break
+    if [ "$try" -lt 10 ] && tail -n 5 "$md/postfix/maillog" 2>/dev/null | grep -q "port $MTA_PORT: Address already in use"; then
+      log "Postfix: 127.0.0.1:$MTA_PORT is in use ($(ss -tanpH "( sport = :$MTA_PORT )" 2>/dev/null | head -n 2 | tr -s ' ' | tr '\n' ';')); trying again"
+      sleep 1
+      continue
+    fi
+    cat "$md/postfix/start.err" >&2; tail -n 20 "$md/postfix/maillog" >&2 || true; die "Postfix did not start"
+  done
   wait_port "$MTA_PORT" Postfix "$md/postfix/maillog"
 }
 
