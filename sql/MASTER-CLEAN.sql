@@ -47,7 +47,6 @@ insert into mailsync_objects (kind, name) values
   -- Before the tables: its result is an email_campaigns row.
   ('function', 'lock_campaign_to_send(uuid, text)'),
   ('function', 'queue_send_recipients(uuid, uuid, text, uuid, integer)'),
-  ('function', 'mailsync_refresh_email_statistics()'),
   ('view', 'campaign_analytics'),
   ('view', 'contact_analytics'),
   ('view', 'dashboard_analytics'),
@@ -86,6 +85,7 @@ insert into mailsync_objects (kind, name) values
   ('function', 'queue_campaign_page(uuid, text, integer)'),
   ('function', 'send_campaign(uuid, text)'),
   ('function', 'mailsync_complete_settled_campaign()'),
+  ('function', 'mailsync_refresh_email_statistics()'),
   ('function', 'mailsync_track_campaign_live()'),
   ('index', 'contacts_user_organization_idx'),
   ('index', 'email_campaigns_user_status_idx'),

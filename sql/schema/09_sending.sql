@@ -176,7 +176,8 @@ end;
 $$;
 
 -- Statistics of the emails for the planner, refreshed by the send that
--- queued them. Users cannot ANALYZE through the API, and autovacuum gets to
+-- queued them: a trigger, when a campaign becomes `sending` (the last page
+-- of a send). Users cannot ANALYZE through the API, and autovacuum gets to
 -- it only some time later: until then the planner knows nothing of the
 -- emails just queued, and `deliver`, which starts right after, recorded its
 -- outcomes by reading every email of the caller through an index of
@@ -186,14 +187,15 @@ $$;
 -- 50 + 10 % of the rows they counted (this transaction's included; the
 -- counters of transactions that committed in the last second may not be in
 -- yet), skips it when another ANALYZE or VACUUM holds the table, and is a
--- no-op (a warning) for a role that does not own it. Returns whether it ran.
+-- no-op (a warning) for a role that does not own it.
 -- (Not "rows changed since the last ANALYZE", autovacuum's measure: an
 -- ANALYZE inside the send's transaction counts the send's rows, and the
 -- commit then counts them again as changed.)
 -- `security definer`: it runs as the table's owner, who alone may analyze
--- it; it touches nothing else, and takes no argument.
+-- it, and touches nothing else. A trigger, not a function users call: no
+-- role is granted EXECUTE on it, so it is not an RPC of the API.
 create or replace function public.mailsync_refresh_email_statistics()
-returns boolean
+returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -213,9 +215,16 @@ begin
   if due then
     analyze (skip_locked) public.emails_sent;
   end if;
-  return due;
+  return null;
 end;
 $$;
+
+drop trigger if exists refresh_email_statistics on public.email_campaigns;
+create trigger refresh_email_statistics
+  after update of status on public.email_campaigns
+  for each row
+  when (new.status = 'sending' and old.status is distinct from 'sending')
+  execute function public.mailsync_refresh_email_statistics();
 
 
 -- Queues the next page (at most `page_size` contacts scanned, 1..20000) of a
@@ -306,7 +315,6 @@ begin
                                  then null else now() end
        where c.id = target.id
       returning c.status into target.status;
-      perform public.mailsync_refresh_email_statistics();
     end if;
   end if;
 
@@ -369,7 +377,6 @@ begin
   update public.email_campaigns c
      set status = 'sending', started_at = now(), completed_at = null
    where c.id = target.id;
-  perform public.mailsync_refresh_email_statistics();
 
   return jsonb_build_object(
     'campaign_id', target.id,
@@ -500,11 +507,11 @@ revoke all on function public.send_campaign(uuid, text), public.queue_campaign_p
   public.queue_send_recipients(uuid, uuid, text, uuid, integer),
   public.mailsync_refresh_email_statistics(),
   public.mailsync_complete_settled_campaign() from public, anon;
-revoke all on function public.mailsync_complete_settled_campaign() from authenticated;
+revoke all on function public.mailsync_complete_settled_campaign(),
+  public.mailsync_refresh_email_statistics() from authenticated;
 grant execute on function public.send_campaign(uuid, text), public.queue_campaign_page(uuid, text, integer),
   public.resolve_send_organization(uuid, text), public.lock_campaign_to_send(uuid, text),
-  public.queue_send_recipients(uuid, uuid, text, uuid, integer),
-  public.mailsync_refresh_email_statistics() to authenticated, service_role;
+  public.queue_send_recipients(uuid, uuid, text, uuid, integer) to authenticated, service_role;
 
 -- The recipient selection of a send, the one place `send_campaign` and
 -- `queue_campaign_page` make it: the caller's contacts after

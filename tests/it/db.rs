@@ -65,7 +65,7 @@ async fn reset_twice_succeeds_and_leaves_zero_rows() {
     assert_eq!(report["tables"], 15, "{report}");
     assert_eq!(report["views"], 3, "{report}");
     assert_eq!(report["policies"], 42, "{report}");
-    assert_eq!(report["triggers"], 28, "{report}");
+    assert_eq!(report["triggers"], 29, "{report}");
     assert!(report["elapsed_ms"].is_u64());
     let target = report["target"].as_str().unwrap();
     assert!(

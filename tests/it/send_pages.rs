@@ -112,8 +112,9 @@ const EMAIL_READS: &str = "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_f
 
 /// Right after a send, `deliver` records outcomes by probing each email by
 /// its key, not by reading every email of the caller: the send refreshes
-/// the emails' statistics when autovacuum would (users cannot ANALYZE
-/// through the API). Without them the planner expected a few hundred emails
+/// the emails' statistics (a trigger when the campaign becomes `sending`)
+/// when the table has grown by a tenth (users cannot ANALYZE through the
+/// API). Without them the planner expected a few hundred emails
 /// per user and read all of them, per call. On a scratch database, whose
 /// table holds only this send.
 #[tokio::test]
@@ -232,5 +233,19 @@ async fn a_send_refreshes_the_statistics_so_outcomes_read_only_their_emails() {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(tuples().await, 5000, "not analysed again");
+
+    // It is a trigger's, not a function users may call (an ANALYZE on
+    // demand through the API).
+    let tx = begin_as(&mut client, &user).await;
+    let refused = tx
+        .execute("select public.mailsync_refresh_email_statistics()", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code().map(|c| c.code()),
+        Some("42501"),
+        "{refused:?}"
+    );
+    drop(tx);
     db.drop(&stack).await;
 }
