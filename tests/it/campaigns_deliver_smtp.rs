@@ -310,7 +310,8 @@ async fn a_refused_login_is_exit_3_and_nothing_is_claimed_an_accepted_one_delive
 
 /// `scripts/bench-deliver` at a small size with this build, so its checks
 /// run in CI: the sink counts exactly N messages for smtp-source and for
-/// `deliver`, and every email of the campaign is stored `sent`.
+/// `deliver`, and every email of the campaign is stored `sent`; it also
+/// prints what each side cost the machine and `deliver`'s peak memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_deliver_checks_what_it_stores_at_a_small_size() {
     common::ready().await;
@@ -336,7 +337,20 @@ async fn bench_deliver_checks_what_it_stores_at_a_small_size() {
         .unwrap_or_else(|| panic!("no line for run 1: {text}"))
         .split_whitespace()
         .collect();
-    assert_eq!(run.len(), 10, "{text}");
+    assert_eq!(run.len(), 13, "{text}");
     assert!(run[8].ends_with('x'), "the ratio: {text}");
+    // The machine's busy time during each side, and deliver's peak memory:
+    // measured, so above nothing.
+    let number = |i: usize| -> f64 {
+        run[i]
+            .parse()
+            .unwrap_or_else(|_| panic!("column {i}: {text}"))
+    };
+    assert!(number(10) > 0.0 && number(11) > 0.0, "core-seconds: {text}");
+    assert!(number(12) > 1.0, "peak memory (MiB): {text}");
     assert!(text.contains("median of 1 runs: smtp-source "), "{text}");
+    assert!(
+        text.contains("machine busy (median core-seconds, all processes): smtp-source "),
+        "{text}"
+    );
 }
