@@ -339,14 +339,17 @@ async fn bench_deliver_checks_what_it_stores_at_a_small_size() {
         .collect();
     assert_eq!(run.len(), 13, "{text}");
     assert!(run[8].ends_with('x'), "the ratio: {text}");
-    // The machine's busy time during each side, and deliver's peak memory:
-    // measured, so above nothing.
+    // The machine's busy time during each side (smtp-source's 200 messages
+    // may take less than a clock tick), and deliver's peak memory.
     let number = |i: usize| -> f64 {
         run[i]
             .parse()
             .unwrap_or_else(|_| panic!("column {i}: {text}"))
     };
-    assert!(number(10) > 0.0 && number(11) > 0.0, "core-seconds: {text}");
+    assert!(
+        number(10) >= 0.0 && number(11) > 0.0,
+        "core-seconds: {text}"
+    );
     assert!(number(12) > 1.0, "peak memory (MiB): {text}");
     assert!(text.contains("median of 1 runs: smtp-source "), "{text}");
     assert!(
