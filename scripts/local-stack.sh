@@ -49,7 +49,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 POSTRUST_VERSION=3.1.0
 CACHE_DIR="${MAILSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mailsync}"
-POSTRUST_BIN="$CACHE_DIR/postrust-$POSTRUST_VERSION/bin/postrust"
+# Built by scripts/setup.sh with the patches of scripts/postrust/.
+POSTRUST_BIN="$CACHE_DIR/postrust-$POSTRUST_VERSION-$("$ROOT/scripts/postrust/id")/bin/postrust"
 
 STACK_DIR="${MAILSYNC_STACK_DIR:-$ROOT/.local-stack}"
 # Ports not given: those of the stack as it runs (recorded by `up` in
@@ -302,14 +303,14 @@ SQL
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # start_postrust NAME PORT MAX_ROWS POOL: one REST server; restarted when
-# its row cap, role settings or JWT secret changed since it started.
+# its row cap, role settings, JWT secret or binary changed since it started.
 start_postrust() {
   local name="$1" port="$2" max_rows="$3" pool="$4" settings want
   [ -x "$POSTRUST_BIN" ] || die "postrust $POSTRUST_VERSION is not installed; run scripts/setup.sh"
   [[ "$max_rows" =~ ^[0-9]+$ ]] || die "the row cap must be a whole number (got '$max_rows')"
   settings="$(role_settings_json)"
   # The secret by its digest only (the file is the one place it is written).
-  want="max_rows=$max_rows role_settings=$settings jwt=$(printf '%s' "$JWT_SECRET" | sha256sum | cut -c1-16)"
+  want="max_rows=$max_rows role_settings=$settings jwt=$(printf '%s' "$JWT_SECRET" | sha256sum | cut -c1-16) bin=$POSTRUST_BIN"
   if pid_alive "$STACK_DIR/$name.pid"; then
     if [ "$(cat "$STACK_DIR/$name.conf" 2>/dev/null)" = "$want" ]; then
       log "$name already running on 127.0.0.1:$port (row cap $max_rows)"

@@ -6,20 +6,24 @@
 #     as a space, as PostgREST does
 #   - pgbouncer (Debian's), the transaction-mode pooler (Supavisor's port 6543 on hosted)
 #   - Node.js and npm (Debian's, when the machine has none) for the supabase-js tests
-#   - openssl, curl (signing local tokens, health checks)
+#   - openssl, curl (signing local tokens, health checks), patch (the REST
+#     server's patches)
 #   - Postfix (the stack's mail relay: DSN, local delivery, real bounces) and
 #     Dovecot's IMAP server (the bounce mailbox); Debian's packages, installed
 #     with the debconf answer "No configuration", their system services
 #     stopped and disabled: the stack runs private instances on its own ports
 #     and ports 25, 143 and 993 stay free.
 #   - postrust-server 3.1.0, the PostgREST-compatible REST server, built once
-#     per machine into a versioned cache directory and reused afterwards.
+#     per machine (with scripts/postrust/*.patch) into a cache directory named
+#     after its version and patches, and reused afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 POSTRUST_VERSION=3.1.0
 CACHE_DIR="${MAILSYNC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mailsync}"
-POSTRUST_ROOT="$CACHE_DIR/postrust-$POSTRUST_VERSION"
+# Built from the published source with the patches of scripts/postrust/,
+# into a directory named after them (scripts/postrust/README.md).
+POSTRUST_ROOT="$CACHE_DIR/postrust-$POSTRUST_VERSION-$(scripts/postrust/id)"
 POSTRUST_BIN="$POSTRUST_ROOT/bin/postrust"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -48,6 +52,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
+command -v patch >/dev/null || missing+=(patch)
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -86,27 +91,36 @@ done
 if [ -x "$POSTRUST_BIN" ]; then
   log "postrust $POSTRUST_VERSION: cached at $POSTRUST_BIN"
 else
-  log "building postrust-server $POSTRUST_VERSION once for this machine (about 3 minutes on 2 cores)"
+  log "building postrust-server $POSTRUST_VERSION with scripts/postrust/*.patch once for this machine (about 5 minutes on 2 cores)"
   mkdir -p "$CACHE_DIR"
-  if ! cargo install --quiet --locked --version "$POSTRUST_VERSION" --root "$POSTRUST_ROOT" postrust-server; then
-    # The crate's lock file pins webpki-roots 1.0.11, which some registry
-    # mirrors do not carry. Rebuild from the published source with that one
-    # package moved to the previous patch release, everything else locked.
-    log "locked install failed; retrying with webpki-roots pinned to 1.0.10"
-    work="$(mktemp -d)"
-    registry="${CARGO_HOME:-$HOME/.cargo}/registry"
-    src="$(ls -d "$registry"/src/*/postrust-server-"$POSTRUST_VERSION" 2>/dev/null | head -n1 || true)"
-    crate="$(ls "$registry"/cache/*/postrust-server-"$POSTRUST_VERSION".crate 2>/dev/null | head -n1 || true)"
-    if [ -n "$src" ]; then
-      cp -r "$src" "$work/postrust-server"
-    elif [ -n "$crate" ]; then
-      tar -xzf "$crate" -C "$work" && mv "$work/postrust-server-$POSTRUST_VERSION" "$work/postrust-server"
-    else
-      log "the postrust-server $POSTRUST_VERSION source is not in the cargo registry cache"; exit 1
-    fi
-    (cd "$work/postrust-server" && cargo update --quiet -p webpki-roots --precise 1.0.10)
-    cargo install --quiet --locked --path "$work/postrust-server" --root "$POSTRUST_ROOT"
-    rm -rf "$work"
-  fi
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  # The published sources of the server and of the engine the patches
+  # change: fetched by cargo into its registry cache, then unpacked here.
+  mkdir -p "$work/fetch/src"
+  printf '[package]\nname = "postrust-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\npostrust-server = "=%s"\npostrust-engine = "=%s"\n' \
+    "$POSTRUST_VERSION" "$POSTRUST_VERSION" > "$work/fetch/Cargo.toml"
+  : > "$work/fetch/src/lib.rs"
+  (cd "$work/fetch" && cargo fetch --quiet)
+  registry="${CARGO_HOME:-$HOME/.cargo}/registry"
+  for name in postrust-server postrust-engine; do
+    crate="$(ls "$registry"/cache/*/"$name-$POSTRUST_VERSION".crate 2>/dev/null | head -n1 || true)"
+    [ -n "$crate" ] || { log "$name $POSTRUST_VERSION is not in the cargo registry cache after cargo fetch"; exit 1; }
+    tar -xzf "$crate" -C "$work" && mv "$work/$name-$POSTRUST_VERSION" "$work/$name"
+  done
+  for patch in scripts/postrust/*.patch; do
+    patch --quiet -p1 -d "$work/postrust-engine" < "$patch" || { log "$patch does not apply"; exit 1; }
+  done
+  printf '\n[patch.crates-io]\npostrust-engine = { path = "../postrust-engine" }\n' >> "$work/postrust-server/Cargo.toml"
+  # The crate's lock file, with the engine from the patched source and
+  # webpki-roots moved from 1.0.11 (which some registry mirrors do not
+  # carry) to the previous patch release; everything else as published.
+  (cd "$work/postrust-server" && cargo update --quiet -p webpki-roots --precise 1.0.10)
+  (cd "$work/postrust-server" && CARGO_TARGET_DIR="$work/target" cargo build --quiet --release --locked --bin postrust)
+  mkdir -p "$POSTRUST_ROOT/bin"
+  install -m 755 "$work/target/release/postrust" "$POSTRUST_BIN.tmp"
+  mv -f "$POSTRUST_BIN.tmp" "$POSTRUST_BIN"
+  rm -rf "$work"
+  trap - EXIT
   log "postrust installed at $POSTRUST_BIN"
 fi

@@ -217,13 +217,27 @@ $$;
 -- `failed`), "diagnostic", "reporting_mta" (cut at 2000 and 255
 -- characters), "arrived_at" (ISO 8601 with a zone, required)}. An element
 -- is matched to the caller's email by `email_id`, else by exact
--- `message_id`. Answers one row per element, in order: its key, the email,
--- and 'recorded', 'duplicate' (key already recorded: nothing changes),
+-- `message_id`. Answers one JSON array with an object per element, in
+-- order: {"report_key", "email_id", "outcome"}, the outcome being
+-- 'recorded', 'duplicate' (key already recorded: nothing changes),
 -- 'unmatched' (no email of the caller: nothing stored) or 'invalid'
 -- (nothing stored). Effects are decided only for the rows this call
 -- inserted, so concurrent calls with the same reports record them once.
+-- One JSON value, not a set of rows: the REST API cuts a set-returning
+-- function's answer at the project's row cap (`max_rows`, which a project
+-- may set below a batch's size) after the function has run, and the
+-- reports past the cap, recorded, would be counted unmatched and come back
+-- as duplicates on the next fetch. An earlier mailsync's set-returning
+-- version is replaced (its return type cannot be changed in place).
+do $$ begin
+  if exists (select 1 from pg_catalog.pg_proc
+             where oid = to_regprocedure('public.record_delivery_reports(jsonb, integer)')
+               and prorettype <> 'pg_catalog.jsonb'::pg_catalog.regtype) then
+    drop function public.record_delivery_reports(jsonb, integer);
+  end if;
+end $$;
 create or replace function public.record_delivery_reports(reports jsonb, soft_bounce_limit integer default 3)
-returns table (report_key text, email_id uuid, outcome text)
+returns jsonb
 language plpgsql
 security invoker
 set search_path = ''
@@ -354,15 +368,16 @@ begin
   end if;
 
   -- One answer per element, in order.
-  return query
-  select p.key, coalesce(d.email_id, p.email),
-         case when not p.valid then 'invalid'
-              when p.first_of_key and d.id = any(new_ids) then 'recorded'
-              when d.id is not null then 'duplicate'
-              else 'unmatched' end
-  from public.mailsync_parse_delivery_reports(reports) p
-  left join public.delivery_reports d on d.user_id = me and d.report_key = p.key
-  order by p.n;
+  return (
+    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'report_key', p.key,
+             'email_id', coalesce(d.email_id, p.email),
+             'outcome', case when not p.valid then 'invalid'
+                             when p.first_of_key and d.id = any(new_ids) then 'recorded'
+                             when d.id is not null then 'duplicate'
+                             else 'unmatched' end) order by p.n), '[]'::jsonb)
+    from public.mailsync_parse_delivery_reports(reports) p
+    left join public.delivery_reports d on d.user_id = me and d.report_key = p.key);
 end;
 $$;
 

@@ -458,6 +458,86 @@ async fn another_users_fetch_cannot_touch_these_emails() {
     folder.remove().await;
 }
 
+/// One RFC 3464 report listing several recipients of the email `id`, as a
+/// relay reports the recipients of one message it gave up on together.
+fn dsn_of_many(id: Uuid, rcpts: &[String], nonce: &str) -> Vec<u8> {
+    let blocks: String = rcpts
+        .iter()
+        .map(|rcpt| {
+            format!(
+                "Final-Recipient: rfc822; {rcpt}\r\n\
+                 Action: failed\r\n\
+                 Status: 5.1.1\r\n\
+                 Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: unknown user\r\n\
+                 \r\n"
+            )
+        })
+        .collect();
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@relay.mailsync.test>\r\n\
+         To: bounces@mailsync.test\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Date: Sat, 05 Dec 2026 10:00:00 +0000\r\n\
+         Message-ID: <{nonce}@relay.mailsync.test>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b-{nonce}\"\r\n\
+         \r\n\
+         --b-{nonce}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; relay.mailsync.test\r\n\
+         Original-Envelope-Id: {id}\r\n\
+         \r\n\
+         {blocks}\
+         --b-{nonce}--\r\n"
+    )
+    .into_bytes()
+}
+
+/// A project's row cap below a batch's reports (the stack's capped API:
+/// 100 rows): the function answers one JSON value, which no cap cuts, so
+/// every report of the batch is counted recorded and its message marked.
+#[tokio::test]
+async fn a_row_cap_below_the_reports_of_a_batch_cuts_no_answer() {
+    let (stack, user, folder, _, ids) = mailbox_with(2).await;
+    let first: Vec<String> = addresses(70, "example.test");
+    let second: Vec<String> = addresses(70, "example.test");
+    folder
+        .append(&[
+            dsn_of_many(ids[0], &first, "m0"),
+            dsn_of_many(ids[1], &second, "m1"),
+        ])
+        .await;
+    let capped = std::env::var("MAILSYNC_CAPPED_URL").unwrap_or_else(|_| {
+        let port = url::Url::parse(&stack.url).unwrap().port().unwrap();
+        format!("http://127.0.0.1:{}", port + 7)
+    });
+    let run = || {
+        common::mailsync(
+            &stack,
+            &["--json", "bounces", "fetch"],
+            &[
+                ("MAILSYNC_ACCESS_TOKEN", user.token.as_str()),
+                ("MAILSYNC_BOUNCES_URL", folder.url().as_str()),
+                ("SUPABASE_URL", capped.as_str()),
+            ],
+        )
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = json_of(&out);
+    assert_eq!(count(&summary, "reports"), 140, "{summary}");
+    assert_eq!(count(&summary, "recorded"), 140, "{summary}");
+    assert_eq!(count(&summary, "unmatched"), 0, "{summary}");
+    assert_eq!(folder.marked().await, 2);
+    assert_eq!(reports_of(ids[0]).await, 70);
+    assert_eq!(reports_of(ids[1]).await, 70);
+    // Nothing left to read, nothing counted twice.
+    let again = json_of(&run());
+    assert_eq!(count(&again, "messages"), 0, "{again}");
+    folder.remove().await;
+}
+
 #[tokio::test]
 async fn a_refused_login_exits_3_and_changes_nothing() {
     let (stack, user, folder, to, ids) = mailbox_with(1).await;

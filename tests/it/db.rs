@@ -1016,3 +1016,64 @@ async fn apply_replaces_the_reports_same_user_key_and_drops_its_index() {
     assert_eq!(state(&db).await, (1, true), "kept for the project's key");
     db.drop(&stack).await;
 }
+
+/// An earlier schema's `record_delivery_reports`, which answered a set of
+/// rows (cut by a low row cap), is replaced by the one answering one JSON
+/// array, its grants as before; a later apply keeps the function it finds.
+#[tokio::test]
+async fn apply_replaces_a_set_returning_record_delivery_reports() {
+    let stack = common::ready().await;
+    let db = ScratchDb::create(&stack).await;
+    assert!(run(&stack, &db, &["db", "reset", "--yes"]).status.success());
+    let function = "public.record_delivery_reports(jsonb, integer)";
+    let state = |db: &ScratchDb| {
+        let url = db.url.clone();
+        async move {
+            let row = common::admin_to(&url)
+                .await
+                .query_one(
+                    &format!(
+                        "select p.oid::int8, pg_catalog.format_type(p.prorettype, null), p.proretset,
+                                has_function_privilege('authenticated', p.oid, 'execute'),
+                                has_function_privilege('anon', p.oid, 'execute')
+                           from pg_catalog.pg_proc p where p.oid = '{function}'::regprocedure"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+            let shape: (String, bool, bool, bool) =
+                (row.get(1), row.get(2), row.get(3), row.get(4));
+            (row.get::<_, i64>(0), shape)
+        }
+    };
+    let now = ("jsonb".to_string(), false, true, false);
+    assert_eq!(state(&db).await.1, now, "a new schema");
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "drop function {function};
+             create function public.record_delivery_reports(reports jsonb, soft_bounce_limit integer default 3)
+               returns table (report_key text, email_id uuid, outcome text)
+               language sql security invoker set search_path = '' as $$ select null::text, null::uuid, null::text $$;
+             comment on function {function} is 'Managed by mailsync';
+             grant execute on function {function} to authenticated;"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&db).await.1,
+        ("record".to_string(), true, true, true),
+        "the earlier function"
+    );
+    let apply = run(&stack, &db, &["db", "apply"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    let (oid, shape) = state(&db).await;
+    assert_eq!(shape, now, "replaced");
+    let apply = run(&stack, &db, &["db", "apply"]);
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert_eq!(state(&db).await, (oid, now), "kept by a later apply");
+    let verify = run(&stack, &db, &["db", "verify", "--json"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    db.drop(&stack).await;
+}

@@ -550,6 +550,39 @@ async fn the_rest_row_cap_is_1000_and_the_capped_api_caps_at_100() {
     assert_eq!((rows, range.as_str()), (1, "1000-1000/1001"));
 }
 
+/// As PostgREST: a function returning a set of rows has its answer cut at
+/// the row cap (the function ran whole), one returning a single JSON value
+/// never. `mailsync_parse_delivery_reports` answers a row per element;
+/// `record_delivery_reports` one array with an object per element.
+#[tokio::test]
+async fn the_row_cap_cuts_a_set_returning_functions_answer_and_never_one_value() {
+    let stack = common::ready().await;
+    let user = common::new_user(&stack).await;
+    let reports: Vec<Value> = (0..150)
+        .map(|i| json!({"key": format!("cap-{i}"), "kind": "delivered"}))
+        .collect();
+    let answer = |base: String, function: &'static str| {
+        let (token, anon, reports) = (user.token.clone(), stack.anon_key.clone(), reports.clone());
+        async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{base}/rest/v1/rpc/{function}"))
+                .header("apikey", anon)
+                .bearer_auth(token)
+                .json(&json!({"reports": reports}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200, "{function} on {base}");
+            resp.json::<Vec<Value>>().await.unwrap().len()
+        }
+    };
+    let capped = capped_url(&stack);
+    let set = "mailsync_parse_delivery_reports";
+    assert_eq!(answer(stack.url.clone(), set).await, 150);
+    assert_eq!(answer(capped.clone(), set).await, 100);
+    assert_eq!(answer(capped, "record_delivery_reports").await, 150);
+}
+
 #[tokio::test]
 async fn a_plus_in_the_query_string_is_a_space_and_2b_is_a_plus() {
     let stack = common::ready().await;

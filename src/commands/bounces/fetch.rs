@@ -101,7 +101,8 @@ struct ReportRow {
     arrived_at: String,
 }
 
-/// One answer row of `record_delivery_reports`.
+/// One element of `record_delivery_reports`'s answer (one JSON array, which
+/// no row cap cuts).
 #[derive(Debug, Deserialize)]
 struct Recorded {
     report_key: String,
