@@ -30,7 +30,12 @@ async fn main() {
         None,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let mailer = Mailer::new(&settings.server, Duration::from_secs(30)).unwrap();
+    let mailer = Mailer::new(
+        &settings.server,
+        &settings.extra_roots,
+        Duration::from_secs(30),
+    )
+    .unwrap();
     mailer.check().await.unwrap_or_else(|e| panic!("{e}"));
     let template = Arc::new(Template::new(
         "Nouveautés pour {{organization}}",

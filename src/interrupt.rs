@@ -6,7 +6,8 @@
 //! finishes or rolls back what is in flight as it always does, prints what
 //! was done and exits 130 (143 after SIGTERM). A command holding none has
 //! nothing to finish: it exits at once with the same code. A second signal
-//! exits at once, whatever is in flight.
+//! exits at once, whatever is in flight, after giving back a terminal a
+//! command holds ([`on_hard_exit`]).
 //!
 //! The signals are caught from [`install`] on (called before any command
 //! runs) to the end of the process, so no Ctrl-C ever falls back to the
@@ -27,6 +28,9 @@ static WAKE: OnceLock<watch::Sender<bool>> = OnceLock::new();
 /// What the holders asked to print on the first signal.
 static MESSAGES: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Written to stdout when a second signal ends the process at once: what
+/// gives the terminal back (`campaigns watch`, while it holds the screen).
+static ON_HARD_EXIT: Mutex<Option<String>> = Mutex::new(None);
 
 fn wake() -> &'static watch::Sender<bool> {
     WAKE.get_or_init(|| watch::channel(false).0)
@@ -77,6 +81,16 @@ fn received(number: i32) {
         .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
     if !first || HELD.load(Ordering::SeqCst) == 0 {
+        let restore = ON_HARD_EXIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(text) = restore {
+            use std::io::Write;
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        }
         std::process::exit(code_for(number));
     }
     let messages = MESSAGES.lock().unwrap_or_else(|p| p.into_inner());
@@ -85,6 +99,13 @@ fn received(number: i32) {
     }
     drop(messages);
     wake().send_replace(true);
+}
+
+/// What to write to stdout if a signal ends the process at once from now on
+/// (`None`: nothing): the sequence that gives a terminal back, while a
+/// command holds it in a state a shell must not be left in.
+pub fn on_hard_exit(text: Option<String>) {
+    *ON_HARD_EXIT.lock().unwrap_or_else(|p| p.into_inner()) = text;
 }
 
 /// Held by a command while it has work in flight that a signal must let it

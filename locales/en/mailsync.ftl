@@ -328,6 +328,7 @@ config-smtp-url-invalid = ****** (not a valid smtp:// or smtps:// URL)
 config-unset-for-deliver = not set (required by campaigns deliver)
 config-unset-list-unsubscribe = not set (no List-Unsubscribe header)
 config-unset-unsubscribe-secret = not set (no unsubscribe tokens)
+config-unset-smtp-ca-file = not set (the public roots only)
 config-unset-required = not set (required for this project)
 config-unset-for-db = not set (required by the db commands for this project)
 config-unset-token = not set; run `mailsync login`
@@ -387,6 +388,8 @@ smtp-error-list-unsubscribe = { $setting } must be a mailto: or https:// URL, e.
 smtp-error-list-unsubscribe-email = { $setting }: an https:// URL may not carry {"{{"}email{"}}"} (the address would land in web logs, and anyone could unsubscribe anyone); use {"{{"}unsubscribe_token{"}}"} instead, e.g. https://acme.example/unsubscribe?t={"{{"}unsubscribe_token{"}}"}
 smtp-error-list-unsubscribe-no-secret = { $setting } uses {"{{"}unsubscribe_token{"}}"}: set { $name } (a secret of at least 32 characters) to sign the tokens
 smtp-error-tls = TLS for the SMTP server { $server }: { $reason }
+smtp-error-ca-file-read = { $setting }: reading { $path }: { $reason }
+smtp-error-ca-file-empty = { $setting }: { $path } holds no PEM certificate
 smtp-error-unusable = cannot use the SMTP server { $server }: { $reason }
 smtp-hint-unusable = set { $name } (on the local stack: scripts/local-stack.sh up)
 smtp-no-answer = no answer within { $seconds } s

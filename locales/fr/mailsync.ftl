@@ -339,6 +339,7 @@ config-smtp-url-invalid = ****** (pas une URL smtp:// ou smtps:// valide)
 config-unset-for-deliver = non défini (requis par campaigns deliver)
 config-unset-list-unsubscribe = non défini (pas d’en-tête List-Unsubscribe)
 config-unset-unsubscribe-secret = non défini (pas de jetons de désabonnement)
+config-unset-smtp-ca-file = non défini (les autorités publiques seules)
 config-unset-required = non défini (requis pour ce projet)
 config-unset-for-db = non défini (requis par les commandes db pour ce projet)
 config-unset-token = non défini ; lancez `mailsync login`
@@ -398,6 +399,8 @@ smtp-error-list-unsubscribe = { $setting } doit être une URL mailto: ou https:/
 smtp-error-list-unsubscribe-email = { $setting } : une URL https:// ne peut pas contenir {"{{"}email{"}}"} (l’adresse finirait dans les journaux web, et n’importe qui pourrait désabonner n’importe qui) ; utilisez {"{{"}unsubscribe_token{"}}"}, p. ex. https://acme.example/unsubscribe?t={"{{"}unsubscribe_token{"}}"}
 smtp-error-list-unsubscribe-no-secret = { $setting } utilise {"{{"}unsubscribe_token{"}}"} : définissez { $name } (un secret d’au moins 32 caractères) pour signer les jetons
 smtp-error-tls = TLS pour le serveur SMTP { $server } : { $reason }
+smtp-error-ca-file-read = { $setting } : lecture de { $path } : { $reason }
+smtp-error-ca-file-empty = { $setting } : { $path } ne contient aucun certificat PEM
 smtp-error-unusable = le serveur SMTP { $server } est inutilisable : { $reason }
 smtp-hint-unusable = définissez { $name } (sur la pile locale : scripts/local-stack.sh up)
 smtp-no-answer = pas de réponse en { $seconds } s

@@ -25,7 +25,7 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
     use crate::local_stack::{self, LOCAL_FROM};
     use crate::settings::{
         BounceMailbox, Setting, SmtpServer, ENV_BOUNCES_URL, ENV_FROM, ENV_LIST_UNSUBSCRIBE,
-        ENV_RETURN_PATH, ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
+        ENV_RETURN_PATH, ENV_SMTP_CA_FILE, ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
     };
     let d = &config.delivery;
     let given = |name: &'static str, value: String, source: &Source| Entry {
@@ -96,6 +96,14 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
             t_in!(lang, "config-unset-unsubscribe-secret"),
         ),
     };
+    let smtp_ca_file = match &d.smtp_ca_file {
+        Some(s) => given(ENV_SMTP_CA_FILE, s.value.clone(), &s.source),
+        None => default(
+            ENV_SMTP_CA_FILE,
+            None,
+            t_in!(lang, "config-unset-smtp-ca-file"),
+        ),
+    };
     let bounces = match &config.bounces_url {
         Some(Setting { value, source }) => given(
             ENV_BOUNCES_URL,
@@ -112,6 +120,7 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
         return_path,
         list_unsubscribe,
         unsubscribe_secret,
+        smtp_ca_file,
         bounces,
     ]
 }

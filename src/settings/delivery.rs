@@ -1,12 +1,15 @@
 //! The delivery settings of `campaigns deliver`, typed: the SMTP server
 //! (`MAILSYNC_SMTP_URL`, parsed into [`SmtpServer`]), the sender
 //! (`MAILSYNC_FROM`), the envelope sender (`MAILSYNC_RETURN_PATH`, default
-//! the From address) and `MAILSYNC_LIST_UNSUBSCRIBE`. Parsed and validated
+//! the From address), `MAILSYNC_LIST_UNSUBSCRIBE` and the certificate
+//! authorities of a private relay (`MAILSYNC_SMTP_CA_FILE`). Parsed and validated
 //! here, from values the settings layer resolved; errors name the variable
 //! and where it came from, never the value (it may hold a password).
 
 use lettre::message::Mailbox;
 use lettre::Address;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use url::Url;
 
 use super::loopback::is_loopback_host;
@@ -25,6 +28,10 @@ pub const UNSUBSCRIBE_SECRET_MIN: usize = 32;
 /// The envelope sender (`MAIL FROM`): where delivery reports and bounces
 /// come back. Default: the From address.
 pub const ENV_RETURN_PATH: &str = "MAILSYNC_RETURN_PATH";
+/// A PEM file of certificate authorities trusted for the SMTP server's
+/// certificate besides the public roots (a relay signed by a company's own
+/// authority).
+pub const ENV_SMTP_CA_FILE: &str = "MAILSYNC_SMTP_CA_FILE";
 
 /// How the connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +144,9 @@ pub struct SmtpSettings {
     /// `MAILSYNC_UNSUBSCRIBE_SECRET`: set whenever the URL uses
     /// `{{unsubscribe_token}}`.
     pub unsubscribe_secret: Option<Secret>,
+    /// The certificates of `MAILSYNC_SMTP_CA_FILE`, trusted besides the
+    /// public roots (none when it is not set).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl SmtpSettings {
@@ -212,6 +222,10 @@ impl SmtpSettings {
                 Some(text)
             }
         };
+        let extra_roots = match lookup(ENV_SMTP_CA_FILE) {
+            None => Vec::new(),
+            Some((path, source)) => read_ca_file(path.trim(), &source)?,
+        };
         Ok(Self {
             server,
             server_source,
@@ -221,6 +235,7 @@ impl SmtpSettings {
             return_path_source,
             list_unsubscribe,
             unsubscribe_secret,
+            extra_roots,
         })
     }
 
@@ -228,6 +243,31 @@ impl SmtpSettings {
     pub fn message_id_domain(&self) -> String {
         self.from.email.domain().to_string()
     }
+}
+
+/// `MAILSYNC_SMTP_CA_FILE`: the certificates of a PEM file, at least one.
+/// A configuration error (exit 3) names the variable and the path.
+pub fn read_ca_file(path: &str, source: &Source) -> Result<Vec<CertificateDer<'static>>> {
+    let setting = format!("{ENV_SMTP_CA_FILE} ({source})");
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::config(t!(
+            "smtp-error-ca-file-read",
+            setting = setting.as_str(),
+            path = path,
+            reason = e.to_string()
+        ))
+    })?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(|c| c.ok())
+        .collect();
+    if certs.is_empty() {
+        return Err(Error::config(t!(
+            "smtp-error-ca-file-empty",
+            setting = setting.as_str(),
+            path = path
+        )));
+    }
+    Ok(certs)
 }
 
 /// The names inside `{{…}}` in `text`, trimmed.
@@ -434,5 +474,30 @@ mod tests {
         assert_eq!(s.security, Security::StartTls);
         let s = SmtpServer::parse("smtp://user:pw@localhost.", &Source::Environment).unwrap();
         assert_eq!(s.security, Security::Plain);
+    }
+
+    #[test]
+    fn a_ca_file_is_read_whole_and_a_bad_one_names_the_variable_and_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = rcgen::generate_simple_self_signed(vec!["ca.example".into()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["ca2.example".into()]).unwrap();
+        let good = dir.path().join("cas.pem");
+        std::fs::write(&good, format!("{}\n{}", one.cert.pem(), two.cert.pem())).unwrap();
+        let certs = read_ca_file(good.to_str().unwrap(), &Source::Environment).unwrap();
+        assert_eq!(certs.len(), 2);
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, says) in [(&empty, "no PEM certificate"), (&missing, "reading")] {
+            let e = read_ca_file(path.to_str().unwrap(), &Source::Environment).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Config, "{e}");
+            let text = e.message();
+            assert!(
+                text.contains(ENV_SMTP_CA_FILE) && text.contains(path.to_str().unwrap()),
+                "{text}"
+            );
+            assert!(text.contains(says), "{text}");
+        }
     }
 }

@@ -25,7 +25,7 @@ use url::Url;
 pub use bounces::{BounceMailbox, ENV_BOUNCES_URL};
 pub use delivery::{
     Security, SmtpServer, SmtpSettings, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_RETURN_PATH,
-    ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
+    ENV_SMTP_CA_FILE, ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
 };
 pub use loopback::{is_loopback_host, is_loopback_url};
 pub use secret::{mask_url, Secret};
@@ -93,6 +93,8 @@ pub struct DeliveryValues {
     pub list_unsubscribe: Option<Setting<String>>,
     /// `MAILSYNC_UNSUBSCRIBE_SECRET`.
     pub unsubscribe_secret: Option<Setting<Secret>>,
+    /// `MAILSYNC_SMTP_CA_FILE`.
+    pub smtp_ca_file: Option<Setting<String>>,
 }
 
 /// The import's settings from the environment or `.env`, as written: the
@@ -243,6 +245,7 @@ impl Config {
                 .or_else(|| from_stack(&stack.return_path)),
             list_unsubscribe: settings.setting(ENV_LIST_UNSUBSCRIBE),
             unsubscribe_secret: lookup(&None, ENV_UNSUBSCRIBE_SECRET).map(secret),
+            smtp_ca_file: settings.setting(ENV_SMTP_CA_FILE),
         };
 
         // Like the database: the local stack's mailbox only for the local stack.
@@ -373,6 +376,7 @@ impl Config {
                 ENV_FROM => d.from.as_ref().map(Setting::pair),
                 ENV_RETURN_PATH => d.return_path.as_ref().map(Setting::pair),
                 ENV_LIST_UNSUBSCRIBE => d.list_unsubscribe.as_ref().map(Setting::pair),
+                ENV_SMTP_CA_FILE => d.smtp_ca_file.as_ref().map(Setting::pair),
                 ENV_UNSUBSCRIBE_SECRET => d
                     .unsubscribe_secret
                     .as_ref()

@@ -52,11 +52,17 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(server: &SmtpServer, timeout: Duration) -> Result<Self> {
+    /// `extra_roots`: certificate authorities trusted besides the public
+    /// roots (`MAILSYNC_SMTP_CA_FILE`).
+    pub fn new(
+        server: &SmtpServer,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+        timeout: Duration,
+    ) -> Result<Self> {
         let tls = match server.security {
             Security::Plain => None,
             // Fail early on a host rustls cannot check certificates for.
-            _ => Some(Tls::new(&server.host).map_err(|reason| {
+            _ => Some(Tls::new(&server.host, extra_roots).map_err(|reason| {
                 Error::config(t!(
                     "smtp-error-tls",
                     server = server.address(),

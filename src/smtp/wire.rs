@@ -27,8 +27,8 @@ const MAX_LINE: u64 = 4096;
 /// The most lines one reply may take (an EHLO answer has a dozen).
 const MAX_LINES: usize = 128;
 
-/// TLS towards one server: the verifier (webpki's roots, the server's name
-/// checked) and the name.
+/// TLS towards one server: the verifier (webpki's roots and those of
+/// `MAILSYNC_SMTP_CA_FILE`, the server's name checked) and the name.
 #[derive(Clone)]
 pub(super) struct Tls {
     connector: TlsConnector,
@@ -38,12 +38,20 @@ pub(super) struct Tls {
 impl Tls {
     /// The TLS settings for `host`, or why there cannot be any (a name
     /// rustls cannot check a certificate for).
-    pub(super) fn new(host: &str) -> Result<Self, String> {
+    pub(super) fn new(
+        host: &str,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Self, String> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| format!("{host} is not a host name a certificate can be checked for"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("a certificate of the CA file: {e}"))?;
+        }
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?

@@ -357,3 +357,137 @@ async fn bench_deliver_checks_what_it_stores_at_a_small_size() {
         "{text}"
     );
 }
+
+/// A plain TCP forwarder on `ip` (a port of its own) to `target`: it reads
+/// and writes bytes, no SMTP; TLS runs end to end through it.
+async fn forwarder(ip: std::net::IpAddr, target: std::net::SocketAddr) -> u16 {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The TLS success path, against the stack's real relay (Postfix), under a
+/// name mailsync counts as remote, so STARTTLS is required and the
+/// certificate checked for that name: the relay's certificate is signed by
+/// the stack's own authority. Without `MAILSYNC_SMTP_CA_FILE` the login is
+/// refused (exit 3, nothing claimed); with it, the campaign goes out, each
+/// message received by the relay over TLS (its Received header says so)
+/// and delivered to its mailbox. A CA file holding no certificate is a
+/// configuration error naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_to_the_stack_relay_holds_with_its_authority_as_the_ca_file() {
+    let stack = common::ready().await;
+    let ca = std::env::var("MAILSYNC_RELAY_CA_FILE").expect(
+        "MAILSYNC_RELAY_CA_FILE is not set: the local stack's mail servers are needed \
+         (as root: `scripts/local-stack.sh up && eval \"$(scripts/local-stack.sh env)\"`)",
+    );
+    let relay = url::Url::parse(&std::env::var("MAILSYNC_SMTP_URL").unwrap()).unwrap();
+    let target = (
+        relay
+            .host_str()
+            .unwrap()
+            .parse::<std::net::IpAddr>()
+            .unwrap(),
+        relay.port().unwrap(),
+    )
+        .into();
+    let (name, ip) = remote_name();
+    let url = format!("smtp://{name}:{}", forwarder(ip, target).await);
+    let user = new_user(&stack).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let to: Vec<String> = (0..3)
+        .map(|i| format!("tls{i}-{tag}@deliver.test"))
+        .collect();
+    let campaign = queued_campaign(&stack, &user, &to, "Over TLS", "Hello").await;
+    let from = ("MAILSYNC_FROM", "Acme <news@acme.example>");
+
+    let without = run(
+        &stack,
+        &user,
+        &["campaigns", "deliver", &campaign],
+        &[("MAILSYNC_SMTP_URL", &url), from],
+    )
+    .await;
+    assert_eq!(without.status.code(), Some(3), "{}", stderr(&without));
+    assert!(
+        stderr(&without).contains("UnknownIssuer"),
+        "{}",
+        stderr(&without)
+    );
+
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let path = empty.path().to_str().unwrap();
+    let bad = run(
+        &stack,
+        &user,
+        &["campaigns", "deliver", &campaign],
+        &[
+            ("MAILSYNC_SMTP_URL", &url),
+            from,
+            ("MAILSYNC_SMTP_CA_FILE", path),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("MAILSYNC_SMTP_CA_FILE")
+            && stderr(&bad).contains("no PEM certificate"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(outcomes(&campaign)
+        .await
+        .values()
+        .all(|(s, a, _)| s == "pending" && *a == 0));
+
+    let with = run(
+        &stack,
+        &user,
+        &["--json", "campaigns", "deliver", "--rate", "0", &campaign],
+        &[
+            ("MAILSYNC_SMTP_URL", &url),
+            from,
+            ("MAILSYNC_SMTP_CA_FILE", &ca),
+        ],
+    )
+    .await;
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert_eq!(common::json_of(&with)["sent"], 3);
+
+    // Each message in the relay's mailbox for deliver.test, received over TLS.
+    let mail_dir = std::path::Path::new(&ca)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
+    let mailbox = mail_dir.join("mailboxes/deliver.test/new");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut found: Vec<String> = Vec::new();
+    while found.len() < to.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        found = std::fs::read_dir(&mailbox)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .filter(|m| m.contains(&tag))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    assert_eq!(found.len(), to.len(), "delivered to {mailbox:?}");
+    for message in &found {
+        let received = message.split("\n\n").next().unwrap_or_default();
+        assert!(
+            received.contains("(using TLS"),
+            "not received over TLS:\n{received}"
+        );
+    }
+}

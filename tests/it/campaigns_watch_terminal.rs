@@ -222,3 +222,64 @@ fn a_crash_gives_the_terminal_back_too() {
     let tail = &text[entered + text[entered..].find(LEAVE_ALTERNATE).unwrap()..];
     assert!(tail.contains("panicked"), "{tail:?}");
 }
+
+/// A read that hangs (an API that took the connection and stopped
+/// answering; the client waits up to 120 s) does not hold Ctrl-C back: one
+/// Ctrl-C ends the watch at once with 130 and the terminal given back. Two
+/// in a row, the second of which ends the process at once when it comes
+/// before the first is done, give it back too.
+#[test]
+fn ctrl_c_during_a_read_that_hangs_ends_the_watch_at_once_with_the_terminal_back() {
+    let stack = common::stack();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let user = rt.block_on(async {
+        let stack = common::ready().await;
+        common::new_user(&stack).await
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let held: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    for presses in [&b"\x03"[..], &b"\x03\x03"[..]] {
+        let before = held.lock().unwrap().len();
+        let mut run = watch_on_terminal(
+            &stack,
+            &user.token,
+            &["--mode", "poll"],
+            &[("SUPABASE_URL", &api)],
+        );
+        run.until_shown(ENTER_ALTERNATE, Duration::from_secs(15));
+        // The first read is on the wire, unanswered.
+        let started = Instant::now();
+        while held.lock().unwrap().len() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the watch never connected: {:?}",
+                run.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let stdin = run.stdin.as_mut().unwrap();
+        stdin.write_all(presses).unwrap();
+        stdin.flush().unwrap();
+        let pressed = Instant::now();
+        run.until_shown(LEAVE_ALTERNATE, Duration::from_secs(5));
+        let (status, before, after, text) = run.finish();
+        assert!(
+            pressed.elapsed() < Duration::from_secs(5),
+            "the watch took {:?} to end",
+            pressed.elapsed()
+        );
+        assert_eq!(status, "130", "{presses:?}: {text:?}");
+        assert_eq!(before, after, "the terminal's line settings changed");
+        assert_restored(&text);
+    }
+}

@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use crate::common::{self, json_of, stderr, stdout, ScratchDb, Stack};
 
-/// The REST server binary the local stack runs (scripts/local-stack.sh).
+/// The REST server binary the local stack runs (scripts/local-stack.sh):
+/// its version, built with the patches `scripts/postrust/id` digests.
 fn rest_server_binary() -> PathBuf {
     let script = include_str!("../../scripts/local-stack.sh");
     let version = script
@@ -32,7 +33,13 @@ fn rest_server_binary() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mailsync")
         });
-    cache.join(format!("postrust-{version}/bin/postrust"))
+    let id =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postrust/id"))
+            .output()
+            .expect("running scripts/postrust/id");
+    assert!(id.status.success(), "scripts/postrust/id failed");
+    let digest = String::from_utf8(id.stdout).unwrap();
+    cache.join(format!("postrust-{version}-{}/bin/postrust", digest.trim()))
 }
 
 /// A REST server on one scratch database, behind `/rest/v1` as on Supabase.

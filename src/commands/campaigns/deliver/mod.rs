@@ -173,7 +173,11 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
     let pending = claims::pending_count(&client, campaign_id).await?;
 
     // A server that is down or refuses us: say so before claiming anything.
-    let mailer = Mailer::new(&settings.server, Duration::from_secs(30))?;
+    let mailer = Mailer::new(
+        &settings.server,
+        &settings.extra_roots,
+        Duration::from_secs(30),
+    )?;
     out.debug(format!(
         "deliver: SMTP {} ({}), from {} ({}), return path {return_path} ({}){}, worker {worker}",
         settings.server.masked(),

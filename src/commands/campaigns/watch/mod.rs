@@ -217,7 +217,17 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         last_fetch = Instant::now();
         // A saved session is refreshed as it nears expiry: read with the
         // new token, and hand it to the Realtime channel.
-        match crate::supabase::user::access_token(config, out).await {
+        // A read that hangs (a server that stopped answering) must not hold
+        // Ctrl-C back: the signal ends the wait, as it ends the sleep.
+        let fresh = tokio::select! {
+            biased;
+            _ = signal.wait() => {
+                interrupted = true;
+                break;
+            }
+            fresh = crate::supabase::user::access_token(config, out) => fresh,
+        };
+        match fresh {
             Ok(fresh) if fresh != token => {
                 out.debug("watch: the session was refreshed");
                 client = crate::supabase::rest::RestClient::new(config, &fresh)?;
@@ -234,7 +244,15 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 return Err(e);
             }
         }
-        match data::fetch(&client).await {
+        let fetched = tokio::select! {
+            biased;
+            _ = signal.wait() => {
+                interrupted = true;
+                break;
+            }
+            fetched = data::fetch(&client) => fetched,
+        };
+        match fetched {
             Ok(snapshot) => {
                 backoff = if live { SAFETY_POLL } else { interval };
                 next_fetch = Instant::now() + backoff;
@@ -402,6 +420,7 @@ impl<'a> Screen<'a> {
 
     fn finish(&mut self) -> Result<()> {
         if self.kind == Kind::Terminal {
+            crate::interrupt::on_hard_exit(None);
             // Keep the last screen in the scrollback once the watch ends.
             let last = self.last_text.take().unwrap_or_default();
             self.kind = Kind::Plain;
@@ -414,6 +433,7 @@ impl<'a> Screen<'a> {
 impl Drop for Screen<'_> {
     fn drop(&mut self) {
         if self.kind == Kind::Terminal {
+            crate::interrupt::on_hard_exit(None);
             let _ = self.out.raw(&terminal::leave());
         }
     }
@@ -439,9 +459,11 @@ mod terminal {
         text
     }
 
-    /// Takes the alternate screen and hides the cursor; a panic from now on
-    /// gives them back before its message.
+    /// Takes the alternate screen and hides the cursor; a panic, or a
+    /// second Ctrl-C (which ends the process at once), from now on gives
+    /// them back first.
     pub fn enter() -> String {
+        crate::interrupt::on_hard_exit(Some(leave()));
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let mut stdout = std::io::stdout();
