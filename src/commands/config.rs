@@ -24,8 +24,9 @@ struct Entry {
 fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
     use crate::local_stack::{self, LOCAL_FROM};
     use crate::settings::{
-        BounceMailbox, Setting, SmtpServer, ENV_BOUNCES_URL, ENV_FROM, ENV_LIST_UNSUBSCRIBE,
-        ENV_RETURN_PATH, ENV_SMTP_CA_FILE, ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
+        BounceMailbox, Setting, SmtpServer, ENV_BOUNCES_CA_FILE, ENV_BOUNCES_URL, ENV_FROM,
+        ENV_LIST_UNSUBSCRIBE, ENV_RETURN_PATH, ENV_SMTP_CA_FILE, ENV_SMTP_URL,
+        ENV_UNSUBSCRIBE_SECRET,
     };
     let d = &config.delivery;
     let given = |name: &'static str, value: String, source: &Source| Entry {
@@ -114,6 +115,14 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
         ),
         None => default(ENV_BOUNCES_URL, None, t_in!(lang, "config-unset-bounces")),
     };
+    let bounces_ca_file = match &config.bounces_ca_file {
+        Some(s) => given(ENV_BOUNCES_CA_FILE, s.value.clone(), &s.source),
+        None => default(
+            ENV_BOUNCES_CA_FILE,
+            None,
+            t_in!(lang, "config-unset-bounces-ca-file"),
+        ),
+    };
     vec![
         smtp,
         from,
@@ -122,6 +131,7 @@ fn delivery_entries(config: &Config, lang: Lang) -> Vec<Entry> {
         unsubscribe_secret,
         smtp_ca_file,
         bounces,
+        bounces_ca_file,
     ]
 }
 

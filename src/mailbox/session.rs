@@ -99,7 +99,7 @@ impl Reader {
         .ok_or_else(|| not_reached(&address, &t!("mailbox-cause-timeout")))?
         .map_err(|e| not_reached(&address, &e.to_string()))?;
         let stream: Stream = if mailbox.tls {
-            Box::new(tls_connect(tcp, &mailbox.host, &address, timeouts).await?)
+            Box::new(tls_connect(tcp, mailbox, &address, timeouts).await?)
         } else {
             Box::new(tcp)
         };
@@ -375,15 +375,23 @@ impl Reader {
     }
 }
 
+/// TLS to the mailbox's host: webpki's roots and those of
+/// `MAILSYNC_BOUNCES_CA_FILE`, the certificate checked for the host name.
 async fn tls_connect(
     tcp: TcpStream,
-    host: &str,
+    mailbox: &BounceMailbox,
     address: &str,
     timeouts: Timeouts,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let host = mailbox.host.as_str();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in &mailbox.extra_roots {
+        roots
+            .add(cert.clone())
+            .map_err(|e| tls_refused(address, &e.to_string()))?;
+    }
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::failure(t!("error-tls-setup", reason = e.to_string())))?

@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 use crate::t;
 
 pub const ENV_BOUNCES_URL: &str = "MAILSYNC_BOUNCES_URL";
+/// A PEM file of certificate authorities trusted for the IMAP server's
+/// certificate besides the public roots.
+pub const ENV_BOUNCES_CA_FILE: &str = "MAILSYNC_BOUNCES_CA_FILE";
 /// The folder read when the URL names none.
 pub const DEFAULT_FOLDER: &str = "INBOX";
 /// IMAP over TLS from the first byte (`imaps://`).
@@ -36,6 +39,9 @@ pub struct BounceMailbox {
     pub password: Secret,
     /// The folder, percent-decoded; `INBOX` when the URL names none.
     pub folder: String,
+    /// The certificates of `MAILSYNC_BOUNCES_CA_FILE`, trusted besides the
+    /// public roots (none when it is not set; not part of the URL).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for BounceMailbox {
@@ -94,6 +100,7 @@ impl BounceMailbox {
             user,
             password,
             folder,
+            extra_roots: Vec::new(),
         })
     }
 

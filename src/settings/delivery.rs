@@ -224,7 +224,7 @@ impl SmtpSettings {
         };
         let extra_roots = match lookup(ENV_SMTP_CA_FILE) {
             None => Vec::new(),
-            Some((path, source)) => read_ca_file(path.trim(), &source)?,
+            Some((path, source)) => read_ca_file(ENV_SMTP_CA_FILE, path.trim(), &source)?,
         };
         Ok(Self {
             server,
@@ -245,13 +245,18 @@ impl SmtpSettings {
     }
 }
 
-/// `MAILSYNC_SMTP_CA_FILE`: the certificates of a PEM file, at least one.
-/// A configuration error (exit 3) names the variable and the path.
-pub fn read_ca_file(path: &str, source: &Source) -> Result<Vec<CertificateDer<'static>>> {
-    let setting = format!("{ENV_SMTP_CA_FILE} ({source})");
+/// A CA file setting (`name`: `MAILSYNC_SMTP_CA_FILE`,
+/// `MAILSYNC_BOUNCES_CA_FILE`): the certificates of a PEM file, at least
+/// one. A configuration error (exit 3) names the variable and the path.
+pub fn read_ca_file(
+    name: &str,
+    path: &str,
+    source: &Source,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let setting = format!("{name} ({source})");
     let pem = std::fs::read(path).map_err(|e| {
         Error::config(t!(
-            "smtp-error-ca-file-read",
+            "settings-error-ca-file-read",
             setting = setting.as_str(),
             path = path,
             reason = e.to_string()
@@ -262,7 +267,7 @@ pub fn read_ca_file(path: &str, source: &Source) -> Result<Vec<CertificateDer<'s
         .collect();
     if certs.is_empty() {
         return Err(Error::config(t!(
-            "smtp-error-ca-file-empty",
+            "settings-error-ca-file-empty",
             setting = setting.as_str(),
             path = path
         )));
@@ -483,14 +488,21 @@ mod tests {
         let two = rcgen::generate_simple_self_signed(vec!["ca2.example".into()]).unwrap();
         let good = dir.path().join("cas.pem");
         std::fs::write(&good, format!("{}\n{}", one.cert.pem(), two.cert.pem())).unwrap();
-        let certs = read_ca_file(good.to_str().unwrap(), &Source::Environment).unwrap();
+        let read = |path: &std::path::Path| {
+            read_ca_file(
+                ENV_SMTP_CA_FILE,
+                path.to_str().unwrap(),
+                &Source::Environment,
+            )
+        };
+        let certs = read(&good).unwrap();
         assert_eq!(certs.len(), 2);
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let missing = dir.path().join("missing.pem");
         for (path, says) in [(&empty, "no PEM certificate"), (&missing, "reading")] {
-            let e = read_ca_file(path.to_str().unwrap(), &Source::Environment).unwrap_err();
+            let e = read(path).unwrap_err();
             assert_eq!(e.kind(), crate::error::ErrorKind::Config, "{e}");
             let text = e.message();
             assert!(

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-pub use bounces::{BounceMailbox, ENV_BOUNCES_URL};
+pub use bounces::{BounceMailbox, ENV_BOUNCES_CA_FILE, ENV_BOUNCES_URL};
 pub use delivery::{
     Security, SmtpServer, SmtpSettings, ENV_FROM, ENV_LIST_UNSUBSCRIBE, ENV_RETURN_PATH,
     ENV_SMTP_CA_FILE, ENV_SMTP_URL, ENV_UNSUBSCRIBE_SECRET,
@@ -122,6 +122,8 @@ pub struct Config {
     /// `MAILSYNC_BOUNCES_URL`; defaults to the local stack's bounce mailbox
     /// (its state file's) only when the project is the local stack.
     pub bounces_url: Option<Setting<Secret>>,
+    /// `MAILSYNC_BOUNCES_CA_FILE`.
+    pub bounces_ca_file: Option<Setting<String>>,
     /// Where sessions are saved: `MAILSYNC_CONFIG_DIR`, else the user's
     /// config directory (none when the system has none).
     pub session_dir: Option<Setting<PathBuf>>,
@@ -287,6 +289,7 @@ impl Config {
             access_token,
             delivery,
             bounces_url,
+            bounces_ca_file: settings.setting(ENV_BOUNCES_CA_FILE),
             session_dir,
             import,
             local_stack_notes: stack.notes.clone(),
@@ -400,8 +403,9 @@ impl Config {
         }
     }
 
-    /// The bounce mailbox, typed and checked, with where it came from; a
-    /// configuration error (exit 3) when it is not set or not valid.
+    /// The bounce mailbox, typed and checked, with where it came from and
+    /// the authorities of `MAILSYNC_BOUNCES_CA_FILE`; a configuration error
+    /// (exit 3) when it is not set or not valid, or the CA file is not.
     pub fn bounce_mailbox(&self) -> Result<Setting<BounceMailbox>> {
         let given = self.bounces_url.as_ref().ok_or_else(|| {
             Error::config(t!(
@@ -411,8 +415,13 @@ impl Config {
             ))
             .with_hint(t!("bounces-url-hint", name = ENV_BOUNCES_URL))
         })?;
+        let mut mailbox = BounceMailbox::parse(given.value.expose(), &given.source)?;
+        if let Some(ca) = &self.bounces_ca_file {
+            mailbox.extra_roots =
+                delivery::read_ca_file(ENV_BOUNCES_CA_FILE, ca.value.trim(), &ca.source)?;
+        }
         Ok(Setting {
-            value: BounceMailbox::parse(given.value.expose(), &given.source)?,
+            value: mailbox,
             source: given.source.clone(),
         })
     }

@@ -812,6 +812,95 @@ fn remote_name() -> (String, std::net::IpAddr) {
     }
 }
 
+/// TLS in front of the stack's IMAP server (Dovecot, which the stack runs
+/// without TLS), as a load balancer or stunnel terminates it: on `ip`, with
+/// the stack relay's certificate (for the host name, signed by the stack's
+/// own authority), forwarding the decrypted bytes to Dovecot.
+async fn tls_front(ip: std::net::IpAddr, dovecot: String, ca_file: &str) -> u16 {
+    let dir = std::path::Path::new(ca_file).parent().unwrap();
+    let acceptor = common::tls::acceptor_from_files(&dir.join("relay.pem"), &dir.join("relay.key"));
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, dovecot) = (acceptor.clone(), dovecot.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                if let Ok(mut server) = TcpStream::connect(&dovecot).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The TLS success path of the bounce mailbox: `imaps://` under a name
+/// mailsync counts as remote, the certificate signed by the stack's own
+/// authority. Without `MAILSYNC_BOUNCES_CA_FILE` the TLS handshake is
+/// refused, so no login (exit 3, nothing recorded); with it, the reports are
+/// recorded; a CA file without a certificate is a configuration error.
+#[tokio::test]
+async fn imaps_holds_with_the_servers_authority_as_the_ca_file() {
+    let (stack, user, folder, to, ids) = mailbox_with(1).await;
+    folder
+        .append(&[dsn(ids[0], &to[0], "delivered", "2.0.0", "t0")])
+        .await;
+    let ca = std::env::var("MAILSYNC_RELAY_CA_FILE")
+        .expect("MAILSYNC_RELAY_CA_FILE is not set: start the stack (scripts/local-stack.sh up)");
+    let (name, ip) = remote_name();
+    let port = tls_front(ip, folder.mailbox.address(), &ca).await;
+    let url = format!(
+        "imaps://{}:{}@{name}:{port}/{}",
+        folder.mailbox.user,
+        folder.mailbox.password.expose(),
+        folder.name
+    );
+    let run = |ca_file: Option<&str>| {
+        let (stack, user, url) = (stack.clone(), user_clone(&user), url.clone());
+        let ca_file = ca_file.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let mut env = vec![
+                ("MAILSYNC_ACCESS_TOKEN", user.token.clone()),
+                ("MAILSYNC_BOUNCES_URL", url),
+            ];
+            if let Some(ca) = ca_file {
+                env.push(("MAILSYNC_BOUNCES_CA_FILE", ca));
+            }
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            common::mailsync(&stack, &["--json", "bounces", "fetch"], &env)
+        })
+    };
+    let without = run(None).await.unwrap();
+    assert_eq!(without.status.code(), Some(3), "{}", stderr(&without));
+    assert!(
+        stderr(&without).contains("UnknownIssuer"),
+        "{}",
+        stderr(&without)
+    );
+    assert!(!stderr(&without).contains(folder.mailbox.password.expose()));
+
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let bad = run(empty.path().to_str()).await.unwrap();
+    assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("MAILSYNC_BOUNCES_CA_FILE")
+            && stderr(&bad).contains("no PEM certificate"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(status_of(ids[0]).await, "sent");
+
+    let with = run(Some(&ca)).await.unwrap();
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert_eq!(count(&json_of(&with), "recorded"), 1, "{}", stdout(&with));
+    assert_eq!(status_of(ids[0]).await, "delivered");
+    assert_eq!(folder.marked().await, 1);
+    folder.remove().await;
+}
+
 /// A server on loopback that records every byte it receives (decrypted,
 /// when `tls`: with a self-signed certificate for `name`) and greets as an
 /// IMAP server would.

@@ -449,6 +449,7 @@ fn config_example() {
         "MAILSYNC_UNSUBSCRIBE_SECRET",
         "MAILSYNC_SMTP_CA_FILE",
         "MAILSYNC_BOUNCES_URL",
+        "MAILSYNC_BOUNCES_CA_FILE",
         "MAILSYNC_ALLOW_INSECURE_HTTP",
         "MAILSYNC_LANG",
     ]

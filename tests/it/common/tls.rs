@@ -22,3 +22,23 @@ pub fn self_signed_acceptor(name: &str) -> (TlsAcceptor, String) {
         .unwrap();
     (TlsAcceptor::from(Arc::new(config)), cert.cert.pem())
 }
+
+/// A TLS acceptor serving the certificate chain and key of two PEM files
+/// (the local stack's relay certificate, signed by the stack's authority).
+pub fn acceptor_from_files(cert: &std::path::Path, key: &std::path::Path) -> TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap_or_else(|e| panic!("{}: {e}", cert.display()))
+        .map(|c| c.unwrap())
+        .collect();
+    let key =
+        PrivateKeyDer::from_pem_file(key).unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
