@@ -142,6 +142,20 @@ impl CleanStop {
         }
         let _ = self.woken.wait_for(|woken| *woken).await;
     }
+
+    /// `work`'s result, or `None` when the first signal comes before it
+    /// ends (`work` is then dropped): a wait that may hang, such as a
+    /// request to a server that stopped answering, never holds a stop back.
+    pub async fn unless_stopped<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.wait() => None,
+            done = work => Some(done),
+        }
+    }
 }
 
 impl Drop for CleanStop {

@@ -385,13 +385,8 @@ async fn tls_connect(
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let host = mailbox.host.as_str();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in &mailbox.extra_roots {
-        roots
-            .add(cert.clone())
-            .map_err(|e| tls_refused(address, &e.to_string()))?;
-    }
+    let roots = crate::settings::ca_file::public_roots_and(&mailbox.extra_roots)
+        .map_err(|e| tls_refused(address, &e.to_string()))?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::failure(t!("error-tls-setup", reason = e.to_string())))?

@@ -12,6 +12,7 @@
 //! asks for them so that a wrong SMTP URL does not stop `contacts list`.
 
 mod bounces;
+pub mod ca_file;
 pub mod delivery;
 mod env_file;
 mod loopback;
@@ -418,7 +419,7 @@ impl Config {
         let mut mailbox = BounceMailbox::parse(given.value.expose(), &given.source)?;
         if let Some(ca) = &self.bounces_ca_file {
             mailbox.extra_roots =
-                delivery::read_ca_file(ENV_BOUNCES_CA_FILE, ca.value.trim(), &ca.source)?;
+                ca_file::read_ca_file(ENV_BOUNCES_CA_FILE, ca.value.trim(), &ca.source)?;
         }
         Ok(Setting {
             value: mailbox,

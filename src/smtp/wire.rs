@@ -45,13 +45,8 @@ impl Tls {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| format!("{host} is not a host name a certificate can be checked for"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for cert in extra_roots {
-            roots
-                .add(cert.clone())
-                .map_err(|e| format!("a certificate of the CA file: {e}"))?;
-        }
+        let roots = crate::settings::ca_file::public_roots_and(extra_roots)
+            .map_err(|e| format!("a certificate of the CA file: {e}"))?;
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?

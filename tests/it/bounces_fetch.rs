@@ -246,6 +246,24 @@ async fn reports_of(id: Uuid) -> i64 {
 /// writes it; `nonce` makes two reports about the same email different
 /// messages.
 fn dsn(id: Uuid, rcpt: &str, action: &str, status: &str, nonce: &str) -> Vec<u8> {
+    report_of(id, &recipient_block(rcpt, action, status), rcpt, nonce)
+}
+
+/// One recipient's fields of a report.
+fn recipient_block(rcpt: &str, action: &str, status: &str) -> String {
+    format!(
+        "Final-Recipient: rfc822; {rcpt}\r\n\
+         Original-Recipient: rfc822;{rcpt}\r\n\
+         Action: {action}\r\n\
+         Status: {status}\r\n\
+         Diagnostic-Code: smtp; {status} <{rcpt}>: test diagnostic\r\n\
+         \r\n"
+    )
+}
+
+/// A report about the email `id` (sent to `to`) with the recipients' fields
+/// `blocks`.
+fn report_of(id: Uuid, blocks: &str, to: &str, nonce: &str) -> Vec<u8> {
     format!(
         "From: Mail Delivery System <MAILER-DAEMON@relay.mailsync.test>\r\n\
          To: bounces@mailsync.test\r\n\
@@ -268,18 +286,13 @@ fn dsn(id: Uuid, rcpt: &str, action: &str, status: &str, nonce: &str) -> Vec<u8>
          Original-Envelope-Id: {id}\r\n\
          Arrival-Date: Sat, 05 Dec 2026 09:59:00 +0000\r\n\
          \r\n\
-         Final-Recipient: rfc822; {rcpt}\r\n\
-         Original-Recipient: rfc822;{rcpt}\r\n\
-         Action: {action}\r\n\
-         Status: {status}\r\n\
-         Diagnostic-Code: smtp; {status} <{rcpt}>: test diagnostic\r\n\
-         \r\n\
+         {blocks}\
          --b-{nonce}\r\n\
          Content-Type: text/rfc822-headers\r\n\
          \r\n\
          Message-ID: <{id}@mailsync.test>\r\n\
          From: news@mailsync.test\r\n\
-         To: {rcpt}\r\n\
+         To: {to}\r\n\
          Subject: Hello\r\n\
          \r\n\
          --b-{nonce}--\r\n"
@@ -463,35 +476,9 @@ async fn another_users_fetch_cannot_touch_these_emails() {
 fn dsn_of_many(id: Uuid, rcpts: &[String], nonce: &str) -> Vec<u8> {
     let blocks: String = rcpts
         .iter()
-        .map(|rcpt| {
-            format!(
-                "Final-Recipient: rfc822; {rcpt}\r\n\
-                 Action: failed\r\n\
-                 Status: 5.1.1\r\n\
-                 Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: unknown user\r\n\
-                 \r\n"
-            )
-        })
+        .map(|rcpt| recipient_block(rcpt, "failed", "5.1.1"))
         .collect();
-    format!(
-        "From: Mail Delivery System <MAILER-DAEMON@relay.mailsync.test>\r\n\
-         To: bounces@mailsync.test\r\n\
-         Subject: Undelivered Mail Returned to Sender\r\n\
-         Date: Sat, 05 Dec 2026 10:00:00 +0000\r\n\
-         Message-ID: <{nonce}@relay.mailsync.test>\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b-{nonce}\"\r\n\
-         \r\n\
-         --b-{nonce}\r\n\
-         Content-Type: message/delivery-status\r\n\
-         \r\n\
-         Reporting-MTA: dns; relay.mailsync.test\r\n\
-         Original-Envelope-Id: {id}\r\n\
-         \r\n\
-         {blocks}\
-         --b-{nonce}--\r\n"
-    )
-    .into_bytes()
+    report_of(id, &blocks, &rcpts[0], nonce)
 }
 
 /// A project's row cap below a batch's reports (the stack's capped API:

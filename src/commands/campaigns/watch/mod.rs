@@ -219,13 +219,12 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         // new token, and hand it to the Realtime channel.
         // A read that hangs (a server that stopped answering) must not hold
         // Ctrl-C back: the signal ends the wait, as it ends the sleep.
-        let fresh = tokio::select! {
-            biased;
-            _ = signal.wait() => {
-                interrupted = true;
-                break;
-            }
-            fresh = crate::supabase::user::access_token(config, out) => fresh,
+        let Some(fresh) = signal
+            .unless_stopped(crate::supabase::user::access_token(config, out))
+            .await
+        else {
+            interrupted = true;
+            break;
         };
         match fresh {
             Ok(fresh) if fresh != token => {
@@ -244,13 +243,9 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
                 return Err(e);
             }
         }
-        let fetched = tokio::select! {
-            biased;
-            _ = signal.wait() => {
-                interrupted = true;
-                break;
-            }
-            fetched = data::fetch(&client) => fetched,
+        let Some(fetched) = signal.unless_stopped(data::fetch(&client)).await else {
+            interrupted = true;
+            break;
         };
         match fetched {
             Ok(snapshot) => {
