@@ -571,9 +571,15 @@ begin
 end;
 $$;
 
+-- (Called unless the writer set `updated_at` to now() itself, which the
+-- batch writers of delivery do: they pay no function call per row. Any
+-- other value written is replaced by now(), so the column is always the
+-- time of the last update, whoever writes it.)
 drop trigger if exists update_emails_sent_updated_at on public.emails_sent;
 create trigger update_emails_sent_updated_at before update on public.emails_sent
-  for each row execute function public.mailsync_set_updated_at();
+  for each row
+  when (new.updated_at is distinct from now())
+  execute function public.mailsync_set_updated_at();
 drop trigger if exists update_recipient_organization on public.emails_sent;
 create trigger update_recipient_organization before insert or update of contact_id on public.emails_sent
   for each row execute function public.mailsync_fill_recipient();
@@ -2334,12 +2340,16 @@ set search_path = ''
 as $$
 declare
   me uuid := auth.uid();
+  -- The outcomes, one per email (the first given), in id order: the
+  -- email, its status, the SMTP answer.
   ids uuid[];
-  -- Each email's outcome by its id: {"<id>": {"s": status, "r": response}}.
-  byid jsonb;
-  -- Each of those the worker holds by a claim: {"<id>": {"k": claim,
-  -- "c": claimed at, "d": Message-ID domain}}.
-  claimed jsonb;
+  statuses text[];
+  responses text[];
+  -- For each of `ids`: the claim of the worker's holding it (null: none),
+  -- when it was claimed, its Message-ID domain.
+  claim_ids uuid[];
+  claimed_ats timestamptz[];
+  domains text[];
   updated uuid[];
   recorded integer;
   marked uuid[];
@@ -2358,10 +2368,10 @@ begin
   end if;
   -- One outcome per email (the first given). An SMTP answer is kept to its
   -- first 2000 characters (the column's bound).
-  select coalesce(pg_catalog.array_agg(o.id), '{}'),
-         coalesce(pg_catalog.jsonb_object_agg(o.id::text, pg_catalog.jsonb_build_object('s', o.status, 'r', o.response)),
-                  '{}')
-    into ids, byid
+  select coalesce(pg_catalog.array_agg(o.id order by o.id), '{}'),
+         coalesce(pg_catalog.array_agg(o.status order by o.id), '{}'),
+         coalesce(pg_catalog.array_agg(o.response order by o.id), '{}')
+    into ids, statuses, responses
   from (
     select distinct on ((x ->> 'id')::uuid)
            (x ->> 'id')::uuid as id, x ->> 'status' as status, left(x ->> 'response', 2000) as response
@@ -2371,58 +2381,61 @@ begin
   ) o;
 
   -- The worker's claims that hold some of these emails, locked first (the
-  -- order every writer of claims and emails takes).
+  -- order every writer of claims and emails takes), and each outcome's
+  -- claim found by one hash join (an email is in one claim at most).
   with mine as (
     select k.id, k.email_ids, k.claimed_at, k.message_id_domain
     from public.email_claims k
     where k.user_id = me and k.worker = record_email_outcomes.worker
     order by k.id
     for update
+  ), held as (
+    select x.id, m.id as claim_id, m.claimed_at, m.message_id_domain
+    from mine m, pg_catalog.unnest(m.email_ids) as x (id)
+  ), each_one as (
+    select distinct on (o.n) o.n, h.claim_id, h.claimed_at, h.message_id_domain
+    from pg_catalog.unnest(ids) with ordinality as o (id, n)
+    left join held h on h.id = o.id
+    order by o.n
   )
-  select coalesce(pg_catalog.jsonb_object_agg(x.id::text,
-           pg_catalog.jsonb_build_object('k', m.id, 'c', m.claimed_at, 'd', m.message_id_domain)), '{}')
-    into claimed
-  from mine m, pg_catalog.unnest(m.email_ids) as x (id)
-  where byid ? x.id::text;
+  select coalesce(pg_catalog.array_agg(w.claim_id order by w.n), '{}'),
+         coalesce(pg_catalog.array_agg(w.claimed_at order by w.n), '{}'),
+         coalesce(pg_catalog.array_agg(w.message_id_domain order by w.n), '{}')
+    into claim_ids, claimed_ats, domains
+  from each_one w;
 
-  -- One table, no join: each email is found by its primary key and its
-  -- outcome looked up by its id, so no plan depends on the table's
-  -- statistics (there are none right after a send). Left to the planner,
-  -- a join of the batch to its emails was a nested loop matching each
-  -- email against every outcome (0.4 s for 1000), and a condition on the
-  -- status let it read every unsettled email through the partial index
-  -- (18 000 rows for 250 outcomes): the status is compared under the "C"
-  -- collation (the same equality), which that index's predicate does not
-  -- match. `sent_at` is set here, so the timestamps trigger has nothing to
-  -- do. An email held by a claim is `pending` and written once, here; one
+  -- The outcomes joined to their emails, each email found by its primary
+  -- key: the outcomes are a row set whose size the planner knows (the
+  -- arrays'), so no plan depends on the table's statistics (there are none
+  -- right after a send). Each value is read once from its row: looking
+  -- each up by id in a JSON object, a dozen times per email, cost a
+  -- quarter of the call. The status is compared under the "C" collation
+  -- (the same equality), so the partial index of unsettled emails, whose
+  -- predicate does not match it, is never read whole for a batch. `sent_at`
+  -- and `updated_at` are set here, so the row triggers have nothing to do.
+  -- An email held by a claim is `pending` and written once, here; one
   -- given back (`pending`) is not written at all.
   with updated as (
     update public.emails_sent e
-       set status = byid -> e.id::text ->> 's',
-           smtp_response = case when byid -> e.id::text ->> 's' = 'pending' then e.smtp_response
-                                else byid -> e.id::text ->> 'r' end,
-           error_message = case when byid -> e.id::text ->> 's' in ('bounced', 'failed')
-                                then byid -> e.id::text ->> 'r' end,
-           sent_at = case when byid -> e.id::text ->> 's' in ('sent', 'bounced') then coalesce(e.sent_at, now())
-                          else e.sent_at end,
+       set status = o.s,
+           updated_at = now(),
+           smtp_response = case when o.s = 'pending' then e.smtp_response else o.r end,
+           error_message = case when o.s in ('bounced', 'failed') then o.r end,
+           sent_at = case when o.s in ('sent', 'bounced') then coalesce(e.sent_at, now()) else e.sent_at end,
            lease_expires_at = null,
-           lease_owner = case when byid -> e.id::text ->> 's' = 'pending' then null else worker end,
-           claimed_at = case when byid -> e.id::text ->> 's' = 'pending' then null
-                             when e.status = 'pending' then (claimed -> e.id::text ->> 'c')::timestamptz
-                             else e.claimed_at end,
-           handed_at = case when byid -> e.id::text ->> 's' = 'pending' then null
-                            when e.status = 'pending' then (claimed -> e.id::text ->> 'c')::timestamptz
-                            else e.handed_at end,
-           attempts = case when byid -> e.id::text ->> 's' = 'pending' then greatest(e.attempts - 1, 0)
+           lease_owner = case when o.s = 'pending' then null else worker end,
+           claimed_at = case when o.s = 'pending' then null when e.status = 'pending' then o.c else e.claimed_at end,
+           handed_at = case when o.s = 'pending' then null when e.status = 'pending' then o.c else e.handed_at end,
+           attempts = case when o.s = 'pending' then greatest(e.attempts - 1, 0)
                            when e.status = 'pending' then e.attempts + 1
                            else e.attempts end,
            message_id = case when e.status = 'pending'
-                             then coalesce(e.message_id, pg_catalog.format('<%s@%s>', e.id, claimed -> e.id::text ->> 'd'))
+                             then coalesce(e.message_id, pg_catalog.format('<%s@%s>', e.id, o.d))
                              else e.message_id end
-     where e.id = any(ids)
+      from unnest(ids, statuses, responses, claim_ids, claimed_ats, domains) as o (id, s, r, k, c, d)
+     where e.id = any(array[o.id])
        and ((e.status = 'sending' collate "C" and e.lease_owner = worker)
-            or (e.status = 'pending' collate "C" and claimed ? e.id::text
-                and byid -> e.id::text ->> 's' <> 'pending'))
+            or (e.status = 'pending' collate "C" and o.k is not null and o.s <> 'pending'))
     returning e.id, e.user_id, e.recipient_email, e.status, e.smtp_response
   ), bounced as (
     insert into public.suppressions (user_id, email, reason, detail)
@@ -2437,33 +2450,31 @@ begin
 
   -- The emails reported leave their claims (those given back stay
   -- `pending`, claimable again); a claim left empty is done.
-  if claimed <> '{}'::jsonb then
-    with touched as (
-      select k.id,
-             array(select x from pg_catalog.unnest(k.email_ids) x where not (byid ? x::text)) as rest
-      from public.email_claims k
-      where k.id in (select (v ->> 'k')::uuid from pg_catalog.jsonb_each(claimed) as c (id, v))
-    ), emptied as (
-      delete from public.email_claims k
-      using touched t
-      where k.id = t.id and pg_catalog.cardinality(t.rest) = 0
-    )
-    update public.email_claims k
-       set email_ids = t.rest
-      from touched t
-     where k.id = t.id and pg_catalog.cardinality(t.rest) > 0;
-  end if;
+  with touched as (
+    select k.id,
+           array(select x from pg_catalog.unnest(k.email_ids) x
+                 where x not in (select i from pg_catalog.unnest(ids) i)) as rest
+    from public.email_claims k
+    where k.id in (select c from pg_catalog.unnest(claim_ids) c where c is not null)
+  ), emptied as (
+    delete from public.email_claims k
+    using touched t
+    where k.id = t.id and pg_catalog.cardinality(t.rest) = 0
+  )
+  update public.email_claims k
+     set email_ids = t.rest
+    from touched t
+   where k.id = t.id and pg_catalog.cardinality(t.rest) > 0;
 
   if recorded < pg_catalog.cardinality(ids) then
     -- A retried call (its first answer lost): what it stored then counts;
     -- so does an email given back that the claim held.
     select recorded + count(*) into recorded
-    from public.emails_sent e
-    where e.id = any(ids)
-      and e.id <> all(updated)
-      and ((byid -> e.id::text ->> 's' <> 'pending' and e.status = byid -> e.id::text ->> 's'
-            and e.lease_owner = worker)
-           or (byid -> e.id::text ->> 's' = 'pending' and e.status = 'pending' and e.lease_owner is null));
+    from unnest(ids, statuses) as o (id, s)
+    join public.emails_sent e on e.id = o.id
+    where e.id <> all(updated)
+      and ((o.s <> 'pending' and e.status = o.s and e.lease_owner = worker)
+           or (o.s = 'pending' and e.status = 'pending' and e.lease_owner is null));
   end if;
 
   if coalesce(pg_catalog.cardinality(handed), 0) = 0 then
@@ -3363,6 +3374,8 @@ grant execute on function public.mailsync_user_quotas(uuid) to authenticated, se
 -- (PostgreSQL 17) MAINTAIN, and only SELECT on views. UPDATE is column by column: every column but
 -- `id`, `user_id`, `created_at`, `updated_at` (set by a trigger) and
 -- generated ones, so no update can re-key a row or move it to another user.
+-- (`emails_sent.updated_at` may be written, as now(): its trigger is then
+-- not called, and replaces any other value with now().)
 -- ---------------------------------------------------------------------------
 
 do $$
@@ -3386,7 +3399,8 @@ begin
       select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
       from pg_catalog.pg_attribute a
       where a.attrelid = o.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
-        and a.attname not in ('id', 'user_id', 'created_at', 'updated_at');
+        and a.attname not in ('id', 'user_id', 'created_at')
+        and (a.attname <> 'updated_at' or o.name = 'emails_sent');
       execute format('revoke update on table public.%I from authenticated', o.name);
       if cols is not null then
         execute format('grant update (%s) on table public.%I to authenticated', cols, o.name);

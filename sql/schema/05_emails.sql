@@ -99,9 +99,15 @@ begin
 end;
 $$;
 
+-- (Called unless the writer set `updated_at` to now() itself, which the
+-- batch writers of delivery do: they pay no function call per row. Any
+-- other value written is replaced by now(), so the column is always the
+-- time of the last update, whoever writes it.)
 drop trigger if exists update_emails_sent_updated_at on public.emails_sent;
 create trigger update_emails_sent_updated_at before update on public.emails_sent
-  for each row execute function public.mailsync_set_updated_at();
+  for each row
+  when (new.updated_at is distinct from now())
+  execute function public.mailsync_set_updated_at();
 drop trigger if exists update_recipient_organization on public.emails_sent;
 create trigger update_recipient_organization before insert or update of contact_id on public.emails_sent
   for each row execute function public.mailsync_fill_recipient();

@@ -5,6 +5,8 @@
 -- (PostgreSQL 17) MAINTAIN, and only SELECT on views. UPDATE is column by column: every column but
 -- `id`, `user_id`, `created_at`, `updated_at` (set by a trigger) and
 -- generated ones, so no update can re-key a row or move it to another user.
+-- (`emails_sent.updated_at` may be written, as now(): its trigger is then
+-- not called, and replaces any other value with now().)
 -- ---------------------------------------------------------------------------
 
 do $$
@@ -28,7 +30,8 @@ begin
       select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
       from pg_catalog.pg_attribute a
       where a.attrelid = o.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
-        and a.attname not in ('id', 'user_id', 'created_at', 'updated_at');
+        and a.attname not in ('id', 'user_id', 'created_at')
+        and (a.attname <> 'updated_at' or o.name = 'emails_sent');
       execute format('revoke update on table public.%I from authenticated', o.name);
       if cols is not null then
         execute format('grant update (%s) on table public.%I to authenticated', cols, o.name);

@@ -215,6 +215,38 @@ async fn a_send_refreshes_the_statistics_so_outcomes_read_only_their_emails() {
         "recording 100 outcomes read {} emails",
         after - before
     );
+    // The outcomes stamped `updated_at` themselves (its trigger skipped),
+    // and a user's own write of it, to any other time, still ends as now().
+    let stamped: i64 = admin
+        .query_one(
+            "select count(*) from public.emails_sent
+              where campaign_id = $1 and status = 'sent' and updated_at > created_at",
+            &[&first],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stamped, 100, "the outcomes' updated_at");
+    let tx = begin_as(&mut client, &user).await;
+    let (kept_now, forged): (bool, bool) = {
+        let row = tx
+            .query_one(
+                "with w as (
+                   update public.emails_sent set updated_at = '2000-01-01'
+                    where id = (select id from public.emails_sent where campaign_id = $1 limit 1)
+                   returning updated_at)
+                 select (select updated_at = now() from w), (select updated_at < '2001-01-01' from w)",
+                &[&first],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    tx.commit().await.unwrap();
+    assert!(
+        kept_now && !forged,
+        "a written updated_at is replaced by now()"
+    );
 
     // A small send later (10 emails, to one organisation) is not worth an
     // ANALYZE: the statistics stay.
