@@ -577,7 +577,7 @@ begin
     -- so does an email given back that the claim held.
     select recorded + count(*) into recorded
     from unnest(ids, statuses) as o (id, s)
-    join public.emails_sent e on e.id = o.id
+    join public.emails_sent e on e.id = any(array[o.id])
     where e.id <> all(updated)
       and ((o.s <> 'pending' and e.status = o.s and e.lease_owner = worker)
            or (o.s = 'pending' and e.status = 'pending' and e.lease_owner is null));
