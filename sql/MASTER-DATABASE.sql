@@ -2405,9 +2405,11 @@ begin
   from each_one w;
 
   -- The outcomes joined to their emails, each email found by its primary
-  -- key: the outcomes are a row set whose size the planner knows (the
-  -- arrays'), so no plan depends on the table's statistics (there are none
-  -- right after a send). Each value is read once from its row: looking
+  -- key: `e.id = any(array[o.id])` can be met only by one probe of the key
+  -- per outcome (it cannot be hashed or merged), so no plan depends on the
+  -- table's statistics (a plain `e.id = o.id` let the planner hash the
+  -- campaign's emails once it had some: 5 000 read for 100 outcomes).
+  -- Each value is read once from its row: looking
   -- each up by id in a JSON object, a dozen times per email, cost a
   -- quarter of the call. The status is compared under the "C" collation
   -- (the same equality), so the partial index of unsettled emails, whose
