@@ -110,6 +110,97 @@ const EMAIL_READS: &str = "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_f
                              from pg_catalog.pg_stat_xact_user_tables
                             where relid = 'public.emails_sent'::regclass";
 
+/// A claim reads the emails it takes, whatever the statistics say: on a
+/// table analysed when all of the caller's emails were settled, and grown
+/// by less than a tenth since (no refresh), the planner believed the
+/// caller's unsettled emails were a handful, and a claim's write of the
+/// emails left `sending` (planned even when there are none) read every one
+/// of them, per claim: all the emails of a campaign of a million. On a
+/// scratch database.
+#[tokio::test]
+async fn a_claim_reads_only_the_emails_it_takes_on_statistics_from_before_the_send() {
+    let stack = common::ready().await;
+    let db = common::ScratchDb::create(&stack).await;
+    let reset = common::mailsync(
+        &stack,
+        &["db", "reset", "--yes"],
+        &[("SUPABASE_DB_URL", &db.url)],
+    );
+    assert!(reset.status.success(), "{}", common::stderr(&reset));
+    let admin = db.client().await;
+    let user = User {
+        id: uuid::Uuid::new_v4(),
+        email: "claims@example.test".into(),
+        token: String::new(),
+    };
+    common::insert_user(&admin, user.id, &user.email).await;
+    // 20 000 emails sent long ago, analysed; then 1 500 queued (7.5 %).
+    admin
+        .batch_execute(&format!(
+            "insert into public.email_campaigns (id, user_id, name, subject, content, status)
+               values ('{old}', '{user}', 'Old', 'S', 'C', 'sent');
+             insert into public.emails_sent (user_id, campaign_id, recipient_email, status, sent_at)
+               select '{user}', '{old}', 'o' || g || '@claims.test', 'sent', now()
+               from generate_series(1, 20000) g;
+             analyze public.emails_sent;
+             insert into public.contacts (user_id, email)
+               select '{user}', 'n' || g || '@claims.test' from generate_series(1, 1500) g;",
+            old = uuid::Uuid::new_v4(),
+            user = user.id
+        ))
+        .await
+        .unwrap();
+    let new: uuid::Uuid = admin
+        .query_one(
+            "insert into public.email_campaigns (user_id, name, subject, content)
+             values ($1, 'New', 'S', 'C') returning id",
+            &[&user.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut client = db.client().await;
+    let tx = begin_as(&mut client, &user).await;
+    tx.execute("select public.send_campaign($1)", &[&new])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let analysed: i64 = admin
+        .query_one(
+            "select reltuples::bigint from pg_catalog.pg_class where oid = 'public.emails_sent'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        analysed, 20000,
+        "the statistics are those from before the send"
+    );
+
+    for round in 1..=3 {
+        let tx = begin_as(&mut client, &user).await;
+        let before: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
+        let claimed: serde_json::Value = tx
+            .query_one(
+                "select public.claim_emails($1, 100, 60, 'w', 'claims.test', false, true)",
+                &[&new],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let after: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
+        tx.commit().await.unwrap();
+        assert_eq!(claimed.as_array().map(Vec::len), Some(100), "round {round}");
+        assert!(
+            after - before <= 300,
+            "claim {round} of 100 emails read {} emails",
+            after - before
+        );
+    }
+    db.drop(&stack).await;
+}
+
 /// Right after a send, `deliver` records outcomes by probing each email by
 /// its key, not by reading every email of the caller: the send refreshes
 /// the emails' statistics (a trigger when the campaign becomes `sending`)
@@ -178,9 +269,11 @@ async fn a_send_refreshes_the_statistics_so_outcomes_read_only_their_emails() {
     };
     assert_eq!(tuples().await, 5000, "the send analysed the emails");
 
-    // 100 outcomes recorded read about those 100 emails (each is read
-    // again by the claims' bookkeeping), not the 5000.
+    // A claim of 100 reads about those 100 emails, not the 5000 queued
+    // (its writes for emails left `sending` are not even planned when there
+    // are none: planned, they read every unsettled email of the caller).
     let tx = begin_as(&mut client, &user).await;
+    let before: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
     let claimed: serde_json::Value = tx
         .query_one(
             "select public.claim_emails($1, 100, 60, 'w', 'stats.test', false, true)",
@@ -189,7 +282,16 @@ async fn a_send_refreshes_the_statistics_so_outcomes_read_only_their_emails() {
         .await
         .unwrap()
         .get(0);
+    let after: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
     tx.commit().await.unwrap();
+    assert!(
+        after - before <= 300,
+        "claiming 100 emails read {} emails",
+        after - before
+    );
+
+    // 100 outcomes recorded read about those 100 emails (each is read
+    // again by the claims' bookkeeping), not the 5000.
     let outcomes: Vec<serde_json::Value> = claimed
         .as_array()
         .unwrap()

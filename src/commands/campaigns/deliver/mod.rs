@@ -246,6 +246,7 @@ pub async fn run(options: &Options, config: &Config, out: &Output) -> Result<()>
         flow: flow.clone(),
         max_window: window,
         min_window,
+        gather: claims::gather_time(options.rate, window),
         held: held.clone(),
         stop: stop.clone(),
         journal: journal.clone(),
@@ -668,5 +669,19 @@ mod tests {
             }
         }
         assert_eq!(handoff_window(&options(4, 0.0)), 4 * HANDOFF_PER_CONNECTION);
+    }
+
+    #[test]
+    fn the_recorder_gathers_briefly_at_the_wire_s_speed_and_longer_under_a_rate() {
+        use claims::{gather_time, GATHER_MAX, GATHER_MIN};
+        let at = |rate: f64| gather_time(rate, handoff_window(&options(8, rate)));
+        assert_eq!(at(0.0), GATHER_MIN);
+        // A quarter of the window at 20/s would take 125 ms: the most.
+        assert_eq!(at(20.0), GATHER_MAX);
+        assert_eq!(at(400.0), GATHER_MAX);
+        // 500 outcomes at 20 000/s come in 25 ms.
+        assert_eq!(at(20_000.0), Duration::from_millis(25));
+        assert_eq!(at(1e6), GATHER_MIN);
+        assert_eq!(gather_time(f64::NAN, 100), GATHER_MIN);
     }
 }
