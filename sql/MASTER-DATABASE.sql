@@ -1602,10 +1602,16 @@ begin
       if not found then
         return null;
       end if;
-      if exists (
-        select 1 from public.emails_sent e
-        where e.user_id = owner and e.campaign_id = campaign and e.status in ('pending', 'sending')
-      ) then
+      -- From the campaign's last email back: emails are claimed and
+      -- settled in id order, so the first ones in the index of unsettled
+      -- emails are those just settled (entries not yet cleaned up, each a
+      -- read of the table: 500-1000 for one call of outcomes), the last
+      -- ones still pending.
+      perform 1 from public.emails_sent e
+       where e.user_id = owner and e.campaign_id = campaign and e.status in ('pending', 'sending')
+       order by e.id desc
+       limit 1;
+      if found then
         return null;
       end if;
       -- Finishing the campaign moves its live row (`campaign_live`, below).
@@ -1637,12 +1643,25 @@ begin
 end;
 $$;
 
+-- One event per campaign per transaction: the condition (evaluated as each
+-- row is written, not at commit) lets through the first email of a campaign
+-- the transaction settles, and notes the campaign in a transaction-local
+-- setting (undone with a rolled-back savepoint, like the event). The check
+-- at commit sees every row the transaction wrote, so one is enough; an
+-- event per email cost a function call each (a tenth of recording an
+-- outcome). A writer that sets the note itself only keeps its own campaign
+-- from finishing, as with the function's own note.
 drop trigger if exists complete_settled_campaign_on_update on public.emails_sent;
 create constraint trigger complete_settled_campaign_on_update
   after update of status on public.emails_sent
   deferrable initially deferred
   for each row
-  when (old.status in ('pending', 'sending') and new.status not in ('pending', 'sending'))
+  when (old.status in ('pending', 'sending') and new.status not in ('pending', 'sending')
+        and pg_catalog.strpos(coalesce(pg_catalog.current_setting('mailsync.settled_queued', true), ''),
+                              new.campaign_id::text) = 0
+        and pg_catalog.set_config('mailsync.settled_queued',
+                                  coalesce(pg_catalog.current_setting('mailsync.settled_queued', true), '')
+                                    || new.campaign_id::text || ' ', true) <> '')
   execute function public.mailsync_complete_settled_campaign();
 drop trigger if exists complete_settled_campaign_on_delete on public.emails_sent;
 create constraint trigger complete_settled_campaign_on_delete
@@ -2144,6 +2163,7 @@ declare
   after uuid;
   answer jsonb;
   sorting text;
+  scanning text;
 begin
   select coalesce(pg_catalog.array_agg(c.id), '{}') into targets
   from public.email_campaigns c
@@ -2249,11 +2269,17 @@ begin
     perform pg_catalog.set_config('enable_sort', sorting, true);
   end loop;
 
-  -- The addresses suppressed, one probe of (user_id, email) per email: the
-  -- address is compared as a plain value (lowered first), which RLS lets
-  -- the index take (a `lower()` in the probe ran after the policy, and the
-  -- whole of the caller's suppression list was read for each claim: 20 000
-  -- rows a call).
+  -- The emails found whose address the caller suppressed: one probe of the
+  -- (user_id, email) index per email, the address lowered first and
+  -- compared as a plain value, which RLS lets the index take (a `lower()`
+  -- in the probe ran after the policy, and the whole of the caller's
+  -- suppression list was read for each claim: 20 000 rows a call). The
+  -- index is the only plan left (sequential scans off for this statement):
+  -- a small list was read whole for each email (5 ms a claim), and one
+  -- read of the index for all the addresses at once, on statistics from
+  -- when the list was short, read all of it (5 000 rows for 100 emails).
+  scanning := pg_catalog.current_setting('enable_seqscan');
+  perform pg_catalog.set_config('enable_seqscan', 'off', true);
   with lowered as materialized (
     select e.id, lower(e.recipient_email) as address from pg_catalog.unnest(found) e
   )
@@ -2261,6 +2287,7 @@ begin
   from lowered l
   cross join lateral (
     select 1 from public.suppressions x where x.user_id = me and x.email = l.address limit 1) s;
+  perform pg_catalog.set_config('enable_seqscan', scanning, true);
 
   if pg_catalog.cardinality(barred) = 0
      and not exists (select 1 from pg_catalog.unnest(found) e where e.status = 'sending' collate "C") then

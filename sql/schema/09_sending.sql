@@ -436,10 +436,16 @@ begin
       if not found then
         return null;
       end if;
-      if exists (
-        select 1 from public.emails_sent e
-        where e.user_id = owner and e.campaign_id = campaign and e.status in ('pending', 'sending')
-      ) then
+      -- From the campaign's last email back: emails are claimed and
+      -- settled in id order, so the first ones in the index of unsettled
+      -- emails are those just settled (entries not yet cleaned up, each a
+      -- read of the table: 500-1000 for one call of outcomes), the last
+      -- ones still pending.
+      perform 1 from public.emails_sent e
+       where e.user_id = owner and e.campaign_id = campaign and e.status in ('pending', 'sending')
+       order by e.id desc
+       limit 1;
+      if found then
         return null;
       end if;
       -- Finishing the campaign moves its live row (`campaign_live`, below).
@@ -471,12 +477,25 @@ begin
 end;
 $$;
 
+-- One event per campaign per transaction: the condition (evaluated as each
+-- row is written, not at commit) lets through the first email of a campaign
+-- the transaction settles, and notes the campaign in a transaction-local
+-- setting (undone with a rolled-back savepoint, like the event). The check
+-- at commit sees every row the transaction wrote, so one is enough; an
+-- event per email cost a function call each (a tenth of recording an
+-- outcome). A writer that sets the note itself only keeps its own campaign
+-- from finishing, as with the function's own note.
 drop trigger if exists complete_settled_campaign_on_update on public.emails_sent;
 create constraint trigger complete_settled_campaign_on_update
   after update of status on public.emails_sent
   deferrable initially deferred
   for each row
-  when (old.status in ('pending', 'sending') and new.status not in ('pending', 'sending'))
+  when (old.status in ('pending', 'sending') and new.status not in ('pending', 'sending')
+        and pg_catalog.strpos(coalesce(pg_catalog.current_setting('mailsync.settled_queued', true), ''),
+                              new.campaign_id::text) = 0
+        and pg_catalog.set_config('mailsync.settled_queued',
+                                  coalesce(pg_catalog.current_setting('mailsync.settled_queued', true), '')
+                                    || new.campaign_id::text || ' ', true) <> '')
   execute function public.mailsync_complete_settled_campaign();
 drop trigger if exists complete_settled_campaign_on_delete on public.emails_sent;
 create constraint trigger complete_settled_campaign_on_delete

@@ -578,6 +578,86 @@ async fn concurrent_writers_settling_the_last_emails_always_finish_the_campaign(
     }
 }
 
+/// The campaign is checked once per transaction, at commit, whatever the
+/// transaction did before: an email settled in a savepoint rolled back
+/// (its check goes with it), then the rest settled in another statement;
+/// and a transaction that settles some but not all, then the last.
+#[tokio::test]
+async fn one_check_per_transaction_finishes_the_campaign_after_a_rolled_back_savepoint() {
+    let stack = common::ready().await;
+    let user = new_user(&stack).await;
+    contacts(&stack, &user, 6, 0).await;
+    let id = create(&stack, &user, "Savepoint");
+    assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
+        .status
+        .success());
+    let ids: Vec<Uuid> = common::column(
+        "select id from public.emails_sent where campaign_id = $1::text::uuid order by id",
+        &[&id],
+    )
+    .await;
+    assert_eq!(ids.len(), 6);
+    let mut db = common::admin().await;
+    let settle = "update public.emails_sent set status = 'delivered' where id = any($1)";
+    // Half settled, then the savepoint undone: nothing settled, not finished.
+    let tx = common::begin_as(&mut db, &user).await;
+    tx.batch_execute("savepoint s").await.unwrap();
+    tx.execute(settle, &[&ids[..3].to_vec()]).await.unwrap();
+    tx.batch_execute("rollback to savepoint s").await.unwrap();
+    tx.execute(settle, &[&ids[3..].to_vec()]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(campaign_row(&id).await.0, "sending", "3 emails left");
+    // The rest in one transaction, over two statements, the first of which
+    // leaves emails unsettled: finished at commit.
+    let tx = common::begin_as(&mut db, &user).await;
+    tx.execute(settle, &[&ids[..1].to_vec()]).await.unwrap();
+    tx.execute(settle, &[&ids[1..3].to_vec()]).await.unwrap();
+    tx.commit().await.unwrap();
+    let (status, _, completed) = campaign_row(&id).await;
+    assert_eq!((status.as_str(), completed), ("sent", true));
+
+    // And with the savepoint undone after the first email of a campaign:
+    // the emails settled after it still finish the campaign.
+    let id = create(&stack, &user, "Savepoint again");
+    assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
+        .status
+        .success());
+    let ids: Vec<Uuid> = common::column(
+        "select id from public.emails_sent where campaign_id = $1::text::uuid order by id",
+        &[&id],
+    )
+    .await;
+    let tx = common::begin_as(&mut db, &user).await;
+    tx.execute(settle, &[&ids[..1].to_vec()]).await.unwrap();
+    tx.batch_execute("savepoint s").await.unwrap();
+    tx.execute(settle, &[&ids[1..].to_vec()]).await.unwrap();
+    tx.batch_execute("rollback to savepoint s").await.unwrap();
+    tx.execute(settle, &[&ids[1..].to_vec()]).await.unwrap();
+    tx.commit().await.unwrap();
+    let (status, _, completed) = campaign_row(&id).await;
+    assert_eq!((status.as_str(), completed), ("sent", true), "again");
+
+    // The first email settled in a savepoint undone, then all of them: the
+    // check undone with the savepoint is taken again.
+    let id = create(&stack, &user, "Savepoint undone first");
+    assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
+        .status
+        .success());
+    let ids: Vec<Uuid> = common::column(
+        "select id from public.emails_sent where campaign_id = $1::text::uuid order by id",
+        &[&id],
+    )
+    .await;
+    let tx = common::begin_as(&mut db, &user).await;
+    tx.batch_execute("savepoint s").await.unwrap();
+    tx.execute(settle, &[&ids[..1].to_vec()]).await.unwrap();
+    tx.batch_execute("rollback to savepoint s").await.unwrap();
+    tx.execute(settle, &[&ids]).await.unwrap();
+    tx.commit().await.unwrap();
+    let (status, _, completed) = campaign_row(&id).await;
+    assert_eq!((status.as_str(), completed), ("sent", true), "undone first");
+}
+
 #[tokio::test]
 async fn send_on_a_terminal_shows_the_recipients_and_defaults_to_no() {
     let stack = common::ready().await;

@@ -380,18 +380,21 @@ async fn completing_campaigns_leaves_no_per_campaign_setting_on_the_connection()
         &[],
     )
     .await;
-    assert!(names.len() <= 1, "per-campaign settings: {names:?}");
-    let value: Option<String> = common::scalar_in(
-        &db,
-        "select current_setting('mailsync.settled_checked', true)",
-        &[],
-    )
-    .await;
-    assert_eq!(
-        value.unwrap_or_default(),
-        "",
-        "nothing survives the transaction"
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "mailsync.settled_checked" || n == "mailsync.settled_queued"),
+        "per-campaign settings: {names:?}"
     );
+    for name in ["mailsync.settled_checked", "mailsync.settled_queued"] {
+        let value: Option<String> =
+            common::scalar_in(&db, "select current_setting($1, true)", &[&name]).await;
+        assert_eq!(
+            value.unwrap_or_default(),
+            "",
+            "{name}: nothing survives the transaction"
+        );
+    }
 }
 
 /// A writer whose counts moved a campaign's live row holds that row until

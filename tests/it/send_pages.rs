@@ -177,10 +177,21 @@ async fn a_claim_reads_only_the_emails_it_takes_on_statistics_from_before_the_se
         analysed, 20000,
         "the statistics are those from before the send"
     );
+    // The caller's suppression list, grown since: each claim looks up the
+    // addresses it takes in it, not the list whole.
+    admin
+        .execute(
+            "insert into public.suppressions (user_id, email, reason)
+             select $1, 'gone' || g || '@claims.test', 'unsubscribed' from generate_series(1, 5000) g",
+            &[&user.id],
+        )
+        .await
+        .unwrap();
 
     for round in 1..=3 {
         let tx = begin_as(&mut client, &user).await;
         let before: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
+        let looked_up: i64 = tx.query_one(SUPPRESSION_READS, &[]).await.unwrap().get(0);
         let claimed: serde_json::Value = tx
             .query_one(
                 "select public.claim_emails($1, 100, 60, 'w', 'claims.test', false, true)",
@@ -190,6 +201,12 @@ async fn a_claim_reads_only_the_emails_it_takes_on_statistics_from_before_the_se
             .unwrap()
             .get(0);
         let after: i64 = tx.query_one(EMAIL_READS, &[]).await.unwrap().get(0);
+        let looked_up = tx
+            .query_one(SUPPRESSION_READS, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            - looked_up;
         tx.commit().await.unwrap();
         assert_eq!(claimed.as_array().map(Vec::len), Some(100), "round {round}");
         assert!(
@@ -197,9 +214,17 @@ async fn a_claim_reads_only_the_emails_it_takes_on_statistics_from_before_the_se
             "claim {round} of 100 emails read {} emails",
             after - before
         );
+        assert!(
+            looked_up <= 100,
+            "claim {round} of 100 emails read {looked_up} suppressions"
+        );
     }
     db.drop(&stack).await;
 }
+
+const SUPPRESSION_READS: &str = "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+                                   from pg_catalog.pg_stat_xact_user_tables
+                                  where relid = 'public.suppressions'::regclass";
 
 /// Right after a send, `deliver` records outcomes by probing each email by
 /// its key, not by reading every email of the caller: the send refreshes
