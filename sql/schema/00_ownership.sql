@@ -51,7 +51,6 @@ insert into mailsync_objects (kind, name) values
   -- The earlier signature (no `hand`), dropped and replaced.
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean)'),
   ('function', 'claim_emails(uuid, integer, integer, text, text, boolean, boolean)'),
-  ('function', 'claim_emails(uuid, integer, integer, text, text, boolean, boolean, boolean)'),
   ('function', 'release_worker_emails(text, uuid[])'),
   ('table', 'email_claims'),
   ('function', 'mailsync_expire_email_claims(uuid, text)'),

@@ -1471,7 +1471,7 @@ async fn claims_and_outcomes_of_500_are_quick_among_200k_other_emails() {
     let returns: String = db
         .query_one(
             "select prorettype::regtype::text from pg_catalog.pg_proc
-              where oid = 'public.claim_emails(uuid, integer, integer, text, text, boolean, boolean, boolean)'::regprocedure",
+              where oid = 'public.claim_emails(uuid, integer, integer, text, text, boolean, boolean)'::regprocedure",
             &[],
         )
         .await

@@ -36,88 +36,6 @@ pub(super) struct Claimed {
     pub status: EmailStatus,
 }
 
-/// What `claim_emails` answers: with `columns`, one object of columns
-/// (every email `sending`, its Message-ID left out when it is
-/// `<id@domain>`), or, when some were suppressed or taken back, one array
-/// of emails.
-pub(super) struct ClaimAnswer(pub Vec<Claimed>);
-
-#[derive(Deserialize)]
-struct ClaimColumns {
-    domain: String,
-    campaigns: Vec<CampaignColumns>,
-}
-
-#[derive(Deserialize)]
-struct CampaignColumns {
-    campaign_id: Uuid,
-    ids: Vec<Uuid>,
-    emails: Vec<String>,
-    organizations: Vec<Option<String>>,
-    message_ids: Vec<Option<String>>,
-}
-
-impl ClaimColumns {
-    fn into_emails(self) -> std::result::Result<Vec<Claimed>, String> {
-        let mut claimed = Vec::new();
-        for c in self.campaigns {
-            let n = c.ids.len();
-            if [c.emails.len(), c.organizations.len(), c.message_ids.len()] != [n; 3] {
-                return Err(format!(
-                    "columns of different lengths for campaign {}",
-                    c.campaign_id
-                ));
-            }
-            let rows = c
-                .ids
-                .into_iter()
-                .zip(c.emails)
-                .zip(c.organizations)
-                .zip(c.message_ids);
-            claimed.extend(
-                rows.map(|(((id, email), organization), message_id)| Claimed {
-                    id,
-                    campaign_id: c.campaign_id,
-                    recipient_email: email,
-                    recipient_organization: organization,
-                    message_id: message_id.unwrap_or_else(|| format!("<{id}@{}>", self.domain)),
-                    status: EmailStatus::Sending,
-                }),
-            );
-        }
-        Ok(claimed)
-    }
-}
-
-impl<'de> Deserialize<'de> for ClaimAnswer {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::{self, value};
-        struct Answer;
-        impl<'de> de::Visitor<'de> for Answer {
-            type Value = ClaimAnswer;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of emails or an object of columns")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                seq: A,
-            ) -> std::result::Result<ClaimAnswer, A::Error> {
-                Vec::<Claimed>::deserialize(value::SeqAccessDeserializer::new(seq)).map(ClaimAnswer)
-            }
-            fn visit_map<A: de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> std::result::Result<ClaimAnswer, A::Error> {
-                ClaimColumns::deserialize(value::MapAccessDeserializer::new(map))?
-                    .into_emails()
-                    .map(ClaimAnswer)
-                    .map_err(de::Error::custom)
-            }
-        }
-        d.deserialize_any(Answer)
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct CampaignText {
     id: Uuid,
@@ -243,25 +161,22 @@ impl Db {
     /// Claims up to `max` emails for `lease_secs` seconds, handed to SMTP
     /// by the same call (one claim row, no write to the emails).
     pub(super) async fn claim(&self, claim: &Claim<'_>, max: usize) -> Result<Vec<Claimed>> {
-        let answer: ClaimAnswer = self
-            .call(
-                "claim_emails",
-                &with_campaign(
-                    json!({
-                        "max_emails": max.min(claim.max),
-                        "lease_seconds": claim.lease_secs,
-                        "worker": self.worker,
-                        "message_id_domain": claim.message_id_domain,
-                        "resend_unknown": claim.resend_unknown,
-                        "hand": true,
-                        "columns": true,
-                    }),
-                    claim.campaign,
-                ),
-                &t!("doing-claiming"),
-            )
-            .await?;
-        Ok(answer.0)
+        self.call(
+            "claim_emails",
+            &with_campaign(
+                json!({
+                    "max_emails": max.min(claim.max),
+                    "lease_seconds": claim.lease_secs,
+                    "worker": self.worker,
+                    "message_id_domain": claim.message_id_domain,
+                    "resend_unknown": claim.resend_unknown,
+                    "hand": true,
+                }),
+                claim.campaign,
+            ),
+            &t!("doing-claiming"),
+        )
+        .await
     }
 }
 
@@ -561,53 +476,4 @@ fn with_campaign(mut args: Value, campaign: Option<Uuid>) -> Value {
         args["campaign"] = json!(id);
     }
     args
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_claim_answer_of_columns_or_of_emails_gives_the_same_emails() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let campaign = Uuid::new_v4();
-        let columns = json!({
-            "domain": "news.example",
-            "campaigns": [{
-                "campaign_id": campaign,
-                "ids": [a, b],
-                "emails": ["a@x.example", "b@x.example"],
-                "organizations": ["Acme", null],
-                "message_ids": [null, "<kept@earlier.example>"],
-            }],
-        });
-        let ClaimAnswer(emails) = serde_json::from_value(columns).unwrap();
-        assert_eq!(emails.len(), 2);
-        assert_eq!(emails[0].id, a);
-        assert_eq!(emails[0].campaign_id, campaign);
-        assert_eq!(emails[0].message_id, format!("<{a}@news.example>"));
-        assert_eq!(emails[0].recipient_organization.as_deref(), Some("Acme"));
-        assert_eq!(emails[1].message_id, "<kept@earlier.example>");
-        assert_eq!(emails[1].recipient_organization, None);
-        assert!(emails.iter().all(|e| e.status == EmailStatus::Sending));
-
-        let rows = json!([{
-            "id": a, "campaign_id": campaign, "recipient_email": "a@x.example",
-            "recipient_organization": null, "message_id": "<m@x>", "attempts": 1, "status": "failed",
-        }]);
-        let ClaimAnswer(emails) = serde_json::from_value(rows).unwrap();
-        assert_eq!((emails[0].id, emails[0].status), (a, EmailStatus::Failed));
-
-        let empty = json!({"domain": "d", "campaigns": []});
-        assert!(serde_json::from_value::<ClaimAnswer>(empty)
-            .unwrap()
-            .0
-            .is_empty());
-        let uneven = json!({"domain": "d", "campaigns": [{
-            "campaign_id": campaign, "ids": [a, b], "emails": ["a@x.example"],
-            "organizations": [null, null], "message_ids": [null, null],
-        }]});
-        assert!(serde_json::from_value::<ClaimAnswer>(uneven).is_err());
-        assert!(serde_json::from_value::<ClaimAnswer>(json!("nonsense")).is_err());
-    }
 }
