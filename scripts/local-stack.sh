@@ -507,6 +507,8 @@ wait_rest() {
     code="$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $ANON_KEY" "$url/rest/v1/" || true)"
     case "$code" in 2*|3*|4*) return 0 ;; esac
     if ! pid_alive "$STACK_DIR/$name.pid"; then
+      # Its port taken (see wait_postrust): the caller starts it again.
+      grep -q "Address already in use" "$STACK_DIR/$name.log" 2>/dev/null && return 2
       tail -n 20 "$STACK_DIR/$name.log" >&2 || true
       die "$name exited"
     fi
@@ -514,6 +516,23 @@ wait_rest() {
   done
   tail -n 20 "$STACK_DIR/$name.log" >&2 || true
   die "the REST API did not answer at $url/rest/v1/"
+}
+
+# Waits for a REST server; one that could not take its port (an outgoing
+# connection given it before the ports were reserved, or where they cannot
+# be: seen once in CI) is started again, after saying who holds the port.
+wait_postrust() {
+  local name="$1" port="$2" max_rows="$3" pool="$4" url="$5" try
+  for try in 1 2 3 4 5; do
+    if wait_rest "$url" "$name"; then
+      return 0
+    fi
+    log "$name: 127.0.0.1:$port is in use ($(ss -tanpH "( sport = :$port )" 2>/dev/null | head -n 2 | tr -s ' ' | tr '\n' ';')); trying again"
+    sleep 1
+    start_postrust "$name" "$port" "$max_rows" "$pool"
+  done
+  tail -n 20 "$STACK_DIR/$name.log" >&2 || true
+  die "$name could not take 127.0.0.1:$port"
 }
 
 # ---------------------------------------------------------------------------
@@ -1007,8 +1026,8 @@ cmd_up() {
   start_pgbouncer
   start_postrust postrust "$REST_PORT" "$MAX_ROWS" 20
   start_postrust postrust-capped "$CAPPED_REST_PORT" "$CAPPED_MAX_ROWS" 4
-  wait_rest "$API_URL" postrust
-  wait_rest "$CAPPED_API_URL" postrust-capped
+  wait_postrust postrust "$REST_PORT" "$MAX_ROWS" 20 "$API_URL"
+  wait_postrust postrust-capped "$CAPPED_REST_PORT" "$CAPPED_MAX_ROWS" 4 "$CAPPED_API_URL"
   # What mailsync reads when no URL is configured (src/local_stack.rs).
   # It holds the database password: mode 600, replaced atomically.
   cmd_env > "$STACK_DIR/stack.env.tmp"
