@@ -578,6 +578,20 @@ async fn concurrent_writers_settling_the_last_emails_always_finish_the_campaign(
     }
 }
 
+/// A campaign queued to every contact of `user`, and its emails' ids in order.
+async fn queued(stack: &Stack, user: &User, name: &str) -> (String, Vec<Uuid>) {
+    let id = create(stack, user, name);
+    assert!(run_as(stack, user, &["campaigns", "send", &id, "--yes"])
+        .status
+        .success());
+    let ids = common::column(
+        "select id from public.emails_sent where campaign_id = $1::text::uuid order by id",
+        &[&id],
+    )
+    .await;
+    (id, ids)
+}
+
 /// The campaign is checked once per transaction, at commit, whatever the
 /// transaction did before: an email settled in a savepoint rolled back
 /// (its check goes with it), then the rest settled in another statement;
@@ -587,15 +601,7 @@ async fn one_check_per_transaction_finishes_the_campaign_after_a_rolled_back_sav
     let stack = common::ready().await;
     let user = new_user(&stack).await;
     contacts(&stack, &user, 6, 0).await;
-    let id = create(&stack, &user, "Savepoint");
-    assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
-        .status
-        .success());
-    let ids: Vec<Uuid> = common::column(
-        "select id from public.emails_sent where campaign_id = $1::text::uuid order by id",
-        &[&id],
-    )
-    .await;
+    let (id, ids) = queued(&stack, &user, "Savepoint").await;
     assert_eq!(ids.len(), 6);
     let mut db = common::admin().await;
     let settle = "update public.emails_sent set status = 'delivered' where id = any($1)";
@@ -618,15 +624,7 @@ async fn one_check_per_transaction_finishes_the_campaign_after_a_rolled_back_sav
 
     // And with the savepoint undone after the first email of a campaign:
     // the emails settled after it still finish the campaign.
-    let id = create(&stack, &user, "Savepoint again");
-    assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
-        .status
-        .success());
-    let ids: Vec<Uuid> = common::column(
-        "select id from public.emails_sent where campaign_id = $1::text::uuid order by id",
-        &[&id],
-    )
-    .await;
+    let (id, ids) = queued(&stack, &user, "Savepoint again").await;
     let tx = common::begin_as(&mut db, &user).await;
     tx.execute(settle, &[&ids[..1].to_vec()]).await.unwrap();
     tx.batch_execute("savepoint s").await.unwrap();
@@ -639,15 +637,7 @@ async fn one_check_per_transaction_finishes_the_campaign_after_a_rolled_back_sav
 
     // The first email settled in a savepoint undone, then all of them: the
     // check undone with the savepoint is taken again.
-    let id = create(&stack, &user, "Savepoint undone first");
-    assert!(run_as(&stack, &user, &["campaigns", "send", &id, "--yes"])
-        .status
-        .success());
-    let ids: Vec<Uuid> = common::column(
-        "select id from public.emails_sent where campaign_id = $1::text::uuid order by id",
-        &[&id],
-    )
-    .await;
+    let (id, ids) = queued(&stack, &user, "Savepoint undone first").await;
     let tx = common::begin_as(&mut db, &user).await;
     tx.batch_execute("savepoint s").await.unwrap();
     tx.execute(settle, &[&ids[..1].to_vec()]).await.unwrap();

@@ -120,20 +120,7 @@ const EMAIL_READS: &str = "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_f
 #[tokio::test]
 async fn a_claim_reads_only_the_emails_it_takes_on_statistics_from_before_the_send() {
     let stack = common::ready().await;
-    let db = common::ScratchDb::create(&stack).await;
-    let reset = common::mailsync(
-        &stack,
-        &["db", "reset", "--yes"],
-        &[("SUPABASE_DB_URL", &db.url)],
-    );
-    assert!(reset.status.success(), "{}", common::stderr(&reset));
-    let admin = db.client().await;
-    let user = User {
-        id: uuid::Uuid::new_v4(),
-        email: "claims@example.test".into(),
-        token: String::new(),
-    };
-    common::insert_user(&admin, user.id, &user.email).await;
+    let (db, admin, user) = scratch_with_user(&stack, "claims@example.test").await;
     // 20 000 emails sent long ago, analysed; then 1 500 queued (7.5 %).
     admin
         .batch_execute(&format!(
@@ -222,6 +209,29 @@ async fn a_claim_reads_only_the_emails_it_takes_on_statistics_from_before_the_se
     db.drop(&stack).await;
 }
 
+/// A scratch database holding this build's schema (`db reset`), its admin
+/// client, and one user (no token: its sessions are opened with `begin_as`).
+async fn scratch_with_user(
+    stack: &common::Stack,
+    email: &str,
+) -> (common::ScratchDb, Client, User) {
+    let db = common::ScratchDb::create(stack).await;
+    let reset = common::mailsync(
+        stack,
+        &["db", "reset", "--yes"],
+        &[("SUPABASE_DB_URL", &db.url)],
+    );
+    assert!(reset.status.success(), "{}", common::stderr(&reset));
+    let admin = db.client().await;
+    let user = User {
+        id: uuid::Uuid::new_v4(),
+        email: email.into(),
+        token: String::new(),
+    };
+    common::insert_user(&admin, user.id, &user.email).await;
+    (db, admin, user)
+}
+
 const SUPPRESSION_READS: &str = "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
                                    from pg_catalog.pg_stat_xact_user_tables
                                   where relid = 'public.suppressions'::regclass";
@@ -236,20 +246,7 @@ const SUPPRESSION_READS: &str = "select coalesce(seq_tup_read, 0) + coalesce(idx
 #[tokio::test]
 async fn a_send_refreshes_the_statistics_so_outcomes_read_only_their_emails() {
     let stack = common::ready().await;
-    let db = common::ScratchDb::create(&stack).await;
-    let reset = common::mailsync(
-        &stack,
-        &["db", "reset", "--yes"],
-        &[("SUPABASE_DB_URL", &db.url)],
-    );
-    assert!(reset.status.success(), "{}", common::stderr(&reset));
-    let admin = db.client().await;
-    let user = User {
-        id: uuid::Uuid::new_v4(),
-        email: "stats@example.test".into(),
-        token: String::new(),
-    };
-    common::insert_user(&admin, user.id, &user.email).await;
+    let (db, admin, user) = scratch_with_user(&stack, "stats@example.test").await;
     admin
         .execute(
             "insert into public.contacts (user_id, email)
